@@ -1,0 +1,1 @@
+//! The Surplus agent core.

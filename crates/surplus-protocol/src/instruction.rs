@@ -1,0 +1,134 @@
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::{BlobHash, BlobRef, StatusReport, UnixMillis, VaultReport};
+
+/// One unit of work the hub asks a device to do.
+///
+/// Delivery is at least once: a device may see the same instruction again (after a crash, or when
+/// its acknowledgement was lost), so it executes by `id`, idempotently.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Instruction {
+    pub id: Uuid,
+    pub created_at: UnixMillis,
+    /// After this the hub no longer wants it done; a device ignores it.
+    pub expires_at: UnixMillis,
+    pub kind: InstructionKind,
+}
+
+/// What an instruction asks for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum InstructionKind {
+    /// Fetch a blob from the hub's staging store into the vault, verify it, and keep it.
+    StoreBlob { blob: BlobRef, allocation_id: Uuid },
+    /// Remove a blob from the vault.
+    DeleteBlob { hash: BlobHash, allocation_id: Option<Uuid> },
+    /// Prove the vault still holds a blob: BLAKE3 over `nonce` then the bytes in the range.
+    VerifyBlob { hash: BlobHash, offset: u64, length: u64, nonce: String },
+    /// Send a fresh status report now.
+    ReportStatus,
+    /// A kind this agent does not know (from a newer hub). Acknowledged as unsupported.
+    #[serde(other)]
+    Unsupported,
+}
+
+impl InstructionKind {
+    /// The kind's wire name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::StoreBlob { .. } => "store_blob",
+            Self::DeleteBlob { .. } => "delete_blob",
+            Self::VerifyBlob { .. } => "verify_blob",
+            Self::ReportStatus => "report_status",
+            Self::Unsupported => "unsupported",
+        }
+    }
+}
+
+/// The instructions waiting for a device (empty when a long poll timed out).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct InstructionBatch {
+    pub instructions: Vec<Instruction>,
+}
+
+/// A device's acknowledgement of one instruction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Acknowledgement {
+    pub result: InstructionResult,
+    /// The vault's state after the instruction, so the hub's view is fresh without a heartbeat.
+    pub vault: Option<VaultReport>,
+}
+
+/// How an instruction ended on the device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum InstructionResult {
+    Stored { hash: BlobHash, size: u64 },
+    Deleted { hash: BlobHash },
+    Verified { hash: BlobHash, digest: String },
+    Reported { report: Box<StatusReport> },
+    Failed { code: FailureCode, message: String },
+}
+
+/// Why a device could not carry out an instruction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureCode {
+    /// The vault has no room within its quota and floor.
+    QuotaExceeded,
+    /// The user has not consented (or withdrew consent) to this resource.
+    NoConsent,
+    /// Donation is paused.
+    Paused,
+    /// A blob asked for is not in the vault.
+    NotFound,
+    /// The data fetched did not match its hash.
+    Corrupt,
+    /// The instruction expired before it could run.
+    Expired,
+    /// The agent does not know this instruction.
+    Unsupported,
+    /// Anything else (I/O errors, the hub unreachable); the message says what.
+    Io,
+}
+
+impl FailureCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::QuotaExceeded => "quota_exceeded",
+            Self::NoConsent => "no_consent",
+            Self::Paused => "paused",
+            Self::NotFound => "not_found",
+            Self::Corrupt => "corrupt",
+            Self::Expired => "expired",
+            Self::Unsupported => "unsupported",
+            Self::Io => "io",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_kinds_decode_as_unsupported() {
+        let json = serde_json::json!({"type": "run_task", "task": 7});
+        let kind: InstructionKind = serde_json::from_value(json).expect("decodes");
+        assert_eq!(kind, InstructionKind::Unsupported);
+    }
+
+    #[test]
+    fn store_blob_wire_form() {
+        let id = Uuid::nil();
+        let kind = InstructionKind::StoreBlob {
+            blob: BlobRef { hash: "ab".repeat(32), size: 3 },
+            allocation_id: id,
+        };
+        let json = serde_json::to_value(&kind).expect("json");
+        assert_eq!(json["type"], "store_blob");
+        assert_eq!(json["blob"]["size"], 3);
+    }
+}

@@ -1,0 +1,66 @@
+//! The wire types shared by the Surplus hub and its agents.
+//!
+//! Everything that crosses the network between a device and the hub is defined here, and nothing
+//! else: no I/O, no HTTP client, no database. Both sides depend on this crate and on nothing of each
+//! other, so a change to the protocol is a change to this crate.
+//!
+//! Conventions: JSON field names are `snake_case`; times are milliseconds since the Unix epoch
+//! ([`UnixMillis`]); sizes are bytes; identifiers are UUIDs except blobs, which are named by the
+//! lower-case hex BLAKE3 hash of their content ([`BlobHash`]). Every error the hub returns has the
+//! shape of [`ErrorBody`] with a stable [`ErrorCode`].
+
+mod account;
+mod blob;
+mod device;
+mod error;
+mod instruction;
+mod ledger;
+mod report;
+
+pub use account::*;
+pub use blob::*;
+pub use device::*;
+pub use error::*;
+pub use instruction::*;
+pub use ledger::*;
+pub use report::*;
+
+/// The path prefix of every versioned endpoint.
+pub const API_PREFIX: &str = "/v1";
+
+/// Milliseconds since the Unix epoch, UTC.
+pub type UnixMillis = i64;
+
+/// The prefix of a subscriber's session token (`Authorization: Bearer ses_...`).
+pub const SESSION_TOKEN_PREFIX: &str = "ses_";
+
+/// The prefix of a device credential (`Authorization: Bearer dev_<device id>_<secret>`).
+pub const DEVICE_TOKEN_PREFIX: &str = "dev_";
+
+/// Formats the bearer token a device presents to the hub.
+pub fn device_token(device_id: uuid::Uuid, secret: &str) -> String {
+    format!("{DEVICE_TOKEN_PREFIX}{}_{secret}", device_id.simple())
+}
+
+/// Splits a device bearer token into its device id and secret; `None` if it is not one.
+pub fn parse_device_token(token: &str) -> Option<(uuid::Uuid, &str)> {
+    let rest = token.strip_prefix(DEVICE_TOKEN_PREFIX)?;
+    let (id, secret) = rest.split_once('_')?;
+    let id = uuid::Uuid::try_parse(id).ok()?;
+    (!secret.is_empty()).then_some((id, secret))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_token_round_trips() {
+        let id = uuid::Uuid::new_v4();
+        let token = device_token(id, "s3cret");
+        assert_eq!(parse_device_token(&token), Some((id, "s3cret")));
+        assert_eq!(parse_device_token("dev_nonsense_x"), None);
+        assert_eq!(parse_device_token(&format!("dev_{}_", id.simple())), None);
+        assert_eq!(parse_device_token("ses_abc"), None);
+    }
+}

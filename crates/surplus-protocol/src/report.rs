@@ -1,0 +1,219 @@
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::UnixMillis;
+
+/// A device's operating information, sent with every heartbeat and on request.
+///
+/// The settings that decide what may be donated (consent, quota, limits, pause) travel with the
+/// measurements, so that the hub decides from one consistent picture of the device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct StatusReport {
+    pub agent_version: String,
+    /// The operating system family (`linux`, `windows`, `macos`, ...).
+    pub os: String,
+    /// The device's offset from UTC, so that the hub can evaluate its schedule window.
+    pub utc_offset_minutes: i32,
+    pub cpu: CpuReport,
+    pub memory: MemoryReport,
+    pub user: UserActivity,
+    /// `None` when the power source cannot be read; a machine without a battery reports `false`.
+    pub on_battery: Option<bool>,
+    pub disk: DiskReport,
+    pub vault: VaultReport,
+    pub consent: Consent,
+    pub limits: ComputeLimits,
+    pub pause: PauseState,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CpuReport {
+    pub cores: u32,
+    /// CPU used by programs other than donated work, as a percentage of all cores (0-100).
+    pub busy_percent: f32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct MemoryReport {
+    pub total_bytes: u64,
+    pub available_bytes: u64,
+}
+
+/// Whether someone is using the machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "session", rename_all = "snake_case")]
+pub enum UserActivity {
+    /// No user session at all (a server or NAS running the headless agent): always idle.
+    None,
+    /// A session whose input idle time was read.
+    Idle { idle_seconds: u64 },
+    /// A session exists but its idle time cannot be read: never treated as idle.
+    Unknown,
+}
+
+/// The disk that holds the vault.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DiskReport {
+    pub total_bytes: u64,
+    pub free_bytes: u64,
+}
+
+/// The hidden vault of donated storage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct VaultReport {
+    /// The most the vault may ever hold, as the user set it.
+    pub quota_bytes: u64,
+    /// Bytes of blobs held for others.
+    pub used_bytes: u64,
+    /// Bytes set aside on disk for blobs still to come.
+    pub reserved_bytes: u64,
+    /// The free space the vault never pushes the disk below.
+    pub floor_bytes: u64,
+}
+
+/// The user's explicit consent, per resource. Both are off until the user turns them on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+pub struct Consent {
+    pub storage: bool,
+    pub compute: bool,
+}
+
+/// When donated compute may run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ComputeLimits {
+    /// The share of the cores donated work may use (0-100).
+    pub cores_percent: u8,
+    /// Minutes without keyboard or mouse input before compute starts.
+    pub idle_minutes: u32,
+    /// Compute stops while other programs use more than this share of the CPU (0-100).
+    pub busy_cpu_percent: u8,
+    /// Whether compute may run on battery.
+    pub on_battery: bool,
+    /// An optional daily window, in the device's local time, outside which nothing runs.
+    pub window: Option<TimeWindow>,
+}
+
+/// A daily window in local time. `end` before `start` wraps past midnight (22:00-06:00).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TimeWindow {
+    /// Minutes after local midnight (0-1439).
+    pub start_minute: u16,
+    /// Minutes after local midnight (0-1439).
+    pub end_minute: u16,
+}
+
+impl TimeWindow {
+    /// Whether `minute` (after local midnight) falls inside the window.
+    pub fn contains(&self, minute: u16) -> bool {
+        if self.start_minute <= self.end_minute {
+            (self.start_minute..self.end_minute).contains(&minute)
+        } else {
+            minute >= self.start_minute || minute < self.end_minute
+        }
+    }
+}
+
+/// Whether the user has paused donation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "paused", rename_all = "snake_case")]
+pub enum PauseState {
+    #[default]
+    Running,
+    /// Paused until the given time.
+    Until { until: UnixMillis },
+    /// Paused until the user resumes.
+    Indefinitely,
+}
+
+impl PauseState {
+    /// Whether donation is paused at `now`.
+    pub fn is_paused(&self, now: UnixMillis) -> bool {
+        match *self {
+            Self::Running => false,
+            Self::Until { until } => now < until,
+            Self::Indefinitely => true,
+        }
+    }
+}
+
+/// What the hub answers to a heartbeat.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HeartbeatResponse {
+    /// What the hub now counts as spare on this device.
+    pub spare: Spare,
+    /// When to send the next heartbeat.
+    pub next_heartbeat_seconds: u32,
+    pub server_time: UnixMillis,
+}
+
+/// Spare resources on one device, as the hub's policy decided them from its latest report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+pub struct Spare {
+    pub storage_bytes: u64,
+    pub compute_slots: u32,
+    /// Why nothing is spare, when that is so (`no_consent`, `paused`, `user_active`, ...).
+    pub storage_reason: Option<SpareReason>,
+    pub compute_reason: Option<SpareReason>,
+}
+
+/// Why a resource is not spare right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SpareReason {
+    NoConsent,
+    Paused,
+    SubscriberInactive,
+    VaultFull,
+    DiskFloor,
+    UserActive,
+    IdleUnknown,
+    OnBattery,
+    CpuBusy,
+    OutsideWindow,
+    NoCores,
+}
+
+impl SpareReason {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::NoConsent => "not consented",
+            Self::Paused => "paused",
+            Self::SubscriberInactive => "subscriber not active",
+            Self::VaultFull => "vault quota used up",
+            Self::DiskFloor => "disk free space at its floor",
+            Self::UserActive => "user active",
+            Self::IdleUnknown => "idle time unknown",
+            Self::OnBattery => "on battery",
+            Self::CpuBusy => "other programs busy",
+            Self::OutsideWindow => "outside the schedule window",
+            Self::NoCores => "no cores allowed",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_wraps_past_midnight() {
+        let night = TimeWindow { start_minute: 22 * 60, end_minute: 6 * 60 };
+        assert!(night.contains(23 * 60));
+        assert!(night.contains(0));
+        assert!(night.contains(5 * 60 + 59));
+        assert!(!night.contains(6 * 60));
+        assert!(!night.contains(12 * 60));
+        let day = TimeWindow { start_minute: 9 * 60, end_minute: 17 * 60 };
+        assert!(day.contains(9 * 60));
+        assert!(!day.contains(17 * 60));
+        assert!(!day.contains(8 * 60));
+    }
+
+    #[test]
+    fn user_activity_wire_form() {
+        let idle = serde_json::to_value(UserActivity::Idle { idle_seconds: 42 }).expect("json");
+        assert_eq!(idle, serde_json::json!({"session": "idle", "idle_seconds": 42}));
+        let none = serde_json::to_value(UserActivity::None).expect("json");
+        assert_eq!(none, serde_json::json!({"session": "none"}));
+    }
+}
