@@ -1,1 +1,295 @@
-fn main() {}
+//! `surplus-hub`: serve the hub, or act on its database as the operator.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use surplus_hub::config::{self, FileConfig};
+use surplus_hub::staging::Staging;
+use surplus_hub::store::Store;
+use surplus_hub::{Hub, admin, api};
+use surplus_protocol::{SubscriberStatus, UnixMillis};
+
+#[derive(Debug, Parser)]
+#[command(name = "surplus-hub", version, about = "The Surplus hub: devices, spare resources, allocations, instructions.")]
+struct Cli {
+    /// A TOML config file (default: <config dir>/surplus-hub/hub.toml, if it exists).
+    #[arg(long, global = true, env = "SURPLUS_HUB_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the API.
+    Serve {
+        /// Address to listen on (default 127.0.0.1:7420).
+        #[arg(long, env = "SURPLUS_HUB_LISTEN")]
+        listen: Option<SocketAddr>,
+        #[command(flatten)]
+        data: DataArgs,
+        /// Seconds between device heartbeats (default 30).
+        #[arg(long, env = "SURPLUS_HUB_HEARTBEAT_INTERVAL")]
+        heartbeat_interval: Option<u64>,
+    },
+    /// Operator commands on the hub's database.
+    Admin {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Print one JSON document instead of text.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Print the OpenAPI document of the API.
+    Openapi,
+}
+
+#[derive(Debug, clap::Args)]
+struct DataArgs {
+    /// sqlite://PATH (default: <data dir>/surplus-hub/hub.db) or postgres://...
+    #[arg(long, env = "SURPLUS_HUB_DATABASE")]
+    database: Option<String>,
+    /// The staging folder for blobs in transit (default: <data dir>/surplus-hub/staging).
+    #[arg(long, env = "SURPLUS_HUB_STAGING")]
+    staging: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// List subscribers.
+    Subscribers,
+    /// Suspend a subscriber: no new allocations for them.
+    Suspend { email: String },
+    /// Resume a suspended subscriber.
+    Resume { email: String },
+    /// List every device with its spare resources.
+    Devices,
+    /// Show the allocation ledger, newest first.
+    Ledger {
+        /// Only allocations serving, or donated by, this subscriber.
+        #[arg(long)]
+        subscriber: Option<String>,
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+    },
+    /// Start the service for a subscriber: ask their devices for fresh reports, then allocate.
+    Start {
+        email: String,
+        /// Seconds to wait for devices to answer.
+        #[arg(long, default_value_t = 10)]
+        wait: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SURPLUS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("surplus-hub: starting the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("surplus-hub: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn open(file: &FileConfig, data: DataArgs, settings: surplus_hub::Settings, background: bool) -> anyhow::Result<std::sync::Arc<Hub>> {
+    let database = data.database.or_else(|| file.database.clone()).unwrap_or_else(config::default_database);
+    let staging_dir = data.staging.or_else(|| file.staging.clone()).unwrap_or_else(config::default_staging);
+    let store = Store::connect(&database).await.with_context(|| format!("opening the database {database}"))?;
+    let staging = Staging::open(&staging_dir).await?;
+    Ok(if background { Hub::start(store, staging, settings) } else { Hub::without_background(store, staging, settings) })
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let file = FileConfig::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Openapi => {
+            println!("{}", surplus_hub::openapi::document());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve { listen, data, heartbeat_interval } => {
+            let mut settings = file.settings();
+            if let Some(seconds) = heartbeat_interval {
+                settings.heartbeat_interval = Duration::from_secs(seconds.max(1));
+            }
+            let listen = listen.or(file.listen).unwrap_or_else(|| config::DEFAULT_LISTEN.parse().expect("valid default"));
+            let hub = open(&file, data, settings, true).await?;
+            let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
+            tracing::info!(address = %listener.local_addr()?, "hub listening");
+            axum::serve(listener, api::router(hub.clone()))
+                .with_graceful_shutdown(shutdown_signal())
+                .await?;
+            hub.store.close().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Admin { data, json, command } => {
+            let hub = open(&file, data, file.settings(), false).await?;
+            let outcome = run_admin(&hub, command, json).await;
+            hub.store.close().await;
+            match outcome {
+                Ok(()) => Ok(ExitCode::SUCCESS),
+                Err(error) => {
+                    eprintln!("surplus-hub admin: {error}");
+                    Ok(ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(1)))
+                }
+            }
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => {
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+    tracing::info!("shutting down");
+}
+
+fn print_json(value: &impl serde::Serialize) {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => println!("{text}"),
+        Err(error) => eprintln!("surplus-hub admin: encoding JSON: {error}"),
+    }
+}
+
+async fn run_admin(hub: &Hub, command: AdminCommand, json: bool) -> Result<(), admin::AdminError> {
+    match command {
+        AdminCommand::Subscribers => {
+            let subscribers = admin::subscribers(hub).await?;
+            if json {
+                print_json(&subscribers);
+            } else {
+                println!("{:<32} {:<10} {:<10} {}", "EMAIL", "PLAN", "STATUS", "SINCE");
+                for s in subscribers {
+                    println!("{:<32} {:<10} {:<10} {}", s.email, s.plan.as_str(), s.status.as_str(), time(Some(s.created_at)));
+                }
+            }
+        }
+        AdminCommand::Suspend { email } => status_change(hub, &email, SubscriberStatus::Suspended, json).await?,
+        AdminCommand::Resume { email } => status_change(hub, &email, SubscriberStatus::Active, json).await?,
+        AdminCommand::Devices => {
+            let devices = admin::devices(hub).await?;
+            if json {
+                print_json(&devices);
+            } else {
+                println!("{:<36} {:<16} {:<24} {:<8} {:>10} {:>5} {:>6}  {}", "ID", "NAME", "SUBSCRIBER", "ONLINE", "SPARE", "SLOTS", "AVAIL7", "LAST HEARTBEAT");
+                for d in devices {
+                    println!(
+                        "{:<36} {:<16} {:<24} {:<8} {:>10} {:>5} {:>5.0}%  {}",
+                        d.id,
+                        d.name,
+                        d.subscriber,
+                        if d.revoked_at.is_some() { "revoked" } else if d.online { "yes" } else { "no" },
+                        size(d.spare_storage_bytes),
+                        d.compute_slots,
+                        d.availability_7d * 100.0,
+                        time(d.last_heartbeat)
+                    );
+                }
+            }
+        }
+        AdminCommand::Ledger { subscriber, limit } => {
+            let ledger = admin::ledger(hub, subscriber.as_deref(), i64::from(limit)).await?;
+            if json {
+                print_json(&ledger);
+            } else {
+                println!("{:<20} {:<24} {:<16} {:<8} {:>10} {:<10} {}", "CREATED", "FOR", "ON DEVICE", "KIND", "AMOUNT", "STATE", "PURPOSE");
+                for a in ledger {
+                    let amount = if a.kind == surplus_protocol::ResourceKind::Storage { size(a.amount) } else { format!("{} slots", a.amount) };
+                    println!(
+                        "{:<20} {:<24} {:<16} {:<8} {:>10} {:<10} {}",
+                        time(Some(a.created_at)),
+                        a.subscriber,
+                        a.device_name,
+                        a.kind.as_str(),
+                        amount,
+                        a.state.as_str(),
+                        a.purpose
+                    );
+                }
+            }
+        }
+        AdminCommand::Start { email, wait } => {
+            let started = admin::start(hub, &email, Duration::from_secs(wait)).await?;
+            if json {
+                print_json(&started);
+            } else {
+                println!("service started for {}", started.subscriber);
+                for d in &started.devices {
+                    let reached = if d.reached { "reached" } else { "not reached (offline: the request stays queued)" };
+                    let storage = d.storage_reason.clone().unwrap_or_else(|| size(d.spare_storage_bytes));
+                    let compute = d.compute_reason.clone().unwrap_or_else(|| format!("{} slots", d.compute_slots));
+                    println!("  {} {}: {reached}; spare storage {storage}; compute {compute}", d.id, d.name);
+                }
+                if started.allocations.is_empty() {
+                    println!("  nothing waiting for storage: no allocations made");
+                }
+                for a in &started.allocations {
+                    println!("  allocated {} on {} for {} (instruction {})", size(a.bytes), a.device_id, a.purpose, a.instruction_id);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn status_change(hub: &Hub, email: &str, status: SubscriberStatus, json: bool) -> Result<(), admin::AdminError> {
+    let subscriber = admin::set_status(hub, email, status).await?;
+    if json {
+        print_json(&subscriber);
+    } else {
+        println!("{} is now {}", subscriber.email, subscriber.status.as_str());
+    }
+    Ok(())
+}
+
+fn time(at: Option<UnixMillis>) -> String {
+    match at.and_then(|ms| u64::try_from(ms).ok()) {
+        Some(ms) => humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(ms)).to_string(),
+        None => "never".to_owned(),
+    }
+}
+
+fn size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+}

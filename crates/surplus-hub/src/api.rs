@@ -1,0 +1,501 @@
+//! The HTTP API under `/v1`, plus `/healthz` and `/metrics`.
+//!
+//! Handlers translate between HTTP and the [`Hub`]; every failure leaves as an [`ApiError`] with
+//! a stable code. The OpenAPI document is generated from the annotations here (see `openapi.rs`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::Router;
+use serde::Deserialize;
+use surplus_protocol::{
+    Acknowledgement, Allocation, BlobRef, Credentials, Device, DeviceCredentials, ErrorCode, HeartbeatResponse,
+    Holder, InstructionBatch, PlaceBlobRequest, Placement, Plan, ProbeRequested, RegisterDevice, Session,
+    StatusReport, Subscriber, is_blob_hash,
+};
+use tokio_util::io::ReaderStream;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+use uuid::Uuid;
+
+use crate::auth::{
+    Caller, DeviceCaller, SubscriberCaller, decoy_hash, hash_password, random_secret, require_active, token_hash,
+    verify_password,
+};
+use crate::error::{ApiError, ApiResult};
+use crate::hub::Hub;
+use crate::now_ms;
+use crate::staging::StagingError;
+
+/// A JSON body whose rejections are [`ApiError`]s.
+#[derive(Debug, FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct Json<T>(pub T);
+
+impl<T: serde::Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct Path<T>(pub T);
+
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct Query<T>(pub T);
+
+/// Builds the hub's router.
+pub fn router(hub: Arc<Hub>) -> Router {
+    let json_limit = hub.settings.max_json_bytes;
+    let v1 = Router::new()
+        .route("/signup", post(signup))
+        .route("/login", post(login))
+        .route("/me", get(me))
+        .route("/devices", get(list_devices).post(register_device))
+        .route("/devices/probe", post(probe_all))
+        .route("/devices/{id}", get(get_device).delete(revoke_device))
+        .route("/devices/{id}/probe", post(probe_device))
+        .route("/allocations", get(allocations))
+        .route("/device/heartbeat", post(heartbeat))
+        .route("/device/instructions", get(poll_instructions))
+        .route("/device/instructions/{id}/ack", post(acknowledge))
+        .route("/blobs/{hash}", put(upload_blob).get(download_blob))
+        .route("/placements", post(place_blob))
+        .route("/placements/{hash}", get(get_placement))
+        .route("/openapi.json", get(openapi));
+    Router::new()
+        .nest(surplus_protocol::API_PREFIX, v1)
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(json_limit))
+        .layer(middleware::from_fn_with_state(hub.clone(), record_metrics))
+        .layer(TraceLayer::new_for_http())
+        .layer(CatchPanicLayer::custom(|_panic: Box<dyn std::any::Any + Send>| {
+            ApiError::internal("a request handler panicked").into_response()
+        }))
+        .with_state(hub)
+}
+
+async fn record_metrics(State(hub): State<Arc<Hub>>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let response = next.run(request).await;
+    hub.metrics.request(&method, &route, response.status().as_u16(), started.elapsed().as_secs_f64());
+    response
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint; see /v1/openapi.json")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, ErrorCode::MethodNotAllowed, "this endpoint does not take that method")
+}
+
+/// Liveness and database reachability.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "The hub is up and its database answers")))]
+async fn healthz(State(hub): State<Arc<Hub>>) -> ApiResult<&'static str> {
+    hub.store.subscribers_count().await?;
+    Ok("ok\n")
+}
+
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format")))]
+async fn metrics(State(hub): State<Arc<Hub>>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], hub.metrics.render())
+}
+
+#[utoipa::path(get, path = "/v1/openapi.json", responses((status = 200, description = "This document")))]
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], crate::openapi::document())
+}
+
+fn validate_credentials(credentials: &Credentials) -> ApiResult<()> {
+    let email = credentials.email.trim();
+    let valid_email = email.len() <= 254
+        && email.split_once('@').is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
+        && !email.chars().any(char::is_whitespace);
+    if !valid_email {
+        return Err(ApiError::validation(format!("email {:?} is not an email address", credentials.email)));
+    }
+    if credentials.password.chars().count() < 8 || credentials.password.len() > 1024 {
+        return Err(ApiError::validation("password must be 8 to 1024 characters long"));
+    }
+    Ok(())
+}
+
+async fn new_session(hub: &Hub, subscriber: Subscriber) -> ApiResult<Session> {
+    let token = format!("{}{}", surplus_protocol::SESSION_TOKEN_PREFIX, random_secret());
+    let now = now_ms();
+    let expires_at = now + i64::try_from(hub.settings.session_ttl.as_millis()).unwrap_or(i64::MAX / 2);
+    hub.store.create_session(&token_hash(&token), subscriber.id, now, expires_at).await?;
+    Ok(Session { token, expires_at, subscriber })
+}
+
+/// Signs up a new subscriber on the standard plan and logs them in.
+#[utoipa::path(post, path = "/v1/signup", request_body = Credentials,
+    responses((status = 201, body = Session), (status = 409, body = surplus_protocol::ErrorBody, description = "already signed up"),
+               (status = 422, body = surplus_protocol::ErrorBody)))]
+async fn signup(State(hub): State<Arc<Hub>>, Json(credentials): Json<Credentials>) -> ApiResult<(StatusCode, Json<Session>)> {
+    validate_credentials(&credentials)?;
+    let email = credentials.email.trim().to_lowercase();
+    let password = credentials.password;
+    let hash = tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    let subscriber = hub.store.create_subscriber(&email, &hash, Plan::Standard, now_ms()).await?;
+    tracing::info!(%email, "subscriber signed up");
+    Ok((StatusCode::CREATED, Json(new_session(&hub, subscriber).await?)))
+}
+
+/// Logs in, returning a session token.
+#[utoipa::path(post, path = "/v1/login", request_body = Credentials,
+    responses((status = 200, body = Session), (status = 401, body = surplus_protocol::ErrorBody)))]
+async fn login(State(hub): State<Arc<Hub>>, Json(credentials): Json<Credentials>) -> ApiResult<Json<Session>> {
+    let email = credentials.email.trim().to_lowercase();
+    let found = hub.store.subscriber_by_email(&email).await?;
+    let stored = found.as_ref().map_or_else(|| decoy_hash().to_owned(), |(_, hash)| hash.clone());
+    let password = credentials.password;
+    let matches = tokio::task::spawn_blocking(move || verify_password(&password, &stored))
+        .await
+        .map_err(ApiError::internal)?;
+    match found {
+        Some((subscriber, _)) if matches => Ok(Json(new_session(&hub, subscriber).await?)),
+        _ => Err(ApiError::unauthorized("wrong email or password")),
+    }
+}
+
+/// The logged-in subscriber.
+#[utoipa::path(get, path = "/v1/me", responses((status = 200, body = Subscriber)), security(("session" = [])))]
+async fn me(SubscriberCaller(subscriber): SubscriberCaller) -> Json<Subscriber> {
+    Json(subscriber)
+}
+
+/// The subscriber's devices.
+#[utoipa::path(get, path = "/v1/devices", responses((status = 200, body = [Device])), security(("session" = [])))]
+async fn list_devices(State(hub): State<Arc<Hub>>, SubscriberCaller(subscriber): SubscriberCaller) -> ApiResult<Json<Vec<Device>>> {
+    let mut devices = Vec::new();
+    for row in hub.store.devices(Some(subscriber.id)).await? {
+        devices.push(hub.device_view(row).await?);
+    }
+    Ok(Json(devices))
+}
+
+/// Registers a device and returns its credential, once.
+#[utoipa::path(post, path = "/v1/devices", request_body = RegisterDevice,
+    responses((status = 201, body = DeviceCredentials), (status = 403, body = surplus_protocol::ErrorBody, description = "plan's device limit reached"),
+               (status = 422, body = surplus_protocol::ErrorBody)), security(("session" = [])))]
+async fn register_device(
+    State(hub): State<Arc<Hub>>,
+    SubscriberCaller(subscriber): SubscriberCaller,
+    Json(request): Json<RegisterDevice>,
+) -> ApiResult<(StatusCode, Json<DeviceCredentials>)> {
+    let name = request.name.trim();
+    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        return Err(ApiError::validation(format!("device name {:?} must be 1 to 64 printable characters", request.name)));
+    }
+    let limit = subscriber.plan.limits().devices;
+    if hub.store.count_live_devices(subscriber.id).await? >= limit {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::QuotaExceeded,
+            format!("the {} plan allows {limit} devices; revoke one first", subscriber.plan.as_str()),
+        ));
+    }
+    let secret = random_secret();
+    let device_id = hub.store.create_device(subscriber.id, name, &token_hash(&secret), now_ms()).await?;
+    tracing::info!(%device_id, email = %subscriber.email, "device registered");
+    Ok((StatusCode::CREATED, Json(DeviceCredentials { device_id, secret })))
+}
+
+async fn owned_device(hub: &Hub, subscriber: &Subscriber, id: Uuid) -> ApiResult<crate::store::DeviceRow> {
+    match hub.store.device(id).await {
+        Ok(row) if row.subscriber_id == subscriber.id => Ok(row),
+        Ok(_) | Err(crate::store::StoreError::NotFound) => Err(ApiError::not_found(format!("no device {id} of yours"))),
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// One of the subscriber's devices, with its latest report.
+#[utoipa::path(get, path = "/v1/devices/{id}", params(("id" = Uuid, Path)),
+    responses((status = 200, body = Device), (status = 404, body = surplus_protocol::ErrorBody)), security(("session" = [])))]
+async fn get_device(State(hub): State<Arc<Hub>>, SubscriberCaller(subscriber): SubscriberCaller, Path(id): Path<Uuid>) -> ApiResult<Json<Device>> {
+    let row = owned_device(&hub, &subscriber, id).await?;
+    Ok(Json(hub.device_view(row).await?))
+}
+
+/// Revokes a device: its credential stops working and its pending instructions are cancelled.
+#[utoipa::path(delete, path = "/v1/devices/{id}", params(("id" = Uuid, Path)),
+    responses((status = 204), (status = 404, body = surplus_protocol::ErrorBody)), security(("session" = [])))]
+async fn revoke_device(State(hub): State<Arc<Hub>>, SubscriberCaller(subscriber): SubscriberCaller, Path(id): Path<Uuid>) -> ApiResult<StatusCode> {
+    match hub.store.revoke_device(subscriber.id, id, now_ms()).await {
+        Ok(()) => Ok(StatusCode::NO_CONTENT),
+        Err(crate::store::StoreError::NotFound) => Err(ApiError::not_found(format!("no device {id} of yours"))),
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// Asks one device for a fresh status report now.
+#[utoipa::path(post, path = "/v1/devices/{id}/probe", params(("id" = Uuid, Path)),
+    responses((status = 202, body = ProbeRequested), (status = 404, body = surplus_protocol::ErrorBody)), security(("session" = [])))]
+async fn probe_device(State(hub): State<Arc<Hub>>, SubscriberCaller(subscriber): SubscriberCaller, Path(id): Path<Uuid>) -> ApiResult<(StatusCode, Json<ProbeRequested>)> {
+    let row = owned_device(&hub, &subscriber, id).await?;
+    if row.revoked_at.is_some() {
+        return Err(ApiError::conflict(format!("device {id} is revoked")));
+    }
+    let queued = hub.probe(&[id]).await?;
+    Ok((StatusCode::ACCEPTED, Json(ProbeRequested { devices: vec![id], instructions: queued.iter().map(|i| i.id).collect() })))
+}
+
+/// Asks every device of the subscriber for a fresh status report now.
+#[utoipa::path(post, path = "/v1/devices/probe", responses((status = 202, body = ProbeRequested)), security(("session" = [])))]
+async fn probe_all(State(hub): State<Arc<Hub>>, SubscriberCaller(subscriber): SubscriberCaller) -> ApiResult<(StatusCode, Json<ProbeRequested>)> {
+    let devices: Vec<Uuid> = hub
+        .store
+        .devices(Some(subscriber.id))
+        .await?
+        .into_iter()
+        .filter(|d| d.revoked_at.is_none())
+        .map(|d| d.id)
+        .collect();
+    let queued = hub.probe(&devices).await?;
+    Ok((StatusCode::ACCEPTED, Json(ProbeRequested { devices, instructions: queued.iter().map(|i| i.id).collect() })))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+struct LedgerQuery {
+    /// At most this many entries, newest first (default 1000, at most 10000).
+    limit: Option<u32>,
+}
+
+/// The subscriber's part of the allocation ledger: allocations serving them and allocations of
+/// their devices' resources.
+#[utoipa::path(get, path = "/v1/allocations", params(LedgerQuery), responses((status = 200, body = [Allocation])), security(("session" = [])))]
+async fn allocations(
+    State(hub): State<Arc<Hub>>,
+    SubscriberCaller(subscriber): SubscriberCaller,
+    Query(query): Query<LedgerQuery>,
+) -> ApiResult<Json<Vec<Allocation>>> {
+    let limit = i64::from(query.limit.unwrap_or(1000).min(10_000));
+    Ok(Json(hub.store.ledger(Some(subscriber.id), limit).await?))
+}
+
+fn validate_report(report: &StatusReport) -> ApiResult<()> {
+    let cpu = report.cpu.busy_percent;
+    if !(0.0..=100.0).contains(&cpu) {
+        return Err(ApiError::validation(format!("cpu.busy_percent {cpu} is not between 0 and 100")));
+    }
+    for (name, value) in [("limits.cores_percent", report.limits.cores_percent), ("limits.busy_cpu_percent", report.limits.busy_cpu_percent)] {
+        if value > 100 {
+            return Err(ApiError::validation(format!("{name} {value} is not between 0 and 100")));
+        }
+    }
+    if let Some(window) = report.limits.window
+        && (window.start_minute >= 1440 || window.end_minute >= 1440)
+    {
+        return Err(ApiError::validation("limits.window minutes must be below 1440"));
+    }
+    if report.utc_offset_minutes.abs() > 14 * 60 {
+        return Err(ApiError::validation(format!("utc_offset_minutes {} is not a real offset", report.utc_offset_minutes)));
+    }
+    if report.agent_version.len() > 64 || report.os.len() > 64 {
+        return Err(ApiError::validation("agent_version and os must be at most 64 characters"));
+    }
+    Ok(())
+}
+
+/// A device's heartbeat: its operating information. The answer says what the hub counts as spare.
+#[utoipa::path(post, path = "/v1/device/heartbeat", request_body = StatusReport,
+    responses((status = 200, body = HeartbeatResponse), (status = 401, body = surplus_protocol::ErrorBody),
+               (status = 422, body = surplus_protocol::ErrorBody)), security(("device" = [])))]
+async fn heartbeat(State(hub): State<Arc<Hub>>, DeviceCaller(device): DeviceCaller, Json(report): Json<StatusReport>) -> ApiResult<Json<HeartbeatResponse>> {
+    validate_report(&report)?;
+    let spare = hub.heartbeat(device.device_id, device.status, report).await?;
+    Ok(Json(HeartbeatResponse {
+        spare,
+        next_heartbeat_seconds: u32::try_from(hub.settings.heartbeat_interval.as_secs()).unwrap_or(30).max(1),
+        server_time: now_ms(),
+    }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+struct PollQuery {
+    /// Seconds to wait for an instruction when none is queued (default 25; at most the hub's limit).
+    wait: Option<u64>,
+}
+
+/// The device's instructions. Waits (long poll) until one is queued or `wait` seconds pass.
+#[utoipa::path(get, path = "/v1/device/instructions", params(PollQuery),
+    responses((status = 200, body = InstructionBatch)), security(("device" = [])))]
+async fn poll_instructions(
+    State(hub): State<Arc<Hub>>,
+    DeviceCaller(device): DeviceCaller,
+    Query(query): Query<PollQuery>,
+) -> ApiResult<Json<InstructionBatch>> {
+    let wait = Duration::from_secs(query.wait.unwrap_or(25)).min(hub.settings.max_long_poll);
+    let deadline = tokio::time::Instant::now() + wait;
+    let lease = i64::try_from(hub.settings.instruction_lease.as_millis()).unwrap_or(60_000);
+    let waiter = hub.waiter(device.device_id);
+    loop {
+        let instructions = hub.store.take_deliverable(device.device_id, now_ms(), lease, 32).await?;
+        if !instructions.is_empty() || tokio::time::Instant::now() >= deadline {
+            return Ok(Json(InstructionBatch { instructions }));
+        }
+        // Woken by a new instruction; otherwise look again now and then for leases running out.
+        let recheck = (tokio::time::Instant::now() + Duration::from_secs(5)).min(deadline);
+        let _ = tokio::time::timeout_at(recheck, waiter.notified()).await;
+    }
+}
+
+/// Acknowledges one instruction with its result. Acknowledging twice changes nothing.
+#[utoipa::path(post, path = "/v1/device/instructions/{id}/ack", params(("id" = Uuid, Path)), request_body = Acknowledgement,
+    responses((status = 204), (status = 404, body = surplus_protocol::ErrorBody)), security(("device" = [])))]
+async fn acknowledge(
+    State(hub): State<Arc<Hub>>,
+    DeviceCaller(device): DeviceCaller,
+    Path(id): Path<Uuid>,
+    Json(ack): Json<Acknowledgement>,
+) -> ApiResult<StatusCode> {
+    if let surplus_protocol::InstructionResult::Reported { report } = &ack.result {
+        validate_report(report)?;
+    }
+    match hub.acknowledge(device.device_id, device.status, id, ack).await {
+        Ok(()) => Ok(StatusCode::NO_CONTENT),
+        Err(crate::store::StoreError::NotFound) => Err(ApiError::not_found(format!("no instruction {id} for this device"))),
+        Err(other) => Err(other.into()),
+    }
+}
+
+fn check_hash(hash: &str) -> ApiResult<()> {
+    if is_blob_hash(hash) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!("{hash:?} is not a blob hash (64 lower-case hex characters of BLAKE3)")))
+    }
+}
+
+/// Uploads a blob into staging. The body is the raw content; it must hash (BLAKE3) to `hash`.
+#[utoipa::path(put, path = "/v1/blobs/{hash}", params(("hash" = String, Path)),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 201, body = BlobRef), (status = 400, body = surplus_protocol::ErrorBody, description = "hash mismatch"),
+               (status = 413, body = surplus_protocol::ErrorBody)), security(("session" = []), ("device" = [])))]
+async fn upload_blob(
+    State(hub): State<Arc<Hub>>,
+    caller: Caller,
+    Path(hash): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<(StatusCode, Json<BlobRef>)> {
+    check_hash(&hash)?;
+    let limit = hub.settings.max_blob_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(ApiError::too_large(format!("blobs may be at most {limit} bytes")));
+    }
+    let size = match hub.staging.put(&hash, body.into_data_stream(), limit).await {
+        Ok(size) => size,
+        Err(StagingError::TooLarge { limit }) => return Err(ApiError::too_large(format!("blobs may be at most {limit} bytes"))),
+        Err(StagingError::HashMismatch { actual }) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::HashMismatch,
+                format!("the content hashes to {actual}, not {hash}"),
+            ));
+        }
+        Err(StagingError::Interrupted(reason)) => return Err(ApiError::bad_request(format!("the upload was cut short: {reason}"))),
+        Err(other) => return Err(ApiError::internal(other)),
+    };
+    hub.store.record_blob(&hash, size, caller.subscriber_id(), caller.device_id(), now_ms()).await?;
+    Ok((StatusCode::CREATED, Json(BlobRef { hash, size })))
+}
+
+/// Downloads a staged blob: its owner's devices and session, or a device asked to hold it.
+#[utoipa::path(get, path = "/v1/blobs/{hash}", params(("hash" = String, Path)),
+    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>), (status = 404, body = surplus_protocol::ErrorBody)),
+    security(("session" = []), ("device" = [])))]
+async fn download_blob(State(hub): State<Arc<Hub>>, caller: Caller, Path(hash): Path<String>) -> ApiResult<Response> {
+    check_hash(&hash)?;
+    let owned = hub.store.owned_blob(&hash, caller.subscriber_id()).await?.is_some();
+    let holder = match caller.device_id() {
+        Some(device) if !owned => hub.store.device_allocated_blob(device, &hash).await?,
+        _ => false,
+    };
+    // A blob the caller may not see answers exactly like one that does not exist.
+    if !owned && !holder {
+        return Err(ApiError::not_found(format!("no staged blob {hash} for you")));
+    }
+    let Some((file, size)) = hub.staging.open_blob(&hash).await.map_err(ApiError::internal)? else {
+        return Err(ApiError::not_found(format!("blob {hash} is no longer staged")));
+    };
+    Ok((
+        [(header::CONTENT_TYPE, "application/octet-stream".to_owned()), (header::CONTENT_LENGTH, size.to_string())],
+        Body::from_stream(ReaderStream::new(file)),
+    )
+        .into_response())
+}
+
+async fn placement_view(hub: &Hub, hash: &str, subscriber_id: Uuid) -> ApiResult<Placement> {
+    let (size, copies, created_at, staged) = hub
+        .store
+        .placement(hash, subscriber_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no placement of {hash} for you")))?;
+    let holders = hub
+        .store
+        .blob_allocations(hash, subscriber_id)
+        .await?
+        .into_iter()
+        .map(|(allocation_id, device_id, state, _)| Holder { device_id, allocation_id, state })
+        .collect();
+    Ok(Placement { hash: hash.to_owned(), size, copies, created_at, holders, staged })
+}
+
+/// Asks the hub to keep a staged blob on `copies` other devices' vaults. The hub allocates
+/// spare storage for it and instructs the holders (claims 1, 10).
+#[utoipa::path(post, path = "/v1/placements", request_body = PlaceBlobRequest,
+    responses((status = 202, body = Placement), (status = 403, body = surplus_protocol::ErrorBody, description = "subscriber not active"),
+               (status = 404, body = surplus_protocol::ErrorBody), (status = 422, body = surplus_protocol::ErrorBody)),
+    security(("session" = []), ("device" = [])))]
+async fn place_blob(State(hub): State<Arc<Hub>>, caller: Caller, Json(request): Json<PlaceBlobRequest>) -> ApiResult<(StatusCode, Json<Placement>)> {
+    check_hash(&request.hash)?;
+    require_active(caller.status())?;
+    let subscriber = hub.store.subscriber(caller.subscriber_id()).await?;
+    let max = subscriber.plan.limits().max_copies;
+    if request.copies == 0 || request.copies > max {
+        return Err(ApiError::validation(format!("copies {} must be between 1 and {max}", request.copies)));
+    }
+    if hub.store.owned_blob(&request.hash, subscriber.id).await?.is_none() {
+        return Err(ApiError::not_found(format!("no staged blob {} for you: upload it first", request.hash)));
+    }
+    hub.store
+        .upsert_placement(&request.hash, subscriber.id, caller.device_id(), request.copies, now_ms())
+        .await?;
+    crate::scheduler::place_pending(&hub, None).await?;
+    Ok((StatusCode::ACCEPTED, Json(placement_view(&hub, &request.hash, subscriber.id).await?)))
+}
+
+/// Where a blob is kept.
+#[utoipa::path(get, path = "/v1/placements/{hash}", params(("hash" = String, Path)),
+    responses((status = 200, body = Placement), (status = 404, body = surplus_protocol::ErrorBody)),
+    security(("session" = []), ("device" = [])))]
+async fn get_placement(State(hub): State<Arc<Hub>>, caller: Caller, Path(hash): Path<String>) -> ApiResult<Json<Placement>> {
+    check_hash(&hash)?;
+    Ok(Json(placement_view(&hub, &hash, caller.subscriber_id()).await?))
+}

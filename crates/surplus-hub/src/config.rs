@@ -1,0 +1,79 @@
+//! Where the hub listens and keeps its data: flags, then environment variables, then a TOML
+//! config file, then defaults under the user's data directory.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::hub::Settings;
+
+/// The optional config file (`--config`, `SURPLUS_HUB_CONFIG`, or `<config dir>/surplus-hub/hub.toml`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<SocketAddr>,
+    pub database: Option<String>,
+    pub staging: Option<PathBuf>,
+    pub heartbeat_interval_seconds: Option<u64>,
+    pub instruction_ttl_seconds: Option<u64>,
+    pub instruction_lease_seconds: Option<u64>,
+    pub max_blob_bytes: Option<u64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading the config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("the config file {path} is not valid: {source}")]
+    Parse { path: PathBuf, source: toml::de::Error },
+}
+
+impl FileConfig {
+    /// Loads `path`, or the default location if it exists, or nothing.
+    pub fn load(path: Option<&Path>) -> Result<FileConfig, ConfigError> {
+        let path = match path {
+            Some(path) => path.to_owned(),
+            None => match dirs::config_dir().map(|d| d.join("surplus-hub").join("hub.toml")) {
+                Some(default) if default.exists() => default,
+                _ => return Ok(FileConfig::default()),
+            },
+        };
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse { path, source })
+    }
+
+    /// The hub's tunables, from the file where it sets them.
+    pub fn settings(&self) -> Settings {
+        let mut settings = Settings::default();
+        if let Some(seconds) = self.heartbeat_interval_seconds {
+            settings.heartbeat_interval = Duration::from_secs(seconds.max(1));
+        }
+        if let Some(seconds) = self.instruction_ttl_seconds {
+            settings.instruction_ttl = Duration::from_secs(seconds.max(1));
+        }
+        if let Some(seconds) = self.instruction_lease_seconds {
+            settings.instruction_lease = Duration::from_secs(seconds.max(1));
+        }
+        if let Some(bytes) = self.max_blob_bytes {
+            settings.max_blob_bytes = bytes;
+        }
+        settings
+    }
+}
+
+/// `<data dir>/surplus-hub`: `~/.local/share/surplus-hub` on Linux.
+pub fn default_data_dir() -> PathBuf {
+    dirs::data_dir().unwrap_or_else(|| PathBuf::from(".")).join("surplus-hub")
+}
+
+pub fn default_database() -> String {
+    format!("sqlite://{}", default_data_dir().join("hub.db").display())
+}
+
+pub fn default_staging() -> PathBuf {
+    default_data_dir().join("staging")
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7420";

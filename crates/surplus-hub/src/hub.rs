@@ -1,0 +1,388 @@
+//! The hub's running state and the work it does between requests.
+//!
+//! [`Hub`] is shared by every request handler. Besides the store it owns three background tasks:
+//! the heartbeat writer (group commit), the instruction watcher (wakes long polls when another
+//! process queued something), and the scheduler (places blobs, expires stale instructions).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use surplus_protocol::{
+    Acknowledgement, AllocationState, FailureCode, Instruction, InstructionKind, InstructionResult, Spare,
+    StatusReport, SubscriberStatus, UnixMillis,
+};
+use tokio::sync::{Notify, mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::metrics::Metrics;
+use crate::scheduler;
+use crate::staging::Staging;
+use crate::store::{HeartbeatRow, PRESENCE_SLOT_MS, Store, StoreError};
+use crate::{now_ms, policy};
+
+/// Tunables of a running hub.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How often devices are told to send heartbeats.
+    pub heartbeat_interval: Duration,
+    /// How long a delivered instruction waits for its acknowledgement before it is sent again.
+    pub instruction_lease: Duration,
+    /// How long an instruction stays wanted.
+    pub instruction_ttl: Duration,
+    /// The largest blob accepted into staging.
+    pub max_blob_bytes: u64,
+    /// The largest JSON body accepted.
+    pub max_json_bytes: usize,
+    /// The longest a long poll may wait.
+    pub max_long_poll: Duration,
+    pub session_ttl: Duration,
+    /// How often the scheduler looks for work without being woken.
+    pub scheduler_tick: Duration,
+    /// How often the hub checks the database for instructions queued by other processes.
+    pub watch_tick: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            heartbeat_interval: Duration::from_secs(30),
+            instruction_lease: Duration::from_secs(60),
+            instruction_ttl: Duration::from_secs(24 * 3600),
+            max_blob_bytes: 256 << 20,
+            max_json_bytes: 1 << 20,
+            max_long_poll: Duration::from_secs(60),
+            session_ttl: Duration::from_secs(30 * 24 * 3600),
+            scheduler_tick: Duration::from_secs(2),
+            watch_tick: Duration::from_millis(500),
+        }
+    }
+}
+
+impl Settings {
+    /// A device is online while its heartbeats keep coming: three missed ones and it is not.
+    pub fn online_window_ms(&self) -> i64 {
+        i64::try_from(self.heartbeat_interval.as_millis() * 3).unwrap_or(i64::MAX)
+    }
+}
+
+/// The shared state of a running hub.
+#[derive(Debug)]
+pub struct Hub {
+    pub store: Store,
+    pub staging: Staging,
+    pub settings: Settings,
+    pub metrics: Metrics,
+    waiters: Mutex<HashMap<Uuid, Arc<Notify>>>,
+    heartbeats: mpsc::Sender<PendingHeartbeat>,
+    scheduler_kick: Arc<Notify>,
+}
+
+#[derive(Debug)]
+struct PendingHeartbeat {
+    device_id: Uuid,
+    at: UnixMillis,
+    report: StatusReport,
+    spare: Spare,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+impl Hub {
+    /// Builds the hub and starts its background tasks on the current tokio runtime.
+    pub fn start(store: Store, staging: Staging, settings: Settings) -> Arc<Hub> {
+        let hub = Self::without_background(store, staging, settings);
+        tokio::spawn(watch_instructions(Arc::downgrade(&hub)));
+        tokio::spawn(run_scheduler(Arc::downgrade(&hub)));
+        hub
+    }
+
+    /// Builds the hub with only its heartbeat writer: what an admin command needs to act on the
+    /// same database as the serving hubs without scheduling work of its own.
+    pub fn without_background(store: Store, staging: Staging, settings: Settings) -> Arc<Hub> {
+        let (sender, receiver) = mpsc::channel(16 * 1024);
+        tokio::spawn(write_heartbeats(store.clone(), receiver));
+        Arc::new(Hub {
+            store,
+            staging,
+            settings,
+            metrics: Metrics::default(),
+            waiters: Mutex::new(HashMap::new()),
+            heartbeats: sender,
+            scheduler_kick: Arc::new(Notify::new()),
+        })
+    }
+
+    /// The notification a long poll of `device_id` waits on.
+    pub fn waiter(&self, device_id: Uuid) -> Arc<Notify> {
+        let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        waiters.entry(device_id).or_default().clone()
+    }
+
+    /// Wakes a device's long poll, if one is waiting here.
+    pub fn wake(&self, device_id: Uuid) {
+        let waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(notify) = waiters.get(&device_id) {
+            notify.notify_one();
+        }
+    }
+
+    /// Asks the scheduler to look for work now.
+    pub fn kick_scheduler(&self) {
+        self.scheduler_kick.notify_one();
+    }
+
+    fn expiry(&self, now: UnixMillis) -> UnixMillis {
+        now + i64::try_from(self.settings.instruction_ttl.as_millis()).unwrap_or(i64::MAX / 2)
+    }
+
+    /// Queues an instruction and wakes the device's long poll.
+    pub async fn instruct(&self, device_id: Uuid, kind: InstructionKind) -> Result<Instruction, StoreError> {
+        let now = now_ms();
+        let instruction = self.store.enqueue(device_id, None, &kind, now, self.expiry(now)).await?;
+        self.metrics.instructions_queued(kind.name());
+        self.wake(device_id);
+        Ok(instruction)
+    }
+
+    /// Records a heartbeat (claims 4 and 5: the device's operating information) and decides what
+    /// is spare on the device. Returns once the report is durable.
+    pub async fn heartbeat(
+        &self,
+        device_id: Uuid,
+        status: SubscriberStatus,
+        report: StatusReport,
+    ) -> Result<Spare, StoreError> {
+        let now = now_ms();
+        let spare = policy::spare(&report, status, now);
+        let (done, written) = oneshot::channel();
+        let needs_evacuation = !report.consent.storage && report.vault.used_bytes > 0
+            || report.vault.used_bytes > report.vault.quota_bytes;
+        let vault = report.vault.clone();
+        let consent = report.consent.storage;
+        let pending = PendingHeartbeat { device_id, at: now, report, spare, done };
+        self.heartbeats
+            .send(pending)
+            .await
+            .map_err(|_| StoreError::Corrupt("the heartbeat writer has stopped".into()))?;
+        written
+            .await
+            .map_err(|_| StoreError::Corrupt("the heartbeat writer has stopped".into()))?
+            .map_err(StoreError::Corrupt)?;
+        self.metrics.heartbeat();
+        if needs_evacuation {
+            self.evacuate(device_id, consent, vault.used_bytes, vault.quota_bytes).await?;
+        }
+        if spare.storage_bytes > 0 {
+            self.kick_scheduler();
+        }
+        Ok(spare)
+    }
+
+    /// A device gave up storage (consent withdrawn, or quota shrunk below what it holds): the
+    /// hub records which allocations must move away, newest first, and reopens their placements.
+    async fn evacuate(&self, device_id: Uuid, consent: bool, used: u64, quota: u64) -> Result<(), StoreError> {
+        let active = self.store.active_allocations_on(device_id).await?;
+        let already = self.store.evacuating_bytes(device_id).await?;
+        let mut excess = if consent { used.saturating_sub(quota).saturating_sub(already) } else { u64::MAX };
+        let mut moving = Vec::new();
+        for (id, amount, hash, subscriber) in active {
+            if excess == 0 {
+                break;
+            }
+            excess = excess.saturating_sub(amount);
+            moving.push((id, hash, subscriber));
+        }
+        if !moving.is_empty() {
+            tracing::info!(%device_id, allocations = moving.len(), "device gave up storage; data marked to move");
+            self.store.evacuate(&moving).await?;
+            self.kick_scheduler();
+        }
+        Ok(())
+    }
+
+    /// Applies a device's acknowledgement of one of its instructions. Acknowledging twice is
+    /// harmless: the second changes nothing.
+    pub async fn acknowledge(
+        &self,
+        device_id: Uuid,
+        status: SubscriberStatus,
+        instruction_id: Uuid,
+        ack: Acknowledgement,
+    ) -> Result<(), StoreError> {
+        let row = self.store.instruction(instruction_id).await?;
+        if row.device_id != device_id {
+            return Err(StoreError::NotFound);
+        }
+        let now = now_ms();
+        let failed = matches!(ack.result, InstructionResult::Failed { .. });
+        let result_json = serde_json::to_string(&ack.result).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let state = if failed { "failed" } else { "done" };
+        if !self.store.complete_instruction(instruction_id, state, &result_json, now).await? {
+            return Ok(());
+        }
+        match (&row.instruction.kind, &ack.result, row.allocation_id) {
+            (InstructionKind::StoreBlob { blob, .. }, InstructionResult::Stored { hash, .. }, Some(allocation))
+                if *hash == blob.hash =>
+            {
+                self.store.set_allocation_state(allocation, AllocationState::Active, now).await?;
+            }
+            (InstructionKind::StoreBlob { .. }, _, Some(allocation)) => {
+                if let InstructionResult::Failed { code, message } = &ack.result {
+                    tracing::info!(%device_id, code = code.as_str(), %message, "device could not store a blob");
+                }
+                self.store.set_allocation_state(allocation, AllocationState::Failed, now).await?;
+            }
+            (InstructionKind::DeleteBlob { .. }, InstructionResult::Deleted { .. }, Some(allocation))
+            | (
+                InstructionKind::DeleteBlob { .. },
+                InstructionResult::Failed { code: FailureCode::NotFound, .. },
+                Some(allocation),
+            ) => {
+                self.store.set_allocation_state(allocation, AllocationState::Released, now).await?;
+            }
+            (InstructionKind::ReportStatus, InstructionResult::Reported { report }, _) => {
+                self.heartbeat(device_id, status, (**report).clone()).await?;
+            }
+            _ => {}
+        }
+        if let Some(vault) = ack.vault {
+            let device = self.store.device(device_id).await?;
+            if let Some(mut report) = device.report {
+                report.vault = vault;
+                let spare = policy::spare(&report, status, now);
+                self.store.update_spare_storage(device_id, &report, spare).await?;
+            }
+        }
+        self.kick_scheduler();
+        Ok(())
+    }
+
+    /// Queues a `report_status` for each of the given devices (claims 4 and 5).
+    pub async fn probe(&self, devices: &[Uuid]) -> Result<Vec<Instruction>, StoreError> {
+        let mut queued = Vec::with_capacity(devices.len());
+        for &device in devices {
+            queued.push(self.instruct(device, InstructionKind::ReportStatus).await?);
+        }
+        Ok(queued)
+    }
+}
+
+/// Writes heartbeats in batches: whatever arrived while the previous batch was being committed
+/// goes into the next transaction. One commit per batch, not per heartbeat, is what lets SQLite
+/// keep up with thousands of devices.
+async fn write_heartbeats(store: Store, mut receiver: mpsc::Receiver<PendingHeartbeat>) {
+    const MAX_BATCH: usize = 2048;
+    let mut last_slot: HashMap<Uuid, i64> = HashMap::new();
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let rows: Vec<HeartbeatRow> = batch
+            .iter()
+            .map(|beat| {
+                let slot = beat.at.div_euclid(PRESENCE_SLOT_MS);
+                let new_slot = (last_slot.get(&beat.device_id) != Some(&slot)).then_some(slot);
+                HeartbeatRow {
+                    device_id: beat.device_id,
+                    at: beat.at,
+                    report: beat.report.clone(),
+                    spare: beat.spare,
+                    new_slot,
+                }
+            })
+            .collect();
+        let outcome = store.record_heartbeats(&rows).await.map_err(|e| e.to_string());
+        if outcome.is_ok() {
+            for row in &rows {
+                if let Some(slot) = row.new_slot {
+                    last_slot.insert(row.device_id, slot);
+                }
+            }
+        } else if let Err(error) = &outcome {
+            tracing::error!(%error, heartbeats = rows.len(), "writing heartbeats failed");
+        }
+        for beat in batch.drain(..) {
+            let _ = beat.done.send(outcome.clone());
+        }
+    }
+}
+
+/// Wakes long polls for instructions that another process (an admin command, another replica)
+/// queued: the database is the only thing the processes share.
+async fn watch_instructions(hub: std::sync::Weak<Hub>) {
+    let mut since = now_ms();
+    loop {
+        let Some(hub) = hub.upgrade() else { return };
+        let tick = hub.settings.watch_tick;
+        let checked_at = now_ms();
+        match hub.store.devices_with_new_instructions(since).await {
+            Ok(devices) => {
+                for device in devices {
+                    hub.wake(device);
+                }
+                // Overlap the windows a little so that clocks a second apart lose nothing.
+                since = checked_at - 2_000;
+            }
+            Err(error) => tracing::warn!(%error, "checking for new instructions"),
+        }
+        drop(hub);
+        tokio::time::sleep(tick).await;
+    }
+}
+
+async fn run_scheduler(hub: std::sync::Weak<Hub>) {
+    let mut last_expiry = 0;
+    loop {
+        let Some(hub) = hub.upgrade() else { return };
+        let now = now_ms();
+        if now - last_expiry > 10_000 {
+            last_expiry = now;
+            match hub.store.expire_instructions(now).await {
+                Ok(0) => {}
+                Ok(count) => tracing::info!(count, "instructions expired"),
+                Err(error) => tracing::warn!(%error, "expiring instructions"),
+            }
+        }
+        if let Err(error) = scheduler::place_pending(&hub, None).await {
+            tracing::warn!(%error, "placing blobs");
+        }
+        let tick = hub.settings.scheduler_tick;
+        let kick = hub.scheduler_kick.clone();
+        // Hold no strong reference while waiting, so the hub can shut down.
+        drop(hub);
+        let _ = tokio::time::timeout(tick, kick.notified()).await;
+    }
+}
+
+impl Hub {
+    /// A device as the API shows it, with its availability over the last 7 and 30 days.
+    pub async fn device_view(&self, row: crate::store::DeviceRow) -> Result<surplus_protocol::Device, StoreError> {
+        let now = now_ms();
+        let availability_7d = self.availability(&row, now, 7).await?;
+        let availability_30d = self.availability(&row, now, 30).await?;
+        let online = row.revoked_at.is_none()
+            && row.last_heartbeat.is_some_and(|t| now - t <= self.settings.online_window_ms());
+        Ok(surplus_protocol::Device {
+            id: row.id,
+            name: row.name,
+            subscriber: row.subscriber_email,
+            created_at: row.created_at,
+            revoked_at: row.revoked_at,
+            last_heartbeat: row.last_heartbeat,
+            online,
+            availability_7d,
+            availability_30d,
+            spare_storage_bytes: row.spare.storage_bytes,
+            compute_slots: row.spare.compute_slots,
+            spare: row.spare,
+            report: row.report,
+        })
+    }
+
+    /// The share of presence slots in the window (or since registration) the device was heard in.
+    async fn availability(&self, row: &crate::store::DeviceRow, now: UnixMillis, days: i64) -> Result<f64, StoreError> {
+        let start = (now - days * 86_400_000).max(row.created_at);
+        let first_slot = start.div_euclid(PRESENCE_SLOT_MS);
+        let possible = now.div_euclid(PRESENCE_SLOT_MS) - first_slot + 1;
+        let present = self.store.presence_slots(row.id, first_slot).await?;
+        Ok((present as f64 / possible.max(1) as f64).min(1.0))
+    }
+}

@@ -1,0 +1,82 @@
+//! The hub's Prometheus metrics, served at `/metrics`.
+
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
+}
+
+/// Counters and histograms, one registry per hub (so tests running several hubs in one process
+/// each see their own).
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    requests: Family<RequestLabels, Counter>,
+    durations: Family<RequestLabels, Histogram>,
+    heartbeats: Counter,
+    instructions: Family<KindLabels, Counter>,
+    allocations: Family<KindLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("surplus_hub");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let durations = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+        });
+        let heartbeats = Counter::default();
+        let instructions = Family::<KindLabels, Counter>::default();
+        let allocations = Family::<KindLabels, Counter>::default();
+        registry.register("http_requests", "HTTP requests answered", requests.clone());
+        registry.register("http_request_duration_seconds", "Time to answer an HTTP request", durations.clone());
+        registry.register("heartbeats", "Heartbeats recorded", heartbeats.clone());
+        registry.register("instructions_queued", "Instructions queued for devices", instructions.clone());
+        registry.register("allocations", "Allocations recorded in the ledger", allocations.clone());
+        Metrics { registry: Mutex::new(registry), requests, durations, heartbeats, instructions, allocations }
+    }
+}
+
+impl Metrics {
+    pub fn request(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        let labels = RequestLabels { method: method.to_owned(), route: route.to_owned(), status };
+        self.requests.get_or_create(&labels).inc();
+        self.durations.get_or_create(&labels).observe(seconds);
+    }
+
+    pub fn heartbeat(&self) {
+        self.heartbeats.inc();
+    }
+
+    pub fn instructions_queued(&self, kind: &str) {
+        self.instructions.get_or_create(&KindLabels { kind: kind.to_owned() }).inc();
+    }
+
+    pub fn allocation(&self, kind: &str) {
+        self.allocations.get_or_create(&KindLabels { kind: kind.to_owned() }).inc();
+    }
+
+    /// The metrics in Prometheus' text format.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &registry) {
+            tracing::warn!(%error, "encoding metrics");
+        }
+        text
+    }
+}

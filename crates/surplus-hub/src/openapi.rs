@@ -1,0 +1,43 @@
+//! The OpenAPI document of the hub's API, generated from the handlers' annotations.
+//!
+//! The same document is committed at `crates/surplus-hub/openapi.json`; a test fails when the two
+//! differ, so the committed copy is always the API as built (`surplus-hub openapi > ...` renews it).
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Surplus hub API", description = "Accounts, devices, heartbeats, instructions, blobs and the allocation ledger."),
+    paths(
+        crate::api::healthz, crate::api::metrics, crate::api::openapi,
+        crate::api::signup, crate::api::login, crate::api::me,
+        crate::api::list_devices, crate::api::register_device, crate::api::get_device, crate::api::revoke_device,
+        crate::api::probe_device, crate::api::probe_all, crate::api::allocations,
+        crate::api::heartbeat, crate::api::poll_instructions, crate::api::acknowledge,
+        crate::api::upload_blob, crate::api::download_blob, crate::api::place_blob, crate::api::get_placement,
+    ),
+    components(schemas(surplus_protocol::ErrorBody, surplus_protocol::ErrorCode, surplus_protocol::Instruction,
+        surplus_protocol::InstructionKind, surplus_protocol::InstructionResult)),
+    modifiers(&BearerSchemes),
+)]
+struct ApiDoc;
+
+struct BearerSchemes;
+
+impl Modify for BearerSchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for (name, format) in [("session", "ses_..."), ("device", "dev_<device id>_<secret>")] {
+            components.add_security_scheme(
+                name,
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format(format).build()),
+            );
+        }
+    }
+}
+
+/// The document as pretty-printed JSON.
+pub fn document() -> String {
+    ApiDoc::openapi().to_pretty_json().unwrap_or_else(|error| format!("{{\"error\": \"{error}\"}}"))
+}

@@ -1,0 +1,1049 @@
+//! The hub's persistent state, over SQLite or PostgreSQL.
+//!
+//! This is the only module that speaks SQL. Both engines run the same statements through sqlx's
+//! `Any` driver, so the schema sticks to types both understand (see `migrations/`): identifiers are
+//! TEXT, times are BIGINT milliseconds, reports are JSON in TEXT.
+
+use std::path::Path;
+use std::str::FromStr;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Executor, Row};
+use surplus_protocol::{
+    Allocation, AllocationState, Instruction, InstructionKind, Plan, ResourceKind, Spare,
+    StatusReport, Subscriber, SubscriberStatus, UnixMillis,
+};
+use uuid::Uuid;
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// Failures of the store. `Database` is a fault of the hub (logged, answered as 500); the others
+/// are answers about the data.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://...")]
+    UnsupportedUrl(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("not found")]
+    NotFound,
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migrating the database: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("creating the database directory {path}: {source}")]
+    CreateDir { path: String, source: std::io::Error },
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Which engine the store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The hub's database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// What authenticating a device yields.
+#[derive(Debug, Clone)]
+pub struct DeviceAuth {
+    pub device_id: Uuid,
+    pub subscriber_id: Uuid,
+    pub secret_hash: String,
+    pub revoked: bool,
+    pub status: SubscriberStatus,
+    pub plan: Plan,
+}
+
+/// One heartbeat, ready to be written.
+#[derive(Debug, Clone)]
+pub struct HeartbeatRow {
+    pub device_id: Uuid,
+    pub at: UnixMillis,
+    pub report: StatusReport,
+    pub spare: Spare,
+    /// The presence slot to record, when it is one the writer has not recorded yet.
+    pub new_slot: Option<i64>,
+}
+
+/// A placement that still wants holders.
+#[derive(Debug, Clone)]
+pub struct OpenPlacement {
+    pub hash: String,
+    pub size: u64,
+    pub subscriber_id: Uuid,
+    pub source_device_id: Option<Uuid>,
+    pub copies: u32,
+    pub staged: bool,
+}
+
+/// A device the scheduler may allocate storage from.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub device_id: Uuid,
+    pub subscriber_id: Uuid,
+    pub free_bytes: u64,
+    pub last_heartbeat: Option<UnixMillis>,
+}
+
+/// A device row as the API lists it, before availability is added.
+#[derive(Debug, Clone)]
+pub struct DeviceRow {
+    pub id: Uuid,
+    pub name: String,
+    pub subscriber_id: Uuid,
+    pub subscriber_email: String,
+    pub created_at: UnixMillis,
+    pub revoked_at: Option<UnixMillis>,
+    pub last_heartbeat: Option<UnixMillis>,
+    pub report: Option<StatusReport>,
+    pub spare: Spare,
+}
+
+/// An instruction's stored state.
+#[derive(Debug, Clone)]
+pub struct InstructionRow {
+    pub instruction: Instruction,
+    pub device_id: Uuid,
+    pub allocation_id: Option<Uuid>,
+    pub state: String,
+    pub result: Option<String>,
+}
+
+/// The length of one presence slot.
+pub const PRESENCE_SLOT_MS: i64 = 5 * 60 * 1000;
+
+impl Store {
+    /// Opens (creating and migrating on first use) the database at `url`.
+    pub async fn connect(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let (backend, url) = if let Some(path) = url.strip_prefix("sqlite://") {
+            let path_only = path.split('?').next().unwrap_or(path);
+            if let Some(parent) = Path::new(path_only).parent()
+                && !parent.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
+                    path: parent.display().to_string(),
+                    source,
+                })?;
+            }
+            let url = if path.contains('?') { url.to_owned() } else { format!("{url}?mode=rwc") };
+            (Backend::Sqlite, url)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Backend::Postgres, url.to_owned())
+        } else {
+            return Err(StoreError::UnsupportedUrl(url.to_owned()));
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 8 } else { 16 })
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers run beside the one writer; NORMAL sync is durable
+                        // across process crashes, which is what an acknowledged write promises.
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                             PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Store { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    // ---- subscribers and sessions ----
+
+    pub async fn create_subscriber(
+        &self,
+        email: &str,
+        password_hash: &str,
+        plan: Plan,
+        now: UnixMillis,
+    ) -> Result<Subscriber> {
+        let id = Uuid::new_v4();
+        let inserted = sqlx::query(
+            "INSERT INTO subscribers (id, email, password_hash, plan, status, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (email) DO NOTHING",
+        )
+        .bind(id.to_string())
+        .bind(email)
+        .bind(password_hash)
+        .bind(plan.as_str())
+        .bind(SubscriberStatus::Active.as_str())
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!("{email} has already signed up")));
+        }
+        Ok(Subscriber { id, email: email.to_owned(), plan, status: SubscriberStatus::Active, created_at: now })
+    }
+
+    /// The subscriber with this email and their password hash.
+    pub async fn subscriber_by_email(&self, email: &str) -> Result<Option<(Subscriber, String)>> {
+        let row = sqlx::query(
+            "SELECT id, email, plan, status, created_at, password_hash FROM subscribers WHERE email = $1",
+        )
+        .bind(email)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| Ok((subscriber_from_row(&row)?, row.try_get("password_hash")?)))
+            .transpose()
+    }
+
+    pub async fn subscriber(&self, id: Uuid) -> Result<Subscriber> {
+        let row = sqlx::query("SELECT id, email, plan, status, created_at FROM subscribers WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        subscriber_from_row(&row)
+    }
+
+    pub async fn subscribers(&self) -> Result<Vec<Subscriber>> {
+        let rows = sqlx::query("SELECT id, email, plan, status, created_at FROM subscribers ORDER BY email")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(subscriber_from_row).collect()
+    }
+
+    /// How many subscribers there are (also the health check's database round trip).
+    pub async fn subscribers_count(&self) -> Result<i64> {
+        Ok(sqlx::query("SELECT COUNT(*) AS n FROM subscribers").fetch_one(&self.pool).await?.try_get("n")?)
+    }
+
+    pub async fn set_subscriber_status(&self, email: &str, status: SubscriberStatus) -> Result<Subscriber> {
+        let done = sqlx::query("UPDATE subscribers SET status = $1 WHERE email = $2")
+            .bind(status.as_str())
+            .bind(email)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        self.subscriber_by_email(email).await?.map(|(s, _)| s).ok_or(StoreError::NotFound)
+    }
+
+    pub async fn create_session(
+        &self,
+        token_hash: &str,
+        subscriber_id: Uuid,
+        now: UnixMillis,
+        expires_at: UnixMillis,
+    ) -> Result<()> {
+        sqlx::query("INSERT INTO sessions (token_hash, subscriber_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+            .bind(token_hash)
+            .bind(subscriber_id.to_string())
+            .bind(now)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The subscriber a live session belongs to.
+    pub async fn session_subscriber(&self, token_hash: &str, now: UnixMillis) -> Result<Option<Subscriber>> {
+        let row = sqlx::query(
+            "SELECT s.id, s.email, s.plan, s.status, s.created_at FROM sessions t \
+             JOIN subscribers s ON s.id = t.subscriber_id WHERE t.token_hash = $1 AND t.expires_at > $2",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(subscriber_from_row).transpose()
+    }
+
+    // ---- devices ----
+
+    pub async fn create_device(
+        &self,
+        subscriber_id: Uuid,
+        name: &str,
+        secret_hash: &str,
+        now: UnixMillis,
+    ) -> Result<Uuid> {
+        let id = Uuid::new_v4();
+        sqlx::query(
+            "INSERT INTO devices (id, subscriber_id, name, secret_hash, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(id.to_string())
+        .bind(subscriber_id.to_string())
+        .bind(name)
+        .bind(secret_hash)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    pub async fn count_live_devices(&self, subscriber_id: Uuid) -> Result<u32> {
+        let count: i64 = sqlx::query("SELECT COUNT(*) AS n FROM devices WHERE subscriber_id = $1 AND revoked_at IS NULL")
+            .bind(subscriber_id.to_string())
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?;
+        Ok(u32::try_from(count).unwrap_or(u32::MAX))
+    }
+
+    pub async fn device_auth(&self, device_id: Uuid) -> Result<Option<DeviceAuth>> {
+        let row = sqlx::query(
+            "SELECT d.subscriber_id, d.secret_hash, d.revoked_at, s.status, s.plan FROM devices d \
+             JOIN subscribers s ON s.id = d.subscriber_id WHERE d.id = $1",
+        )
+        .bind(device_id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(DeviceAuth {
+            device_id,
+            subscriber_id: parse_uuid(&row.try_get::<String, _>("subscriber_id")?)?,
+            secret_hash: row.try_get("secret_hash")?,
+            revoked: row.try_get::<Option<i64>, _>("revoked_at")?.is_some(),
+            status: parse_status(&row.try_get::<String, _>("status")?)?,
+            plan: parse_plan(&row.try_get::<String, _>("plan")?)?,
+        }))
+    }
+
+    /// Devices, all of them or one subscriber's, oldest first.
+    pub async fn devices(&self, subscriber_id: Option<Uuid>) -> Result<Vec<DeviceRow>> {
+        const SELECT: &str = "SELECT d.id, d.name, d.subscriber_id, s.email, d.created_at, d.revoked_at, \
+             d.last_heartbeat, d.report, d.spare FROM devices d JOIN subscribers s ON s.id = d.subscriber_id";
+        let rows = match subscriber_id {
+            Some(id) => {
+                sqlx::query(&format!("{SELECT}{}", " WHERE d.subscriber_id = $1 ORDER BY d.created_at, d.id"))
+                    .bind(id.to_string())
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query(&format!("{SELECT}{}", " ORDER BY s.email, d.created_at, d.id"))
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        rows.iter().map(device_from_row).collect()
+    }
+
+    pub async fn device(&self, device_id: Uuid) -> Result<DeviceRow> {
+        let row = sqlx::query(
+            "SELECT d.id, d.name, d.subscriber_id, s.email, d.created_at, d.revoked_at, \
+             d.last_heartbeat, d.report, d.spare FROM devices d JOIN subscribers s ON s.id = d.subscriber_id \
+             WHERE d.id = $1",
+        )
+        .bind(device_id.to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        device_from_row(&row)
+    }
+
+    /// Revokes one of a subscriber's devices. Its pending instructions are cancelled.
+    pub async fn revoke_device(&self, subscriber_id: Uuid, device_id: Uuid, now: UnixMillis) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE devices SET revoked_at = $1 WHERE id = $2 AND subscriber_id = $3 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(device_id.to_string())
+        .bind(subscriber_id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            let exists = sqlx::query("SELECT 1 AS one FROM devices WHERE id = $1 AND subscriber_id = $2")
+                .bind(device_id.to_string())
+                .bind(subscriber_id.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+            return if exists.is_some() { Ok(()) } else { Err(StoreError::NotFound) };
+        }
+        sqlx::query(
+            "UPDATE instructions SET state = 'cancelled', completed_at = $1 \
+             WHERE device_id = $2 AND state IN ('queued', 'delivered')",
+        )
+        .bind(now)
+        .bind(device_id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE allocations SET state = 'failed', released_at = $1 WHERE device_id = $2 AND state = 'pending'",
+        )
+        .bind(now)
+        .bind(device_id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Writes a batch of heartbeats in one transaction (group commit).
+    pub async fn record_heartbeats(&self, batch: &[HeartbeatRow]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for beat in batch {
+            let report = serde_json::to_string(&beat.report).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let spare = serde_json::to_string(&beat.spare).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            sqlx::query(
+                "UPDATE devices SET last_heartbeat = $1, report = $2, spare = $3, spare_storage_bytes = $4, \
+                 compute_slots = $5 WHERE id = $6",
+            )
+            .bind(beat.at)
+            .bind(report)
+            .bind(spare)
+            .bind(to_i64(beat.spare.storage_bytes))
+            .bind(i64::from(beat.spare.compute_slots))
+            .bind(beat.device_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+            if let Some(slot) = beat.new_slot {
+                sqlx::query("INSERT INTO device_presence (device_id, slot) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                    .bind(beat.device_id.to_string())
+                    .bind(slot)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Updates only the vault part of a device's latest report and its spare storage.
+    pub async fn update_spare_storage(&self, device_id: Uuid, report: &StatusReport, spare: Spare) -> Result<()> {
+        let report = serde_json::to_string(report).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let spare_json = serde_json::to_string(&spare).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        sqlx::query("UPDATE devices SET report = $1, spare = $2, spare_storage_bytes = $3, compute_slots = $4 WHERE id = $5")
+            .bind(report)
+            .bind(spare_json)
+            .bind(to_i64(spare.storage_bytes))
+            .bind(i64::from(spare.compute_slots))
+            .bind(device_id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// How many presence slots a device has since `since`.
+    pub async fn presence_slots(&self, device_id: Uuid, since_slot: i64) -> Result<i64> {
+        Ok(sqlx::query("SELECT COUNT(*) AS n FROM device_presence WHERE device_id = $1 AND slot >= $2")
+            .bind(device_id.to_string())
+            .bind(since_slot)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?)
+    }
+
+    // ---- instructions ----
+
+    /// Queues an instruction for a device.
+    pub async fn enqueue(
+        &self,
+        device_id: Uuid,
+        allocation_id: Option<Uuid>,
+        kind: &InstructionKind,
+        now: UnixMillis,
+        expires_at: UnixMillis,
+    ) -> Result<Instruction> {
+        let mut conn = self.pool.acquire().await?;
+        enqueue_on(&mut conn, device_id, allocation_id, kind, now, expires_at).await
+    }
+
+    /// Hands out what a device should do now: queued instructions, and delivered ones whose
+    /// acknowledgement has not come within `lease_ms` (at-least-once delivery).
+    pub async fn take_deliverable(
+        &self,
+        device_id: Uuid,
+        now: UnixMillis,
+        lease_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<Instruction>> {
+        let rows = sqlx::query(
+            "SELECT id, kind, body, created_at, expires_at FROM instructions WHERE device_id = $1 \
+             AND expires_at > $2 AND (state = 'queued' OR (state = 'delivered' AND delivered_at < $3)) \
+             ORDER BY created_at, id LIMIT $4",
+        )
+        .bind(device_id.to_string())
+        .bind(now)
+        .bind(now - lease_ms)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut batch = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let id: String = row.try_get("id")?;
+            sqlx::query(
+                "UPDATE instructions SET state = 'delivered', delivered_at = $1, attempts = attempts + 1 \
+                 WHERE id = $2 AND state IN ('queued', 'delivered')",
+            )
+            .bind(now)
+            .bind(&id)
+            .execute(&self.pool)
+            .await?;
+            let body: String = row.try_get("body")?;
+            batch.push(Instruction {
+                id: parse_uuid(&id)?,
+                created_at: row.try_get("created_at")?,
+                expires_at: row.try_get("expires_at")?,
+                kind: serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            });
+        }
+        Ok(batch)
+    }
+
+    pub async fn instruction(&self, id: Uuid) -> Result<InstructionRow> {
+        let row = sqlx::query(
+            "SELECT id, device_id, allocation_id, body, state, created_at, expires_at, result \
+             FROM instructions WHERE id = $1",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        let body: String = row.try_get("body")?;
+        Ok(InstructionRow {
+            instruction: Instruction {
+                id,
+                created_at: row.try_get("created_at")?,
+                expires_at: row.try_get("expires_at")?,
+                kind: serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            },
+            device_id: parse_uuid(&row.try_get::<String, _>("device_id")?)?,
+            allocation_id: row.try_get::<Option<String>, _>("allocation_id")?.as_deref().map(parse_uuid).transpose()?,
+            state: row.try_get("state")?,
+            result: row.try_get("result")?,
+        })
+    }
+
+    /// Records how an instruction ended. Returns false if it had already ended (a repeated
+    /// acknowledgement), in which case nothing changes.
+    pub async fn complete_instruction(&self, id: Uuid, state: &str, result: &str, now: UnixMillis) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE instructions SET state = $1, result = $2, completed_at = $3 \
+             WHERE id = $4 AND state IN ('queued', 'delivered')",
+        )
+        .bind(state)
+        .bind(result)
+        .bind(now)
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Devices with instructions queued since `since`, for waking long polls in other processes.
+    pub async fn devices_with_new_instructions(&self, since: UnixMillis) -> Result<Vec<Uuid>> {
+        let rows = sqlx::query("SELECT DISTINCT device_id FROM instructions WHERE state = 'queued' AND created_at >= $1")
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|row| parse_uuid(&row.try_get::<String, _>("device_id")?)).collect()
+    }
+
+    /// Marks instructions past their expiry as expired and fails the allocations they served.
+    /// Returns how many expired.
+    pub async fn expire_instructions(&self, now: UnixMillis) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE allocations SET state = 'failed', released_at = $1 WHERE state = 'pending' AND id IN \
+             (SELECT allocation_id FROM instructions WHERE state IN ('queued', 'delivered') AND expires_at <= $1 \
+              AND allocation_id IS NOT NULL AND kind = 'store_blob')",
+        )
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let done = sqlx::query(
+            "UPDATE instructions SET state = 'expired', completed_at = $1 \
+             WHERE state IN ('queued', 'delivered') AND expires_at <= $1",
+        )
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+
+    // ---- blobs and placements ----
+
+    /// Records a staged blob and that `subscriber_id` owns it.
+    pub async fn record_blob(
+        &self,
+        hash: &str,
+        size: u64,
+        subscriber_id: Uuid,
+        device_id: Option<Uuid>,
+        now: UnixMillis,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO blobs (hash, size, created_at, staged) VALUES ($1, $2, $3, 1) \
+             ON CONFLICT (hash) DO UPDATE SET staged = 1",
+        )
+        .bind(hash)
+        .bind(to_i64(size))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO blob_owners (hash, subscriber_id, device_id, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (hash, subscriber_id) DO NOTHING",
+        )
+        .bind(hash)
+        .bind(subscriber_id.to_string())
+        .bind(device_id.map(|d| d.to_string()))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The blob's size and whether it is staged, if `subscriber_id` owns it.
+    pub async fn owned_blob(&self, hash: &str, subscriber_id: Uuid) -> Result<Option<(u64, bool)>> {
+        let row = sqlx::query(
+            "SELECT b.size, b.staged FROM blobs b JOIN blob_owners o ON o.hash = b.hash \
+             WHERE b.hash = $1 AND o.subscriber_id = $2",
+        )
+        .bind(hash)
+        .bind(subscriber_id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| Ok((to_u64(row.try_get("size")?), row.try_get::<i64, _>("staged")? != 0)))
+            .transpose()
+    }
+
+    /// Whether a device holds, or has been asked to hold, a blob.
+    pub async fn device_allocated_blob(&self, device_id: Uuid, hash: &str) -> Result<bool> {
+        Ok(sqlx::query(
+            "SELECT 1 AS one FROM allocations WHERE device_id = $1 AND blob_hash = $2 \
+             AND state IN ('pending', 'active', 'evacuating')",
+        )
+        .bind(device_id.to_string())
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?
+        .is_some())
+    }
+
+    pub async fn set_blob_staged(&self, hash: &str, staged: bool) -> Result<()> {
+        sqlx::query("UPDATE blobs SET staged = $1 WHERE hash = $2")
+            .bind(i64::from(staged))
+            .bind(hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Creates or updates a subscriber's wish to keep a blob on `copies` holders.
+    pub async fn upsert_placement(
+        &self,
+        hash: &str,
+        subscriber_id: Uuid,
+        source_device_id: Option<Uuid>,
+        copies: u32,
+        now: UnixMillis,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO placements (hash, subscriber_id, source_device_id, copies, created_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (hash, subscriber_id) \
+             DO UPDATE SET copies = excluded.copies, satisfied_at = NULL",
+        )
+        .bind(hash)
+        .bind(subscriber_id.to_string())
+        .bind(source_device_id.map(|d| d.to_string()))
+        .bind(i64::from(copies))
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The placement of a blob for a subscriber: (size, copies, created_at, staged).
+    pub async fn placement(&self, hash: &str, subscriber_id: Uuid) -> Result<Option<(u64, u32, UnixMillis, bool)>> {
+        let row = sqlx::query(
+            "SELECT b.size, p.copies, p.created_at, b.staged FROM placements p JOIN blobs b ON b.hash = p.hash \
+             WHERE p.hash = $1 AND p.subscriber_id = $2",
+        )
+        .bind(hash)
+        .bind(subscriber_id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok((
+                to_u64(row.try_get("size")?),
+                u32::try_from(row.try_get::<i64, _>("copies")?).unwrap_or(0),
+                row.try_get("created_at")?,
+                row.try_get::<i64, _>("staged")? != 0,
+            ))
+        })
+        .transpose()
+    }
+
+    /// Placements that still want holders, from active subscribers only.
+    pub async fn open_placements(&self) -> Result<Vec<OpenPlacement>> {
+        let rows = sqlx::query(
+            "SELECT p.hash, b.size, p.subscriber_id, p.source_device_id, p.copies, b.staged \
+             FROM placements p JOIN blobs b ON b.hash = p.hash JOIN subscribers s ON s.id = p.subscriber_id \
+             WHERE p.satisfied_at IS NULL AND s.status = 'active' ORDER BY p.created_at",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(OpenPlacement {
+                    hash: row.try_get("hash")?,
+                    size: to_u64(row.try_get("size")?),
+                    subscriber_id: parse_uuid(&row.try_get::<String, _>("subscriber_id")?)?,
+                    source_device_id: row
+                        .try_get::<Option<String>, _>("source_device_id")?
+                        .as_deref()
+                        .map(parse_uuid)
+                        .transpose()?,
+                    copies: u32::try_from(row.try_get::<i64, _>("copies")?).unwrap_or(0),
+                    staged: row.try_get::<i64, _>("staged")? != 0,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn mark_placement_satisfied(&self, hash: &str, subscriber_id: Uuid, now: UnixMillis) -> Result<()> {
+        sqlx::query("UPDATE placements SET satisfied_at = $1 WHERE hash = $2 AND subscriber_id = $3")
+            .bind(now)
+            .bind(hash)
+            .bind(subscriber_id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Whether any placement still wants the staged copy of a blob.
+    pub async fn blob_still_needed_in_staging(&self, hash: &str) -> Result<bool> {
+        Ok(sqlx::query("SELECT 1 AS one FROM placements WHERE hash = $1 AND satisfied_at IS NULL")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some())
+    }
+
+    /// Storage allocations of one blob for one subscriber: (allocation, device, state).
+    pub async fn blob_allocations(&self, hash: &str, subscriber_id: Uuid) -> Result<Vec<(Uuid, Uuid, AllocationState, UnixMillis)>> {
+        let rows = sqlx::query(
+            "SELECT id, device_id, state, created_at FROM allocations WHERE blob_hash = $1 AND subscriber_id = $2 \
+             ORDER BY created_at, id",
+        )
+        .bind(hash)
+        .bind(subscriber_id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    parse_uuid(&row.try_get::<String, _>("id")?)?,
+                    parse_uuid(&row.try_get::<String, _>("device_id")?)?,
+                    parse_allocation_state(&row.try_get::<String, _>("state")?)?,
+                    row.try_get("created_at")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Devices whose storage may be allocated now: not revoked, owner active, with spare storage
+    /// left after what is already promised to pending allocations.
+    pub async fn storage_candidates(&self) -> Result<Vec<Candidate>> {
+        let rows = sqlx::query(
+            "SELECT d.id, d.subscriber_id, d.spare_storage_bytes, d.last_heartbeat, \
+             COALESCE((SELECT SUM(a.amount) FROM allocations a WHERE a.device_id = d.id AND a.state = 'pending'), 0) AS promised \
+             FROM devices d JOIN subscribers s ON s.id = d.subscriber_id \
+             WHERE d.revoked_at IS NULL AND s.status = 'active' AND d.spare_storage_bytes > 0",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let spare = to_u64(row.try_get("spare_storage_bytes")?);
+                let promised = to_u64(row.try_get::<i64, _>("promised")?);
+                Ok(Candidate {
+                    device_id: parse_uuid(&row.try_get::<String, _>("id")?)?,
+                    subscriber_id: parse_uuid(&row.try_get::<String, _>("subscriber_id")?)?,
+                    free_bytes: spare.saturating_sub(promised),
+                    last_heartbeat: row.try_get("last_heartbeat")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Devices that recently failed to take this blob, to be left out of the next attempt.
+    pub async fn recent_failures(&self, hash: &str, since: UnixMillis) -> Result<Vec<Uuid>> {
+        let rows = sqlx::query(
+            "SELECT device_id FROM allocations WHERE blob_hash = $1 AND state = 'failed' AND released_at >= $2",
+        )
+        .bind(hash)
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|row| parse_uuid(&row.try_get::<String, _>("device_id")?)).collect()
+    }
+
+    // ---- the allocation ledger ----
+
+    /// Allocates storage on a device for a blob and queues the instruction that uses it, in one
+    /// transaction: the ledger never shows an allocation without its instruction, nor the reverse.
+    pub async fn allocate_blob_storage(
+        &self,
+        subscriber_id: Uuid,
+        device_id: Uuid,
+        hash: &str,
+        size: u64,
+        now: UnixMillis,
+        expires_at: UnixMillis,
+    ) -> Result<(Uuid, Instruction)> {
+        let allocation_id = Uuid::new_v4();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO allocations (id, subscriber_id, device_id, kind, amount, purpose, blob_hash, state, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8)",
+        )
+        .bind(allocation_id.to_string())
+        .bind(subscriber_id.to_string())
+        .bind(device_id.to_string())
+        .bind(ResourceKind::Storage.as_str())
+        .bind(to_i64(size))
+        .bind(format!("blob:{hash}"))
+        .bind(hash)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let kind = InstructionKind::StoreBlob {
+            blob: surplus_protocol::BlobRef { hash: hash.to_owned(), size },
+            allocation_id,
+        };
+        let instruction = enqueue_on(&mut tx, device_id, Some(allocation_id), &kind, now, expires_at).await?;
+        tx.commit().await?;
+        Ok((allocation_id, instruction))
+    }
+
+    pub async fn set_allocation_state(
+        &self,
+        allocation_id: Uuid,
+        state: AllocationState,
+        now: UnixMillis,
+    ) -> Result<()> {
+        let released = matches!(state, AllocationState::Released | AllocationState::Failed).then_some(now);
+        sqlx::query("UPDATE allocations SET state = $1, released_at = COALESCE($2, released_at) WHERE id = $3")
+            .bind(state.as_str())
+            .bind(released)
+            .bind(allocation_id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Active allocations on a device, newest first: (id, amount, blob hash, subscriber).
+    pub async fn active_allocations_on(&self, device_id: Uuid) -> Result<Vec<(Uuid, u64, Option<String>, Uuid)>> {
+        let rows = sqlx::query(
+            "SELECT id, amount, blob_hash, subscriber_id FROM allocations WHERE device_id = $1 AND state = 'active' \
+             ORDER BY created_at DESC, id",
+        )
+        .bind(device_id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    parse_uuid(&row.try_get::<String, _>("id")?)?,
+                    to_u64(row.try_get("amount")?),
+                    row.try_get("blob_hash")?,
+                    parse_uuid(&row.try_get::<String, _>("subscriber_id")?)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Bytes on a device already marked to move away.
+    pub async fn evacuating_bytes(&self, device_id: Uuid) -> Result<u64> {
+        let total: Option<i64> = sqlx::query(
+            "SELECT SUM(amount) AS total FROM allocations WHERE device_id = $1 AND state = 'evacuating'",
+        )
+        .bind(device_id.to_string())
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("total")?;
+        Ok(total.map(to_u64).unwrap_or(0))
+    }
+
+    /// Marks allocations as evacuating and reopens their placements so the scheduler finds them
+    /// new holders.
+    pub async fn evacuate(&self, allocations: &[(Uuid, Option<String>, Uuid)]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for (id, hash, subscriber_id) in allocations {
+            sqlx::query("UPDATE allocations SET state = 'evacuating' WHERE id = $1 AND state = 'active'")
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
+            if let Some(hash) = hash {
+                sqlx::query("UPDATE placements SET satisfied_at = NULL WHERE hash = $1 AND subscriber_id = $2")
+                    .bind(hash)
+                    .bind(subscriber_id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The ledger, all of it or one subscriber's (as beneficiary or as donor), newest first.
+    pub async fn ledger(&self, subscriber_id: Option<Uuid>, limit: i64) -> Result<Vec<Allocation>> {
+        const SELECT: &str = "SELECT a.id, s.email AS subscriber, a.device_id, d.name AS device_name, \
+             o.email AS donor, a.kind, a.amount, a.purpose, a.state, a.created_at, a.released_at \
+             FROM allocations a JOIN subscribers s ON s.id = a.subscriber_id \
+             JOIN devices d ON d.id = a.device_id JOIN subscribers o ON o.id = d.subscriber_id";
+        let rows = match subscriber_id {
+            Some(id) => {
+                sqlx::query(&format!("{SELECT}{}", " WHERE a.subscriber_id = $1 OR d.subscriber_id = $1 ORDER BY a.created_at DESC, a.id LIMIT $2"))
+                .bind(id.to_string())
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(&format!("{SELECT}{}", " ORDER BY a.created_at DESC, a.id LIMIT $1"))
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        let mut ledger = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let id = parse_uuid(&row.try_get::<String, _>("id")?)?;
+            let instructions = sqlx::query("SELECT id FROM instructions WHERE allocation_id = $1 ORDER BY created_at, id")
+                .bind(id.to_string())
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|r| parse_uuid(&r.try_get::<String, _>("id")?))
+                .collect::<Result<Vec<_>>>()?;
+            ledger.push(Allocation {
+                id,
+                subscriber: row.try_get("subscriber")?,
+                device_id: parse_uuid(&row.try_get::<String, _>("device_id")?)?,
+                device_name: row.try_get("device_name")?,
+                donor: row.try_get("donor")?,
+                kind: ResourceKind::parse(&row.try_get::<String, _>("kind")?)
+                    .ok_or_else(|| StoreError::Corrupt("allocation kind".into()))?,
+                amount: to_u64(row.try_get("amount")?),
+                purpose: row.try_get("purpose")?,
+                state: parse_allocation_state(&row.try_get::<String, _>("state")?)?,
+                instructions,
+                created_at: row.try_get("created_at")?,
+                released_at: row.try_get("released_at")?,
+            });
+        }
+        Ok(ledger)
+    }
+}
+
+async fn enqueue_on(
+    conn: &mut sqlx::AnyConnection,
+    device_id: Uuid,
+    allocation_id: Option<Uuid>,
+    kind: &InstructionKind,
+    now: UnixMillis,
+    expires_at: UnixMillis,
+) -> Result<Instruction> {
+    // Version 7 UUIDs sort by creation time, which keeps a device's queue in order.
+    let id = Uuid::now_v7();
+    let body = serde_json::to_string(kind).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    sqlx::query(
+        "INSERT INTO instructions (id, device_id, allocation_id, kind, body, state, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7)",
+    )
+    .bind(id.to_string())
+    .bind(device_id.to_string())
+    .bind(allocation_id.map(|a| a.to_string()))
+    .bind(kind.name())
+    .bind(body)
+    .bind(now)
+    .bind(expires_at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(Instruction { id, created_at: now, expires_at, kind: kind.clone() })
+}
+
+fn subscriber_from_row(row: &AnyRow) -> Result<Subscriber> {
+    Ok(Subscriber {
+        id: parse_uuid(&row.try_get::<String, _>("id")?)?,
+        email: row.try_get("email")?,
+        plan: parse_plan(&row.try_get::<String, _>("plan")?)?,
+        status: parse_status(&row.try_get::<String, _>("status")?)?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn device_from_row(row: &AnyRow) -> Result<DeviceRow> {
+    let report: Option<String> = row.try_get("report")?;
+    let spare: Option<String> = row.try_get("spare")?;
+    Ok(DeviceRow {
+        id: parse_uuid(&row.try_get::<String, _>("id")?)?,
+        name: row.try_get("name")?,
+        subscriber_id: parse_uuid(&row.try_get::<String, _>("subscriber_id")?)?,
+        subscriber_email: row.try_get("email")?,
+        created_at: row.try_get("created_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+        last_heartbeat: row.try_get("last_heartbeat")?,
+        report: report
+            .map(|r| serde_json::from_str(&r))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        spare: spare
+            .map(|s| serde_json::from_str(&s))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?
+            .unwrap_or_default(),
+    })
+}
+
+fn parse_uuid(text: &str) -> Result<Uuid> {
+    Uuid::from_str(text).map_err(|_| StoreError::Corrupt(format!("bad id {text:?}")))
+}
+
+fn parse_plan(text: &str) -> Result<Plan> {
+    Plan::parse(text).ok_or_else(|| StoreError::Corrupt(format!("bad plan {text:?}")))
+}
+
+fn parse_status(text: &str) -> Result<SubscriberStatus> {
+    SubscriberStatus::parse(text).ok_or_else(|| StoreError::Corrupt(format!("bad status {text:?}")))
+}
+
+fn parse_allocation_state(text: &str) -> Result<AllocationState> {
+    AllocationState::parse(text).ok_or_else(|| StoreError::Corrupt(format!("bad allocation state {text:?}")))
+}
+
+/// Sizes are u64 in Rust and BIGINT in SQL; nothing real comes near 2^63.
+fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn to_u64(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
