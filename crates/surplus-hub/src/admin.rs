@@ -39,7 +39,11 @@ pub async fn subscribers(hub: &Hub) -> Result<Vec<Subscriber>, AdminError> {
     Ok(hub.store.subscribers().await?)
 }
 
-pub async fn set_status(hub: &Hub, email: &str, status: SubscriberStatus) -> Result<Subscriber, AdminError> {
+pub async fn set_status(
+    hub: &Hub,
+    email: &str,
+    status: SubscriberStatus,
+) -> Result<Subscriber, AdminError> {
     let email = email.trim().to_lowercase();
     match hub.store.set_subscriber_status(&email, status).await {
         Err(StoreError::NotFound) => Err(AdminError::NoSuchSubscriber(email)),
@@ -55,7 +59,11 @@ pub async fn devices(hub: &Hub) -> Result<Vec<Device>, AdminError> {
     Ok(devices)
 }
 
-pub async fn ledger(hub: &Hub, email: Option<&str>, limit: i64) -> Result<Vec<Allocation>, AdminError> {
+pub async fn ledger(
+    hub: &Hub,
+    email: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Allocation>, AdminError> {
     let subscriber = match email {
         Some(email) => Some(subscriber_by_email(hub, email).await?.id),
         None => None,
@@ -120,7 +128,10 @@ impl From<NewAllocation> for StartedAllocation {
 pub async fn start(hub: &Hub, email: &str, wait: Duration) -> Result<Started, AdminError> {
     let subscriber = subscriber_by_email(hub, email).await?;
     if subscriber.status != SubscriberStatus::Active {
-        return Err(AdminError::Inactive { email: subscriber.email, status: subscriber.status.as_str() });
+        return Err(AdminError::Inactive {
+            email: subscriber.email,
+            status: subscriber.status.as_str(),
+        });
     }
     let devices: Vec<_> = hub
         .store

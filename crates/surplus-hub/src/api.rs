@@ -6,18 +6,18 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use axum::Router;
 use serde::Deserialize;
 use surplus_protocol::{
-    Acknowledgement, Allocation, BlobRef, Credentials, Device, DeviceCredentials, ErrorCode, HeartbeatResponse,
-    Holder, InstructionBatch, PlaceBlobRequest, Placement, Plan, ProbeRequested, RegisterDevice, Session,
-    StatusReport, Subscriber, is_blob_hash,
+    Acknowledgement, Allocation, BlobRef, Credentials, Device, DeviceCredentials, ErrorCode,
+    HeartbeatResponse, Holder, InstructionBatch, PlaceBlobRequest, Placement, Plan, ProbeRequested,
+    RegisterDevice, Session, StatusReport, Subscriber, is_blob_hash,
 };
 use tokio_util::io::ReaderStream;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -25,8 +25,8 @@ use tower_http::trace::TraceLayer;
 use uuid::Uuid;
 
 use crate::auth::{
-    Caller, DeviceCaller, SubscriberCaller, decoy_hash, hash_password, random_secret, require_active, token_hash,
-    verify_password,
+    Caller, DeviceCaller, SubscriberCaller, decoy_hash, hash_password, random_secret,
+    require_active, token_hash, verify_password,
 };
 use crate::error::{ApiError, ApiResult};
 use crate::hub::Hub;
@@ -80,9 +80,11 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .layer(DefaultBodyLimit::max(json_limit))
         .layer(middleware::from_fn_with_state(hub.clone(), record_metrics))
         .layer(TraceLayer::new_for_http())
-        .layer(CatchPanicLayer::custom(|_panic: Box<dyn std::any::Any + Send>| {
-            ApiError::internal("a request handler panicked").into_response()
-        }))
+        .layer(CatchPanicLayer::custom(
+            |_panic: Box<dyn std::any::Any + Send>| {
+                ApiError::internal("a request handler panicked").into_response()
+            },
+        ))
         .with_state(hub)
 }
 
@@ -94,7 +96,12 @@ async fn record_metrics(State(hub): State<Arc<Hub>>, request: Request, next: Nex
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
     let response = next.run(request).await;
-    hub.metrics.request(&method, &route, response.status().as_u16(), started.elapsed().as_secs_f64());
+    hub.metrics.request(
+        &method,
+        &route,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
     response
 }
 
@@ -103,7 +110,11 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, ErrorCode::MethodNotAllowed, "this endpoint does not take that method")
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::MethodNotAllowed,
+        "this endpoint does not take that method",
+    )
 }
 
 /// Liveness and database reachability.
@@ -115,41 +126,68 @@ async fn healthz(State(hub): State<Arc<Hub>>) -> ApiResult<&'static str> {
 
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format")))]
 async fn metrics(State(hub): State<Arc<Hub>>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], hub.metrics.render())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        hub.metrics.render(),
+    )
 }
 
 #[utoipa::path(get, path = "/v1/openapi.json", responses((status = 200, description = "This document")))]
 async fn openapi() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], crate::openapi::document())
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        crate::openapi::document(),
+    )
 }
 
 fn validate_credentials(credentials: &Credentials) -> ApiResult<()> {
     let email = credentials.email.trim();
     let valid_email = email.len() <= 254
-        && email.split_once('@').is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
+        && email
+            .split_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
         && !email.chars().any(char::is_whitespace);
     if !valid_email {
-        return Err(ApiError::validation(format!("email {:?} is not an email address", credentials.email)));
+        return Err(ApiError::validation(format!(
+            "email {:?} is not an email address",
+            credentials.email
+        )));
     }
     if credentials.password.chars().count() < 8 || credentials.password.len() > 1024 {
-        return Err(ApiError::validation("password must be 8 to 1024 characters long"));
+        return Err(ApiError::validation(
+            "password must be 8 to 1024 characters long",
+        ));
     }
     Ok(())
 }
 
 async fn new_session(hub: &Hub, subscriber: Subscriber) -> ApiResult<Session> {
-    let token = format!("{}{}", surplus_protocol::SESSION_TOKEN_PREFIX, random_secret());
+    let token = format!(
+        "{}{}",
+        surplus_protocol::SESSION_TOKEN_PREFIX,
+        random_secret()
+    );
     let now = now_ms();
-    let expires_at = now + i64::try_from(hub.settings.session_ttl.as_millis()).unwrap_or(i64::MAX / 2);
-    hub.store.create_session(&token_hash(&token), subscriber.id, now, expires_at).await?;
-    Ok(Session { token, expires_at, subscriber })
+    let expires_at =
+        now + i64::try_from(hub.settings.session_ttl.as_millis()).unwrap_or(i64::MAX / 2);
+    hub.store
+        .create_session(&token_hash(&token), subscriber.id, now, expires_at)
+        .await?;
+    Ok(Session {
+        token,
+        expires_at,
+        subscriber,
+    })
 }
 
 /// Signs up a new subscriber on the standard plan and logs them in.
 #[utoipa::path(post, path = "/v1/signup", request_body = Credentials,
     responses((status = 201, body = Session), (status = 409, body = surplus_protocol::ErrorBody, description = "already signed up"),
                (status = 422, body = surplus_protocol::ErrorBody)))]
-async fn signup(State(hub): State<Arc<Hub>>, Json(credentials): Json<Credentials>) -> ApiResult<(StatusCode, Json<Session>)> {
+async fn signup(
+    State(hub): State<Arc<Hub>>,
+    Json(credentials): Json<Credentials>,
+) -> ApiResult<(StatusCode, Json<Session>)> {
     validate_credentials(&credentials)?;
     let email = credentials.email.trim().to_lowercase();
     let password = credentials.password;
@@ -157,18 +195,29 @@ async fn signup(State(hub): State<Arc<Hub>>, Json(credentials): Json<Credentials
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
-    let subscriber = hub.store.create_subscriber(&email, &hash, Plan::Standard, now_ms()).await?;
+    let subscriber = hub
+        .store
+        .create_subscriber(&email, &hash, Plan::Standard, now_ms())
+        .await?;
     tracing::info!(%email, "subscriber signed up");
-    Ok((StatusCode::CREATED, Json(new_session(&hub, subscriber).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(new_session(&hub, subscriber).await?),
+    ))
 }
 
 /// Logs in, returning a session token.
 #[utoipa::path(post, path = "/v1/login", request_body = Credentials,
     responses((status = 200, body = Session), (status = 401, body = surplus_protocol::ErrorBody)))]
-async fn login(State(hub): State<Arc<Hub>>, Json(credentials): Json<Credentials>) -> ApiResult<Json<Session>> {
+async fn login(
+    State(hub): State<Arc<Hub>>,
+    Json(credentials): Json<Credentials>,
+) -> ApiResult<Json<Session>> {
     let email = credentials.email.trim().to_lowercase();
     let found = hub.store.subscriber_by_email(&email).await?;
-    let stored = found.as_ref().map_or_else(|| decoy_hash().to_owned(), |(_, hash)| hash.clone());
+    let stored = found
+        .as_ref()
+        .map_or_else(|| decoy_hash().to_owned(), |(_, hash)| hash.clone());
     let password = credentials.password;
     let matches = tokio::task::spawn_blocking(move || verify_password(&password, &stored))
         .await
@@ -187,7 +236,10 @@ async fn me(SubscriberCaller(subscriber): SubscriberCaller) -> Json<Subscriber> 
 
 /// The subscriber's devices.
 #[utoipa::path(get, path = "/v1/devices", responses((status = 200, body = [Device])), security(("session" = [])))]
-async fn list_devices(State(hub): State<Arc<Hub>>, SubscriberCaller(subscriber): SubscriberCaller) -> ApiResult<Json<Vec<Device>>> {
+async fn list_devices(
+    State(hub): State<Arc<Hub>>,
+    SubscriberCaller(subscriber): SubscriberCaller,
+) -> ApiResult<Json<Vec<Device>>> {
     let mut devices = Vec::new();
     for row in hub.store.devices(Some(subscriber.id)).await? {
         devices.push(hub.device_view(row).await?);
@@ -206,26 +258,44 @@ async fn register_device(
 ) -> ApiResult<(StatusCode, Json<DeviceCredentials>)> {
     let name = request.name.trim();
     if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
-        return Err(ApiError::validation(format!("device name {:?} must be 1 to 64 printable characters", request.name)));
+        return Err(ApiError::validation(format!(
+            "device name {:?} must be 1 to 64 printable characters",
+            request.name
+        )));
     }
     let limit = subscriber.plan.limits().devices;
     if hub.store.count_live_devices(subscriber.id).await? >= limit {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             ErrorCode::QuotaExceeded,
-            format!("the {} plan allows {limit} devices; revoke one first", subscriber.plan.as_str()),
+            format!(
+                "the {} plan allows {limit} devices; revoke one first",
+                subscriber.plan.as_str()
+            ),
         ));
     }
     let secret = random_secret();
-    let device_id = hub.store.create_device(subscriber.id, name, &token_hash(&secret), now_ms()).await?;
+    let device_id = hub
+        .store
+        .create_device(subscriber.id, name, &token_hash(&secret), now_ms())
+        .await?;
     tracing::info!(%device_id, email = %subscriber.email, "device registered");
-    Ok((StatusCode::CREATED, Json(DeviceCredentials { device_id, secret })))
+    Ok((
+        StatusCode::CREATED,
+        Json(DeviceCredentials { device_id, secret }),
+    ))
 }
 
-async fn owned_device(hub: &Hub, subscriber: &Subscriber, id: Uuid) -> ApiResult<crate::store::DeviceRow> {
+async fn owned_device(
+    hub: &Hub,
+    subscriber: &Subscriber,
+    id: Uuid,
+) -> ApiResult<crate::store::DeviceRow> {
     match hub.store.device(id).await {
         Ok(row) if row.subscriber_id == subscriber.id => Ok(row),
-        Ok(_) | Err(crate::store::StoreError::NotFound) => Err(ApiError::not_found(format!("no device {id} of yours"))),
+        Ok(_) | Err(crate::store::StoreError::NotFound) => {
+            Err(ApiError::not_found(format!("no device {id} of yours")))
+        }
         Err(other) => Err(other.into()),
     }
 }
@@ -233,7 +303,11 @@ async fn owned_device(hub: &Hub, subscriber: &Subscriber, id: Uuid) -> ApiResult
 /// One of the subscriber's devices, with its latest report.
 #[utoipa::path(get, path = "/v1/devices/{id}", params(("id" = Uuid, Path)),
     responses((status = 200, body = Device), (status = 404, body = surplus_protocol::ErrorBody)), security(("session" = [])))]
-async fn get_device(State(hub): State<Arc<Hub>>, SubscriberCaller(subscriber): SubscriberCaller, Path(id): Path<Uuid>) -> ApiResult<Json<Device>> {
+async fn get_device(
+    State(hub): State<Arc<Hub>>,
+    SubscriberCaller(subscriber): SubscriberCaller,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<Device>> {
     let row = owned_device(&hub, &subscriber, id).await?;
     Ok(Json(hub.device_view(row).await?))
 }
@@ -241,10 +315,16 @@ async fn get_device(State(hub): State<Arc<Hub>>, SubscriberCaller(subscriber): S
 /// Revokes a device: its credential stops working and its pending instructions are cancelled.
 #[utoipa::path(delete, path = "/v1/devices/{id}", params(("id" = Uuid, Path)),
     responses((status = 204), (status = 404, body = surplus_protocol::ErrorBody)), security(("session" = [])))]
-async fn revoke_device(State(hub): State<Arc<Hub>>, SubscriberCaller(subscriber): SubscriberCaller, Path(id): Path<Uuid>) -> ApiResult<StatusCode> {
+async fn revoke_device(
+    State(hub): State<Arc<Hub>>,
+    SubscriberCaller(subscriber): SubscriberCaller,
+    Path(id): Path<Uuid>,
+) -> ApiResult<StatusCode> {
     match hub.store.revoke_device(subscriber.id, id, now_ms()).await {
         Ok(()) => Ok(StatusCode::NO_CONTENT),
-        Err(crate::store::StoreError::NotFound) => Err(ApiError::not_found(format!("no device {id} of yours"))),
+        Err(crate::store::StoreError::NotFound) => {
+            Err(ApiError::not_found(format!("no device {id} of yours")))
+        }
         Err(other) => Err(other.into()),
     }
 }
@@ -252,18 +332,31 @@ async fn revoke_device(State(hub): State<Arc<Hub>>, SubscriberCaller(subscriber)
 /// Asks one device for a fresh status report now.
 #[utoipa::path(post, path = "/v1/devices/{id}/probe", params(("id" = Uuid, Path)),
     responses((status = 202, body = ProbeRequested), (status = 404, body = surplus_protocol::ErrorBody)), security(("session" = [])))]
-async fn probe_device(State(hub): State<Arc<Hub>>, SubscriberCaller(subscriber): SubscriberCaller, Path(id): Path<Uuid>) -> ApiResult<(StatusCode, Json<ProbeRequested>)> {
+async fn probe_device(
+    State(hub): State<Arc<Hub>>,
+    SubscriberCaller(subscriber): SubscriberCaller,
+    Path(id): Path<Uuid>,
+) -> ApiResult<(StatusCode, Json<ProbeRequested>)> {
     let row = owned_device(&hub, &subscriber, id).await?;
     if row.revoked_at.is_some() {
         return Err(ApiError::conflict(format!("device {id} is revoked")));
     }
     let queued = hub.probe(&[id]).await?;
-    Ok((StatusCode::ACCEPTED, Json(ProbeRequested { devices: vec![id], instructions: queued.iter().map(|i| i.id).collect() })))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(ProbeRequested {
+            devices: vec![id],
+            instructions: queued.iter().map(|i| i.id).collect(),
+        }),
+    ))
 }
 
 /// Asks every device of the subscriber for a fresh status report now.
 #[utoipa::path(post, path = "/v1/devices/probe", responses((status = 202, body = ProbeRequested)), security(("session" = [])))]
-async fn probe_all(State(hub): State<Arc<Hub>>, SubscriberCaller(subscriber): SubscriberCaller) -> ApiResult<(StatusCode, Json<ProbeRequested>)> {
+async fn probe_all(
+    State(hub): State<Arc<Hub>>,
+    SubscriberCaller(subscriber): SubscriberCaller,
+) -> ApiResult<(StatusCode, Json<ProbeRequested>)> {
     let devices: Vec<Uuid> = hub
         .store
         .devices(Some(subscriber.id))
@@ -273,7 +366,13 @@ async fn probe_all(State(hub): State<Arc<Hub>>, SubscriberCaller(subscriber): Su
         .map(|d| d.id)
         .collect();
     let queued = hub.probe(&devices).await?;
-    Ok((StatusCode::ACCEPTED, Json(ProbeRequested { devices, instructions: queued.iter().map(|i| i.id).collect() })))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(ProbeRequested {
+            devices,
+            instructions: queued.iter().map(|i| i.id).collect(),
+        }),
+    ))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -297,23 +396,37 @@ async fn allocations(
 fn validate_report(report: &StatusReport) -> ApiResult<()> {
     let cpu = report.cpu.busy_percent;
     if !(0.0..=100.0).contains(&cpu) {
-        return Err(ApiError::validation(format!("cpu.busy_percent {cpu} is not between 0 and 100")));
+        return Err(ApiError::validation(format!(
+            "cpu.busy_percent {cpu} is not between 0 and 100"
+        )));
     }
-    for (name, value) in [("limits.cores_percent", report.limits.cores_percent), ("limits.busy_cpu_percent", report.limits.busy_cpu_percent)] {
+    for (name, value) in [
+        ("limits.cores_percent", report.limits.cores_percent),
+        ("limits.busy_cpu_percent", report.limits.busy_cpu_percent),
+    ] {
         if value > 100 {
-            return Err(ApiError::validation(format!("{name} {value} is not between 0 and 100")));
+            return Err(ApiError::validation(format!(
+                "{name} {value} is not between 0 and 100"
+            )));
         }
     }
     if let Some(window) = report.limits.window
         && (window.start_minute >= 1440 || window.end_minute >= 1440)
     {
-        return Err(ApiError::validation("limits.window minutes must be below 1440"));
+        return Err(ApiError::validation(
+            "limits.window minutes must be below 1440",
+        ));
     }
     if report.utc_offset_minutes.abs() > 14 * 60 {
-        return Err(ApiError::validation(format!("utc_offset_minutes {} is not a real offset", report.utc_offset_minutes)));
+        return Err(ApiError::validation(format!(
+            "utc_offset_minutes {} is not a real offset",
+            report.utc_offset_minutes
+        )));
     }
     if report.agent_version.len() > 64 || report.os.len() > 64 {
-        return Err(ApiError::validation("agent_version and os must be at most 64 characters"));
+        return Err(ApiError::validation(
+            "agent_version and os must be at most 64 characters",
+        ));
     }
     Ok(())
 }
@@ -322,12 +435,20 @@ fn validate_report(report: &StatusReport) -> ApiResult<()> {
 #[utoipa::path(post, path = "/v1/device/heartbeat", request_body = StatusReport,
     responses((status = 200, body = HeartbeatResponse), (status = 401, body = surplus_protocol::ErrorBody),
                (status = 422, body = surplus_protocol::ErrorBody)), security(("device" = [])))]
-async fn heartbeat(State(hub): State<Arc<Hub>>, DeviceCaller(device): DeviceCaller, Json(report): Json<StatusReport>) -> ApiResult<Json<HeartbeatResponse>> {
+async fn heartbeat(
+    State(hub): State<Arc<Hub>>,
+    DeviceCaller(device): DeviceCaller,
+    Json(report): Json<StatusReport>,
+) -> ApiResult<Json<HeartbeatResponse>> {
     validate_report(&report)?;
-    let spare = hub.heartbeat(device.device_id, device.status, report).await?;
+    let spare = hub
+        .heartbeat(device.device_id, device.status, report)
+        .await?;
     Ok(Json(HeartbeatResponse {
         spare,
-        next_heartbeat_seconds: u32::try_from(hub.settings.heartbeat_interval.as_secs()).unwrap_or(30).max(1),
+        next_heartbeat_seconds: u32::try_from(hub.settings.heartbeat_interval.as_secs())
+            .unwrap_or(30)
+            .max(1),
         server_time: now_ms(),
     }))
 }
@@ -351,7 +472,10 @@ async fn poll_instructions(
     let lease = i64::try_from(hub.settings.instruction_lease.as_millis()).unwrap_or(60_000);
     let waiter = hub.waiter(device.device_id);
     loop {
-        let instructions = hub.store.take_deliverable(device.device_id, now_ms(), lease, 32).await?;
+        let instructions = hub
+            .store
+            .take_deliverable(device.device_id, now_ms(), lease, 32)
+            .await?;
         if !instructions.is_empty() || tokio::time::Instant::now() >= deadline {
             return Ok(Json(InstructionBatch { instructions }));
         }
@@ -373,9 +497,14 @@ async fn acknowledge(
     if let surplus_protocol::InstructionResult::Reported { report } = &ack.result {
         validate_report(report)?;
     }
-    match hub.acknowledge(device.device_id, device.status, id, ack).await {
+    match hub
+        .acknowledge(device.device_id, device.status, id, ack)
+        .await
+    {
         Ok(()) => Ok(StatusCode::NO_CONTENT),
-        Err(crate::store::StoreError::NotFound) => Err(ApiError::not_found(format!("no instruction {id} for this device"))),
+        Err(crate::store::StoreError::NotFound) => Err(ApiError::not_found(format!(
+            "no instruction {id} for this device"
+        ))),
         Err(other) => Err(other.into()),
     }
 }
@@ -384,7 +513,9 @@ fn check_hash(hash: &str) -> ApiResult<()> {
     if is_blob_hash(hash) {
         Ok(())
     } else {
-        Err(ApiError::bad_request(format!("{hash:?} is not a blob hash (64 lower-case hex characters of BLAKE3)")))
+        Err(ApiError::bad_request(format!(
+            "{hash:?} is not a blob hash (64 lower-case hex characters of BLAKE3)"
+        )))
     }
 }
 
@@ -407,11 +538,17 @@ async fn upload_blob(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|length| length > limit) {
-        return Err(ApiError::too_large(format!("blobs may be at most {limit} bytes")));
+        return Err(ApiError::too_large(format!(
+            "blobs may be at most {limit} bytes"
+        )));
     }
     let size = match hub.staging.put(&hash, body.into_data_stream(), limit).await {
         Ok(size) => size,
-        Err(StagingError::TooLarge { limit }) => return Err(ApiError::too_large(format!("blobs may be at most {limit} bytes"))),
+        Err(StagingError::TooLarge { limit }) => {
+            return Err(ApiError::too_large(format!(
+                "blobs may be at most {limit} bytes"
+            )));
+        }
         Err(StagingError::HashMismatch { actual }) => {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -419,10 +556,22 @@ async fn upload_blob(
                 format!("the content hashes to {actual}, not {hash}"),
             ));
         }
-        Err(StagingError::Interrupted(reason)) => return Err(ApiError::bad_request(format!("the upload was cut short: {reason}"))),
+        Err(StagingError::Interrupted(reason)) => {
+            return Err(ApiError::bad_request(format!(
+                "the upload was cut short: {reason}"
+            )));
+        }
         Err(other) => return Err(ApiError::internal(other)),
     };
-    hub.store.record_blob(&hash, size, caller.subscriber_id(), caller.device_id(), now_ms()).await?;
+    hub.store
+        .record_blob(
+            &hash,
+            size,
+            caller.subscriber_id(),
+            caller.device_id(),
+            now_ms(),
+        )
+        .await?;
     Ok((StatusCode::CREATED, Json(BlobRef { hash, size })))
 }
 
@@ -430,22 +579,42 @@ async fn upload_blob(
 #[utoipa::path(get, path = "/v1/blobs/{hash}", params(("hash" = String, Path)),
     responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>), (status = 404, body = surplus_protocol::ErrorBody)),
     security(("session" = []), ("device" = [])))]
-async fn download_blob(State(hub): State<Arc<Hub>>, caller: Caller, Path(hash): Path<String>) -> ApiResult<Response> {
+async fn download_blob(
+    State(hub): State<Arc<Hub>>,
+    caller: Caller,
+    Path(hash): Path<String>,
+) -> ApiResult<Response> {
     check_hash(&hash)?;
-    let owned = hub.store.owned_blob(&hash, caller.subscriber_id()).await?.is_some();
+    let owned = hub
+        .store
+        .owned_blob(&hash, caller.subscriber_id())
+        .await?
+        .is_some();
     let holder = match caller.device_id() {
         Some(device) if !owned => hub.store.device_allocated_blob(device, &hash).await?,
         _ => false,
     };
     // A blob the caller may not see answers exactly like one that does not exist.
     if !owned && !holder {
-        return Err(ApiError::not_found(format!("no staged blob {hash} for you")));
+        return Err(ApiError::not_found(format!(
+            "no staged blob {hash} for you"
+        )));
     }
-    let Some((file, size)) = hub.staging.open_blob(&hash).await.map_err(ApiError::internal)? else {
-        return Err(ApiError::not_found(format!("blob {hash} is no longer staged")));
+    let Some((file, size)) = hub
+        .staging
+        .open_blob(&hash)
+        .await
+        .map_err(ApiError::internal)?
+    else {
+        return Err(ApiError::not_found(format!(
+            "blob {hash} is no longer staged"
+        )));
     };
     Ok((
-        [(header::CONTENT_TYPE, "application/octet-stream".to_owned()), (header::CONTENT_LENGTH, size.to_string())],
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+            (header::CONTENT_LENGTH, size.to_string()),
+        ],
         Body::from_stream(ReaderStream::new(file)),
     )
         .into_response())
@@ -462,9 +631,20 @@ async fn placement_view(hub: &Hub, hash: &str, subscriber_id: Uuid) -> ApiResult
         .blob_allocations(hash, subscriber_id)
         .await?
         .into_iter()
-        .map(|(allocation_id, device_id, state, _)| Holder { device_id, allocation_id, state })
+        .map(|(allocation_id, device_id, state, _)| Holder {
+            device_id,
+            allocation_id,
+            state,
+        })
         .collect();
-    Ok(Placement { hash: hash.to_owned(), size, copies, created_at, holders, staged })
+    Ok(Placement {
+        hash: hash.to_owned(),
+        size,
+        copies,
+        created_at,
+        holders,
+        staged,
+    })
 }
 
 /// Asks the hub to keep a staged blob on `copies` other devices' vaults. The hub allocates
@@ -473,29 +653,59 @@ async fn placement_view(hub: &Hub, hash: &str, subscriber_id: Uuid) -> ApiResult
     responses((status = 202, body = Placement), (status = 403, body = surplus_protocol::ErrorBody, description = "subscriber not active"),
                (status = 404, body = surplus_protocol::ErrorBody), (status = 422, body = surplus_protocol::ErrorBody)),
     security(("session" = []), ("device" = [])))]
-async fn place_blob(State(hub): State<Arc<Hub>>, caller: Caller, Json(request): Json<PlaceBlobRequest>) -> ApiResult<(StatusCode, Json<Placement>)> {
+async fn place_blob(
+    State(hub): State<Arc<Hub>>,
+    caller: Caller,
+    Json(request): Json<PlaceBlobRequest>,
+) -> ApiResult<(StatusCode, Json<Placement>)> {
     check_hash(&request.hash)?;
     require_active(caller.status())?;
     let subscriber = hub.store.subscriber(caller.subscriber_id()).await?;
     let max = subscriber.plan.limits().max_copies;
     if request.copies == 0 || request.copies > max {
-        return Err(ApiError::validation(format!("copies {} must be between 1 and {max}", request.copies)));
+        return Err(ApiError::validation(format!(
+            "copies {} must be between 1 and {max}",
+            request.copies
+        )));
     }
-    if hub.store.owned_blob(&request.hash, subscriber.id).await?.is_none() {
-        return Err(ApiError::not_found(format!("no staged blob {} for you: upload it first", request.hash)));
+    if hub
+        .store
+        .owned_blob(&request.hash, subscriber.id)
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::not_found(format!(
+            "no staged blob {} for you: upload it first",
+            request.hash
+        )));
     }
     hub.store
-        .upsert_placement(&request.hash, subscriber.id, caller.device_id(), request.copies, now_ms())
+        .upsert_placement(
+            &request.hash,
+            subscriber.id,
+            caller.device_id(),
+            request.copies,
+            now_ms(),
+        )
         .await?;
     crate::scheduler::place_pending(&hub, None).await?;
-    Ok((StatusCode::ACCEPTED, Json(placement_view(&hub, &request.hash, subscriber.id).await?)))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(placement_view(&hub, &request.hash, subscriber.id).await?),
+    ))
 }
 
 /// Where a blob is kept.
 #[utoipa::path(get, path = "/v1/placements/{hash}", params(("hash" = String, Path)),
     responses((status = 200, body = Placement), (status = 404, body = surplus_protocol::ErrorBody)),
     security(("session" = []), ("device" = [])))]
-async fn get_placement(State(hub): State<Arc<Hub>>, caller: Caller, Path(hash): Path<String>) -> ApiResult<Json<Placement>> {
+async fn get_placement(
+    State(hub): State<Arc<Hub>>,
+    caller: Caller,
+    Path(hash): Path<String>,
+) -> ApiResult<Json<Placement>> {
     check_hash(&hash)?;
-    Ok(Json(placement_view(&hub, &hash, caller.subscriber_id()).await?))
+    Ok(Json(
+        placement_view(&hub, &hash, caller.subscriber_id()).await?,
+    ))
 }

@@ -6,14 +6,16 @@
 
 use std::sync::Arc;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use rand::RngCore;
-use surplus_protocol::{ErrorCode, SESSION_TOKEN_PREFIX, Subscriber, SubscriberStatus, parse_device_token};
+use surplus_protocol::{
+    ErrorCode, SESSION_TOKEN_PREFIX, Subscriber, SubscriberStatus, parse_device_token,
+};
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -35,12 +37,17 @@ pub fn token_hash(token: &str) -> String {
 
 pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {
     let salt = SaltString::generate(&mut rand::rngs::OsRng);
-    Ok(Argon2::default().hash_password(password.as_bytes(), &salt)?.to_string())
+    Ok(Argon2::default()
+        .hash_password(password.as_bytes(), &salt)?
+        .to_string())
 }
 
 pub fn verify_password(password: &str, stored: &str) -> bool {
-    PasswordHash::new(stored)
-        .is_ok_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
+    PasswordHash::new(stored).is_ok_and(|hash| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &hash)
+            .is_ok()
+    })
 }
 
 /// A hash to verify against when the email is unknown, so that a wrong email takes as long to
@@ -51,10 +58,9 @@ pub fn decoy_hash() -> &'static str {
 }
 
 fn bearer(parts: &Parts) -> Result<&str, ApiError> {
-    let header = parts
-        .headers
-        .get(AUTHORIZATION)
-        .ok_or_else(|| ApiError::unauthorized("this request needs an Authorization: Bearer header"))?;
+    let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
+        ApiError::unauthorized("this request needs an Authorization: Bearer header")
+    })?;
     header
         .to_str()
         .ok()
@@ -78,12 +84,16 @@ impl FromRequestParts<Arc<Hub>> for SubscriberCaller {
 
 async fn subscriber(hub: &Hub, token: &str) -> Result<Subscriber, ApiError> {
     if !token.starts_with(SESSION_TOKEN_PREFIX) {
-        return Err(ApiError::unauthorized("this request needs a subscriber's session token: log in first"));
+        return Err(ApiError::unauthorized(
+            "this request needs a subscriber's session token: log in first",
+        ));
     }
     hub.store
         .session_subscriber(&token_hash(token), now_ms())
         .await?
-        .ok_or_else(|| ApiError::unauthorized("the session token is unknown or has expired: log in again"))
+        .ok_or_else(|| {
+            ApiError::unauthorized("the session token is unknown or has expired: log in again")
+        })
 }
 
 /// An authenticated, unrevoked device.

@@ -25,9 +25,15 @@ pub struct FileConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("reading the config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("the config file {path} is not valid: {source}")]
-    Parse { path: PathBuf, source: toml::de::Error },
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
 }
 
 impl FileConfig {
@@ -40,7 +46,10 @@ impl FileConfig {
                 _ => return Ok(FileConfig::default()),
             },
         };
-        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
         toml::from_str(&text).map_err(|source| ConfigError::Parse { path, source })
     }
 
@@ -65,7 +74,9 @@ impl FileConfig {
 
 /// `<data dir>/surplus-hub`: `~/.local/share/surplus-hub` on Linux.
 pub fn default_data_dir() -> PathBuf {
-    dirs::data_dir().unwrap_or_else(|| PathBuf::from(".")).join("surplus-hub")
+    dirs::data_dir()
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("surplus-hub")
 }
 
 pub fn default_database() -> String {

@@ -22,7 +22,11 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -30,7 +34,11 @@ impl ApiError {
     }
 
     pub fn validation(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::ValidationFailed, message)
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::ValidationFailed,
+            message,
+        )
     }
 
     pub fn unauthorized(message: impl Into<String>) -> Self {
@@ -50,13 +58,21 @@ impl ApiError {
     }
 
     pub fn too_large(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge, message)
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::PayloadTooLarge,
+            message,
+        )
     }
 
     /// A fault of the hub: logged here with its cause, answered without it.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(%cause, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, "internal error; see the hub's log")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Internal,
+            "internal error; see the hub's log",
+        )
     }
 
     fn retryable(&self) -> bool {
@@ -67,7 +83,11 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let retryable = self.retryable();
-        let body = ErrorBody { error: self.code, message: self.message, retryable };
+        let body = ErrorBody {
+            error: self.code,
+            message: self.message,
+            retryable,
+        };
         (self.status, Json(body)).into_response()
     }
 }
@@ -90,10 +110,12 @@ impl From<JsonRejection> for ApiError {
                 ErrorCode::UnsupportedMediaType,
                 "expected a body with Content-Type: application/json",
             ),
-            JsonRejection::BytesRejection(inner) if inner.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            JsonRejection::BytesRejection(inner)
+                if inner.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+            {
                 Self::too_large("the request body is larger than the hub accepts")
             }
-            other => Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidJson, other.body_text()),
+            other => Self::new(other.status(), ErrorCode::InvalidJson, other.body_text()),
         }
     }
 }

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use surplus_protocol::{
-    Acknowledgement, AllocationState, FailureCode, Instruction, InstructionKind, InstructionResult, Spare,
-    StatusReport, SubscriberStatus, UnixMillis,
+    Acknowledgement, AllocationState, FailureCode, Instruction, InstructionKind, InstructionResult,
+    Spare, StatusReport, SubscriberStatus, UnixMillis,
 };
 use tokio::sync::{Notify, mpsc, oneshot};
 use uuid::Uuid;
@@ -136,9 +136,16 @@ impl Hub {
     }
 
     /// Queues an instruction and wakes the device's long poll.
-    pub async fn instruct(&self, device_id: Uuid, kind: InstructionKind) -> Result<Instruction, StoreError> {
+    pub async fn instruct(
+        &self,
+        device_id: Uuid,
+        kind: InstructionKind,
+    ) -> Result<Instruction, StoreError> {
         let now = now_ms();
-        let instruction = self.store.enqueue(device_id, None, &kind, now, self.expiry(now)).await?;
+        let instruction = self
+            .store
+            .enqueue(device_id, None, &kind, now, self.expiry(now))
+            .await?;
         self.metrics.instructions_queued(kind.name());
         self.wake(device_id);
         Ok(instruction)
@@ -159,7 +166,13 @@ impl Hub {
             || report.vault.used_bytes > report.vault.quota_bytes;
         let vault = report.vault.clone();
         let consent = report.consent.storage;
-        let pending = PendingHeartbeat { device_id, at: now, report, spare, done };
+        let pending = PendingHeartbeat {
+            device_id,
+            at: now,
+            report,
+            spare,
+            done,
+        };
         self.heartbeats
             .send(pending)
             .await
@@ -170,7 +183,8 @@ impl Hub {
             .map_err(StoreError::Corrupt)?;
         self.metrics.heartbeat();
         if needs_evacuation {
-            self.evacuate(device_id, consent, vault.used_bytes, vault.quota_bytes).await?;
+            self.evacuate(device_id, consent, vault.used_bytes, vault.quota_bytes)
+                .await?;
         }
         if spare.storage_bytes > 0 {
             self.kick_scheduler();
@@ -180,10 +194,20 @@ impl Hub {
 
     /// A device gave up storage (consent withdrawn, or quota shrunk below what it holds): the
     /// hub records which allocations must move away, newest first, and reopens their placements.
-    async fn evacuate(&self, device_id: Uuid, consent: bool, used: u64, quota: u64) -> Result<(), StoreError> {
+    async fn evacuate(
+        &self,
+        device_id: Uuid,
+        consent: bool,
+        used: u64,
+        quota: u64,
+    ) -> Result<(), StoreError> {
         let active = self.store.active_allocations_on(device_id).await?;
         let already = self.store.evacuating_bytes(device_id).await?;
-        let mut excess = if consent { used.saturating_sub(quota).saturating_sub(already) } else { u64::MAX };
+        let mut excess = if consent {
+            used.saturating_sub(quota).saturating_sub(already)
+        } else {
+            u64::MAX
+        };
         let mut moving = Vec::new();
         for (id, amount, hash, subscriber) in active {
             if excess == 0 {
@@ -215,33 +239,54 @@ impl Hub {
         }
         let now = now_ms();
         let failed = matches!(ack.result, InstructionResult::Failed { .. });
-        let result_json = serde_json::to_string(&ack.result).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let result_json =
+            serde_json::to_string(&ack.result).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let state = if failed { "failed" } else { "done" };
-        if !self.store.complete_instruction(instruction_id, state, &result_json, now).await? {
+        if !self
+            .store
+            .complete_instruction(instruction_id, state, &result_json, now)
+            .await?
+        {
             return Ok(());
         }
         match (&row.instruction.kind, &ack.result, row.allocation_id) {
-            (InstructionKind::StoreBlob { blob, .. }, InstructionResult::Stored { hash, .. }, Some(allocation))
-                if *hash == blob.hash =>
-            {
-                self.store.set_allocation_state(allocation, AllocationState::Active, now).await?;
+            (
+                InstructionKind::StoreBlob { blob, .. },
+                InstructionResult::Stored { hash, .. },
+                Some(allocation),
+            ) if *hash == blob.hash => {
+                self.store
+                    .set_allocation_state(allocation, AllocationState::Active, now)
+                    .await?;
             }
             (InstructionKind::StoreBlob { .. }, _, Some(allocation)) => {
                 if let InstructionResult::Failed { code, message } = &ack.result {
                     tracing::info!(%device_id, code = code.as_str(), %message, "device could not store a blob");
                 }
-                self.store.set_allocation_state(allocation, AllocationState::Failed, now).await?;
+                self.store
+                    .set_allocation_state(allocation, AllocationState::Failed, now)
+                    .await?;
             }
-            (InstructionKind::DeleteBlob { .. }, InstructionResult::Deleted { .. }, Some(allocation))
+            (
+                InstructionKind::DeleteBlob { .. },
+                InstructionResult::Deleted { .. },
+                Some(allocation),
+            )
             | (
                 InstructionKind::DeleteBlob { .. },
-                InstructionResult::Failed { code: FailureCode::NotFound, .. },
+                InstructionResult::Failed {
+                    code: FailureCode::NotFound,
+                    ..
+                },
                 Some(allocation),
             ) => {
-                self.store.set_allocation_state(allocation, AllocationState::Released, now).await?;
+                self.store
+                    .set_allocation_state(allocation, AllocationState::Released, now)
+                    .await?;
             }
             (InstructionKind::ReportStatus, InstructionResult::Reported { report }, _) => {
-                self.heartbeat(device_id, status, (**report).clone()).await?;
+                self.heartbeat(device_id, status, (**report).clone())
+                    .await?;
             }
             _ => {}
         }
@@ -250,7 +295,9 @@ impl Hub {
             if let Some(mut report) = device.report {
                 report.vault = vault;
                 let spare = policy::spare(&report, status, now);
-                self.store.update_spare_storage(device_id, &report, spare).await?;
+                self.store
+                    .update_spare_storage(device_id, &report, spare)
+                    .await?;
             }
         }
         self.kick_scheduler();
@@ -289,7 +336,10 @@ async fn write_heartbeats(store: Store, mut receiver: mpsc::Receiver<PendingHear
                 }
             })
             .collect();
-        let outcome = store.record_heartbeats(&rows).await.map_err(|e| e.to_string());
+        let outcome = store
+            .record_heartbeats(&rows)
+            .await
+            .map_err(|e| e.to_string());
         if outcome.is_ok() {
             for row in &rows {
                 if let Some(slot) = row.new_slot {
@@ -354,12 +404,17 @@ async fn run_scheduler(hub: std::sync::Weak<Hub>) {
 
 impl Hub {
     /// A device as the API shows it, with its availability over the last 7 and 30 days.
-    pub async fn device_view(&self, row: crate::store::DeviceRow) -> Result<surplus_protocol::Device, StoreError> {
+    pub async fn device_view(
+        &self,
+        row: crate::store::DeviceRow,
+    ) -> Result<surplus_protocol::Device, StoreError> {
         let now = now_ms();
         let availability_7d = self.availability(&row, now, 7).await?;
         let availability_30d = self.availability(&row, now, 30).await?;
         let online = row.revoked_at.is_none()
-            && row.last_heartbeat.is_some_and(|t| now - t <= self.settings.online_window_ms());
+            && row
+                .last_heartbeat
+                .is_some_and(|t| now - t <= self.settings.online_window_ms());
         Ok(surplus_protocol::Device {
             id: row.id,
             name: row.name,
@@ -378,7 +433,12 @@ impl Hub {
     }
 
     /// The share of presence slots in the window (or since registration) the device was heard in.
-    async fn availability(&self, row: &crate::store::DeviceRow, now: UnixMillis, days: i64) -> Result<f64, StoreError> {
+    async fn availability(
+        &self,
+        row: &crate::store::DeviceRow,
+        now: UnixMillis,
+        days: i64,
+    ) -> Result<f64, StoreError> {
         let start = (now - days * 86_400_000).max(row.created_at);
         let first_slot = start.div_euclid(PRESENCE_SLOT_MS);
         let possible = now.div_euclid(PRESENCE_SLOT_MS) - first_slot + 1;

@@ -14,7 +14,11 @@ use surplus_hub::{Hub, admin, api};
 use surplus_protocol::{SubscriberStatus, UnixMillis};
 
 #[derive(Debug, Parser)]
-#[command(name = "surplus-hub", version, about = "The Surplus hub: devices, spare resources, allocations, instructions.")]
+#[command(
+    name = "surplus-hub",
+    version,
+    about = "The Surplus hub: devices, spare resources, allocations, instructions."
+)]
 struct Cli {
     /// A TOML config file (default: <config dir>/surplus-hub/hub.toml, if it exists).
     #[arg(long, global = true, env = "SURPLUS_HUB_CONFIG")]
@@ -91,8 +95,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SURPLUS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=warn")),
+            tracing_subscriber::EnvFilter::try_from_env("SURPLUS_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=warn")
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -112,12 +117,29 @@ fn main() -> ExitCode {
     }
 }
 
-async fn open(file: &FileConfig, data: DataArgs, settings: surplus_hub::Settings, background: bool) -> anyhow::Result<std::sync::Arc<Hub>> {
-    let database = data.database.or_else(|| file.database.clone()).unwrap_or_else(config::default_database);
-    let staging_dir = data.staging.or_else(|| file.staging.clone()).unwrap_or_else(config::default_staging);
-    let store = Store::connect(&database).await.with_context(|| format!("opening the database {database}"))?;
+async fn open(
+    file: &FileConfig,
+    data: DataArgs,
+    settings: surplus_hub::Settings,
+    background: bool,
+) -> anyhow::Result<std::sync::Arc<Hub>> {
+    let database = data
+        .database
+        .or_else(|| file.database.clone())
+        .unwrap_or_else(config::default_database);
+    let staging_dir = data
+        .staging
+        .or_else(|| file.staging.clone())
+        .unwrap_or_else(config::default_staging);
+    let store = Store::connect(&database)
+        .await
+        .with_context(|| format!("opening the database {database}"))?;
     let staging = Staging::open(&staging_dir).await?;
-    Ok(if background { Hub::start(store, staging, settings) } else { Hub::without_background(store, staging, settings) })
+    Ok(if background {
+        Hub::start(store, staging, settings)
+    } else {
+        Hub::without_background(store, staging, settings)
+    })
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -127,14 +149,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", surplus_hub::openapi::document());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve { listen, data, heartbeat_interval } => {
+        Command::Serve {
+            listen,
+            data,
+            heartbeat_interval,
+        } => {
             let mut settings = file.settings();
             if let Some(seconds) = heartbeat_interval {
                 settings.heartbeat_interval = Duration::from_secs(seconds.max(1));
             }
-            let listen = listen.or(file.listen).unwrap_or_else(|| config::DEFAULT_LISTEN.parse().expect("valid default"));
+            let listen = listen
+                .or(file.listen)
+                .unwrap_or_else(|| config::DEFAULT_LISTEN.parse().expect("valid default"));
             let hub = open(&file, data, settings, true).await?;
-            let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("listening on {listen}"))?;
             tracing::info!(address = %listener.local_addr()?, "hub listening");
             axum::serve(listener, api::router(hub.clone()))
                 .with_graceful_shutdown(shutdown_signal())
@@ -142,7 +172,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             hub.store.close().await;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Admin { data, json, command } => {
+        Command::Admin {
+            data,
+            json,
+            command,
+        } => {
             let hub = open(&file, data, file.settings(), false).await?;
             let outcome = run_admin(&hub, command, json).await;
             hub.store.close().await;
@@ -161,13 +195,14 @@ async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(_) => {
-                let _ = interrupt.await;
-                return;
-            }
-        };
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = interrupt => {}
             _ = terminate.recv() => {}
@@ -192,27 +227,56 @@ async fn run_admin(hub: &Hub, command: AdminCommand, json: bool) -> Result<(), a
             if json {
                 print_json(&subscribers);
             } else {
-                println!("{:<32} {:<10} {:<10} {}", "EMAIL", "PLAN", "STATUS", "SINCE");
+                println!(
+                    "{:<32} {:<10} {:<10} {}",
+                    "EMAIL", "PLAN", "STATUS", "SINCE"
+                );
                 for s in subscribers {
-                    println!("{:<32} {:<10} {:<10} {}", s.email, s.plan.as_str(), s.status.as_str(), time(Some(s.created_at)));
+                    println!(
+                        "{:<32} {:<10} {:<10} {}",
+                        s.email,
+                        s.plan.as_str(),
+                        s.status.as_str(),
+                        time(Some(s.created_at))
+                    );
                 }
             }
         }
-        AdminCommand::Suspend { email } => status_change(hub, &email, SubscriberStatus::Suspended, json).await?,
-        AdminCommand::Resume { email } => status_change(hub, &email, SubscriberStatus::Active, json).await?,
+        AdminCommand::Suspend { email } => {
+            status_change(hub, &email, SubscriberStatus::Suspended, json).await?
+        }
+        AdminCommand::Resume { email } => {
+            status_change(hub, &email, SubscriberStatus::Active, json).await?
+        }
         AdminCommand::Devices => {
             let devices = admin::devices(hub).await?;
             if json {
                 print_json(&devices);
             } else {
-                println!("{:<36} {:<16} {:<24} {:<8} {:>10} {:>5} {:>6}  {}", "ID", "NAME", "SUBSCRIBER", "ONLINE", "SPARE", "SLOTS", "AVAIL7", "LAST HEARTBEAT");
+                println!(
+                    "{:<36} {:<16} {:<24} {:<8} {:>10} {:>5} {:>6}  {}",
+                    "ID",
+                    "NAME",
+                    "SUBSCRIBER",
+                    "ONLINE",
+                    "SPARE",
+                    "SLOTS",
+                    "AVAIL7",
+                    "LAST HEARTBEAT"
+                );
                 for d in devices {
                     println!(
                         "{:<36} {:<16} {:<24} {:<8} {:>10} {:>5} {:>5.0}%  {}",
                         d.id,
                         d.name,
                         d.subscriber,
-                        if d.revoked_at.is_some() { "revoked" } else if d.online { "yes" } else { "no" },
+                        if d.revoked_at.is_some() {
+                            "revoked"
+                        } else if d.online {
+                            "yes"
+                        } else {
+                            "no"
+                        },
                         size(d.spare_storage_bytes),
                         d.compute_slots,
                         d.availability_7d * 100.0,
@@ -226,9 +290,16 @@ async fn run_admin(hub: &Hub, command: AdminCommand, json: bool) -> Result<(), a
             if json {
                 print_json(&ledger);
             } else {
-                println!("{:<20} {:<24} {:<16} {:<8} {:>10} {:<10} {}", "CREATED", "FOR", "ON DEVICE", "KIND", "AMOUNT", "STATE", "PURPOSE");
+                println!(
+                    "{:<20} {:<24} {:<16} {:<8} {:>10} {:<10} {}",
+                    "CREATED", "FOR", "ON DEVICE", "KIND", "AMOUNT", "STATE", "PURPOSE"
+                );
                 for a in ledger {
-                    let amount = if a.kind == surplus_protocol::ResourceKind::Storage { size(a.amount) } else { format!("{} slots", a.amount) };
+                    let amount = if a.kind == surplus_protocol::ResourceKind::Storage {
+                        size(a.amount)
+                    } else {
+                        format!("{} slots", a.amount)
+                    };
                     println!(
                         "{:<20} {:<24} {:<16} {:<8} {:>10} {:<10} {}",
                         time(Some(a.created_at)),
@@ -249,16 +320,35 @@ async fn run_admin(hub: &Hub, command: AdminCommand, json: bool) -> Result<(), a
             } else {
                 println!("service started for {}", started.subscriber);
                 for d in &started.devices {
-                    let reached = if d.reached { "reached" } else { "not reached (offline: the request stays queued)" };
-                    let storage = d.storage_reason.clone().unwrap_or_else(|| size(d.spare_storage_bytes));
-                    let compute = d.compute_reason.clone().unwrap_or_else(|| format!("{} slots", d.compute_slots));
-                    println!("  {} {}: {reached}; spare storage {storage}; compute {compute}", d.id, d.name);
+                    let reached = if d.reached {
+                        "reached"
+                    } else {
+                        "not reached (offline: the request stays queued)"
+                    };
+                    let storage = d
+                        .storage_reason
+                        .clone()
+                        .unwrap_or_else(|| size(d.spare_storage_bytes));
+                    let compute = d
+                        .compute_reason
+                        .clone()
+                        .unwrap_or_else(|| format!("{} slots", d.compute_slots));
+                    println!(
+                        "  {} {}: {reached}; spare storage {storage}; compute {compute}",
+                        d.id, d.name
+                    );
                 }
                 if started.allocations.is_empty() {
                     println!("  nothing waiting for storage: no allocations made");
                 }
                 for a in &started.allocations {
-                    println!("  allocated {} on {} for {} (instruction {})", size(a.bytes), a.device_id, a.purpose, a.instruction_id);
+                    println!(
+                        "  allocated {} on {} for {} (instruction {})",
+                        size(a.bytes),
+                        a.device_id,
+                        a.purpose,
+                        a.instruction_id
+                    );
                 }
             }
         }
@@ -266,7 +356,12 @@ async fn run_admin(hub: &Hub, command: AdminCommand, json: bool) -> Result<(), a
     Ok(())
 }
 
-async fn status_change(hub: &Hub, email: &str, status: SubscriberStatus, json: bool) -> Result<(), admin::AdminError> {
+async fn status_change(
+    hub: &Hub,
+    email: &str,
+    status: SubscriberStatus,
+    json: bool,
+) -> Result<(), admin::AdminError> {
     let subscriber = admin::set_status(hub, email, status).await?;
     if json {
         print_json(&subscriber);
@@ -278,7 +373,10 @@ async fn status_change(hub: &Hub, email: &str, status: SubscriberStatus, json: b
 
 fn time(at: Option<UnixMillis>) -> String {
     match at.and_then(|ms| u64::try_from(ms).ok()) {
-        Some(ms) => humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(ms)).to_string(),
+        Some(ms) => {
+            humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(ms))
+                .to_string()
+        }
         None => "never".to_owned(),
     }
 }
@@ -291,5 +389,9 @@ fn size(bytes: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }

@@ -43,17 +43,40 @@ impl Default for Metrics {
         let instructions = Family::<KindLabels, Counter>::default();
         let allocations = Family::<KindLabels, Counter>::default();
         registry.register("http_requests", "HTTP requests answered", requests.clone());
-        registry.register("http_request_duration_seconds", "Time to answer an HTTP request", durations.clone());
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to answer an HTTP request",
+            durations.clone(),
+        );
         registry.register("heartbeats", "Heartbeats recorded", heartbeats.clone());
-        registry.register("instructions_queued", "Instructions queued for devices", instructions.clone());
-        registry.register("allocations", "Allocations recorded in the ledger", allocations.clone());
-        Metrics { registry: Mutex::new(registry), requests, durations, heartbeats, instructions, allocations }
+        registry.register(
+            "instructions_queued",
+            "Instructions queued for devices",
+            instructions.clone(),
+        );
+        registry.register(
+            "allocations",
+            "Allocations recorded in the ledger",
+            allocations.clone(),
+        );
+        Metrics {
+            registry: Mutex::new(registry),
+            requests,
+            durations,
+            heartbeats,
+            instructions,
+            allocations,
+        }
     }
 }
 
 impl Metrics {
     pub fn request(&self, method: &str, route: &str, status: u16, seconds: f64) {
-        let labels = RequestLabels { method: method.to_owned(), route: route.to_owned(), status };
+        let labels = RequestLabels {
+            method: method.to_owned(),
+            route: route.to_owned(),
+            status,
+        };
         self.requests.get_or_create(&labels).inc();
         self.durations.get_or_create(&labels).observe(seconds);
     }
@@ -63,11 +86,19 @@ impl Metrics {
     }
 
     pub fn instructions_queued(&self, kind: &str) {
-        self.instructions.get_or_create(&KindLabels { kind: kind.to_owned() }).inc();
+        self.instructions
+            .get_or_create(&KindLabels {
+                kind: kind.to_owned(),
+            })
+            .inc();
     }
 
     pub fn allocation(&self, kind: &str) {
-        self.allocations.get_or_create(&KindLabels { kind: kind.to_owned() }).inc();
+        self.allocations
+            .get_or_create(&KindLabels {
+                kind: kind.to_owned(),
+            })
+            .inc();
     }
 
     /// The metrics in Prometheus' text format.

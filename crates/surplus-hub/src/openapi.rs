@@ -28,10 +28,18 @@ struct BearerSchemes;
 impl Modify for BearerSchemes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        for (name, format) in [("session", "ses_..."), ("device", "dev_<device id>_<secret>")] {
+        for (name, format) in [
+            ("session", "ses_..."),
+            ("device", "dev_<device id>_<secret>"),
+        ] {
             components.add_security_scheme(
                 name,
-                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format(format).build()),
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .bearer_format(format)
+                        .build(),
+                ),
             );
         }
     }
@@ -39,5 +47,7 @@ impl Modify for BearerSchemes {
 
 /// The document as pretty-printed JSON.
 pub fn document() -> String {
-    ApiDoc::openapi().to_pretty_json().unwrap_or_else(|error| format!("{{\"error\": \"{error}\"}}"))
+    ApiDoc::openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|error| format!("{{\"error\": \"{error}\"}}"))
 }

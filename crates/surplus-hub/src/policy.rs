@@ -3,7 +3,9 @@
 //! A pure function of the device's latest report (which carries the user's consent, quota and
 //! limits), the subscriber's standing, and the time. No I/O, so every rule is tested here.
 
-use surplus_protocol::{Spare, SpareReason, StatusReport, SubscriberStatus, UnixMillis, UserActivity};
+use surplus_protocol::{
+    Spare, SpareReason, StatusReport, SubscriberStatus, UnixMillis, UserActivity,
+};
 
 /// Decides what a device has spare.
 ///
@@ -28,7 +30,11 @@ pub fn spare(report: &StatusReport, status: SubscriberStatus, now: UnixMillis) -
     spare
 }
 
-fn storage(report: &StatusReport, status: SubscriberStatus, now: UnixMillis) -> Result<u64, SpareReason> {
+fn storage(
+    report: &StatusReport,
+    status: SubscriberStatus,
+    now: UnixMillis,
+) -> Result<u64, SpareReason> {
     common(report, status, now, report.consent.storage)?;
     let vault = &report.vault;
     let below_quota = vault.quota_bytes.saturating_sub(vault.used_bytes);
@@ -37,14 +43,19 @@ fn storage(report: &StatusReport, status: SubscriberStatus, now: UnixMillis) -> 
     }
     // Space already reserved by the vault is the vault's to fill; beyond it, only what the disk
     // has above the floor.
-    let above_floor = (report.disk.free_bytes + vault.reserved_bytes).saturating_sub(vault.floor_bytes);
+    let above_floor =
+        (report.disk.free_bytes + vault.reserved_bytes).saturating_sub(vault.floor_bytes);
     if above_floor == 0 {
         return Err(SpareReason::DiskFloor);
     }
     Ok(below_quota.min(above_floor))
 }
 
-fn compute(report: &StatusReport, status: SubscriberStatus, now: UnixMillis) -> Result<u32, SpareReason> {
+fn compute(
+    report: &StatusReport,
+    status: SubscriberStatus,
+    now: UnixMillis,
+) -> Result<u32, SpareReason> {
     common(report, status, now, report.consent.compute)?;
     let limits = &report.limits;
     match report.user {
@@ -68,14 +79,23 @@ fn compute(report: &StatusReport, status: SubscriberStatus, now: UnixMillis) -> 
         return Err(SpareReason::OutsideWindow);
     }
     let allowed = u64::from(report.cpu.cores) * u64::from(limits.cores_percent.min(100)) / 100;
-    let slots = if limits.cores_percent > 0 && report.cpu.cores > 0 { allowed.max(1) } else { 0 };
+    let slots = if limits.cores_percent > 0 && report.cpu.cores > 0 {
+        allowed.max(1)
+    } else {
+        0
+    };
     if slots == 0 {
         return Err(SpareReason::NoCores);
     }
     Ok(u32::try_from(slots).unwrap_or(u32::MAX))
 }
 
-fn common(report: &StatusReport, status: SubscriberStatus, now: UnixMillis, consent: bool) -> Result<(), SpareReason> {
+fn common(
+    report: &StatusReport,
+    status: SubscriberStatus,
+    now: UnixMillis,
+    consent: bool,
+) -> Result<(), SpareReason> {
     if status != SubscriberStatus::Active {
         return Err(SpareReason::SubscriberInactive);
     }
@@ -99,7 +119,8 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use surplus_protocol::{
-        ComputeLimits, Consent, CpuReport, DiskReport, MemoryReport, PauseState, TimeWindow, VaultReport,
+        ComputeLimits, Consent, CpuReport, DiskReport, MemoryReport, PauseState, TimeWindow,
+        VaultReport,
     };
 
     const GIB: u64 = 1 << 30;
@@ -111,20 +132,47 @@ mod tests {
             agent_version: "test".into(),
             os: "linux".into(),
             utc_offset_minutes: 0,
-            cpu: CpuReport { cores: 8, busy_percent: 5.0 },
-            memory: MemoryReport { total_bytes: 16 * GIB, available_bytes: 8 * GIB },
+            cpu: CpuReport {
+                cores: 8,
+                busy_percent: 5.0,
+            },
+            memory: MemoryReport {
+                total_bytes: 16 * GIB,
+                available_bytes: 8 * GIB,
+            },
             user: UserActivity::Idle { idle_seconds: 600 },
             on_battery: Some(false),
-            disk: DiskReport { total_bytes: 500 * GIB, free_bytes: 200 * GIB },
-            vault: VaultReport { quota_bytes: 20 * GIB, used_bytes: 5 * GIB, reserved_bytes: 15 * GIB, floor_bytes: 50 * GIB },
-            consent: Consent { storage: true, compute: true },
-            limits: ComputeLimits { cores_percent: 50, idle_minutes: 5, busy_cpu_percent: 25, on_battery: false, window: None },
+            disk: DiskReport {
+                total_bytes: 500 * GIB,
+                free_bytes: 200 * GIB,
+            },
+            vault: VaultReport {
+                quota_bytes: 20 * GIB,
+                used_bytes: 5 * GIB,
+                reserved_bytes: 15 * GIB,
+                floor_bytes: 50 * GIB,
+            },
+            consent: Consent {
+                storage: true,
+                compute: true,
+            },
+            limits: ComputeLimits {
+                cores_percent: 50,
+                idle_minutes: 5,
+                busy_cpu_percent: 25,
+                on_battery: false,
+                window: None,
+            },
             pause: PauseState::Running,
         }
     }
 
     /// One check per rule: the report is tweaked, and the expected spare compared.
-    fn check(tweak: impl FnOnce(&mut StatusReport), storage: Result<u64, SpareReason>, compute: Result<u32, SpareReason>) {
+    fn check(
+        tweak: impl FnOnce(&mut StatusReport),
+        storage: Result<u64, SpareReason>,
+        compute: Result<u32, SpareReason>,
+    ) {
         let mut r = report();
         tweak(&mut r);
         let spare = spare(&r, SubscriberStatus::Active, NOON);
@@ -140,15 +188,35 @@ mod tests {
 
     #[test]
     fn nothing_without_consent() {
-        check(|r| r.consent = Consent::default(), Err(SpareReason::NoConsent), Err(SpareReason::NoConsent));
-        check(|r| r.consent.compute = false, Ok(15 * GIB), Err(SpareReason::NoConsent));
+        check(
+            |r| r.consent = Consent::default(),
+            Err(SpareReason::NoConsent),
+            Err(SpareReason::NoConsent),
+        );
+        check(
+            |r| r.consent.compute = false,
+            Ok(15 * GIB),
+            Err(SpareReason::NoConsent),
+        );
     }
 
     #[test]
     fn nothing_while_paused_and_again_after() {
-        check(|r| r.pause = PauseState::Indefinitely, Err(SpareReason::Paused), Err(SpareReason::Paused));
-        check(|r| r.pause = PauseState::Until { until: NOON + 1 }, Err(SpareReason::Paused), Err(SpareReason::Paused));
-        check(|r| r.pause = PauseState::Until { until: NOON }, Ok(15 * GIB), Ok(4));
+        check(
+            |r| r.pause = PauseState::Indefinitely,
+            Err(SpareReason::Paused),
+            Err(SpareReason::Paused),
+        );
+        check(
+            |r| r.pause = PauseState::Until { until: NOON + 1 },
+            Err(SpareReason::Paused),
+            Err(SpareReason::Paused),
+        );
+        check(
+            |r| r.pause = PauseState::Until { until: NOON },
+            Ok(15 * GIB),
+            Ok(4),
+        );
     }
 
     #[test]
@@ -162,39 +230,120 @@ mod tests {
 
     #[test]
     fn storage_stops_at_the_quota_and_the_floor() {
-        check(|r| r.vault.used_bytes = 20 * GIB, Err(SpareReason::VaultFull), Ok(4));
-        check(|r| r.vault.used_bytes = 25 * GIB, Err(SpareReason::VaultFull), Ok(4));
+        check(
+            |r| r.vault.used_bytes = 20 * GIB,
+            Err(SpareReason::VaultFull),
+            Ok(4),
+        );
+        check(
+            |r| r.vault.used_bytes = 25 * GIB,
+            Err(SpareReason::VaultFull),
+            Ok(4),
+        );
         // Reserved space counts; beyond it only what is above the floor.
-        check(|r| { r.disk.free_bytes = 40 * GIB; r.vault.reserved_bytes = 12 * GIB; }, Ok(2 * GIB), Ok(4));
-        check(|r| { r.disk.free_bytes = 40 * GIB; r.vault.reserved_bytes = 0; }, Err(SpareReason::DiskFloor), Ok(4));
+        check(
+            |r| {
+                r.disk.free_bytes = 40 * GIB;
+                r.vault.reserved_bytes = 12 * GIB;
+            },
+            Ok(2 * GIB),
+            Ok(4),
+        );
+        check(
+            |r| {
+                r.disk.free_bytes = 40 * GIB;
+                r.vault.reserved_bytes = 0;
+            },
+            Err(SpareReason::DiskFloor),
+            Ok(4),
+        );
     }
 
     #[test]
     fn compute_waits_for_the_user_to_leave() {
-        check(|r| r.user = UserActivity::Idle { idle_seconds: 299 }, Ok(15 * GIB), Err(SpareReason::UserActive));
-        check(|r| r.user = UserActivity::Idle { idle_seconds: 300 }, Ok(15 * GIB), Ok(4));
-        check(|r| r.user = UserActivity::Unknown, Ok(15 * GIB), Err(SpareReason::IdleUnknown));
+        check(
+            |r| r.user = UserActivity::Idle { idle_seconds: 299 },
+            Ok(15 * GIB),
+            Err(SpareReason::UserActive),
+        );
+        check(
+            |r| r.user = UserActivity::Idle { idle_seconds: 300 },
+            Ok(15 * GIB),
+            Ok(4),
+        );
+        check(
+            |r| r.user = UserActivity::Unknown,
+            Ok(15 * GIB),
+            Err(SpareReason::IdleUnknown),
+        );
         check(|r| r.user = UserActivity::None, Ok(15 * GIB), Ok(4));
     }
 
     #[test]
     fn compute_respects_battery_cpu_and_cores() {
-        check(|r| r.on_battery = Some(true), Ok(15 * GIB), Err(SpareReason::OnBattery));
-        check(|r| { r.on_battery = Some(true); r.limits.on_battery = true; }, Ok(15 * GIB), Ok(4));
-        check(|r| r.cpu.busy_percent = 25.5, Ok(15 * GIB), Err(SpareReason::CpuBusy));
-        check(|r| r.limits.cores_percent = 0, Ok(15 * GIB), Err(SpareReason::NoCores));
-        check(|r| { r.cpu.cores = 1; r.limits.cores_percent = 10; }, Ok(15 * GIB), Ok(1));
+        check(
+            |r| r.on_battery = Some(true),
+            Ok(15 * GIB),
+            Err(SpareReason::OnBattery),
+        );
+        check(
+            |r| {
+                r.on_battery = Some(true);
+                r.limits.on_battery = true;
+            },
+            Ok(15 * GIB),
+            Ok(4),
+        );
+        check(
+            |r| r.cpu.busy_percent = 25.5,
+            Ok(15 * GIB),
+            Err(SpareReason::CpuBusy),
+        );
+        check(
+            |r| r.limits.cores_percent = 0,
+            Ok(15 * GIB),
+            Err(SpareReason::NoCores),
+        );
+        check(
+            |r| {
+                r.cpu.cores = 1;
+                r.limits.cores_percent = 10;
+            },
+            Ok(15 * GIB),
+            Ok(1),
+        );
         check(|r| r.limits.cores_percent = 100, Ok(15 * GIB), Ok(8));
     }
 
     #[test]
     fn compute_keeps_to_the_local_window() {
-        let night = Some(TimeWindow { start_minute: 22 * 60, end_minute: 6 * 60 });
-        check(|r| r.limits.window = night, Ok(15 * GIB), Err(SpareReason::OutsideWindow));
+        let night = Some(TimeWindow {
+            start_minute: 22 * 60,
+            end_minute: 6 * 60,
+        });
+        check(
+            |r| r.limits.window = night,
+            Ok(15 * GIB),
+            Err(SpareReason::OutsideWindow),
+        );
         // Noon UTC is 23:00 at UTC+11.
-        check(|r| { r.limits.window = night; r.utc_offset_minutes = 11 * 60; }, Ok(15 * GIB), Ok(4));
+        check(
+            |r| {
+                r.limits.window = night;
+                r.utc_offset_minutes = 11 * 60;
+            },
+            Ok(15 * GIB),
+            Ok(4),
+        );
         // And 02:00 at UTC-10.
-        check(|r| { r.limits.window = night; r.utc_offset_minutes = -10 * 60; }, Ok(15 * GIB), Ok(4));
+        check(
+            |r| {
+                r.limits.window = night;
+                r.utc_offset_minutes = -10 * 60;
+            },
+            Ok(15 * GIB),
+            Ok(4),
+        );
     }
 
     proptest! {

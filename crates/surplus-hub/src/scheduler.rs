@@ -31,7 +31,10 @@ const FAILURE_BACKOFF_MS: i64 = 10 * 60 * 1000;
 
 /// Places every open placement it can. With `donors`, only those devices are allocated from
 /// (the operator's `start` for one subscriber).
-pub async fn place_pending(hub: &Hub, donors: Option<&[Uuid]>) -> Result<Vec<NewAllocation>, StoreError> {
+pub async fn place_pending(
+    hub: &Hub,
+    donors: Option<&[Uuid]>,
+) -> Result<Vec<NewAllocation>, StoreError> {
     let store = &hub.store;
     let placements = store.open_placements().await?;
     if placements.is_empty() {
@@ -45,8 +48,13 @@ pub async fn place_pending(hub: &Hub, donors: Option<&[Uuid]>) -> Result<Vec<New
     let online_since = now - hub.settings.online_window_ms();
     let mut made = Vec::new();
     for placement in placements {
-        let allocations = store.blob_allocations(&placement.hash, placement.subscriber_id).await?;
-        let confirmed = allocations.iter().filter(|a| a.2 == AllocationState::Active).count() as u32;
+        let allocations = store
+            .blob_allocations(&placement.hash, placement.subscriber_id)
+            .await?;
+        let confirmed = allocations
+            .iter()
+            .filter(|a| a.2 == AllocationState::Active)
+            .count() as u32;
         if confirmed >= placement.copies {
             finish(hub, &placement.hash, placement.subscriber_id, &allocations).await?;
             continue;
@@ -62,16 +70,41 @@ pub async fn place_pending(hub: &Hub, donors: Option<&[Uuid]>) -> Result<Vec<New
         }
         let mut excluded: HashSet<Uuid> = allocations
             .iter()
-            .filter(|a| matches!(a.2, AllocationState::Pending | AllocationState::Active | AllocationState::Evacuating))
+            .filter(|a| {
+                matches!(
+                    a.2,
+                    AllocationState::Pending
+                        | AllocationState::Active
+                        | AllocationState::Evacuating
+                )
+            })
             .map(|a| a.1)
             .collect();
-        excluded.extend(store.recent_failures(&placement.hash, now - FAILURE_BACKOFF_MS).await?);
+        excluded.extend(
+            store
+                .recent_failures(&placement.hash, now - FAILURE_BACKOFF_MS)
+                .await?,
+        );
         excluded.extend(placement.source_device_id);
-        let chosen = choose_holders(&candidates, placement.size, placement.copies - live, &excluded, online_since);
-        let expires_at = now + i64::try_from(hub.settings.instruction_ttl.as_millis()).unwrap_or(i64::MAX / 2);
+        let chosen = choose_holders(
+            &candidates,
+            placement.size,
+            placement.copies - live,
+            &excluded,
+            online_since,
+        );
+        let expires_at =
+            now + i64::try_from(hub.settings.instruction_ttl.as_millis()).unwrap_or(i64::MAX / 2);
         for device_id in chosen {
             let (allocation_id, instruction) = store
-                .allocate_blob_storage(placement.subscriber_id, device_id, &placement.hash, placement.size, now, expires_at)
+                .allocate_blob_storage(
+                    placement.subscriber_id,
+                    device_id,
+                    &placement.hash,
+                    placement.size,
+                    now,
+                    expires_at,
+                )
                 .await?;
             hub.metrics.allocation("storage");
             hub.metrics.instructions_queued("store_blob");
@@ -103,12 +136,20 @@ async fn finish(
 ) -> Result<(), StoreError> {
     let store = &hub.store;
     let now = now_ms();
-    store.mark_placement_satisfied(hash, subscriber_id, now).await?;
+    store
+        .mark_placement_satisfied(hash, subscriber_id, now)
+        .await?;
     for (allocation_id, device_id, state, _) in allocations {
         if *state == AllocationState::Evacuating {
-            let kind = InstructionKind::DeleteBlob { hash: hash.to_owned(), allocation_id: Some(*allocation_id) };
-            let expires_at = now + i64::try_from(hub.settings.instruction_ttl.as_millis()).unwrap_or(i64::MAX / 2);
-            store.enqueue(*device_id, Some(*allocation_id), &kind, now, expires_at).await?;
+            let kind = InstructionKind::DeleteBlob {
+                hash: hash.to_owned(),
+                allocation_id: Some(*allocation_id),
+            };
+            let expires_at = now
+                + i64::try_from(hub.settings.instruction_ttl.as_millis()).unwrap_or(i64::MAX / 2);
+            store
+                .enqueue(*device_id, Some(*allocation_id), &kind, now, expires_at)
+                .await?;
             hub.wake(*device_id);
         }
     }
@@ -140,7 +181,11 @@ pub fn choose_holders(
         let online = c.last_heartbeat.is_some_and(|t| t >= online_since);
         (!online, std::cmp::Reverse(c.last_heartbeat), c.device_id)
     });
-    eligible.into_iter().take(wanted as usize).map(|c| c.device_id).collect()
+    eligible
+        .into_iter()
+        .take(wanted as usize)
+        .map(|c| c.device_id)
+        .collect()
 }
 
 #[cfg(test)]
@@ -148,7 +193,12 @@ mod tests {
     use super::*;
 
     fn candidate(n: u128, free: u64, heard: Option<i64>) -> Candidate {
-        Candidate { device_id: Uuid::from_u128(n), subscriber_id: Uuid::from_u128(100 + n), free_bytes: free, last_heartbeat: heard }
+        Candidate {
+            device_id: Uuid::from_u128(n),
+            subscriber_id: Uuid::from_u128(100 + n),
+            free_bytes: free,
+            last_heartbeat: heard,
+        }
     }
 
     #[test]
@@ -161,14 +211,20 @@ mod tests {
             candidate(5, 1_000, Some(950)),
         ];
         let chosen = choose_holders(&candidates, 100, 3, &HashSet::new(), 800);
-        assert_eq!(chosen, vec![Uuid::from_u128(5), Uuid::from_u128(3), Uuid::from_u128(2)]);
+        assert_eq!(
+            chosen,
+            vec![Uuid::from_u128(5), Uuid::from_u128(3), Uuid::from_u128(2)]
+        );
     }
 
     #[test]
     fn never_chooses_an_excluded_device_or_one_twice() {
         let candidates = [candidate(1, 1_000, Some(1)), candidate(2, 1_000, Some(2))];
         let excluded = HashSet::from([Uuid::from_u128(2)]);
-        assert_eq!(choose_holders(&candidates, 1, 5, &excluded, 0), vec![Uuid::from_u128(1)]);
+        assert_eq!(
+            choose_holders(&candidates, 1, 5, &excluded, 0),
+            vec![Uuid::from_u128(1)]
+        );
         assert!(choose_holders(&candidates, 2_000, 1, &HashSet::new(), 0).is_empty());
     }
 }

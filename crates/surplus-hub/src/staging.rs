@@ -20,7 +20,10 @@ pub enum StagingError {
     #[error("the upload was cut short: {0}")]
     Interrupted(String),
     #[error("staging I/O on {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -31,8 +34,12 @@ pub struct Staging {
 impl Staging {
     pub async fn open(root: &Path) -> Result<Staging, StagingError> {
         let tmp = root.join("tmp");
-        tokio::fs::create_dir_all(&tmp).await.map_err(|source| StagingError::Io { path: tmp, source })?;
-        Ok(Staging { root: root.to_owned() })
+        tokio::fs::create_dir_all(&tmp)
+            .await
+            .map_err(|source| StagingError::Io { path: tmp, source })?;
+        Ok(Staging {
+            root: root.to_owned(),
+        })
     }
 
     fn path(&self, hash: &str) -> PathBuf {
@@ -45,8 +52,14 @@ impl Staging {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let tmp = self.root.join("tmp").join(uuid::Uuid::new_v4().simple().to_string());
-        let io = |source| StagingError::Io { path: tmp.clone(), source };
+        let tmp = self
+            .root
+            .join("tmp")
+            .join(uuid::Uuid::new_v4().simple().to_string());
+        let io = |source| StagingError::Io {
+            path: tmp.clone(),
+            source,
+        };
         let mut file = tokio::fs::File::create(&tmp).await.map_err(io)?;
         let mut hasher = blake3::Hasher::new();
         let mut size = 0u64;
@@ -77,18 +90,33 @@ impl Staging {
         if let Some(parent) = path.parent() {
             tokio::fs::create_dir_all(parent)
                 .await
-                .map_err(|source| StagingError::Io { path: parent.to_owned(), source })?;
+                .map_err(|source| StagingError::Io {
+                    path: parent.to_owned(),
+                    source,
+                })?;
         }
-        tokio::fs::rename(&tmp, &path).await.map_err(|source| StagingError::Io { path: path.clone(), source })?;
+        tokio::fs::rename(&tmp, &path)
+            .await
+            .map_err(|source| StagingError::Io {
+                path: path.clone(),
+                source,
+            })?;
         Ok(size)
     }
 
     /// Opens a staged blob for reading, with its size; `None` if it is not staged.
-    pub async fn open_blob(&self, hash: &str) -> Result<Option<(tokio::fs::File, u64)>, StagingError> {
+    pub async fn open_blob(
+        &self,
+        hash: &str,
+    ) -> Result<Option<(tokio::fs::File, u64)>, StagingError> {
         let path = self.path(hash);
         match tokio::fs::File::open(&path).await {
             Ok(file) => {
-                let size = file.metadata().await.map_err(|source| StagingError::Io { path, source })?.len();
+                let size = file
+                    .metadata()
+                    .await
+                    .map_err(|source| StagingError::Io { path, source })?
+                    .len();
                 Ok(Some((file, size)))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -97,17 +125,29 @@ impl Staging {
     }
 
     /// Reads a range of a staged blob (for checking a holder's proof while the hub still has it).
-    pub async fn read_range(&self, hash: &str, offset: u64, length: u64) -> Result<Option<Vec<u8>>, StagingError> {
+    pub async fn read_range(
+        &self,
+        hash: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<Option<Vec<u8>>, StagingError> {
         use tokio::io::{AsyncReadExt, AsyncSeekExt};
-        let Some((mut file, size)) = self.open_blob(hash).await? else { return Ok(None) };
+        let Some((mut file, size)) = self.open_blob(hash).await? else {
+            return Ok(None);
+        };
         let start = offset.min(size);
         let end = offset.saturating_add(length).min(size);
         let path = self.path(hash);
         file.seek(std::io::SeekFrom::Start(start))
             .await
-            .map_err(|source| StagingError::Io { path: path.clone(), source })?;
+            .map_err(|source| StagingError::Io {
+                path: path.clone(),
+                source,
+            })?;
         let mut buffer = vec![0; usize::try_from(end - start).unwrap_or(0)];
-        file.read_exact(&mut buffer).await.map_err(|source| StagingError::Io { path, source })?;
+        file.read_exact(&mut buffer)
+            .await
+            .map_err(|source| StagingError::Io { path, source })?;
         Ok(Some(buffer))
     }
 

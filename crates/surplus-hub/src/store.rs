@@ -35,7 +35,10 @@ pub enum StoreError {
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("creating the database directory {path}: {source}")]
-    CreateDir { path: String, source: std::io::Error },
+    CreateDir {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -137,7 +140,11 @@ impl Store {
                     source,
                 })?;
             }
-            let url = if path.contains('?') { url.to_owned() } else { format!("{url}?mode=rwc") };
+            let url = if path.contains('?') {
+                url.to_owned()
+            } else {
+                format!("{url}?mode=rwc")
+            };
             (Backend::Sqlite, url)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             (Backend::Postgres, url.to_owned())
@@ -183,7 +190,7 @@ impl Store {
         plan: Plan,
         now: UnixMillis,
     ) -> Result<Subscriber> {
-        let id = Uuid::new_v4();
+        let id = Uuid::now_v7();
         let inserted = sqlx::query(
             "INSERT INTO subscribers (id, email, password_hash, plan, status, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (email) DO NOTHING",
@@ -197,9 +204,17 @@ impl Store {
         .execute(&self.pool)
         .await?;
         if inserted.rows_affected() == 0 {
-            return Err(StoreError::Conflict(format!("{email} has already signed up")));
+            return Err(StoreError::Conflict(format!(
+                "{email} has already signed up"
+            )));
         }
-        Ok(Subscriber { id, email: email.to_owned(), plan, status: SubscriberStatus::Active, created_at: now })
+        Ok(Subscriber {
+            id,
+            email: email.to_owned(),
+            plan,
+            status: SubscriberStatus::Active,
+            created_at: now,
+        })
     }
 
     /// The subscriber with this email and their password hash.
@@ -215,27 +230,38 @@ impl Store {
     }
 
     pub async fn subscriber(&self, id: Uuid) -> Result<Subscriber> {
-        let row = sqlx::query("SELECT id, email, plan, status, created_at FROM subscribers WHERE id = $1")
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StoreError::NotFound)?;
+        let row = sqlx::query(
+            "SELECT id, email, plan, status, created_at FROM subscribers WHERE id = $1",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
         subscriber_from_row(&row)
     }
 
     pub async fn subscribers(&self) -> Result<Vec<Subscriber>> {
-        let rows = sqlx::query("SELECT id, email, plan, status, created_at FROM subscribers ORDER BY email")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT id, email, plan, status, created_at FROM subscribers ORDER BY email",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(subscriber_from_row).collect()
     }
 
     /// How many subscribers there are (also the health check's database round trip).
     pub async fn subscribers_count(&self) -> Result<i64> {
-        Ok(sqlx::query("SELECT COUNT(*) AS n FROM subscribers").fetch_one(&self.pool).await?.try_get("n")?)
+        Ok(sqlx::query("SELECT COUNT(*) AS n FROM subscribers")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?)
     }
 
-    pub async fn set_subscriber_status(&self, email: &str, status: SubscriberStatus) -> Result<Subscriber> {
+    pub async fn set_subscriber_status(
+        &self,
+        email: &str,
+        status: SubscriberStatus,
+    ) -> Result<Subscriber> {
         let done = sqlx::query("UPDATE subscribers SET status = $1 WHERE email = $2")
             .bind(status.as_str())
             .bind(email)
@@ -244,7 +270,10 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
-        self.subscriber_by_email(email).await?.map(|(s, _)| s).ok_or(StoreError::NotFound)
+        self.subscriber_by_email(email)
+            .await?
+            .map(|(s, _)| s)
+            .ok_or(StoreError::NotFound)
     }
 
     pub async fn create_session(
@@ -265,7 +294,11 @@ impl Store {
     }
 
     /// The subscriber a live session belongs to.
-    pub async fn session_subscriber(&self, token_hash: &str, now: UnixMillis) -> Result<Option<Subscriber>> {
+    pub async fn session_subscriber(
+        &self,
+        token_hash: &str,
+        now: UnixMillis,
+    ) -> Result<Option<Subscriber>> {
         let row = sqlx::query(
             "SELECT s.id, s.email, s.plan, s.status, s.created_at FROM sessions t \
              JOIN subscribers s ON s.id = t.subscriber_id WHERE t.token_hash = $1 AND t.expires_at > $2",
@@ -286,7 +319,7 @@ impl Store {
         secret_hash: &str,
         now: UnixMillis,
     ) -> Result<Uuid> {
-        let id = Uuid::new_v4();
+        let id = Uuid::now_v7();
         sqlx::query(
             "INSERT INTO devices (id, subscriber_id, name, secret_hash, created_at) VALUES ($1, $2, $3, $4, $5)",
         )
@@ -301,11 +334,13 @@ impl Store {
     }
 
     pub async fn count_live_devices(&self, subscriber_id: Uuid) -> Result<u32> {
-        let count: i64 = sqlx::query("SELECT COUNT(*) AS n FROM devices WHERE subscriber_id = $1 AND revoked_at IS NULL")
-            .bind(subscriber_id.to_string())
-            .fetch_one(&self.pool)
-            .await?
-            .try_get("n")?;
+        let count: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM devices WHERE subscriber_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(subscriber_id.to_string())
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("n")?;
         Ok(u32::try_from(count).unwrap_or(u32::MAX))
     }
 
@@ -334,15 +369,21 @@ impl Store {
              d.last_heartbeat, d.report, d.spare FROM devices d JOIN subscribers s ON s.id = d.subscriber_id";
         let rows = match subscriber_id {
             Some(id) => {
-                sqlx::query(&format!("{SELECT}{}", " WHERE d.subscriber_id = $1 ORDER BY d.created_at, d.id"))
-                    .bind(id.to_string())
-                    .fetch_all(&self.pool)
-                    .await?
+                sqlx::query(&format!(
+                    "{SELECT}{}",
+                    " WHERE d.subscriber_id = $1 ORDER BY d.created_at, d.id"
+                ))
+                .bind(id.to_string())
+                .fetch_all(&self.pool)
+                .await?
             }
             None => {
-                sqlx::query(&format!("{SELECT}{}", " ORDER BY s.email, d.created_at, d.id"))
-                    .fetch_all(&self.pool)
-                    .await?
+                sqlx::query(&format!(
+                    "{SELECT}{}",
+                    " ORDER BY s.email, d.created_at, d.id"
+                ))
+                .fetch_all(&self.pool)
+                .await?
             }
         };
         rows.iter().map(device_from_row).collect()
@@ -362,7 +403,12 @@ impl Store {
     }
 
     /// Revokes one of a subscriber's devices. Its pending instructions are cancelled.
-    pub async fn revoke_device(&self, subscriber_id: Uuid, device_id: Uuid, now: UnixMillis) -> Result<()> {
+    pub async fn revoke_device(
+        &self,
+        subscriber_id: Uuid,
+        device_id: Uuid,
+        now: UnixMillis,
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE devices SET revoked_at = $1 WHERE id = $2 AND subscriber_id = $3 AND revoked_at IS NULL",
@@ -373,12 +419,17 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
-            let exists = sqlx::query("SELECT 1 AS one FROM devices WHERE id = $1 AND subscriber_id = $2")
-                .bind(device_id.to_string())
-                .bind(subscriber_id.to_string())
-                .fetch_optional(&mut *tx)
-                .await?;
-            return if exists.is_some() { Ok(()) } else { Err(StoreError::NotFound) };
+            let exists =
+                sqlx::query("SELECT 1 AS one FROM devices WHERE id = $1 AND subscriber_id = $2")
+                    .bind(device_id.to_string())
+                    .bind(subscriber_id.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            return if exists.is_some() {
+                Ok(())
+            } else {
+                Err(StoreError::NotFound)
+            };
         }
         sqlx::query(
             "UPDATE instructions SET state = 'cancelled', completed_at = $1 \
@@ -403,8 +454,10 @@ impl Store {
     pub async fn record_heartbeats(&self, batch: &[HeartbeatRow]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for beat in batch {
-            let report = serde_json::to_string(&beat.report).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let spare = serde_json::to_string(&beat.spare).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let report = serde_json::to_string(&beat.report)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let spare = serde_json::to_string(&beat.spare)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             sqlx::query(
                 "UPDATE devices SET last_heartbeat = $1, report = $2, spare = $3, spare_storage_bytes = $4, \
                  compute_slots = $5 WHERE id = $6",
@@ -430,9 +483,16 @@ impl Store {
     }
 
     /// Updates only the vault part of a device's latest report and its spare storage.
-    pub async fn update_spare_storage(&self, device_id: Uuid, report: &StatusReport, spare: Spare) -> Result<()> {
-        let report = serde_json::to_string(report).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let spare_json = serde_json::to_string(&spare).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    pub async fn update_spare_storage(
+        &self,
+        device_id: Uuid,
+        report: &StatusReport,
+        spare: Spare,
+    ) -> Result<()> {
+        let report =
+            serde_json::to_string(report).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let spare_json =
+            serde_json::to_string(&spare).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         sqlx::query("UPDATE devices SET report = $1, spare = $2, spare_storage_bytes = $3, compute_slots = $4 WHERE id = $5")
             .bind(report)
             .bind(spare_json)
@@ -446,12 +506,14 @@ impl Store {
 
     /// How many presence slots a device has since `since`.
     pub async fn presence_slots(&self, device_id: Uuid, since_slot: i64) -> Result<i64> {
-        Ok(sqlx::query("SELECT COUNT(*) AS n FROM device_presence WHERE device_id = $1 AND slot >= $2")
-            .bind(device_id.to_string())
-            .bind(since_slot)
-            .fetch_one(&self.pool)
-            .await?
-            .try_get("n")?)
+        Ok(sqlx::query(
+            "SELECT COUNT(*) AS n FROM device_presence WHERE device_id = $1 AND slot >= $2",
+        )
+        .bind(device_id.to_string())
+        .bind(since_slot)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("n")?)
     }
 
     // ---- instructions ----
@@ -505,7 +567,8 @@ impl Store {
                 id: parse_uuid(&id)?,
                 created_at: row.try_get("created_at")?,
                 expires_at: row.try_get("expires_at")?,
-                kind: serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                kind: serde_json::from_str(&body)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
             });
         }
         Ok(batch)
@@ -526,10 +589,15 @@ impl Store {
                 id,
                 created_at: row.try_get("created_at")?,
                 expires_at: row.try_get("expires_at")?,
-                kind: serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                kind: serde_json::from_str(&body)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
             },
             device_id: parse_uuid(&row.try_get::<String, _>("device_id")?)?,
-            allocation_id: row.try_get::<Option<String>, _>("allocation_id")?.as_deref().map(parse_uuid).transpose()?,
+            allocation_id: row
+                .try_get::<Option<String>, _>("allocation_id")?
+                .as_deref()
+                .map(parse_uuid)
+                .transpose()?,
             state: row.try_get("state")?,
             result: row.try_get("result")?,
         })
@@ -537,7 +605,13 @@ impl Store {
 
     /// Records how an instruction ended. Returns false if it had already ended (a repeated
     /// acknowledgement), in which case nothing changes.
-    pub async fn complete_instruction(&self, id: Uuid, state: &str, result: &str, now: UnixMillis) -> Result<bool> {
+    pub async fn complete_instruction(
+        &self,
+        id: Uuid,
+        state: &str,
+        result: &str,
+        now: UnixMillis,
+    ) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE instructions SET state = $1, result = $2, completed_at = $3 \
              WHERE id = $4 AND state IN ('queued', 'delivered')",
@@ -557,7 +631,9 @@ impl Store {
             .bind(since)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(|row| parse_uuid(&row.try_get::<String, _>("device_id")?)).collect()
+        rows.iter()
+            .map(|row| parse_uuid(&row.try_get::<String, _>("device_id")?))
+            .collect()
     }
 
     /// Marks instructions past their expiry as expired and fails the allocations they served.
@@ -628,8 +704,13 @@ impl Store {
         .bind(subscriber_id.to_string())
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|row| Ok((to_u64(row.try_get("size")?), row.try_get::<i64, _>("staged")? != 0)))
-            .transpose()
+        row.map(|row| {
+            Ok((
+                to_u64(row.try_get("size")?),
+                row.try_get::<i64, _>("staged")? != 0,
+            ))
+        })
+        .transpose()
     }
 
     /// Whether a device holds, or has been asked to hold, a blob.
@@ -679,7 +760,11 @@ impl Store {
     }
 
     /// The placement of a blob for a subscriber: (size, copies, created_at, staged).
-    pub async fn placement(&self, hash: &str, subscriber_id: Uuid) -> Result<Option<(u64, u32, UnixMillis, bool)>> {
+    pub async fn placement(
+        &self,
+        hash: &str,
+        subscriber_id: Uuid,
+    ) -> Result<Option<(u64, u32, UnixMillis, bool)>> {
         let row = sqlx::query(
             "SELECT b.size, p.copies, p.created_at, b.staged FROM placements p JOIN blobs b ON b.hash = p.hash \
              WHERE p.hash = $1 AND p.subscriber_id = $2",
@@ -726,27 +811,40 @@ impl Store {
             .collect()
     }
 
-    pub async fn mark_placement_satisfied(&self, hash: &str, subscriber_id: Uuid, now: UnixMillis) -> Result<()> {
-        sqlx::query("UPDATE placements SET satisfied_at = $1 WHERE hash = $2 AND subscriber_id = $3")
-            .bind(now)
-            .bind(hash)
-            .bind(subscriber_id.to_string())
-            .execute(&self.pool)
-            .await?;
+    pub async fn mark_placement_satisfied(
+        &self,
+        hash: &str,
+        subscriber_id: Uuid,
+        now: UnixMillis,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE placements SET satisfied_at = $1 WHERE hash = $2 AND subscriber_id = $3",
+        )
+        .bind(now)
+        .bind(hash)
+        .bind(subscriber_id.to_string())
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
     /// Whether any placement still wants the staged copy of a blob.
     pub async fn blob_still_needed_in_staging(&self, hash: &str) -> Result<bool> {
-        Ok(sqlx::query("SELECT 1 AS one FROM placements WHERE hash = $1 AND satisfied_at IS NULL")
-            .bind(hash)
-            .fetch_optional(&self.pool)
-            .await?
-            .is_some())
+        Ok(
+            sqlx::query("SELECT 1 AS one FROM placements WHERE hash = $1 AND satisfied_at IS NULL")
+                .bind(hash)
+                .fetch_optional(&self.pool)
+                .await?
+                .is_some(),
+        )
     }
 
     /// Storage allocations of one blob for one subscriber: (allocation, device, state).
-    pub async fn blob_allocations(&self, hash: &str, subscriber_id: Uuid) -> Result<Vec<(Uuid, Uuid, AllocationState, UnixMillis)>> {
+    pub async fn blob_allocations(
+        &self,
+        hash: &str,
+        subscriber_id: Uuid,
+    ) -> Result<Vec<(Uuid, Uuid, AllocationState, UnixMillis)>> {
         let rows = sqlx::query(
             "SELECT id, device_id, state, created_at FROM allocations WHERE blob_hash = $1 AND subscriber_id = $2 \
              ORDER BY created_at, id",
@@ -772,7 +870,7 @@ impl Store {
     pub async fn storage_candidates(&self) -> Result<Vec<Candidate>> {
         let rows = sqlx::query(
             "SELECT d.id, d.subscriber_id, d.spare_storage_bytes, d.last_heartbeat, \
-             COALESCE((SELECT SUM(a.amount) FROM allocations a WHERE a.device_id = d.id AND a.state = 'pending'), 0) AS promised \
+             CAST(COALESCE((SELECT SUM(a.amount) FROM allocations a WHERE a.device_id = d.id AND a.state = 'pending'), 0) AS BIGINT) AS promised \
              FROM devices d JOIN subscribers s ON s.id = d.subscriber_id \
              WHERE d.revoked_at IS NULL AND s.status = 'active' AND d.spare_storage_bytes > 0",
         )
@@ -801,7 +899,9 @@ impl Store {
         .bind(since)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|row| parse_uuid(&row.try_get::<String, _>("device_id")?)).collect()
+        rows.iter()
+            .map(|row| parse_uuid(&row.try_get::<String, _>("device_id")?))
+            .collect()
     }
 
     // ---- the allocation ledger ----
@@ -817,7 +917,7 @@ impl Store {
         now: UnixMillis,
         expires_at: UnixMillis,
     ) -> Result<(Uuid, Instruction)> {
-        let allocation_id = Uuid::new_v4();
+        let allocation_id = Uuid::now_v7();
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO allocations (id, subscriber_id, device_id, kind, amount, purpose, blob_hash, state, created_at) \
@@ -834,10 +934,21 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         let kind = InstructionKind::StoreBlob {
-            blob: surplus_protocol::BlobRef { hash: hash.to_owned(), size },
+            blob: surplus_protocol::BlobRef {
+                hash: hash.to_owned(),
+                size,
+            },
             allocation_id,
         };
-        let instruction = enqueue_on(&mut tx, device_id, Some(allocation_id), &kind, now, expires_at).await?;
+        let instruction = enqueue_on(
+            &mut tx,
+            device_id,
+            Some(allocation_id),
+            &kind,
+            now,
+            expires_at,
+        )
+        .await?;
         tx.commit().await?;
         Ok((allocation_id, instruction))
     }
@@ -848,7 +959,8 @@ impl Store {
         state: AllocationState,
         now: UnixMillis,
     ) -> Result<()> {
-        let released = matches!(state, AllocationState::Released | AllocationState::Failed).then_some(now);
+        let released =
+            matches!(state, AllocationState::Released | AllocationState::Failed).then_some(now);
         sqlx::query("UPDATE allocations SET state = $1, released_at = COALESCE($2, released_at) WHERE id = $3")
             .bind(state.as_str())
             .bind(released)
@@ -859,7 +971,10 @@ impl Store {
     }
 
     /// Active allocations on a device, newest first: (id, amount, blob hash, subscriber).
-    pub async fn active_allocations_on(&self, device_id: Uuid) -> Result<Vec<(Uuid, u64, Option<String>, Uuid)>> {
+    pub async fn active_allocations_on(
+        &self,
+        device_id: Uuid,
+    ) -> Result<Vec<(Uuid, u64, Option<String>, Uuid)>> {
         let rows = sqlx::query(
             "SELECT id, amount, blob_hash, subscriber_id FROM allocations WHERE device_id = $1 AND state = 'active' \
              ORDER BY created_at DESC, id",
@@ -882,7 +997,7 @@ impl Store {
     /// Bytes on a device already marked to move away.
     pub async fn evacuating_bytes(&self, device_id: Uuid) -> Result<u64> {
         let total: Option<i64> = sqlx::query(
-            "SELECT SUM(amount) AS total FROM allocations WHERE device_id = $1 AND state = 'evacuating'",
+            "SELECT CAST(SUM(amount) AS BIGINT) AS total FROM allocations WHERE device_id = $1 AND state = 'evacuating'",
         )
         .bind(device_id.to_string())
         .fetch_one(&self.pool)
@@ -896,10 +1011,12 @@ impl Store {
     pub async fn evacuate(&self, allocations: &[(Uuid, Option<String>, Uuid)]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for (id, hash, subscriber_id) in allocations {
-            sqlx::query("UPDATE allocations SET state = 'evacuating' WHERE id = $1 AND state = 'active'")
-                .bind(id.to_string())
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE allocations SET state = 'evacuating' WHERE id = $1 AND state = 'active'",
+            )
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
             if let Some(hash) = hash {
                 sqlx::query("UPDATE placements SET satisfied_at = NULL WHERE hash = $1 AND subscriber_id = $2")
                     .bind(hash)
@@ -936,13 +1053,15 @@ impl Store {
         let mut ledger = Vec::with_capacity(rows.len());
         for row in &rows {
             let id = parse_uuid(&row.try_get::<String, _>("id")?)?;
-            let instructions = sqlx::query("SELECT id FROM instructions WHERE allocation_id = $1 ORDER BY created_at, id")
-                .bind(id.to_string())
-                .fetch_all(&self.pool)
-                .await?
-                .iter()
-                .map(|r| parse_uuid(&r.try_get::<String, _>("id")?))
-                .collect::<Result<Vec<_>>>()?;
+            let instructions = sqlx::query(
+                "SELECT id FROM instructions WHERE allocation_id = $1 ORDER BY created_at, id",
+            )
+            .bind(id.to_string())
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| parse_uuid(&r.try_get::<String, _>("id")?))
+            .collect::<Result<Vec<_>>>()?;
             ledger.push(Allocation {
                 id,
                 subscriber: row.try_get("subscriber")?,
@@ -987,7 +1106,12 @@ async fn enqueue_on(
     .bind(expires_at)
     .execute(&mut *conn)
     .await?;
-    Ok(Instruction { id, created_at: now, expires_at, kind: kind.clone() })
+    Ok(Instruction {
+        id,
+        created_at: now,
+        expires_at,
+        kind: kind.clone(),
+    })
 }
 
 fn subscriber_from_row(row: &AnyRow) -> Result<Subscriber> {
@@ -1036,7 +1160,8 @@ fn parse_status(text: &str) -> Result<SubscriberStatus> {
 }
 
 fn parse_allocation_state(text: &str) -> Result<AllocationState> {
-    AllocationState::parse(text).ok_or_else(|| StoreError::Corrupt(format!("bad allocation state {text:?}")))
+    AllocationState::parse(text)
+        .ok_or_else(|| StoreError::Corrupt(format!("bad allocation state {text:?}")))
 }
 
 /// Sizes are u64 in Rust and BIGINT in SQL; nothing real comes near 2^63.

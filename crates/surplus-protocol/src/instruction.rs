@@ -24,9 +24,17 @@ pub enum InstructionKind {
     /// Fetch a blob from the hub's staging store into the vault, verify it, and keep it.
     StoreBlob { blob: BlobRef, allocation_id: Uuid },
     /// Remove a blob from the vault.
-    DeleteBlob { hash: BlobHash, allocation_id: Option<Uuid> },
+    DeleteBlob {
+        hash: BlobHash,
+        allocation_id: Option<Uuid>,
+    },
     /// Prove the vault still holds a blob: BLAKE3 over `nonce` then the bytes in the range.
-    VerifyBlob { hash: BlobHash, offset: u64, length: u64, nonce: String },
+    VerifyBlob {
+        hash: BlobHash,
+        offset: u64,
+        length: u64,
+        nonce: String,
+    },
     /// Send a fresh status report now.
     ReportStatus,
     /// A kind this agent does not know (from a newer hub). Acknowledged as unsupported.
@@ -124,7 +132,10 @@ mod tests {
     fn store_blob_wire_form() {
         let id = Uuid::nil();
         let kind = InstructionKind::StoreBlob {
-            blob: BlobRef { hash: "ab".repeat(32), size: 3 },
+            blob: BlobRef {
+                hash: "ab".repeat(32),
+                size: 3,
+            },
             allocation_id: id,
         };
         let json = serde_json::to_value(&kind).expect("json");

@@ -197,13 +197,19 @@ mod tests {
 
     #[test]
     fn window_wraps_past_midnight() {
-        let night = TimeWindow { start_minute: 22 * 60, end_minute: 6 * 60 };
+        let night = TimeWindow {
+            start_minute: 22 * 60,
+            end_minute: 6 * 60,
+        };
         assert!(night.contains(23 * 60));
         assert!(night.contains(0));
         assert!(night.contains(5 * 60 + 59));
         assert!(!night.contains(6 * 60));
         assert!(!night.contains(12 * 60));
-        let day = TimeWindow { start_minute: 9 * 60, end_minute: 17 * 60 };
+        let day = TimeWindow {
+            start_minute: 9 * 60,
+            end_minute: 17 * 60,
+        };
         assert!(day.contains(9 * 60));
         assert!(!day.contains(17 * 60));
         assert!(!day.contains(8 * 60));
@@ -212,7 +218,10 @@ mod tests {
     #[test]
     fn user_activity_wire_form() {
         let idle = serde_json::to_value(UserActivity::Idle { idle_seconds: 42 }).expect("json");
-        assert_eq!(idle, serde_json::json!({"session": "idle", "idle_seconds": 42}));
+        assert_eq!(
+            idle,
+            serde_json::json!({"session": "idle", "idle_seconds": 42})
+        );
         let none = serde_json::to_value(UserActivity::None).expect("json");
         assert_eq!(none, serde_json::json!({"session": "none"}));
     }

@@ -1,0 +1,998 @@
+//! The hub's API, driven in memory through its `Router` (no sockets), against a real SQLite
+//! database and, where `SURPLUS_TEST_POSTGRES` names a server, a real PostgreSQL database too.
+//! Every test runs once per database engine.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use surplus_hub::staging::Staging;
+use surplus_hub::store::Store;
+use surplus_hub::{Hub, Settings, api};
+use tower::ServiceExt;
+
+struct TestHub {
+    router: Router,
+    hub: Arc<Hub>,
+    database: String,
+    staging: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// The engines to test against: SQLite always; PostgreSQL when the test script started one (and
+/// in CI it must have).
+fn database_urls(dir: &std::path::Path) -> Vec<String> {
+    let mut urls = vec![format!("sqlite://{}", dir.join("hub.db").display())];
+    match std::env::var("SURPLUS_TEST_POSTGRES") {
+        Ok(base) if !base.is_empty() => urls.push(base),
+        _ => assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the hub's tests against PostgreSQL too: set SURPLUS_TEST_POSTGRES (scripts/test does)"
+        ),
+    }
+    urls
+}
+
+/// A fresh database of its own for one test on a shared PostgreSQL server.
+async fn fresh_postgres(base: &str) -> String {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let name = format!("t{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::AnyConnection::connect(base)
+        .await
+        .expect("connect to the test PostgreSQL");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("create database");
+    let (head, _) = base.rsplit_once('/').expect("URL has a database path");
+    format!("{head}/{name}")
+}
+
+async fn hubs() -> Vec<TestHub> {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("warn")
+        .try_init();
+    let mut hubs = Vec::new();
+    let probe_dir = tempfile::tempdir().expect("tempdir");
+    for url in database_urls(probe_dir.path()) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let database = if url.starts_with("sqlite://") {
+            format!("sqlite://{}", dir.path().join("hub.db").display())
+        } else {
+            fresh_postgres(&url).await
+        };
+        let staging = dir.path().join("staging");
+        let settings = Settings {
+            max_blob_bytes: 1 << 20,
+            max_json_bytes: 64 << 10,
+            heartbeat_interval: Duration::from_secs(5),
+            watch_tick: Duration::from_millis(100),
+            ..Settings::default()
+        };
+        let hub = open_hub(&database, &staging, settings, true).await;
+        hubs.push(TestHub {
+            router: api::router(hub.clone()),
+            hub,
+            database,
+            staging,
+            _dir: dir,
+        });
+    }
+    hubs
+}
+
+async fn open_hub(
+    database: &str,
+    staging: &std::path::Path,
+    settings: Settings,
+    background: bool,
+) -> Arc<Hub> {
+    let store = Store::connect(database).await.expect("open the store");
+    let staging = Staging::open(staging).await.expect("open staging");
+    if background {
+        Hub::start(store, staging, settings)
+    } else {
+        Hub::without_background(store, staging, settings)
+    }
+}
+
+struct Reply {
+    status: StatusCode,
+    body: Value,
+    bytes: Vec<u8>,
+}
+
+impl Reply {
+    /// The stable error code of an error reply.
+    fn code(&self) -> &str {
+        self.body["error"].as_str().unwrap_or("<no error code>")
+    }
+}
+
+impl TestHub {
+    async fn send(&self, request: Request<Body>) -> Reply {
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("the router answers");
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes()
+            .to_vec();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        if status.is_client_error() || status.is_server_error() {
+            assert!(
+                body["error"].is_string() && body["message"].is_string(),
+                "error replies carry a code and a message: {status} {body}"
+            );
+            assert_ne!(
+                status,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "client mistakes are never a 500: {body}"
+            );
+        }
+        Reply {
+            status,
+            body,
+            bytes,
+        }
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = match body {
+            Some(body) => request
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.to_string())),
+            None => request.body(Body::empty()),
+        };
+        self.send(request.expect("request")).await
+    }
+
+    async fn signup(&self, email: &str) -> String {
+        let reply = self
+            .call(
+                Method::POST,
+                "/v1/signup",
+                None,
+                Some(json!({"email": email, "password": "correct horse"})),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        reply.body["token"].as_str().expect("token").to_owned()
+    }
+
+    /// Registers a device and returns (device id, device token).
+    async fn device(&self, session: &str, name: &str) -> (String, String) {
+        let reply = self
+            .call(
+                Method::POST,
+                "/v1/devices",
+                Some(session),
+                Some(json!({"name": name})),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        let id = reply.body["device_id"].as_str().expect("id").to_owned();
+        let uuid = uuid::Uuid::parse_str(&id).expect("uuid");
+        let token =
+            surplus_protocol::device_token(uuid, reply.body["secret"].as_str().expect("secret"));
+        (id, token)
+    }
+
+    async fn heartbeat(&self, device: &str, report: Value) -> Reply {
+        self.call(
+            Method::POST,
+            "/v1/device/heartbeat",
+            Some(device),
+            Some(report),
+        )
+        .await
+    }
+
+    async fn poll(&self, device: &str, wait: u64) -> Vec<Value> {
+        let reply = self
+            .call(
+                Method::GET,
+                &format!("/v1/device/instructions?wait={wait}"),
+                Some(device),
+                None,
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        reply.body["instructions"]
+            .as_array()
+            .expect("instructions")
+            .clone()
+    }
+
+    async fn upload(&self, token: &str, content: &[u8]) -> Reply {
+        let hash = blake3::hash(content).to_hex().to_string();
+        let request = Request::builder()
+            .method(Method::PUT)
+            .uri(format!("/v1/blobs/{hash}"))
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .body(Body::from(content.to_vec()))
+            .expect("request");
+        self.send(request).await
+    }
+}
+
+const GIB: u64 = 1 << 30;
+
+/// A heartbeat report of an idle desktop that consents to both resources.
+fn report() -> Value {
+    json!({
+        "agent_version": "0.1.0", "os": "linux", "utc_offset_minutes": 60,
+        "cpu": {"cores": 4, "busy_percent": 3.5},
+        "memory": {"total_bytes": 16 * GIB, "available_bytes": 8 * GIB},
+        "user": {"session": "idle", "idle_seconds": 900},
+        "on_battery": false,
+        "disk": {"total_bytes": 500 * GIB, "free_bytes": 200 * GIB},
+        "vault": {"quota_bytes": 10 * GIB, "used_bytes": 0, "reserved_bytes": 10 * GIB, "floor_bytes": 50 * GIB},
+        "consent": {"storage": true, "compute": true},
+        "limits": {"cores_percent": 50, "idle_minutes": 5, "busy_cpu_percent": 25, "on_battery": false, "window": null},
+        "pause": {"paused": "running"}
+    })
+}
+
+#[tokio::test]
+async fn sign_up_log_in_and_see_yourself() {
+    for hub in hubs().await {
+        let token = hub.signup("Ada@Example.org").await;
+        let me = hub.call(Method::GET, "/v1/me", Some(&token), None).await;
+        assert_eq!(me.status, StatusCode::OK);
+        assert_eq!(me.body["email"], "ada@example.org");
+        assert_eq!(me.body["status"], "active");
+        assert_eq!(me.body["plan"], "standard");
+
+        let login = hub
+            .call(
+                Method::POST,
+                "/v1/login",
+                None,
+                Some(json!({"email": "ada@example.org", "password": "correct horse"})),
+            )
+            .await;
+        assert_eq!(login.status, StatusCode::OK);
+        assert!(
+            login.body["token"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("ses_") && t != token)
+        );
+
+        let again = hub
+            .call(
+                Method::POST,
+                "/v1/signup",
+                None,
+                Some(json!({"email": "ada@example.org", "password": "another one"})),
+            )
+            .await;
+        assert_eq!(
+            (again.status, again.code()),
+            (StatusCode::CONFLICT, "conflict")
+        );
+
+        for (email, password) in [
+            ("ada@example.org", "wrong password"),
+            ("nobody@example.org", "correct horse"),
+        ] {
+            let refused = hub
+                .call(
+                    Method::POST,
+                    "/v1/login",
+                    None,
+                    Some(json!({"email": email, "password": password})),
+                )
+                .await;
+            assert_eq!(
+                (refused.status, refused.code()),
+                (StatusCode::UNAUTHORIZED, "unauthorized")
+            );
+            assert_eq!(refused.body["message"], "wrong email or password");
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_class_of_bad_input_gets_a_stable_4xx() {
+    for hub in hubs().await {
+        let token = hub.signup("bad@example.org").await;
+        let cases: Vec<(Request<Body>, StatusCode, &str)> = vec![
+            (
+                json_request("/v1/signup", "{\"email\": "),
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+            ),
+            (
+                json_request("/v1/signup", "{\"email\": 7}"),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_json",
+            ),
+            (
+                json_request("/v1/signup", "[]"),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_json",
+            ),
+            (
+                Request::post("/v1/signup")
+                    .header(header::CONTENT_TYPE, "text/plain")
+                    .body(Body::from("x"))
+                    .expect("req"),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+            ),
+            (
+                json_request(
+                    "/v1/signup",
+                    &format!("{{\"email\": \"{}\"}}", "a".repeat(100 << 10)),
+                ),
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+            ),
+            (
+                json_request(
+                    "/v1/signup",
+                    "{\"email\": \"not-an-email\", \"password\": \"long enough\"}",
+                ),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+            ),
+            (
+                json_request(
+                    "/v1/signup",
+                    "{\"email\": \"a@b.org\", \"password\": \"short\"}",
+                ),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+            ),
+            (
+                Request::get("/v1/nothing-here")
+                    .body(Body::empty())
+                    .expect("req"),
+                StatusCode::NOT_FOUND,
+                "not_found",
+            ),
+            (
+                Request::delete("/v1/login")
+                    .body(Body::empty())
+                    .expect("req"),
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+            ),
+            (
+                Request::get("/v1/me").body(Body::empty()).expect("req"),
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+            ),
+            (
+                Request::get("/v1/me")
+                    .header(header::AUTHORIZATION, "Basic abc")
+                    .body(Body::empty())
+                    .expect("req"),
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+            ),
+            (
+                Request::get("/v1/me")
+                    .header(header::AUTHORIZATION, "Bearer ses_forged")
+                    .body(Body::empty())
+                    .expect("req"),
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+            ),
+            (
+                authed(Request::get("/v1/devices/not-a-uuid"), &token),
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+            ),
+            (
+                authed(Request::get("/v1/allocations?limit=lots"), &token),
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+            ),
+            (
+                authed(
+                    Request::get("/v1/devices/00000000-0000-0000-0000-000000000000"),
+                    &token,
+                ),
+                StatusCode::NOT_FOUND,
+                "not_found",
+            ),
+            (
+                authed(Request::get("/v1/blobs/xyz"), &token),
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+            ),
+            // A session is not a device credential, and a forged device credential is nothing.
+            (
+                authed(Request::get("/v1/device/instructions?wait=0"), &token),
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+            ),
+            (
+                authed(
+                    Request::get("/v1/device/instructions?wait=0"),
+                    &format!("dev_{}_forged", uuid::Uuid::new_v4().simple()),
+                ),
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+            ),
+        ];
+        for (request, status, code) in cases {
+            let what = format!("{} {}", request.method(), request.uri());
+            let reply = hub.send(request).await;
+            assert_eq!(
+                (reply.status, reply.code()),
+                (status, code),
+                "{what}: {}",
+                reply.body
+            );
+        }
+    }
+}
+
+fn json_request(path: &str, body: &str) -> Request<Body> {
+    Request::post(path)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_owned()))
+        .expect("request")
+}
+
+fn authed(builder: axum::http::request::Builder, token: &str) -> Request<Body> {
+    builder
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Body::empty())
+        .expect("request")
+}
+
+#[tokio::test]
+async fn devices_are_registered_listed_and_revoked_by_their_owner_only() {
+    for hub in hubs().await {
+        let ada = hub.signup("ada@example.org").await;
+        let bob = hub.signup("bob@example.org").await;
+        let (laptop, laptop_token) = hub.device(&ada, "laptop").await;
+        let (_desktop, _) = hub.device(&ada, "desktop").await;
+
+        let listed = hub.call(Method::GET, "/v1/devices", Some(&ada), None).await;
+        let names: Vec<&str> = listed
+            .body
+            .as_array()
+            .expect("list")
+            .iter()
+            .map(|d| d["name"].as_str().expect("name"))
+            .collect();
+        assert_eq!(names, ["laptop", "desktop"]);
+        assert_eq!(listed.body[0]["last_heartbeat"], Value::Null);
+        let bobs = hub.call(Method::GET, "/v1/devices", Some(&bob), None).await;
+        assert_eq!(bobs.body, json!([]));
+
+        // Bob can neither see nor revoke Ada's device: it does not exist for him.
+        for method in [Method::GET, Method::DELETE] {
+            let reply = hub
+                .call(method, &format!("/v1/devices/{laptop}"), Some(&bob), None)
+                .await;
+            assert_eq!(
+                (reply.status, reply.code()),
+                (StatusCode::NOT_FOUND, "not_found")
+            );
+        }
+        let bad_name = hub
+            .call(
+                Method::POST,
+                "/v1/devices",
+                Some(&ada),
+                Some(json!({"name": "  "})),
+            )
+            .await;
+        assert_eq!(bad_name.code(), "validation_failed");
+
+        assert_eq!(
+            hub.heartbeat(&laptop_token, report()).await.status,
+            StatusCode::OK
+        );
+        let revoked = hub
+            .call(
+                Method::DELETE,
+                &format!("/v1/devices/{laptop}"),
+                Some(&ada),
+                None,
+            )
+            .await;
+        assert_eq!(revoked.status, StatusCode::NO_CONTENT);
+        let refused = hub.heartbeat(&laptop_token, report()).await;
+        assert_eq!(
+            (refused.status, refused.code()),
+            (StatusCode::FORBIDDEN, "device_revoked")
+        );
+
+        // The plan's device limit holds.
+        for n in 0..4 {
+            hub.device(&ada, &format!("extra {n}")).await;
+        }
+        let over = hub
+            .call(
+                Method::POST,
+                "/v1/devices",
+                Some(&ada),
+                Some(json!({"name": "one too many"})),
+            )
+            .await;
+        assert_eq!(
+            (over.status, over.code()),
+            (StatusCode::FORBIDDEN, "quota_exceeded")
+        );
+    }
+}
+
+#[tokio::test]
+async fn heartbeats_record_the_report_and_the_spare_resources() {
+    for hub in hubs().await {
+        let ada = hub.signup("ada@example.org").await;
+        let (id, device) = hub.device(&ada, "desktop").await;
+        let reply = hub.heartbeat(&device, report()).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        assert_eq!(reply.body["spare"]["storage_bytes"], 10 * GIB);
+        assert_eq!(reply.body["spare"]["compute_slots"], 2);
+        assert_eq!(reply.body["next_heartbeat_seconds"], 5);
+
+        let shown = hub
+            .call(Method::GET, &format!("/v1/devices/{id}"), Some(&ada), None)
+            .await;
+        assert_eq!(shown.body["report"]["cpu"]["cores"], 4);
+        assert_eq!(shown.body["spare_storage_bytes"], 10 * GIB);
+        assert_eq!(shown.body["online"], true);
+        assert!(shown.body["last_heartbeat"].as_i64().is_some());
+        assert!(
+            shown.body["availability_7d"]
+                .as_f64()
+                .is_some_and(|a| a > 0.0 && a <= 1.0)
+        );
+
+        let mut busy = report();
+        busy["user"] = json!({"session": "idle", "idle_seconds": 10});
+        busy["consent"]["storage"] = json!(false);
+        let reply = hub.heartbeat(&device, busy).await;
+        assert_eq!(reply.body["spare"]["compute_slots"], 0);
+        assert_eq!(reply.body["spare"]["compute_reason"], "user_active");
+        assert_eq!(reply.body["spare"]["storage_reason"], "no_consent");
+
+        let mut nonsense = report();
+        nonsense["cpu"]["busy_percent"] = json!(250.0);
+        let reply = hub.heartbeat(&device, nonsense).await;
+        assert_eq!(
+            (reply.status, reply.code()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed")
+        );
+        assert!(
+            reply.body["message"]
+                .as_str()
+                .expect("message")
+                .contains("busy_percent")
+        );
+    }
+}
+
+#[tokio::test]
+async fn probes_reach_a_long_polling_device_and_acks_are_idempotent() {
+    for hub in hubs().await {
+        let ada = hub.signup("ada@example.org").await;
+        let (id, device) = hub.device(&ada, "desktop").await;
+        let (_, other) = hub.device(&ada, "laptop").await;
+        assert!(hub.poll(&device, 0).await.is_empty());
+
+        let probe = hub
+            .call(
+                Method::POST,
+                &format!("/v1/devices/{id}/probe"),
+                Some(&ada),
+                None,
+            )
+            .await;
+        assert_eq!(probe.status, StatusCode::ACCEPTED);
+        let batch = hub.poll(&device, 5).await;
+        assert_eq!(batch.len(), 1);
+        assert_eq!(batch[0]["kind"]["type"], "report_status");
+        let instruction = batch[0]["id"].as_str().expect("id").to_owned();
+
+        let ack = json!({"result": {"status": "reported", "report": report()}, "vault": null});
+        let path = format!("/v1/device/instructions/{instruction}/ack");
+        let stolen = hub
+            .call(Method::POST, &path, Some(&other), Some(ack.clone()))
+            .await;
+        assert_eq!(
+            (stolen.status, stolen.code()),
+            (StatusCode::NOT_FOUND, "not_found")
+        );
+        assert_eq!(
+            hub.call(Method::POST, &path, Some(&device), Some(ack.clone()))
+                .await
+                .status,
+            StatusCode::NO_CONTENT
+        );
+        assert_eq!(
+            hub.call(Method::POST, &path, Some(&device), Some(ack))
+                .await
+                .status,
+            StatusCode::NO_CONTENT
+        );
+        let shown = hub
+            .call(Method::GET, &format!("/v1/devices/{id}"), Some(&ada), None)
+            .await;
+        assert_eq!(shown.body["report"]["agent_version"], "0.1.0");
+        assert!(
+            hub.poll(&device, 0).await.is_empty(),
+            "an acknowledged instruction is not delivered again"
+        );
+
+        // Probing all devices queues one request each.
+        let all = hub
+            .call(Method::POST, "/v1/devices/probe", Some(&ada), None)
+            .await;
+        assert_eq!(all.body["devices"].as_array().map(Vec::len), Some(2));
+    }
+}
+
+#[tokio::test]
+async fn an_instruction_queued_by_another_process_reaches_a_long_poll() {
+    for hub in hubs().await {
+        let ada = hub.signup("ada@example.org").await;
+        let (id, device) = hub.device(&ada, "desktop").await;
+        // A second hub on the same database, as an admin command or another replica would be.
+        let other_dir = tempfile::tempdir().expect("tempdir");
+        let other = open_hub(&hub.database, other_dir.path(), Settings::default(), false).await;
+        let device_id = uuid::Uuid::parse_str(&id).expect("uuid");
+        let poll = hub.poll(&device, 2);
+        let queue = async {
+            // Queue only once the poll is surely waiting on the first hub.
+            tokio::task::yield_now().await;
+            other
+                .instruct(device_id, surplus_protocol::InstructionKind::ReportStatus)
+                .await
+                .expect("queued")
+        };
+        let (batch, queued) = tokio::join!(poll, queue);
+        let ids: Vec<&str> = batch.iter().filter_map(|i| i["id"].as_str()).collect();
+        let queued = queued.id.to_string();
+        assert_eq!(
+            ids,
+            [queued.as_str()],
+            "the long poll (at most 2 s) returns the other process's instruction"
+        );
+    }
+}
+
+#[tokio::test]
+async fn blobs_are_verified_on_upload_and_private_to_their_owner() {
+    for hub in hubs().await {
+        let ada = hub.signup("ada@example.org").await;
+        let bob = hub.signup("bob@example.org").await;
+        let content = b"a blob of bytes".repeat(100);
+        let hash = blake3::hash(&content).to_hex().to_string();
+        let uploaded = hub.upload(&ada, &content).await;
+        assert_eq!(uploaded.status, StatusCode::CREATED, "{}", uploaded.body);
+        assert_eq!(uploaded.body["size"], content.len());
+
+        let wrong = Request::put(format!("/v1/blobs/{}", "ab".repeat(32)))
+            .header(header::AUTHORIZATION, format!("Bearer {ada}"))
+            .body(Body::from(content.clone()))
+            .expect("request");
+        let reply = hub.send(wrong).await;
+        assert_eq!(
+            (reply.status, reply.code()),
+            (StatusCode::BAD_REQUEST, "hash_mismatch")
+        );
+
+        let huge = vec![7u8; (1 << 20) + 1];
+        let reply = hub.upload(&ada, &huge).await;
+        assert_eq!(
+            (reply.status, reply.code()),
+            (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+        );
+        // Nothing of a refused upload is left in staging.
+        let leftovers = std::fs::read_dir(hub.staging.join("tmp"))
+            .expect("tmp")
+            .count();
+        assert_eq!(leftovers, 0);
+
+        let mine = hub
+            .call(Method::GET, &format!("/v1/blobs/{hash}"), Some(&ada), None)
+            .await;
+        assert_eq!((mine.status, mine.bytes), (StatusCode::OK, content.clone()));
+        let theirs = hub
+            .call(Method::GET, &format!("/v1/blobs/{hash}"), Some(&bob), None)
+            .await;
+        assert_eq!(
+            (theirs.status, theirs.code()),
+            (StatusCode::NOT_FOUND, "not_found")
+        );
+        let place = hub
+            .call(
+                Method::POST,
+                "/v1/placements",
+                Some(&bob),
+                Some(json!({"hash": hash, "copies": 1})),
+            )
+            .await;
+        assert_eq!(
+            (place.status, place.code()),
+            (StatusCode::NOT_FOUND, "not_found")
+        );
+        let zero = hub
+            .call(
+                Method::POST,
+                "/v1/placements",
+                Some(&ada),
+                Some(json!({"hash": hash, "copies": 0})),
+            )
+            .await;
+        assert_eq!(
+            (zero.status, zero.code()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed")
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_placed_blob_is_allocated_stored_confirmed_and_recorded() {
+    for hub in hubs().await {
+        let ada = hub.signup("ada@example.org").await;
+        let bob = hub.signup("bob@example.org").await;
+        let carol = hub.signup("carol@example.org").await;
+        let (_, ada_pc) = hub.device(&ada, "ada-pc").await;
+        let (bob_pc_id, bob_pc) = hub.device(&bob, "bob-pc").await;
+        let (_, carol_pc) = hub.device(&carol, "carol-pc").await;
+        let mut no_storage = report();
+        no_storage["consent"]["storage"] = json!(false);
+        hub.heartbeat(&carol_pc, no_storage).await;
+        hub.heartbeat(&bob_pc, report()).await;
+
+        let content = b"kept on someone else's disk".repeat(40);
+        let hash = blake3::hash(&content).to_hex().to_string();
+        assert_eq!(
+            hub.upload(&ada_pc, &content).await.status,
+            StatusCode::CREATED
+        );
+        let placed = hub
+            .call(
+                Method::POST,
+                "/v1/placements",
+                Some(&ada_pc),
+                Some(json!({"hash": hash, "copies": 1})),
+            )
+            .await;
+        assert_eq!(placed.status, StatusCode::ACCEPTED, "{}", placed.body);
+        assert_eq!(placed.body["holders"][0]["device_id"], bob_pc_id.as_str());
+        assert_eq!(placed.body["holders"][0]["state"], "pending");
+
+        // Only Bob's device consented to storage, so only it is told to store.
+        assert!(hub.poll(&carol_pc, 0).await.is_empty());
+        let batch = hub.poll(&bob_pc, 2).await;
+        assert_eq!(batch.len(), 1);
+        let store = &batch[0];
+        assert_eq!(store["kind"]["type"], "store_blob");
+        assert_eq!(store["kind"]["blob"]["hash"], hash.as_str());
+
+        // The holder may fetch it; a bystander may not.
+        let fetched = hub
+            .call(
+                Method::GET,
+                &format!("/v1/blobs/{hash}"),
+                Some(&bob_pc),
+                None,
+            )
+            .await;
+        assert_eq!(fetched.bytes, content);
+        let bystander = hub
+            .call(
+                Method::GET,
+                &format!("/v1/blobs/{hash}"),
+                Some(&carol_pc),
+                None,
+            )
+            .await;
+        assert_eq!(bystander.status, StatusCode::NOT_FOUND);
+
+        let mut vault = report()["vault"].clone();
+        vault["used_bytes"] = json!(content.len());
+        let ack = json!({"result": {"status": "stored", "hash": hash, "size": content.len()}, "vault": vault});
+        let id = store["id"].as_str().expect("id");
+        let acked = hub
+            .call(
+                Method::POST,
+                &format!("/v1/device/instructions/{id}/ack"),
+                Some(&bob_pc),
+                Some(ack),
+            )
+            .await;
+        assert_eq!(acked.status, StatusCode::NO_CONTENT, "{}", acked.body);
+
+        let placement = hub
+            .call(
+                Method::GET,
+                &format!("/v1/placements/{hash}"),
+                Some(&ada),
+                None,
+            )
+            .await;
+        assert_eq!(placement.body["holders"][0]["state"], "active");
+        // Once every copy is confirmed the hub drops its staged copy.
+        wait_until(|| async {
+            hub.call(
+                Method::GET,
+                &format!("/v1/placements/{hash}"),
+                Some(&ada),
+                None,
+            )
+            .await
+            .body["staged"]
+                == json!(false)
+        })
+        .await;
+        assert!(!hub.staging.join(&hash[..2]).join(&hash).exists());
+
+        // The ledger records who, where, what, how much, why and which instruction.
+        for (who, sees) in [(&ada, 1), (&bob, 1), (&carol, 0)] {
+            let ledger = hub
+                .call(Method::GET, "/v1/allocations", Some(who), None)
+                .await;
+            assert_eq!(
+                ledger.body.as_array().map(Vec::len),
+                Some(sees),
+                "{}",
+                ledger.body
+            );
+        }
+        let ledger = hub
+            .call(Method::GET, "/v1/allocations", Some(&ada), None)
+            .await;
+        let entry = &ledger.body[0];
+        assert_eq!(entry["subscriber"], "ada@example.org");
+        assert_eq!(entry["donor"], "bob@example.org");
+        assert_eq!(entry["device_name"], "bob-pc");
+        assert_eq!(entry["kind"], "storage");
+        assert_eq!(entry["amount"], content.len());
+        assert_eq!(entry["purpose"], format!("blob:{hash}"));
+        assert_eq!(entry["state"], "active");
+        assert_eq!(entry["instructions"], json!([id]));
+
+        // Withdrawing consent marks the data to move away.
+        let mut withdrawn = report();
+        withdrawn["consent"]["storage"] = json!(false);
+        withdrawn["vault"]["used_bytes"] = json!(content.len());
+        hub.heartbeat(&bob_pc, withdrawn).await;
+        let ledger = hub
+            .call(Method::GET, "/v1/allocations", Some(&ada), None)
+            .await;
+        assert_eq!(ledger.body[0]["state"], "evacuating");
+    }
+}
+
+#[tokio::test]
+async fn a_suspended_subscriber_gets_no_new_allocations_and_is_told_why() {
+    for hub in hubs().await {
+        let ada = hub.signup("ada@example.org").await;
+        let content = b"suspended".to_vec();
+        let hash = blake3::hash(&content).to_hex().to_string();
+        hub.upload(&ada, &content).await;
+        surplus_hub::admin::set_status(
+            &hub.hub,
+            "ada@example.org",
+            surplus_protocol::SubscriberStatus::Suspended,
+        )
+        .await
+        .expect("suspend");
+        let refused = hub
+            .call(
+                Method::POST,
+                "/v1/placements",
+                Some(&ada),
+                Some(json!({"hash": hash, "copies": 1})),
+            )
+            .await;
+        assert_eq!(
+            (refused.status, refused.code()),
+            (StatusCode::FORBIDDEN, "subscriber_suspended")
+        );
+        assert!(
+            refused.body["message"]
+                .as_str()
+                .expect("message")
+                .contains("suspended")
+        );
+
+        let (_, device) = hub.device(&ada, "pc").await;
+        let beat = hub.heartbeat(&device, report()).await;
+        assert_eq!(beat.body["spare"]["storage_reason"], "subscriber_inactive");
+
+        surplus_hub::admin::set_status(
+            &hub.hub,
+            "ada@example.org",
+            surplus_protocol::SubscriberStatus::Active,
+        )
+        .await
+        .expect("resume");
+        let allowed = hub
+            .call(
+                Method::POST,
+                "/v1/placements",
+                Some(&ada),
+                Some(json!({"hash": hash, "copies": 1})),
+            )
+            .await;
+        assert_eq!(allowed.status, StatusCode::ACCEPTED);
+    }
+}
+
+#[tokio::test]
+async fn health_metrics_and_the_committed_openapi_document() {
+    for hub in hubs().await {
+        let health = hub.call(Method::GET, "/healthz", None, None).await;
+        assert_eq!(
+            (health.status, health.bytes.as_slice()),
+            (StatusCode::OK, b"ok\n".as_slice())
+        );
+        let ada = hub.signup("ada@example.org").await;
+        let (_, device) = hub.device(&ada, "pc").await;
+        hub.heartbeat(&device, report()).await;
+        let metrics = hub.call(Method::GET, "/metrics", None, None).await;
+        let text = String::from_utf8(metrics.bytes).expect("text");
+        assert!(text.contains("surplus_hub_heartbeats_total 1"), "{text}");
+        assert!(text.contains("route=\"/v1/signup\""), "{text}");
+
+        let served = hub.call(Method::GET, "/v1/openapi.json", None, None).await;
+        let committed: Value = serde_json::from_str(include_str!("../openapi.json"))
+            .expect("committed document parses");
+        assert_eq!(
+            served.body, committed,
+            "the committed openapi.json is stale: run `surplus-hub openapi > crates/surplus-hub/openapi.json`"
+        );
+        for path in [
+            "/v1/device/heartbeat",
+            "/v1/device/instructions",
+            "/v1/placements",
+            "/v1/allocations",
+        ] {
+            assert!(committed["paths"][path].is_object(), "{path} is documented");
+        }
+    }
+}
+
+/// Polls a condition until it holds, failing after a generous deadline.
+async fn wait_until<F, Fut>(mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not reached in time"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
