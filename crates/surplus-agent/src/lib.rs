@@ -1,1 +1,21 @@
-//! The Surplus agent core.
+//! The Surplus agent core: everything a device needs to donate its spare disk and idle CPU to the
+//! hub, shared by the headless agent (the `surplus` command) and the tray app.
+//!
+//! The pieces are kept apart so that each can be tested on its own: [`settings`] holds what the
+//! user decided (consent, quotas, the compute schedule) and persists it; [`probe`] measures the
+//! machine (CPU, memory, user activity, battery, disk space); [`vault`] keeps the blobs other
+//! devices entrust to this one, inside a hidden directory whose space is reserved up front; and
+//! [`credentials`] keeps the device's credential and the subscriber's session in the OS keyring or,
+//! where there is none, in a private file. [`client`] speaks
+//! the hub's API, and [`worker`] runs the heartbeats and carries out the hub's instructions.
+
+pub mod client;
+pub mod credentials;
+pub mod probe;
+pub mod settings;
+pub mod vault;
+pub mod worker;
+
+mod atomic_file;
+
+pub use probe::DiskSpace;

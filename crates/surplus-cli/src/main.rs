@@ -1,1 +1,790 @@
-fn main() {}
+//! `surplus`: the subscriber's command line and the headless agent.
+//!
+//! A thin shell over `surplus-agent`: each command parses its arguments, calls the agent core,
+//! and prints the outcome for a person (or as JSON with `--json`). No business logic lives here.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use clap::{Args, Parser, Subcommand};
+use surplus_agent::client::HubClient;
+use surplus_agent::credentials::{CredentialStore, DeviceCredential, SessionCredential};
+use surplus_agent::probe::{OverrideProbe, SystemProbe};
+use surplus_agent::settings::{self, Settings, Size, format_size, format_window};
+use surplus_agent::worker::{AgentState, Worker, WorkerOptions};
+use surplus_protocol::{Credentials, PauseState, UnixMillis};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "surplus",
+    version,
+    about = "Donate spare disk and idle CPU to Surplus, and use what it gives back."
+)]
+struct Cli {
+    /// The hub's URL (remembered after signup or login).
+    #[arg(long, global = true, env = "SURPLUS_HUB")]
+    hub: Option<String>,
+    /// Where this agent keeps its settings, vault and state (default: ~/.local/share/surplus).
+    #[arg(long, global = true, env = "SURPLUS_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create an account (the password comes from SURPLUS_PASSWORD or a prompt) and log in.
+    Signup {
+        #[arg(long)]
+        email: String,
+    },
+    /// Log in to an existing account.
+    Login {
+        #[arg(long)]
+        email: String,
+    },
+    /// Register this device, list your devices, or revoke one.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+    /// Opt in or out of donating storage and compute.
+    Consent {
+        #[arg(long, value_parser = on_off)]
+        storage: Option<bool>,
+        #[arg(long, value_parser = on_off)]
+        compute: Option<bool>,
+    },
+    /// Set how much disk the vault may use, the free space it never crosses, and where it lives.
+    Quota {
+        /// The most the vault may hold, e.g. 20GiB.
+        #[arg(long, value_parser = settings::parse_size)]
+        storage: Option<u64>,
+        /// Free space the vault never pushes the disk below, e.g. 10GiB.
+        #[arg(long, value_parser = settings::parse_size)]
+        floor: Option<u64>,
+        /// The folder for the vault (a hidden folder is created inside it).
+        #[arg(long)]
+        path: Option<PathBuf>,
+    },
+    /// Set when donated compute may run.
+    Limits(LimitsArgs),
+    /// Pause donation, for a duration (e.g. 1h, 30m) or until `surplus resume`.
+    Pause {
+        #[arg(value_parser = settings::parse_duration)]
+        duration: Option<Duration>,
+    },
+    /// Resume donation.
+    Resume,
+    /// Show this device's settings, connection and what it donates.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the allocations serving you and those of your devices' resources.
+    Ledger {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Keep a file on other devices' vaults through the hub.
+    #[command(subcommand)]
+    Blob(BlobCommand),
+    /// Run the agent in the foreground: heartbeats and the hub's instructions.
+    Agent,
+}
+
+#[derive(Debug, Subcommand)]
+enum DeviceCommand {
+    /// Register this machine as a device of the logged-in subscriber.
+    Register {
+        #[arg(long)]
+        name: String,
+        /// Register again even if this data directory already has a device.
+        #[arg(long)]
+        force: bool,
+    },
+    /// List your devices.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a device: its credential stops working at once.
+    Revoke { id: uuid::Uuid },
+}
+
+#[derive(Debug, Subcommand)]
+enum BlobCommand {
+    /// Upload a file and ask the hub to keep it on COPIES other devices.
+    Put {
+        file: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        copies: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Where a blob is kept.
+    Status {
+        hash: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+struct LimitsArgs {
+    /// The share of cores donated work may use (0-100, a trailing % accepted).
+    #[arg(long, value_parser = settings::parse_percent)]
+    cores: Option<u8>,
+    /// Minutes without input before compute starts.
+    #[arg(long)]
+    idle_minutes: Option<u32>,
+    /// Stop when other programs use more than this share of the CPU (0-100).
+    #[arg(long, value_parser = settings::parse_percent)]
+    busy_cpu: Option<u8>,
+    /// Whether compute may run on battery.
+    #[arg(long, value_parser = on_off)]
+    on_battery: Option<bool>,
+    /// A daily window in local time, HH:MM-HH:MM, or `none`.
+    #[arg(long)]
+    window: Option<String>,
+    /// The most bytes per second to move, e.g. 5MiB/s, or `none`.
+    #[arg(long)]
+    bandwidth: Option<String>,
+}
+
+fn on_off(text: &str) -> Result<bool, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "on" | "yes" | "true" => Ok(true),
+        "off" | "no" | "false" => Ok(false),
+        _ => Err(format!("{text:?} is neither on nor off")),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = if matches!(cli.command, Command::Agent) {
+        "info"
+    } else {
+        "warn"
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SURPLUS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("surplus: starting the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("surplus: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// This machine's side: the data directory, its settings and credentials.
+struct Local {
+    data_dir: PathBuf,
+    hub: Option<String>,
+}
+
+impl Local {
+    fn settings(&self) -> anyhow::Result<Settings> {
+        Ok(Settings::load(&self.data_dir)?)
+    }
+
+    fn save(&self, settings: &Settings) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.data_dir)
+            .with_context(|| format!("creating {}", self.data_dir.display()))?;
+        Ok(settings.save(&self.data_dir)?)
+    }
+
+    fn credentials(&self) -> anyhow::Result<CredentialStore> {
+        std::fs::create_dir_all(&self.data_dir)
+            .with_context(|| format!("creating {}", self.data_dir.display()))?;
+        Ok(CredentialStore::open(&self.data_dir)?)
+    }
+
+    fn hub_url(&self) -> anyhow::Result<String> {
+        match &self.hub {
+            Some(url) => Ok(url.clone()),
+            None => self
+                .settings()?
+                .hub_url
+                .ok_or_else(|| anyhow!("no hub set: pass --hub URL (or set SURPLUS_HUB)")),
+        }
+    }
+
+    fn client(&self) -> anyhow::Result<HubClient> {
+        Ok(HubClient::new(&self.hub_url()?)?)
+    }
+
+    fn session(&self) -> anyhow::Result<SessionCredential> {
+        self.credentials()?
+            .session()?
+            .ok_or_else(|| anyhow!("not logged in: run `surplus login --email EMAIL` first"))
+    }
+
+    /// The device credential if this machine is registered, else the session: for requests
+    /// either may make.
+    fn any_token(&self) -> anyhow::Result<String> {
+        let credentials = self.credentials()?;
+        if let Some(device) = credentials.device()? {
+            return Ok(device.bearer_token());
+        }
+        Ok(self.session()?.token)
+    }
+
+    fn update(&self, change: impl FnOnce(&mut Settings)) -> anyhow::Result<Settings> {
+        let mut settings = self.settings()?;
+        change(&mut settings);
+        settings.validate()?;
+        self.save(&settings)?;
+        Ok(settings)
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let data_dir = cli
+        .data_dir
+        .or_else(settings::default_data_dir)
+        .ok_or_else(|| anyhow!("no data directory: pass --data-dir DIR"))?;
+    let context = Local {
+        data_dir,
+        hub: cli.hub,
+    };
+    match cli.command {
+        Command::Signup { email } => account(&context, email, true).await,
+        Command::Login { email } => account(&context, email, false).await,
+        Command::Device(command) => device(&context, command).await,
+        Command::Consent { storage, compute } => {
+            if storage.is_none() && compute.is_none() {
+                bail!("say what to change: --storage on|off and/or --compute on|off");
+            }
+            let settings = context.update(|s| {
+                if let Some(storage) = storage {
+                    s.consent.storage = storage;
+                }
+                if let Some(compute) = compute {
+                    s.consent.compute = compute;
+                }
+            })?;
+            println!("storage donation: {}", on(settings.consent.storage));
+            println!("compute donation: {}", on(settings.consent.compute));
+            if storage == Some(false) {
+                println!(
+                    "the hub moves the data in this device's vault elsewhere, then it is deleted"
+                );
+            }
+            Ok(())
+        }
+        Command::Quota {
+            storage,
+            floor,
+            path,
+        } => {
+            if storage.is_none() && floor.is_none() && path.is_none() {
+                bail!("say what to change: --storage SIZE, --floor SIZE and/or --path DIR");
+            }
+            let path = path.map(|p| std::path::absolute(&p).unwrap_or(p));
+            let settings = context.update(|s| {
+                if storage.is_some() {
+                    s.storage.quota_bytes = storage;
+                }
+                if floor.is_some() {
+                    s.storage.floor_bytes = floor;
+                }
+                if let Some(path) = path {
+                    s.storage.vault_path = Some(path.join(".surplus-vault"));
+                }
+            })?;
+            let vault_dir = settings.vault_dir(&context.data_dir);
+            let disk = surplus_agent::probe::disk_space(&vault_dir)?;
+            println!("vault: {}", vault_dir.display());
+            println!("quota: {}", Size(settings.effective_quota(disk)));
+            println!(
+                "floor: {} (the disk has {} free)",
+                Size(settings.effective_floor(disk)),
+                Size(disk.free_bytes)
+            );
+            Ok(())
+        }
+        Command::Limits(args) => limits(&context, args),
+        Command::Pause { duration } => {
+            let pause = match duration {
+                Some(duration) => PauseState::Until {
+                    until: surplus_agent::worker::now_ms()
+                        + i64::try_from(duration.as_millis()).unwrap_or(i64::MAX / 2),
+                },
+                None => PauseState::Indefinitely,
+            };
+            context.update(|s| s.pause = pause)?;
+            println!("{}", describe_pause(pause));
+            Ok(())
+        }
+        Command::Resume => {
+            context.update(|s| s.pause = PauseState::Running)?;
+            println!("donation resumed");
+            Ok(())
+        }
+        Command::Status { json } => status(&context, json).await,
+        Command::Ledger { json } => {
+            let ledger = context
+                .client()?
+                .allocations(&context.session()?.token)
+                .await?;
+            if json {
+                return print_json(&ledger);
+            }
+            println!(
+                "{:<20} {:<24} {:<16} {:<8} {:>10} {:<10} PURPOSE",
+                "CREATED", "FOR", "ON DEVICE", "KIND", "AMOUNT", "STATE"
+            );
+            for a in ledger {
+                println!(
+                    "{:<20} {:<24} {:<16} {:<8} {:>10} {:<10} {}",
+                    time(Some(a.created_at)),
+                    a.subscriber,
+                    a.device_name,
+                    a.kind.as_str(),
+                    format_size(a.amount),
+                    a.state.as_str(),
+                    a.purpose
+                );
+            }
+            Ok(())
+        }
+        Command::Blob(command) => blob(&context, command).await,
+        Command::Agent => agent(&context).await,
+    }
+}
+
+fn on(value: bool) -> &'static str {
+    if value { "on" } else { "off" }
+}
+
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn time(at: Option<UnixMillis>) -> String {
+    match at.and_then(|ms| u64::try_from(ms).ok()) {
+        Some(ms) => {
+            humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(ms))
+                .to_string()
+        }
+        None => "never".to_owned(),
+    }
+}
+
+fn describe_pause(pause: PauseState) -> String {
+    match pause {
+        PauseState::Running => "donating (not paused)".to_owned(),
+        PauseState::Indefinitely => "paused until you run `surplus resume`".to_owned(),
+        PauseState::Until { until } => format!("paused until {}", time(Some(until))),
+    }
+}
+
+/// The password from `SURPLUS_PASSWORD`, or typed at a prompt (twice when choosing one).
+fn password(confirm: bool) -> anyhow::Result<String> {
+    if let Ok(password) = std::env::var("SURPLUS_PASSWORD") {
+        return Ok(password);
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("no password: set SURPLUS_PASSWORD or run in a terminal to be asked");
+    }
+    let password = rpassword::prompt_password("Password: ")?;
+    if confirm && rpassword::prompt_password("Password again: ")? != password {
+        bail!("the passwords differ");
+    }
+    Ok(password)
+}
+
+async fn account(context: &Local, email: String, signup: bool) -> anyhow::Result<()> {
+    let client = context.client()?;
+    let credentials = Credentials {
+        email,
+        password: password(signup)?,
+    };
+    let session = if signup {
+        client.signup(&credentials).await?
+    } else {
+        client.login(&credentials).await?
+    };
+    context.credentials()?.set_session(&SessionCredential {
+        token: session.token.clone(),
+        email: session.subscriber.email.clone(),
+    })?;
+    let hub = client.base().to_owned();
+    context.update(|s| s.hub_url = Some(hub))?;
+    let verb = if signup {
+        "signed up and logged in"
+    } else {
+        "logged in"
+    };
+    println!(
+        "{verb} as {} ({} plan) at {}",
+        session.subscriber.email,
+        session.subscriber.plan.as_str(),
+        client.base()
+    );
+    Ok(())
+}
+
+async fn device(context: &Local, command: DeviceCommand) -> anyhow::Result<()> {
+    let client = context.client()?;
+    let session = context.session()?;
+    match command {
+        DeviceCommand::Register { name, force } => {
+            let credentials = context.credentials()?;
+            if let Some(existing) = credentials.device()?
+                && !force
+            {
+                bail!(
+                    "this data directory is already registered as device {}; pass --force to register it again",
+                    existing.device_id
+                );
+            }
+            let registered = client.register_device(&session.token, &name).await?;
+            credentials.set_device(&DeviceCredential {
+                device_id: registered.device_id,
+                secret: registered.secret,
+            })?;
+            context.update(|s| s.device_name = Some(name.clone()))?;
+            println!("registered {name} as device {}", registered.device_id);
+            println!("its credential is kept in the {}", credentials.backend());
+            Ok(())
+        }
+        DeviceCommand::List { json } => {
+            let devices = client.devices(&session.token).await?;
+            if json {
+                return print_json(&devices);
+            }
+            println!(
+                "{:<36} {:<16} {:<8} {:>10} {:>5}  LAST HEARTBEAT",
+                "ID", "NAME", "ONLINE", "SPARE", "SLOTS"
+            );
+            for d in devices {
+                let online = if d.revoked_at.is_some() {
+                    "revoked"
+                } else if d.online {
+                    "yes"
+                } else {
+                    "no"
+                };
+                println!(
+                    "{:<36} {:<16} {:<8} {:>10} {:>5}  {}",
+                    d.id,
+                    d.name,
+                    online,
+                    format_size(d.spare_storage_bytes),
+                    d.compute_slots,
+                    time(d.last_heartbeat)
+                );
+            }
+            Ok(())
+        }
+        DeviceCommand::Revoke { id } => {
+            client.revoke_device(&session.token, id).await?;
+            let credentials = context.credentials()?;
+            if credentials.device()?.is_some_and(|d| d.device_id == id) {
+                credentials.clear_device()?;
+                println!("revoked device {id} (this machine); register it again to donate");
+            } else {
+                println!("revoked device {id}");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn limits(context: &Local, args: LimitsArgs) -> anyhow::Result<()> {
+    let window = match args.window.as_deref() {
+        None => None,
+        Some("none") => Some(None),
+        Some(text) => Some(Some(settings::parse_window(text)?)),
+    };
+    let bandwidth = match args.bandwidth.as_deref() {
+        None => None,
+        Some("none") => Some(None),
+        Some(text) => Some(Some(settings::parse_rate(text)?)),
+    };
+    let settings = context.update(|s| {
+        if let Some(cores) = args.cores {
+            s.compute.cores_percent = cores;
+        }
+        if let Some(minutes) = args.idle_minutes {
+            s.compute.idle_minutes = minutes;
+        }
+        if let Some(busy) = args.busy_cpu {
+            s.compute.busy_cpu_percent = busy;
+        }
+        if let Some(on_battery) = args.on_battery {
+            s.compute.on_battery = on_battery;
+        }
+        if let Some(window) = window {
+            s.compute.window = window;
+        }
+        if let Some(bandwidth) = bandwidth {
+            s.bandwidth_bytes_per_second = bandwidth;
+        }
+    })?;
+    print_limits(&settings);
+    Ok(())
+}
+
+fn print_limits(settings: &Settings) {
+    let c = &settings.compute;
+    println!(
+        "compute: up to {}% of the cores, after {} idle minutes, while other programs use at most {}% CPU",
+        c.cores_percent, c.idle_minutes, c.busy_cpu_percent
+    );
+    println!(
+        "on battery: {}",
+        if c.on_battery { "allowed" } else { "never" }
+    );
+    println!(
+        "window: {}",
+        c.window
+            .map_or_else(|| "any time".to_owned(), format_window)
+    );
+    println!(
+        "bandwidth: {}",
+        settings.bandwidth_bytes_per_second.map_or_else(
+            || "unlimited".to_owned(),
+            |rate| format!("{}/s", Size(rate))
+        )
+    );
+}
+
+#[derive(Debug, serde::Serialize)]
+struct StatusView {
+    data_dir: PathBuf,
+    hub: Option<String>,
+    email: Option<String>,
+    device_id: Option<uuid::Uuid>,
+    device_name: Option<String>,
+    credentials_backend: String,
+    consent: surplus_protocol::Consent,
+    pause: PauseState,
+    paused: bool,
+    vault_dir: PathBuf,
+    quota_bytes: u64,
+    floor_bytes: u64,
+    limits: surplus_protocol::ComputeLimits,
+    bandwidth_bytes_per_second: Option<u64>,
+    agent: Option<AgentState>,
+    /// Whether an agent is running on this data directory now.
+    agent_running: bool,
+}
+
+async fn status(context: &Local, json: bool) -> anyhow::Result<()> {
+    let settings = context.settings()?;
+    let credentials = context.credentials()?;
+    let device = credentials.device()?;
+    let session = credentials.session()?;
+    let vault_dir = settings.vault_dir(&context.data_dir);
+    let disk = surplus_agent::probe::disk_space(&vault_dir)?;
+    let agent_running = std::fs::create_dir_all(&context.data_dir).is_ok()
+        && matches!(
+            surplus_agent::worker::lock_data_dir(&context.data_dir),
+            Err(surplus_agent::worker::WorkerError::AlreadyRunning(_))
+        );
+    let agent = AgentState::load(&context.data_dir);
+    let view = StatusView {
+        data_dir: context.data_dir.clone(),
+        hub: context.hub.clone().or(settings.hub_url.clone()),
+        email: session.map(|s| s.email),
+        device_id: device.map(|d| d.device_id),
+        device_name: settings.device_name.clone(),
+        credentials_backend: credentials.backend().to_string(),
+        consent: settings.consent,
+        pause: settings.pause,
+        paused: settings.pause.is_paused(surplus_agent::worker::now_ms()),
+        quota_bytes: if settings.consent.storage {
+            settings.effective_quota(disk)
+        } else {
+            0
+        },
+        floor_bytes: settings.effective_floor(disk),
+        vault_dir,
+        limits: settings.compute_limits(),
+        bandwidth_bytes_per_second: settings.bandwidth_bytes_per_second,
+        agent,
+        agent_running,
+    };
+    if json {
+        return print_json(&view);
+    }
+    println!("hub:          {}", view.hub.as_deref().unwrap_or("not set"));
+    println!(
+        "account:      {}",
+        view.email.as_deref().unwrap_or("not logged in")
+    );
+    match (view.device_id, &view.device_name) {
+        (Some(id), name) => println!(
+            "device:       {} ({id})",
+            name.as_deref().unwrap_or("unnamed")
+        ),
+        (None, _) => println!("device:       not registered"),
+    }
+    println!("credentials:  {}", view.credentials_backend);
+    println!(
+        "storage:      {}",
+        if view.consent.storage {
+            format!(
+                "donating up to {} in {}",
+                Size(view.quota_bytes),
+                view.vault_dir.display()
+            )
+        } else {
+            "not donating (no consent)".to_owned()
+        }
+    );
+    println!(
+        "compute:      {}",
+        if view.consent.compute {
+            "donating when idle"
+        } else {
+            "not donating (no consent)"
+        }
+    );
+    println!("free floor:   {}", Size(view.floor_bytes));
+    println!(
+        "state:        {}",
+        describe_pause(if view.paused {
+            view.pause
+        } else {
+            PauseState::Running
+        })
+    );
+    let agent_line = match (&view.agent, view.agent_running) {
+        (_, false) => "not running (start it with `surplus agent`)".to_owned(),
+        (Some(state), true) if state.connected => format!(
+            "running, connected (last heartbeat {})",
+            time(state.last_heartbeat)
+        ),
+        (Some(state), true) => format!(
+            "running, hub unreachable: {}",
+            state.last_error.as_deref().unwrap_or("connecting")
+        ),
+        (None, true) => "running, connecting".to_owned(),
+    };
+    println!("agent:        {agent_line}");
+    if let Some(state) = &view.agent {
+        if let Some(vault) = &state.vault {
+            println!(
+                "vault:        {} held for others, {} reserved",
+                Size(vault.used_bytes),
+                Size(vault.reserved_bytes)
+            );
+        }
+        if let Some(spare) = &state.spare {
+            let storage = spare.storage_reason.map_or_else(
+                || format!("{} spare", Size(spare.storage_bytes)),
+                |r| r.describe().to_owned(),
+            );
+            let compute = spare.compute_reason.map_or_else(
+                || format!("{} slot(s) spare", spare.compute_slots),
+                |r| r.describe().to_owned(),
+            );
+            println!("hub sees:     storage {storage}; compute {compute}");
+        }
+        println!("instructions: {} carried out", state.instructions_done);
+    }
+    Ok(())
+}
+
+async fn blob(context: &Local, command: BlobCommand) -> anyhow::Result<()> {
+    let client = context.client()?;
+    let token = context.any_token()?;
+    let placement = match command {
+        BlobCommand::Put { file, copies, json } => {
+            let (hash, size) = hash_file(&file)?;
+            let handle = tokio::fs::File::open(&file)
+                .await
+                .with_context(|| format!("opening {}", file.display()))?;
+            let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(handle));
+            client.upload_blob(&token, &hash, size, body).await?;
+            let placement = client.place_blob(&token, &hash, copies).await?;
+            if json {
+                return print_json(&placement);
+            }
+            println!("uploaded {} ({}) as {hash}", file.display(), Size(size));
+            placement
+        }
+        BlobCommand::Status { hash, json } => {
+            let placement = client.placement(&token, &hash).await?;
+            if json {
+                return print_json(&placement);
+            }
+            placement
+        }
+    };
+    println!(
+        "wanted on {} holder(s); staged at the hub: {}",
+        placement.copies,
+        if placement.staged { "yes" } else { "no" }
+    );
+    if placement.holders.is_empty() {
+        println!(
+            "no holder yet: no other device has spare storage right now; the hub keeps trying"
+        );
+    }
+    for holder in placement.holders {
+        println!("  {} on device {}", holder.state.as_str(), holder.device_id);
+    }
+    Ok(())
+}
+
+fn hash_file(path: &Path) -> anyhow::Result<(String, u64)> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut hasher = blake3::Hasher::new();
+    let size = std::io::copy(&mut std::io::BufReader::new(file), &mut hasher)
+        .with_context(|| format!("reading {}", path.display()))?;
+    Ok((hasher.finalize().to_hex().to_string(), size))
+}
+
+async fn agent(context: &Local) -> anyhow::Result<()> {
+    let probe = Box::new(OverrideProbe::from_env(SystemProbe::new()));
+    let worker = Worker::new(
+        &context.data_dir,
+        context.hub.as_deref(),
+        probe,
+        WorkerOptions::default(),
+    )?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    worker.run(stopped).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        if let Ok(mut terminate) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

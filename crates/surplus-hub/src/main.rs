@@ -100,6 +100,7 @@ fn main() -> ExitCode {
             }),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -332,7 +333,7 @@ async fn run_admin(hub: &Hub, command: AdminCommand, json: bool) -> Result<(), a
                     let compute = d
                         .compute_reason
                         .clone()
-                        .unwrap_or_else(|| format!("{} slots", d.compute_slots));
+                        .unwrap_or_else(|| format!("{} slot(s)", d.compute_slots));
                     println!(
                         "  {} {}: {reached}; spare storage {storage}; compute {compute}",
                         d.id, d.name

@@ -1,0 +1,269 @@
+//! The agent's client of the hub's API.
+//!
+//! One method per endpoint the agent and the CLI use. Errors say whether they came from the hub
+//! (with its stable code and message) or from the way there (retryable: the hub may be away).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{Stream, TryStreamExt};
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use surplus_protocol::{
+    Acknowledgement, Allocation, BlobRef, Credentials, Device, DeviceCredentials, ErrorBody,
+    HeartbeatResponse, Instruction, InstructionBatch, PlaceBlobRequest, Placement, ProbeRequested,
+    RegisterDevice, Session, StatusReport, Subscriber,
+};
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The hub answered with an error.
+    #[error("the hub refused: {} ({})", .body.message, .body.error)]
+    Hub { status: StatusCode, body: ErrorBody },
+    /// The hub could not be reached, or the connection broke.
+    #[error("cannot reach the hub at {url}: {source}")]
+    Transport { url: String, source: reqwest::Error },
+    /// The hub answered something this agent does not understand.
+    #[error("unexpected answer from the hub ({status}): {detail}")]
+    Unexpected { status: StatusCode, detail: String },
+    #[error("the hub URL {0:?} is not valid: use http://HOST:PORT or https://HOST")]
+    BadUrl(String),
+}
+
+impl ClientError {
+    /// Whether trying again later can help.
+    pub fn retryable(&self) -> bool {
+        match self {
+            ClientError::Hub { body, .. } => body.retryable,
+            ClientError::Transport { .. } => true,
+            ClientError::Unexpected { status, .. } => status.is_server_error(),
+            ClientError::BadUrl(_) => false,
+        }
+    }
+
+    /// The hub's error code, when the hub answered with one.
+    pub fn code(&self) -> Option<surplus_protocol::ErrorCode> {
+        match self {
+            ClientError::Hub { body, .. } => Some(body.error),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, ClientError>;
+
+/// A client of one hub.
+#[derive(Debug, Clone)]
+pub struct HubClient {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl HubClient {
+    pub fn new(base: &str) -> Result<HubClient> {
+        let base = base.trim_end_matches('/').to_owned();
+        if !(base.starts_with("http://") || base.starts_with("https://"))
+            || reqwest::Url::parse(&base).is_err()
+        {
+            return Err(ClientError::BadUrl(base));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("surplus-agent/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|source| ClientError::Transport {
+                url: base.clone(),
+                source,
+            })?;
+        Ok(HubClient { http, base })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn request(&self, method: Method, path: &str, token: Option<&str>) -> RequestBuilder {
+        let request = self.http.request(method, format!("{}{path}", self.base));
+        match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    async fn send(&self, request: RequestBuilder) -> Result<reqwest::Response> {
+        let response = request
+            .send()
+            .await
+            .map_err(|source| ClientError::Transport {
+                url: self.base.clone(),
+                source,
+            })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let text = response.text().await.unwrap_or_default();
+        match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(body) => Err(ClientError::Hub { status, body }),
+            Err(_) => Err(ClientError::Unexpected {
+                status,
+                detail: text.chars().take(200).collect(),
+            }),
+        }
+    }
+
+    async fn json<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T> {
+        let response = self.send(request).await?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|source| ClientError::Transport {
+                url: self.base.clone(),
+                source,
+            })?;
+        serde_json::from_slice(&bytes).map_err(|error| ClientError::Unexpected {
+            status,
+            detail: error.to_string(),
+        })
+    }
+
+    async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: &B,
+    ) -> Result<T> {
+        self.json(self.request(Method::POST, path, token).json(body))
+            .await
+    }
+
+    pub async fn signup(&self, credentials: &Credentials) -> Result<Session> {
+        self.post("/v1/signup", None, credentials).await
+    }
+
+    pub async fn login(&self, credentials: &Credentials) -> Result<Session> {
+        self.post("/v1/login", None, credentials).await
+    }
+
+    pub async fn me(&self, session: &str) -> Result<Subscriber> {
+        self.json(self.request(Method::GET, "/v1/me", Some(session)))
+            .await
+    }
+
+    pub async fn register_device(&self, session: &str, name: &str) -> Result<DeviceCredentials> {
+        self.post(
+            "/v1/devices",
+            Some(session),
+            &RegisterDevice {
+                name: name.to_owned(),
+            },
+        )
+        .await
+    }
+
+    pub async fn devices(&self, session: &str) -> Result<Vec<Device>> {
+        self.json(self.request(Method::GET, "/v1/devices", Some(session)))
+            .await
+    }
+
+    pub async fn revoke_device(&self, session: &str, device_id: Uuid) -> Result<()> {
+        self.send(self.request(
+            Method::DELETE,
+            &format!("/v1/devices/{device_id}"),
+            Some(session),
+        ))
+        .await?;
+        Ok(())
+    }
+
+    pub async fn probe_devices(&self, session: &str) -> Result<ProbeRequested> {
+        self.json(self.request(Method::POST, "/v1/devices/probe", Some(session)))
+            .await
+    }
+
+    pub async fn allocations(&self, session: &str) -> Result<Vec<Allocation>> {
+        self.json(self.request(Method::GET, "/v1/allocations", Some(session)))
+            .await
+    }
+
+    pub async fn heartbeat(
+        &self,
+        device: &str,
+        report: &StatusReport,
+    ) -> Result<HeartbeatResponse> {
+        self.post("/v1/device/heartbeat", Some(device), report)
+            .await
+    }
+
+    /// Waits up to `wait` for instructions (a long poll).
+    pub async fn poll(&self, device: &str, wait: Duration) -> Result<Vec<Instruction>> {
+        let request = self
+            .request(
+                Method::GET,
+                &format!("/v1/device/instructions?wait={}", wait.as_secs()),
+                Some(device),
+            )
+            .timeout(wait + Duration::from_secs(30));
+        Ok(self.json::<InstructionBatch>(request).await?.instructions)
+    }
+
+    pub async fn acknowledge(
+        &self,
+        device: &str,
+        instruction: Uuid,
+        ack: &Acknowledgement,
+    ) -> Result<()> {
+        let path = format!("/v1/device/instructions/{instruction}/ack");
+        self.send(self.request(Method::POST, &path, Some(device)).json(ack))
+            .await?;
+        Ok(())
+    }
+
+    /// Streams a blob out of the hub's staging store.
+    pub async fn download_blob(
+        &self,
+        token: &str,
+        hash: &str,
+    ) -> Result<impl Stream<Item = std::io::Result<Bytes>> + use<>> {
+        let response = self
+            .send(self.request(Method::GET, &format!("/v1/blobs/{hash}"), Some(token)))
+            .await?;
+        Ok(response.bytes_stream().map_err(std::io::Error::other))
+    }
+
+    /// Uploads a blob into the hub's staging store, streaming it from `body`.
+    pub async fn upload_blob(
+        &self,
+        token: &str,
+        hash: &str,
+        size: u64,
+        body: reqwest::Body,
+    ) -> Result<BlobRef> {
+        let request = self
+            .request(Method::PUT, &format!("/v1/blobs/{hash}"), Some(token))
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .header(reqwest::header::CONTENT_LENGTH, size)
+            .body(body);
+        self.json(request).await
+    }
+
+    pub async fn place_blob(&self, token: &str, hash: &str, copies: u32) -> Result<Placement> {
+        self.post(
+            "/v1/placements",
+            Some(token),
+            &PlaceBlobRequest {
+                hash: hash.to_owned(),
+                copies,
+            },
+        )
+        .await
+    }
+
+    pub async fn placement(&self, token: &str, hash: &str) -> Result<Placement> {
+        self.json(self.request(Method::GET, &format!("/v1/placements/{hash}"), Some(token)))
+            .await
+    }
+}

@@ -1,0 +1,879 @@
+//! The background worker: heartbeats, the instruction long poll, and carrying instructions out.
+//!
+//! Two loops share the device's state. The *reporter* measures the machine and sends heartbeats
+//! on the hub's schedule, and at once when something that decides donation changes: the settings
+//! file (consent, quota, pause: edited by `surplus` or the tray app while the worker runs) or the
+//! user coming back. The *executor* long-polls the hub for instructions and carries them out one
+//! at a time, acknowledging each with its result. Both reconnect with backoff while the hub is
+//! away. Instructions are executed idempotently by id: a journal of recent results answers a
+//! redelivered instruction without doing it twice.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use surplus_protocol::{
+    Acknowledgement, FailureCode, Instruction, InstructionKind, InstructionResult, Spare,
+    StatusReport, UnixMillis, UserActivity, VaultReport,
+};
+use tokio::sync::{Notify, watch};
+use uuid::Uuid;
+
+use crate::client::{ClientError, HubClient};
+use crate::probe::{Probe, Sample};
+use crate::settings::Settings;
+use crate::vault::{Vault, VaultError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("no hub is set: log in with `surplus --hub URL login` first")]
+    NoHub,
+    #[error("this device is not registered: run `surplus device register --name NAME` first")]
+    NotRegistered,
+    #[error("the hub no longer accepts this device's credential ({0}): register the device again")]
+    CredentialRejected(String),
+    #[error("another agent is already running on {0}")]
+    AlreadyRunning(PathBuf),
+    #[error(transparent)]
+    Settings(#[from] crate::settings::SettingsError),
+    #[error(transparent)]
+    Credentials(#[from] crate::credentials::CredentialError),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// What the worker last knew, written to `<data-dir>/agent-state.json` for `surplus status` and
+/// the tray app.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AgentState {
+    pub connected: bool,
+    pub last_heartbeat: Option<UnixMillis>,
+    pub last_error: Option<String>,
+    pub spare: Option<Spare>,
+    pub vault: Option<VaultReport>,
+    pub instructions_done: u64,
+    pub updated_at: UnixMillis,
+}
+
+impl AgentState {
+    pub const FILE: &'static str = "agent-state.json";
+
+    pub fn load(data_dir: &Path) -> Option<AgentState> {
+        let text = std::fs::read_to_string(data_dir.join(Self::FILE)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    fn save(&self, data_dir: &Path) {
+        let Ok(text) = serde_json::to_vec_pretty(self) else {
+            return;
+        };
+        if let Err(error) = crate::atomic_file::write(
+            &data_dir.join(Self::FILE),
+            &text,
+            crate::atomic_file::Visibility::Ordinary,
+        ) {
+            tracing::debug!(%error, "writing the agent state");
+        }
+    }
+}
+
+/// Knobs of the worker that are not user settings.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// How long one long poll waits.
+    pub poll_wait: Duration,
+    /// How often the settings file and the user's activity are looked at.
+    pub watch_interval: Duration,
+    /// The longest wait between reconnection attempts.
+    pub max_backoff: Duration,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        WorkerOptions {
+            poll_wait: Duration::from_secs(25),
+            watch_interval: Duration::from_secs(2),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The state both loops share.
+struct Shared {
+    data_dir: PathBuf,
+    client: HubClient,
+    token: String,
+    probe: Mutex<Box<dyn Probe>>,
+    settings: Mutex<Settings>,
+    vault: Mutex<Option<Vault>>,
+    state: Mutex<AgentState>,
+    journal: Mutex<Journal>,
+    /// Wakes the reporter for an immediate heartbeat.
+    report_now: Notify,
+}
+
+impl Shared {
+    fn settings(&self) -> Settings {
+        self.settings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn update_state(&self, change: impl FnOnce(&mut AgentState)) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        change(&mut state);
+        state.updated_at = now_ms();
+        state.save(&self.data_dir);
+    }
+
+    /// Opens the vault once storage is consented (or when it already exists, to report what it
+    /// holds), and keeps its limits in line with the settings and the disk.
+    fn sync_vault(&self, settings: &Settings, disk: crate::DiskSpace) -> Result<bool, VaultError> {
+        let mut vault = self.vault.lock().unwrap_or_else(PoisonError::into_inner);
+        let dir = settings.vault_dir(&self.data_dir);
+        if vault.is_none() && (settings.consent.storage || dir.exists()) {
+            let limits = self.limits(settings, disk, None);
+            let gauge = crate::probe::OverrideGauge::from_env(crate::vault::FilesystemGauge);
+            *vault = Some(Vault::open_with_gauge(&dir, limits, Box::new(gauge))?);
+        }
+        let Some(vault) = vault.as_mut() else {
+            return Ok(false);
+        };
+        let limits = self.limits(settings, disk, Some(vault));
+        if limits != vault.limits() {
+            vault.set_limits(limits)?;
+        }
+        vault.reconcile(disk)
+    }
+
+    /// Without consent the vault's quota is zero: it reserves nothing and takes nothing new, and
+    /// what it holds is reported as over quota so that the hub moves it away.
+    fn limits(
+        &self,
+        settings: &Settings,
+        disk: crate::DiskSpace,
+        vault: Option<&Vault>,
+    ) -> crate::vault::VaultLimits {
+        let disk = vault.map_or(disk, |v| v.disk_without_vault(disk));
+        let mut limits = settings.vault_limits(disk);
+        if !settings.consent.storage {
+            limits.quota_bytes = 0;
+        }
+        limits
+    }
+
+    fn vault_report(&self) -> Option<VaultReport> {
+        self.vault
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(Vault::report)
+    }
+
+    /// Measures the machine and builds the report the hub decides from.
+    fn report(&self) -> StatusReport {
+        let settings = self.settings();
+        let vault_dir = settings.vault_dir(&self.data_dir);
+        let sample = self
+            .probe
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .sample(&vault_dir);
+        match self.sync_vault(&settings, sample.disk) {
+            Ok(true) => tracing::warn!(
+                "the disk is filling: the vault's reservation shrank to keep the free-space floor"
+            ),
+            Ok(false) => {}
+            Err(error) => tracing::warn!(%error, "keeping the vault in line with the settings"),
+        }
+        let vault = self.vault_report().unwrap_or(VaultReport {
+            quota_bytes: 0,
+            used_bytes: 0,
+            reserved_bytes: 0,
+            floor_bytes: settings.effective_floor(sample.disk),
+        });
+        build_report(&settings, &sample, vault)
+    }
+}
+
+/// Puts the settings and a sample of the machine into the hub's report form.
+pub fn build_report(settings: &Settings, sample: &Sample, vault: VaultReport) -> StatusReport {
+    StatusReport {
+        agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+        os: std::env::consts::OS.to_owned(),
+        utc_offset_minutes: utc_offset_minutes(),
+        cpu: surplus_protocol::CpuReport {
+            cores: sample.cores,
+            busy_percent: sample.busy_percent.clamp(0.0, 100.0),
+        },
+        memory: sample.memory.clone(),
+        user: sample.user,
+        on_battery: sample.on_battery,
+        disk: surplus_protocol::DiskReport {
+            total_bytes: sample.disk.total_bytes,
+            free_bytes: sample.disk.free_bytes,
+        },
+        vault,
+        consent: settings.consent,
+        limits: settings.compute_limits(),
+        pause: settings.pause,
+    }
+}
+
+fn utc_offset_minutes() -> i32 {
+    chrono::Local::now().offset().local_minus_utc() / 60
+}
+
+pub fn now_ms() -> UnixMillis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The device's worker.
+pub struct Worker {
+    shared: Arc<Shared>,
+    options: WorkerOptions,
+    _lock: std::fs::File,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("data_dir", &self.shared.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Takes the data directory's agent lock: one worker per data directory.
+pub fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, WorkerError> {
+    let path = data_dir.join("agent.lock");
+    let io = |source| WorkerError::Io {
+        path: path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(data_dir).map_err(io)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(WorkerError::AlreadyRunning(data_dir.to_owned()))
+        }
+        Err(std::fs::TryLockError::Error(source)) => Err(io(source)),
+    }
+}
+
+impl Worker {
+    /// Prepares a worker for the device registered in `data_dir`.
+    pub fn new(
+        data_dir: &Path,
+        hub_override: Option<&str>,
+        probe: Box<dyn Probe>,
+        options: WorkerOptions,
+    ) -> Result<Worker, WorkerError> {
+        let lock = lock_data_dir(data_dir)?;
+        let settings = Settings::load(data_dir)?;
+        let hub = hub_override
+            .map(str::to_owned)
+            .or_else(|| settings.hub_url.clone())
+            .ok_or(WorkerError::NoHub)?;
+        let credentials = crate::credentials::CredentialStore::open(data_dir)?;
+        let device = credentials.device()?.ok_or(WorkerError::NotRegistered)?;
+        let shared = Arc::new(Shared {
+            data_dir: data_dir.to_owned(),
+            client: HubClient::new(&hub)?,
+            token: device.bearer_token(),
+            probe: Mutex::new(probe),
+            settings: Mutex::new(settings),
+            vault: Mutex::new(None),
+            state: Mutex::new(AgentState::load(data_dir).unwrap_or_default()),
+            journal: Mutex::new(Journal::open(data_dir)),
+            report_now: Notify::new(),
+        });
+        tracing::info!(device_id = %device.device_id, %hub, "agent starting");
+        Ok(Worker {
+            shared,
+            options,
+            _lock: lock,
+        })
+    }
+
+    /// Runs until `shutdown` resolves, or the hub rejects the device's credential.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<(), WorkerError> {
+        let (stop, stopped) = watch::channel(false);
+        let reporter = tokio::spawn(report_loop(
+            self.shared.clone(),
+            self.options.clone(),
+            stopped.clone(),
+        ));
+        let executor = tokio::spawn(execute_loop(
+            self.shared.clone(),
+            self.options.clone(),
+            stopped,
+        ));
+        let outcome = tokio::select! {
+            _ = shutdown.wait_for(|&down| down) => Ok(()),
+            result = flatten(reporter) => result,
+            result = flatten(executor) => result,
+        };
+        let _ = stop.send(true);
+        self.shared.update_state(|state| state.connected = false);
+        tracing::info!("agent stopped");
+        outcome
+    }
+}
+
+async fn flatten(
+    handle: tokio::task::JoinHandle<Result<(), WorkerError>>,
+) -> Result<(), WorkerError> {
+    match handle.await {
+        Ok(result) => result,
+        Err(error) => Err(WorkerError::Io {
+            path: PathBuf::new(),
+            source: std::io::Error::other(error),
+        }),
+    }
+}
+
+/// A credential the hub no longer accepts ends the worker: retrying cannot help.
+fn fatal(error: &ClientError) -> Option<WorkerError> {
+    use surplus_protocol::ErrorCode;
+    match error.code() {
+        Some(code @ (ErrorCode::Unauthorized | ErrorCode::DeviceRevoked)) => {
+            Some(WorkerError::CredentialRejected(code.to_string()))
+        }
+        _ => None,
+    }
+}
+
+/// Exponential backoff with jitter, for reconnecting while the hub is away.
+struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    fn new(max: Duration) -> Backoff {
+        Backoff {
+            next: Duration::from_millis(250),
+            max,
+        }
+    }
+
+    fn reset(&mut self) {
+        self.next = Duration::from_millis(250);
+    }
+
+    fn step(&mut self) -> Duration {
+        let jitter = Duration::from_millis(u64::from(rand::random::<u8>()));
+        let wait = self.next + jitter;
+        self.next = (self.next * 2).min(self.max);
+        wait.min(self.max)
+    }
+}
+
+/// Which user activity counts as "away" under the current limits: a change of it is worth an
+/// immediate heartbeat, so donated work stops within seconds when the user comes back.
+fn user_away(user: UserActivity, settings: &Settings) -> bool {
+    match user {
+        UserActivity::None => true,
+        UserActivity::Unknown => false,
+        UserActivity::Idle { idle_seconds } => {
+            idle_seconds >= u64::from(settings.compute.idle_minutes) * 60
+        }
+    }
+}
+
+async fn report_loop(
+    shared: Arc<Shared>,
+    options: WorkerOptions,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), WorkerError> {
+    let mut backoff = Backoff::new(options.max_backoff);
+    let mut interval = Duration::from_secs(30);
+    let mut last_stamp = settings_stamp(&shared.data_dir);
+    let mut away = None;
+    let mut next_heartbeat = tokio::time::Instant::now();
+    let mut watch = tokio::time::interval(options.watch_interval);
+    watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|&s| s) => return Ok(()),
+            _ = tokio::time::sleep_until(next_heartbeat) => {}
+            _ = shared.report_now.notified() => {}
+            _ = watch.tick() => {
+                let stamp = settings_stamp(&shared.data_dir);
+                let mut changed = false;
+                if stamp != last_stamp {
+                    last_stamp = stamp;
+                    match Settings::load(&shared.data_dir) {
+                        Ok(settings) => {
+                            tracing::info!("settings changed; reporting to the hub");
+                            *shared.settings.lock().unwrap_or_else(PoisonError::into_inner) = settings;
+                            changed = true;
+                        }
+                        Err(error) => tracing::warn!(%error, "the settings file is not valid; keeping the previous settings"),
+                    }
+                }
+                let settings = shared.settings();
+                let user = shared.probe.lock().unwrap_or_else(PoisonError::into_inner).sample(&settings.vault_dir(&shared.data_dir)).user;
+                let now_away = user_away(user, &settings);
+                if away.is_some_and(|was| was != now_away) {
+                    tracing::info!(away = now_away, "user activity changed; reporting to the hub");
+                    changed = true;
+                }
+                away = Some(now_away);
+                if !changed {
+                    continue;
+                }
+            }
+        }
+        let report = {
+            let shared = shared.clone();
+            tokio::task::spawn_blocking(move || shared.report())
+                .await
+                .map_err(|e| WorkerError::Io {
+                    path: PathBuf::new(),
+                    source: std::io::Error::other(e),
+                })?
+        };
+        match shared.client.heartbeat(&shared.token, &report).await {
+            Ok(response) => {
+                backoff.reset();
+                interval = Duration::from_secs(u64::from(response.next_heartbeat_seconds.max(1)));
+                next_heartbeat = tokio::time::Instant::now() + interval;
+                shared.update_state(|state| {
+                    state.connected = true;
+                    state.last_heartbeat = Some(now_ms());
+                    state.last_error = None;
+                    state.spare = Some(response.spare);
+                    state.vault = Some(report.vault.clone());
+                });
+            }
+            Err(error) => {
+                if let Some(fatal) = fatal(&error) {
+                    return Err(fatal);
+                }
+                let wait = backoff.step().min(interval);
+                tracing::warn!(%error, retry_in = ?wait, "heartbeat failed");
+                next_heartbeat = tokio::time::Instant::now() + wait;
+                shared.update_state(|state| {
+                    state.connected = false;
+                    state.last_error = Some(error.to_string());
+                });
+            }
+        }
+    }
+}
+
+async fn execute_loop(
+    shared: Arc<Shared>,
+    options: WorkerOptions,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), WorkerError> {
+    let mut backoff = Backoff::new(options.max_backoff);
+    loop {
+        let batch = tokio::select! {
+            _ = stop.wait_for(|&s| s) => return Ok(()),
+            batch = shared.client.poll(&shared.token, options.poll_wait) => batch,
+        };
+        let instructions = match batch {
+            Ok(instructions) => {
+                backoff.reset();
+                instructions
+            }
+            Err(error) => {
+                if let Some(fatal) = fatal(&error) {
+                    return Err(fatal);
+                }
+                let wait = backoff.step();
+                tracing::warn!(%error, retry_in = ?wait, "polling for instructions failed");
+                tokio::select! {
+                    _ = stop.wait_for(|&s| s) => return Ok(()),
+                    _ = tokio::time::sleep(wait) => continue,
+                }
+            }
+        };
+        for instruction in instructions {
+            if *stop.borrow() {
+                return Ok(());
+            }
+            carry_out(&shared, instruction).await?;
+        }
+    }
+}
+
+/// Executes one instruction (or recalls its result) and acknowledges it.
+#[tracing::instrument(skip_all, fields(id = %instruction.id, kind = instruction.kind.name()))]
+async fn carry_out(shared: &Arc<Shared>, instruction: Instruction) -> Result<(), WorkerError> {
+    let recalled = shared
+        .journal
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(instruction.id);
+    let result = match recalled {
+        Some(result) => result,
+        None => {
+            let Some(result) = execute(shared, &instruction).await else {
+                // A passing fault (the hub away mid-download): leave it unacknowledged; the hub
+                // delivers it again when its lease runs out.
+                return Ok(());
+            };
+            shared
+                .journal
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .record(instruction.id, &result);
+            result
+        }
+    };
+    if let InstructionResult::Failed { code, message } = &result {
+        tracing::info!(code = code.as_str(), %message, "instruction failed");
+    }
+    let ack = Acknowledgement {
+        result,
+        vault: shared.vault_report(),
+    };
+    match shared
+        .client
+        .acknowledge(&shared.token, instruction.id, &ack)
+        .await
+    {
+        Ok(()) => {
+            shared.update_state(|state| state.instructions_done += 1);
+            Ok(())
+        }
+        Err(error) => match fatal(&error) {
+            Some(fatal) => Err(fatal),
+            None => {
+                // The result is in the journal; the redelivered instruction is answered from it.
+                tracing::warn!(%error, "acknowledging failed; the hub will deliver the instruction again");
+                Ok(())
+            }
+        },
+    }
+}
+
+fn failed(code: FailureCode, message: impl Into<String>) -> InstructionResult {
+    InstructionResult::Failed {
+        code,
+        message: message.into(),
+    }
+}
+
+/// Carries an instruction out. `None` means a passing fault worth another try later.
+async fn execute(shared: &Arc<Shared>, instruction: &Instruction) -> Option<InstructionResult> {
+    if instruction.expires_at <= now_ms() {
+        return Some(failed(
+            FailureCode::Expired,
+            "the instruction expired before it ran",
+        ));
+    }
+    match &instruction.kind {
+        InstructionKind::ReportStatus => {
+            let shared = shared.clone();
+            let report = tokio::task::spawn_blocking(move || shared.report())
+                .await
+                .ok()?;
+            Some(InstructionResult::Reported {
+                report: Box::new(report),
+            })
+        }
+        InstructionKind::StoreBlob { blob, .. } => store_blob(shared, &blob.hash, blob.size).await,
+        InstructionKind::DeleteBlob { hash, .. } => {
+            let owned_hash = hash.clone();
+            let outcome = with_vault(shared, move |vault| vault.delete(&owned_hash)).await;
+            Some(match outcome {
+                Some(Ok(_)) | None => InstructionResult::Deleted { hash: hash.clone() },
+                Some(Err(error)) => failed(error.failure_code(), error.to_string()),
+            })
+        }
+        InstructionKind::VerifyBlob {
+            hash,
+            offset,
+            length,
+            nonce,
+        } => {
+            let (offset, length) = (*offset, *length);
+            let nonce = nonce.clone();
+            let hash_for_vault = hash.clone();
+            let outcome = with_vault(shared, move |vault| {
+                vault.prove(&hash_for_vault, offset, length, &nonce)
+            })
+            .await;
+            Some(match outcome {
+                Some(Ok(digest)) => InstructionResult::Verified {
+                    hash: hash.clone(),
+                    digest,
+                },
+                Some(Err(error)) => failed(error.failure_code(), error.to_string()),
+                None => failed(FailureCode::NotFound, "this device has no vault"),
+            })
+        }
+        InstructionKind::Unsupported => Some(failed(
+            FailureCode::Unsupported,
+            "this agent does not know that instruction; update it",
+        )),
+    }
+}
+
+/// Runs `work` on the vault in a blocking thread. `None` when there is no vault.
+async fn with_vault<T: Send + 'static>(
+    shared: &Arc<Shared>,
+    work: impl FnOnce(&mut Vault) -> T + Send + 'static,
+) -> Option<T> {
+    let shared = shared.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut vault = shared.vault.lock().unwrap_or_else(PoisonError::into_inner);
+        vault.as_mut().map(work)
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// Fetches a blob from the hub's staging store into the vault, streaming, within the bandwidth
+/// cap; the vault verifies size and hash and refuses what would break its quota or floor.
+async fn store_blob(shared: &Arc<Shared>, hash: &str, size: u64) -> Option<InstructionResult> {
+    let settings = shared.settings();
+    if !settings.consent.storage {
+        return Some(failed(
+            FailureCode::NoConsent,
+            "the user has not consented to donate storage",
+        ));
+    }
+    if settings.pause.is_paused(now_ms()) {
+        return Some(failed(
+            FailureCode::Paused,
+            "donation is paused on this device",
+        ));
+    }
+    // Make sure the vault is open with current limits before admitting anything.
+    let _ = tokio::task::spawn_blocking({
+        let shared = shared.clone();
+        move || shared.report()
+    })
+    .await;
+    let stream = match shared.client.download_blob(&shared.token, hash).await {
+        Ok(stream) => stream,
+        Err(ClientError::Hub { body, .. })
+            if body.error == surplus_protocol::ErrorCode::NotFound =>
+        {
+            return Some(failed(FailureCode::NotFound, body.message));
+        }
+        Err(error) => {
+            tracing::warn!(%error, "fetching a blob failed; will try again");
+            return None;
+        }
+    };
+    let stream = throttle(stream, settings.bandwidth_bytes_per_second);
+    let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
+    let owned_hash = hash.to_owned();
+    let outcome = with_vault(shared, move |vault| vault.put(&owned_hash, reader, size)).await;
+    match outcome {
+        Some(Ok(stored)) => Some(InstructionResult::Stored {
+            hash: stored.hash,
+            size: stored.size,
+        }),
+        Some(Err(VaultError::Source { source, .. })) => {
+            tracing::warn!(error = %source, "the download broke off; will try again");
+            None
+        }
+        Some(Err(error)) => Some(failed(error.failure_code(), error.to_string())),
+        None => Some(failed(FailureCode::NoConsent, "this device has no vault")),
+    }
+}
+
+/// Paces a byte stream to at most `rate` bytes per second (no pacing without a rate).
+fn throttle<S>(
+    stream: S,
+    rate: Option<u64>,
+) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + Unpin + 'static
+where
+    S: futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + Unpin + 'static,
+{
+    let started = tokio::time::Instant::now();
+    let mut sent = 0u64;
+    Box::pin(stream.then(move |chunk| {
+        let delay = match (&chunk, rate) {
+            (Ok(bytes), Some(rate)) if rate > 0 => {
+                sent += bytes.len() as u64;
+                let due = started + Duration::from_secs_f64(sent as f64 / rate as f64);
+                Some(due)
+            }
+            _ => None,
+        };
+        async move {
+            if let Some(due) = delay {
+                tokio::time::sleep_until(due).await;
+            }
+            chunk
+        }
+    }))
+}
+
+/// Recent instruction results by id, kept in `<data-dir>/journal.jsonl` so that a redelivered
+/// instruction is answered, not executed again, even across a restart.
+struct Journal {
+    path: PathBuf,
+    results: HashMap<Uuid, InstructionResult>,
+    order: VecDeque<Uuid>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct JournalEntry {
+    id: Uuid,
+    result: InstructionResult,
+}
+
+impl Journal {
+    const KEEP: usize = 1000;
+
+    fn open(data_dir: &Path) -> Journal {
+        let path = data_dir.join("journal.jsonl");
+        let mut journal = Journal {
+            path,
+            results: HashMap::new(),
+            order: VecDeque::new(),
+        };
+        if let Ok(text) = std::fs::read_to_string(&journal.path) {
+            for entry in text
+                .lines()
+                .filter_map(|line| serde_json::from_str::<JournalEntry>(line).ok())
+            {
+                journal.remember(entry.id, entry.result);
+            }
+            if journal.order.len() < text.lines().count() {
+                journal.compact();
+            }
+        }
+        journal
+    }
+
+    fn remember(&mut self, id: Uuid, result: InstructionResult) {
+        if self.results.insert(id, result).is_none() {
+            self.order.push_back(id);
+        }
+        while self.order.len() > Self::KEEP {
+            if let Some(old) = self.order.pop_front() {
+                self.results.remove(&old);
+            }
+        }
+    }
+
+    fn get(&self, id: Uuid) -> Option<InstructionResult> {
+        self.results.get(&id).cloned()
+    }
+
+    fn record(&mut self, id: Uuid, result: &InstructionResult) {
+        self.remember(id, result.clone());
+        let line = serde_json::to_string(&JournalEntry {
+            id,
+            result: result.clone(),
+        })
+        .unwrap_or_default();
+        let appended = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .and_then(|mut file| writeln!(file, "{line}").and_then(|()| file.sync_data()));
+        if let Err(error) = appended {
+            tracing::warn!(%error, "writing the instruction journal");
+        }
+        if self.order.len() == Self::KEEP {
+            self.compact();
+        }
+    }
+
+    fn compact(&self) {
+        let mut text = String::new();
+        for id in &self.order {
+            if let Some(result) = self.results.get(id)
+                && let Ok(line) = serde_json::to_string(&JournalEntry {
+                    id: *id,
+                    result: result.clone(),
+                })
+            {
+                text.push_str(&line);
+                text.push('\n');
+            }
+        }
+        if let Err(error) = crate::atomic_file::write(
+            &self.path,
+            text.as_bytes(),
+            crate::atomic_file::Visibility::Ordinary,
+        ) {
+            tracing::warn!(%error, "compacting the instruction journal");
+        }
+    }
+}
+
+fn settings_stamp(data_dir: &Path) -> Option<(SystemTime, u64)> {
+    let meta = std::fs::metadata(Settings::path(data_dir)).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_journal_answers_a_redelivered_instruction_after_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let id = Uuid::now_v7();
+        let result = InstructionResult::Deleted {
+            hash: "ab".repeat(32),
+        };
+        Journal::open(dir.path()).record(id, &result);
+        let reopened = Journal::open(dir.path());
+        assert_eq!(reopened.get(id), Some(result));
+        assert_eq!(reopened.get(Uuid::now_v7()), None);
+    }
+
+    #[test]
+    fn the_journal_keeps_only_recent_results() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut journal = Journal::open(dir.path());
+        let ids: Vec<Uuid> = (0..Journal::KEEP + 5).map(|_| Uuid::now_v7()).collect();
+        for id in &ids {
+            journal.record(
+                *id,
+                &InstructionResult::Deleted {
+                    hash: String::new(),
+                },
+            );
+        }
+        let reopened = Journal::open(dir.path());
+        assert_eq!(reopened.get(ids[0]), None);
+        assert!(reopened.get(ids[ids.len() - 1]).is_some());
+        assert!(reopened.order.len() <= Journal::KEEP);
+    }
+
+    #[test]
+    fn backoff_grows_to_its_ceiling() {
+        let mut backoff = Backoff::new(Duration::from_secs(4));
+        let waits: Vec<Duration> = (0..8).map(|_| backoff.step()).collect();
+        assert!(waits[0] < Duration::from_secs(1));
+        assert!(waits.iter().all(|w| *w <= Duration::from_secs(4)));
+        assert_eq!(waits[7], Duration::from_secs(4));
+        backoff.reset();
+        assert!(backoff.step() < Duration::from_secs(1));
+    }
+}
