@@ -1,1 +1,479 @@
+//! Support for the end-to-end tests: start a real `surplus-hub` and real `surplus` agents as
+//! processes on loopback, drive them with the real command lines, and look at what they did.
+//!
+//! The binaries are taken from the target directory next to the test executable (build them
+//! first: `cargo build -p surplus-hub -p surplus-cli`; `scripts/test` does), or from
+//! `SURPLUS_BIN_DIR`.
 
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Where the binaries under test are.
+pub fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("SURPLUS_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    let exe = std::env::current_exe().expect("the test executable's path");
+    // target/debug/deps/it-HASH -> target/debug
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target directory")
+        .to_owned()
+}
+
+pub fn binary(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build -p surplus-hub -p surplus-cli` first",
+        path.display()
+    );
+    path
+}
+
+/// Polls `condition` every 50 ms until it holds; panics with `what` after `limit`.
+pub fn wait_for(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The databases to run against: SQLite always, PostgreSQL when the test script started one.
+pub fn databases(dir: &Path) -> Vec<String> {
+    let mut urls = vec![format!("sqlite://{}", dir.join("hub.db").display())];
+    match std::env::var("SURPLUS_TEST_POSTGRES") {
+        Ok(base) if !base.is_empty() => urls.push(fresh_postgres(&base)),
+        _ => assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs the end-to-end tests on PostgreSQL too: set SURPLUS_TEST_POSTGRES"
+        ),
+    }
+    urls
+}
+
+/// A database of its own on the shared test server.
+fn fresh_postgres(base: &str) -> String {
+    use sqlx::Connection;
+    let name = format!("e{}", uuid::Uuid::new_v4().simple());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(base)
+            .await
+            .expect("connect to the test PostgreSQL");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("create database");
+    });
+    let (head, _) = base.rsplit_once('/').expect("URL has a database path");
+    format!("{head}/{name}")
+}
+
+/// One test's world: a temporary directory, a hub and its agents.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub database: String,
+    pub hub: Hub,
+    pub agents: Vec<Agent>,
+}
+
+pub struct Hub {
+    pub url: String,
+    port: u16,
+    database: String,
+    staging: PathBuf,
+    log: PathBuf,
+    process: Option<Child>,
+}
+
+impl Hub {
+    fn start(dir: &Path, database: &str) -> Hub {
+        let port = free_port();
+        let mut hub = Hub {
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            database: database.to_owned(),
+            staging: dir.join("staging"),
+            log: dir.join("hub.log"),
+            process: None,
+        };
+        hub.spawn();
+        hub
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("hub log");
+        let child = Command::new(binary("surplus-hub"))
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{}", self.port),
+                "--database",
+                &self.database,
+            ])
+            .arg("--staging")
+            .arg(&self.staging)
+            .args(["--heartbeat-interval", "1"])
+            .env("SURPLUS_LOG", "info,sqlx=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start surplus-hub");
+        self.process = Some(child);
+        let url = format!("{}/healthz", self.url);
+        wait_for(
+            "the hub to answer /healthz",
+            Duration::from_secs(30),
+            || http_get_ok(&url),
+        );
+    }
+
+    /// Stops the hub as an operator would (SIGTERM) and waits for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.process.take() {
+            terminate(&mut child);
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// Runs `surplus-hub admin ARGS --json` and parses its output.
+    pub fn admin_json(&self, args: &[&str]) -> Value {
+        let output = self.admin(&[args, &["--json"]].concat());
+        assert!(
+            output.status.success(),
+            "admin {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).expect("admin --json prints JSON")
+    }
+
+    pub fn admin(&self, args: &[&str]) -> Output {
+        Command::new(binary("surplus-hub"))
+            .arg("admin")
+            .args(["--database", &self.database])
+            .arg("--staging")
+            .arg(&self.staging)
+            .args(args)
+            .env("SURPLUS_LOG", "warn")
+            .output()
+            .expect("run surplus-hub admin")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.process.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A device: a data directory, the CLI run against it, and an agent process when started.
+pub struct Agent {
+    pub name: String,
+    pub email: String,
+    pub data_dir: PathBuf,
+    hub_url: String,
+    log: PathBuf,
+    process: Option<Child>,
+    env: Vec<(String, String)>,
+}
+
+pub const PASSWORD: &str = "a long enough password";
+
+impl Agent {
+    /// Runs `surplus --data-dir DIR ARGS`.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(binary("surplus"))
+            .args(["--hub", &self.hub_url, "--data-dir"])
+            .arg(&self.data_dir)
+            .args(args)
+            .env("SURPLUS_CREDENTIALS", "file")
+            .env("SURPLUS_PASSWORD", PASSWORD)
+            .env("SURPLUS_LOG", "warn")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .output()
+            .expect("run surplus")
+    }
+
+    /// Runs a command that must succeed, returning its standard output.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let output = self.cli(args);
+        assert!(
+            output.status.success(),
+            "surplus {args:?} failed ({}): {}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    pub fn json(&self, args: &[&str]) -> Value {
+        serde_json::from_str(&self.ok(&[args, &["--json"]].concat())).expect("--json prints JSON")
+    }
+
+    /// Starts `surplus agent` in the background.
+    pub fn start(&mut self) {
+        assert!(self.process.is_none(), "{} is already running", self.name);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("agent log");
+        let child = Command::new(binary("surplus"))
+            .args(["--data-dir"])
+            .arg(&self.data_dir)
+            .arg("agent")
+            .env("SURPLUS_CREDENTIALS", "file")
+            .env("SURPLUS_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start surplus agent");
+        self.process = Some(child);
+    }
+
+    /// Kills the agent without warning (SIGKILL), as a power cut would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.process.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops the agent as a user would (SIGTERM).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.process.take() {
+            terminate(&mut child);
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.process
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    pub fn status(&self) -> Value {
+        self.json(&["status"])
+    }
+
+    /// Waits until the agent has had a heartbeat answered after `after` (ms since the epoch).
+    pub fn wait_connected_after(&self, after: i64) {
+        wait_for(
+            &format!("{} to report to the hub", self.name),
+            Duration::from_secs(30),
+            || {
+                let status = self.status();
+                status["agent"]["connected"] == Value::Bool(true)
+                    && status["agent"]["last_heartbeat"]
+                        .as_i64()
+                        .is_some_and(|t| t > after)
+            },
+        );
+    }
+
+    pub fn device_id(&self) -> String {
+        self.status()["device_id"]
+            .as_str()
+            .expect("registered")
+            .to_owned()
+    }
+
+    /// The blobs in this device's vault: (hash, bytes).
+    pub fn vault_blobs(&self) -> Vec<(String, Vec<u8>)> {
+        let blobs = self.data_dir.join(".vault").join("blobs");
+        let mut found = Vec::new();
+        for shard in std::fs::read_dir(&blobs).into_iter().flatten().flatten() {
+            for file in std::fs::read_dir(shard.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let bytes = std::fs::read(file.path()).expect("read a vault blob");
+                found.push((file.file_name().to_string_lossy().into_owned(), bytes));
+            }
+        }
+        found.sort();
+        found
+    }
+
+    /// Polls `surplus blob status HASH --json` until `done` holds, and returns the last answer.
+    pub fn wait_placement(&self, hash: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let mut last = Value::Null;
+        wait_for(
+            &format!("the placement of {hash} to settle"),
+            Duration::from_secs(30),
+            || {
+                last = self.json(&["blob", "status", hash]);
+                done(&last)
+            },
+        );
+        last
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn terminate(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A plain HTTP/1.1 GET on loopback, answered 200?
+fn http_get_ok(url: &str) -> bool {
+    use std::io::{Read, Write};
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let (authority, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_owned()), |(a, p)| (a, format!("/{p}")));
+    let Ok(mut stream) = std::net::TcpStream::connect(authority) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+    )
+    .is_err()
+    {
+        return false;
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.starts_with("HTTP/1.1 200")
+}
+
+impl Cluster {
+    /// A hub on `database` and no agents yet.
+    pub fn new(dir: tempfile::TempDir, database: String) -> Cluster {
+        let hub = Hub::start(dir.path(), &database);
+        Cluster {
+            dir,
+            database,
+            hub,
+            agents: Vec::new(),
+        }
+    }
+
+    /// Signs up `email`, registers a device `name` in its own data directory, and applies the
+    /// given consent and quota. The agent is not started.
+    pub fn add_agent(&mut self, name: &str, email: &str, storage: bool, quota: &str) -> usize {
+        let data_dir = self.dir.path().join(name);
+        let agent = Agent {
+            name: name.to_owned(),
+            email: email.to_owned(),
+            data_dir,
+            hub_url: self.hub.url.clone(),
+            log: self.dir.path().join(format!("{name}.log")),
+            process: None,
+            env: Vec::new(),
+        };
+        if agent.cli(&["login", "--email", email]).status.success() {
+            // Another device of an existing subscriber.
+        } else {
+            agent.ok(&["signup", "--email", email]);
+        }
+        agent.ok(&["device", "register", "--name", name]);
+        agent.ok(&["consent", "--storage", if storage { "on" } else { "off" }]);
+        agent.ok(&["quota", "--storage", quota, "--floor", "1MiB"]);
+        self.agents.push(agent);
+        self.agents.len() - 1
+    }
+
+    pub fn agent(&mut self, index: usize) -> &mut Agent {
+        &mut self.agents[index]
+    }
+
+    /// Prints every log, for a failing test.
+    pub fn dump_logs(&self) {
+        eprintln!("---- hub log ----\n{}", tail(&self.hub.log(), 60));
+        for agent in &self.agents {
+            eprintln!("---- {} log ----\n{}", agent.name, tail(&agent.log(), 40));
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.dump_logs();
+        }
+    }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Writes `size` bytes of deterministic, incompressible content to a file and returns its
+/// path and BLAKE3 hash.
+pub fn make_file(dir: &Path, name: &str, size: usize, seed: u64) -> (PathBuf, String) {
+    let mut bytes = Vec::with_capacity(size);
+    let mut state = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+    while bytes.len() < size {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        bytes.extend_from_slice(&state.to_le_bytes());
+    }
+    bytes.truncate(size);
+    let path = dir.join(name);
+    std::fs::write(&path, &bytes).expect("write a test file");
+    (path, blake3::hash(&bytes).to_hex().to_string())
+}

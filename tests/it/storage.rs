@@ -1,0 +1,212 @@
+//! Donated storage end to end: three agents register and heartbeat, the hub allocates spare
+//! storage, instructs holders, and records every allocation.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use surplus_e2e::{make_file, wait_for};
+
+use crate::on_each_database;
+
+#[test]
+fn a_blob_lands_in_the_chosen_vaults_and_the_ledger_records_it() {
+    on_each_database(|cluster| {
+        let owner = cluster.add_agent("ada-pc", "ada@example.org", false, "64MiB");
+        let bob = cluster.add_agent("bob-pc", "bob@example.org", true, "64MiB");
+        let carol = cluster.add_agent("carol-pc", "carol@example.org", true, "64MiB");
+        for index in [owner, bob, carol] {
+            cluster.agent(index).start();
+        }
+        for index in [owner, bob, carol] {
+            cluster.agent(index).wait_connected_after(0);
+        }
+
+        // The hub sees every device, with what it has spare.
+        let devices = cluster.hub.admin_json(&["devices"]);
+        let devices = devices.as_array().expect("a list");
+        assert_eq!(devices.len(), 3);
+        for device in devices {
+            for field in [
+                "id",
+                "name",
+                "subscriber",
+                "last_heartbeat",
+                "spare_storage_bytes",
+                "compute_slots",
+            ] {
+                assert!(
+                    device.get(field).is_some(),
+                    "admin devices has {field}: {device}"
+                );
+            }
+            let spare = device["spare_storage_bytes"].as_u64().expect("spare");
+            if device["name"] == "ada-pc" {
+                assert_eq!(spare, 0, "no consent, no spare storage");
+            } else {
+                assert!(
+                    spare > 0 && spare <= 64 << 20,
+                    "spare within the quota: {spare}"
+                );
+            }
+        }
+
+        let (file, hash) = make_file(cluster.dir.path(), "photo.raw", 300_000, 1);
+        let owner_agent = &cluster.agents[owner];
+        let placed = owner_agent.json(&[
+            "blob",
+            "put",
+            file.to_str().expect("utf-8"),
+            "--copies",
+            "2",
+        ]);
+        assert_eq!(placed["hash"], hash.as_str());
+        let content = std::fs::read(&file).expect("read");
+
+        // Both consenting devices fetch it into their vaults; the owner's does not.
+        for index in [bob, carol] {
+            let agent = &cluster.agents[index];
+            wait_for(
+                &format!("the blob in {}'s vault", agent.name),
+                Duration::from_secs(30),
+                || {
+                    agent
+                        .vault_blobs()
+                        .iter()
+                        .any(|(name, bytes)| *name == hash && *bytes == content)
+                },
+            );
+        }
+        assert!(cluster.agents[owner].vault_blobs().is_empty());
+        let status = cluster.agents[owner].wait_placement(&hash, |p: &Value| {
+            p["holders"]
+                .as_array()
+                .is_some_and(|h| h.len() == 2 && h.iter().all(|x| x["state"] == "active"))
+                && p["staged"] == false
+        });
+        assert_eq!(status["copies"], 2);
+
+        // The ledger: who, which device, what, how much, why, which instruction.
+        let ledger = cluster.hub.admin_json(&["ledger"]);
+        let entries = ledger.as_array().expect("a list");
+        assert_eq!(entries.len(), 2);
+        let mut holders: Vec<&str> = entries
+            .iter()
+            .map(|e| e["device_name"].as_str().expect("name"))
+            .collect();
+        holders.sort();
+        assert_eq!(holders, ["bob-pc", "carol-pc"]);
+        for entry in entries {
+            assert_eq!(entry["subscriber"], "ada@example.org");
+            assert_eq!(entry["kind"], "storage");
+            assert_eq!(entry["amount"], 300_000);
+            assert_eq!(entry["purpose"], format!("blob:{hash}"));
+            assert_eq!(entry["state"], "active");
+            assert_eq!(entry["instructions"].as_array().map(Vec::len), Some(1));
+            assert!(entry["released_at"].is_null());
+        }
+        // A subscriber sees their part of it.
+        let mine = cluster.agents[bob].json(&["ledger"]);
+        assert_eq!(mine.as_array().map(Vec::len), Some(1));
+        assert_eq!(mine[0]["donor"], "bob@example.org");
+    });
+}
+
+#[test]
+fn a_flood_of_store_instructions_never_exceeds_a_vault_quota() {
+    on_each_database(|cluster| {
+        let owner = cluster.add_agent("ada-pc", "ada@example.org", false, "64MiB");
+        let small = cluster.add_agent("bob-pc", "bob@example.org", true, "1MiB");
+        cluster.agent(small).start();
+        cluster.agent(small).wait_connected_after(0);
+        let small_id = cluster.agents[small].device_id();
+
+        // Twenty blobs of 200 KB want a home; the only holder has room for five.
+        let mut hashes = Vec::new();
+        for n in 0..20 {
+            let (file, hash) = make_file(cluster.dir.path(), &format!("f{n}"), 200_000, 100 + n);
+            cluster.agents[owner].ok(&["blob", "put", file.to_str().expect("utf-8")]);
+            hashes.push(hash);
+        }
+        // And, as if the hub's view were stale, every one of them is also pushed at the small
+        // vault straight through the database, ignoring what the hub thinks is spare.
+        let database = cluster.database.clone();
+        force_allocations(&database, &small_id, &hashes);
+
+        let agent = &cluster.agents[small];
+        wait_for(
+            "every store instruction to be answered",
+            Duration::from_secs(60),
+            || {
+                let ledger = cluster.hub.admin_json(&["ledger"]);
+                ledger
+                    .as_array()
+                    .is_some_and(|entries| entries.iter().all(|e| e["state"] != "pending"))
+            },
+        );
+        let held: usize = agent
+            .vault_blobs()
+            .iter()
+            .map(|(_, bytes)| bytes.len())
+            .sum();
+        assert!(
+            held <= 1 << 20,
+            "the vault holds {held} bytes, over its 1 MiB quota"
+        );
+        assert!(
+            held >= 4 * 200_000,
+            "the vault took what fits: {held} bytes"
+        );
+        let ledger = cluster.hub.admin_json(&["ledger"]);
+        let active: u64 = ledger
+            .as_array()
+            .expect("list")
+            .iter()
+            .filter(|e| e["state"] == "active")
+            .map(|e| e["amount"].as_u64().expect("amount"))
+            .sum();
+        assert_eq!(
+            active as usize, held,
+            "the ledger's active allocations are what the vault holds"
+        );
+        assert!(
+            agent.log().contains("quota_exceeded"),
+            "refusals are logged as quota_exceeded"
+        );
+    });
+}
+
+/// Allocates each blob on the device through the hub library, bypassing the scheduler.
+fn force_allocations(database: &str, device: &str, hashes: &[String]) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let store = surplus_hub::store::Store::connect(database)
+            .await
+            .expect("store");
+        let device = uuid::Uuid::parse_str(device).expect("uuid");
+        let subscriber = store
+            .subscriber_by_email("ada@example.org")
+            .await
+            .expect("query")
+            .expect("ada")
+            .0
+            .id;
+        let now = surplus_hub::now_ms();
+        for hash in hashes {
+            if store
+                .device_allocated_blob(device, hash)
+                .await
+                .expect("query")
+            {
+                continue;
+            }
+            store
+                .allocate_blob_storage(subscriber, device, hash, 200_000, now, now + 3_600_000)
+                .await
+                .expect("allocate");
+        }
+        store.close().await;
+    });
+}
