@@ -557,7 +557,12 @@ async fn carry_out(shared: &Arc<Shared>, instruction: Instruction) -> Result<(),
         .await
     {
         Ok(()) => {
-            shared.update_state(|state| state.instructions_done += 1);
+            shared.update_state(|state| {
+                state.instructions_done += 1;
+                if ack.vault.is_some() {
+                    state.vault = ack.vault.clone();
+                }
+            });
             Ok(())
         }
         Err(error) => match fatal(&error) {

@@ -228,10 +228,7 @@ async fn run_admin(hub: &Hub, command: AdminCommand, json: bool) -> Result<(), a
             if json {
                 print_json(&subscribers);
             } else {
-                println!(
-                    "{:<32} {:<10} {:<10} {}",
-                    "EMAIL", "PLAN", "STATUS", "SINCE"
-                );
+                println!("{:<32} {:<10} {:<10} SINCE", "EMAIL", "PLAN", "STATUS");
                 for s in subscribers {
                     println!(
                         "{:<32} {:<10} {:<10} {}",
@@ -255,15 +252,8 @@ async fn run_admin(hub: &Hub, command: AdminCommand, json: bool) -> Result<(), a
                 print_json(&devices);
             } else {
                 println!(
-                    "{:<36} {:<16} {:<24} {:<8} {:>10} {:>5} {:>6}  {}",
-                    "ID",
-                    "NAME",
-                    "SUBSCRIBER",
-                    "ONLINE",
-                    "SPARE",
-                    "SLOTS",
-                    "AVAIL7",
-                    "LAST HEARTBEAT"
+                    "{:<36} {:<16} {:<24} {:<8} {:>10} {:>5} {:>6}  LAST HEARTBEAT",
+                    "ID", "NAME", "SUBSCRIBER", "ONLINE", "SPARE", "SLOTS", "AVAIL7"
                 );
                 for d in devices {
                     println!(
@@ -292,8 +282,8 @@ async fn run_admin(hub: &Hub, command: AdminCommand, json: bool) -> Result<(), a
                 print_json(&ledger);
             } else {
                 println!(
-                    "{:<20} {:<24} {:<16} {:<8} {:>10} {:<10} {}",
-                    "CREATED", "FOR", "ON DEVICE", "KIND", "AMOUNT", "STATE", "PURPOSE"
+                    "{:<20} {:<24} {:<16} {:<8} {:>10} {:<10} PURPOSE",
+                    "CREATED", "FOR", "ON DEVICE", "KIND", "AMOUNT", "STATE"
                 );
                 for a in ledger {
                     let amount = if a.kind == surplus_protocol::ResourceKind::Storage {
