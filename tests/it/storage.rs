@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use surplus_e2e::{make_file, wait_for};
+use surplus_protocol::{InstructionKind, InstructionResult};
 
 use crate::on_each_database;
 
@@ -209,4 +210,100 @@ fn force_allocations(database: &str, device: &str, hashes: &[String]) {
         }
         store.close().await;
     });
+}
+
+#[test]
+fn holders_prove_and_delete_what_they_hold_when_instructed() {
+    on_each_database(|cluster| {
+        let owner = cluster.add_agent("ada-pc", "ada@example.org", false, "64MiB");
+        let holder = cluster.add_agent("bob-pc", "bob@example.org", true, "64MiB");
+        cluster.agent(holder).start();
+        cluster.agent(holder).wait_connected_after(0);
+        let (file, hash) = make_file(cluster.dir.path(), "proved", 40_000, 11);
+        cluster.agents[owner].ok(&["blob", "put", file.to_str().expect("utf-8")]);
+        let placement =
+            cluster.agents[owner].wait_placement(&hash, |p| p["holders"][0]["state"] == "active");
+        let allocation = uuid::Uuid::parse_str(
+            placement["holders"][0]["allocation_id"]
+                .as_str()
+                .expect("id"),
+        )
+        .expect("uuid");
+        let device = uuid::Uuid::parse_str(&cluster.agents[holder].device_id()).expect("uuid");
+
+        // A proof of storage over a range, with a nonce, queued from another process.
+        let content = std::fs::read(&file).expect("read");
+        let mut expected = blake3::Hasher::new();
+        expected.update(b"n0nce");
+        expected.update(&content[1_000..6_000]);
+        let verify = InstructionKind::VerifyBlob {
+            hash: hash.clone(),
+            offset: 1_000,
+            length: 5_000,
+            nonce: "n0nce".into(),
+        };
+        let result = run_instruction(&cluster.database, device, None, verify);
+        assert_eq!(
+            result,
+            InstructionResult::Verified {
+                hash: hash.clone(),
+                digest: expected.finalize().to_hex().to_string()
+            }
+        );
+
+        // Deleting releases the allocation and frees the vault.
+        let delete = InstructionKind::DeleteBlob {
+            hash: hash.clone(),
+            allocation_id: Some(allocation),
+        };
+        let result = run_instruction(&cluster.database, device, Some(allocation), delete);
+        assert_eq!(result, InstructionResult::Deleted { hash: hash.clone() });
+        assert!(cluster.agents[holder].vault_blobs().is_empty());
+        let ledger = cluster.hub.admin_json(&["ledger"]);
+        assert_eq!(ledger[0]["state"], "released");
+        assert!(ledger[0]["released_at"].is_i64());
+        assert_eq!(ledger[0]["instructions"].as_array().map(Vec::len), Some(2));
+    });
+}
+
+/// Queues an instruction through the database, as another hub process would, and waits for the
+/// device's acknowledged result.
+fn run_instruction(
+    database: &str,
+    device: uuid::Uuid,
+    allocation: Option<uuid::Uuid>,
+    kind: InstructionKind,
+) -> InstructionResult {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let store = surplus_hub::store::Store::connect(database)
+            .await
+            .expect("store");
+        let now = surplus_hub::now_ms();
+        let instruction = store
+            .enqueue(device, allocation, &kind, now, now + 600_000)
+            .await
+            .expect("queue");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let result = loop {
+            let row = store
+                .instruction(instruction.id)
+                .await
+                .expect("instruction");
+            if let Some(result) = row.result {
+                break result;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the device did not answer {}",
+                kind.name()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        store.close().await;
+        serde_json::from_str(&result).expect("a result")
+    })
 }

@@ -506,6 +506,43 @@ mod tests {
         }
     }
 
+    /// Against the real OS keyring: needs a Secret Service on a D-Bus session, which
+    /// `scripts/test` provides (gnome-keyring under `dbus-run-session`) when it runs the ignored
+    /// tests named `real_keyring`.
+    #[test]
+    #[ignore = "needs a Secret Service session; scripts/test runs it under dbus-run-session"]
+    fn real_keyring_keeps_credentials_out_of_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = CredentialStore::open_with(dir.path(), BackendChoice::Auto).expect("open");
+        assert_eq!(
+            store.backend(),
+            Backend::Keyring,
+            "a working keyring is chosen over the file"
+        );
+        assert_eq!(store.device().expect("device"), None);
+        let device = device();
+        store.set_device(&device).expect("set device");
+        store.set_session(&session()).expect("set session");
+        assert!(
+            !dir.path().join(CREDENTIALS_FILE).exists(),
+            "nothing secret is written to disk"
+        );
+
+        // Another agent's data directory on the same machine has entries of its own.
+        let other_dir = tempfile::tempdir().expect("tempdir");
+        let other =
+            CredentialStore::open_with(other_dir.path(), BackendChoice::Keyring).expect("open");
+        assert_eq!(other.device().expect("device"), None);
+
+        let reopened =
+            CredentialStore::open_with(dir.path(), BackendChoice::Keyring).expect("open");
+        assert_eq!(reopened.device().expect("device"), Some(device));
+        assert_eq!(reopened.session().expect("session"), Some(session()));
+        reopened.clear_device().expect("clear");
+        reopened.clear_session().expect("clear");
+        assert_eq!(store.device().expect("device"), None);
+    }
+
     #[test]
     fn file_backend_round_trips_and_clears() {
         let dir = tempfile::tempdir().expect("tempdir");
