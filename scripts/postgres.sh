@@ -33,11 +33,21 @@ start)
   fi
   mkdir -p "$dir"
   [ "$(id -u)" = 0 ] && chown postgres "$dir"
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  as_postgres "$bin/initdb" -D "$dir/data" -A trust -U postgres >"$dir/initdb.log" 2>&1
-  as_postgres "$bin/pg_ctl" -D "$dir/data" \
+  # A free port: ask the kernel where python3 is at hand, otherwise take a random high one.
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null ||
+    echo $((30000 + RANDOM % 20000)))
+  if ! as_postgres "$bin/initdb" -D "$dir/data" -A trust -U postgres >"$dir/initdb.log" 2>&1; then
+    echo "initdb failed:" >&2
+    cat "$dir/initdb.log" >&2
+    exit 1
+  fi
+  if ! as_postgres "$bin/pg_ctl" -D "$dir/data" \
     -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off" \
-    -l "$dir/log" -w start >&2
+    -l "$dir/log" -w start >&2; then
+    echo "PostgreSQL did not start:" >&2
+    cat "$dir/log" >&2
+    exit 1
+  fi
   echo "postgres://postgres@127.0.0.1:$port/postgres"
   ;;
 stop)
