@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{Stream, TryStreamExt};
+use futures_util::{Stream, StreamExt, TryStreamExt};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -30,6 +30,12 @@ pub enum ClientError {
     Unexpected { status: StatusCode, detail: String },
     #[error("the hub URL {0:?} is not valid: use http://HOST:PORT or https://HOST")]
     BadUrl(String),
+    /// A local file to send could not be read.
+    #[error("reading {}: {source}", .path.display())]
+    File {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl ClientError {
@@ -39,7 +45,7 @@ impl ClientError {
             ClientError::Hub { body, .. } => body.retryable,
             ClientError::Transport { .. } => true,
             ClientError::Unexpected { status, .. } => status.is_server_error(),
-            ClientError::BadUrl(_) => false,
+            ClientError::BadUrl(_) | ClientError::File { .. } => false,
         }
     }
 
@@ -71,6 +77,9 @@ impl HubClient {
         }
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
+            // A connection that goes quiet this long is dead (long polls answer within their
+            // wait, which is shorter): give up on it rather than wait for ever.
+            .read_timeout(Duration::from_secs(90))
             .user_agent(concat!("surplus-agent/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|source| ClientError::Transport {
@@ -250,6 +259,35 @@ impl HubClient {
         self.json(request).await
     }
 
+    /// Uploads a file into the hub's staging store, streaming it within `rate` bytes per
+    /// second (unlimited without one). The file is read twice: once to name it by its hash,
+    /// once to send it.
+    pub async fn upload_file(
+        &self,
+        token: &str,
+        path: &std::path::Path,
+        rate: Option<u64>,
+    ) -> Result<BlobRef> {
+        let io = |error: std::io::Error| ClientError::File {
+            path: path.to_owned(),
+            source: error,
+        };
+        let hashing = path.to_owned();
+        let (hash, size) = tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::open(&hashing)?;
+            let mut hasher = blake3::Hasher::new();
+            let size = std::io::copy(&mut std::io::BufReader::new(file), &mut hasher)?;
+            Ok::<_, std::io::Error>((hasher.finalize().to_hex().to_string(), size))
+        })
+        .await
+        .map_err(|e| io(std::io::Error::other(e)))?
+        .map_err(io)?;
+        let file = tokio::fs::File::open(path).await.map_err(io)?;
+        let stream = throttle(tokio_util::io::ReaderStream::new(file), rate);
+        self.upload_blob(token, &hash, size, reqwest::Body::wrap_stream(stream))
+            .await
+    }
+
     pub async fn place_blob(&self, token: &str, hash: &str, copies: u32) -> Result<Placement> {
         self.post(
             "/v1/placements",
@@ -266,4 +304,32 @@ impl HubClient {
         self.json(self.request(Method::GET, &format!("/v1/placements/{hash}"), Some(token)))
             .await
     }
+}
+
+/// Paces a byte stream to at most `rate` bytes per second (no pacing without a rate).
+pub fn throttle<S>(
+    stream: S,
+    rate: Option<u64>,
+) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + Unpin + 'static
+where
+    S: futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + Unpin + 'static,
+{
+    let started = tokio::time::Instant::now();
+    let mut sent = 0u64;
+    Box::pin(stream.then(move |chunk| {
+        let delay = match (&chunk, rate) {
+            (Ok(bytes), Some(rate)) if rate > 0 => {
+                sent += bytes.len() as u64;
+                let due = started + Duration::from_secs_f64(sent as f64 / rate as f64);
+                Some(due)
+            }
+            _ => None,
+        };
+        async move {
+            if let Some(due) = delay {
+                tokio::time::sleep_until(due).await;
+            }
+            chunk
+        }
+    }))
 }

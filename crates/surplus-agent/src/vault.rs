@@ -814,6 +814,16 @@ fn move_into_place(temp: &Path, path: &Path) -> Result<(), VaultError> {
 }
 
 /// Every well-named blob file under `blobs`; anything else found there is left alone.
+/// Bytes of blobs held by the vault in `dir`, without opening it (opening reserves space); zero
+/// when there is no vault there.
+pub fn held_bytes(dir: &Path) -> Result<u64, VaultError> {
+    let blobs = dir.join(BLOBS_DIR);
+    if !blobs.exists() {
+        return Ok(0);
+    }
+    Ok(scan_blobs(&blobs)?.iter().map(|blob| blob.size).sum())
+}
+
 fn scan_blobs(blobs: &Path) -> Result<Vec<StoredBlob>, VaultError> {
     let mut found = Vec::new();
     for prefix in fs::read_dir(blobs).map_err(io_at(blobs))? {

@@ -143,6 +143,25 @@ impl Shared {
     fn sync_vault(&self, settings: &Settings, disk: crate::DiskSpace) -> Result<bool, VaultError> {
         let mut vault = self.vault.lock().unwrap_or_else(PoisonError::into_inner);
         let dir = settings.vault_dir(&self.data_dir);
+        // The user moved the vault: an empty one moves at once (its reservation given back); one
+        // that holds others' data stays where it is until that data has moved away.
+        if let Some(open) = vault.as_ref()
+            && open.dir() != dir
+        {
+            if open.used_bytes() == 0 {
+                let old = open.dir().to_owned();
+                *vault = None;
+                if let Err(error) = std::fs::remove_dir_all(&old) {
+                    tracing::warn!(%error, dir = %old.display(), "removing the old, empty vault");
+                }
+                tracing::info!(from = %old.display(), to = %dir.display(), "vault moved");
+            } else {
+                tracing::warn!(
+                    dir = %open.dir().display(),
+                    "the vault holds data for others; it stays where it is until that data has moved"
+                );
+            }
+        }
         if vault.is_none() && (settings.consent.storage || dir.exists()) {
             let limits = self.limits(settings, disk, None);
             let gauge = crate::probe::OverrideGauge::from_env(crate::vault::FilesystemGauge);
@@ -288,7 +307,18 @@ impl Worker {
         probe: Box<dyn Probe>,
         options: WorkerOptions,
     ) -> Result<Worker, WorkerError> {
-        let lock = lock_data_dir(data_dir)?;
+        // `surplus status` takes the lock for an instant to see whether an agent runs: try for a
+        // moment before concluding that another agent holds it.
+        let mut attempts = 0;
+        let lock = loop {
+            match lock_data_dir(data_dir) {
+                Err(WorkerError::AlreadyRunning(_)) if attempts < 40 => {
+                    attempts += 1;
+                    std::thread::sleep(Duration::from_millis(25));
+                }
+                other => break other?,
+            }
+        };
         let settings = Settings::load(data_dir)?;
         let hub = hub_override
             .map(str::to_owned)
@@ -488,10 +518,34 @@ async fn execute_loop(
     options: WorkerOptions,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), WorkerError> {
+    // Transfers (fetching blobs) run one at a time beside the poll, so that a long download
+    // never holds up a request for a fresh report or a proof of storage.
+    let (transfer_queue, mut transfers) = tokio::sync::mpsc::unbounded_channel::<Instruction>();
+    let in_flight: Arc<Mutex<std::collections::HashSet<Uuid>>> = Arc::default();
+    let mut transfer_task = tokio::spawn({
+        let shared = shared.clone();
+        let in_flight = in_flight.clone();
+        async move {
+            while let Some(instruction) = transfers.recv().await {
+                let id = instruction.id;
+                let outcome = carry_out(&shared, instruction).await;
+                in_flight
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&id);
+                outcome?;
+            }
+            Ok::<(), WorkerError>(())
+        }
+    });
     let mut backoff = Backoff::new(options.max_backoff);
     loop {
         let batch = tokio::select! {
-            _ = stop.wait_for(|&s| s) => return Ok(()),
+            _ = stop.wait_for(|&s| s) => {
+                transfer_task.abort();
+                return Ok(());
+            }
+            finished = &mut transfer_task => return finished.unwrap_or(Ok(())),
             batch = shared.client.poll(&shared.token, options.poll_wait) => batch,
         };
         let instructions = match batch {
@@ -501,21 +555,37 @@ async fn execute_loop(
             }
             Err(error) => {
                 if let Some(fatal) = fatal(&error) {
+                    transfer_task.abort();
                     return Err(fatal);
                 }
                 let wait = backoff.step();
                 tracing::warn!(%error, retry_in = ?wait, "polling for instructions failed");
                 tokio::select! {
-                    _ = stop.wait_for(|&s| s) => return Ok(()),
+                    _ = stop.wait_for(|&s| s) => {
+                        transfer_task.abort();
+                        return Ok(());
+                    }
                     _ = tokio::time::sleep(wait) => continue,
                 }
             }
         };
         for instruction in instructions {
             if *stop.borrow() {
+                transfer_task.abort();
                 return Ok(());
             }
-            carry_out(&shared, instruction).await?;
+            if matches!(instruction.kind, InstructionKind::StoreBlob { .. }) {
+                // Redelivered while still queued or running here: nothing to add.
+                if in_flight
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(instruction.id)
+                {
+                    let _ = transfer_queue.send(instruction);
+                }
+            } else {
+                carry_out(&shared, instruction).await?;
+            }
         }
     }
 }
@@ -670,68 +740,118 @@ async fn store_blob(shared: &Arc<Shared>, hash: &str, size: u64) -> Option<Instr
             "donation is paused on this device",
         ));
     }
-    // Make sure the vault is open with current limits before admitting anything.
-    let _ = tokio::task::spawn_blocking({
-        let shared = shared.clone();
-        move || shared.report()
+    // Make sure the vault is open with current limits, and refuse early what cannot fit.
+    let refresh = shared.clone();
+    let _ = tokio::task::spawn_blocking(move || refresh.report()).await;
+    let owned_hash = hash.to_owned();
+    match with_vault(shared, move |vault| {
+        (vault.contains(&owned_hash), vault.report())
     })
-    .await;
-    let stream = match shared.client.download_blob(&shared.token, hash).await {
-        Ok(stream) => stream,
-        Err(ClientError::Hub { body, .. })
-            if body.error == surplus_protocol::ErrorCode::NotFound =>
-        {
-            return Some(failed(FailureCode::NotFound, body.message));
+    .await
+    {
+        None => return Some(failed(FailureCode::NoConsent, "this device has no vault")),
+        Some((true, _)) => {
+            return Some(InstructionResult::Stored {
+                hash: hash.to_owned(),
+                size,
+            });
+        }
+        Some((false, vault)) if vault.used_bytes.saturating_add(size) > vault.quota_bytes => {
+            return Some(failed(
+                FailureCode::QuotaExceeded,
+                format!(
+                    "{size} more bytes would exceed the vault's quota of {} bytes",
+                    vault.quota_bytes
+                ),
+            ));
+        }
+        Some((false, _)) => {}
+    }
+    // Download without holding the vault, so heartbeats and other instructions go on meanwhile;
+    // then the vault verifies and admits the file under its own rules.
+    let incoming = match download(shared, hash, size, settings.bandwidth_bytes_per_second).await {
+        Ok(Some(path)) => path,
+        Ok(None) => {
+            return Some(failed(
+                FailureCode::NotFound,
+                "the hub no longer has that blob",
+            ));
         }
         Err(error) => {
             tracing::warn!(%error, "fetching a blob failed; will try again");
             return None;
         }
     };
-    let stream = throttle(stream, settings.bandwidth_bytes_per_second);
-    let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
     let owned_hash = hash.to_owned();
-    let outcome = with_vault(shared, move |vault| vault.put(&owned_hash, reader, size)).await;
+    let source = incoming.clone();
+    let outcome = with_vault(shared, move |vault| {
+        let file = std::fs::File::open(&source).map_err(|source_error| VaultError::Io {
+            path: source.clone(),
+            source: source_error,
+        })?;
+        vault.put(&owned_hash, std::io::BufReader::new(file), size)
+    })
+    .await;
+    let _ = tokio::fs::remove_file(&incoming).await;
     match outcome {
         Some(Ok(stored)) => Some(InstructionResult::Stored {
             hash: stored.hash,
             size: stored.size,
         }),
-        Some(Err(VaultError::Source { source, .. })) => {
-            tracing::warn!(error = %source, "the download broke off; will try again");
-            None
-        }
         Some(Err(error)) => Some(failed(error.failure_code(), error.to_string())),
         None => Some(failed(FailureCode::NoConsent, "this device has no vault")),
     }
 }
 
-/// Paces a byte stream to at most `rate` bytes per second (no pacing without a rate).
-fn throttle<S>(
-    stream: S,
+/// Streams a blob from the hub into `<data-dir>/incoming`, within the bandwidth cap. `Ok(None)`
+/// when the hub no longer has it; an error for faults worth another try.
+async fn download(
+    shared: &Arc<Shared>,
+    hash: &str,
+    size: u64,
     rate: Option<u64>,
-) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + Unpin + 'static
-where
-    S: futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + Unpin + 'static,
-{
-    let started = tokio::time::Instant::now();
-    let mut sent = 0u64;
-    Box::pin(stream.then(move |chunk| {
-        let delay = match (&chunk, rate) {
-            (Ok(bytes), Some(rate)) if rate > 0 => {
-                sent += bytes.len() as u64;
-                let due = started + Duration::from_secs_f64(sent as f64 / rate as f64);
-                Some(due)
-            }
-            _ => None,
-        };
-        async move {
-            if let Some(due) = delay {
-                tokio::time::sleep_until(due).await;
-            }
-            chunk
+) -> Result<Option<PathBuf>, String> {
+    use tokio::io::AsyncWriteExt;
+    let stream = match shared.client.download_blob(&shared.token, hash).await {
+        Ok(stream) => stream,
+        Err(ClientError::Hub { body, .. })
+            if body.error == surplus_protocol::ErrorCode::NotFound =>
+        {
+            return Ok(None);
         }
-    }))
+        Err(error) => return Err(error.to_string()),
+    };
+    let dir = shared.data_dir.join("incoming");
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    let path = dir.join(format!("{hash}.part"));
+    let mut file = tokio::fs::File::create(&path)
+        .await
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut stream = crate::client::throttle(stream, rate);
+    let mut received = 0u64;
+    let outcome = async {
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| format!("the download broke off: {e}"))?;
+            received += chunk.len() as u64;
+            if received > size {
+                return Err(format!("the hub sent more than the {size} bytes announced"));
+            }
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        file.flush()
+            .await
+            .map_err(|e| format!("{}: {e}", path.display()))
+    }
+    .await;
+    if let Err(error) = outcome {
+        let _ = tokio::fs::remove_file(&path).await;
+        return Err(error);
+    }
+    Ok(Some(path))
 }
 
 /// Recent instruction results by id, kept in `<data-dir>/journal.jsonl` so that a redelivered

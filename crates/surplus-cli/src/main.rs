@@ -4,7 +4,7 @@
 //! and prints the outcome for a person (or as JSON with `--json`). No business logic lives here.
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -153,6 +153,9 @@ struct LimitsArgs {
     bandwidth: Option<String>,
 }
 
+/// The hidden folder `surplus quota --path DIR` puts the vault in.
+const VAULT_DIR_NAME: &str = ".surplus-vault";
+
 fn on_off(text: &str) -> Result<bool, String> {
     match text.to_ascii_lowercase().as_str() {
         "on" | "yes" | "true" => Ok(true),
@@ -283,7 +286,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("compute donation: {}", on(settings.consent.compute));
             if storage == Some(false) {
                 println!(
-                    "the hub moves the data in this device's vault elsewhere, then it is deleted"
+                    "the hub is told: what this vault holds for others moves elsewhere, then it is deleted here"
                 );
             }
             Ok(())
@@ -297,6 +300,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 bail!("say what to change: --storage SIZE, --floor SIZE and/or --path DIR");
             }
             let path = path.map(|p| std::path::absolute(&p).unwrap_or(p));
+            if let Some(path) = &path {
+                let current = context.settings()?.vault_dir(&context.data_dir);
+                let held = surplus_agent::vault::held_bytes(&current)?;
+                if held > 0 && current != path.join(VAULT_DIR_NAME) {
+                    bail!(
+                        "the vault in {} holds {} for others: withdraw storage consent (`surplus consent --storage off`), \
+                         wait until it is empty, then move it",
+                        current.display(),
+                        Size(held)
+                    );
+                }
+            }
             let settings = context.update(|s| {
                 if storage.is_some() {
                     s.storage.quota_bytes = storage;
@@ -305,7 +320,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     s.storage.floor_bytes = floor;
                 }
                 if let Some(path) = path {
-                    s.storage.vault_path = Some(path.join(".surplus-vault"));
+                    s.storage.vault_path = Some(path.join(VAULT_DIR_NAME));
                 }
             })?;
             let vault_dir = settings.vault_dir(&context.data_dir);
@@ -711,17 +726,18 @@ async fn blob(context: &Local, command: BlobCommand) -> anyhow::Result<()> {
     let token = context.any_token()?;
     let placement = match command {
         BlobCommand::Put { file, copies, json } => {
-            let (hash, size) = hash_file(&file)?;
-            let handle = tokio::fs::File::open(&file)
-                .await
-                .with_context(|| format!("opening {}", file.display()))?;
-            let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(handle));
-            client.upload_blob(&token, &hash, size, body).await?;
-            let placement = client.place_blob(&token, &hash, copies).await?;
+            let rate = context.settings()?.bandwidth_bytes_per_second;
+            let blob = client.upload_file(&token, &file, rate).await?;
+            let placement = client.place_blob(&token, &blob.hash, copies).await?;
             if json {
                 return print_json(&placement);
             }
-            println!("uploaded {} ({}) as {hash}", file.display(), Size(size));
+            println!(
+                "uploaded {} ({}) as {}",
+                file.display(),
+                Size(blob.size),
+                blob.hash
+            );
             placement
         }
         BlobCommand::Status { hash, json } => {
@@ -746,14 +762,6 @@ async fn blob(context: &Local, command: BlobCommand) -> anyhow::Result<()> {
         println!("  {} on device {}", holder.state.as_str(), holder.device_id);
     }
     Ok(())
-}
-
-fn hash_file(path: &Path) -> anyhow::Result<(String, u64)> {
-    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut hasher = blake3::Hasher::new();
-    let size = std::io::copy(&mut std::io::BufReader::new(file), &mut hasher)
-        .with_context(|| format!("reading {}", path.display()))?;
-    Ok((hasher.finalize().to_hex().to_string(), size))
 }
 
 async fn agent(context: &Local) -> anyhow::Result<()> {

@@ -84,6 +84,10 @@ CREATE TABLE allocations (
 CREATE INDEX allocations_device_state ON allocations (device_id, state);
 CREATE INDEX allocations_subscriber ON allocations (subscriber_id);
 CREATE INDEX allocations_blob ON allocations (blob_hash);
+-- A device holds one copy of a given content at most, whoever it is for: the vault keeps one file
+-- per hash, so two live allocations of it on one device would share (and delete) one file.
+CREATE UNIQUE INDEX allocations_one_live_copy ON allocations (blob_hash, device_id)
+    WHERE state IN ('pending', 'active', 'evacuating');
 
 CREATE TABLE instructions (
     id TEXT PRIMARY KEY,

@@ -417,7 +417,7 @@ fn validate_report(report: &StatusReport) -> ApiResult<()> {
             "limits.window minutes must be below 1440",
         ));
     }
-    if report.utc_offset_minutes.abs() > 14 * 60 {
+    if report.utc_offset_minutes.unsigned_abs() > 14 * 60 {
         return Err(ApiError::validation(format!(
             "utc_offset_minutes {} is not a real offset",
             report.utc_offset_minutes
@@ -476,12 +476,19 @@ async fn poll_instructions(
             .store
             .take_deliverable(device.device_id, now_ms(), lease, 32)
             .await?;
-        if !instructions.is_empty() || tokio::time::Instant::now() >= deadline {
+        if !instructions.is_empty()
+            || tokio::time::Instant::now() >= deadline
+            || hub.shutdown.is_cancelled()
+        {
             return Ok(Json(InstructionBatch { instructions }));
         }
-        // Woken by a new instruction; otherwise look again now and then for leases running out.
-        let recheck = (tokio::time::Instant::now() + Duration::from_secs(5)).min(deadline);
-        let _ = tokio::time::timeout_at(recheck, waiter.notified()).await;
+        // Woken by a new instruction or by shutdown; otherwise look again now and then for
+        // leases running out.
+        let recheck = (tokio::time::Instant::now() + hub.settings.long_poll_recheck).min(deadline);
+        tokio::select! {
+            _ = tokio::time::timeout_at(recheck, waiter.notified()) => {}
+            _ = hub.shutdown.cancelled() => {}
+        }
     }
 }
 

@@ -41,6 +41,9 @@ pub struct Settings {
     pub scheduler_tick: Duration,
     /// How often the hub checks the database for instructions queued by other processes.
     pub watch_tick: Duration,
+    /// How often a waiting long poll looks at its queue without being woken (for leases that ran
+    /// out: instructions delivered but never acknowledged).
+    pub long_poll_recheck: Duration,
 }
 
 impl Default for Settings {
@@ -55,6 +58,7 @@ impl Default for Settings {
             session_ttl: Duration::from_secs(30 * 24 * 3600),
             scheduler_tick: Duration::from_secs(2),
             watch_tick: Duration::from_millis(500),
+            long_poll_recheck: Duration::from_secs(5),
         }
     }
 }
@@ -76,6 +80,10 @@ pub struct Hub {
     waiters: Mutex<HashMap<Uuid, Arc<Notify>>>,
     heartbeats: mpsc::Sender<PendingHeartbeat>,
     scheduler_kick: Arc<Notify>,
+    /// Held while placing, so that two runs in this process never place the same copy twice.
+    pub(crate) placing: tokio::sync::Mutex<()>,
+    /// Cancelled when the hub begins to shut down: long polls return at once.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 #[derive(Debug)]
@@ -109,6 +117,8 @@ impl Hub {
             waiters: Mutex::new(HashMap::new()),
             heartbeats: sender,
             scheduler_kick: Arc::new(Notify::new()),
+            placing: tokio::sync::Mutex::new(()),
+            shutdown: tokio_util::sync::CancellationToken::new(),
         })
     }
 
@@ -116,6 +126,14 @@ impl Hub {
     pub fn waiter(&self, device_id: Uuid) -> Arc<Notify> {
         let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
         waiters.entry(device_id).or_default().clone()
+    }
+
+    /// Whether a long poll of `device_id` is waiting on this hub now.
+    pub fn long_poll_waiting(&self, device_id: Uuid) -> bool {
+        let waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        waiters
+            .get(&device_id)
+            .is_some_and(|notify| Arc::strong_count(notify) > 1)
     }
 
     /// Wakes a device's long poll, if one is waiting here.
@@ -242,65 +260,96 @@ impl Hub {
         let result_json =
             serde_json::to_string(&ack.result).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let state = if failed { "failed" } else { "done" };
-        if !self
-            .store
-            .complete_instruction(instruction_id, state, &result_json, now)
-            .await?
-        {
-            return Ok(());
-        }
-        match (&row.instruction.kind, &ack.result, row.allocation_id) {
+        // What the result means for the allocation the instruction served.
+        let allocation = match (&row.instruction.kind, &ack.result, row.allocation_id) {
             (
                 InstructionKind::StoreBlob { blob, .. },
                 InstructionResult::Stored { hash, .. },
                 Some(allocation),
-            ) if *hash == blob.hash => {
-                self.store
-                    .set_allocation_state(allocation, AllocationState::Active, now)
-                    .await?;
-            }
-            (InstructionKind::StoreBlob { .. }, _, Some(allocation)) => {
-                if let InstructionResult::Failed { code, message } = &ack.result {
+            ) if *hash == blob.hash => Some((allocation, AllocationState::Active)),
+            (InstructionKind::StoreBlob { .. }, result, Some(allocation)) => {
+                if let InstructionResult::Failed { code, message } = result {
                     tracing::info!(%device_id, code = code.as_str(), %message, "device could not store a blob");
                 }
-                self.store
-                    .set_allocation_state(allocation, AllocationState::Failed, now)
-                    .await?;
+                Some((allocation, AllocationState::Failed))
             }
             (
                 InstructionKind::DeleteBlob { .. },
-                InstructionResult::Deleted { .. },
-                Some(allocation),
-            )
-            | (
-                InstructionKind::DeleteBlob { .. },
-                InstructionResult::Failed {
+                InstructionResult::Deleted { .. }
+                | InstructionResult::Failed {
                     code: FailureCode::NotFound,
                     ..
                 },
                 Some(allocation),
-            ) => {
-                self.store
-                    .set_allocation_state(allocation, AllocationState::Released, now)
-                    .await?;
-            }
-            (InstructionKind::ReportStatus, InstructionResult::Reported { report }, _) => {
-                self.heartbeat(device_id, status, (**report).clone())
-                    .await?;
-            }
-            _ => {}
+            ) => Some((allocation, AllocationState::Released)),
+            _ => None,
+        };
+        if !self
+            .store
+            .complete_instruction(instruction_id, state, &result_json, now, allocation)
+            .await?
+        {
+            return self
+                .late_acknowledgement(device_id, &row, &ack.result)
+                .await;
         }
-        if let Some(vault) = ack.vault {
+        if let (InstructionKind::ReportStatus, InstructionResult::Reported { report }) =
+            (&row.instruction.kind, &ack.result)
+        {
+            self.heartbeat(device_id, status, (**report).clone())
+                .await?;
+        } else if let Some(vault) = ack.vault {
             let device = self.store.device(device_id).await?;
-            if let Some(mut report) = device.report {
+            if let (Some(mut report), Some(seen)) = (device.report, device.last_heartbeat) {
                 report.vault = vault;
                 let spare = policy::spare(&report, status, now);
                 self.store
-                    .update_spare_storage(device_id, &report, spare)
+                    .update_report_if_unchanged(device_id, seen, &report, spare)
                     .await?;
             }
         }
         self.kick_scheduler();
+        Ok(())
+    }
+
+    /// An acknowledgement of an instruction that had already ended (repeated, or arriving after
+    /// the instruction expired or was cancelled). A blob stored that late belongs to no live
+    /// allocation: the device is told to delete it, so that it does not hold space for nothing.
+    async fn late_acknowledgement(
+        &self,
+        device_id: Uuid,
+        row: &crate::store::InstructionRow,
+        result: &InstructionResult,
+    ) -> Result<(), StoreError> {
+        let (
+            InstructionKind::StoreBlob { blob, .. },
+            InstructionResult::Stored { .. },
+            Some(allocation),
+        ) = (&row.instruction.kind, result, row.allocation_id)
+        else {
+            return Ok(());
+        };
+        let live = matches!(
+            self.store.allocation_state(allocation).await?,
+            Some(AllocationState::Pending | AllocationState::Active | AllocationState::Evacuating)
+        );
+        if !live
+            && !self
+                .store
+                .devices_holding(&blob.hash)
+                .await?
+                .contains(&device_id)
+        {
+            tracing::info!(%device_id, hash = %blob.hash, "a blob was stored after its allocation ended; deleting it");
+            self.instruct(
+                device_id,
+                InstructionKind::DeleteBlob {
+                    hash: blob.hash.clone(),
+                    allocation_id: None,
+                },
+            )
+            .await?;
+        }
         Ok(())
     }
 
@@ -368,8 +417,9 @@ async fn watch_instructions(hub: std::sync::Weak<Hub>) {
                 for device in devices {
                     hub.wake(device);
                 }
-                // Overlap the windows a little so that clocks a second apart lose nothing.
-                since = checked_at - 2_000;
+                // Overlap the windows generously: an instruction is stamped before its transaction
+                // commits, and replicas' clocks differ. Waking a poll twice costs one query.
+                since = checked_at - 30_000;
             }
             Err(error) => tracing::warn!(%error, "checking for new instructions"),
         }

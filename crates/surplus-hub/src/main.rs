@@ -134,7 +134,7 @@ async fn open(
         .unwrap_or_else(config::default_staging);
     let store = Store::connect(&database)
         .await
-        .with_context(|| format!("opening the database {database}"))?;
+        .with_context(|| format!("opening the database {}", redact_password(&database)))?;
     let staging = Staging::open(&staging_dir).await?;
     Ok(if background {
         Hub::start(store, staging, settings)
@@ -167,8 +167,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .await
                 .with_context(|| format!("listening on {listen}"))?;
             tracing::info!(address = %listener.local_addr()?, "hub listening");
+            let draining = hub.clone();
             axum::serve(listener, api::router(hub.clone()))
-                .with_graceful_shutdown(shutdown_signal())
+                .with_graceful_shutdown(async move {
+                    shutdown_signal().await;
+                    // Long polls answer at once, so in-flight requests drain in moments.
+                    draining.shutdown.cancel();
+                })
                 .await?;
             hub.store.close().await;
             Ok(ExitCode::SUCCESS)
@@ -212,6 +217,20 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let _ = interrupt.await;
     tracing::info!("shutting down");
+}
+
+/// The URL with any password replaced, for messages: `postgres://user:***@host/db`.
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
 }
 
 fn print_json(value: &impl serde::Serialize) {

@@ -43,8 +43,11 @@ fn storage(
     }
     // Space already reserved by the vault is the vault's to fill; beyond it, only what the disk
     // has above the floor.
-    let above_floor =
-        (report.disk.free_bytes + vault.reserved_bytes).saturating_sub(vault.floor_bytes);
+    let above_floor = report
+        .disk
+        .free_bytes
+        .saturating_add(vault.reserved_bytes)
+        .saturating_sub(vault.floor_bytes);
     if above_floor == 0 {
         return Err(SpareReason::DiskFloor);
     }

@@ -35,6 +35,9 @@ pub async fn place_pending(
     hub: &Hub,
     donors: Option<&[Uuid]>,
 ) -> Result<Vec<NewAllocation>, StoreError> {
+    // One placement run at a time in this process; across processes (replicas, an admin
+    // command) the database's unique index on live copies keeps two runs from doubling a copy.
+    let _placing = hub.placing.lock().await;
     let store = &hub.store;
     let placements = store.open_placements().await?;
     if placements.is_empty() {
@@ -80,6 +83,8 @@ pub async fn place_pending(
             })
             .map(|a| a.1)
             .collect();
+        // A device keeps one file per content: one that holds it for anyone cannot take it again.
+        excluded.extend(store.devices_holding(&placement.hash).await?);
         excluded.extend(
             store
                 .recent_failures(&placement.hash, now - FAILURE_BACKOFF_MS)
@@ -96,7 +101,7 @@ pub async fn place_pending(
         let expires_at =
             now + i64::try_from(hub.settings.instruction_ttl.as_millis()).unwrap_or(i64::MAX / 2);
         for device_id in chosen {
-            let (allocation_id, instruction) = store
+            let allocated = store
                 .allocate_blob_storage(
                     placement.subscriber_id,
                     device_id,
@@ -105,7 +110,16 @@ pub async fn place_pending(
                     now,
                     expires_at,
                 )
-                .await?;
+                .await;
+            let (allocation_id, instruction) = match allocated {
+                Ok(made) => made,
+                // Another process placed this content on the device in the meantime.
+                Err(StoreError::Conflict(reason)) => {
+                    tracing::debug!(%reason, "skipping a holder");
+                    continue;
+                }
+                Err(other) => return Err(other),
+            };
             hub.metrics.allocation("storage");
             hub.metrics.instructions_queued("store_blob");
             hub.wake(device_id);

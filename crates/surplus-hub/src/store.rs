@@ -439,8 +439,18 @@ impl Store {
         .bind(device_id.to_string())
         .execute(&mut *tx)
         .await?;
+        // What the device held is lost with it: its placements want a new holder.
         sqlx::query(
-            "UPDATE allocations SET state = 'failed', released_at = $1 WHERE device_id = $2 AND state = 'pending'",
+            "UPDATE placements SET satisfied_at = NULL WHERE EXISTS (SELECT 1 FROM allocations a \
+             WHERE a.device_id = $1 AND a.blob_hash = placements.hash AND a.subscriber_id = placements.subscriber_id \
+             AND a.state IN ('pending', 'active', 'evacuating'))",
+        )
+        .bind(device_id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE allocations SET state = 'failed', released_at = $1 WHERE device_id = $2 \
+             AND state IN ('pending', 'active', 'evacuating')",
         )
         .bind(now)
         .bind(device_id.to_string())
@@ -482,10 +492,12 @@ impl Store {
         Ok(())
     }
 
-    /// Updates only the vault part of a device's latest report and its spare storage.
-    pub async fn update_spare_storage(
+    /// Replaces a device's latest report and spare resources, unless a newer heartbeat has been
+    /// recorded since `seen_heartbeat` (that one is fresher, and wins).
+    pub async fn update_report_if_unchanged(
         &self,
         device_id: Uuid,
+        seen_heartbeat: UnixMillis,
         report: &StatusReport,
         spare: Spare,
     ) -> Result<()> {
@@ -493,13 +505,17 @@ impl Store {
             serde_json::to_string(report).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let spare_json =
             serde_json::to_string(&spare).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        sqlx::query("UPDATE devices SET report = $1, spare = $2, spare_storage_bytes = $3, compute_slots = $4 WHERE id = $5")
-            .bind(report)
-            .bind(spare_json)
-            .bind(to_i64(spare.storage_bytes))
-            .bind(i64::from(spare.compute_slots))
-            .bind(device_id.to_string())
-            .execute(&self.pool)
+        sqlx::query(
+            "UPDATE devices SET report = $1, spare = $2, spare_storage_bytes = $3, compute_slots = $4 \
+             WHERE id = $5 AND last_heartbeat = $6",
+        )
+        .bind(report)
+        .bind(spare_json)
+        .bind(to_i64(spare.storage_bytes))
+        .bind(i64::from(spare.compute_slots))
+        .bind(device_id.to_string())
+        .bind(seen_heartbeat)
+        .execute(&self.pool)
             .await?;
         Ok(())
     }
@@ -603,15 +619,18 @@ impl Store {
         })
     }
 
-    /// Records how an instruction ended. Returns false if it had already ended (a repeated
-    /// acknowledgement), in which case nothing changes.
+    /// Records how an instruction ended and, in the same transaction, what that means for the
+    /// allocation it served. Returns false if it had already ended (a repeated acknowledgement),
+    /// in which case nothing changes.
     pub async fn complete_instruction(
         &self,
         id: Uuid,
         state: &str,
         result: &str,
         now: UnixMillis,
+        allocation: Option<(Uuid, AllocationState)>,
     ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE instructions SET state = $1, result = $2, completed_at = $3 \
              WHERE id = $4 AND state IN ('queued', 'delivered')",
@@ -620,9 +639,16 @@ impl Store {
         .bind(result)
         .bind(now)
         .bind(id.to_string())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        if let Some((allocation_id, allocation_state)) = allocation {
+            set_allocation_state_on(&mut tx, allocation_id, allocation_state, now).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Devices with instructions queued since `since`, for waking long polls in other processes.
@@ -828,15 +854,18 @@ impl Store {
         Ok(())
     }
 
-    /// Whether any placement still wants the staged copy of a blob.
+    /// Whether any owner still needs the staged copy of a blob: one whose placement is not yet
+    /// satisfied, or one who uploaded it and has not placed it yet.
     pub async fn blob_still_needed_in_staging(&self, hash: &str) -> Result<bool> {
-        Ok(
-            sqlx::query("SELECT 1 AS one FROM placements WHERE hash = $1 AND satisfied_at IS NULL")
-                .bind(hash)
-                .fetch_optional(&self.pool)
-                .await?
-                .is_some(),
+        let row = sqlx::query(
+            "SELECT 1 AS one FROM blob_owners o WHERE o.hash = $1 AND NOT EXISTS \
+             (SELECT 1 FROM placements p WHERE p.hash = o.hash AND p.subscriber_id = o.subscriber_id \
+              AND p.satisfied_at IS NOT NULL)",
         )
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
     }
 
     /// Storage allocations of one blob for one subscriber: (allocation, device, state).
@@ -890,6 +919,19 @@ impl Store {
             .collect()
     }
 
+    /// Devices that hold, or are to hold, this content for any subscriber.
+    pub async fn devices_holding(&self, hash: &str) -> Result<Vec<Uuid>> {
+        let rows = sqlx::query(
+            "SELECT device_id FROM allocations WHERE blob_hash = $1 AND state IN ('pending', 'active', 'evacuating')",
+        )
+        .bind(hash)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| parse_uuid(&row.try_get::<String, _>("device_id")?))
+            .collect()
+    }
+
     /// Devices that recently failed to take this blob, to be left out of the next attempt.
     pub async fn recent_failures(&self, hash: &str, since: UnixMillis) -> Result<Vec<Uuid>> {
         let rows = sqlx::query(
@@ -919,7 +961,7 @@ impl Store {
     ) -> Result<(Uuid, Instruction)> {
         let allocation_id = Uuid::now_v7();
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO allocations (id, subscriber_id, device_id, kind, amount, purpose, blob_hash, state, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8)",
         )
@@ -932,7 +974,17 @@ impl Store {
         .bind(hash)
         .bind(now)
         .execute(&mut *tx)
-        .await?;
+        .await;
+        match inserted {
+            Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
+                return Err(StoreError::Conflict(format!(
+                    "device {device_id} already holds {hash}"
+                )));
+            }
+            other => {
+                other?;
+            }
+        }
         let kind = InstructionKind::StoreBlob {
             blob: surplus_protocol::BlobRef {
                 hash: hash.to_owned(),
@@ -959,15 +1011,17 @@ impl Store {
         state: AllocationState,
         now: UnixMillis,
     ) -> Result<()> {
-        let released =
-            matches!(state, AllocationState::Released | AllocationState::Failed).then_some(now);
-        sqlx::query("UPDATE allocations SET state = $1, released_at = COALESCE($2, released_at) WHERE id = $3")
-            .bind(state.as_str())
-            .bind(released)
+        let mut conn = self.pool.acquire().await?;
+        set_allocation_state_on(&mut conn, allocation_id, state, now).await
+    }
+
+    pub async fn allocation_state(&self, allocation_id: Uuid) -> Result<Option<AllocationState>> {
+        let row = sqlx::query("SELECT state FROM allocations WHERE id = $1")
             .bind(allocation_id.to_string())
-            .execute(&self.pool)
+            .fetch_optional(&self.pool)
             .await?;
-        Ok(())
+        row.map(|row| parse_allocation_state(&row.try_get::<String, _>("state")?))
+            .transpose()
     }
 
     /// Active allocations on a device, newest first: (id, amount, blob hash, subscriber).
@@ -1030,40 +1084,60 @@ impl Store {
     }
 
     /// The ledger, all of it or one subscriber's (as beneficiary or as donor), newest first.
-    pub async fn ledger(&self, subscriber_id: Option<Uuid>, limit: i64) -> Result<Vec<Allocation>> {
-        const SELECT: &str = "SELECT a.id, s.email AS subscriber, a.device_id, d.name AS device_name, \
-             o.email AS donor, a.kind, a.amount, a.purpose, a.state, a.created_at, a.released_at \
-             FROM allocations a JOIN subscribers s ON s.id = a.subscriber_id \
+    pub async fn ledger(&self, viewer: Option<Uuid>, limit: i64) -> Result<Vec<Allocation>> {
+        const SELECT: &str = "SELECT a.id, s.email AS subscriber, a.subscriber_id, a.device_id, d.name AS device_name, \
+             o.email AS donor, d.subscriber_id AS donor_id, a.kind, a.amount, a.purpose, a.state, a.created_at, \
+             a.released_at FROM allocations a JOIN subscribers s ON s.id = a.subscriber_id \
              JOIN devices d ON d.id = a.device_id JOIN subscribers o ON o.id = d.subscriber_id";
-        let rows = match subscriber_id {
+        const MINE: &str = " WHERE a.subscriber_id = $1 OR d.subscriber_id = $1";
+        const ORDER: &str = " ORDER BY a.created_at DESC, a.id";
+        // The instructions of the same page of allocations, in one query rather than one each.
+        const INSTRUCTIONS: &str = "SELECT i.allocation_id, i.id FROM instructions i WHERE i.allocation_id IN \
+             (SELECT a.id FROM allocations a JOIN devices d ON d.id = a.device_id";
+        let (rows, instruction_rows) = match viewer {
             Some(id) => {
-                sqlx::query(&format!("{SELECT}{}", " WHERE a.subscriber_id = $1 OR d.subscriber_id = $1 ORDER BY a.created_at DESC, a.id LIMIT $2"))
-                .bind(id.to_string())
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?
+                let page = format!("{SELECT}{MINE}{ORDER} LIMIT $2");
+                let instructions =
+                    format!("{INSTRUCTIONS}{MINE}{ORDER} LIMIT $2) ORDER BY i.created_at, i.id");
+                (
+                    sqlx::query(&page)
+                        .bind(id.to_string())
+                        .bind(limit)
+                        .fetch_all(&self.pool)
+                        .await?,
+                    sqlx::query(&instructions)
+                        .bind(id.to_string())
+                        .bind(limit)
+                        .fetch_all(&self.pool)
+                        .await?,
+                )
             }
             None => {
-                sqlx::query(&format!("{SELECT}{}", " ORDER BY a.created_at DESC, a.id LIMIT $1"))
-                    .bind(limit)
-                    .fetch_all(&self.pool)
-                    .await?
+                let page = format!("{SELECT}{ORDER} LIMIT $1");
+                let instructions =
+                    format!("{INSTRUCTIONS}{ORDER} LIMIT $1) ORDER BY i.created_at, i.id");
+                (
+                    sqlx::query(&page).bind(limit).fetch_all(&self.pool).await?,
+                    sqlx::query(&instructions)
+                        .bind(limit)
+                        .fetch_all(&self.pool)
+                        .await?,
+                )
             }
         };
+        let mut instructions: std::collections::HashMap<String, Vec<Uuid>> =
+            std::collections::HashMap::new();
+        for row in &instruction_rows {
+            instructions
+                .entry(row.try_get("allocation_id")?)
+                .or_default()
+                .push(parse_uuid(&row.try_get::<String, _>("id")?)?);
+        }
         let mut ledger = Vec::with_capacity(rows.len());
         for row in &rows {
-            let id = parse_uuid(&row.try_get::<String, _>("id")?)?;
-            let instructions = sqlx::query(
-                "SELECT id FROM instructions WHERE allocation_id = $1 ORDER BY created_at, id",
-            )
-            .bind(id.to_string())
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| parse_uuid(&r.try_get::<String, _>("id")?))
-            .collect::<Result<Vec<_>>>()?;
-            ledger.push(Allocation {
-                id,
+            let id: String = row.try_get("id")?;
+            let mut allocation = Allocation {
+                id: parse_uuid(&id)?,
                 subscriber: row.try_get("subscriber")?,
                 device_id: parse_uuid(&row.try_get::<String, _>("device_id")?)?,
                 device_name: row.try_get("device_name")?,
@@ -1073,13 +1147,49 @@ impl Store {
                 amount: to_u64(row.try_get("amount")?),
                 purpose: row.try_get("purpose")?,
                 state: parse_allocation_state(&row.try_get::<String, _>("state")?)?,
-                instructions,
+                instructions: instructions.remove(&id).unwrap_or_default(),
                 created_at: row.try_get("created_at")?,
                 released_at: row.try_get("released_at")?,
-            });
+            };
+            // A subscriber sees that their storage serves someone, or that someone's device
+            // serves them, but not who: other subscribers' identities stay private.
+            if let Some(viewer) = viewer {
+                if parse_uuid(&row.try_get::<String, _>("subscriber_id")?)? != viewer {
+                    allocation.subscriber = OTHER_SUBSCRIBER.to_owned();
+                }
+                if parse_uuid(&row.try_get::<String, _>("donor_id")?)? != viewer {
+                    allocation.donor = OTHER_SUBSCRIBER.to_owned();
+                    allocation.device_name = OTHER_DEVICE.to_owned();
+                }
+            }
+            ledger.push(allocation);
         }
         Ok(ledger)
     }
+}
+
+/// How a subscriber's ledger names another subscriber.
+pub const OTHER_SUBSCRIBER: &str = "another subscriber";
+/// How a subscriber's ledger names another subscriber's device.
+pub const OTHER_DEVICE: &str = "another subscriber's device";
+
+async fn set_allocation_state_on(
+    conn: &mut sqlx::AnyConnection,
+    allocation_id: Uuid,
+    state: AllocationState,
+    now: UnixMillis,
+) -> Result<()> {
+    let released =
+        matches!(state, AllocationState::Released | AllocationState::Failed).then_some(now);
+    sqlx::query(
+        "UPDATE allocations SET state = $1, released_at = COALESCE($2, released_at) WHERE id = $3",
+    )
+    .bind(state.as_str())
+    .bind(released)
+    .bind(allocation_id.to_string())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 async fn enqueue_on(

@@ -73,6 +73,8 @@ async fn hubs() -> Vec<TestHub> {
             max_json_bytes: 64 << 10,
             heartbeat_interval: Duration::from_secs(5),
             watch_tick: Duration::from_millis(100),
+            // Long polls only return early when woken: a missed wake-up shows as an empty batch.
+            long_poll_recheck: Duration::from_secs(120),
             ..Settings::default()
         };
         let hub = open_hub(&database, &staging, settings, true).await;
@@ -580,6 +582,25 @@ async fn heartbeats_record_the_report_and_the_spare_resources() {
         assert_eq!(reply.body["spare"]["compute_reason"], "user_active");
         assert_eq!(reply.body["spare"]["storage_reason"], "no_consent");
 
+        // Numbers at the edges of their types are answered, not crashed on.
+        let mut huge = report();
+        huge["disk"]["free_bytes"] = json!(u64::MAX);
+        huge["vault"]["reserved_bytes"] = json!(u64::MAX);
+        huge["vault"]["quota_bytes"] = json!(u64::MAX);
+        assert_eq!(hub.heartbeat(&device, huge).await.status, StatusCode::OK);
+        let mut offset = report();
+        offset["utc_offset_minutes"] = json!(i32::MIN);
+        assert_eq!(
+            hub.heartbeat(&device, offset).await.code(),
+            "validation_failed"
+        );
+        let mut negative = report();
+        negative["disk"]["free_bytes"] = json!(-1);
+        assert_eq!(
+            hub.heartbeat(&device, negative).await.code(),
+            "invalid_json"
+        );
+
         let mut nonsense = report();
         nonsense["cpu"]["busy_percent"] = json!(250.0);
         let reply = hub.heartbeat(&device, nonsense).await;
@@ -604,16 +625,15 @@ async fn probes_reach_a_long_polling_device_and_acks_are_idempotent() {
         let (_, other) = hub.device(&ada, "laptop").await;
         assert!(hub.poll(&device, 0).await.is_empty());
 
-        let probe = hub
-            .call(
-                Method::POST,
-                &format!("/v1/devices/{id}/probe"),
-                Some(&ada),
-                None,
-            )
-            .await;
+        // A probe wakes a device that is already waiting.
+        let device_id = uuid::Uuid::parse_str(&id).expect("uuid");
+        let probe = async {
+            wait_until(|| async { hub.hub.long_poll_waiting(device_id) }).await;
+            let path = format!("/v1/devices/{id}/probe");
+            hub.call(Method::POST, &path, Some(&ada), None).await
+        };
+        let (batch, probe) = tokio::join!(hub.poll(&device, 20), probe);
         assert_eq!(probe.status, StatusCode::ACCEPTED);
-        let batch = hub.poll(&device, 5).await;
         assert_eq!(batch.len(), 1);
         assert_eq!(batch[0]["kind"]["type"], "report_status");
         let instruction = batch[0]["id"].as_str().expect("id").to_owned();
@@ -665,10 +685,10 @@ async fn an_instruction_queued_by_another_process_reaches_a_long_poll() {
         let other_dir = tempfile::tempdir().expect("tempdir");
         let other = open_hub(&hub.database, other_dir.path(), Settings::default(), false).await;
         let device_id = uuid::Uuid::parse_str(&id).expect("uuid");
-        let poll = hub.poll(&device, 2);
+        let poll = hub.poll(&device, 20);
         let queue = async {
-            // Queue only once the poll is surely waiting on the first hub.
-            tokio::task::yield_now().await;
+            // Queue only once the poll is waiting on the first hub.
+            wait_until(|| async { hub.hub.long_poll_waiting(device_id) }).await;
             other
                 .instruct(device_id, surplus_protocol::InstructionKind::ReportStatus)
                 .await
@@ -677,10 +697,11 @@ async fn an_instruction_queued_by_another_process_reaches_a_long_poll() {
         let (batch, queued) = tokio::join!(poll, queue);
         let ids: Vec<&str> = batch.iter().filter_map(|i| i["id"].as_str()).collect();
         let queued = queued.id.to_string();
+        // Without the wake-up the poll would run out its 20 s and return nothing.
         assert_eq!(
             ids,
             [queued.as_str()],
-            "the long poll (at most 2 s) returns the other process's instruction"
+            "the waiting long poll is woken with the other process's instruction"
         );
     }
 }
@@ -871,13 +892,20 @@ async fn a_placed_blob_is_allocated_stored_confirmed_and_recorded() {
             .await;
         let entry = &ledger.body[0];
         assert_eq!(entry["subscriber"], "ada@example.org");
-        assert_eq!(entry["donor"], "bob@example.org");
-        assert_eq!(entry["device_name"], "bob-pc");
+        // Ada learns that another subscriber's device holds it, not whose.
+        assert_eq!(entry["donor"], "another subscriber");
+        assert_eq!(entry["device_name"], "another subscriber's device");
         assert_eq!(entry["kind"], "storage");
         assert_eq!(entry["amount"], content.len());
         assert_eq!(entry["purpose"], format!("blob:{hash}"));
         assert_eq!(entry["state"], "active");
         assert_eq!(entry["instructions"], json!([id]));
+        let bobs = hub
+            .call(Method::GET, "/v1/allocations", Some(&bob), None)
+            .await;
+        assert_eq!(bobs.body[0]["subscriber"], "another subscriber");
+        assert_eq!(bobs.body[0]["donor"], "bob@example.org");
+        assert_eq!(bobs.body[0]["device_name"], "bob-pc");
 
         // Withdrawing consent marks the data to move away.
         let mut withdrawn = report();
@@ -995,4 +1023,80 @@ where
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Uploads `content` as the owner, places one copy, and has the holder fetch and confirm it.
+async fn store_one_copy(hub: &TestHub, owner: &str, holder: &str, content: &[u8]) -> String {
+    let hash = blake3::hash(content).to_hex().to_string();
+    assert_eq!(hub.upload(owner, content).await.status, StatusCode::CREATED);
+    let placed = hub
+        .call(
+            Method::POST,
+            "/v1/placements",
+            Some(owner),
+            Some(json!({"hash": hash, "copies": 1})),
+        )
+        .await;
+    assert_eq!(placed.status, StatusCode::ACCEPTED, "{}", placed.body);
+    let batch = hub.poll(holder, 2).await;
+    let store = batch
+        .iter()
+        .find(|i| i["kind"]["blob"]["hash"] == hash.as_str())
+        .expect("a store_blob for the holder");
+    let id = store["id"].as_str().expect("id");
+    let ack =
+        json!({"result": {"status": "stored", "hash": hash, "size": content.len()}, "vault": null});
+    let acked = hub
+        .call(
+            Method::POST,
+            &format!("/v1/device/instructions/{id}/ack"),
+            Some(holder),
+            Some(ack),
+        )
+        .await;
+    assert_eq!(acked.status, StatusCode::NO_CONTENT);
+    hash
+}
+
+#[tokio::test]
+async fn shrinking_a_quota_below_what_is_held_marks_the_newest_data_to_move() {
+    for hub in hubs().await {
+        let ada = hub.signup("ada@example.org").await;
+        let bob = hub.signup("bob@example.org").await;
+        let (_, ada_pc) = hub.device(&ada, "ada-pc").await;
+        let (_, bob_pc) = hub.device(&bob, "bob-pc").await;
+        hub.heartbeat(&bob_pc, report()).await;
+        let older = store_one_copy(&hub, &ada_pc, &bob_pc, &[1u8; 3000]).await;
+        let newer = store_one_copy(&hub, &ada_pc, &bob_pc, &[2u8; 5000]).await;
+
+        // The user lowers the quota to 4000 bytes while the vault holds 8000: 4000 must move,
+        // which the newer 5000-byte blob covers; the older one stays.
+        let mut shrunk = report();
+        shrunk["vault"]["quota_bytes"] = json!(4000);
+        shrunk["vault"]["used_bytes"] = json!(8000);
+        shrunk["vault"]["reserved_bytes"] = json!(0);
+        let beat = hub.heartbeat(&bob_pc, shrunk.clone()).await;
+        assert_eq!(beat.body["spare"]["storage_reason"], "vault_full");
+        assert_eq!(holder_state(&hub, &ada, &newer).await, "evacuating");
+        assert_eq!(holder_state(&hub, &ada, &older).await, "active");
+        // Reporting the same again marks nothing more.
+        hub.heartbeat(&bob_pc, shrunk).await;
+        assert_eq!(holder_state(&hub, &ada, &older).await, "active");
+    }
+}
+
+/// The state of the first holder of a blob, as its owner sees it.
+async fn holder_state(hub: &TestHub, owner: &str, hash: &str) -> String {
+    let placement = hub
+        .call(
+            Method::GET,
+            &format!("/v1/placements/{hash}"),
+            Some(owner),
+            None,
+        )
+        .await;
+    placement.body["holders"][0]["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }
