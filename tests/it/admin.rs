@@ -98,5 +98,23 @@ fn a_suspended_subscriber_is_refused_with_the_reason() {
                 .status
                 .success()
         );
+
+        // Cancelling refuses new allocations the same way, with its own reason.
+        let cancelled = cluster.hub.admin_json(&["cancel", "ada@example.org"]);
+        assert_eq!(cancelled["status"], "cancelled");
+        let refused = cluster.agents[owner].cli(&["blob", "put", file.to_str().expect("utf-8")]);
+        assert!(String::from_utf8_lossy(&refused.stderr).contains("cancelled"));
+        let family = cluster
+            .hub
+            .admin_json(&["plan", "ada@example.org", "family"]);
+        assert_eq!(family["plan"], "family");
+        assert_eq!(
+            cluster
+                .hub
+                .admin(&["plan", "ada@example.org", "gold"])
+                .status
+                .code(),
+            Some(2)
+        );
     });
 }

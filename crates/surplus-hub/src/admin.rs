@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use serde::Serialize;
-use surplus_protocol::{Allocation, Device, InstructionResult, Subscriber, SubscriberStatus};
+use surplus_protocol::{Allocation, Device, InstructionResult, Plan, Subscriber, SubscriberStatus};
 use uuid::Uuid;
 
 use crate::hub::Hub;
@@ -46,6 +46,14 @@ pub async fn set_status(
 ) -> Result<Subscriber, AdminError> {
     let email = email.trim().to_lowercase();
     match hub.store.set_subscriber_status(&email, status).await {
+        Err(StoreError::NotFound) => Err(AdminError::NoSuchSubscriber(email)),
+        other => Ok(other?),
+    }
+}
+
+pub async fn set_plan(hub: &Hub, email: &str, plan: Plan) -> Result<Subscriber, AdminError> {
+    let email = email.trim().to_lowercase();
+    match hub.store.set_subscriber_plan(&email, plan).await {
         Err(StoreError::NotFound) => Err(AdminError::NoSuchSubscriber(email)),
         other => Ok(other?),
     }

@@ -543,17 +543,37 @@ async fn upload_blob(
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit) {
+        .and_then(|v| v.parse::<u64>().ok())
+        .ok_or_else(|| ApiError::bad_request("a blob upload needs a Content-Length header"))?;
+    if declared > limit {
         return Err(ApiError::too_large(format!(
             "blobs may be at most {limit} bytes"
         )));
     }
-    let size = match hub.staging.put(&hash, body.into_data_stream(), limit).await {
+    // What waits in staging counts against the plan, so that nobody can fill the hub's disk.
+    let subscriber = hub.store.subscriber(caller.subscriber_id()).await?;
+    let allowance = subscriber.plan.limits().stored_bytes;
+    let staged = hub.store.staged_bytes(subscriber.id).await?;
+    if staged.saturating_add(declared) > allowance {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::QuotaExceeded,
+            format!(
+                "the {} plan keeps up to {allowance} bytes waiting at the hub; {staged} are waiting already",
+                subscriber.plan.as_str()
+            ),
+        ));
+    }
+    // The body may not run past what it declared.
+    let size = match hub
+        .staging
+        .put(&hash, body.into_data_stream(), declared)
+        .await
+    {
         Ok(size) => size,
         Err(StagingError::TooLarge { limit }) => {
             return Err(ApiError::too_large(format!(
-                "blobs may be at most {limit} bytes"
+                "the body is longer than the {limit} bytes it declared"
             )));
         }
         Err(StagingError::HashMismatch { actual }) => {

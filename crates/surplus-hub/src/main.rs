@@ -11,7 +11,7 @@ use surplus_hub::config::{self, FileConfig};
 use surplus_hub::staging::Staging;
 use surplus_hub::store::Store;
 use surplus_hub::{Hub, admin, api};
-use surplus_protocol::{SubscriberStatus, UnixMillis};
+use surplus_protocol::{Plan, SubscriberStatus, UnixMillis};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -70,8 +70,16 @@ enum AdminCommand {
     Subscribers,
     /// Suspend a subscriber: no new allocations for them.
     Suspend { email: String },
-    /// Resume a suspended subscriber.
+    /// Resume a suspended (or cancelled) subscriber.
     Resume { email: String },
+    /// Cancel a subscription: no new allocations, as for a suspension, until resumed.
+    Cancel { email: String },
+    /// Move a subscriber to another plan (standard or family).
+    Plan {
+        email: String,
+        #[arg(value_parser = parse_plan)]
+        plan: Plan,
+    },
     /// List every device with its spare resources.
     Devices,
     /// Show the allocation ledger, newest first.
@@ -219,6 +227,10 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
+fn parse_plan(text: &str) -> Result<Plan, String> {
+    Plan::parse(text).ok_or_else(|| format!("{text:?} is not a plan: use standard or family"))
+}
+
 /// The URL with any password replaced, for messages: `postgres://user:***@host/db`.
 fn redact_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -261,6 +273,21 @@ async fn run_admin(hub: &Hub, command: AdminCommand, json: bool) -> Result<(), a
         }
         AdminCommand::Suspend { email } => {
             status_change(hub, &email, SubscriberStatus::Suspended, json).await?
+        }
+        AdminCommand::Cancel { email } => {
+            status_change(hub, &email, SubscriberStatus::Cancelled, json).await?
+        }
+        AdminCommand::Plan { email, plan } => {
+            let subscriber = admin::set_plan(hub, &email, plan).await?;
+            if json {
+                print_json(&subscriber);
+            } else {
+                println!(
+                    "{} is now on the {} plan",
+                    subscriber.email,
+                    subscriber.plan.as_str()
+                );
+            }
         }
         AdminCommand::Resume { email } => {
             status_change(hub, &email, SubscriberStatus::Active, json).await?

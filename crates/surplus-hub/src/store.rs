@@ -276,6 +276,34 @@ impl Store {
             .ok_or(StoreError::NotFound)
     }
 
+    pub async fn set_subscriber_plan(&self, email: &str, plan: Plan) -> Result<Subscriber> {
+        let done = sqlx::query("UPDATE subscribers SET plan = $1 WHERE email = $2")
+            .bind(plan.as_str())
+            .bind(email)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        self.subscriber_by_email(email)
+            .await?
+            .map(|(s, _)| s)
+            .ok_or(StoreError::NotFound)
+    }
+
+    /// Bytes of blobs a subscriber owns that sit in staging now.
+    pub async fn staged_bytes(&self, subscriber_id: Uuid) -> Result<u64> {
+        let total: Option<i64> = sqlx::query(
+            "SELECT CAST(SUM(b.size) AS BIGINT) AS total FROM blobs b JOIN blob_owners o ON o.hash = b.hash \
+             WHERE o.subscriber_id = $1 AND b.staged = 1",
+        )
+        .bind(subscriber_id.to_string())
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("total")?;
+        Ok(total.map(to_u64).unwrap_or(0))
+    }
+
     pub async fn create_session(
         &self,
         token_hash: &str,

@@ -236,6 +236,7 @@ impl TestHub {
             .uri(format!("/v1/blobs/{hash}"))
             .header(header::AUTHORIZATION, format!("Bearer {token}"))
             .header(header::CONTENT_TYPE, "application/octet-stream")
+            .header(header::CONTENT_LENGTH, content.len())
             .body(Body::from(content.to_vec()))
             .expect("request");
         self.send(request).await
@@ -719,12 +720,23 @@ async fn blobs_are_verified_on_upload_and_private_to_their_owner() {
 
         let wrong = Request::put(format!("/v1/blobs/{}", "ab".repeat(32)))
             .header(header::AUTHORIZATION, format!("Bearer {ada}"))
+            .header(header::CONTENT_LENGTH, content.len())
             .body(Body::from(content.clone()))
             .expect("request");
         let reply = hub.send(wrong).await;
         assert_eq!(
             (reply.status, reply.code()),
             (StatusCode::BAD_REQUEST, "hash_mismatch")
+        );
+
+        let unsized_upload = Request::put(format!("/v1/blobs/{hash}"))
+            .header(header::AUTHORIZATION, format!("Bearer {ada}"))
+            .body(Body::from(content.clone()))
+            .expect("request");
+        let reply = hub.send(unsized_upload).await;
+        assert_eq!(
+            (reply.status, reply.code()),
+            (StatusCode::BAD_REQUEST, "bad_request")
         );
 
         let huge = vec![7u8; (1 << 20) + 1];
