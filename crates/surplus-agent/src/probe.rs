@@ -274,8 +274,8 @@ impl SystemProbe {
     /// - otherwise (a service started at boot, a container, a NAS): no interactive session at all,
     ///   so `None`, which counts as idle from the start.
     ///
-    /// On Windows and macOS the agent always runs inside a desktop session whose idle time this
-    /// probe cannot read yet, so the answer there is `Unknown`.
+    /// On Windows and macOS the idle time comes from the system (through the `user-idle` crate:
+    /// `GetLastInputInfo`, IOKit's `HIDIdleTime`); a failure to read it is `Unknown`.
     fn user_activity(&mut self) -> UserActivity {
         #[cfg(all(unix, not(target_os = "macos")))]
         {
@@ -292,7 +292,16 @@ impl SystemProbe {
                 _ => UserActivity::None,
             }
         }
-        #[cfg(not(all(unix, not(target_os = "macos"))))]
+        #[cfg(any(windows, target_os = "macos"))]
+        {
+            match user_idle::UserIdle::get_time() {
+                Ok(idle) => UserActivity::Idle {
+                    idle_seconds: idle.as_seconds(),
+                },
+                Err(_) => UserActivity::Unknown,
+            }
+        }
+        #[cfg(not(any(windows, unix)))]
         {
             UserActivity::Unknown
         }
