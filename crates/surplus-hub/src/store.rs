@@ -262,23 +262,32 @@ impl Store {
         email: &str,
         status: SubscriberStatus,
     ) -> Result<Subscriber> {
-        let done = sqlx::query("UPDATE subscribers SET status = $1 WHERE email = $2")
-            .bind(status.as_str())
-            .bind(email)
-            .execute(&self.pool)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        self.subscriber_by_email(email)
-            .await?
-            .map(|(s, _)| s)
-            .ok_or(StoreError::NotFound)
+        self.update_subscriber(
+            "UPDATE subscribers SET status = $1 WHERE email = $2",
+            status.as_str(),
+            email,
+        )
+        .await
     }
 
     pub async fn set_subscriber_plan(&self, email: &str, plan: Plan) -> Result<Subscriber> {
-        let done = sqlx::query("UPDATE subscribers SET plan = $1 WHERE email = $2")
-            .bind(plan.as_str())
+        self.update_subscriber(
+            "UPDATE subscribers SET plan = $1 WHERE email = $2",
+            plan.as_str(),
+            email,
+        )
+        .await
+    }
+
+    /// Runs one of the subscriber updates above and returns the subscriber as it now is.
+    async fn update_subscriber(
+        &self,
+        statement: &'static str,
+        value: &str,
+        email: &str,
+    ) -> Result<Subscriber> {
+        let done = sqlx::query(statement)
+            .bind(value)
             .bind(email)
             .execute(&self.pool)
             .await?;
