@@ -100,6 +100,7 @@ pub struct Hub {
     database: String,
     staging: PathBuf,
     log: PathBuf,
+    config: PathBuf,
     process: Option<Child>,
 }
 
@@ -112,8 +113,13 @@ impl Hub {
             database: database.to_owned(),
             staging: dir.join("staging"),
             log: dir.join("hub.log"),
+            config: dir.join("hub.toml"),
             process: None,
         };
+        // An instruction whose acknowledgement does not come within 3 s is delivered again, so
+        // that redelivery after an agent dies shows within a test's patience.
+        std::fs::write(&hub.config, "instruction_lease_seconds = 3\n")
+            .expect("write the hub's config");
         hub.spawn();
         hub
     }
@@ -135,6 +141,8 @@ impl Hub {
             .arg("--staging")
             .arg(&self.staging)
             .args(["--heartbeat-interval", "1"])
+            .arg("--config")
+            .arg(&self.config)
             .env("SURPLUS_LOG", "info,sqlx=warn")
             .stdout(Stdio::null())
             .stderr(log)

@@ -126,3 +126,39 @@ fn withdrawing_consent_marks_the_data_to_move_away() {
         assert_eq!(cluster.agents[holder].vault_blobs().len(), 1);
     });
 }
+
+#[test]
+fn an_agent_killed_in_the_middle_of_a_transfer_finishes_it_after_a_restart() {
+    on_each_database(|cluster| {
+        let owner = cluster.add_agent("ada-pc", "ada@example.org", false, "64MiB");
+        let holder = cluster.add_agent("bob-pc", "bob@example.org", true, "64MiB");
+        // A slow link, so that the transfer is surely under way when the agent dies.
+        cluster.agents[holder].ok(&["limits", "--bandwidth", "1MiB/s"]);
+        cluster.agent(holder).start();
+        cluster.agent(holder).wait_connected_after(0);
+
+        let (file, hash) = make_file(cluster.dir.path(), "large", 4_000_000, 21);
+        cluster.agents[owner].ok(&["blob", "put", file.to_str().expect("utf-8")]);
+        let partial = cluster.agents[holder]
+            .data_dir
+            .join("incoming")
+            .join(format!("{hash}.part"));
+        wait_for("the transfer to begin", Duration::from_secs(30), || {
+            std::fs::metadata(&partial).is_ok_and(|m| m.len() > 0)
+        });
+        cluster.agent(holder).kill();
+        assert!(
+            cluster.agents[holder].vault_blobs().is_empty(),
+            "nothing half-written reaches the vault"
+        );
+
+        // Unacknowledged, the instruction is delivered again once its lease runs out.
+        cluster.agent(holder).start();
+        cluster.agents[owner].wait_placement(&hash, |p| all_active(p, 1));
+        let content = std::fs::read(&file).expect("read");
+        assert_eq!(
+            cluster.agents[holder].vault_blobs(),
+            vec![(hash.clone(), content)]
+        );
+    });
+}

@@ -319,6 +319,8 @@ impl Worker {
                 other => break other?,
             }
         };
+        // Transfers cut short by a crash start over: their partial files are of no use.
+        let _ = std::fs::remove_dir_all(data_dir.join("incoming"));
         let settings = Settings::load(data_dir)?;
         let hub = hub_override
             .map(str::to_owned)
