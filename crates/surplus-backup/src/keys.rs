@@ -97,7 +97,8 @@ impl ChunkIdKey {
 }
 
 /// A chunk's name: 32 bytes of keyed hash.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// Serialised as 64 hex digits (see `tree.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ChunkId(pub [u8; 32]);
 
 impl std::fmt::Display for ChunkId {

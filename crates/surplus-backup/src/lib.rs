@@ -14,7 +14,10 @@
 pub mod chunker;
 pub mod erasure;
 pub mod keys;
+pub mod repo;
 pub mod seal;
+pub mod store;
+pub mod tree;
 
 /// What can go wrong in the engine. None of these is retryable: they describe the data.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -1,0 +1,697 @@
+//! The repository: backing folders up into a [`Store`] and restoring them from it.
+//!
+//! Backing up walks each folder, cuts every file into chunks, and adds each chunk not already in
+//! the repository to the open pack; a full pack is erasure-coded into shards and handed to the
+//! store. A file whose size, times and inode match the previous snapshot is not read again: its
+//! chunk list is reused. Trees and the snapshot itself are sealed too, so the store sees only
+//! ciphertext, sizes and hashes. Restoring rebuilds each pack from any `data` of its shards whose
+//! hashes match, opens the chunks, and writes files atomically with their permissions and times.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::chunker::{AVERAGE_SIZE, MAX_SIZE, MIN_SIZE};
+use crate::erasure::{self, Coding};
+use crate::keys::{ChunkId, ChunkIdKey, DataKey, MasterKey, hex};
+use crate::store::{ObjectKind, Store};
+use crate::tree::{Node, NodeKind, RawName, Root, Snapshot, Summary, Tree};
+use crate::{Error, seal};
+
+/// Packs are cut when they reach this size.
+pub const PACK_TARGET: usize = 16 << 20;
+/// The largest plaintext a blob (a chunk or a tree) may open to.
+const MAX_BLOB: usize = 256 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("{}: {source}", .path.display())]
+    Io { path: PathBuf, source: io::Error },
+    #[error("the store: {0}")]
+    Store(#[source] io::Error),
+    #[error(transparent)]
+    Data(#[from] Error),
+    #[error("chunk {0} is in no pack this repository knows")]
+    MissingChunk(ChunkId),
+    #[error("no snapshot {0}")]
+    NoSuchSnapshot(String),
+    #[error("{0} is not in the snapshot")]
+    NoSuchPath(String),
+}
+
+fn at(path: &Path) -> impl FnOnce(io::Error) -> BackupError + '_ {
+    move |source| BackupError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Where a pack's blobs are, and the hashes of its shards.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PackEntry {
+    pub id: String,
+    pub coding: Coding,
+    pub shards: Vec<String>,
+    pub blobs: Vec<BlobEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BlobEntry {
+    pub id: ChunkId,
+    pub offset: u32,
+    pub length: u32,
+}
+
+#[derive(Debug, Clone)]
+struct Location {
+    pack: String,
+    offset: usize,
+    length: usize,
+}
+
+/// What a backup could not include, by path: the snapshot is complete but for these.
+#[derive(Debug, Default)]
+pub struct BackupReport {
+    pub snapshot_id: String,
+    pub snapshot: Option<Snapshot>,
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+/// A subscriber's backups in a store.
+pub struct Repository<S: Store> {
+    store: S,
+    ids: ChunkIdKey,
+    data: DataKey,
+    coding: Coding,
+    index: HashMap<ChunkId, Location>,
+    packs: HashMap<String, PackEntry>,
+    open_pack: Vec<u8>,
+    open_blobs: Vec<BlobEntry>,
+    unwritten: Vec<PackEntry>,
+    cached_pack: Option<(String, Vec<u8>)>,
+}
+
+impl<S: Store> std::fmt::Debug for Repository<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repository")
+            .field("packs", &self.packs.len())
+            .field("chunks", &self.index.len())
+            .finish()
+    }
+}
+
+impl<S: Store> Repository<S> {
+    /// Opens the repository in `store`, reading every index it holds.
+    pub fn open(store: S, key: &MasterKey, coding: Coding) -> Result<Repository<S>, BackupError> {
+        let mut repository = Repository {
+            store,
+            ids: key.chunk_id_key(),
+            data: key.data_key(),
+            coding,
+            index: HashMap::new(),
+            packs: HashMap::new(),
+            open_pack: Vec::new(),
+            open_blobs: Vec::new(),
+            unwritten: Vec::new(),
+            cached_pack: None,
+        };
+        repository.load_indexes()?;
+        Ok(repository)
+    }
+
+    fn load_indexes(&mut self) -> Result<(), BackupError> {
+        for name in self
+            .store
+            .list_objects(ObjectKind::Index)
+            .map_err(BackupError::Store)?
+        {
+            let sealed = self
+                .store
+                .get_object(ObjectKind::Index, &name)
+                .map_err(BackupError::Store)?;
+            let plain = seal::open(&self.data, name.as_bytes(), &sealed, MAX_BLOB)?;
+            let packs: Vec<PackEntry> =
+                serde_json::from_slice(&plain).map_err(|e| Error::Malformed {
+                    what: "index",
+                    detail: e.to_string(),
+                })?;
+            for entry in packs {
+                repository_index(&mut self.index, &entry);
+                self.packs.insert(entry.id.clone(), entry);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn store(&mut self) -> &mut S {
+        &mut self.store
+    }
+
+    /// Adds a blob unless the repository has it already. Returns its id and whether it was new.
+    fn add_blob(&mut self, plaintext: &[u8]) -> Result<(ChunkId, bool), BackupError> {
+        let id = self.ids.id(plaintext);
+        if self.index.contains_key(&id) || self.open_blobs.iter().any(|b| b.id == id) {
+            return Ok((id, false));
+        }
+        let sealed = seal::seal(&self.data, &id.0, plaintext);
+        let offset = u32::try_from(self.open_pack.len()).unwrap_or(u32::MAX);
+        let length = u32::try_from(sealed.len()).unwrap_or(u32::MAX);
+        self.open_pack.extend_from_slice(&sealed);
+        self.open_blobs.push(BlobEntry { id, offset, length });
+        if self.open_pack.len() >= PACK_TARGET {
+            self.flush_pack()?;
+        }
+        Ok((id, true))
+    }
+
+    /// Erasure-codes the open pack and hands its shards to the store.
+    fn flush_pack(&mut self) -> Result<(), BackupError> {
+        if self.open_blobs.is_empty() {
+            return Ok(());
+        }
+        let pack = std::mem::take(&mut self.open_pack);
+        let id = blake3::hash(&pack).to_hex().to_string();
+        let shards = erasure::encode(&pack, self.coding)?;
+        self.store
+            .put_shards(&id, &shards)
+            .map_err(BackupError::Store)?;
+        let entry = PackEntry {
+            id: id.clone(),
+            coding: self.coding,
+            shards: shards
+                .iter()
+                .map(|s| hex(&erasure::shard_hash(s)))
+                .collect(),
+            blobs: std::mem::take(&mut self.open_blobs),
+        };
+        repository_index(&mut self.index, &entry);
+        self.packs.insert(id, entry.clone());
+        self.unwritten.push(entry);
+        Ok(())
+    }
+
+    /// Flushes the open pack and records the new packs in a sealed index object.
+    fn commit(&mut self) -> Result<(), BackupError> {
+        self.flush_pack()?;
+        if self.unwritten.is_empty() {
+            return Ok(());
+        }
+        let json = serde_json::to_vec(&self.unwritten).map_err(|e| Error::Malformed {
+            what: "index",
+            detail: e.to_string(),
+        })?;
+        let name = blake3::hash(&json).to_hex()[..32].to_owned();
+        let sealed = seal::seal(&self.data, name.as_bytes(), &json);
+        self.store
+            .put_object(ObjectKind::Index, &name, &sealed)
+            .map_err(BackupError::Store)?;
+        self.unwritten.clear();
+        Ok(())
+    }
+
+    /// Reads and opens one blob.
+    pub fn read_blob(&mut self, id: &ChunkId) -> Result<Vec<u8>, BackupError> {
+        let location = self
+            .index
+            .get(id)
+            .cloned()
+            .ok_or(BackupError::MissingChunk(*id))?;
+        let cached = self
+            .cached_pack
+            .as_ref()
+            .is_some_and(|(pack, _)| *pack == location.pack);
+        if !cached {
+            let entry = self
+                .packs
+                .get(&location.pack)
+                .ok_or(BackupError::MissingChunk(*id))?;
+            let expected: Vec<[u8; 32]> = entry
+                .shards
+                .iter()
+                .map(|h| {
+                    blake3::Hash::from_hex(h)
+                        .map(|h| *h.as_bytes())
+                        .map_err(|_| Error::Malformed {
+                            what: "index",
+                            detail: "a bad shard hash".into(),
+                        })
+                })
+                .collect::<Result<_, _>>()?;
+            let shards = self
+                .store
+                .get_shards(&location.pack)
+                .map_err(BackupError::Store)?;
+            let pack = erasure::rebuild(&expected, shards.iter().map(Vec::as_slice))?;
+            self.cached_pack = Some((location.pack.clone(), pack));
+        }
+        let pack = self
+            .cached_pack
+            .as_ref()
+            .map(|(_, p)| p.as_slice())
+            .unwrap_or_default();
+        let sealed = pack
+            .get(location.offset..location.offset + location.length)
+            .ok_or_else(|| Error::Malformed {
+                what: "pack",
+                detail: "a blob past its end".into(),
+            })?;
+        Ok(seal::open(&self.data, &id.0, sealed, MAX_BLOB)?)
+    }
+
+    fn read_tree(&mut self, id: &ChunkId) -> Result<Tree, BackupError> {
+        let bytes = self.read_blob(id)?;
+        Ok(
+            serde_json::from_slice(&bytes).map_err(|e| Error::Malformed {
+                what: "tree",
+                detail: e.to_string(),
+            })?,
+        )
+    }
+
+    /// Every snapshot, oldest first.
+    pub fn snapshots(&mut self) -> Result<Vec<(String, Snapshot)>, BackupError> {
+        let mut snapshots = Vec::new();
+        for name in self
+            .store
+            .list_objects(ObjectKind::Snapshot)
+            .map_err(BackupError::Store)?
+        {
+            snapshots.push((name.clone(), self.snapshot(&name)?));
+        }
+        snapshots.sort_by_key(|(name, s)| (s.time, name.clone()));
+        Ok(snapshots)
+    }
+
+    pub fn snapshot(&mut self, id: &str) -> Result<Snapshot, BackupError> {
+        let sealed = self
+            .store
+            .get_object(ObjectKind::Snapshot, id)
+            .map_err(|_| BackupError::NoSuchSnapshot(id.to_owned()))?;
+        let plain = seal::open(&self.data, id.as_bytes(), &sealed, MAX_BLOB)?;
+        Ok(
+            serde_json::from_slice(&plain).map_err(|e| Error::Malformed {
+                what: "snapshot",
+                detail: e.to_string(),
+            })?,
+        )
+    }
+
+    /// Backs `folders` up as one snapshot taken at `time` (milliseconds since the epoch).
+    /// With `parent`, files unchanged since it are not read again.
+    pub fn backup(
+        &mut self,
+        folders: &[PathBuf],
+        hostname: &str,
+        time: i64,
+        parent: Option<&Snapshot>,
+    ) -> Result<BackupReport, BackupError> {
+        let mut summary = Summary::default();
+        let mut report = BackupReport::default();
+        let mut roots = Vec::new();
+        for folder in folders {
+            let name = RawName(file_name_bytes(folder));
+            let previous = parent
+                .and_then(|p| {
+                    p.roots
+                        .iter()
+                        .find(|r| r.path == folder.display().to_string())
+                })
+                .map(|r| r.node.clone());
+            if let Some(node) = self.save(
+                folder,
+                name.clone(),
+                previous.as_ref(),
+                &mut summary,
+                &mut report,
+            )? {
+                roots.push(Root {
+                    name,
+                    path: folder.display().to_string(),
+                    node,
+                });
+            }
+        }
+        self.commit()?;
+        let snapshot = Snapshot {
+            time,
+            hostname: hostname.to_owned(),
+            roots,
+            summary,
+        };
+        let json = serde_json::to_vec(&snapshot).map_err(|e| Error::Malformed {
+            what: "snapshot",
+            detail: e.to_string(),
+        })?;
+        let id = blake3::hash(&[json.as_slice(), &time.to_le_bytes()].concat()).to_hex()[..16]
+            .to_owned();
+        let sealed = seal::seal(&self.data, id.as_bytes(), &json);
+        self.store
+            .put_object(ObjectKind::Snapshot, &id, &sealed)
+            .map_err(BackupError::Store)?;
+        report.snapshot_id = id;
+        report.snapshot = Some(snapshot);
+        Ok(report)
+    }
+
+    fn save(
+        &mut self,
+        path: &Path,
+        name: RawName,
+        previous: Option<&Node>,
+        summary: &mut Summary,
+        report: &mut BackupReport,
+    ) -> Result<Option<Node>, BackupError> {
+        let meta = match std::fs::symlink_metadata(path) {
+            Ok(meta) => meta,
+            Err(error) => {
+                report.skipped.push((path.to_owned(), error.to_string()));
+                return Ok(None);
+            }
+        };
+        let (mode, mtime_ns, ctime_ns, inode) = unix_metadata(&meta);
+        let file_type = meta.file_type();
+        let kind = if file_type.is_dir() {
+            summary.dirs += 1;
+            let previous_tree = match previous.map(|n| &n.kind) {
+                Some(NodeKind::Dir { tree }) => self.read_tree(tree).ok(),
+                _ => None,
+            };
+            let mut entries: Vec<(Vec<u8>, PathBuf)> = match std::fs::read_dir(path) {
+                Ok(entries) => entries
+                    .filter_map(Result::ok)
+                    .map(|e| (os_bytes(&e.file_name()), e.path()))
+                    .collect(),
+                Err(error) => {
+                    report.skipped.push((path.to_owned(), error.to_string()));
+                    return Ok(None);
+                }
+            };
+            entries.sort();
+            let mut tree = Tree::default();
+            for (child_name, child_path) in entries {
+                let child_previous = previous_tree
+                    .as_ref()
+                    .and_then(|t| t.nodes.iter().find(|n| n.name.0 == child_name));
+                if let Some(node) = self.save(
+                    &child_path,
+                    RawName(child_name),
+                    child_previous,
+                    summary,
+                    report,
+                )? {
+                    tree.nodes.push(node);
+                }
+            }
+            let json = serde_json::to_vec(&tree).map_err(|e| Error::Malformed {
+                what: "tree",
+                detail: e.to_string(),
+            })?;
+            let (id, _) = self.add_blob(&json)?;
+            NodeKind::Dir { tree: id }
+        } else if file_type.is_symlink() {
+            let target = std::fs::read_link(path).map_err(at(path))?;
+            NodeKind::Symlink {
+                target: RawName(os_bytes(target.as_os_str())),
+            }
+        } else if file_type.is_file() {
+            summary.files += 1;
+            summary.bytes += meta.len();
+            let unchanged = previous.and_then(|p| match &p.kind {
+                NodeKind::File { size, chunks }
+                    if *size == meta.len()
+                        && p.mtime_ns == mtime_ns
+                        && p.ctime_ns == ctime_ns
+                        && p.inode == inode =>
+                {
+                    Some(chunks.clone())
+                }
+                _ => None,
+            });
+            let chunks = match unchanged {
+                Some(chunks) if chunks.iter().all(|c| self.index.contains_key(c)) => {
+                    summary.unchanged_files += 1;
+                    chunks
+                }
+                _ => match self.save_file(path, summary) {
+                    Ok(chunks) => chunks,
+                    Err(BackupError::Io { path, source }) => {
+                        report.skipped.push((path, source.to_string()));
+                        return Ok(None);
+                    }
+                    Err(other) => return Err(other),
+                },
+            };
+            NodeKind::File {
+                size: meta.len(),
+                chunks,
+            }
+        } else {
+            report.skipped.push((
+                path.to_owned(),
+                "not a file, folder or symbolic link".into(),
+            ));
+            return Ok(None);
+        };
+        Ok(Some(Node {
+            name,
+            kind,
+            mode,
+            mtime_ns,
+            ctime_ns,
+            inode,
+        }))
+    }
+
+    fn save_file(
+        &mut self,
+        path: &Path,
+        summary: &mut Summary,
+    ) -> Result<Vec<ChunkId>, BackupError> {
+        let file = std::fs::File::open(path).map_err(at(path))?;
+        let mut chunks = Vec::new();
+        for chunk in fastcdc::v2020::StreamCDC::new(file, MIN_SIZE, AVERAGE_SIZE, MAX_SIZE) {
+            let chunk = chunk.map_err(|e| BackupError::Io {
+                path: path.to_owned(),
+                source: io::Error::other(e.to_string()),
+            })?;
+            let (id, new) = self.add_blob(&chunk.data)?;
+            if new {
+                summary.new_bytes += chunk.data.len() as u64;
+            }
+            chunks.push(id);
+        }
+        Ok(chunks)
+    }
+
+    /// Restores a snapshot under `target` as `target/<folder name>/...`; with `only`, just that
+    /// path (`<folder name>/sub/path`) and what is below it.
+    pub fn restore(
+        &mut self,
+        snapshot: &Snapshot,
+        target: &Path,
+        only: Option<&Path>,
+    ) -> Result<u64, BackupError> {
+        std::fs::create_dir_all(target).map_err(at(target))?;
+        let mut restored = 0;
+        let wanted: Vec<Vec<u8>> = only
+            .map(|p| p.iter().map(os_bytes).collect())
+            .unwrap_or_default();
+        let mut found = wanted.is_empty();
+        for root in &snapshot.roots {
+            if let Some(first) = wanted.first()
+                && *first != root.name.0
+            {
+                continue;
+            }
+            found |= self.restore_node(
+                &root.node,
+                &target.join(os_path(&root.name.0)),
+                &wanted[wanted.len().min(1)..],
+                &mut restored,
+            )?;
+        }
+        if !found {
+            return Err(BackupError::NoSuchPath(
+                only.map(|p| p.display().to_string()).unwrap_or_default(),
+            ));
+        }
+        Ok(restored)
+    }
+
+    /// Restores `node` at `path`, or only the part of it along `wanted`. Returns whether `wanted`
+    /// was found.
+    fn restore_node(
+        &mut self,
+        node: &Node,
+        path: &Path,
+        wanted: &[Vec<u8>],
+        restored: &mut u64,
+    ) -> Result<bool, BackupError> {
+        match &node.kind {
+            NodeKind::Dir { tree } => {
+                let tree = self.read_tree(tree)?;
+                std::fs::create_dir_all(path).map_err(at(path))?;
+                let mut found = wanted.is_empty();
+                for child in &tree.nodes {
+                    if let Some(first) = wanted.first()
+                        && *first != child.name.0
+                    {
+                        continue;
+                    }
+                    found |= self.restore_node(
+                        child,
+                        &path.join(os_path(&child.name.0)),
+                        &wanted[wanted.len().min(1)..],
+                        restored,
+                    )?;
+                }
+                if wanted.is_empty() {
+                    apply_metadata(path, node)?;
+                }
+                Ok(found)
+            }
+            _ if !wanted.is_empty() => Ok(false),
+            NodeKind::File { size, chunks } => {
+                let temp = path.with_file_name(format!(
+                    ".{}.surplus-restore",
+                    path.file_name()
+                        .map(|n| n.to_string_lossy())
+                        .unwrap_or_default()
+                ));
+                {
+                    use std::io::Write;
+                    let file = std::fs::File::create(&temp).map_err(at(&temp))?;
+                    let mut writer = io::BufWriter::new(file);
+                    let mut written = 0u64;
+                    for chunk in chunks {
+                        let bytes = self.read_blob(chunk)?;
+                        written += bytes.len() as u64;
+                        writer.write_all(&bytes).map_err(at(&temp))?;
+                    }
+                    writer.flush().map_err(at(&temp))?;
+                    if written != *size {
+                        return Err(Error::Malformed {
+                            what: "file",
+                            detail: format!(
+                                "{} restored {written} of {size} bytes",
+                                path.display()
+                            ),
+                        }
+                        .into());
+                    }
+                    writer.get_ref().sync_all().map_err(at(&temp))?;
+                }
+                apply_metadata(&temp, node)?;
+                std::fs::rename(&temp, path).map_err(at(path))?;
+                *restored += size;
+                Ok(true)
+            }
+            NodeKind::Symlink { target } => {
+                let _ = std::fs::remove_file(path);
+                make_symlink(&os_path(&target.0), path).map_err(at(path))?;
+                Ok(true)
+            }
+        }
+    }
+}
+
+fn repository_index(index: &mut HashMap<ChunkId, Location>, entry: &PackEntry) {
+    for blob in &entry.blobs {
+        index.insert(
+            blob.id,
+            Location {
+                pack: entry.id.clone(),
+                offset: blob.offset as usize,
+                length: blob.length as usize,
+            },
+        );
+    }
+}
+
+fn file_name_bytes(path: &Path) -> Vec<u8> {
+    path.file_name()
+        .map(os_bytes)
+        .unwrap_or_else(|| b"root".to_vec())
+}
+
+#[cfg(unix)]
+fn os_bytes(name: &std::ffi::OsStr) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    name.as_bytes().to_vec()
+}
+
+#[cfg(not(unix))]
+fn os_bytes(name: &std::ffi::OsStr) -> Vec<u8> {
+    name.to_string_lossy().into_owned().into_bytes()
+}
+
+#[cfg(unix)]
+fn os_path(bytes: &[u8]) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    PathBuf::from(std::ffi::OsStr::from_bytes(bytes))
+}
+
+#[cfg(not(unix))]
+fn os_path(bytes: &[u8]) -> PathBuf {
+    PathBuf::from(String::from_utf8_lossy(bytes).into_owned())
+}
+
+#[cfg(unix)]
+fn unix_metadata(meta: &std::fs::Metadata) -> (u32, i64, i64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (
+        meta.mode() & 0o7777,
+        meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+        meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
+        meta.ino(),
+    )
+}
+
+#[cfg(not(unix))]
+fn unix_metadata(meta: &std::fs::Metadata) -> (u32, i64, i64, u64) {
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+    (
+        if meta.permissions().readonly() {
+            0o444
+        } else {
+            0o644
+        },
+        mtime,
+        0,
+        0,
+    )
+}
+
+fn apply_metadata(path: &Path, node: &Node) -> Result<(), BackupError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(node.mode))
+            .map_err(at(path))?;
+    }
+    let mtime = std::time::UNIX_EPOCH
+        + std::time::Duration::from_nanos(u64::try_from(node.mtime_ns).unwrap_or(0));
+    let file = std::fs::File::options()
+        .write(!path.is_dir())
+        .read(path.is_dir())
+        .open(path)
+        .map_err(at(path))?;
+    file.set_modified(mtime).map_err(at(path))?;
+    Ok(())
+}
+
+#[cfg(unix)]
+fn make_symlink(target: &Path, path: &Path) -> io::Result<()> {
+    std::os::unix::fs::symlink(target, path)
+}
+
+#[cfg(not(unix))]
+fn make_symlink(_target: &Path, _path: &Path) -> io::Result<()> {
+    Err(io::Error::other("symbolic links are restored on Unix only"))
+}

@@ -1,0 +1,97 @@
+//! Where the engine keeps what it makes: the storage trait it owns, and a local-folder store.
+//!
+//! Packs are kept as shards (in index order); indexes and snapshots are small sealed objects.
+//! The agent implements the trait over the hub (shards to staging, objects to the subscriber's
+//! space at the hub); [`LocalStore`] keeps everything in a folder, for tests and benchmarks.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// The kinds of small objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ObjectKind {
+    /// Which chunks are in which pack, and the pack's shard hashes.
+    Index,
+    /// A snapshot: the roots of a backed-up tree.
+    Snapshot,
+}
+
+impl ObjectKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectKind::Index => "index",
+            ObjectKind::Snapshot => "snapshot",
+        }
+    }
+}
+
+/// What the engine needs of a place to keep backups. Everything handed to it is ciphertext.
+pub trait Store {
+    /// Keeps a pack's shards, in index order.
+    fn put_shards(&mut self, pack: &str, shards: &[Vec<u8>]) -> io::Result<()>;
+    /// Whatever shards of a pack can be had, in any order. Some may be missing or altered: the
+    /// engine checks them against their hashes.
+    fn get_shards(&mut self, pack: &str) -> io::Result<Vec<Vec<u8>>>;
+    fn put_object(&mut self, kind: ObjectKind, name: &str, bytes: &[u8]) -> io::Result<()>;
+    fn get_object(&mut self, kind: ObjectKind, name: &str) -> io::Result<Vec<u8>>;
+    fn list_objects(&mut self, kind: ObjectKind) -> io::Result<Vec<String>>;
+}
+
+/// A store in a local folder: `packs/<pack>/<shard index>` and `<kind>/<name>`.
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    root: PathBuf,
+}
+
+impl LocalStore {
+    pub fn open(root: &Path) -> io::Result<LocalStore> {
+        std::fs::create_dir_all(root.join("packs"))?;
+        for kind in [ObjectKind::Index, ObjectKind::Snapshot] {
+            std::fs::create_dir_all(root.join(kind.as_str()))?;
+        }
+        Ok(LocalStore {
+            root: root.to_owned(),
+        })
+    }
+
+    /// The folder holding a pack's shards (tests remove or alter shards here).
+    pub fn pack_dir(&self, pack: &str) -> PathBuf {
+        self.root.join("packs").join(pack)
+    }
+}
+
+impl Store for LocalStore {
+    fn put_shards(&mut self, pack: &str, shards: &[Vec<u8>]) -> io::Result<()> {
+        let dir = self.pack_dir(pack);
+        std::fs::create_dir_all(&dir)?;
+        for (index, shard) in shards.iter().enumerate() {
+            std::fs::write(dir.join(index.to_string()), shard)?;
+        }
+        Ok(())
+    }
+
+    fn get_shards(&mut self, pack: &str) -> io::Result<Vec<Vec<u8>>> {
+        let mut shards = Vec::new();
+        for entry in std::fs::read_dir(self.pack_dir(pack))? {
+            shards.push(std::fs::read(entry?.path())?);
+        }
+        Ok(shards)
+    }
+
+    fn put_object(&mut self, kind: ObjectKind, name: &str, bytes: &[u8]) -> io::Result<()> {
+        std::fs::write(self.root.join(kind.as_str()).join(name), bytes)
+    }
+
+    fn get_object(&mut self, kind: ObjectKind, name: &str) -> io::Result<Vec<u8>> {
+        std::fs::read(self.root.join(kind.as_str()).join(name))
+    }
+
+    fn list_objects(&mut self, kind: ObjectKind) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(self.root.join(kind.as_str()))? {
+            names.push(entry?.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        Ok(names)
+    }
+}

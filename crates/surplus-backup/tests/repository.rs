@@ -1,0 +1,288 @@
+//! The engine end to end over a local store: back a tree with every kind of entry up, lose and
+//! alter shards, restore, and compare bit by bit and metadata.
+
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+
+use surplus_backup::erasure::Coding;
+use surplus_backup::keys::{MasterKey, WrapCost};
+use surplus_backup::repo::{BackupError, Repository};
+use surplus_backup::store::LocalStore;
+
+const MARKER: &[u8] = b"PLAINTEXT-MARKER-7f3a";
+
+/// Deterministic pseudo-random bytes.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+/// A folder with every kind of entry the engine must keep.
+fn make_tree(root: &Path) -> PathBuf {
+    let folder = root.join("documents");
+    std::fs::create_dir_all(folder.join("deep/deeper")).expect("dirs");
+    std::fs::write(folder.join("empty"), b"").expect("empty");
+    std::fs::write(
+        folder.join("notes.txt"),
+        [MARKER, b" some words ".repeat(500).as_slice()].concat(),
+    )
+    .expect("notes");
+    let mut large = noise(20 << 20, 1);
+    large[12345..12345 + MARKER.len()].copy_from_slice(MARKER);
+    std::fs::write(folder.join("deep/large.bin"), &large).expect("large");
+    std::fs::write(
+        folder.join("deep/deeper/script.sh"),
+        b"#!/bin/sh\necho hi\n",
+    )
+    .expect("script");
+    std::fs::set_permissions(
+        folder.join("deep/deeper/script.sh"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .expect("mode");
+    std::fs::write(folder.join("private"), MARKER).expect("private");
+    std::fs::set_permissions(
+        folder.join("private"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .expect("mode");
+    let odd_name = std::ffi::OsStr::from_bytes(b"caf\xe9-latin1.txt");
+    std::fs::write(folder.join(odd_name), b"a name that is not UTF-8").expect("odd");
+    symlink("deep/large.bin", folder.join("link-to-large")).expect("symlink");
+    symlink("/nonexistent/target", folder.join("dangling")).expect("symlink");
+    let old = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000);
+    std::fs::File::options()
+        .write(true)
+        .open(folder.join("notes.txt"))
+        .expect("open")
+        .set_modified(old)
+        .expect("mtime");
+    folder
+}
+
+/// Compares two trees: kinds, bytes, permissions, modification times, link targets.
+fn assert_same_tree(expected: &Path, actual: &Path) {
+    let meta_e = std::fs::symlink_metadata(expected).expect("expected");
+    let meta_a = std::fs::symlink_metadata(actual)
+        .unwrap_or_else(|e| panic!("{} missing: {e}", actual.display()));
+    assert_eq!(
+        meta_e.file_type().is_symlink(),
+        meta_a.file_type().is_symlink(),
+        "{}",
+        actual.display()
+    );
+    if meta_e.file_type().is_symlink() {
+        assert_eq!(
+            std::fs::read_link(expected).expect("link"),
+            std::fs::read_link(actual).expect("link")
+        );
+        return;
+    }
+    assert_eq!(
+        meta_e.permissions().mode() & 0o7777,
+        meta_a.permissions().mode() & 0o7777,
+        "mode of {}",
+        actual.display()
+    );
+    assert_eq!(
+        meta_e.modified().expect("mtime"),
+        meta_a.modified().expect("mtime"),
+        "mtime of {}",
+        actual.display()
+    );
+    if meta_e.is_dir() {
+        let mut names: Vec<_> = std::fs::read_dir(expected)
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        names.sort();
+        let mut restored: Vec<_> = std::fs::read_dir(actual)
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        restored.sort();
+        assert_eq!(names, restored, "entries of {}", actual.display());
+        for name in names {
+            assert_same_tree(&expected.join(&name), &actual.join(&name));
+        }
+    } else {
+        assert!(
+            std::fs::read(expected).expect("read") == std::fs::read(actual).expect("read"),
+            "{} differs",
+            actual.display()
+        );
+    }
+}
+
+fn every_file(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("dir") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            files.extend(every_file(&path))
+        } else {
+            files.push(path)
+        }
+    }
+    files
+}
+
+#[test]
+fn a_tree_survives_losing_m_holders_and_a_tampered_shard() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let folder = make_tree(work.path());
+    let store_dir = work.path().join("store");
+    let key = MasterKey::generate();
+    let coding = Coding::new(2, 2).expect("coding");
+    let mut repo =
+        Repository::open(LocalStore::open(&store_dir).expect("store"), &key, coding).expect("open");
+    let report = repo
+        .backup(std::slice::from_ref(&folder), "host", 1_000, None)
+        .expect("backup");
+    assert!(report.skipped.is_empty(), "{:?}", report.skipped);
+    let snapshot = report.snapshot.expect("snapshot");
+    assert_eq!(snapshot.summary.files, 6);
+
+    // Nothing the store holds contains the plaintext.
+    for file in every_file(&store_dir) {
+        let bytes = std::fs::read(&file).expect("read");
+        assert!(
+            !bytes.windows(MARKER.len()).any(|w| w == MARKER),
+            "plaintext in {}",
+            file.display()
+        );
+    }
+
+    // Two of the four holders of every pack are gone: the two left rebuild every pack.
+    let packs: Vec<PathBuf> = std::fs::read_dir(store_dir.join("packs"))
+        .expect("packs")
+        .map(|e| e.expect("e").path())
+        .collect();
+    assert!(!packs.is_empty());
+    for pack in &packs {
+        std::fs::remove_file(pack.join("0")).expect("lose shard 0");
+        std::fs::remove_file(pack.join("3")).expect("lose shard 3");
+    }
+    let target = work.path().join("restored");
+    repo.restore(&snapshot, &target, None).expect("restore");
+    assert_same_tree(&folder, &target.join("documents"));
+
+    // A holder that alters its shard is noticed: with one of the two left altered, too few remain.
+    for pack in &packs {
+        let shard = pack.join("1");
+        let mut bytes = std::fs::read(&shard).expect("read");
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&shard, bytes).expect("write");
+    }
+    let mut fresh =
+        Repository::open(LocalStore::open(&store_dir).expect("store"), &key, coding).expect("open");
+    let failed = fresh.restore(&snapshot, &work.path().join("again"), None);
+    assert!(
+        matches!(
+            failed,
+            Err(BackupError::Data(surplus_backup::Error::TooFewShards {
+                available: 1,
+                needed: 2
+            }))
+        ),
+        "{failed:?}"
+    );
+}
+
+#[test]
+fn unchanged_files_are_not_read_again_and_changes_cost_only_their_chunks() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let folder = make_tree(work.path());
+    let key = MasterKey::generate();
+    let coding = Coding::new(1, 1).expect("coding");
+    let mut repo = Repository::open(
+        LocalStore::open(&work.path().join("store")).expect("store"),
+        &key,
+        coding,
+    )
+    .expect("open");
+    let first = repo
+        .backup(std::slice::from_ref(&folder), "host", 1_000, None)
+        .expect("backup")
+        .snapshot
+        .expect("snapshot");
+    assert!(first.summary.new_bytes >= 20 << 20);
+
+    let second = repo
+        .backup(std::slice::from_ref(&folder), "host", 2_000, Some(&first))
+        .expect("backup")
+        .snapshot
+        .expect("snapshot");
+    assert_eq!(second.summary.unchanged_files, second.summary.files);
+    assert_eq!(second.summary.new_bytes, 0);
+
+    std::fs::write(folder.join("notes.txt"), b"rewritten").expect("edit");
+    let third = repo
+        .backup(std::slice::from_ref(&folder), "host", 3_000, Some(&second))
+        .expect("backup")
+        .snapshot
+        .expect("snapshot");
+    assert_eq!(third.summary.unchanged_files, third.summary.files - 1);
+    assert_eq!(third.summary.new_bytes, 9);
+    assert_eq!(repo.snapshots().expect("list").len(), 3);
+}
+
+#[test]
+fn a_new_device_restores_with_the_passphrase_alone() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let folder = make_tree(work.path());
+    let store_dir = work.path().join("store");
+    let key = MasterKey::generate();
+    let wrapped = key
+        .wrap("a recovery passphrase", WrapCost::TESTING)
+        .expect("wrap");
+    let coding = Coding::new(3, 3).expect("coding");
+    {
+        let mut repo = Repository::open(LocalStore::open(&store_dir).expect("store"), &key, coding)
+            .expect("open");
+        repo.backup(std::slice::from_ref(&folder), "old-pc", 1_000, None)
+            .expect("backup");
+    }
+    // The old PC is gone; the new one has the store, the wrapped key and the passphrase.
+    let recovered = wrapped.unwrap("a recovery passphrase").expect("unwrap");
+    let mut repo = Repository::open(
+        LocalStore::open(&store_dir).expect("store"),
+        &recovered,
+        coding,
+    )
+    .expect("open");
+    let (_, snapshot) = repo.snapshots().expect("list").pop().expect("a snapshot");
+    assert_eq!(snapshot.hostname, "old-pc");
+    let target = work.path().join("new-pc");
+    repo.restore(&snapshot, &target, Some(Path::new("documents/deep")))
+        .expect("restore a part");
+    assert_same_tree(&folder.join("deep"), &target.join("documents/deep"));
+    assert!(
+        !target.join("documents/notes.txt").exists(),
+        "only the asked-for part"
+    );
+    assert!(matches!(
+        repo.restore(&snapshot, &target, Some(Path::new("documents/nothing"))),
+        Err(BackupError::NoSuchPath(_))
+    ));
+
+    // Another key opens nothing.
+    let stranger = Repository::open(
+        LocalStore::open(&store_dir).expect("store"),
+        &MasterKey::generate(),
+        coding,
+    );
+    assert!(matches!(
+        stranger,
+        Err(BackupError::Data(surplus_backup::Error::Unauthentic))
+    ));
+}
