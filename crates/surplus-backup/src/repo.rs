@@ -22,6 +22,10 @@ use crate::{Error, seal};
 
 /// Packs are cut when they reach this size.
 pub const PACK_TARGET: usize = 16 << 20;
+/// Chunks are sealed in parallel batches of about this many bytes.
+const BATCH_BYTES: usize = 32 << 20;
+/// Packs kept rebuilt in memory while restoring (trees and data interleave).
+const CACHED_PACKS: usize = 4;
 /// The largest plaintext a blob (a chunk or a tree) may open to.
 const MAX_BLOB: usize = 256 << 20;
 
@@ -90,7 +94,9 @@ pub struct Repository<S: Store> {
     open_pack: Vec<u8>,
     open_blobs: Vec<BlobEntry>,
     unwritten: Vec<PackEntry>,
-    cached_pack: Option<(String, Vec<u8>)>,
+    /// Recently rebuilt packs, most recent last.
+    cached_packs: std::collections::VecDeque<(String, Vec<u8>)>,
+    open_ids: std::collections::HashSet<ChunkId>,
 }
 
 impl<S: Store> std::fmt::Debug for Repository<S> {
@@ -115,7 +121,8 @@ impl<S: Store> Repository<S> {
             open_pack: Vec::new(),
             open_blobs: Vec::new(),
             unwritten: Vec::new(),
-            cached_pack: None,
+            cached_packs: std::collections::VecDeque::new(),
+            open_ids: std::collections::HashSet::new(),
         };
         repository.load_indexes()?;
         Ok(repository)
@@ -152,18 +159,31 @@ impl<S: Store> Repository<S> {
     /// Adds a blob unless the repository has it already. Returns its id and whether it was new.
     fn add_blob(&mut self, plaintext: &[u8]) -> Result<(ChunkId, bool), BackupError> {
         let id = self.ids.id(plaintext);
-        if self.index.contains_key(&id) || self.open_blobs.iter().any(|b| b.id == id) {
+        if self.has(&id) {
             return Ok((id, false));
         }
         let sealed = seal::seal(&self.data, &id.0, plaintext);
+        Ok((id, self.add_sealed(id, sealed)?))
+    }
+
+    fn has(&self, id: &ChunkId) -> bool {
+        self.index.contains_key(id) || self.open_ids.contains(id)
+    }
+
+    /// Adds a sealed blob to the open pack unless it is already there; whether it was added.
+    fn add_sealed(&mut self, id: ChunkId, sealed: Vec<u8>) -> Result<bool, BackupError> {
+        if self.has(&id) {
+            return Ok(false);
+        }
         let offset = u32::try_from(self.open_pack.len()).unwrap_or(u32::MAX);
         let length = u32::try_from(sealed.len()).unwrap_or(u32::MAX);
         self.open_pack.extend_from_slice(&sealed);
         self.open_blobs.push(BlobEntry { id, offset, length });
+        self.open_ids.insert(id);
         if self.open_pack.len() >= PACK_TARGET {
             self.flush_pack()?;
         }
-        Ok((id, true))
+        Ok(true)
     }
 
     /// Erasure-codes the open pack and hands its shards to the store.
@@ -186,6 +206,7 @@ impl<S: Store> Repository<S> {
                 .collect(),
             blobs: std::mem::take(&mut self.open_blobs),
         };
+        self.open_ids.clear();
         repository_index(&mut self.index, &entry);
         self.packs.insert(id, entry.clone());
         self.unwritten.push(entry);
@@ -213,51 +234,60 @@ impl<S: Store> Repository<S> {
 
     /// Reads and opens one blob.
     pub fn read_blob(&mut self, id: &ChunkId) -> Result<Vec<u8>, BackupError> {
+        let sealed = self.sealed_blob(id)?;
+        Ok(seal::open(&self.data, &id.0, &sealed, MAX_BLOB)?)
+    }
+
+    /// A blob's sealed bytes, from its pack (rebuilt from its shards, or cached).
+    fn sealed_blob(&mut self, id: &ChunkId) -> Result<Vec<u8>, BackupError> {
         let location = self
             .index
             .get(id)
             .cloned()
             .ok_or(BackupError::MissingChunk(*id))?;
-        let cached = self
-            .cached_pack
-            .as_ref()
-            .is_some_and(|(pack, _)| *pack == location.pack);
-        if !cached {
-            let entry = self
-                .packs
-                .get(&location.pack)
-                .ok_or(BackupError::MissingChunk(*id))?;
-            let expected: Vec<[u8; 32]> = entry
-                .shards
-                .iter()
-                .map(|h| {
-                    blake3::Hash::from_hex(h)
-                        .map(|h| *h.as_bytes())
-                        .map_err(|_| Error::Malformed {
-                            what: "index",
-                            detail: "a bad shard hash".into(),
-                        })
-                })
-                .collect::<Result<_, _>>()?;
-            let shards = self
-                .store
-                .get_shards(&location.pack)
-                .map_err(BackupError::Store)?;
-            let pack = erasure::rebuild(&expected, shards.iter().map(Vec::as_slice))?;
-            self.cached_pack = Some((location.pack.clone(), pack));
-        }
-        let pack = self
-            .cached_pack
-            .as_ref()
-            .map(|(_, p)| p.as_slice())
-            .unwrap_or_default();
+        let position = match self
+            .cached_packs
+            .iter()
+            .position(|(pack, _)| *pack == location.pack)
+        {
+            Some(position) => position,
+            None => {
+                let entry = self
+                    .packs
+                    .get(&location.pack)
+                    .ok_or(BackupError::MissingChunk(*id))?;
+                let expected: Vec<[u8; 32]> = entry
+                    .shards
+                    .iter()
+                    .map(|h| {
+                        blake3::Hash::from_hex(h)
+                            .map(|h| *h.as_bytes())
+                            .map_err(|_| Error::Malformed {
+                                what: "index",
+                                detail: "a bad shard hash".into(),
+                            })
+                    })
+                    .collect::<Result<_, _>>()?;
+                let shards = self
+                    .store
+                    .get_shards(&location.pack)
+                    .map_err(BackupError::Store)?;
+                let pack = erasure::rebuild(&expected, shards.iter().map(Vec::as_slice))?;
+                if self.cached_packs.len() == CACHED_PACKS {
+                    self.cached_packs.pop_front();
+                }
+                self.cached_packs.push_back((location.pack.clone(), pack));
+                self.cached_packs.len() - 1
+            }
+        };
+        let pack = &self.cached_packs[position].1;
         let sealed = pack
             .get(location.offset..location.offset + location.length)
             .ok_or_else(|| Error::Malformed {
                 what: "pack",
                 detail: "a blob past its end".into(),
             })?;
-        Ok(seal::open(&self.data, &id.0, sealed, MAX_BLOB)?)
+        Ok(sealed.to_vec())
     }
 
     fn read_tree(&mut self, id: &ChunkId) -> Result<Tree, BackupError> {
@@ -471,18 +501,52 @@ impl<S: Store> Repository<S> {
     ) -> Result<Vec<ChunkId>, BackupError> {
         let file = std::fs::File::open(path).map_err(at(path))?;
         let mut chunks = Vec::new();
+        let mut batch: Vec<Vec<u8>> = Vec::new();
+        let mut batched = 0;
         for chunk in fastcdc::v2020::StreamCDC::new(file, MIN_SIZE, AVERAGE_SIZE, MAX_SIZE) {
             let chunk = chunk.map_err(|e| BackupError::Io {
                 path: path.to_owned(),
                 source: io::Error::other(e.to_string()),
             })?;
-            let (id, new) = self.add_blob(&chunk.data)?;
-            if new {
-                summary.new_bytes += chunk.data.len() as u64;
+            batched += chunk.data.len();
+            batch.push(chunk.data);
+            if batched >= BATCH_BYTES {
+                self.add_batch(std::mem::take(&mut batch), &mut chunks, summary)?;
+                batched = 0;
+            }
+        }
+        self.add_batch(batch, &mut chunks, summary)?;
+        Ok(chunks)
+    }
+
+    /// Names and seals a batch of chunks on every core, then adds the new ones to the open pack
+    /// in order. Sealing (compression above all) is the costly part of a backup.
+    fn add_batch(
+        &mut self,
+        batch: Vec<Vec<u8>>,
+        chunks: &mut Vec<ChunkId>,
+        summary: &mut Summary,
+    ) -> Result<(), BackupError> {
+        use rayon::prelude::*;
+        let (ids, data) = (&self.ids, &self.data);
+        let known = &self.index;
+        let prepared: Vec<(ChunkId, usize, Option<Vec<u8>>)> = batch
+            .par_iter()
+            .map(|plaintext| {
+                let id = ids.id(plaintext);
+                let sealed = (!known.contains_key(&id)).then(|| seal::seal(data, &id.0, plaintext));
+                (id, plaintext.len(), sealed)
+            })
+            .collect();
+        for (id, length, sealed) in prepared {
+            if let Some(sealed) = sealed
+                && self.add_sealed(id, sealed)?
+            {
+                summary.new_bytes += length as u64;
             }
             chunks.push(id);
         }
-        Ok(chunks)
+        Ok(())
     }
 
     /// Restores a snapshot under `target` as `target/<folder name>/...`; with `only`, just that
@@ -554,36 +618,23 @@ impl<S: Store> Repository<S> {
             }
             _ if !wanted.is_empty() => Ok(false),
             NodeKind::File { size, chunks } => {
-                let temp = path.with_file_name(format!(
-                    ".{}.surplus-restore",
-                    path.file_name()
-                        .map(|n| n.to_string_lossy())
-                        .unwrap_or_default()
-                ));
-                {
-                    use std::io::Write;
-                    let file = std::fs::File::create(&temp).map_err(at(&temp))?;
-                    let mut writer = io::BufWriter::new(file);
-                    let mut written = 0u64;
-                    for chunk in chunks {
-                        let bytes = self.read_blob(chunk)?;
-                        written += bytes.len() as u64;
-                        writer.write_all(&bytes).map_err(at(&temp))?;
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let temp = path.with_file_name(format!(".{name}.surplus-restore"));
+                let written = self.write_file(&temp, chunks)?;
+                if written != *size {
+                    let _ = std::fs::remove_file(&temp);
+                    let detail = format!("{} restored {written} of {size} bytes", path.display());
+                    return Err(Error::Malformed {
+                        what: "file",
+                        detail,
                     }
-                    writer.flush().map_err(at(&temp))?;
-                    if written != *size {
-                        return Err(Error::Malformed {
-                            what: "file",
-                            detail: format!(
-                                "{} restored {written} of {size} bytes",
-                                path.display()
-                            ),
-                        }
-                        .into());
-                    }
-                    writer.get_ref().sync_all().map_err(at(&temp))?;
+                    .into());
                 }
                 apply_metadata(&temp, node)?;
+                // The file appears under its name only once it is whole.
                 std::fs::rename(&temp, path).map_err(at(path))?;
                 *restored += size;
                 Ok(true)
@@ -594,6 +645,35 @@ impl<S: Store> Repository<S> {
                 Ok(true)
             }
         }
+    }
+}
+
+impl<S: Store> Repository<S> {
+    /// Writes the chunks of a file to `path`, opening (decrypting, decompressing) several at a
+    /// time on every core. Returns the bytes written.
+    fn write_file(&mut self, path: &Path, chunks: &[ChunkId]) -> Result<u64, BackupError> {
+        use rayon::prelude::*;
+        use std::io::Write;
+        let file = std::fs::File::create(path).map_err(at(path))?;
+        let mut writer = io::BufWriter::with_capacity(1 << 20, file);
+        let mut written = 0u64;
+        for group in chunks.chunks(8) {
+            let sealed: Vec<(ChunkId, Vec<u8>)> = group
+                .iter()
+                .map(|id| Ok((*id, self.sealed_blob(id)?)))
+                .collect::<Result<_, BackupError>>()?;
+            let data = &self.data;
+            let opened: Vec<Vec<u8>> = sealed
+                .par_iter()
+                .map(|(id, sealed)| seal::open(data, &id.0, sealed, MAX_BLOB))
+                .collect::<Result<_, _>>()?;
+            for bytes in opened {
+                written += bytes.len() as u64;
+                writer.write_all(&bytes).map_err(at(path))?;
+            }
+        }
+        writer.flush().map_err(at(path))?;
+        Ok(written)
     }
 }
 

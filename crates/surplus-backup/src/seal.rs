@@ -24,8 +24,9 @@ pub const OVERHEAD: usize = HEADER + TAG;
 
 /// Compresses (when that saves at least 1/32) and encrypts `plaintext`, bound to `name`.
 pub fn seal(key: &DataKey, name: &[u8], plaintext: &[u8]) -> Vec<u8> {
-    let compressed = zstd::bulk::compress(plaintext, COMPRESSION_LEVEL)
-        .ok()
+    let compressed = worth_compressing(plaintext)
+        .then(|| zstd::bulk::compress(plaintext, COMPRESSION_LEVEL).ok())
+        .flatten()
         .filter(|c| c.len() < plaintext.len() - plaintext.len() / 32);
     let (flags, body) = match &compressed {
         Some(compressed) => (COMPRESSED, compressed.as_slice()),
@@ -85,6 +86,18 @@ pub fn open(key: &DataKey, name: &[u8], sealed: &[u8], max_size: usize) -> Resul
         what: "compressed blob",
         detail: e.to_string(),
     })
+}
+
+/// Whether compressing looks worth trying: for a large blob, a sample of its start must shrink.
+/// Compressed or encrypted data (photos, videos, archives) is then stored as it is at once,
+/// without spending a compression pass on it.
+fn worth_compressing(plaintext: &[u8]) -> bool {
+    const SAMPLE: usize = 64 * 1024;
+    if plaintext.len() <= 2 * SAMPLE {
+        return true;
+    }
+    let sample = &plaintext[..SAMPLE];
+    zstd::bulk::compress(sample, 1).is_ok_and(|c| c.len() < SAMPLE - SAMPLE / 16)
 }
 
 fn associated_data(flags: u8, name: &[u8]) -> Vec<u8> {
