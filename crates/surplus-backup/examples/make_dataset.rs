@@ -53,7 +53,7 @@ impl Noise {
         while bytes.len() < len {
             let word = WORDS[(self.next() % 16) as usize];
             bytes.extend_from_slice(word.as_bytes());
-            if self.next() % 12 == 0 {
+            if self.next().is_multiple_of(12) {
                 bytes.extend_from_slice(format!("{}\n", self.next() % 100_000).as_bytes());
             }
         }

@@ -24,6 +24,8 @@ use crate::{Error, seal};
 pub const PACK_TARGET: usize = 16 << 20;
 /// Chunks are sealed in parallel batches of about this many bytes.
 const BATCH_BYTES: usize = 32 << 20;
+/// Files up to this size are read whole and cut in memory; larger ones are streamed.
+const WHOLE_FILE_LIMIT: u64 = 128 << 20;
 /// Packs kept rebuilt in memory while restoring (trees and data interleave).
 const CACHED_PACKS: usize = 4;
 /// The largest plaintext a blob (a chunk or a tree) may open to.
@@ -97,6 +99,10 @@ pub struct Repository<S: Store> {
     /// Recently rebuilt packs, most recent last.
     cached_packs: std::collections::VecDeque<(String, Vec<u8>)>,
     open_ids: std::collections::HashSet<ChunkId>,
+    /// New chunks waiting to be sealed in the next parallel batch.
+    pending: Vec<(ChunkId, Vec<u8>)>,
+    pending_ids: std::collections::HashSet<ChunkId>,
+    pending_bytes: usize,
 }
 
 impl<S: Store> std::fmt::Debug for Repository<S> {
@@ -123,6 +129,9 @@ impl<S: Store> Repository<S> {
             unwritten: Vec::new(),
             cached_packs: std::collections::VecDeque::new(),
             open_ids: std::collections::HashSet::new(),
+            pending: Vec::new(),
+            pending_ids: std::collections::HashSet::new(),
+            pending_bytes: 0,
         };
         repository.load_indexes()?;
         Ok(repository)
@@ -167,7 +176,7 @@ impl<S: Store> Repository<S> {
     }
 
     fn has(&self, id: &ChunkId) -> bool {
-        self.index.contains_key(id) || self.open_ids.contains(id)
+        self.index.contains_key(id) || self.open_ids.contains(id) || self.pending_ids.contains(id)
     }
 
     /// Adds a sealed blob to the open pack unless it is already there; whether it was added.
@@ -215,6 +224,7 @@ impl<S: Store> Repository<S> {
 
     /// Flushes the open pack and records the new packs in a sealed index object.
     fn commit(&mut self) -> Result<(), BackupError> {
+        self.seal_pending()?;
         self.flush_pack()?;
         if self.unwritten.is_empty() {
             return Ok(());
@@ -499,52 +509,64 @@ impl<S: Store> Repository<S> {
         path: &Path,
         summary: &mut Summary,
     ) -> Result<Vec<ChunkId>, BackupError> {
-        let file = std::fs::File::open(path).map_err(at(path))?;
+        let mut file = std::fs::File::open(path).map_err(at(path))?;
+        let size = file.metadata().map_err(at(path))?.len();
         let mut chunks = Vec::new();
-        let mut batch: Vec<Vec<u8>> = Vec::new();
-        let mut batched = 0;
-        for chunk in fastcdc::v2020::StreamCDC::new(file, MIN_SIZE, AVERAGE_SIZE, MAX_SIZE) {
-            let chunk = chunk.map_err(|e| BackupError::Io {
-                path: path.to_owned(),
-                source: io::Error::other(e.to_string()),
-            })?;
-            batched += chunk.data.len();
-            batch.push(chunk.data);
-            if batched >= BATCH_BYTES {
-                self.add_batch(std::mem::take(&mut batch), &mut chunks, summary)?;
-                batched = 0;
+        if size <= WHOLE_FILE_LIMIT {
+            // Read at once and cut in place: no copying of a streaming window.
+            let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+            io::Read::read_to_end(&mut file, &mut data).map_err(at(path))?;
+            for range in crate::chunker::cut(&data) {
+                self.add_chunk(data[range].to_vec(), &mut chunks, summary)?;
+            }
+        } else {
+            for chunk in fastcdc::v2020::StreamCDC::new(file, MIN_SIZE, AVERAGE_SIZE, MAX_SIZE) {
+                let chunk = chunk.map_err(|e| BackupError::Io {
+                    path: path.to_owned(),
+                    source: io::Error::other(e.to_string()),
+                })?;
+                self.add_chunk(chunk.data, &mut chunks, summary)?;
             }
         }
-        self.add_batch(batch, &mut chunks, summary)?;
         Ok(chunks)
     }
 
-    /// Names and seals a batch of chunks on every core, then adds the new ones to the open pack
-    /// in order. Sealing (compression above all) is the costly part of a backup.
-    fn add_batch(
+    /// Names a chunk of a file and queues it for sealing unless the repository has it.
+    fn add_chunk(
         &mut self,
-        batch: Vec<Vec<u8>>,
+        plaintext: Vec<u8>,
         chunks: &mut Vec<ChunkId>,
         summary: &mut Summary,
     ) -> Result<(), BackupError> {
+        let id = self.ids.id(&plaintext);
+        chunks.push(id);
+        if self.has(&id) || !self.pending_ids.insert(id) {
+            return Ok(());
+        }
+        summary.new_bytes += plaintext.len() as u64;
+        self.pending_bytes += plaintext.len();
+        self.pending.push((id, plaintext));
+        if self.pending_bytes >= BATCH_BYTES {
+            self.seal_pending()?;
+        }
+        Ok(())
+    }
+
+    /// Seals the chunks waiting (from however many files) on every core, then adds them to the
+    /// open pack in order. Sealing, compression above all, is the costly part of a backup; small
+    /// files share a batch, so they are sealed in parallel too.
+    fn seal_pending(&mut self) -> Result<(), BackupError> {
         use rayon::prelude::*;
-        let (ids, data) = (&self.ids, &self.data);
-        let known = &self.index;
-        let prepared: Vec<(ChunkId, usize, Option<Vec<u8>>)> = batch
+        let pending = std::mem::take(&mut self.pending);
+        self.pending_ids.clear();
+        self.pending_bytes = 0;
+        let data = &self.data;
+        let sealed: Vec<(ChunkId, Vec<u8>)> = pending
             .par_iter()
-            .map(|plaintext| {
-                let id = ids.id(plaintext);
-                let sealed = (!known.contains_key(&id)).then(|| seal::seal(data, &id.0, plaintext));
-                (id, plaintext.len(), sealed)
-            })
+            .map(|(id, plaintext)| (*id, seal::seal(data, &id.0, plaintext)))
             .collect();
-        for (id, length, sealed) in prepared {
-            if let Some(sealed) = sealed
-                && self.add_sealed(id, sealed)?
-            {
-                summary.new_bytes += length as u64;
-            }
-            chunks.push(id);
+        for (id, sealed) in sealed {
+            self.add_sealed(id, sealed)?;
         }
         Ok(())
     }
