@@ -295,6 +295,7 @@ impl HubClient {
             &PlaceBlobRequest {
                 hash: hash.to_owned(),
                 copies,
+                pack: None,
             },
         )
         .await

@@ -70,6 +70,14 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/blobs/{hash}", put(upload_blob).get(download_blob))
         .route("/placements", post(place_blob))
         .route("/placements/{hash}", get(get_placement))
+        .route("/backup/key", put(put_wrapped_key).get(get_wrapped_key))
+        .route("/backup/objects/{kind}", get(list_backup_objects))
+        .route(
+            "/backup/objects/{kind}/{name}",
+            put(put_backup_object)
+                .get(get_backup_object)
+                .delete(delete_backup_object),
+        )
         .route("/openapi.json", get(openapi));
     Router::new()
         .nest(surplus_protocol::API_PREFIX, v1)
@@ -686,6 +694,13 @@ async fn place_blob(
     Json(request): Json<PlaceBlobRequest>,
 ) -> ApiResult<(StatusCode, Json<Placement>)> {
     check_hash(&request.hash)?;
+    if let Some(pack) = &request.pack
+        && !surplus_protocol::is_object_name(pack)
+    {
+        return Err(ApiError::validation(format!(
+            "pack {pack:?} is not 1 to 64 lower-case hex digits"
+        )));
+    }
     require_active(caller.status())?;
     let subscriber = hub.store.subscriber(caller.subscriber_id()).await?;
     let max = subscriber.plan.limits().max_copies;
@@ -712,6 +727,7 @@ async fn place_blob(
             subscriber.id,
             caller.device_id(),
             request.copies,
+            request.pack.as_deref(),
             now_ms(),
         )
         .await?;
@@ -735,4 +751,139 @@ async fn get_placement(
     Ok(Json(
         placement_view(&hub, &hash, caller.subscriber_id()).await?,
     ))
+}
+
+/// Keeps the subscriber's passphrase-wrapped master key, replacing any earlier one. The hub
+/// cannot open it: that takes the passphrase, which never leaves the subscriber.
+#[utoipa::path(put, path = "/v1/backup/key", request_body = surplus_protocol::WrappedKeyBody,
+    responses((status = 204), (status = 422, body = surplus_protocol::ErrorBody)), security(("session" = []), ("device" = [])))]
+async fn put_wrapped_key(
+    State(hub): State<Arc<Hub>>,
+    caller: Caller,
+    Json(body): Json<surplus_protocol::WrappedKeyBody>,
+) -> ApiResult<StatusCode> {
+    if body.wrapped.is_empty() || body.wrapped.len() > 4096 {
+        return Err(ApiError::validation("wrapped must be 1 to 4096 characters"));
+    }
+    hub.store
+        .put_wrapped_key(caller.subscriber_id(), &body.wrapped, now_ms())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The subscriber's passphrase-wrapped master key, for restoring on a new device.
+#[utoipa::path(get, path = "/v1/backup/key",
+    responses((status = 200, body = surplus_protocol::WrappedKeyBody), (status = 404, body = surplus_protocol::ErrorBody)),
+    security(("session" = []), ("device" = [])))]
+async fn get_wrapped_key(
+    State(hub): State<Arc<Hub>>,
+    caller: Caller,
+) -> ApiResult<Json<surplus_protocol::WrappedKeyBody>> {
+    match hub.store.wrapped_key(caller.subscriber_id()).await? {
+        Some(wrapped) => Ok(Json(surplus_protocol::WrappedKeyBody { wrapped })),
+        None => Err(ApiError::not_found(
+            "no key has been escrowed yet: the first backup does that",
+        )),
+    }
+}
+
+fn check_object(kind: &str, name: Option<&str>) -> ApiResult<()> {
+    if !surplus_protocol::BACKUP_OBJECT_KINDS.contains(&kind) {
+        return Err(ApiError::bad_request(format!(
+            "{kind:?} is not a kind of backup object (index, snapshot)"
+        )));
+    }
+    if let Some(name) = name
+        && !surplus_protocol::is_object_name(name)
+    {
+        return Err(ApiError::bad_request(format!(
+            "{name:?} is not an object name (1 to 64 lower-case hex digits)"
+        )));
+    }
+    Ok(())
+}
+
+/// The largest sealed backup object the hub keeps.
+const MAX_OBJECT_BYTES: usize = 16 << 20;
+
+/// Keeps one of the subscriber's sealed backup objects (an index or a snapshot).
+#[utoipa::path(put, path = "/v1/backup/objects/{kind}/{name}", params(("kind" = String, Path), ("name" = String, Path)),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 204), (status = 413, body = surplus_protocol::ErrorBody)), security(("session" = []), ("device" = [])))]
+async fn put_backup_object(
+    State(hub): State<Arc<Hub>>,
+    caller: Caller,
+    Path((kind, name)): Path<(String, String)>,
+    body: Body,
+) -> ApiResult<StatusCode> {
+    check_object(&kind, Some(&name))?;
+    let bytes = axum::body::to_bytes(body, MAX_OBJECT_BYTES)
+        .await
+        .map_err(|_| {
+            ApiError::too_large(format!(
+                "backup objects may be at most {MAX_OBJECT_BYTES} bytes"
+            ))
+        })?;
+    hub.store
+        .put_backup_object(caller.subscriber_id(), &kind, &name, &bytes, now_ms())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// One of the subscriber's sealed backup objects.
+#[utoipa::path(get, path = "/v1/backup/objects/{kind}/{name}", params(("kind" = String, Path), ("name" = String, Path)),
+    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>), (status = 404, body = surplus_protocol::ErrorBody)),
+    security(("session" = []), ("device" = [])))]
+async fn get_backup_object(
+    State(hub): State<Arc<Hub>>,
+    caller: Caller,
+    Path((kind, name)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    check_object(&kind, Some(&name))?;
+    match hub
+        .store
+        .backup_object(caller.subscriber_id(), &kind, &name)
+        .await?
+    {
+        Some(bytes) => {
+            Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
+        }
+        None => Err(ApiError::not_found(format!("no {kind} {name} of yours"))),
+    }
+}
+
+/// The names of the subscriber's backup objects of one kind.
+#[utoipa::path(get, path = "/v1/backup/objects/{kind}", params(("kind" = String, Path)),
+    responses((status = 200, body = [String])), security(("session" = []), ("device" = [])))]
+async fn list_backup_objects(
+    State(hub): State<Arc<Hub>>,
+    caller: Caller,
+    Path(kind): Path<String>,
+) -> ApiResult<Json<Vec<String>>> {
+    check_object(&kind, None)?;
+    Ok(Json(
+        hub.store
+            .backup_object_names(caller.subscriber_id(), &kind)
+            .await?,
+    ))
+}
+
+/// Deletes one of the subscriber's backup objects.
+#[utoipa::path(delete, path = "/v1/backup/objects/{kind}/{name}", params(("kind" = String, Path), ("name" = String, Path)),
+    responses((status = 204), (status = 404, body = surplus_protocol::ErrorBody)), security(("session" = []), ("device" = [])))]
+async fn delete_backup_object(
+    State(hub): State<Arc<Hub>>,
+    caller: Caller,
+    Path((kind, name)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    check_object(&kind, Some(&name))?;
+    if hub
+        .store
+        .delete_backup_object(caller.subscriber_id(), &kind, &name)
+        .await?
+    {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!("no {kind} {name} of yours")))
+    }
 }

@@ -91,6 +91,20 @@ pub async fn place_pending(
                 .await?,
         );
         excluded.extend(placement.source_device_id);
+        // A shard of a pack goes to another subscriber's device, and to a subscriber who holds no
+        // other shard of it: losing one subscriber's PCs loses at most one shard of a pack.
+        if let Some(pack) = &placement.pack {
+            let mut barred = store
+                .pack_holder_subscribers(placement.subscriber_id, pack)
+                .await?;
+            barred.push(placement.subscriber_id);
+            excluded.extend(
+                candidates
+                    .iter()
+                    .filter(|c| barred.contains(&c.subscriber_id))
+                    .map(|c| c.device_id),
+            );
+        }
         let chosen = choose_holders(
             &candidates,
             placement.size,

@@ -88,6 +88,8 @@ pub struct OpenPlacement {
     pub source_device_id: Option<Uuid>,
     pub copies: u32,
     pub staged: bool,
+    /// The pack this blob is a shard of, if it is one.
+    pub pack: Option<String>,
 }
 
 /// A device the scheduler may allocate storage from.
@@ -805,18 +807,20 @@ impl Store {
         subscriber_id: Uuid,
         source_device_id: Option<Uuid>,
         copies: u32,
+        pack: Option<&str>,
         now: UnixMillis,
     ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO placements (hash, subscriber_id, source_device_id, copies, created_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (hash, subscriber_id) \
-             DO UPDATE SET copies = excluded.copies, satisfied_at = NULL",
+            "INSERT INTO placements (hash, subscriber_id, source_device_id, copies, created_at, pack) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (hash, subscriber_id) \
+             DO UPDATE SET copies = excluded.copies, pack = excluded.pack, satisfied_at = NULL",
         )
         .bind(hash)
         .bind(subscriber_id.to_string())
         .bind(source_device_id.map(|d| d.to_string()))
         .bind(i64::from(copies))
         .bind(now)
+        .bind(pack)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -850,7 +854,7 @@ impl Store {
     /// Placements that still want holders, from active subscribers only.
     pub async fn open_placements(&self) -> Result<Vec<OpenPlacement>> {
         let rows = sqlx::query(
-            "SELECT p.hash, b.size, p.subscriber_id, p.source_device_id, p.copies, b.staged \
+            "SELECT p.hash, b.size, p.subscriber_id, p.source_device_id, p.copies, b.staged, p.pack \
              FROM placements p JOIN blobs b ON b.hash = p.hash JOIN subscribers s ON s.id = p.subscriber_id \
              WHERE p.satisfied_at IS NULL AND s.status = 'active' ORDER BY p.created_at",
         )
@@ -869,6 +873,7 @@ impl Store {
                         .transpose()?,
                     copies: u32::try_from(row.try_get::<i64, _>("copies")?).unwrap_or(0),
                     staged: row.try_get::<i64, _>("staged")? != 0,
+                    pack: row.try_get("pack")?,
                 })
             })
             .collect()
@@ -954,6 +959,131 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// The subscribers whose devices hold, or are to hold, a shard of the pack.
+    pub async fn pack_holder_subscribers(
+        &self,
+        subscriber_id: Uuid,
+        pack: &str,
+    ) -> Result<Vec<Uuid>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT d.subscriber_id FROM allocations a \
+             JOIN placements p ON p.hash = a.blob_hash AND p.subscriber_id = a.subscriber_id \
+             JOIN devices d ON d.id = a.device_id \
+             WHERE p.subscriber_id = $1 AND p.pack = $2 AND a.state IN ('pending', 'active', 'evacuating')",
+        )
+        .bind(subscriber_id.to_string())
+        .bind(pack)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| parse_uuid(&row.try_get::<String, _>("subscriber_id")?))
+            .collect()
+    }
+
+    pub async fn put_wrapped_key(
+        &self,
+        subscriber_id: Uuid,
+        body: &str,
+        now: UnixMillis,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO wrapped_keys (subscriber_id, body, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (subscriber_id) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
+        )
+        .bind(subscriber_id.to_string())
+        .bind(body)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn wrapped_key(&self, subscriber_id: Uuid) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT body FROM wrapped_keys WHERE subscriber_id = $1")
+            .bind(subscriber_id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| Ok(row.try_get("body")?)).transpose()
+    }
+
+    /// Keeps a sealed backup object (hex in TEXT, portable to both engines).
+    pub async fn put_backup_object(
+        &self,
+        subscriber_id: Uuid,
+        kind: &str,
+        name: &str,
+        body: &[u8],
+        now: UnixMillis,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO backup_objects (subscriber_id, kind, name, body, size, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (subscriber_id, kind, name) DO UPDATE SET body = excluded.body, size = excluded.size",
+        )
+        .bind(subscriber_id.to_string())
+        .bind(kind)
+        .bind(name)
+        .bind(hex::encode(body))
+        .bind(to_i64(body.len() as u64))
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn backup_object(
+        &self,
+        subscriber_id: Uuid,
+        kind: &str,
+        name: &str,
+    ) -> Result<Option<Vec<u8>>> {
+        let row = sqlx::query(
+            "SELECT body FROM backup_objects WHERE subscriber_id = $1 AND kind = $2 AND name = $3",
+        )
+        .bind(subscriber_id.to_string())
+        .bind(kind)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            hex::decode(row.try_get::<String, _>("body")?)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))
+        })
+        .transpose()
+    }
+
+    pub async fn backup_object_names(
+        &self,
+        subscriber_id: Uuid,
+        kind: &str,
+    ) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT name FROM backup_objects WHERE subscriber_id = $1 AND kind = $2 ORDER BY name",
+        )
+        .bind(subscriber_id.to_string())
+        .bind(kind)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|row| Ok(row.try_get("name")?)).collect()
+    }
+
+    /// Deletes a backup object; whether there was one.
+    pub async fn delete_backup_object(
+        &self,
+        subscriber_id: Uuid,
+        kind: &str,
+        name: &str,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "DELETE FROM backup_objects WHERE subscriber_id = $1 AND kind = $2 AND name = $3",
+        )
+        .bind(subscriber_id.to_string())
+        .bind(kind)
+        .bind(name)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     /// Devices that hold, or are to hold, this content for any subscriber.

@@ -1112,3 +1112,214 @@ async fn holder_state(hub: &TestHub, owner: &str, hash: &str) -> String {
         .unwrap_or_default()
         .to_owned()
 }
+
+#[tokio::test]
+async fn the_wrapped_key_and_backup_objects_are_kept_for_their_owner_only() {
+    for hub in hubs().await {
+        let ada = hub.signup("ada@example.org").await;
+        let bob = hub.signup("bob@example.org").await;
+        let (_, ada_pc) = hub.device(&ada, "ada-pc").await;
+
+        let none = hub
+            .call(Method::GET, "/v1/backup/key", Some(&ada), None)
+            .await;
+        assert_eq!(
+            (none.status, none.code()),
+            (StatusCode::NOT_FOUND, "not_found")
+        );
+        let put = hub
+            .call(
+                Method::PUT,
+                "/v1/backup/key",
+                Some(&ada_pc),
+                Some(json!({"wrapped": "{\"v\":1}"})),
+            )
+            .await;
+        assert_eq!(put.status, StatusCode::NO_CONTENT);
+        let got = hub
+            .call(Method::GET, "/v1/backup/key", Some(&ada), None)
+            .await;
+        assert_eq!(got.body["wrapped"], "{\"v\":1}");
+        assert_eq!(
+            hub.call(Method::GET, "/v1/backup/key", Some(&bob), None)
+                .await
+                .status,
+            StatusCode::NOT_FOUND
+        );
+        let empty = hub
+            .call(
+                Method::PUT,
+                "/v1/backup/key",
+                Some(&ada),
+                Some(json!({"wrapped": ""})),
+            )
+            .await;
+        assert_eq!(empty.code(), "validation_failed");
+
+        let object = |method: Method, path: &str, token: &str, body: Vec<u8>| {
+            Request::builder()
+                .method(method)
+                .uri(path.to_owned())
+                .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                .body(Body::from(body))
+                .expect("request")
+        };
+        let stored = hub
+            .send(object(
+                Method::PUT,
+                "/v1/backup/objects/snapshot/0abc",
+                &ada_pc,
+                b"sealed bytes".to_vec(),
+            ))
+            .await;
+        assert_eq!(stored.status, StatusCode::NO_CONTENT);
+        let read = hub
+            .send(object(
+                Method::GET,
+                "/v1/backup/objects/snapshot/0abc",
+                &ada,
+                Vec::new(),
+            ))
+            .await;
+        assert_eq!(
+            (read.status, read.bytes),
+            (StatusCode::OK, b"sealed bytes".to_vec())
+        );
+        let listed = hub
+            .call(Method::GET, "/v1/backup/objects/snapshot", Some(&ada), None)
+            .await;
+        assert_eq!(listed.body, json!(["0abc"]));
+        // Bob sees nothing of Ada's, and cannot delete it.
+        assert_eq!(
+            hub.call(Method::GET, "/v1/backup/objects/snapshot", Some(&bob), None)
+                .await
+                .body,
+            json!([])
+        );
+        for method in [Method::GET, Method::DELETE] {
+            let reply = hub
+                .send(object(
+                    method,
+                    "/v1/backup/objects/snapshot/0abc",
+                    &bob,
+                    Vec::new(),
+                ))
+                .await;
+            assert_eq!(
+                (reply.status, reply.code()),
+                (StatusCode::NOT_FOUND, "not_found")
+            );
+        }
+        for (path, code) in [
+            ("/v1/backup/objects/secrets/0abc", "bad_request"),
+            ("/v1/backup/objects/snapshot/NOT-HEX", "bad_request"),
+        ] {
+            assert_eq!(
+                hub.send(object(Method::PUT, path, &ada, b"x".to_vec()))
+                    .await
+                    .code(),
+                code,
+                "{path}"
+            );
+        }
+        let huge = hub
+            .send(object(
+                Method::PUT,
+                "/v1/backup/objects/index/01",
+                &ada,
+                vec![0; (16 << 20) + 1],
+            ))
+            .await;
+        assert_eq!(
+            (huge.status, huge.code()),
+            (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+        );
+        let deleted = hub
+            .send(object(
+                Method::DELETE,
+                "/v1/backup/objects/snapshot/0abc",
+                &ada,
+                Vec::new(),
+            ))
+            .await;
+        assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+        assert_eq!(
+            hub.call(Method::GET, "/v1/backup/objects/snapshot", Some(&ada), None)
+                .await
+                .body,
+            json!([])
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_shards_of_a_pack_go_to_distinct_subscribers_never_the_owner() {
+    for hub in hubs().await {
+        let ada = hub.signup("ada@example.org").await;
+        let (_, ada_pc) = hub.device(&ada, "ada-pc").await;
+        let (_, ada_laptop) = hub.device(&ada, "ada-laptop").await;
+        hub.heartbeat(&ada_laptop, report()).await;
+        let mut owners = std::collections::HashMap::new();
+        for who in ["bob", "carol", "dave"] {
+            let session = hub.signup(&format!("{who}@example.org")).await;
+            for n in 0..2 {
+                let (id, token) = hub.device(&session, &format!("{who}-{n}")).await;
+                hub.heartbeat(&token, report()).await;
+                owners.insert(id, who);
+            }
+        }
+        let pack = "ab".repeat(32);
+        let mut holders = Vec::new();
+        for shard in 0..3u8 {
+            let content = vec![shard; 1000];
+            let hash = blake3::hash(&content).to_hex().to_string();
+            assert_eq!(
+                hub.upload(&ada_pc, &content).await.status,
+                StatusCode::CREATED
+            );
+            let placed = hub
+                .call(
+                    Method::POST,
+                    "/v1/placements",
+                    Some(&ada_pc),
+                    Some(json!({"hash": hash, "copies": 1, "pack": pack})),
+                )
+                .await;
+            assert_eq!(placed.status, StatusCode::ACCEPTED, "{}", placed.body);
+            let holder = placed.body["holders"][0]["device_id"]
+                .as_str()
+                .expect("a holder")
+                .to_owned();
+            holders.push(owners.get(&holder).copied().unwrap_or("ada"));
+        }
+        holders.sort();
+        assert_eq!(
+            holders,
+            ["bob", "carol", "dave"],
+            "one shard per subscriber, none on Ada's own devices"
+        );
+
+        // A fourth shard has nowhere to go: every other subscriber holds one already.
+        let content = vec![9u8; 1000];
+        let hash = blake3::hash(&content).to_hex().to_string();
+        hub.upload(&ada_pc, &content).await;
+        let placed = hub
+            .call(
+                Method::POST,
+                "/v1/placements",
+                Some(&ada_pc),
+                Some(json!({"hash": hash, "copies": 1, "pack": pack})),
+            )
+            .await;
+        assert_eq!(placed.body["holders"], json!([]));
+        let bad = hub
+            .call(
+                Method::POST,
+                "/v1/placements",
+                Some(&ada_pc),
+                Some(json!({"hash": hash, "copies": 1, "pack": "Not Hex"})),
+            )
+            .await;
+        assert_eq!(bad.code(), "validation_failed");
+    }
+}
