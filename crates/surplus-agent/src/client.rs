@@ -288,6 +288,72 @@ impl HubClient {
             .await
     }
 
+    /// Asks for a blob back (its holders upload it when the hub no longer has it).
+    pub async fn retrieve_blob(
+        &self,
+        token: &str,
+        hash: &str,
+    ) -> Result<surplus_protocol::Retrieval> {
+        self.json(self.request(
+            Method::POST,
+            &format!("/v1/blobs/{hash}/retrieve"),
+            Some(token),
+        ))
+        .await
+    }
+
+    /// Gets a blob back into `path`: asks for it, waits up to `wait` for a holder to send it to
+    /// the hub, downloads it and checks its hash. The file appears only once it is whole.
+    pub async fn fetch_blob_to(
+        &self,
+        token: &str,
+        hash: &str,
+        path: &std::path::Path,
+        wait: Duration,
+    ) -> Result<u64> {
+        use tokio::io::AsyncWriteExt;
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut backoff = Duration::from_millis(200);
+        while !self.retrieve_blob(token, hash).await?.staged {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ClientError::Unexpected {
+                    status: StatusCode::GATEWAY_TIMEOUT,
+                    detail: format!(
+                        "no holder of {hash} sent it back within {}s; its holders may be offline",
+                        wait.as_secs()
+                    ),
+                });
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+        let io = |error: std::io::Error| ClientError::File {
+            path: path.to_owned(),
+            source: error,
+        };
+        let temp = path.with_extension("surplus-part");
+        let mut stream = self.download_blob(token, hash).await?;
+        let mut file = tokio::fs::File::create(&temp).await.map_err(io)?;
+        let mut hasher = blake3::Hasher::new();
+        let mut size = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(io)?;
+            hasher.update(&chunk);
+            size += chunk.len() as u64;
+            file.write_all(&chunk).await.map_err(io)?;
+        }
+        file.sync_all().await.map_err(io)?;
+        if hasher.finalize().to_hex().as_str() != hash {
+            let _ = tokio::fs::remove_file(&temp).await;
+            return Err(ClientError::Unexpected {
+                status: StatusCode::OK,
+                detail: format!("what came back does not hash to {hash}"),
+            });
+        }
+        tokio::fs::rename(&temp, path).await.map_err(io)?;
+        Ok(size)
+    }
+
     pub async fn place_blob(&self, token: &str, hash: &str, copies: u32) -> Result<Placement> {
         self.post(
             "/v1/placements",

@@ -576,7 +576,10 @@ async fn execute_loop(
                 transfer_task.abort();
                 return Ok(());
             }
-            if matches!(instruction.kind, InstructionKind::StoreBlob { .. }) {
+            if matches!(
+                instruction.kind,
+                InstructionKind::StoreBlob { .. } | InstructionKind::UploadBlob { .. }
+            ) {
                 // Redelivered while still queued or running here: nothing to add.
                 if in_flight
                     .lock()
@@ -704,6 +707,7 @@ async fn execute(shared: &Arc<Shared>, instruction: &Instruction) -> Option<Inst
                 None => failed(FailureCode::NotFound, "this device has no vault"),
             })
         }
+        InstructionKind::UploadBlob { hash } => upload_blob(shared, hash).await,
         InstructionKind::Unsupported => Some(failed(
             FailureCode::Unsupported,
             "this agent does not know that instruction; update it",
@@ -802,6 +806,47 @@ async fn store_blob(shared: &Arc<Shared>, hash: &str, size: u64) -> Option<Instr
         }),
         Some(Err(error)) => Some(failed(error.failure_code(), error.to_string())),
         None => Some(failed(FailureCode::NoConsent, "this device has no vault")),
+    }
+}
+
+/// Sends a blob the vault keeps back to the hub's staging store. The vault verifies it first: a
+/// blob altered on this disk is reported as corrupt, never sent.
+async fn upload_blob(shared: &Arc<Shared>, hash: &str) -> Option<InstructionResult> {
+    let owned_hash = hash.to_owned();
+    let opened = with_vault(shared, move |vault| vault.open_verified(&owned_hash)).await;
+    let file = match opened {
+        Some(Ok(file)) => file,
+        Some(Err(error)) => return Some(failed(error.failure_code(), error.to_string())),
+        None => return Some(failed(FailureCode::NotFound, "this device has no vault")),
+    };
+    let size = match file.metadata() {
+        Ok(meta) => meta.len(),
+        Err(error) => return Some(failed(FailureCode::Io, error.to_string())),
+    };
+    let mut file = tokio::fs::File::from_std(file);
+    if let Err(error) = tokio::io::AsyncSeekExt::seek(&mut file, std::io::SeekFrom::Start(0)).await
+    {
+        return Some(failed(FailureCode::Io, error.to_string()));
+    }
+    let rate = shared.settings().bandwidth_bytes_per_second;
+    let stream = crate::client::throttle(tokio_util::io::ReaderStream::new(file), rate);
+    match shared
+        .client
+        .upload_blob(
+            &shared.token,
+            hash,
+            size,
+            reqwest::Body::wrap_stream(stream),
+        )
+        .await
+    {
+        Ok(_) => Some(InstructionResult::Uploaded {
+            hash: hash.to_owned(),
+        }),
+        Err(error) => {
+            tracing::warn!(%error, "uploading a blob failed; will try again");
+            None
+        }
     }
 }
 

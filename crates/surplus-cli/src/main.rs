@@ -123,6 +123,15 @@ enum BlobCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Get a blob back into a file (its holders send it to the hub if the hub has no copy).
+    Get {
+        hash: String,
+        #[arg(long)]
+        out: PathBuf,
+        /// Seconds to wait for a holder to send it.
+        #[arg(long, default_value_t = 120)]
+        wait: u64,
+    },
     /// Where a blob is kept.
     Status {
         hash: String,
@@ -739,6 +748,13 @@ async fn blob(context: &Local, command: BlobCommand) -> anyhow::Result<()> {
                 blob.hash
             );
             placement
+        }
+        BlobCommand::Get { hash, out, wait } => {
+            let size = client
+                .fetch_blob_to(&token, &hash, &out, Duration::from_secs(wait))
+                .await?;
+            println!("got {hash} back into {} ({})", out.display(), Size(size));
+            return Ok(());
         }
         BlobCommand::Status { hash, json } => {
             let placement = client.placement(&token, &hash).await?;

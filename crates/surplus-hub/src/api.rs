@@ -68,6 +68,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/device/instructions", get(poll_instructions))
         .route("/device/instructions/{id}/ack", post(acknowledge))
         .route("/blobs/{hash}", put(upload_blob).get(download_blob))
+        .route("/blobs/{hash}/retrieve", post(retrieve_blob))
         .route("/placements", post(place_blob))
         .route("/placements/{hash}", get(get_placement))
         .route("/backup/key", put(put_wrapped_key).get(get_wrapped_key))
@@ -558,11 +559,17 @@ async fn upload_blob(
             "blobs may be at most {limit} bytes"
         )));
     }
+    // A holder sending back what it keeps for someone (a restore, a move) stages it for its
+    // owners; it does not become an owner.
+    let returning = match caller.device_id() {
+        Some(device) => hub.store.device_allocated_blob(device, &hash).await?,
+        None => false,
+    };
     // What waits in staging counts against the plan, so that nobody can fill the hub's disk.
     let subscriber = hub.store.subscriber(caller.subscriber_id()).await?;
     let allowance = subscriber.plan.limits().stored_bytes;
     let staged = hub.store.staged_bytes(subscriber.id).await?;
-    if staged.saturating_add(declared) > allowance {
+    if !returning && staged.saturating_add(declared) > allowance {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             ErrorCode::QuotaExceeded,
@@ -598,16 +605,74 @@ async fn upload_blob(
         }
         Err(other) => return Err(ApiError::internal(other)),
     };
-    hub.store
-        .record_blob(
-            &hash,
-            size,
-            caller.subscriber_id(),
-            caller.device_id(),
-            now_ms(),
-        )
-        .await?;
+    if returning {
+        hub.store.set_blob_staged(&hash, true).await?;
+    } else {
+        hub.store
+            .record_blob(
+                &hash,
+                size,
+                caller.subscriber_id(),
+                caller.device_id(),
+                now_ms(),
+            )
+            .await?;
+    }
     Ok((StatusCode::CREATED, Json(BlobRef { hash, size })))
+}
+
+/// Asks for a blob back: if the hub no longer has it staged, its holders are told to upload it.
+/// Download it with `GET /v1/blobs/{hash}` once `staged` is true.
+#[utoipa::path(post, path = "/v1/blobs/{hash}/retrieve", params(("hash" = String, Path)),
+    responses((status = 202, body = surplus_protocol::Retrieval), (status = 404, body = surplus_protocol::ErrorBody)),
+    security(("session" = []), ("device" = [])))]
+async fn retrieve_blob(
+    State(hub): State<Arc<Hub>>,
+    caller: Caller,
+    Path(hash): Path<String>,
+) -> ApiResult<(StatusCode, Json<surplus_protocol::Retrieval>)> {
+    check_hash(&hash)?;
+    let subscriber = caller.subscriber_id();
+    let Some((_, staged)) = hub.store.owned_blob(&hash, subscriber).await? else {
+        return Err(ApiError::not_found(format!("no blob {hash} of yours")));
+    };
+    let mut requested_from = Vec::new();
+    if !staged {
+        for (allocation, device, state, _) in hub.store.blob_allocations(&hash, subscriber).await? {
+            use surplus_protocol::AllocationState::{Active, Evacuating};
+            if !matches!(state, Active | Evacuating) {
+                continue;
+            }
+            if !hub.store.upload_requested(device, &hash).await? {
+                let kind = surplus_protocol::InstructionKind::UploadBlob { hash: hash.clone() };
+                let now = now_ms();
+                let expires = now
+                    + i64::try_from(hub.settings.instruction_ttl.as_millis())
+                        .unwrap_or(i64::MAX / 2);
+                hub.store
+                    .enqueue(device, Some(allocation), &kind, now, expires)
+                    .await?;
+                hub.metrics.instructions_queued(kind.name());
+                hub.wake(device);
+            }
+            requested_from.push(device);
+        }
+        if requested_from.is_empty() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::Conflict,
+                format!("no holder keeps {hash} any more, and the hub has no copy"),
+            ));
+        }
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(surplus_protocol::Retrieval {
+            hash,
+            staged,
+            requested_from,
+        }),
+    ))
 }
 
 /// Downloads a staged blob: its owner's devices and session, or a device asked to hold it.

@@ -273,6 +273,16 @@ impl Hub {
                 }
                 Some((allocation, AllocationState::Failed))
             }
+            // A holder that cannot give back what it was to keep has lost it (or it was altered,
+            // which its vault detects): that copy no longer counts, and its placement reopens.
+            (
+                InstructionKind::UploadBlob { .. },
+                InstructionResult::Failed {
+                    code: FailureCode::NotFound | FailureCode::Corrupt,
+                    ..
+                },
+                Some(allocation),
+            ) => Some((allocation, AllocationState::Failed)),
             (
                 InstructionKind::DeleteBlob { .. },
                 InstructionResult::Deleted { .. }
@@ -292,6 +302,12 @@ impl Hub {
             return self
                 .late_acknowledgement(device_id, &row, &ack.result)
                 .await;
+        }
+        if let (Some((allocation, AllocationState::Failed)), InstructionKind::UploadBlob { hash }) =
+            (allocation, &row.instruction.kind)
+        {
+            tracing::warn!(%device_id, %hash, "a holder lost or altered a blob; finding it a new holder");
+            self.store.reopen_placement_of(allocation).await?;
         }
         if let (InstructionKind::ReportStatus, InstructionResult::Reported { report }) =
             (&row.instruction.kind, &ack.result)

@@ -961,6 +961,32 @@ impl Store {
             .collect()
     }
 
+    /// Reopens the placement an allocation served, so the scheduler finds the blob a new holder.
+    pub async fn reopen_placement_of(&self, allocation_id: Uuid) -> Result<()> {
+        sqlx::query(
+            "UPDATE placements SET satisfied_at = NULL WHERE EXISTS (SELECT 1 FROM allocations a \
+             WHERE a.id = $1 AND a.blob_hash = placements.hash AND a.subscriber_id = placements.subscriber_id)",
+        )
+        .bind(allocation_id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Whether a device already has an upload of this blob waiting or under way.
+    pub async fn upload_requested(&self, device_id: Uuid, hash: &str) -> Result<bool> {
+        let pattern = format!("%\"hash\":\"{hash}\"%");
+        Ok(sqlx::query(
+            "SELECT 1 AS one FROM instructions WHERE device_id = $1 AND kind = 'upload_blob' \
+             AND state IN ('queued', 'delivered') AND body LIKE $2",
+        )
+        .bind(device_id.to_string())
+        .bind(pattern)
+        .fetch_optional(&self.pool)
+        .await?
+        .is_some())
+    }
+
     /// The subscribers whose devices hold, or are to hold, a shard of the pack.
     pub async fn pack_holder_subscribers(
         &self,

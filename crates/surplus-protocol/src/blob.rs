@@ -67,3 +67,13 @@ pub fn is_object_name(name: &str) -> bool {
         && name.len() <= 64
         && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
+
+/// What asking for a blob back started.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Retrieval {
+    pub hash: BlobHash,
+    /// Whether the blob is in staging now, ready to download.
+    pub staged: bool,
+    /// The holders asked to upload it (none when it is staged already).
+    pub requested_from: Vec<Uuid>,
+}

@@ -35,6 +35,9 @@ pub enum InstructionKind {
         length: u64,
         nonce: String,
     },
+    /// Upload a blob from the vault back to the hub's staging store, for its owner to restore
+    /// from or for the hub to place elsewhere.
+    UploadBlob { hash: BlobHash },
     /// Send a fresh status report now.
     ReportStatus,
     /// A kind this agent does not know (from a newer hub). Acknowledged as unsupported.
@@ -49,6 +52,7 @@ impl InstructionKind {
             Self::StoreBlob { .. } => "store_blob",
             Self::DeleteBlob { .. } => "delete_blob",
             Self::VerifyBlob { .. } => "verify_blob",
+            Self::UploadBlob { .. } => "upload_blob",
             Self::ReportStatus => "report_status",
             Self::Unsupported => "unsupported",
         }
@@ -76,6 +80,7 @@ pub enum InstructionResult {
     Stored { hash: BlobHash, size: u64 },
     Deleted { hash: BlobHash },
     Verified { hash: BlobHash, digest: String },
+    Uploaded { hash: BlobHash },
     Reported { report: Box<StatusReport> },
     Failed { code: FailureCode, message: String },
 }
