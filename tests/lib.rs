@@ -220,6 +220,11 @@ pub struct Agent {
 pub const PASSWORD: &str = "a long enough password";
 
 impl Agent {
+    /// Sets an environment variable for this device's commands and agent.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.push((key.to_owned(), value.to_owned()));
+    }
+
     /// Runs `surplus --data-dir DIR ARGS`.
     pub fn cli(&self, args: &[&str]) -> Output {
         Command::new(binary("surplus"))

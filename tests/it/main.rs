@@ -2,6 +2,7 @@
 //! engine (SQLite, and PostgreSQL where the test script started one).
 
 mod admin;
+mod backup;
 mod resilience;
 mod storage;
 

@@ -319,29 +319,62 @@ fn a_blob_comes_back_from_its_holders_and_an_altered_copy_is_routed_around() {
             cluster.agent(index).wait_connected_after(0);
         }
         let (file, hash) = make_file(cluster.dir.path(), "precious", 500_000, 31);
-        cluster.agents[owner].ok(&["blob", "put", file.to_str().expect("utf-8"), "--copies", "2"]);
+        cluster.agents[owner].ok(&[
+            "blob",
+            "put",
+            file.to_str().expect("utf-8"),
+            "--copies",
+            "2",
+        ]);
         cluster.agents[owner].wait_placement(&hash, |p| {
-            p["staged"] == false && p["holders"].as_array().is_some_and(|h| h.iter().all(|x| x["state"] == "active"))
+            p["staged"] == false
+                && p["holders"]
+                    .as_array()
+                    .is_some_and(|h| h.iter().all(|x| x["state"] == "active"))
         });
 
         // Bob's copy is altered on his disk.
-        let bob_copy = cluster.agents[bob].data_dir.join(".vault/blobs").join(&hash[..2]).join(&hash);
+        let bob_copy = cluster.agents[bob]
+            .data_dir
+            .join(".vault/blobs")
+            .join(&hash[..2])
+            .join(&hash);
         let mut bytes = std::fs::read(&bob_copy).expect("bob's copy");
         bytes[1000] ^= 0x01;
         std::fs::write(&bob_copy, bytes).expect("alter");
 
         // The hub has no copy any more; the holders are asked, Carol's good copy comes back.
         let out = cluster.dir.path().join("restored");
-        cluster.agents[owner].ok(&["blob", "get", &hash, "--out", out.to_str().expect("utf-8"), "--wait", "60"]);
-        assert_eq!(std::fs::read(&out).expect("restored"), std::fs::read(&file).expect("original"));
+        cluster.agents[owner].ok(&[
+            "blob",
+            "get",
+            &hash,
+            "--out",
+            out.to_str().expect("utf-8"),
+            "--wait",
+            "60",
+        ]);
+        assert_eq!(
+            std::fs::read(&out).expect("restored"),
+            std::fs::read(&file).expect("original")
+        );
 
         // Bob's vault noticed: his copy no longer counts, and the hub looks for a new holder.
-        wait_for("bob's altered copy to be written off", Duration::from_secs(30), || {
-            let ledger = cluster.hub.admin_json(&["ledger"]);
-            ledger.as_array().is_some_and(|entries| {
-                entries.iter().any(|e| e["device_name"] == "bob-pc" && e["state"] == "failed")
-            })
-        });
-        assert!(cluster.agents[bob].log().contains("corrupt"), "bob's agent reported the corruption");
+        wait_for(
+            "bob's altered copy to be written off",
+            Duration::from_secs(30),
+            || {
+                let ledger = cluster.hub.admin_json(&["ledger"]);
+                ledger.as_array().is_some_and(|entries| {
+                    entries
+                        .iter()
+                        .any(|e| e["device_name"] == "bob-pc" && e["state"] == "failed")
+                })
+            },
+        );
+        assert!(
+            cluster.agents[bob].log().contains("corrupt"),
+            "bob's agent reported the corruption"
+        );
     });
 }

@@ -288,6 +288,86 @@ impl HubClient {
             .await
     }
 
+    /// A whole blob from staging, in memory (for shards, a few MiB each).
+    pub async fn download_bytes(&self, token: &str, hash: &str) -> Result<Vec<u8>> {
+        let response = self
+            .send(self.request(Method::GET, &format!("/v1/blobs/{hash}"), Some(token)))
+            .await?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|source| ClientError::Transport {
+                url: self.base.clone(),
+                source,
+            })?;
+        Ok(bytes.to_vec())
+    }
+
+    pub async fn put_wrapped_key(&self, token: &str, wrapped: &str) -> Result<()> {
+        let body = surplus_protocol::WrappedKeyBody {
+            wrapped: wrapped.to_owned(),
+        };
+        self.send(
+            self.request(Method::PUT, "/v1/backup/key", Some(token))
+                .json(&body),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The escrowed wrapped key, or `None` if there is none yet.
+    pub async fn wrapped_key(&self, token: &str) -> Result<Option<String>> {
+        match self
+            .json::<surplus_protocol::WrappedKeyBody>(self.request(
+                Method::GET,
+                "/v1/backup/key",
+                Some(token),
+            ))
+            .await
+        {
+            Ok(body) => Ok(Some(body.wrapped)),
+            Err(error) if error.code() == Some(surplus_protocol::ErrorCode::NotFound) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    pub async fn put_object(
+        &self,
+        token: &str,
+        kind: &str,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> Result<()> {
+        let path = format!("/v1/backup/objects/{kind}/{name}");
+        self.send(self.request(Method::PUT, &path, Some(token)).body(bytes))
+            .await?;
+        Ok(())
+    }
+
+    pub async fn get_object(&self, token: &str, kind: &str, name: &str) -> Result<Vec<u8>> {
+        let path = format!("/v1/backup/objects/{kind}/{name}");
+        let response = self
+            .send(self.request(Method::GET, &path, Some(token)))
+            .await?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|source| ClientError::Transport {
+                url: self.base.clone(),
+                source,
+            })?;
+        Ok(bytes.to_vec())
+    }
+
+    pub async fn list_objects(&self, token: &str, kind: &str) -> Result<Vec<String>> {
+        self.json(self.request(
+            Method::GET,
+            &format!("/v1/backup/objects/{kind}"),
+            Some(token),
+        ))
+        .await
+    }
+
     /// Asks for a blob back (its holders upload it when the hub no longer has it).
     pub async fn retrieve_blob(
         &self,
@@ -355,13 +435,28 @@ impl HubClient {
     }
 
     pub async fn place_blob(&self, token: &str, hash: &str, copies: u32) -> Result<Placement> {
+        self.place(token, hash, copies, None).await
+    }
+
+    /// Places a blob as a shard of `pack`: on another subscriber's device than any other shard.
+    pub async fn place_shard(&self, token: &str, hash: &str, pack: &str) -> Result<Placement> {
+        self.place(token, hash, 1, Some(pack)).await
+    }
+
+    async fn place(
+        &self,
+        token: &str,
+        hash: &str,
+        copies: u32,
+        pack: Option<&str>,
+    ) -> Result<Placement> {
         self.post(
             "/v1/placements",
             Some(token),
             &PlaceBlobRequest {
                 hash: hash.to_owned(),
                 copies,
-                pack: None,
+                pack: pack.map(str::to_owned),
             },
         )
         .await

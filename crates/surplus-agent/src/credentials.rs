@@ -195,6 +195,9 @@ enum Store {
 struct CredentialFile {
     device: Option<DeviceCredential>,
     session: Option<SessionCredential>,
+    /// The subscriber's backup master key, hex.
+    #[serde(default)]
+    backup_key: Option<String>,
 }
 
 /// The two things kept, named as in keyring entries.
@@ -202,6 +205,7 @@ struct CredentialFile {
 enum Kind {
     Device,
     Session,
+    BackupKey,
 }
 
 impl Kind {
@@ -209,6 +213,7 @@ impl Kind {
         match self {
             Kind::Device => "device",
             Kind::Session => "session",
+            Kind::BackupKey => "backup-key",
         }
     }
 }
@@ -309,6 +314,33 @@ impl CredentialStore {
             Store::File { path } => {
                 update_file(path, |file| file.session = Some(credential.clone()))
             }
+        }
+    }
+
+    /// The subscriber's backup master key (32 bytes), once the first backup made it or a restore
+    /// on a new device recovered it.
+    pub fn backup_key(&self) -> Result<Option<[u8; 32]>, CredentialError> {
+        let hex: Option<String> = match &self.store {
+            Store::Keyring { scope } => keyring_get(&keyring_user(Kind::BackupKey, scope))?,
+            Store::File { path } => read_file(path)?.backup_key,
+        };
+        Ok(hex.and_then(|hex| {
+            (0..hex.len())
+                .step_by(2)
+                .map(|i| {
+                    hex.get(i..i + 2)
+                        .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+                })
+                .collect::<Option<Vec<u8>>>()
+                .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+        }))
+    }
+
+    pub fn set_backup_key(&self, key: &[u8; 32]) -> Result<(), CredentialError> {
+        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        match &self.store {
+            Store::Keyring { scope } => keyring_set(&keyring_user(Kind::BackupKey, scope), &hex),
+            Store::File { path } => update_file(path, |file| file.backup_key = Some(hex.clone())),
         }
     }
 
@@ -469,7 +501,7 @@ fn update_file(
 ) -> Result<(), CredentialError> {
     let mut file = read_file(path)?;
     change(&mut file);
-    if file.device.is_none() && file.session.is_none() {
+    if file.device.is_none() && file.session.is_none() && file.backup_key.is_none() {
         return match std::fs::remove_file(path) {
             Ok(()) => Ok(()),
             Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),

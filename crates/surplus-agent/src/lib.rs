@@ -9,6 +9,7 @@
 //! where there is none, in a private file. [`client`] speaks
 //! the hub's API, and [`worker`] runs the heartbeats and carries out the hub's instructions.
 
+pub mod backup;
 pub mod client;
 pub mod credentials;
 pub mod probe;

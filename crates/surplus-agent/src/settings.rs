@@ -104,6 +104,15 @@ pub struct Settings {
     pub storage: StorageSettings,
     pub compute: ComputeSettings,
     pub pause: PauseState,
+    pub backup: BackupSettings,
+}
+
+/// What to back up.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackupSettings {
+    /// The folders backed up, as absolute paths.
+    pub folders: Vec<PathBuf>,
 }
 
 /// How much disk the vault may take, and where it lives.
@@ -783,6 +792,9 @@ mod tests {
             },
             pause: PauseState::Until {
                 until: 1_700_000_000_000,
+            },
+            backup: BackupSettings {
+                folders: vec![PathBuf::from("/home/ann/photos")],
             },
         };
         Settings::default().save(&data).expect("save defaults");

@@ -278,9 +278,10 @@ impl<S: Store> Repository<S> {
                             })
                     })
                     .collect::<Result<_, _>>()?;
+                let (names, needed) = (entry.shards.clone(), usize::from(entry.coding.data));
                 let shards = self
                     .store
-                    .get_shards(&location.pack)
+                    .get_shards(&location.pack, &names, needed)
                     .map_err(BackupError::Store)?;
                 let pack = erasure::rebuild(&expected, shards.iter().map(Vec::as_slice))?;
                 if self.cached_packs.len() == CACHED_PACKS {
@@ -308,6 +309,38 @@ impl<S: Store> Repository<S> {
                 detail: e.to_string(),
             })?,
         )
+    }
+
+    /// The packs a snapshot's trees and files are in.
+    pub fn packs_of(
+        &mut self,
+        snapshot: &Snapshot,
+    ) -> Result<std::collections::BTreeSet<String>, BackupError> {
+        let mut packs = std::collections::BTreeSet::new();
+        let mut pending: Vec<Node> = snapshot.roots.iter().map(|r| r.node.clone()).collect();
+        while let Some(node) = pending.pop() {
+            match node.kind {
+                NodeKind::Dir { tree } => {
+                    packs.extend(self.index.get(&tree).map(|l| l.pack.clone()));
+                    pending.extend(self.read_tree(&tree)?.nodes);
+                }
+                NodeKind::File { chunks, .. } => {
+                    packs.extend(
+                        chunks
+                            .iter()
+                            .filter_map(|c| self.index.get(c))
+                            .map(|l| l.pack.clone()),
+                    );
+                }
+                NodeKind::Symlink { .. } => {}
+            }
+        }
+        Ok(packs)
+    }
+
+    /// The hashes of a pack's shards, in index order.
+    pub fn shards_of(&self, pack: &str) -> Option<&[String]> {
+        self.packs.get(pack).map(|entry| entry.shards.as_slice())
     }
 
     /// Every snapshot, oldest first.

@@ -29,9 +29,15 @@ impl ObjectKind {
 pub trait Store {
     /// Keeps a pack's shards, in index order.
     fn put_shards(&mut self, pack: &str, shards: &[Vec<u8>]) -> io::Result<()>;
-    /// Whatever shards of a pack can be had, in any order. Some may be missing or altered: the
+    /// Whatever shards of a pack can be had, in any order: at least `needed` if it can be done.
+    /// `hashes` are the shards' names, in index order. Some shards may be missing or altered: the
     /// engine checks them against their hashes.
-    fn get_shards(&mut self, pack: &str) -> io::Result<Vec<Vec<u8>>>;
+    fn get_shards(
+        &mut self,
+        pack: &str,
+        hashes: &[String],
+        needed: usize,
+    ) -> io::Result<Vec<Vec<u8>>>;
     fn put_object(&mut self, kind: ObjectKind, name: &str, bytes: &[u8]) -> io::Result<()>;
     fn get_object(&mut self, kind: ObjectKind, name: &str) -> io::Result<Vec<u8>>;
     fn list_objects(&mut self, kind: ObjectKind) -> io::Result<Vec<String>>;
@@ -70,7 +76,12 @@ impl Store for LocalStore {
         Ok(())
     }
 
-    fn get_shards(&mut self, pack: &str) -> io::Result<Vec<Vec<u8>>> {
+    fn get_shards(
+        &mut self,
+        pack: &str,
+        _hashes: &[String],
+        _needed: usize,
+    ) -> io::Result<Vec<Vec<u8>>> {
         let mut shards = Vec::new();
         for entry in std::fs::read_dir(self.pack_dir(pack))? {
             shards.push(std::fs::read(entry?.path())?);

@@ -10,11 +10,14 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
+use surplus_agent::backup::HubStore;
 use surplus_agent::client::HubClient;
 use surplus_agent::credentials::{CredentialStore, DeviceCredential, SessionCredential};
 use surplus_agent::probe::{OverrideProbe, SystemProbe};
 use surplus_agent::settings::{self, Settings, Size, format_size, format_window};
 use surplus_agent::worker::{AgentState, Worker, WorkerOptions};
+use surplus_backup::erasure::Coding;
+use surplus_backup::repo::Repository;
 use surplus_protocol::{Credentials, PauseState, UnixMillis};
 
 #[derive(Debug, Parser)]
@@ -90,8 +93,37 @@ enum Command {
     /// Keep a file on other devices' vaults through the hub.
     #[command(subcommand)]
     Blob(BlobCommand),
+    /// Choose the folders to back up, or back them up now.
+    #[command(subcommand)]
+    Backup(BackupCommand),
+    /// List the snapshots: when, what, and whether every shard is on its holders.
+    Snapshots {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore a snapshot (or `latest`) under DIR, as DIR/<folder name>/...
+    Restore {
+        snapshot: String,
+        /// Only this path of the snapshot, as <folder name>/sub/path.
+        #[arg(long)]
+        path: Option<PathBuf>,
+        #[arg(long)]
+        target: PathBuf,
+    },
     /// Run the agent in the foreground: heartbeats and the hub's instructions.
     Agent,
+}
+
+#[derive(Debug, Subcommand)]
+enum BackupCommand {
+    /// Back this folder up from now on.
+    Add { path: PathBuf },
+    /// Stop backing this folder up (its snapshots stay).
+    Remove { path: PathBuf },
+    /// The folders backed up.
+    List,
+    /// Back the folders up now: encrypted here, erasure-coded, stored on other devices.
+    Now,
 }
 
 #[derive(Debug, Subcommand)]
@@ -389,6 +421,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Blob(command) => blob(&context, command).await,
+        Command::Backup(command) => backup(&context, command).await,
+        Command::Snapshots { json } => snapshots(&context, json).await,
+        Command::Restore {
+            snapshot,
+            path,
+            target,
+        } => restore(&context, &snapshot, path, &target).await,
         Command::Agent => agent(&context).await,
     }
 }
@@ -777,6 +816,216 @@ async fn blob(context: &Local, command: BlobCommand) -> anyhow::Result<()> {
     for holder in placement.holders {
         println!("  {} on device {}", holder.state.as_str(), holder.device_id);
     }
+    Ok(())
+}
+
+/// The recovery passphrase from `SURPLUS_PASSPHRASE`, or typed at a prompt (twice when it is
+/// being chosen).
+fn passphrase(choosing: bool) -> Option<String> {
+    if let Ok(passphrase) = std::env::var("SURPLUS_PASSPHRASE") {
+        return Some(passphrase);
+    }
+    if !std::io::stdin().is_terminal() {
+        return None;
+    }
+    let prompt = if choosing {
+        "Choose a recovery passphrase: "
+    } else {
+        "Recovery passphrase: "
+    };
+    let passphrase = rpassword::prompt_password(prompt).ok()?;
+    if choosing && rpassword::prompt_password("The passphrase again: ").ok()? != passphrase {
+        eprintln!("surplus: the passphrases differ");
+        return None;
+    }
+    Some(passphrase)
+}
+
+/// A repository over the hub for this subscriber, opened off the async runtime by `work`.
+async fn with_repository<T: Send + 'static>(
+    context: &Local,
+    work: impl FnOnce(
+        &mut Repository<HubStore>,
+        &HubClient,
+        &str,
+        &tokio::runtime::Handle,
+    ) -> anyhow::Result<T>
+    + Send
+    + 'static,
+) -> anyhow::Result<T> {
+    let client = context.client()?;
+    let token = context.any_token()?;
+    let credentials = context.credentials()?;
+    let key = surplus_agent::backup::master_key(&credentials, &client, &token, passphrase).await?;
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let store = HubStore::new(client.clone(), token.clone(), handle.clone());
+        let mut repository = Repository::open(store, &key, default_coding())?;
+        work(&mut repository, &client, &token, &handle)
+    })
+    .await?
+}
+
+/// Until the hub suggests a coding from the holders it has, a full copy on each of two holders.
+fn default_coding() -> Coding {
+    Coding::for_holders(2).unwrap_or(Coding { data: 1, parity: 1 })
+}
+
+async fn backup(context: &Local, command: BackupCommand) -> anyhow::Result<()> {
+    match command {
+        BackupCommand::Add { path } => {
+            let path = std::path::absolute(&path)?;
+            if !path.is_dir() {
+                bail!("{} is not a folder", path.display());
+            }
+            let settings = context.update(|s| {
+                if !s.backup.folders.contains(&path) {
+                    s.backup.folders.push(path.clone());
+                }
+            })?;
+            println!("backing up {} folder(s)", settings.backup.folders.len());
+        }
+        BackupCommand::Remove { path } => {
+            let path = std::path::absolute(&path)?;
+            let before = context.settings()?.backup.folders.len();
+            let settings = context.update(|s| s.backup.folders.retain(|f| *f != path))?;
+            if settings.backup.folders.len() == before {
+                bail!(
+                    "{} is not among the folders backed up (see `surplus backup list`)",
+                    path.display()
+                );
+            }
+            println!("no longer backing up {}", path.display());
+        }
+        BackupCommand::List => {
+            for folder in context.settings()?.backup.folders {
+                println!("{}", folder.display());
+            }
+        }
+        BackupCommand::Now => {
+            let folders = context.settings()?.backup.folders;
+            if folders.is_empty() {
+                bail!("no folders to back up: add one with `surplus backup add PATH`");
+            }
+            let host = context
+                .settings()?
+                .device_name
+                .unwrap_or_else(|| "this device".to_owned());
+            let started = std::time::Instant::now();
+            let report = with_repository(context, move |repository, _, _, _| {
+                let parent = repository.snapshots()?.pop().map(|(_, s)| s);
+                let now = surplus_agent::worker::now_ms();
+                Ok(repository.backup(&folders, &host, now, parent.as_ref())?)
+            })
+            .await?;
+            let summary = report.snapshot.map(|s| s.summary).unwrap_or_default();
+            let seconds = started.elapsed().as_secs_f64();
+            println!(
+                "snapshot {}: {} files, {} ({} new, {} files unchanged) in {seconds:.1}s",
+                report.snapshot_id,
+                summary.files,
+                Size(summary.bytes),
+                Size(summary.new_bytes),
+                summary.unchanged_files
+            );
+            for (path, reason) in &report.skipped {
+                eprintln!("surplus: not backed up: {}: {reason}", path.display());
+            }
+            if !report.skipped.is_empty() {
+                bail!("{} path(s) could not be backed up", report.skipped.len());
+            }
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, serde::Serialize)]
+struct SnapshotView {
+    id: String,
+    time: UnixMillis,
+    hostname: String,
+    files: u64,
+    bytes: u64,
+    /// `uploading`, `uploaded` (every shard at the hub or on a holder) or `protected` (every
+    /// shard on its holder).
+    state: &'static str,
+}
+
+async fn snapshots(context: &Local, json: bool) -> anyhow::Result<()> {
+    let views = with_repository(context, |repository, client, token, handle| {
+        let mut views = Vec::new();
+        for (id, snapshot) in repository.snapshots()? {
+            let mut state = "protected";
+            for pack in repository.packs_of(&snapshot)? {
+                for hash in repository.shards_of(&pack).unwrap_or_default() {
+                    let placement = handle.block_on(client.placement(token, hash))?;
+                    let held = placement
+                        .holders
+                        .iter()
+                        .any(|h| h.state == surplus_protocol::AllocationState::Active);
+                    if !held && !placement.staged {
+                        state = "uploading";
+                    } else if !held && state == "protected" {
+                        state = "uploaded";
+                    }
+                }
+            }
+            views.push(SnapshotView {
+                id,
+                time: snapshot.time,
+                hostname: snapshot.hostname,
+                files: snapshot.summary.files,
+                bytes: snapshot.summary.bytes,
+                state,
+            });
+        }
+        Ok(views)
+    })
+    .await?;
+    if json {
+        return print_json(&views);
+    }
+    println!(
+        "{:<16} {:<20} {:<16} {:>7} {:>10}  STATE",
+        "ID", "TIME", "HOST", "FILES", "SIZE"
+    );
+    for v in views {
+        println!(
+            "{:<16} {:<20} {:<16} {:>7} {:>10}  {}",
+            v.id,
+            time(Some(v.time)),
+            v.hostname,
+            v.files,
+            Size(v.bytes).to_string(),
+            v.state
+        );
+    }
+    Ok(())
+}
+
+async fn restore(
+    context: &Local,
+    snapshot: &str,
+    path: Option<PathBuf>,
+    target: &std::path::Path,
+) -> anyhow::Result<()> {
+    let wanted = snapshot.to_owned();
+    let target = std::path::absolute(target)?;
+    let shown = target.clone();
+    let bytes = with_repository(context, move |repository, _, _, _| {
+        let snapshots = repository.snapshots()?;
+        let found = if wanted == "latest" {
+            snapshots.last()
+        } else {
+            snapshots.iter().find(|(id, _)| id.starts_with(&wanted))
+        };
+        let Some((_, snapshot)) = found else {
+            bail!("no snapshot {wanted} (see `surplus snapshots`)");
+        };
+        Ok(repository.restore(snapshot, &target, path.as_deref())?)
+    })
+    .await?;
+    println!("restored {} under {}", Size(bytes), shown.display());
     Ok(())
 }
 

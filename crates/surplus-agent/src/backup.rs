@@ -1,0 +1,187 @@
+//! Backup through the hub: the engine's [`Store`] over the hub's API, and the keys.
+//!
+//! Shards go to the hub's staging store and are placed as shards of their pack (so the hub puts
+//! each on a different subscriber's device); getting them back asks their holders to upload them.
+//! Indexes and snapshots, sealed, are kept by the hub as the subscriber's backup objects. The
+//! master key lives in the OS keyring (or the credential file); a copy wrapped with the recovery
+//! passphrase is escrowed at the hub by the first backup, so a new device can restore with log-in
+//! and passphrase alone.
+
+use std::collections::HashMap;
+use std::io;
+use std::time::Duration;
+
+use surplus_backup::keys::{MasterKey, WrapCost, WrappedKey};
+use surplus_backup::store::{ObjectKind, Store};
+
+use crate::client::{ClientError, HubClient};
+use crate::credentials::CredentialStore;
+
+/// The engine's store, over the hub. Its methods block: call them off the async runtime.
+#[derive(Debug)]
+pub struct HubStore {
+    client: HubClient,
+    token: String,
+    runtime: tokio::runtime::Handle,
+    /// How long a restore waits for holders to send shards back.
+    pub fetch_wait: Duration,
+}
+
+impl HubStore {
+    pub fn new(client: HubClient, token: String, runtime: tokio::runtime::Handle) -> HubStore {
+        HubStore {
+            client,
+            token,
+            runtime,
+            fetch_wait: Duration::from_secs(120),
+        }
+    }
+}
+
+fn store_error(error: ClientError) -> io::Error {
+    io::Error::other(error.to_string())
+}
+
+impl Store for HubStore {
+    fn put_shards(&mut self, pack: &str, shards: &[Vec<u8>]) -> io::Result<()> {
+        for shard in shards {
+            let hash = blake3::hash(shard).to_hex().to_string();
+            let body = reqwest::Body::from(shard.clone());
+            self.runtime
+                .block_on(
+                    self.client
+                        .upload_blob(&self.token, &hash, shard.len() as u64, body),
+                )
+                .map_err(store_error)?;
+            self.runtime
+                .block_on(self.client.place_shard(&self.token, &hash, pack))
+                .map_err(store_error)?;
+        }
+        Ok(())
+    }
+
+    fn get_shards(
+        &mut self,
+        _pack: &str,
+        hashes: &[String],
+        needed: usize,
+    ) -> io::Result<Vec<Vec<u8>>> {
+        let deadline = std::time::Instant::now() + self.fetch_wait;
+        let mut got: HashMap<&str, Vec<u8>> = HashMap::new();
+        let mut pause = Duration::from_millis(100);
+        loop {
+            for hash in hashes {
+                if got.contains_key(hash.as_str()) {
+                    continue;
+                }
+                // A shard no holder keeps any more is simply not among those that come back.
+                let Ok(retrieval) = self
+                    .runtime
+                    .block_on(self.client.retrieve_blob(&self.token, hash))
+                else {
+                    continue;
+                };
+                if retrieval.staged
+                    && let Ok(bytes) = self
+                        .runtime
+                        .block_on(self.client.download_bytes(&self.token, hash))
+                {
+                    got.insert(hash, bytes);
+                }
+            }
+            if got.len() >= needed || std::time::Instant::now() >= deadline {
+                return Ok(got.into_values().collect());
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    fn put_object(&mut self, kind: ObjectKind, name: &str, bytes: &[u8]) -> io::Result<()> {
+        self.runtime
+            .block_on(
+                self.client
+                    .put_object(&self.token, kind.as_str(), name, bytes.to_vec()),
+            )
+            .map_err(store_error)
+    }
+
+    fn get_object(&mut self, kind: ObjectKind, name: &str) -> io::Result<Vec<u8>> {
+        self.runtime
+            .block_on(self.client.get_object(&self.token, kind.as_str(), name))
+            .map_err(store_error)
+    }
+
+    fn list_objects(&mut self, kind: ObjectKind) -> io::Result<Vec<String>> {
+        self.runtime
+            .block_on(self.client.list_objects(&self.token, kind.as_str()))
+            .map_err(store_error)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("no recovery passphrase: set SURPLUS_PASSPHRASE or run in a terminal to be asked")]
+    NoPassphrase,
+    #[error("the recovery passphrase does not open the key kept at the hub")]
+    WrongPassphrase,
+    #[error("the key kept at the hub is unreadable: {0}")]
+    Malformed(String),
+    #[error(transparent)]
+    Credentials(#[from] crate::credentials::CredentialError),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+}
+
+/// The subscriber's master key: from the keyring; else recovered from the hub's escrowed copy
+/// with the passphrase (a new device); else made now and escrowed (the first backup).
+/// `passphrase` is asked only when needed.
+pub async fn master_key(
+    credentials: &CredentialStore,
+    client: &HubClient,
+    token: &str,
+    passphrase: impl FnOnce(bool) -> Option<String>,
+) -> Result<MasterKey, KeyError> {
+    if let Some(bytes) = credentials.backup_key()? {
+        return Ok(MasterKey::from_bytes(bytes));
+    }
+    match client.wrapped_key(token).await? {
+        Some(text) => {
+            let wrapped: WrappedKey =
+                serde_json::from_str(&text).map_err(|e| KeyError::Malformed(e.to_string()))?;
+            let passphrase = passphrase(false).ok_or(KeyError::NoPassphrase)?;
+            let key = tokio::task::spawn_blocking(move || wrapped.unwrap(&passphrase))
+                .await
+                .map_err(|e| KeyError::Malformed(e.to_string()))?
+                .map_err(|_| KeyError::WrongPassphrase)?;
+            credentials.set_backup_key(&key.to_bytes())?;
+            Ok(key)
+        }
+        None => {
+            let passphrase = passphrase(true).ok_or(KeyError::NoPassphrase)?;
+            let key = MasterKey::generate();
+            let wrapping = key.clone();
+            let cost = wrap_cost();
+            let wrapped = tokio::task::spawn_blocking(move || wrapping.wrap(&passphrase, cost))
+                .await
+                .map_err(|e| KeyError::Malformed(e.to_string()))?
+                .map_err(|e| KeyError::Malformed(e.to_string()))?;
+            let text =
+                serde_json::to_string(&wrapped).map_err(|e| KeyError::Malformed(e.to_string()))?;
+            // Escrow first: a key only this device knows would be lost with it.
+            client.put_wrapped_key(token, &text).await?;
+            credentials.set_backup_key(&key.to_bytes())?;
+            Ok(key)
+        }
+    }
+}
+
+/// Argon2id's cost for the escrowed key: the recommended one, or a cheap one where
+/// `SURPLUS_TEST_CHEAP_KEY_WRAP` is set (tests on small machines; never for real keys).
+fn wrap_cost() -> WrapCost {
+    if std::env::var_os("SURPLUS_TEST_CHEAP_KEY_WRAP").is_some() {
+        WrapCost::TESTING
+    } else {
+        WrapCost::RECOMMENDED
+    }
+}

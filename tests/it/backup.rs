@@ -1,0 +1,179 @@
+//! Backup end to end: a subscriber's folder, encrypted on their device, erasure-coded onto other
+//! subscribers' vaults through the hub, restored bit-exact on a new device after a holder is gone.
+
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::Path;
+use std::time::Duration;
+
+use surplus_e2e::wait_for;
+
+use crate::on_each_database;
+
+const MARKER: &[u8] = b"SURPLUS-PLAINTEXT-MARKER-4242";
+
+fn make_folder(root: &Path) -> std::path::PathBuf {
+    let folder = root.join("photos");
+    std::fs::create_dir_all(folder.join("2026/summer")).expect("dirs");
+    std::fs::write(folder.join("empty"), b"").expect("write");
+    std::fs::write(
+        folder.join("notes.txt"),
+        [MARKER, &b" holiday notes".repeat(2000)].concat(),
+    )
+    .expect("write");
+    let mut large: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    large[777..777 + MARKER.len()].copy_from_slice(MARKER);
+    std::fs::write(folder.join("2026/summer/beach.raw"), &large).expect("write");
+    std::fs::write(
+        folder.join(std::ffi::OsStr::from_bytes(b"na\xefve.txt")),
+        MARKER,
+    )
+    .expect("write");
+    std::fs::set_permissions(
+        folder.join("notes.txt"),
+        std::fs::Permissions::from_mode(0o640),
+    )
+    .expect("mode");
+    symlink("2026/summer/beach.raw", folder.join("latest")).expect("symlink");
+    folder
+}
+
+fn assert_same(expected: &Path, actual: &Path) {
+    let e = std::fs::symlink_metadata(expected).expect("expected");
+    let a = std::fs::symlink_metadata(actual)
+        .unwrap_or_else(|err| panic!("{}: {err}", actual.display()));
+    if e.file_type().is_symlink() {
+        assert_eq!(
+            std::fs::read_link(expected).expect("link"),
+            std::fs::read_link(actual).expect("link")
+        );
+        return;
+    }
+    assert_eq!(
+        e.permissions().mode() & 0o7777,
+        a.permissions().mode() & 0o7777,
+        "{}",
+        actual.display()
+    );
+    assert_eq!(
+        e.modified().expect("mtime"),
+        a.modified().expect("mtime"),
+        "{}",
+        actual.display()
+    );
+    if e.is_dir() {
+        let mut names: Vec<_> = std::fs::read_dir(expected)
+            .expect("dir")
+            .map(|x| x.expect("e").file_name())
+            .collect();
+        names.sort();
+        let mut got: Vec<_> = std::fs::read_dir(actual)
+            .expect("dir")
+            .map(|x| x.expect("e").file_name())
+            .collect();
+        got.sort();
+        assert_eq!(names, got, "{}", actual.display());
+        for name in names {
+            assert_same(&expected.join(&name), &actual.join(&name));
+        }
+    } else {
+        assert!(
+            std::fs::read(expected).expect("read") == std::fs::read(actual).expect("read"),
+            "{} differs",
+            actual.display()
+        );
+    }
+}
+
+/// Every byte under `dir` (vaults, staging, the database): the marker must be nowhere.
+fn assert_no_plaintext(dir: &Path) {
+    for entry in std::fs::read_dir(dir).expect("dir") {
+        let path = entry.expect("entry").path();
+        let meta = std::fs::symlink_metadata(&path).expect("meta");
+        if meta.is_dir() {
+            assert_no_plaintext(&path);
+        } else if meta.is_file() {
+            let bytes = std::fs::read(&path).expect("read");
+            assert!(
+                !bytes.windows(MARKER.len()).any(|w| w == MARKER),
+                "plaintext found in {}",
+                path.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn a_folder_is_backed_up_to_other_subscribers_and_restored_on_a_new_device() {
+    on_each_database(|cluster| {
+        let ada = cluster.add_agent("ada-pc", "ada@example.org", false, "64MiB");
+        let bob = cluster.add_agent("bob-pc", "bob@example.org", true, "64MiB");
+        let carol = cluster.add_agent("carol-pc", "carol@example.org", true, "64MiB");
+        for index in [bob, carol] {
+            cluster.agent(index).start();
+            cluster.agent(index).wait_connected_after(0);
+        }
+        let source = make_folder(&cluster.dir.path().join("ada-files"));
+        let agent = cluster.agent(ada);
+        agent.set_env("SURPLUS_PASSPHRASE", "a long recovery passphrase");
+        agent.set_env("SURPLUS_TEST_CHEAP_KEY_WRAP", "1");
+        agent.ok(&["backup", "add", source.to_str().expect("utf-8")]);
+        let out = agent.ok(&["backup", "now"]);
+        assert!(out.contains("snapshot"), "{out}");
+
+        // Every shard reaches a holder: the snapshot becomes protected.
+        let mut snapshots = serde_json::Value::Null;
+        wait_for(
+            "the snapshot to be protected",
+            Duration::from_secs(60),
+            || {
+                snapshots = cluster.agents[ada].json(&["snapshots"]);
+                snapshots[0]["state"] == "protected"
+            },
+        );
+        assert_eq!(snapshots.as_array().map(Vec::len), Some(1));
+        assert_eq!(snapshots[0]["files"], 4);
+
+        // No plaintext anywhere the system stored anything but Ada's own folder.
+        for dir in ["bob-pc", "carol-pc", "staging"] {
+            assert_no_plaintext(&cluster.dir.path().join(dir));
+        }
+        if let Some(database) = cluster.database.strip_prefix("sqlite://") {
+            for suffix in ["", "-wal"] {
+                let path = format!("{database}{suffix}");
+                if let Ok(bytes) = std::fs::read(&path) {
+                    assert!(
+                        !bytes.windows(MARKER.len()).any(|w| w == MARKER),
+                        "plaintext in {path}"
+                    );
+                }
+            }
+        }
+
+        // Ada's PC is gone, and so is one holder. A new laptop restores with login and passphrase.
+        cluster.agent(carol).stop();
+        let laptop = cluster.add_agent("ada-laptop", "ada@example.org", false, "64MiB");
+        let target = cluster.dir.path().join("restored");
+        let id = snapshots[0]["id"].as_str().expect("id").to_owned();
+        let new_device = cluster.agent(laptop);
+        new_device.set_env("SURPLUS_PASSPHRASE", "a long recovery passphrase");
+        new_device.ok(&["restore", &id, "--target", target.to_str().expect("utf-8")]);
+        assert_same(&source, &target.join("photos"));
+
+        // A wrong passphrase opens nothing, and says so.
+        let stranger = cluster.add_agent("ada-tablet", "ada@example.org", false, "64MiB");
+        cluster
+            .agent(stranger)
+            .set_env("SURPLUS_PASSPHRASE", "not the passphrase");
+        let refused = cluster.agents[stranger].cli(&[
+            "restore",
+            "latest",
+            "--target",
+            target.to_str().expect("utf-8"),
+        ]);
+        assert!(!refused.status.success());
+        assert!(String::from_utf8_lossy(&refused.stderr).contains("passphrase"));
+    });
+}
