@@ -136,6 +136,21 @@ fn a_folder_is_backed_up_to_other_subscribers_and_restored_on_a_new_device() {
         assert_eq!(snapshots.as_array().map(Vec::len), Some(1));
         assert_eq!(snapshots[0]["files"], 4);
 
+        // The snapshot's tree can be browsed.
+        let listing = cluster.agents[ada].json(&["ls", "latest", "photos"]);
+        let names: Vec<&str> = listing
+            .as_array()
+            .expect("entries")
+            .iter()
+            .filter_map(|e| e["name"].as_str())
+            .collect();
+        assert_eq!(
+            names,
+            ["2026", "empty", "latest", "na\u{fffd}ve.txt", "notes.txt"]
+        );
+        assert_eq!(listing[2]["kind"], "symlink");
+        assert_eq!(listing[4]["mode"], "640");
+
         // No plaintext anywhere the system stored anything but Ada's own folder.
         for dir in ["bob-pc", "carol-pc", "staging"] {
             assert_no_plaintext(&cluster.dir.path().join(dir));

@@ -338,6 +338,46 @@ impl<S: Store> Repository<S> {
         Ok(packs)
     }
 
+    /// The entries of one directory of a snapshot (`path` as `<folder name>/sub/dir`), or its
+    /// folders when `path` is `None`; a file's path lists that file alone.
+    pub fn list(
+        &mut self,
+        snapshot: &Snapshot,
+        path: Option<&Path>,
+    ) -> Result<Vec<Node>, BackupError> {
+        let wanted: Vec<Vec<u8>> = path
+            .map(|p| p.iter().map(os_bytes).collect())
+            .unwrap_or_default();
+        let mut nodes: Vec<Node> = snapshot
+            .roots
+            .iter()
+            .map(|r| Node {
+                name: r.name.clone(),
+                ..r.node.clone()
+            })
+            .collect();
+        for (depth, component) in wanted.iter().enumerate() {
+            let node = nodes
+                .into_iter()
+                .find(|n| n.name.0 == *component)
+                .ok_or_else(|| {
+                    BackupError::NoSuchPath(
+                        path.map(|p| p.display().to_string()).unwrap_or_default(),
+                    )
+                })?;
+            nodes = match &node.kind {
+                NodeKind::Dir { tree } => self.read_tree(tree)?.nodes,
+                _ if depth + 1 == wanted.len() => vec![node],
+                _ => {
+                    return Err(BackupError::NoSuchPath(
+                        path.map(|p| p.display().to_string()).unwrap_or_default(),
+                    ));
+                }
+            };
+        }
+        Ok(nodes)
+    }
+
     /// The hashes of a pack's shards, in index order.
     pub fn shards_of(&self, pack: &str) -> Option<&[String]> {
         self.packs.get(pack).map(|entry| entry.shards.as_slice())

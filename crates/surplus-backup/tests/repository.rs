@@ -275,6 +275,32 @@ fn a_new_device_restores_with_the_passphrase_alone() {
         Err(BackupError::NoSuchPath(_))
     ));
 
+    let names = |nodes: Vec<surplus_backup::tree::Node>| -> Vec<String> {
+        nodes.iter().map(|n| n.name.display()).collect()
+    };
+    assert_eq!(
+        names(repo.list(&snapshot, None).expect("list")),
+        ["documents"]
+    );
+    assert_eq!(
+        names(
+            repo.list(&snapshot, Some(Path::new("documents/deep")))
+                .expect("list")
+        ),
+        ["deeper", "large.bin"]
+    );
+    assert_eq!(
+        names(
+            repo.list(&snapshot, Some(Path::new("documents/notes.txt")))
+                .expect("list")
+        ),
+        ["notes.txt"]
+    );
+    assert!(matches!(
+        repo.list(&snapshot, Some(Path::new("documents/missing"))),
+        Err(BackupError::NoSuchPath(_))
+    ));
+
     // Another key opens nothing.
     let stranger = Repository::open(
         LocalStore::open(&store_dir).expect("store"),

@@ -101,6 +101,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List what a snapshot (or `latest`) holds at PATH (<folder name>/sub/dir), or its folders.
+    Ls {
+        snapshot: String,
+        path: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Restore a snapshot (or `latest`) under DIR, as DIR/<folder name>/...
     Restore {
         snapshot: String,
@@ -423,6 +430,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Blob(command) => blob(&context, command).await,
         Command::Backup(command) => backup(&context, command).await,
         Command::Snapshots { json } => snapshots(&context, json).await,
+        Command::Ls {
+            snapshot,
+            path,
+            json,
+        } => ls(&context, &snapshot, path, json).await,
         Command::Restore {
             snapshot,
             path,
@@ -1003,6 +1015,77 @@ async fn snapshots(context: &Local, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The snapshot `wanted` names: `latest`, or an id or a prefix of one.
+fn find_snapshot(
+    repository: &mut Repository<HubStore>,
+    wanted: &str,
+) -> anyhow::Result<surplus_backup::tree::Snapshot> {
+    let mut snapshots = repository.snapshots()?;
+    let found = if wanted == "latest" {
+        snapshots.pop()
+    } else {
+        snapshots.into_iter().find(|(id, _)| id.starts_with(wanted))
+    };
+    found
+        .map(|(_, s)| s)
+        .ok_or_else(|| anyhow!("no snapshot {wanted} (see `surplus snapshots`)"))
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Entry {
+    name: String,
+    kind: &'static str,
+    size: u64,
+    mode: String,
+    mtime: UnixMillis,
+}
+
+async fn ls(
+    context: &Local,
+    snapshot: &str,
+    path: Option<PathBuf>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let wanted = snapshot.to_owned();
+    let nodes = with_repository(context, move |repository, _, _, _| {
+        let snapshot = find_snapshot(repository, &wanted)?;
+        Ok(repository.list(&snapshot, path.as_deref())?)
+    })
+    .await?;
+    let entries: Vec<Entry> = nodes
+        .iter()
+        .map(|node| {
+            use surplus_backup::tree::NodeKind;
+            let (kind, size) = match &node.kind {
+                NodeKind::File { size, .. } => ("file", *size),
+                NodeKind::Dir { .. } => ("dir", 0),
+                NodeKind::Symlink { .. } => ("symlink", 0),
+            };
+            Entry {
+                name: node.name.display(),
+                kind,
+                size,
+                mode: format!("{:o}", node.mode),
+                mtime: node.mtime_ns / 1_000_000,
+            }
+        })
+        .collect();
+    if json {
+        return print_json(&entries);
+    }
+    for e in entries {
+        println!(
+            "{:<8} {:>5} {:>10} {}  {}",
+            e.kind,
+            e.mode,
+            Size(e.size).to_string(),
+            time(Some(e.mtime)),
+            e.name
+        );
+    }
+    Ok(())
+}
+
 async fn restore(
     context: &Local,
     snapshot: &str,
@@ -1013,16 +1096,8 @@ async fn restore(
     let target = std::path::absolute(target)?;
     let shown = target.clone();
     let bytes = with_repository(context, move |repository, _, _, _| {
-        let snapshots = repository.snapshots()?;
-        let found = if wanted == "latest" {
-            snapshots.last()
-        } else {
-            snapshots.iter().find(|(id, _)| id.starts_with(&wanted))
-        };
-        let Some((_, snapshot)) = found else {
-            bail!("no snapshot {wanted} (see `surplus snapshots`)");
-        };
-        Ok(repository.restore(snapshot, &target, path.as_deref())?)
+        let snapshot = find_snapshot(repository, &wanted)?;
+        Ok(repository.restore(&snapshot, &target, path.as_deref())?)
     })
     .await?;
     println!("restored {} under {}", Size(bytes), shown.display());
