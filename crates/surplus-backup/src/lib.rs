@@ -13,6 +13,7 @@
 
 pub mod chunker;
 pub mod erasure;
+pub mod forget;
 pub mod keys;
 pub mod repo;
 pub mod seal;
