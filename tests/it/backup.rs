@@ -192,3 +192,92 @@ fn a_folder_is_backed_up_to_other_subscribers_and_restored_on_a_new_device() {
         assert!(String::from_utf8_lossy(&refused.stderr).contains("passphrase"));
     });
 }
+
+#[test]
+fn forget_and_prune_free_the_holders_space() {
+    on_each_database(|cluster| {
+        let ada = cluster.add_agent("ada-pc", "ada@example.org", false, "64MiB");
+        let bob = cluster.add_agent("bob-pc", "bob@example.org", true, "128MiB");
+        let carol = cluster.add_agent("carol-pc", "carol@example.org", true, "128MiB");
+        for index in [bob, carol] {
+            cluster.agent(index).start();
+            cluster.agent(index).wait_connected_after(0);
+        }
+        let folder = cluster.dir.path().join("ada-files/work");
+        std::fs::create_dir_all(&folder).expect("dir");
+        // Sorted first, so its chunks fill a pack of their own.
+        surplus_e2e::make_file(&folder, "a-big.bin", 20_000_000, 77);
+        std::fs::write(folder.join("z-small.txt"), b"kept by both snapshots").expect("write");
+        let agent = cluster.agent(ada);
+        agent.set_env("SURPLUS_PASSPHRASE", "a long recovery passphrase");
+        agent.set_env("SURPLUS_TEST_CHEAP_KEY_WRAP", "1");
+        agent.ok(&["backup", "add", folder.to_str().expect("utf-8")]);
+        agent.ok(&["backup", "now"]);
+        let protected = |count: usize| {
+            move |snapshots: &serde_json::Value| {
+                snapshots.as_array().is_some_and(|s| {
+                    s.len() == count && s.iter().all(|x| x["state"] == "protected")
+                })
+            }
+        };
+        wait_for(
+            "the first snapshot to be protected",
+            Duration::from_secs(60),
+            || protected(1)(&cluster.agents[ada].json(&["snapshots"])),
+        );
+        let held_before: usize = cluster.agents[bob]
+            .vault_blobs()
+            .iter()
+            .map(|(_, b)| b.len())
+            .sum();
+        assert!(
+            held_before > 16_000_000,
+            "bob holds a copy of the big file's pack: {held_before}"
+        );
+
+        std::fs::remove_file(folder.join("a-big.bin")).expect("remove");
+        cluster.agents[ada].ok(&["backup", "now"]);
+        let refused = cluster.agents[ada].cli(&["forget"]);
+        assert!(
+            !refused.status.success(),
+            "forget without a rule keeps nothing and is refused"
+        );
+        let out = cluster.agents[ada].ok(&["forget", "--keep-last", "1"]);
+        assert!(out.contains("1 snapshot(s) forgotten"), "{out}");
+
+        wait_for("bob's vault to shrink", Duration::from_secs(60), || {
+            let held: usize = cluster.agents[bob]
+                .vault_blobs()
+                .iter()
+                .map(|(_, b)| b.len())
+                .sum();
+            held < 4_000_000
+        });
+        let ledger = cluster.hub.admin_json(&["ledger"]);
+        assert!(
+            ledger
+                .as_array()
+                .expect("list")
+                .iter()
+                .any(|e| e["state"] == "released" && e["device_name"] == "bob-pc"),
+            "the pruned shards' allocations are released"
+        );
+        wait_for(
+            "the second snapshot to be protected",
+            Duration::from_secs(60),
+            || protected(1)(&cluster.agents[ada].json(&["snapshots"])),
+        );
+        let target = cluster.dir.path().join("restored");
+        cluster.agents[ada].ok(&[
+            "restore",
+            "latest",
+            "--target",
+            target.to_str().expect("utf-8"),
+        ]);
+        assert_eq!(
+            std::fs::read(target.join("work/z-small.txt")).expect("restored"),
+            b"kept by both snapshots"
+        );
+        assert!(!target.join("work/a-big.bin").exists());
+    });
+}

@@ -112,6 +112,27 @@ impl Store for HubStore {
             .map_err(store_error)
     }
 
+    fn delete_object(&mut self, kind: ObjectKind, name: &str) -> io::Result<()> {
+        self.runtime
+            .block_on(self.client.delete_object(&self.token, kind.as_str(), name))
+            .map_err(store_error)
+    }
+
+    fn delete_shards(&mut self, _pack: &str, hashes: &[String]) -> io::Result<()> {
+        for hash in hashes {
+            match self
+                .runtime
+                .block_on(self.client.drop_placement(&self.token, hash))
+            {
+                Ok(()) => {}
+                // Already let go (a forget interrupted and run again).
+                Err(error) if error.code() == Some(surplus_protocol::ErrorCode::NotFound) => {}
+                Err(error) => return Err(store_error(error)),
+            }
+        }
+        Ok(())
+    }
+
     fn list_objects(&mut self, kind: ObjectKind) -> io::Result<Vec<String>> {
         self.runtime
             .block_on(self.client.list_objects(&self.token, kind.as_str()))

@@ -368,6 +368,27 @@ impl HubClient {
         .await
     }
 
+    /// Lets a blob go: holders delete it, allocations are released.
+    pub async fn drop_placement(&self, token: &str, hash: &str) -> Result<()> {
+        self.send(self.request(
+            Method::DELETE,
+            &format!("/v1/placements/{hash}"),
+            Some(token),
+        ))
+        .await?;
+        Ok(())
+    }
+
+    pub async fn delete_object(&self, token: &str, kind: &str, name: &str) -> Result<()> {
+        self.send(self.request(
+            Method::DELETE,
+            &format!("/v1/backup/objects/{kind}/{name}"),
+            Some(token),
+        ))
+        .await?;
+        Ok(())
+    }
+
     /// Asks for a blob back (its holders upload it when the hub no longer has it).
     pub async fn retrieve_blob(
         &self,

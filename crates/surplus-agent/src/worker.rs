@@ -251,7 +251,8 @@ pub fn build_report(settings: &Settings, sample: &Sample, vault: VaultReport) ->
     }
 }
 
-fn utc_offset_minutes() -> i32 {
+/// The local time's offset from UTC, now.
+pub fn utc_offset_minutes() -> i32 {
     chrono::Local::now().offset().local_minus_utc() / 60
 }
 

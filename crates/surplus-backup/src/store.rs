@@ -41,6 +41,9 @@ pub trait Store {
     fn put_object(&mut self, kind: ObjectKind, name: &str, bytes: &[u8]) -> io::Result<()>;
     fn get_object(&mut self, kind: ObjectKind, name: &str) -> io::Result<Vec<u8>>;
     fn list_objects(&mut self, kind: ObjectKind) -> io::Result<Vec<String>>;
+    fn delete_object(&mut self, kind: ObjectKind, name: &str) -> io::Result<()>;
+    /// Lets a pack's shards go (they are no longer needed by any snapshot).
+    fn delete_shards(&mut self, pack: &str, hashes: &[String]) -> io::Result<()>;
 }
 
 /// A store in a local folder: `packs/<pack>/<shard index>` and `<kind>/<name>`.
@@ -104,5 +107,13 @@ impl Store for LocalStore {
         }
         names.sort();
         Ok(names)
+    }
+
+    fn delete_object(&mut self, kind: ObjectKind, name: &str) -> io::Result<()> {
+        std::fs::remove_file(self.root.join(kind.as_str()).join(name))
+    }
+
+    fn delete_shards(&mut self, pack: &str, _hashes: &[String]) -> io::Result<()> {
+        std::fs::remove_dir_all(self.pack_dir(pack))
     }
 }

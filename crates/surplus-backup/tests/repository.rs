@@ -312,3 +312,57 @@ fn a_new_device_restores_with_the_passphrase_alone() {
         Err(BackupError::Data(surplus_backup::Error::Unauthentic))
     ));
 }
+
+#[test]
+fn forget_drops_snapshots_and_the_packs_only_they_needed() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let folder = make_tree(work.path());
+    let store_dir = work.path().join("store");
+    let key = MasterKey::generate();
+    let coding = Coding::new(1, 1).expect("coding");
+    let mut repo =
+        Repository::open(LocalStore::open(&store_dir).expect("store"), &key, coding).expect("open");
+    // A large file that only the first snapshot has: its chunks fill whole packs of their own.
+    std::fs::write(folder.join("huge.bin"), noise(40 << 20, 98)).expect("huge");
+    repo.backup(std::slice::from_ref(&folder), "host", 1_000, None)
+        .expect("backup");
+    let packs_before = std::fs::read_dir(store_dir.join("packs"))
+        .expect("packs")
+        .count();
+    std::fs::remove_file(folder.join("huge.bin")).expect("remove");
+    let parent = repo.snapshots().expect("list").pop().map(|(_, s)| s);
+    repo.backup(
+        std::slice::from_ref(&folder),
+        "host",
+        2_000,
+        parent.as_ref(),
+    )
+    .expect("backup");
+
+    let retention = surplus_backup::forget::Retention {
+        last: 1,
+        ..Default::default()
+    };
+    let (forgotten, packs_dropped) = repo.forget(retention, 0).expect("forget");
+    assert_eq!(forgotten.len(), 1);
+    assert!(
+        packs_dropped >= 1,
+        "the packs only the forgotten snapshot needed go"
+    );
+    let packs_after = std::fs::read_dir(store_dir.join("packs"))
+        .expect("packs")
+        .count();
+    assert!(
+        packs_after <= packs_before,
+        "{packs_after} packs left of {packs_before} and new ones"
+    );
+
+    // What is left restores whole, also from a fresh open (the rewritten index).
+    let mut fresh =
+        Repository::open(LocalStore::open(&store_dir).expect("store"), &key, coding).expect("open");
+    let (_, latest) = fresh.snapshots().expect("list").pop().expect("one left");
+    assert_eq!(fresh.snapshots().expect("list").len(), 1);
+    let target = work.path().join("after-forget");
+    fresh.restore(&latest, &target, None).expect("restore");
+    assert_same_tree(&folder, &target.join("documents"));
+}

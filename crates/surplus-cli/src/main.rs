@@ -117,6 +117,17 @@ enum Command {
         #[arg(long)]
         target: PathBuf,
     },
+    /// Forget snapshots beyond what the --keep rules keep, and let go of what only they needed.
+    Forget {
+        #[arg(long, default_value_t = 0)]
+        keep_last: usize,
+        #[arg(long, default_value_t = 0)]
+        keep_daily: usize,
+        #[arg(long, default_value_t = 0)]
+        keep_weekly: usize,
+        #[arg(long, default_value_t = 0)]
+        keep_monthly: usize,
+    },
     /// Run the agent in the foreground: heartbeats and the hub's instructions.
     Agent,
 }
@@ -440,6 +451,37 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             path,
             target,
         } => restore(&context, &snapshot, path, &target).await,
+        Command::Forget {
+            keep_last,
+            keep_daily,
+            keep_weekly,
+            keep_monthly,
+        } => {
+            let retention = surplus_backup::forget::Retention {
+                last: keep_last,
+                daily: keep_daily,
+                weekly: keep_weekly,
+                monthly: keep_monthly,
+            };
+            if retention.keeps_nothing() {
+                bail!(
+                    "say what to keep: --keep-last, --keep-daily, --keep-weekly and/or --keep-monthly"
+                );
+            }
+            let offset = surplus_agent::worker::utc_offset_minutes();
+            let (forgotten, packs) = with_repository(&context, move |repository, _, _, _| {
+                Ok(repository.forget(retention, offset)?)
+            })
+            .await?;
+            for id in &forgotten {
+                println!("forgot snapshot {id}");
+            }
+            println!(
+                "{} snapshot(s) forgotten; {packs} pack(s) no longer needed, deleted from their holders",
+                forgotten.len()
+            );
+            Ok(())
+        }
         Command::Agent => agent(&context).await,
     }
 }

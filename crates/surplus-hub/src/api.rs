@@ -70,7 +70,10 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/blobs/{hash}", put(upload_blob).get(download_blob))
         .route("/blobs/{hash}/retrieve", post(retrieve_blob))
         .route("/placements", post(place_blob))
-        .route("/placements/{hash}", get(get_placement))
+        .route(
+            "/placements/{hash}",
+            get(get_placement).delete(drop_placement),
+        )
         .route("/backup/key", put(put_wrapped_key).get(get_wrapped_key))
         .route("/backup/objects/{kind}", get(list_backup_objects))
         .route(
@@ -951,4 +954,56 @@ async fn delete_backup_object(
     } else {
         Err(ApiError::not_found(format!("no {kind} {name} of yours")))
     }
+}
+
+/// Lets a blob go: its holders are told to delete it and their allocations are released, and
+/// the hub drops its staged copy unless another owner still needs it.
+#[utoipa::path(delete, path = "/v1/placements/{hash}", params(("hash" = String, Path)),
+    responses((status = 204), (status = 404, body = surplus_protocol::ErrorBody)), security(("session" = []), ("device" = [])))]
+async fn drop_placement(
+    State(hub): State<Arc<Hub>>,
+    caller: Caller,
+    Path(hash): Path<String>,
+) -> ApiResult<StatusCode> {
+    use surplus_protocol::AllocationState::{Active, Evacuating, Failed, Pending};
+    check_hash(&hash)?;
+    let subscriber = caller.subscriber_id();
+    if hub.store.owned_blob(&hash, subscriber).await?.is_none() {
+        return Err(ApiError::not_found(format!("no blob {hash} of yours")));
+    }
+    let now = now_ms();
+    let expires =
+        now + i64::try_from(hub.settings.instruction_ttl.as_millis()).unwrap_or(i64::MAX / 2);
+    for (allocation, device, state, _) in hub.store.blob_allocations(&hash, subscriber).await? {
+        match state {
+            // Not stored yet: given back now (a late store is deleted when it is acknowledged).
+            Pending => {
+                hub.store
+                    .set_allocation_state(allocation, Failed, now)
+                    .await?
+            }
+            // Released once the holder confirms the deletion.
+            Active | Evacuating => {
+                let kind = surplus_protocol::InstructionKind::DeleteBlob {
+                    hash: hash.clone(),
+                    allocation_id: Some(allocation),
+                };
+                hub.store
+                    .enqueue(device, Some(allocation), &kind, now, expires)
+                    .await?;
+                hub.metrics.instructions_queued(kind.name());
+                hub.wake(device);
+            }
+            _ => {}
+        }
+    }
+    hub.store.drop_placement(&hash, subscriber).await?;
+    if !hub.store.blob_still_needed_in_staging(&hash).await? {
+        hub.store.set_blob_staged(&hash, false).await?;
+        hub.staging
+            .delete(&hash)
+            .await
+            .map_err(ApiError::internal)?;
+    }
+    Ok(StatusCode::NO_CONTENT)
 }

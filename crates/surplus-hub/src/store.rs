@@ -961,6 +961,23 @@ impl Store {
             .collect()
     }
 
+    /// Forgets a subscriber's placement and ownership of a blob.
+    pub async fn drop_placement(&self, hash: &str, subscriber_id: Uuid) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for statement in [
+            "DELETE FROM placements WHERE hash = $1 AND subscriber_id = $2",
+            "DELETE FROM blob_owners WHERE hash = $1 AND subscriber_id = $2",
+        ] {
+            sqlx::query(statement)
+                .bind(hash)
+                .bind(subscriber_id.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Reopens the placement an allocation served, so the scheduler finds the blob a new holder.
     pub async fn reopen_placement_of(&self, allocation_id: Uuid) -> Result<()> {
         sqlx::query(
