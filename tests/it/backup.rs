@@ -281,3 +281,63 @@ fn forget_and_prune_free_the_holders_space() {
         assert!(!target.join("work/a-big.bin").exists());
     });
 }
+
+#[test]
+fn the_agent_backs_up_changes_on_its_own() {
+    on_each_database(|cluster| {
+        let ada = cluster.add_agent("ada-pc", "ada@example.org", false, "64MiB");
+        let bob = cluster.add_agent("bob-pc", "bob@example.org", true, "64MiB");
+        let carol = cluster.add_agent("carol-pc", "carol@example.org", true, "64MiB");
+        for index in [bob, carol] {
+            cluster.agent(index).start();
+            cluster.agent(index).wait_connected_after(0);
+        }
+        let folder = cluster.dir.path().join("ada-files/journal");
+        std::fs::create_dir_all(&folder).expect("dir");
+        std::fs::write(folder.join("monday.txt"), b"first entry").expect("write");
+        let agent = cluster.agent(ada);
+        agent.set_env("SURPLUS_PASSPHRASE", "a long recovery passphrase");
+        agent.set_env("SURPLUS_TEST_CHEAP_KEY_WRAP", "1");
+        agent.set_env("SURPLUS_BACKUP_DEBOUNCE_SECONDS", "1");
+        agent.ok(&["backup", "add", folder.to_str().expect("utf-8")]);
+        // The first backup, by hand, sets the keys up; from then on the agent needs no one.
+        agent.ok(&["backup", "now"]);
+        agent.start();
+        wait_for("the agent's first scan", Duration::from_secs(60), || {
+            !cluster.agents[ada].status()["agent"]["last_backup"].is_null()
+        });
+        let before = cluster.agents[ada]
+            .json(&["snapshots"])
+            .as_array()
+            .map_or(0, Vec::len);
+
+        std::fs::write(
+            folder.join("tuesday.txt"),
+            b"second entry, written while the agent runs",
+        )
+        .expect("write");
+        wait_for(
+            "the agent to back the change up",
+            Duration::from_secs(60),
+            || {
+                cluster.agents[ada]
+                    .json(&["snapshots"])
+                    .as_array()
+                    .map_or(0, Vec::len)
+                    > before
+            },
+        );
+        let target = cluster.dir.path().join("restored");
+        cluster.agents[ada].ok(&[
+            "restore",
+            "latest",
+            "--target",
+            target.to_str().expect("utf-8"),
+        ]);
+        assert_eq!(
+            std::fs::read(target.join("journal/tuesday.txt"))
+                .expect("the new file is in the latest snapshot"),
+            b"second entry, written while the agent runs"
+        );
+    });
+}

@@ -206,3 +206,10 @@ fn wrap_cost() -> WrapCost {
         WrapCost::RECOMMENDED
     }
 }
+
+/// The erasure coding new backups use. Until the hub suggests one from the holders it has: a
+/// full copy on each of two holders.
+pub fn default_coding() -> surplus_backup::erasure::Coding {
+    surplus_backup::erasure::Coding::for_holders(2)
+        .unwrap_or(surplus_backup::erasure::Coding { data: 1, parity: 1 })
+}

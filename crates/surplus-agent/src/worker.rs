@@ -58,6 +58,11 @@ pub enum WorkerError {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AgentState {
     pub connected: bool,
+    /// The latest snapshot the agent made on its own: when, and its id.
+    #[serde(default)]
+    pub last_backup: Option<(UnixMillis, String)>,
+    #[serde(default)]
+    pub last_backup_error: Option<String>,
     pub last_heartbeat: Option<UnixMillis>,
     pub last_error: Option<String>,
     pub spare: Option<Spare>,
@@ -97,6 +102,11 @@ pub struct WorkerOptions {
     pub watch_interval: Duration,
     /// The longest wait between reconnection attempts.
     pub max_backoff: Duration,
+    /// How long to wait after a change in a backed-up folder before backing up (changes often
+    /// come in bursts).
+    pub backup_debounce: Duration,
+    /// How often the backed-up folders are scanned without a change being seen.
+    pub backup_interval: Duration,
 }
 
 impl Default for WorkerOptions {
@@ -105,6 +115,8 @@ impl Default for WorkerOptions {
             poll_wait: Duration::from_secs(25),
             watch_interval: Duration::from_secs(2),
             max_backoff: Duration::from_secs(30),
+            backup_debounce: Duration::from_secs(30),
+            backup_interval: Duration::from_secs(3600),
         }
     }
 }
@@ -359,12 +371,18 @@ impl Worker {
         let executor = tokio::spawn(execute_loop(
             self.shared.clone(),
             self.options.clone(),
+            stopped.clone(),
+        ));
+        let backups = tokio::spawn(backup_loop(
+            self.shared.clone(),
+            self.options.clone(),
             stopped,
         ));
         let outcome = tokio::select! {
             _ = shutdown.wait_for(|&down| down) => Ok(()),
             result = flatten(reporter) => result,
             result = flatten(executor) => result,
+            result = flatten(backups) => result,
         };
         let _ = stop.send(true);
         self.shared.update_state(|state| state.connected = false);
@@ -382,6 +400,111 @@ async fn flatten(
             path: PathBuf::new(),
             source: std::io::Error::other(error),
         }),
+    }
+}
+
+/// Continuous backup: the chosen folders are backed up shortly after something in them changes
+/// (file-system events, debounced) and at least every `backup_interval`. Keys must exist already
+/// (the first `surplus backup now` makes them, asking for the recovery passphrase): the agent
+/// never asks for a passphrase.
+async fn backup_loop(
+    shared: Arc<Shared>,
+    options: WorkerOptions,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), WorkerError> {
+    use notify::Watcher;
+    let (changed, mut changes) = tokio::sync::mpsc::unbounded_channel::<()>();
+    // Kept alive while watching; replaced when the folders change.
+    let mut _watcher: Option<notify::RecommendedWatcher> = None;
+    let mut watched: Vec<PathBuf> = Vec::new();
+    let mut next_scan = tokio::time::Instant::now() + options.backup_debounce;
+    loop {
+        let folders = shared.settings().backup.folders;
+        if folders != watched {
+            let sender = changed.clone();
+            let mut fresh =
+                notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                    if event.is_ok_and(|e| !e.kind.is_access()) {
+                        let _ = sender.send(());
+                    }
+                })
+                .ok();
+            for folder in &folders {
+                if let Some(watcher) = fresh.as_mut()
+                    && let Err(error) = watcher.watch(folder, notify::RecursiveMode::Recursive)
+                {
+                    tracing::warn!(%error, folder = %folder.display(), "cannot watch a backed-up folder; it is scanned hourly");
+                }
+            }
+            _watcher = fresh;
+            watched = folders.clone();
+        }
+        let changed_now = tokio::select! {
+            _ = stop.wait_for(|&s| s) => return Ok(()),
+            _ = tokio::time::sleep_until(next_scan) => false,
+            Some(()) = changes.recv() => true,
+        };
+        if changed_now {
+            // Let a burst of changes settle, then take them all in one backup.
+            tokio::select! {
+                _ = stop.wait_for(|&s| s) => return Ok(()),
+                _ = tokio::time::sleep(options.backup_debounce) => {}
+            }
+            while changes.try_recv().is_ok() {}
+        }
+        next_scan = tokio::time::Instant::now() + options.backup_interval;
+        if folders.is_empty() {
+            continue;
+        }
+        let credentials = crate::credentials::CredentialStore::open(&shared.data_dir)?;
+        let Some(key) = credentials.backup_key()? else {
+            tracing::info!("backups wait for keys: run `surplus backup now` once to set them up");
+            continue;
+        };
+        let host = shared
+            .settings()
+            .device_name
+            .unwrap_or_else(|| "this device".to_owned());
+        let (client, token, handle) = (
+            shared.client.clone(),
+            shared.token.clone(),
+            tokio::runtime::Handle::current(),
+        );
+        let outcome = tokio::task::spawn_blocking(move || {
+            let store = crate::backup::HubStore::new(client, token, handle);
+            let key = surplus_backup::keys::MasterKey::from_bytes(key);
+            let mut repository = surplus_backup::repo::Repository::open(
+                store,
+                &key,
+                crate::backup::default_coding(),
+            )?;
+            let parent = repository.snapshots()?.pop().map(|(_, s)| s);
+            repository.backup(&folders, &host, now_ms(), parent.as_ref())
+        })
+        .await
+        .map_err(|e| WorkerError::Io {
+            path: PathBuf::new(),
+            source: std::io::Error::other(e),
+        })?;
+        match outcome {
+            Ok(report) => {
+                let summary = report.snapshot.map(|s| s.summary).unwrap_or_default();
+                tracing::info!(snapshot = %report.snapshot_id, files = summary.files, new_bytes = summary.new_bytes, "backed up");
+                for (path, reason) in &report.skipped {
+                    tracing::warn!(path = %path.display(), %reason, "not backed up");
+                }
+                shared.update_state(|state| {
+                    state.last_backup = Some((now_ms(), report.snapshot_id.clone()));
+                    state.last_backup_error = None;
+                });
+            }
+            Err(error) => {
+                tracing::warn!(%error, "backup failed; trying again later");
+                shared.update_state(|state| state.last_backup_error = Some(error.to_string()));
+                next_scan = tokio::time::Instant::now()
+                    + options.backup_debounce.max(Duration::from_secs(60));
+            }
+        }
     }
 }
 

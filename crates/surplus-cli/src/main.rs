@@ -16,7 +16,6 @@ use surplus_agent::credentials::{CredentialStore, DeviceCredential, SessionCrede
 use surplus_agent::probe::{OverrideProbe, SystemProbe};
 use surplus_agent::settings::{self, Settings, Size, format_size, format_window};
 use surplus_agent::worker::{AgentState, Worker, WorkerOptions};
-use surplus_backup::erasure::Coding;
 use surplus_backup::repo::Repository;
 use surplus_protocol::{Credentials, PauseState, UnixMillis};
 
@@ -914,15 +913,11 @@ async fn with_repository<T: Send + 'static>(
     let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let store = HubStore::new(client.clone(), token.clone(), handle.clone());
-        let mut repository = Repository::open(store, &key, default_coding())?;
+        let mut repository =
+            Repository::open(store, &key, surplus_agent::backup::default_coding())?;
         work(&mut repository, &client, &token, &handle)
     })
     .await?
-}
-
-/// Until the hub suggests a coding from the holders it has, a full copy on each of two holders.
-fn default_coding() -> Coding {
-    Coding::for_holders(2).unwrap_or(Coding { data: 1, parity: 1 })
 }
 
 async fn backup(context: &Local, command: BackupCommand) -> anyhow::Result<()> {
@@ -1148,12 +1143,15 @@ async fn restore(
 
 async fn agent(context: &Local) -> anyhow::Result<()> {
     let probe = Box::new(OverrideProbe::from_env(SystemProbe::new()));
-    let worker = Worker::new(
-        &context.data_dir,
-        context.hub.as_deref(),
-        probe,
-        WorkerOptions::default(),
-    )?;
+    let mut options = WorkerOptions::default();
+    // How long the agent waits after a change in a backed-up folder before backing it up.
+    if let Some(seconds) = std::env::var("SURPLUS_BACKUP_DEBOUNCE_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        options.backup_debounce = Duration::from_secs(seconds);
+    }
+    let worker = Worker::new(&context.data_dir, context.hub.as_deref(), probe, options)?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;
