@@ -253,14 +253,18 @@ fn forget_and_prune_free_the_holders_space() {
                 .sum();
             held < 4_000_000
         });
-        let ledger = cluster.hub.admin_json(&["ledger"]);
-        assert!(
-            ledger
-                .as_array()
-                .expect("list")
-                .iter()
-                .any(|e| e["state"] == "released" && e["device_name"] == "bob-pc"),
-            "the pruned shards' allocations are released"
+        // The holder deletes first and confirms after: wait for the confirmation to land too.
+        wait_for(
+            "the pruned shards' allocations to be released",
+            Duration::from_secs(30),
+            || {
+                let ledger = cluster.hub.admin_json(&["ledger"]);
+                ledger
+                    .as_array()
+                    .expect("list")
+                    .iter()
+                    .any(|e| e["state"] == "released" && e["device_name"] == "bob-pc")
+            },
         );
         wait_for(
             "the second snapshot to be protected",
