@@ -12,6 +12,24 @@ use crate::on_each_database;
 
 const MARKER: &[u8] = b"SURPLUS-PLAINTEXT-MARKER-4242";
 
+/// Ada, who backs up; Bob and Carol, who donate `quota` of storage, their agents running.
+fn ada_bob_and_carol(cluster: &mut surplus_e2e::Cluster, quota: &str) -> (usize, usize, usize) {
+    let ada = cluster.add_agent("ada-pc", "ada@example.org", false, "64MiB");
+    let bob = cluster.add_agent("bob-pc", "bob@example.org", true, quota);
+    let carol = cluster.add_agent("carol-pc", "carol@example.org", true, quota);
+    for index in [bob, carol] {
+        cluster.agent(index).start();
+        cluster.agent(index).wait_connected_after(0);
+    }
+    (ada, bob, carol)
+}
+
+/// The recovery passphrase for a device's backup commands, and a cheap key wrapping for tests.
+fn ready_to_back_up(agent: &mut surplus_e2e::Agent) {
+    agent.set_env("SURPLUS_PASSPHRASE", "a long recovery passphrase");
+    agent.set_env("SURPLUS_TEST_CHEAP_KEY_WRAP", "1");
+}
+
 fn make_folder(root: &Path) -> std::path::PathBuf {
     let folder = root.join("photos");
     std::fs::create_dir_all(folder.join("2026/summer")).expect("dirs");
@@ -108,17 +126,10 @@ fn assert_no_plaintext(dir: &Path) {
 #[test]
 fn a_folder_is_backed_up_to_other_subscribers_and_restored_on_a_new_device() {
     on_each_database(|cluster| {
-        let ada = cluster.add_agent("ada-pc", "ada@example.org", false, "64MiB");
-        let bob = cluster.add_agent("bob-pc", "bob@example.org", true, "64MiB");
-        let carol = cluster.add_agent("carol-pc", "carol@example.org", true, "64MiB");
-        for index in [bob, carol] {
-            cluster.agent(index).start();
-            cluster.agent(index).wait_connected_after(0);
-        }
+        let (ada, _bob, carol) = ada_bob_and_carol(cluster, "64MiB");
         let source = make_folder(&cluster.dir.path().join("ada-files"));
         let agent = cluster.agent(ada);
-        agent.set_env("SURPLUS_PASSPHRASE", "a long recovery passphrase");
-        agent.set_env("SURPLUS_TEST_CHEAP_KEY_WRAP", "1");
+        ready_to_back_up(agent);
         agent.ok(&["backup", "add", source.to_str().expect("utf-8")]);
         let out = agent.ok(&["backup", "now"]);
         assert!(out.contains("snapshot"), "{out}");
@@ -196,21 +207,14 @@ fn a_folder_is_backed_up_to_other_subscribers_and_restored_on_a_new_device() {
 #[test]
 fn forget_and_prune_free_the_holders_space() {
     on_each_database(|cluster| {
-        let ada = cluster.add_agent("ada-pc", "ada@example.org", false, "64MiB");
-        let bob = cluster.add_agent("bob-pc", "bob@example.org", true, "128MiB");
-        let carol = cluster.add_agent("carol-pc", "carol@example.org", true, "128MiB");
-        for index in [bob, carol] {
-            cluster.agent(index).start();
-            cluster.agent(index).wait_connected_after(0);
-        }
+        let (ada, bob, _carol) = ada_bob_and_carol(cluster, "128MiB");
         let folder = cluster.dir.path().join("ada-files/work");
         std::fs::create_dir_all(&folder).expect("dir");
         // Sorted first, so its chunks fill a pack of their own.
         surplus_e2e::make_file(&folder, "a-big.bin", 20_000_000, 77);
         std::fs::write(folder.join("z-small.txt"), b"kept by both snapshots").expect("write");
         let agent = cluster.agent(ada);
-        agent.set_env("SURPLUS_PASSPHRASE", "a long recovery passphrase");
-        agent.set_env("SURPLUS_TEST_CHEAP_KEY_WRAP", "1");
+        ready_to_back_up(agent);
         agent.ok(&["backup", "add", folder.to_str().expect("utf-8")]);
         agent.ok(&["backup", "now"]);
         let protected = |count: usize| {
@@ -289,19 +293,12 @@ fn forget_and_prune_free_the_holders_space() {
 #[test]
 fn the_agent_backs_up_changes_on_its_own() {
     on_each_database(|cluster| {
-        let ada = cluster.add_agent("ada-pc", "ada@example.org", false, "64MiB");
-        let bob = cluster.add_agent("bob-pc", "bob@example.org", true, "64MiB");
-        let carol = cluster.add_agent("carol-pc", "carol@example.org", true, "64MiB");
-        for index in [bob, carol] {
-            cluster.agent(index).start();
-            cluster.agent(index).wait_connected_after(0);
-        }
+        let (ada, _, _) = ada_bob_and_carol(cluster, "64MiB");
         let folder = cluster.dir.path().join("ada-files/journal");
         std::fs::create_dir_all(&folder).expect("dir");
         std::fs::write(folder.join("monday.txt"), b"first entry").expect("write");
         let agent = cluster.agent(ada);
-        agent.set_env("SURPLUS_PASSPHRASE", "a long recovery passphrase");
-        agent.set_env("SURPLUS_TEST_CHEAP_KEY_WRAP", "1");
+        ready_to_back_up(agent);
         agent.set_env("SURPLUS_BACKUP_DEBOUNCE_SECONDS", "1");
         agent.ok(&["backup", "add", folder.to_str().expect("utf-8")]);
         // The first backup, by hand, sets the keys up; from then on the agent needs no one.
