@@ -290,8 +290,13 @@ impl HubClient {
 
     /// A whole blob from staging, in memory (for shards, a few MiB each).
     pub async fn download_bytes(&self, token: &str, hash: &str) -> Result<Vec<u8>> {
+        self.get_bytes(&format!("/v1/blobs/{hash}"), token).await
+    }
+
+    /// A whole response body of a GET.
+    async fn get_bytes(&self, path: &str, token: &str) -> Result<Vec<u8>> {
         let response = self
-            .send(self.request(Method::GET, &format!("/v1/blobs/{hash}"), Some(token)))
+            .send(self.request(Method::GET, path, Some(token)))
             .await?;
         let bytes = response
             .bytes()
@@ -345,18 +350,8 @@ impl HubClient {
     }
 
     pub async fn get_object(&self, token: &str, kind: &str, name: &str) -> Result<Vec<u8>> {
-        let path = format!("/v1/backup/objects/{kind}/{name}");
-        let response = self
-            .send(self.request(Method::GET, &path, Some(token)))
-            .await?;
-        let bytes = response
-            .bytes()
+        self.get_bytes(&format!("/v1/backup/objects/{kind}/{name}"), token)
             .await
-            .map_err(|source| ClientError::Transport {
-                url: self.base.clone(),
-                source,
-            })?;
-        Ok(bytes.to_vec())
     }
 
     pub async fn list_objects(&self, token: &str, kind: &str) -> Result<Vec<String>> {

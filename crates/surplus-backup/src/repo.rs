@@ -229,7 +229,14 @@ impl<S: Store> Repository<S> {
         if self.unwritten.is_empty() {
             return Ok(());
         }
-        let json = serde_json::to_vec(&self.unwritten).map_err(|e| Error::Malformed {
+        let entries = std::mem::take(&mut self.unwritten);
+        self.write_index(&entries)?;
+        Ok(())
+    }
+
+    /// Seals pack entries into one index object named by the hash of its content; returns the name.
+    fn write_index(&mut self, entries: &[PackEntry]) -> Result<String, BackupError> {
+        let json = serde_json::to_vec(entries).map_err(|e| Error::Malformed {
             what: "index",
             detail: e.to_string(),
         })?;
@@ -238,8 +245,7 @@ impl<S: Store> Repository<S> {
         self.store
             .put_object(ObjectKind::Index, &name, &sealed)
             .map_err(BackupError::Store)?;
-        self.unwritten.clear();
-        Ok(())
+        Ok(name)
     }
 
     /// Reads and opens one blob.
@@ -419,23 +425,15 @@ impl<S: Store> Repository<S> {
             .store
             .list_objects(ObjectKind::Index)
             .map_err(BackupError::Store)?;
-        let remaining: Vec<&PackEntry> = self
+        let remaining: Vec<PackEntry> = self
             .packs
             .values()
             .filter(|p| needed.contains(&p.id))
+            .cloned()
             .collect();
         let mut written = None;
         if !remaining.is_empty() {
-            let json = serde_json::to_vec(&remaining).map_err(|e| Error::Malformed {
-                what: "index",
-                detail: e.to_string(),
-            })?;
-            let name = blake3::hash(&json).to_hex()[..32].to_owned();
-            let sealed = seal::seal(&self.data, name.as_bytes(), &json);
-            self.store
-                .put_object(ObjectKind::Index, &name, &sealed)
-                .map_err(BackupError::Store)?;
-            written = Some(name);
+            written = Some(self.write_index(&remaining)?);
         }
         for name in old_indexes.iter().filter(|n| Some(*n) != written.as_ref()) {
             self.store
