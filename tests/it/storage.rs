@@ -231,25 +231,23 @@ fn holders_prove_and_delete_what_they_hold_when_instructed() {
         .expect("uuid");
         let device = uuid::Uuid::parse_str(&cluster.agents[holder].device_id()).expect("uuid");
 
-        // A proof of storage over a range, with a nonce, queued from another process.
-        let content = std::fs::read(&file).expect("read");
-        let mut expected = blake3::Hasher::new();
-        expected.update(b"n0nce");
-        expected.update(&content[1_000..6_000]);
+        // A proof of storage over a range, queued from another process: the Bao slice checks
+        // out against the blob's hash.
         let verify = InstructionKind::VerifyBlob {
             hash: hash.clone(),
-            offset: 1_000,
+            offset: 1_024,
             length: 5_000,
-            nonce: "n0nce".into(),
         };
         let result = run_instruction(&cluster.database, device, None, verify);
+        let InstructionResult::Verified { hash: proved, proof } = result else {
+            panic!("not verified: {result:?}");
+        };
+        assert_eq!(proved, hash);
         assert_eq!(
-            result,
-            InstructionResult::Verified {
-                hash: hash.clone(),
-                digest: expected.finalize().to_hex().to_string()
-            }
+            surplus_hub::challenge::check(&hash, 1_024, 5_000, &proof),
+            Ok(())
         );
+        assert!(surplus_hub::challenge::check(&hash, 0, 5_000, &proof).is_err());
 
         // Deleting releases the allocation and frees the vault.
         let delete = InstructionKind::DeleteBlob {

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::path::Path;
 use std::time::Duration;
 
 use surplus_backup::keys::{MasterKey, WrapCost, WrappedKey};
@@ -25,6 +26,8 @@ pub struct HubStore {
     runtime: tokio::runtime::Handle,
     /// How long a restore waits for holders to send shards back.
     pub fetch_wait: Duration,
+    /// The most bytes per second shards are uploaded at (the user's bandwidth cap).
+    pub upload_rate: Option<u64>,
 }
 
 impl HubStore {
@@ -34,6 +37,7 @@ impl HubStore {
             token,
             runtime,
             fetch_wait: Duration::from_secs(120),
+            upload_rate: None,
         }
     }
 }
@@ -46,7 +50,8 @@ impl Store for HubStore {
     fn put_shards(&mut self, pack: &str, shards: &[Vec<u8>]) -> io::Result<()> {
         for shard in shards {
             let hash = blake3::hash(shard).to_hex().to_string();
-            let body = reqwest::Body::from(shard.clone());
+            let bytes = futures_util::stream::iter([Ok(bytes::Bytes::from(shard.clone()))]);
+            let body = reqwest::Body::wrap_stream(crate::client::throttle(bytes, self.upload_rate));
             self.runtime
                 .block_on(
                     self.client
@@ -207,9 +212,42 @@ fn wrap_cost() -> WrapCost {
     }
 }
 
-/// The erasure coding new backups use. Until the hub suggests one from the holders it has: a
-/// full copy on each of two holders.
-pub fn default_coding() -> surplus_backup::erasure::Coding {
-    surplus_backup::erasure::Coding::for_holders(2)
-        .unwrap_or(surplus_backup::erasure::Coding { data: 1, parity: 1 })
+/// The erasure coding the next backup uses, as the hub advises from the subscriber's settings
+/// and the holders there are (with a warning when they are too few).
+pub async fn coding(
+    client: &HubClient,
+    token: &str,
+) -> Result<(surplus_backup::erasure::Coding, Option<String>), KeyError> {
+    let plan = client.backup_plan(token).await?;
+    let coding = surplus_backup::erasure::Coding::new(plan.coding.data, plan.coding.parity)
+        .map_err(|e| KeyError::Malformed(format!("the hub advised an unusable coding: {e}")))?;
+    Ok((coding, plan.warning))
+}
+
+/// The data directory's backup lock: one backup (or forget) at a time per data directory, so
+/// that `surplus backup now` and a running agent's continuous backup never write at once.
+#[derive(Debug)]
+pub struct BackupLock {
+    _file: std::fs::File,
+}
+
+impl BackupLock {
+    /// Takes the lock; `waiting` is called first if someone else holds it, then this waits.
+    pub fn acquire(data_dir: &Path, waiting: impl FnOnce()) -> io::Result<BackupLock> {
+        std::fs::create_dir_all(data_dir)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(data_dir.join("backup.lock"))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                waiting();
+                file.lock()?;
+            }
+            Err(std::fs::TryLockError::Error(error)) => return Err(error),
+        }
+        Ok(BackupLock { _file: file })
+    }
 }

@@ -482,6 +482,35 @@ impl HubClient {
         self.json(self.request(Method::GET, &format!("/v1/placements/{hash}"), Some(token)))
             .await
     }
+
+    /// The subscriber's backup settings and the coding the next backup uses.
+    pub async fn backup_plan(&self, token: &str) -> Result<surplus_protocol::BackupPlan> {
+        self.json(self.request(Method::GET, "/v1/backup/settings", Some(token)))
+            .await
+    }
+
+    pub async fn set_backup_settings(
+        &self,
+        token: &str,
+        settings: &surplus_protocol::BackupSettings,
+    ) -> Result<surplus_protocol::BackupPlan> {
+        self.json(
+            self.request(Method::PUT, "/v1/backup/settings", Some(token))
+                .json(settings),
+        )
+        .await
+    }
+
+    /// Challenges every shard of the subscriber's at its holder.
+    pub async fn start_verify(&self, token: &str) -> Result<surplus_protocol::VerifyRun> {
+        self.json(self.request(Method::POST, "/v1/backup/verify", Some(token)))
+            .await
+    }
+
+    pub async fn verify_run(&self, token: &str, id: Uuid) -> Result<surplus_protocol::VerifyRun> {
+        self.json(self.request(Method::GET, &format!("/v1/backup/verify/{id}"), Some(token)))
+            .await
+    }
 }
 
 /// Paces a byte stream to at most `rate` bytes per second (no pacing without a rate).

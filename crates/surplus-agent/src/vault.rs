@@ -520,24 +520,30 @@ impl Vault {
         Ok(bytes)
     }
 
-    /// Proves the vault holds a blob: the hex BLAKE3 of `nonce`'s bytes followed by the blob's
-    /// bytes in `offset..offset + length` (clamped to the blob's end).
+    /// Proves the vault holds a blob: the BLAKE3 (Bao) slice of its bytes in
+    /// `offset..offset + length`, which anyone who knows the blob's hash can check.
     ///
-    /// The blob is deliberately not verified first: the digest is the check, and the hub, which
-    /// knows what the bytes should be, judges it.
-    pub fn prove(
-        &self,
-        hash: &str,
-        offset: u64,
-        length: u64,
-        nonce: &str,
-    ) -> Result<String, VaultError> {
+    /// Making the slice reads the whole blob (its tree is not kept), and the blob is deliberately
+    /// not verified first: the hub checks the slice against the hash, so an altered blob fails
+    /// there. A range past the end yields the slice of the last chunk, as Bao defines.
+    pub fn prove(&self, hash: &str, offset: u64, length: u64) -> Result<Vec<u8>, VaultError> {
         let (mut file, path) = self.open_blob(hash)?;
-        let mut hasher = blake3::Hasher::new();
-        hasher.update(nonce.as_bytes());
-        file.seek(SeekFrom::Start(offset)).map_err(io_at(&path))?;
-        io::copy(&mut file.take(length), &mut hasher).map_err(io_at(&path))?;
-        Ok(hasher.finalize().to_hex().to_string())
+        let mut encoder = bao::encode::Encoder::new_outboard(io::Cursor::new(Vec::new()));
+        io::copy(&mut file, &mut encoder).map_err(io_at(&path))?;
+        encoder.finalize().map_err(io_at(&path))?;
+        let outboard = encoder.into_inner().into_inner();
+        file.seek(SeekFrom::Start(0)).map_err(io_at(&path))?;
+        let mut extractor = bao::encode::SliceExtractor::new_outboard(
+            file,
+            io::Cursor::new(outboard),
+            offset,
+            length,
+        );
+        let mut slice = Vec::new();
+        extractor
+            .read_to_end(&mut slice)
+            .map_err(io_at(&path))?;
+        Ok(slice)
     }
 
     /// Removes a blob and grows the reservation back by its size (quota and disk permitting).
@@ -1061,26 +1067,25 @@ mod tests {
         file.read_to_end(&mut all).expect("read");
         assert_eq!(all, data);
 
-        let expected = |range: &[u8]| {
-            let mut hasher = blake3::Hasher::new();
-            hasher.update(b"n0nce");
-            hasher.update(range);
-            hasher.finalize().to_hex().to_string()
+        // Proofs over a blob of several BLAKE3 chunks (1 KiB each).
+        let data = blob(4, 8000);
+        let hash = hash_of(&data);
+        put(&mut vault, &data).expect("put");
+        let check = |slice: &[u8], offset: u64, length: u64| {
+            let hash = bao::Hash::from_hex(&hash).expect("hash");
+            let mut decoder = bao::decode::SliceDecoder::new(slice, &hash, offset, length);
+            let mut out = Vec::new();
+            decoder.read_to_end(&mut out).map(|_| out)
         };
-        assert_eq!(
-            vault.prove(&hash, 100, 50, "n0nce").expect("prove"),
-            expected(&data[100..150])
-        );
-        assert_eq!(
-            vault.prove(&hash, 900, 500, "n0nce").expect("prove"),
-            expected(&data[900..])
-        );
-        assert_eq!(
-            vault.prove(&hash, 2000, 10, "n0nce").expect("prove"),
-            expected(&[])
-        );
+        let slice = vault.prove(&hash, 100, 50).expect("prove");
+        assert_eq!(check(&slice, 100, 50).expect("valid"), data[100..150]);
+        let slice = vault.prove(&hash, 7900, 500).expect("prove");
+        assert_eq!(check(&slice, 7900, 500).expect("valid"), data[7900..]);
+        let slice = vault.prove(&hash, 4096, 1024).expect("prove");
+        assert_eq!(check(&slice, 4096, 1024).expect("valid"), data[4096..5120]);
+        assert!(check(&slice, 0, 1024).is_err(), "a slice proves only its own range");
         assert!(matches!(
-            vault.prove(&hash_of(b"absent"), 0, 1, "n"),
+            vault.prove(&hash_of(b"absent"), 0, 1),
             Err(VaultError::NotFound { .. })
         ));
     }
@@ -1093,7 +1098,7 @@ mod tests {
         let data = blob(3, 4096);
         let hash = hash_of(&data);
         put(&mut vault, &data).expect("put");
-        let honest_proof = vault.prove(&hash, 0, 4096, "n").expect("prove");
+        let honest_proof = vault.prove(&hash, 0, 4096).expect("prove");
 
         let path = dir.path().join("blobs").join(&hash[..2]).join(&hash);
         let mut bytes = fs::read(&path).expect("read");
@@ -1112,10 +1117,11 @@ mod tests {
             vault.read_range(&hash, 0, 10),
             Err(VaultError::Corrupt { .. })
         ));
-        assert_ne!(
-            vault.prove(&hash, 0, 4096, "n").expect("prove"),
-            honest_proof
-        );
+        let tampered_proof = vault.prove(&hash, 0, 4096).expect("prove");
+        assert_ne!(tampered_proof, honest_proof);
+        let root = bao::Hash::from_hex(&hash).expect("hash");
+        let mut decoder = bao::decode::SliceDecoder::new(&tampered_proof[..], &root, 0, 4096);
+        assert!(decoder.read_to_end(&mut Vec::new()).is_err(), "a tampered slice fails");
 
         // Storing it again replaces the corrupt copy.
         put(&mut vault, &data).expect("heal");

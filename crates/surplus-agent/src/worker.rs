@@ -470,14 +470,31 @@ async fn backup_loop(
             shared.token.clone(),
             tokio::runtime::Handle::current(),
         );
+        let (coding, warning) = match crate::backup::coding(&client, &token).await {
+            Ok(advice) => advice,
+            Err(error) => {
+                tracing::warn!(%error, "cannot ask the hub how to code backups; trying again later");
+                next_scan = tokio::time::Instant::now() + Duration::from_secs(60);
+                continue;
+            }
+        };
+        if let Some(warning) = warning {
+            tracing::warn!(%warning, "backups are not fully protected");
+        }
+        let rate = shared.settings().bandwidth_bytes_per_second;
+        let data_dir = shared.data_dir.clone();
         let outcome = tokio::task::spawn_blocking(move || {
-            let store = crate::backup::HubStore::new(client, token, handle);
+            let _lock = crate::backup::BackupLock::acquire(&data_dir, || {
+                tracing::info!("another backup runs on this data directory; waiting for it");
+            })
+            .map_err(|source| surplus_backup::repo::BackupError::Io {
+                path: data_dir.join("backup.lock"),
+                source,
+            })?;
+            let mut store = crate::backup::HubStore::new(client, token, handle);
+            store.upload_rate = rate;
             let key = surplus_backup::keys::MasterKey::from_bytes(key);
-            let mut repository = surplus_backup::repo::Repository::open(
-                store,
-                &key,
-                crate::backup::default_coding(),
-            )?;
+            let mut repository = surplus_backup::repo::Repository::open(store, &key, coding)?;
             let parent = repository.snapshots()?.pop().map(|(_, s)| s);
             repository.backup(&folders, &host, now_ms(), parent.as_ref())
         })
@@ -813,19 +830,15 @@ async fn execute(shared: &Arc<Shared>, instruction: &Instruction) -> Option<Inst
             hash,
             offset,
             length,
-            nonce,
         } => {
             let (offset, length) = (*offset, *length);
-            let nonce = nonce.clone();
             let hash_for_vault = hash.clone();
-            let outcome = with_vault(shared, move |vault| {
-                vault.prove(&hash_for_vault, offset, length, &nonce)
-            })
-            .await;
+            let outcome =
+                with_vault(shared, move |vault| vault.prove(&hash_for_vault, offset, length)).await;
             Some(match outcome {
-                Some(Ok(digest)) => InstructionResult::Verified {
+                Some(Ok(slice)) => InstructionResult::Verified {
                     hash: hash.clone(),
-                    digest,
+                    proof: hex::encode(slice),
                 },
                 Some(Err(error)) => failed(error.failure_code(), error.to_string()),
                 None => failed(FailureCode::NotFound, "this device has no vault"),

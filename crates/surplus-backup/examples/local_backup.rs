@@ -60,7 +60,7 @@ fn main() -> Result<()> {
             let mut repo = Repository::open(LocalStore::open(store)?, &key, coding)?;
             let (_, snapshot) = repo.snapshots()?.pop().ok_or("no snapshot")?;
             let started = Instant::now();
-            let bytes = repo.restore(&snapshot, Path::new(target), None)?;
+            let bytes = repo.restore(&snapshot, Path::new(target), None)?.bytes;
             let seconds = started.elapsed().as_secs_f64();
             println!("{{\"seconds\": {seconds:.3}, \"bytes\": {bytes}}}");
         }

@@ -6,6 +6,10 @@
 //! chunk list is reused. Trees and the snapshot itself are sealed too, so the store sees only
 //! ciphertext, sizes and hashes. Restoring rebuilds each pack from any `data` of its shards whose
 //! hashes match, opens the chunks, and writes files atomically with their permissions and times.
+//!
+//! Both survive an interruption. A backup records its packs in an index every few packs, so the
+//! next run finds what was stored and does not store it again. A restore leaves whole files only
+//! (each appears under its name once complete), and the next run skips files already in place.
 
 use std::collections::HashMap;
 use std::io;
@@ -30,6 +34,58 @@ const WHOLE_FILE_LIMIT: u64 = 128 << 20;
 const CACHED_PACKS: usize = 4;
 /// The largest plaintext a blob (a chunk or a tree) may open to.
 const MAX_BLOB: usize = 256 << 20;
+/// A backup records its packs in an index every this many packs, so that an interrupted backup
+/// loses at most this much work.
+pub const CHECKPOINT_PACKS: usize = 4;
+
+/// What a backup or a restore tells as it goes. Every method has a default that ignores it.
+pub trait Progress: Send + Sync {
+    /// Bytes of file content read (or recognised unchanged), or written by a restore.
+    fn bytes(&self, _bytes: u64) {}
+    /// One file done.
+    fn file(&self) {}
+    /// One pack stored, of `bytes` bytes in all shards.
+    fn pack_stored(&self, _bytes: u64) {}
+}
+
+/// Ignores all progress.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Quiet;
+
+impl Progress for Quiet {}
+
+/// Counts the files and bytes of file content under `folders`, for a progress bar's totals.
+/// What cannot be read is left out; the backup itself reports it.
+pub fn scan_totals(folders: &[PathBuf]) -> (u64, u64) {
+    let (mut files, mut bytes) = (0, 0);
+    let mut stack: Vec<PathBuf> = folders.to_vec();
+    while let Some(path) = stack.pop() {
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            if let Ok(entries) = std::fs::read_dir(&path) {
+                stack.extend(entries.filter_map(Result::ok).map(|e| e.path()));
+            }
+        } else if meta.is_file() {
+            files += 1;
+            bytes += meta.len();
+        }
+    }
+    (files, bytes)
+}
+
+/// What a restore did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RestoreReport {
+    /// Files written.
+    pub files: u64,
+    /// Bytes written.
+    pub bytes: u64,
+    /// Files found already in place (same size and modification time), as an interrupted
+    /// restore leaves them, and not written again.
+    pub in_place: u64,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
@@ -103,6 +159,7 @@ pub struct Repository<S: Store> {
     pending: Vec<(ChunkId, Vec<u8>)>,
     pending_ids: std::collections::HashSet<ChunkId>,
     pending_bytes: usize,
+    progress: std::sync::Arc<dyn Progress>,
 }
 
 impl<S: Store> std::fmt::Debug for Repository<S> {
@@ -132,6 +189,7 @@ impl<S: Store> Repository<S> {
             pending: Vec::new(),
             pending_ids: std::collections::HashSet::new(),
             pending_bytes: 0,
+            progress: std::sync::Arc::new(Quiet),
         };
         repository.load_indexes()?;
         Ok(repository)
@@ -163,6 +221,11 @@ impl<S: Store> Repository<S> {
 
     pub fn store(&mut self) -> &mut S {
         &mut self.store
+    }
+
+    /// Where backups and restores report their progress from now on.
+    pub fn set_progress(&mut self, progress: std::sync::Arc<dyn Progress>) {
+        self.progress = progress;
     }
 
     /// Adds a blob unless the repository has it already. Returns its id and whether it was new.
@@ -206,6 +269,8 @@ impl<S: Store> Repository<S> {
         self.store
             .put_shards(&id, &shards)
             .map_err(BackupError::Store)?;
+        self.progress
+            .pack_stored(shards.iter().map(|s| s.len() as u64).sum());
         let entry = PackEntry {
             id: id.clone(),
             coding: self.coding,
@@ -219,6 +284,10 @@ impl<S: Store> Repository<S> {
         repository_index(&mut self.index, &entry);
         self.packs.insert(id, entry.clone());
         self.unwritten.push(entry);
+        if self.unwritten.len() >= CHECKPOINT_PACKS {
+            let entries = std::mem::take(&mut self.unwritten);
+            self.write_index(&entries)?;
+        }
         Ok(())
     }
 
@@ -621,6 +690,7 @@ impl<S: Store> Repository<S> {
             let chunks = match unchanged {
                 Some(chunks) if chunks.iter().all(|c| self.index.contains_key(c)) => {
                     summary.unchanged_files += 1;
+                    self.progress.bytes(meta.len());
                     chunks
                 }
                 _ => match self.save_file(path, summary) {
@@ -632,6 +702,7 @@ impl<S: Store> Repository<S> {
                     Err(other) => return Err(other),
                 },
             };
+            self.progress.file();
             NodeKind::File {
                 size: meta.len(),
                 chunks,
@@ -689,6 +760,7 @@ impl<S: Store> Repository<S> {
     ) -> Result<(), BackupError> {
         let id = self.ids.id(&plaintext);
         chunks.push(id);
+        self.progress.bytes(plaintext.len() as u64);
         if self.has(&id) || !self.pending_ids.insert(id) {
             return Ok(());
         }
@@ -720,6 +792,47 @@ impl<S: Store> Repository<S> {
         Ok(())
     }
 
+    /// The files and bytes of a snapshot, or of its part at `only` (`<folder name>/sub/path`).
+    pub fn totals(
+        &mut self,
+        snapshot: &Snapshot,
+        only: Option<&Path>,
+    ) -> Result<(u64, u64), BackupError> {
+        let wanted: Vec<Vec<u8>> = only
+            .map(|p| p.iter().map(os_bytes).collect())
+            .unwrap_or_default();
+        let mut totals = (0, 0);
+        for root in &snapshot.roots {
+            if wanted.first().is_none_or(|first| *first == root.name.0) {
+                self.count(&root.node, &wanted[wanted.len().min(1)..], &mut totals)?;
+            }
+        }
+        Ok(totals)
+    }
+
+    fn count(
+        &mut self,
+        node: &Node,
+        wanted: &[Vec<u8>],
+        totals: &mut (u64, u64),
+    ) -> Result<(), BackupError> {
+        match &node.kind {
+            NodeKind::Dir { tree } => {
+                for child in &self.read_tree(tree)?.nodes {
+                    if wanted.first().is_none_or(|first| *first == child.name.0) {
+                        self.count(child, &wanted[wanted.len().min(1)..], totals)?;
+                    }
+                }
+            }
+            NodeKind::File { size, .. } if wanted.is_empty() => {
+                totals.0 += 1;
+                totals.1 += size;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
     /// Restores a snapshot under `target` as `target/<folder name>/...`; with `only`, just that
     /// path (`<folder name>/sub/path`) and what is below it.
     pub fn restore(
@@ -727,9 +840,9 @@ impl<S: Store> Repository<S> {
         snapshot: &Snapshot,
         target: &Path,
         only: Option<&Path>,
-    ) -> Result<u64, BackupError> {
+    ) -> Result<RestoreReport, BackupError> {
         std::fs::create_dir_all(target).map_err(at(target))?;
-        let mut restored = 0;
+        let mut restored = RestoreReport::default();
         let wanted: Vec<Vec<u8>> = only
             .map(|p| p.iter().map(os_bytes).collect())
             .unwrap_or_default();
@@ -762,7 +875,7 @@ impl<S: Store> Repository<S> {
         node: &Node,
         path: &Path,
         wanted: &[Vec<u8>],
-        restored: &mut u64,
+        restored: &mut RestoreReport,
     ) -> Result<bool, BackupError> {
         match &node.kind {
             NodeKind::Dir { tree } => {
@@ -789,6 +902,12 @@ impl<S: Store> Repository<S> {
             }
             _ if !wanted.is_empty() => Ok(false),
             NodeKind::File { size, chunks } => {
+                if in_place(path, node, *size) {
+                    restored.in_place += 1;
+                    self.progress.bytes(*size);
+                    self.progress.file();
+                    return Ok(true);
+                }
                 let name = path
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
@@ -807,7 +926,9 @@ impl<S: Store> Repository<S> {
                 apply_metadata(&temp, node)?;
                 // The file appears under its name only once it is whole.
                 std::fs::rename(&temp, path).map_err(at(path))?;
-                *restored += size;
+                restored.files += 1;
+                restored.bytes += size;
+                self.progress.file();
                 Ok(true)
             }
             NodeKind::Symlink { target } => {
@@ -841,6 +962,7 @@ impl<S: Store> Repository<S> {
             for bytes in opened {
                 written += bytes.len() as u64;
                 writer.write_all(&bytes).map_err(at(path))?;
+                self.progress.bytes(bytes.len() as u64);
             }
         }
         writer.flush().map_err(at(path))?;
@@ -917,6 +1039,21 @@ fn unix_metadata(meta: &std::fs::Metadata) -> (u32, i64, i64, u64) {
         0,
         0,
     )
+}
+
+/// Whether a regular file with the node's size and modification time is at `path` already: a
+/// restore puts files under their names only when whole and with their times set, so such a
+/// file is one an earlier run restored.
+fn in_place(path: &Path, node: &Node, size: u64) -> bool {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return false;
+    };
+    let mtime_ns = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .and_then(|d| i64::try_from(d.as_nanos()).ok());
+    meta.is_file() && meta.len() == size && mtime_ns == Some(node.mtime_ns)
 }
 
 fn apply_metadata(path: &Path, node: &Node) -> Result<(), BackupError> {

@@ -366,3 +366,178 @@ fn forget_drops_snapshots_and_the_packs_only_they_needed() {
     fresh.restore(&latest, &target, None).expect("restore");
     assert_same_tree(&folder, &target.join("documents"));
 }
+
+/// A local store that fails once it has taken `budget` packs: a backup cut off mid-way.
+struct Failing {
+    inner: LocalStore,
+    budget: usize,
+}
+
+impl surplus_backup::store::Store for Failing {
+    fn put_shards(&mut self, pack: &str, shards: &[Vec<u8>]) -> std::io::Result<()> {
+        if self.budget == 0 {
+            return Err(std::io::Error::other("the connection dropped"));
+        }
+        self.budget -= 1;
+        self.inner.put_shards(pack, shards)
+    }
+    fn get_shards(
+        &mut self,
+        pack: &str,
+        hashes: &[String],
+        needed: usize,
+    ) -> std::io::Result<Vec<Vec<u8>>> {
+        self.inner.get_shards(pack, hashes, needed)
+    }
+    fn delete_shards(&mut self, pack: &str, hashes: &[String]) -> std::io::Result<()> {
+        self.inner.delete_shards(pack, hashes)
+    }
+    fn put_object(
+        &mut self,
+        kind: surplus_backup::store::ObjectKind,
+        name: &str,
+        bytes: &[u8],
+    ) -> std::io::Result<()> {
+        self.inner.put_object(kind, name, bytes)
+    }
+    fn get_object(
+        &mut self,
+        kind: surplus_backup::store::ObjectKind,
+        name: &str,
+    ) -> std::io::Result<Vec<u8>> {
+        self.inner.get_object(kind, name)
+    }
+    fn delete_object(
+        &mut self,
+        kind: surplus_backup::store::ObjectKind,
+        name: &str,
+    ) -> std::io::Result<()> {
+        self.inner.delete_object(kind, name)
+    }
+    fn list_objects(
+        &mut self,
+        kind: surplus_backup::store::ObjectKind,
+    ) -> std::io::Result<Vec<String>> {
+        self.inner.list_objects(kind)
+    }
+}
+
+/// Counts what a backup or restore reports.
+#[derive(Default)]
+struct Counter {
+    bytes: std::sync::atomic::AtomicU64,
+    files: std::sync::atomic::AtomicU64,
+    packs: std::sync::atomic::AtomicU64,
+}
+
+impl surplus_backup::repo::Progress for Counter {
+    fn bytes(&self, bytes: u64) {
+        self.bytes
+            .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn file(&self) {
+        self.files.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn pack_stored(&self, _bytes: u64) {
+        self.packs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn an_interrupted_backup_keeps_what_it_stored_and_the_next_run_completes() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let work = tempfile::tempdir().expect("tempdir");
+    let folder = work.path().join("media");
+    std::fs::create_dir_all(&folder).expect("dir");
+    // Nine incompressible files of 8 MiB: about 72 MiB, five packs.
+    for n in 0..9 {
+        std::fs::write(folder.join(format!("clip-{n}.bin")), noise(8 << 20, 2 * n + 101))
+            .expect("write");
+    }
+    let store_dir = work.path().join("store");
+    let key = MasterKey::generate();
+    let coding = Coding::new(1, 1).expect("coding");
+    let (files, bytes) = surplus_backup::repo::scan_totals(std::slice::from_ref(&folder));
+    assert_eq!((files, bytes), (9, 9 * (8 << 20)));
+
+    // The first run is cut off at its fifth pack: the first four were recorded at the
+    // checkpoint.
+    let failing = Failing {
+        inner: LocalStore::open(&store_dir).expect("store"),
+        budget: surplus_backup::repo::CHECKPOINT_PACKS,
+    };
+    let mut repo = Repository::open(failing, &key, coding).expect("open");
+    let interrupted = repo.backup(std::slice::from_ref(&folder), "host", 1_000, None);
+    assert!(
+        matches!(interrupted, Err(BackupError::Store(_))),
+        "{interrupted:?}"
+    );
+
+    // The next run stores only what the checkpoint does not cover.
+    let counter = std::sync::Arc::new(Counter::default());
+    let mut repo =
+        Repository::open(LocalStore::open(&store_dir).expect("store"), &key, coding).expect("open");
+    repo.set_progress(counter.clone());
+    let report = repo
+        .backup(std::slice::from_ref(&folder), "host", 2_000, None)
+        .expect("backup");
+    let summary = report.snapshot.expect("snapshot").summary;
+    assert_eq!(summary.bytes, bytes);
+    assert!(
+        summary.new_bytes <= bytes - (CHECKPOINT_BYTES_AT_LEAST as u64),
+        "the second run stored {} of {bytes} bytes again",
+        summary.new_bytes
+    );
+    assert_eq!(counter.files.load(Relaxed), files);
+    assert_eq!(counter.bytes.load(Relaxed), bytes);
+    assert!(counter.packs.load(Relaxed) >= 1);
+
+    let target = work.path().join("restored");
+    let mut fresh =
+        Repository::open(LocalStore::open(&store_dir).expect("store"), &key, coding).expect("open");
+    let (_, snapshot) = fresh.snapshots().expect("list").pop().expect("one");
+    fresh.restore(&snapshot, &target, None).expect("restore");
+    assert_same_tree(&folder, &target.join("media"));
+}
+
+/// What four packs hold at the least: a pack is cut once it passes its target size.
+const CHECKPOINT_BYTES_AT_LEAST: usize =
+    surplus_backup::repo::CHECKPOINT_PACKS * surplus_backup::repo::PACK_TARGET - (1 << 20);
+
+#[test]
+fn an_interrupted_restore_completes_without_writing_whole_files_again() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let folder = make_tree(work.path());
+    let store_dir = work.path().join("store");
+    let key = MasterKey::generate();
+    let coding = Coding::new(2, 1).expect("coding");
+    let mut repo =
+        Repository::open(LocalStore::open(&store_dir).expect("store"), &key, coding).expect("open");
+    let snapshot = repo
+        .backup(std::slice::from_ref(&folder), "host", 1_000, None)
+        .expect("backup")
+        .snapshot
+        .expect("snapshot");
+
+    // A first run that got as far as the large file and one other, and left a partial file
+    // behind (as a killed restore does: whole files under their names, the rest under
+    // temporary names).
+    let target = work.path().join("restored");
+    repo.restore(&snapshot, &target, Some(Path::new("documents/deep/large.bin")))
+        .expect("restore one");
+    repo.restore(&snapshot, &target, Some(Path::new("documents/notes.txt")))
+        .expect("restore one");
+    std::fs::write(
+        target.join("documents/.private.surplus-restore"),
+        b"half",
+    )
+    .expect("partial");
+    // And a file of the same name that is not what the snapshot holds is replaced.
+    std::fs::write(target.join("documents/empty"), b"not empty").expect("stale");
+
+    let report = repo.restore(&snapshot, &target, None).expect("restore");
+    assert_eq!(report.in_place, 2, "{report:?}");
+    assert_eq!(report.files, 4, "{report:?}");
+    assert!(!target.join("documents/.private.surplus-restore").exists());
+    assert_same_tree(&folder, &target.join("documents"));
+}

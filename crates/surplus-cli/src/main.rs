@@ -19,6 +19,8 @@ use surplus_agent::worker::{AgentState, Worker, WorkerOptions};
 use surplus_backup::repo::Repository;
 use surplus_protocol::{Credentials, PauseState, UnixMillis};
 
+mod progress;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "surplus",
@@ -127,6 +129,14 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         keep_monthly: usize,
     },
+    /// Challenge every shard of your backups at its holder, and say which failed.
+    Verify {
+        /// How long to wait for holders to answer (offline holders answer when back).
+        #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+        wait: Duration,
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the agent in the foreground: heartbeats and the hub's instructions.
     Agent,
 }
@@ -141,6 +151,36 @@ enum BackupCommand {
     List,
     /// Back the folders up now: encrypted here, erasure-coded, stored on other devices.
     Now,
+    /// Show or change how backups are spread: household mode and the erasure coding.
+    Settings {
+        /// Let your own other devices hold your shards (on) or only other subscribers' (off).
+        #[arg(long, value_parser = on_off)]
+        household: Option<bool>,
+        /// `auto` (chosen from the holders there are), or DATA+PARITY such as 2+2: any DATA of
+        /// the DATA+PARITY shards of a pack rebuild it.
+        #[arg(long, value_parser = parse_coding)]
+        coding: Option<Option<surplus_protocol::Coding>>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `auto`, or `DATA+PARITY`.
+fn parse_coding(text: &str) -> Result<Option<surplus_protocol::Coding>, String> {
+    if text == "auto" {
+        return Ok(None);
+    }
+    let parsed = text
+        .split_once('+')
+        .and_then(|(data, parity)| Some((data.trim().parse().ok()?, parity.trim().parse().ok()?)));
+    let Some((data, parity)) = parsed else {
+        return Err(format!("{text:?} is neither auto nor DATA+PARITY (such as 2+2)"));
+    };
+    let coding = surplus_protocol::Coding { data, parity };
+    match coding.problem() {
+        Some(problem) => Err(format!("{text}: {problem}")),
+        None => Ok(Some(coding)),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -468,7 +508,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
             let offset = surplus_agent::worker::utc_offset_minutes();
+            let data_dir = context.data_dir.clone();
             let (forgotten, packs) = with_repository(&context, move |repository, _, _, _| {
+                let _lock = backup_lock(&data_dir)?;
                 Ok(repository.forget(retention, offset)?)
             })
             .await?;
@@ -481,6 +523,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Verify { wait, json } => verify(&context, wait, json).await,
         Command::Agent => agent(&context).await,
     }
 }
@@ -703,6 +746,8 @@ struct StatusView {
     agent: Option<AgentState>,
     /// Whether an agent is running on this data directory now.
     agent_running: bool,
+    /// How backups are spread, as the hub sees it (absent when it cannot be asked).
+    backup: Option<surplus_protocol::BackupPlan>,
 }
 
 async fn status(context: &Local, json: bool) -> anyhow::Result<()> {
@@ -718,6 +763,15 @@ async fn status(context: &Local, json: bool) -> anyhow::Result<()> {
             Err(surplus_agent::worker::WorkerError::AlreadyRunning(_))
         );
     let agent = AgentState::load(&context.data_dir);
+    let backup = match (context.client(), context.any_token()) {
+        (Ok(client), Ok(token)) => {
+            tokio::time::timeout(Duration::from_secs(5), client.backup_plan(&token))
+                .await
+                .ok()
+                .and_then(Result::ok)
+        }
+        _ => None,
+    };
     let view = StatusView {
         data_dir: context.data_dir.clone(),
         hub: context.hub.clone().or(settings.hub_url.clone()),
@@ -739,6 +793,7 @@ async fn status(context: &Local, json: bool) -> anyhow::Result<()> {
         bandwidth_bytes_per_second: settings.bandwidth_bytes_per_second,
         agent,
         agent_running,
+        backup,
     };
     if json {
         return print_json(&view);
@@ -818,6 +873,35 @@ async fn status(context: &Local, json: bool) -> anyhow::Result<()> {
             println!("hub sees:     storage {storage}; compute {compute}");
         }
         println!("instructions: {} carried out", state.instructions_done);
+        if let Some((at, snapshot)) = &state.last_backup {
+            println!("last backup:  snapshot {snapshot} at {}", time(Some(*at)));
+        }
+        if let Some(error) = &state.last_backup_error {
+            println!("backup error: {error}");
+        }
+    }
+    match &view.backup {
+        Some(plan) => {
+            println!(
+                "backups:      coded {}+{} ({}) over {} eligible holder(s), household mode {}",
+                plan.coding.data,
+                plan.coding.parity,
+                if plan.settings.coding.is_some() {
+                    "chosen"
+                } else {
+                    "automatic"
+                },
+                plan.eligible_holders,
+                on(plan.settings.household)
+            );
+            if let Some(warning) = &plan.warning {
+                println!("warning:      {warning}");
+            }
+        }
+        None if view.email.is_some() || view.device_id.is_some() => {
+            println!("backups:      the hub cannot be asked now")
+        }
+        None => {}
     }
     Ok(())
 }
@@ -910,14 +994,24 @@ async fn with_repository<T: Send + 'static>(
     let token = context.any_token()?;
     let credentials = context.credentials()?;
     let key = surplus_agent::backup::master_key(&credentials, &client, &token, passphrase).await?;
+    let (coding, _) = surplus_agent::backup::coding(&client, &token).await?;
+    let rate = context.settings()?.bandwidth_bytes_per_second;
     let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
-        let store = HubStore::new(client.clone(), token.clone(), handle.clone());
-        let mut repository =
-            Repository::open(store, &key, surplus_agent::backup::default_coding())?;
+        let mut store = HubStore::new(client.clone(), token.clone(), handle.clone());
+        store.upload_rate = rate;
+        let mut repository = Repository::open(store, &key, coding)?;
         work(&mut repository, &client, &token, &handle)
     })
     .await?
+}
+
+/// Takes the data directory's backup lock, saying so when a running agent's backup holds it.
+fn backup_lock(data_dir: &std::path::Path) -> anyhow::Result<surplus_agent::backup::BackupLock> {
+    surplus_agent::backup::BackupLock::acquire(data_dir, || {
+        eprintln!("surplus: the agent is backing up this device; waiting for it to finish");
+    })
+    .with_context(|| format!("taking the backup lock in {}", data_dir.display()))
 }
 
 async fn backup(context: &Local, command: BackupCommand) -> anyhow::Result<()> {
@@ -961,10 +1055,21 @@ async fn backup(context: &Local, command: BackupCommand) -> anyhow::Result<()> {
                 .device_name
                 .unwrap_or_else(|| "this device".to_owned());
             let started = std::time::Instant::now();
+            let plan = context.client()?.backup_plan(&context.any_token()?).await?;
+            if let Some(warning) = &plan.warning {
+                eprintln!("surplus: warning: {warning}");
+            }
+            let data_dir = context.data_dir.clone();
             let report = with_repository(context, move |repository, _, _, _| {
+                let _lock = backup_lock(&data_dir)?;
+                let (files, bytes) = surplus_backup::repo::scan_totals(&folders);
+                let bar = std::sync::Arc::new(progress::Bar::new("backing up", files, bytes));
+                repository.set_progress(bar.clone());
                 let parent = repository.snapshots()?.pop().map(|(_, s)| s);
                 let now = surplus_agent::worker::now_ms();
-                Ok(repository.backup(&folders, &host, now, parent.as_ref())?)
+                let report = repository.backup(&folders, &host, now, parent.as_ref());
+                bar.finish();
+                Ok(report?)
             })
             .await?;
             let summary = report.snapshot.map(|s| s.summary).unwrap_or_default();
@@ -984,8 +1089,59 @@ async fn backup(context: &Local, command: BackupCommand) -> anyhow::Result<()> {
                 bail!("{} path(s) could not be backed up", report.skipped.len());
             }
         }
+        BackupCommand::Settings {
+            household,
+            coding,
+            json,
+        } => {
+            let client = context.client()?;
+            let token = context.any_token()?;
+            let mut plan = client.backup_plan(&token).await?;
+            if household.is_some() || coding.is_some() {
+                let mut settings = plan.settings;
+                if let Some(household) = household {
+                    settings.household = household;
+                }
+                if let Some(coding) = coding {
+                    settings.coding = coding;
+                }
+                plan = client.set_backup_settings(&token, &settings).await?;
+            }
+            if json {
+                return print_json(&plan);
+            }
+            print_backup_plan(&plan);
+        }
     }
     Ok(())
+}
+
+fn print_backup_plan(plan: &surplus_protocol::BackupPlan) {
+    println!(
+        "household:    {} ({})",
+        on(plan.settings.household),
+        if plan.settings.household {
+            "your own other devices may hold your shards"
+        } else {
+            "only other subscribers' devices hold your shards"
+        }
+    );
+    println!(
+        "coding:       {}+{} ({}; any {} of {} shards rebuild a pack)",
+        plan.coding.data,
+        plan.coding.parity,
+        if plan.settings.coding.is_some() {
+            "chosen"
+        } else {
+            "automatic"
+        },
+        plan.coding.data,
+        plan.coding.shards()
+    );
+    println!("holders:      {} can take shards now", plan.eligible_holders);
+    if let Some(warning) = &plan.warning {
+        println!("warning:      {warning}");
+    }
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -1132,12 +1288,77 @@ async fn restore(
     let wanted = snapshot.to_owned();
     let target = std::path::absolute(target)?;
     let shown = target.clone();
-    let bytes = with_repository(context, move |repository, _, _, _| {
+    let report = with_repository(context, move |repository, _, _, _| {
         let snapshot = find_snapshot(repository, &wanted)?;
-        Ok(repository.restore(&snapshot, &target, path.as_deref())?)
+        let (files, bytes) = match path.as_deref() {
+            Some(only) => repository.totals(&snapshot, Some(only))?,
+            None => (snapshot.summary.files, snapshot.summary.bytes),
+        };
+        let bar = std::sync::Arc::new(progress::Bar::new("restoring", files, bytes));
+        repository.set_progress(bar.clone());
+        let report = repository.restore(&snapshot, &target, path.as_deref());
+        bar.finish();
+        Ok(report?)
     })
     .await?;
-    println!("restored {} under {}", Size(bytes), shown.display());
+    println!(
+        "restored {} files, {} under {}",
+        report.files,
+        Size(report.bytes),
+        shown.display()
+    );
+    if report.in_place > 0 {
+        println!(
+            "{} files were in place already (an earlier restore) and were kept",
+            report.in_place
+        );
+    }
+    Ok(())
+}
+
+async fn verify(context: &Local, wait: Duration, json: bool) -> anyhow::Result<()> {
+    let client = context.client()?;
+    let token = context.any_token()?;
+    let mut run = client.start_verify(&token).await?;
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut pause = Duration::from_millis(100);
+    while run.challenged > 0 && run.waiting > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(pause.min(deadline - tokio::time::Instant::now())).await;
+        pause = (pause * 2).min(Duration::from_secs(2));
+        run = client.verify_run(&token, run.id).await?;
+    }
+    if json {
+        print_json(&run)?;
+    } else if run.challenged == 0 {
+        println!("no shard of yours is on a holder yet: nothing to verify");
+    } else {
+        println!(
+            "challenged {} shards: {} passed, {} failed, {} not answered yet",
+            run.challenged, run.passed, run.failed, run.waiting
+        );
+        for failure in &run.failures {
+            println!(
+                "  shard {} on device {}: {}",
+                &failure.hash[..16],
+                failure.device_id,
+                failure.reason
+            );
+        }
+        if run.failed > 0 {
+            println!("failed shards are routed around on restore; their placements reopen");
+        }
+        if run.waiting > 0 {
+            println!(
+                "holders that are offline answer when back: `surplus verify` again later to see"
+            );
+        }
+    }
+    if run.failed > 0 {
+        bail!("{} shard(s) failed their challenge", run.failed);
+    }
+    if run.waiting > 0 {
+        bail!("{} shard(s) not answered within {}", run.waiting, humantime::format_duration(wait));
+    }
     Ok(())
 }
 

@@ -31,6 +31,7 @@ use crate::auth::{
 use crate::error::{ApiError, ApiResult};
 use crate::hub::Hub;
 use crate::now_ms;
+use crate::policy;
 use crate::staging::StagingError;
 
 /// A JSON body whose rejections are [`ApiError`]s.
@@ -75,6 +76,12 @@ pub fn router(hub: Arc<Hub>) -> Router {
             get(get_placement).delete(drop_placement),
         )
         .route("/backup/key", put(put_wrapped_key).get(get_wrapped_key))
+        .route(
+            "/backup/settings",
+            get(get_backup_settings).put(put_backup_settings),
+        )
+        .route("/backup/verify", post(start_verify))
+        .route("/backup/verify/{id}", get(get_verify))
         .route("/backup/objects/{kind}", get(list_backup_objects))
         .route(
             "/backup/objects/{kind}/{name}",
@@ -609,7 +616,7 @@ async fn upload_blob(
         Err(other) => return Err(ApiError::internal(other)),
     };
     if returning {
-        hub.store.set_blob_staged(&hash, true).await?;
+        hub.store.set_blob_staged(&hash, true, now_ms()).await?;
     } else {
         hub.store
             .record_blob(
@@ -855,6 +862,85 @@ async fn get_wrapped_key(
     }
 }
 
+/// The coding the caller's next backup uses, from the subscriber's settings and the holders
+/// there are now.
+async fn backup_plan(hub: &Hub, caller: &Caller) -> ApiResult<surplus_protocol::BackupPlan> {
+    let subscriber = caller.subscriber_id();
+    let settings = hub.store.backup_settings(subscriber).await?;
+    let devices = hub
+        .store
+        .storage_candidates()
+        .await?
+        .into_iter()
+        .map(|c| (c.device_id, c.subscriber_id));
+    let eligible = policy::eligible_holders(
+        devices,
+        subscriber,
+        caller.device_id(),
+        settings.household,
+    );
+    Ok(policy::backup_plan(settings, eligible))
+}
+
+/// The subscriber's backup settings, the coding their next backup uses, and how many holders
+/// can take their shards now (with a warning when too few).
+#[utoipa::path(get, path = "/v1/backup/settings",
+    responses((status = 200, body = surplus_protocol::BackupPlan)), security(("session" = []), ("device" = [])))]
+async fn get_backup_settings(
+    State(hub): State<Arc<Hub>>,
+    caller: Caller,
+) -> ApiResult<Json<surplus_protocol::BackupPlan>> {
+    Ok(Json(backup_plan(&hub, &caller).await?))
+}
+
+/// Sets household mode and the erasure coding (`coding: null` for the automatic one).
+#[utoipa::path(put, path = "/v1/backup/settings", request_body = surplus_protocol::BackupSettings,
+    responses((status = 200, body = surplus_protocol::BackupPlan), (status = 422, body = surplus_protocol::ErrorBody)),
+    security(("session" = []), ("device" = [])))]
+async fn put_backup_settings(
+    State(hub): State<Arc<Hub>>,
+    caller: Caller,
+    Json(settings): Json<surplus_protocol::BackupSettings>,
+) -> ApiResult<Json<surplus_protocol::BackupPlan>> {
+    if let Some(problem) = settings.coding.and_then(|c| c.problem()) {
+        return Err(ApiError::validation(format!("coding: {problem}")));
+    }
+    hub.store
+        .set_backup_settings(caller.subscriber_id(), settings)
+        .await?;
+    Ok(Json(backup_plan(&hub, &caller).await?))
+}
+
+/// Challenges every shard of the subscriber's at its holder; follow the answers with
+/// `GET /v1/backup/verify/{id}`.
+#[utoipa::path(post, path = "/v1/backup/verify",
+    responses((status = 202, body = surplus_protocol::VerifyRun)), security(("session" = []), ("device" = [])))]
+async fn start_verify(
+    State(hub): State<Arc<Hub>>,
+    caller: Caller,
+) -> ApiResult<(StatusCode, Json<surplus_protocol::VerifyRun>)> {
+    let run = crate::challenge::start(&hub, caller.subscriber_id()).await?;
+    Ok((StatusCode::ACCEPTED, Json(run)))
+}
+
+/// A challenge run: how many shards passed, failed, or still wait for their holder.
+#[utoipa::path(get, path = "/v1/backup/verify/{id}", params(("id" = Uuid, Path)),
+    responses((status = 200, body = surplus_protocol::VerifyRun), (status = 404, body = surplus_protocol::ErrorBody)),
+    security(("session" = []), ("device" = [])))]
+async fn get_verify(
+    State(hub): State<Arc<Hub>>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<surplus_protocol::VerifyRun>> {
+    match hub.store.verify_run(caller.subscriber_id(), id).await {
+        Ok(run) => Ok(Json(run)),
+        Err(crate::store::StoreError::NotFound) => {
+            Err(ApiError::not_found(format!("no verify run {id} of yours")))
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
 fn check_object(kind: &str, name: Option<&str>) -> ApiResult<()> {
     if !surplus_protocol::BACKUP_OBJECT_KINDS.contains(&kind) {
         return Err(ApiError::bad_request(format!(
@@ -999,7 +1085,7 @@ async fn drop_placement(
     }
     hub.store.drop_placement(&hash, subscriber).await?;
     if !hub.store.blob_still_needed_in_staging(&hash).await? {
-        hub.store.set_blob_staged(&hash, false).await?;
+        hub.store.set_blob_staged(&hash, false, now).await?;
         hub.staging
             .delete(&hash)
             .await

@@ -20,6 +20,7 @@ pub struct FileConfig {
     pub instruction_ttl_seconds: Option<u64>,
     pub instruction_lease_seconds: Option<u64>,
     pub max_blob_bytes: Option<u64>,
+    pub restore_staging_seconds: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +68,9 @@ impl FileConfig {
         }
         if let Some(bytes) = self.max_blob_bytes {
             settings.max_blob_bytes = bytes;
+        }
+        if let Some(seconds) = self.restore_staging_seconds {
+            settings.restore_staging = Duration::from_secs(seconds);
         }
         settings
     }

@@ -44,6 +44,8 @@ pub struct Settings {
     /// How often a waiting long poll looks at its queue without being woken (for leases that ran
     /// out: instructions delivered but never acknowledged).
     pub long_poll_recheck: Duration,
+    /// How long a copy a holder sent back for a restore stays staged for its owner to fetch.
+    pub restore_staging: Duration,
 }
 
 impl Default for Settings {
@@ -59,6 +61,7 @@ impl Default for Settings {
             scheduler_tick: Duration::from_secs(2),
             watch_tick: Duration::from_millis(500),
             long_poll_recheck: Duration::from_secs(5),
+            restore_staging: Duration::from_secs(3600),
         }
     }
 }
@@ -256,7 +259,24 @@ impl Hub {
             return Err(StoreError::NotFound);
         }
         let now = now_ms();
-        let failed = matches!(ack.result, InstructionResult::Failed { .. });
+        // A challenge's answer is judged here: a slice that does not match the shard's hash, or
+        // a shard lost or altered, fails the challenge and the holder's allocation.
+        let challenge = match (&row.instruction.kind, &ack.result) {
+            (
+                InstructionKind::VerifyBlob {
+                    hash,
+                    offset,
+                    length,
+                },
+                InstructionResult::Verified { proof, .. },
+            ) => Some(crate::challenge::check(hash, *offset, *length, proof)),
+            (InstructionKind::VerifyBlob { .. }, InstructionResult::Failed { message, .. }) => {
+                Some(Err(message.clone()))
+            }
+            _ => None,
+        };
+        let failed = matches!(ack.result, InstructionResult::Failed { .. })
+            || matches!(challenge, Some(Err(_)));
         let result_json =
             serde_json::to_string(&ack.result).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let state = if failed { "failed" } else { "done" };
@@ -284,6 +304,15 @@ impl Hub {
                 Some(allocation),
             ) => Some((allocation, AllocationState::Failed)),
             (
+                InstructionKind::VerifyBlob { .. },
+                InstructionResult::Verified { .. }
+                | InstructionResult::Failed {
+                    code: FailureCode::NotFound | FailureCode::Corrupt,
+                    ..
+                },
+                Some(allocation),
+            ) if matches!(challenge, Some(Err(_))) => Some((allocation, AllocationState::Failed)),
+            (
                 InstructionKind::DeleteBlob { .. },
                 InstructionResult::Deleted { .. }
                 | InstructionResult::Failed {
@@ -303,8 +332,16 @@ impl Hub {
                 .late_acknowledgement(device_id, &row, &ack.result)
                 .await;
         }
-        if let (Some((allocation, AllocationState::Failed)), InstructionKind::UploadBlob { hash }) =
-            (allocation, &row.instruction.kind)
+        if let Some(verdict) = &challenge {
+            let detail = verdict.as_ref().err().map(String::as_str);
+            self.store
+                .answer_challenge(instruction_id, verdict.is_ok(), detail, now)
+                .await?;
+        }
+        if let (
+            Some((allocation, AllocationState::Failed)),
+            InstructionKind::UploadBlob { hash } | InstructionKind::VerifyBlob { hash, .. },
+        ) = (allocation, &row.instruction.kind)
         {
             tracing::warn!(%device_id, %hash, "a holder lost or altered a blob; finding it a new holder");
             self.store.reopen_placement_of(allocation).await?;
@@ -459,6 +496,9 @@ async fn run_scheduler(hub: std::sync::Weak<Hub>) {
         }
         if let Err(error) = scheduler::place_pending(&hub, None).await {
             tracing::warn!(%error, "placing blobs");
+        }
+        if let Err(error) = scheduler::drop_stale_staging(&hub, now).await {
+            tracing::warn!(%error, "dropping copies staged for restores");
         }
         let tick = hub.settings.scheduler_tick;
         let kick = hub.scheduler_kick.clone();

@@ -18,6 +18,7 @@ use utoipa::{Modify, OpenApi};
         crate::api::upload_blob, crate::api::download_blob, crate::api::retrieve_blob, crate::api::drop_placement, crate::api::place_blob, crate::api::get_placement,
         crate::api::put_wrapped_key, crate::api::get_wrapped_key, crate::api::put_backup_object,
         crate::api::get_backup_object, crate::api::list_backup_objects, crate::api::delete_backup_object,
+        crate::api::get_backup_settings, crate::api::put_backup_settings, crate::api::start_verify, crate::api::get_verify,
     ),
     components(schemas(surplus_protocol::ErrorBody, surplus_protocol::ErrorCode, surplus_protocol::Instruction,
         surplus_protocol::InstructionKind, surplus_protocol::InstructionResult)),

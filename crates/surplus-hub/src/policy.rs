@@ -1,11 +1,17 @@
-//! Which of a device's resources are spare right now (claims 1 and 14).
+//! Which of a device's resources are spare right now (claims 1 and 14), and how a subscriber's
+//! backups are coded across the holders there are.
 //!
-//! A pure function of the device's latest report (which carries the user's consent, quota and
-//! limits), the subscriber's standing, and the time. No I/O, so every rule is tested here.
+//! Pure functions of the device's latest report (which carries the user's consent, quota and
+//! limits), the subscriber's standing and settings, and the time. No I/O, so every rule is tested
+//! here.
+
+use std::collections::HashSet;
 
 use surplus_protocol::{
-    Spare, SpareReason, StatusReport, SubscriberStatus, UnixMillis, UserActivity,
+    BackupPlan, BackupSettings, Coding, Spare, SpareReason, StatusReport, SubscriberStatus,
+    UnixMillis, UserActivity,
 };
+use uuid::Uuid;
 
 /// Decides what a device has spare.
 ///
@@ -115,6 +121,63 @@ fn common(
 fn local_minute(now: UnixMillis, offset_minutes: i32) -> u16 {
     let minutes = now.div_euclid(60_000) + i64::from(offset_minutes);
     u16::try_from(minutes.rem_euclid(24 * 60)).unwrap_or(0)
+}
+
+/// How many holders a subscriber's packs can use now, from the devices with spare storage as
+/// (device, subscriber) pairs. Another subscriber counts once however many devices they have,
+/// since a pack gives each subscriber at most one shard; in household mode each of the
+/// subscriber's own devices counts too, except `source`, the device whose data it is.
+pub fn eligible_holders(
+    devices: impl IntoIterator<Item = (Uuid, Uuid)>,
+    subscriber: Uuid,
+    source: Option<Uuid>,
+    household: bool,
+) -> u32 {
+    let mut others = HashSet::new();
+    let mut own = 0u32;
+    for (device, owner) in devices {
+        if owner != subscriber {
+            others.insert(owner);
+        } else if household && Some(device) != source {
+            own += 1;
+        }
+    }
+    u32::try_from(others.len()).unwrap_or(u32::MAX).saturating_add(own)
+}
+
+/// The coding a subscriber's next backup uses, and a warning when the holders are too few for it.
+pub fn backup_plan(settings: BackupSettings, eligible_holders: u32) -> BackupPlan {
+    let coding = settings
+        .coding
+        .unwrap_or_else(|| Coding::for_holders(eligible_holders));
+    let warning = if eligible_holders == 0 {
+        Some(
+            "no device can hold your backups yet: they wait at the hub until one can, and are \
+             not protected until then"
+                .to_owned(),
+        )
+    } else if eligible_holders < coding.shards() {
+        Some(format!(
+            "your coding {}+{} needs {} holders but only {eligible_holders} can hold shards now: \
+             the rest wait at the hub until more can (or choose a smaller coding)",
+            coding.data,
+            coding.parity,
+            coding.shards()
+        ))
+    } else if coding.shards() == 1 {
+        Some(
+            "only one device can hold your backups: a single copy, lost if that device is lost"
+                .to_owned(),
+        )
+    } else {
+        None
+    };
+    BackupPlan {
+        settings,
+        coding,
+        eligible_holders,
+        warning,
+    }
 }
 
 #[cfg(test)]
@@ -374,5 +437,55 @@ mod tests {
                 prop_assert!(idle >= 300 && busy <= 25.0);
             }
         }
+    }
+
+    #[test]
+    fn each_other_subscriber_counts_once_and_own_devices_only_in_household_mode() {
+        let me = Uuid::from_u128(1);
+        let (laptop, desktop) = (Uuid::from_u128(10), Uuid::from_u128(11));
+        let devices = [
+            (laptop, me),
+            (desktop, me),
+            (Uuid::from_u128(20), Uuid::from_u128(2)),
+            (Uuid::from_u128(21), Uuid::from_u128(2)),
+            (Uuid::from_u128(30), Uuid::from_u128(3)),
+        ];
+        assert_eq!(eligible_holders(devices, me, Some(laptop), false), 2);
+        assert_eq!(eligible_holders(devices, me, Some(laptop), true), 3);
+        assert_eq!(eligible_holders(devices, me, None, true), 4);
+        assert_eq!(eligible_holders([], me, None, true), 0);
+    }
+
+    #[test]
+    fn the_automatic_coding_follows_the_holders() {
+        let auto = BackupSettings::default();
+        let codings: Vec<(u16, u16)> = [0, 1, 2, 3, 4, 5, 6, 9, 10, 40]
+            .into_iter()
+            .map(|n| {
+                let c = backup_plan(auto, n).coding;
+                (c.data, c.parity)
+            })
+            .collect();
+        assert_eq!(
+            codings,
+            [(1, 0), (1, 0), (1, 1), (1, 2), (2, 2), (2, 2), (3, 3), (3, 3), (4, 6), (4, 6)]
+        );
+        assert!(backup_plan(auto, 0).warning.is_some());
+        assert!(backup_plan(auto, 1).warning.is_some());
+        assert_eq!(backup_plan(auto, 2).warning, None);
+        assert_eq!(backup_plan(auto, 12).warning, None);
+    }
+
+    #[test]
+    fn a_chosen_coding_is_kept_and_a_shortfall_is_said() {
+        let chosen = BackupSettings {
+            household: false,
+            coding: Some(Coding { data: 4, parity: 2 }),
+        };
+        let plan = backup_plan(chosen, 3);
+        assert_eq!(plan.coding, Coding { data: 4, parity: 2 });
+        let warning = plan.warning.expect("too few holders");
+        assert!(warning.contains("4+2 needs 6 holders but only 3"), "{warning}");
+        assert_eq!(backup_plan(chosen, 6).warning, None);
     }
 }

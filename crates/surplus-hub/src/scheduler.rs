@@ -1,4 +1,4 @@
-//! Placement: which devices hold a subscriber's blobs (claims 1, 7, 10, 13).
+//! Placement: which devices hold a subscriber's blobs (claims 1, 7, 9, 10, 13).
 //!
 //! For each placement that wants more holders, the scheduler takes the devices whose storage is
 //! spare (from their latest reports, less what is already promised), chooses holders with
@@ -91,13 +91,20 @@ pub async fn place_pending(
                 .await?,
         );
         excluded.extend(placement.source_device_id);
-        // A shard of a pack goes to another subscriber's device, and to a subscriber who holds no
-        // other shard of it: losing one subscriber's PCs loses at most one shard of a pack.
+        // The shards of a pack go to distinct devices, and to distinct other subscribers: losing
+        // one subscriber's PCs loses at most one shard of a pack. The owner's own other devices
+        // may take one each only in household mode.
         if let Some(pack) = &placement.pack {
-            let mut barred = store
-                .pack_holder_subscribers(placement.subscriber_id, pack)
-                .await?;
-            barred.push(placement.subscriber_id);
+            let holders = store.pack_holders(placement.subscriber_id, pack).await?;
+            excluded.extend(holders.iter().map(|(device, _)| *device));
+            let mut barred: HashSet<Uuid> = holders
+                .iter()
+                .map(|(_, subscriber)| *subscriber)
+                .filter(|subscriber| *subscriber != placement.subscriber_id)
+                .collect();
+            if !placement.household {
+                barred.insert(placement.subscriber_id);
+            }
             excluded.extend(
                 candidates
                     .iter()
@@ -182,13 +189,28 @@ async fn finish(
         }
     }
     if !store.blob_still_needed_in_staging(hash).await? {
-        store.set_blob_staged(hash, false).await?;
+        store.set_blob_staged(hash, false, now).await?;
         if let Err(error) = hub.staging.delete(hash).await {
             tracing::warn!(%error, hash, "dropping a staged blob");
         }
         tracing::info!(hash, "every copy confirmed; staged copy dropped");
     }
     Ok(())
+}
+
+/// Drops the copies holders sent back for restores once their owners have had
+/// `Settings::restore_staging` to fetch them. Returns how many were dropped.
+pub async fn drop_stale_staging(hub: &Hub, now: i64) -> Result<usize, StoreError> {
+    let keep_ms = i64::try_from(hub.settings.restore_staging.as_millis()).unwrap_or(i64::MAX);
+    let stale = hub.store.stale_staged_blobs(now.saturating_sub(keep_ms)).await?;
+    for hash in &stale {
+        hub.store.set_blob_staged(hash, false, now).await?;
+        if let Err(error) = hub.staging.delete(hash).await {
+            tracing::warn!(%error, hash, "dropping a staged blob");
+        }
+        tracing::info!(hash, "dropped a copy staged for a restore");
+    }
+    Ok(stale.len())
 }
 
 /// Chooses up to `wanted` distinct holders with room for `size` bytes, none of them `excluded`:

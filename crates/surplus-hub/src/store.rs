@@ -11,8 +11,9 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor, Row};
 use surplus_protocol::{
-    Allocation, AllocationState, Instruction, InstructionKind, Plan, ResourceKind, Spare,
-    StatusReport, Subscriber, SubscriberStatus, UnixMillis,
+    Allocation, AllocationState, BackupSettings, Coding, Instruction, InstructionKind, Plan,
+    ResourceKind, ShardFailure, Spare, StatusReport, Subscriber, SubscriberStatus, UnixMillis,
+    VerifyRun,
 };
 use uuid::Uuid;
 
@@ -90,6 +91,8 @@ pub struct OpenPlacement {
     pub staged: bool,
     /// The pack this blob is a shard of, if it is one.
     pub pack: Option<String>,
+    /// Whether the owner lets their own other devices hold it.
+    pub household: bool,
 }
 
 /// A device the scheduler may allocate storage from.
@@ -737,8 +740,8 @@ impl Store {
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO blobs (hash, size, created_at, staged) VALUES ($1, $2, $3, 1) \
-             ON CONFLICT (hash) DO UPDATE SET staged = 1",
+            "INSERT INTO blobs (hash, size, created_at, staged, staged_at) VALUES ($1, $2, $3, 1, $3) \
+             ON CONFLICT (hash) DO UPDATE SET staged = 1, staged_at = $3",
         )
         .bind(hash)
         .bind(to_i64(size))
@@ -791,9 +794,10 @@ impl Store {
         .is_some())
     }
 
-    pub async fn set_blob_staged(&self, hash: &str, staged: bool) -> Result<()> {
-        sqlx::query("UPDATE blobs SET staged = $1 WHERE hash = $2")
+    pub async fn set_blob_staged(&self, hash: &str, staged: bool, now: UnixMillis) -> Result<()> {
+        sqlx::query("UPDATE blobs SET staged = $1, staged_at = $2 WHERE hash = $3")
             .bind(i64::from(staged))
+            .bind(staged.then_some(now))
             .bind(hash)
             .execute(&self.pool)
             .await?;
@@ -854,8 +858,8 @@ impl Store {
     /// Placements that still want holders, from active subscribers only.
     pub async fn open_placements(&self) -> Result<Vec<OpenPlacement>> {
         let rows = sqlx::query(
-            "SELECT p.hash, b.size, p.subscriber_id, p.source_device_id, p.copies, b.staged, p.pack \
-             FROM placements p JOIN blobs b ON b.hash = p.hash JOIN subscribers s ON s.id = p.subscriber_id \
+            "SELECT p.hash, b.size, p.subscriber_id, p.source_device_id, p.copies, b.staged, p.pack, \
+             s.backup_household FROM placements p JOIN blobs b ON b.hash = p.hash JOIN subscribers s ON s.id = p.subscriber_id \
              WHERE p.satisfied_at IS NULL AND s.status = 'active' ORDER BY p.created_at",
         )
         .fetch_all(&self.pool)
@@ -874,6 +878,7 @@ impl Store {
                     copies: u32::try_from(row.try_get::<i64, _>("copies")?).unwrap_or(0),
                     staged: row.try_get::<i64, _>("staged")? != 0,
                     pack: row.try_get("pack")?,
+                    household: row.try_get::<i64, _>("backup_household")? != 0,
                 })
             })
             .collect()
@@ -1004,14 +1009,10 @@ impl Store {
         .is_some())
     }
 
-    /// The subscribers whose devices hold, or are to hold, a shard of the pack.
-    pub async fn pack_holder_subscribers(
-        &self,
-        subscriber_id: Uuid,
-        pack: &str,
-    ) -> Result<Vec<Uuid>> {
+    /// The devices that hold, or are to hold, a shard of the pack, with their subscribers.
+    pub async fn pack_holders(&self, subscriber_id: Uuid, pack: &str) -> Result<Vec<(Uuid, Uuid)>> {
         let rows = sqlx::query(
-            "SELECT DISTINCT d.subscriber_id FROM allocations a \
+            "SELECT DISTINCT d.id, d.subscriber_id FROM allocations a \
              JOIN placements p ON p.hash = a.blob_hash AND p.subscriber_id = a.subscriber_id \
              JOIN devices d ON d.id = a.device_id \
              WHERE p.subscriber_id = $1 AND p.pack = $2 AND a.state IN ('pending', 'active', 'evacuating')",
@@ -1021,8 +1022,202 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|row| parse_uuid(&row.try_get::<String, _>("subscriber_id")?))
+            .map(|row| {
+                Ok((
+                    parse_uuid(&row.try_get::<String, _>("id")?)?,
+                    parse_uuid(&row.try_get::<String, _>("subscriber_id")?)?,
+                ))
+            })
             .collect()
+    }
+
+    pub async fn backup_settings(&self, subscriber_id: Uuid) -> Result<BackupSettings> {
+        let row = sqlx::query(
+            "SELECT backup_household, backup_data, backup_parity FROM subscribers WHERE id = $1",
+        )
+        .bind(subscriber_id.to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        let data: Option<i64> = row.try_get("backup_data")?;
+        let parity: Option<i64> = row.try_get("backup_parity")?;
+        let coding = match (data, parity) {
+            (Some(data), Some(parity)) => Some(Coding {
+                data: u16::try_from(data).map_err(|_| StoreError::Corrupt("backup_data".into()))?,
+                parity: u16::try_from(parity)
+                    .map_err(|_| StoreError::Corrupt("backup_parity".into()))?,
+            }),
+            _ => None,
+        };
+        Ok(BackupSettings {
+            household: row.try_get::<i64, _>("backup_household")? != 0,
+            coding,
+        })
+    }
+
+    pub async fn set_backup_settings(
+        &self,
+        subscriber_id: Uuid,
+        settings: BackupSettings,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE subscribers SET backup_household = $1, backup_data = $2, backup_parity = $3 \
+             WHERE id = $4",
+        )
+        .bind(i64::from(settings.household))
+        .bind(settings.coding.map(|c| i64::from(c.data)))
+        .bind(settings.coding.map(|c| i64::from(c.parity)))
+        .bind(subscriber_id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Blobs staged since before `cutoff` that no owner needs staged any more: copies holders
+    /// uploaded for a restore, which has had its time to fetch them.
+    pub async fn stale_staged_blobs(&self, cutoff: UnixMillis) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT b.hash FROM blobs b WHERE b.staged = 1 AND b.staged_at < $1 \
+             AND NOT EXISTS (SELECT 1 FROM blob_owners o WHERE o.hash = b.hash AND NOT EXISTS \
+               (SELECT 1 FROM placements p WHERE p.hash = o.hash AND p.subscriber_id = o.subscriber_id \
+                AND p.satisfied_at IS NOT NULL))",
+        )
+        .bind(cutoff)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok(row.try_get("hash")?))
+            .collect()
+    }
+
+    /// The subscriber's shards at holders that have confirmed them: (allocation, device, hash,
+    /// size).
+    pub async fn held_shards(&self, subscriber_id: Uuid) -> Result<Vec<(Uuid, Uuid, String, u64)>> {
+        let rows = sqlx::query(
+            "SELECT a.id, a.device_id, a.blob_hash, b.size FROM allocations a \
+             JOIN blobs b ON b.hash = a.blob_hash \
+             WHERE a.subscriber_id = $1 AND a.kind = 'storage' AND a.state IN ('active', 'evacuating') \
+             ORDER BY a.device_id, a.blob_hash",
+        )
+        .bind(subscriber_id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    parse_uuid(&row.try_get::<String, _>("id")?)?,
+                    parse_uuid(&row.try_get::<String, _>("device_id")?)?,
+                    row.try_get("blob_hash")?,
+                    to_u64(row.try_get("size")?),
+                ))
+            })
+            .collect()
+    }
+
+    /// Queues one challenge: the `verify_blob` instruction and its record, together.
+    pub async fn add_challenge(
+        &self,
+        run_id: Uuid,
+        subscriber_id: Uuid,
+        allocation_id: Uuid,
+        device_id: Uuid,
+        kind: &InstructionKind,
+        now: UnixMillis,
+        expires_at: UnixMillis,
+    ) -> Result<()> {
+        let InstructionKind::VerifyBlob {
+            hash,
+            offset,
+            length,
+        } = kind
+        else {
+            return Err(StoreError::Corrupt("a challenge must be a verify_blob".into()));
+        };
+        let mut tx = self.pool.begin().await?;
+        let instruction =
+            enqueue_on(&mut tx, device_id, Some(allocation_id), kind, now, expires_at).await?;
+        sqlx::query(
+            "INSERT INTO challenges (id, run_id, subscriber_id, allocation_id, device_id, instruction_id, \
+             blob_hash, slice_offset, slice_length, state, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'waiting', $10)",
+        )
+        .bind(Uuid::now_v7().to_string())
+        .bind(run_id.to_string())
+        .bind(subscriber_id.to_string())
+        .bind(allocation_id.to_string())
+        .bind(device_id.to_string())
+        .bind(instruction.id.to_string())
+        .bind(hash)
+        .bind(to_i64(*offset))
+        .bind(to_i64(*length))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records a holder's answer to the challenge an instruction carried (if it carried one).
+    pub async fn answer_challenge(
+        &self,
+        instruction_id: Uuid,
+        passed: bool,
+        detail: Option<&str>,
+        now: UnixMillis,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE challenges SET state = $1, detail = $2, answered_at = $3 \
+             WHERE instruction_id = $4 AND state = 'waiting'",
+        )
+        .bind(if passed { "passed" } else { "failed" })
+        .bind(detail)
+        .bind(now)
+        .bind(instruction_id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// One challenge run of a subscriber, as it stands.
+    pub async fn verify_run(&self, subscriber_id: Uuid, run_id: Uuid) -> Result<VerifyRun> {
+        let rows = sqlx::query(
+            "SELECT device_id, blob_hash, state, detail, created_at FROM challenges \
+             WHERE subscriber_id = $1 AND run_id = $2 ORDER BY blob_hash",
+        )
+        .bind(subscriber_id.to_string())
+        .bind(run_id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        if rows.is_empty() {
+            return Err(StoreError::NotFound);
+        }
+        let mut run = VerifyRun {
+            id: run_id,
+            created_at: rows[0].try_get("created_at")?,
+            challenged: 0,
+            passed: 0,
+            failed: 0,
+            waiting: 0,
+            failures: Vec::new(),
+        };
+        for row in &rows {
+            run.challenged += 1;
+            match row.try_get::<String, _>("state")?.as_str() {
+                "passed" => run.passed += 1,
+                "failed" => {
+                    run.failed += 1;
+                    run.failures.push(ShardFailure {
+                        hash: row.try_get("blob_hash")?,
+                        device_id: parse_uuid(&row.try_get::<String, _>("device_id")?)?,
+                        reason: row
+                            .try_get::<Option<String>, _>("detail")?
+                            .unwrap_or_default(),
+                    });
+                }
+                _ => run.waiting += 1,
+            }
+        }
+        Ok(run)
     }
 
     pub async fn put_wrapped_key(

@@ -1312,6 +1312,82 @@ async fn the_shards_of_a_pack_go_to_distinct_subscribers_never_the_owner() {
             )
             .await;
         assert_eq!(placed.body["holders"], json!([]));
+
+        // Automatic coding from the holders there are: three other subscribers.
+        let plan = hub
+            .call(Method::GET, "/v1/backup/settings", Some(&ada_pc), None)
+            .await;
+        assert_eq!(plan.status, StatusCode::OK, "{}", plan.body);
+        assert_eq!(plan.body["eligible_holders"], 3);
+        assert_eq!(plan.body["coding"], json!({"data": 1, "parity": 2}));
+        assert_eq!(plan.body["warning"], Value::Null);
+
+        // In household mode Ada's laptop may take a shard too (never the device backing up).
+        let plan = hub
+            .call(
+                Method::PUT,
+                "/v1/backup/settings",
+                Some(&ada),
+                Some(json!({"household": true})),
+            )
+            .await;
+        assert_eq!(plan.status, StatusCode::OK, "{}", plan.body);
+        let plan = hub
+            .call(Method::GET, "/v1/backup/settings", Some(&ada_pc), None)
+            .await;
+        assert_eq!(plan.body["eligible_holders"], 4);
+        assert_eq!(plan.body["coding"], json!({"data": 2, "parity": 2}));
+        let placed = hub
+            .call(
+                Method::POST,
+                "/v1/placements",
+                Some(&ada_pc),
+                Some(json!({"hash": hash, "copies": 1, "pack": pack})),
+            )
+            .await;
+        let holder = placed.body["holders"][0]["device_id"].clone();
+        let laptop_id = hub
+            .call(Method::GET, "/v1/devices", Some(&ada), None)
+            .await
+            .body
+            .as_array()
+            .expect("devices")
+            .iter()
+            .find(|d| d["name"] == "ada-laptop")
+            .map(|d| d["id"].clone())
+            .expect("the laptop");
+        assert_eq!(holder, laptop_id, "the household's own laptop holds it");
+
+        // A coding chosen by hand is kept, and too few holders for it is said.
+        let plan = hub
+            .call(
+                Method::PUT,
+                "/v1/backup/settings",
+                Some(&ada),
+                Some(json!({"household": false, "coding": {"data": 4, "parity": 6}})),
+            )
+            .await;
+        assert_eq!(plan.body["coding"], json!({"data": 4, "parity": 6}));
+        let warning = plan.body["warning"].as_str().expect("a warning");
+        assert!(warning.contains("needs 10 holders"), "{warning}");
+        for bad in [
+            json!({"coding": {"data": 0, "parity": 2}}),
+            json!({"coding": {"data": 20, "parity": 20}}),
+            json!({"coding": {"data": -1, "parity": 2}}),
+            json!({"household": "yes"}),
+        ] {
+            let reply = hub
+                .call(Method::PUT, "/v1/backup/settings", Some(&ada), Some(bad))
+                .await;
+            assert!(reply.status.is_client_error(), "{}", reply.body);
+        }
+        // Another subscriber's settings are their own.
+        let bob = hub.signup("bob2@example.org").await;
+        let theirs = hub
+            .call(Method::GET, "/v1/backup/settings", Some(&bob), None)
+            .await;
+        assert_eq!(theirs.body["settings"], json!({"household": false, "coding": null}));
+
         let bad = hub
             .call(
                 Method::POST,
@@ -1321,5 +1397,117 @@ async fn the_shards_of_a_pack_go_to_distinct_subscribers_never_the_owner() {
             )
             .await;
         assert_eq!(bad.code(), "validation_failed");
+    }
+}
+
+#[tokio::test]
+async fn shards_are_challenged_at_their_holders_and_a_wrong_answer_fails() {
+    for hub in hubs().await {
+        let ada = hub.signup("ada@example.org").await;
+        let bob = hub.signup("bob@example.org").await;
+        let (_, ada_pc) = hub.device(&ada, "ada-pc").await;
+        let (_, bob_pc) = hub.device(&bob, "bob-pc").await;
+        hub.heartbeat(&bob_pc, report()).await;
+
+        let nothing = hub
+            .call(Method::POST, "/v1/backup/verify", Some(&ada), None)
+            .await;
+        assert_eq!(nothing.status, StatusCode::ACCEPTED);
+        assert_eq!(nothing.body["challenged"], 0);
+
+        let content: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+        let hash = store_one_copy(&hub, &ada_pc, &bob_pc, &content).await;
+        let (outboard, _) = bao::encode::outboard(&content);
+
+        // Bob's agent answers honestly, with the slice asked for.
+        let run = hub
+            .call(Method::POST, "/v1/backup/verify", Some(&ada_pc), None)
+            .await;
+        assert_eq!(run.body["challenged"], 1);
+        assert_eq!(run.body["waiting"], 1);
+        let id = run.body["id"].as_str().expect("id").to_owned();
+        let answer = |wrong: bool| {
+            let content = content.clone();
+            let outboard = outboard.clone();
+            let hash = hash.clone();
+            move |instruction: &Value| {
+                let kind = &instruction["kind"];
+                assert_eq!(kind["type"], "verify_blob");
+                assert_eq!(kind["hash"], hash.as_str());
+                let offset = kind["offset"].as_u64().expect("offset");
+                let length = kind["length"].as_u64().expect("length");
+                assert!(offset < 5000 && length > 0);
+                let mut extractor = bao::encode::SliceExtractor::new_outboard(
+                    std::io::Cursor::new(&content),
+                    std::io::Cursor::new(&outboard),
+                    offset,
+                    length,
+                );
+                let mut slice = Vec::new();
+                std::io::Read::read_to_end(&mut extractor, &mut slice).expect("slice");
+                if wrong {
+                    let last = slice.len() - 1;
+                    slice[last] ^= 1;
+                }
+                json!({"result": {"status": "verified", "hash": hash, "proof": hex::encode(slice)}, "vault": null})
+            }
+        };
+        let batch = hub.poll(&bob_pc, 2).await;
+        let instruction = batch.first().expect("a challenge");
+        let ack = hub
+            .call(
+                Method::POST,
+                &format!(
+                    "/v1/device/instructions/{}/ack",
+                    instruction["id"].as_str().expect("id")
+                ),
+                Some(&bob_pc),
+                Some(answer(false)(instruction)),
+            )
+            .await;
+        assert_eq!(ack.status, StatusCode::NO_CONTENT);
+        let run = hub
+            .call(Method::GET, &format!("/v1/backup/verify/{id}"), Some(&ada), None)
+            .await;
+        assert_eq!(
+            (&run.body["passed"], &run.body["failed"], &run.body["waiting"]),
+            (&json!(1), &json!(0), &json!(0)),
+            "{}",
+            run.body
+        );
+        assert_eq!(holder_state(&hub, &ada, &hash).await, "active");
+
+        // Nobody else sees Ada's run.
+        let theirs = hub
+            .call(Method::GET, &format!("/v1/backup/verify/{id}"), Some(&bob), None)
+            .await;
+        assert_eq!(theirs.status, StatusCode::NOT_FOUND);
+        assert_eq!(theirs.code(), "not_found");
+
+        // An answer that does not match the shard fails the challenge and the allocation.
+        let run = hub
+            .call(Method::POST, "/v1/backup/verify", Some(&ada), None)
+            .await;
+        let id = run.body["id"].as_str().expect("id").to_owned();
+        let batch = hub.poll(&bob_pc, 2).await;
+        let instruction = batch.first().expect("a challenge");
+        hub.call(
+            Method::POST,
+            &format!(
+                "/v1/device/instructions/{}/ack",
+                instruction["id"].as_str().expect("id")
+            ),
+            Some(&bob_pc),
+            Some(answer(true)(instruction)),
+        )
+        .await;
+        let run = hub
+            .call(Method::GET, &format!("/v1/backup/verify/{id}"), Some(&ada), None)
+            .await;
+        assert_eq!(run.body["failed"], 1, "{}", run.body);
+        assert_eq!(run.body["failures"][0]["hash"], hash.as_str());
+        let reason = run.body["failures"][0]["reason"].as_str().expect("reason");
+        assert!(reason.contains("does not match"), "{reason}");
+        assert_eq!(holder_state(&hub, &ada, &hash).await, "failed");
     }
 }

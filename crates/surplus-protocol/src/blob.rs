@@ -51,23 +51,6 @@ pub struct Holder {
     pub state: crate::AllocationState,
 }
 
-/// The passphrase-wrapped master key a subscriber keeps at the hub. Opaque to the hub.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct WrappedKeyBody {
-    /// The wrapped key as its owner's agent encoded it (JSON text); the hub only keeps it.
-    pub wrapped: String,
-}
-
-/// The kinds of sealed backup objects the hub keeps for a subscriber.
-pub const BACKUP_OBJECT_KINDS: [&str; 2] = ["index", "snapshot"];
-
-/// Whether `name` may name a backup object: 1 to 64 lower-case hex digits.
-pub fn is_object_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
-
 /// What asking for a blob back started.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Retrieval {

@@ -28,12 +28,13 @@ pub enum InstructionKind {
         hash: BlobHash,
         allocation_id: Option<Uuid>,
     },
-    /// Prove the vault still holds a blob: BLAKE3 over `nonce` then the bytes in the range.
+    /// Prove the vault still holds a blob: answer with the BLAKE3 (Bao) slice of the range, which
+    /// the hub checks against the blob's hash. The range is chosen at random when asked, so only a
+    /// holder that keeps every byte can answer every challenge.
     VerifyBlob {
         hash: BlobHash,
         offset: u64,
         length: u64,
-        nonce: String,
     },
     /// Upload a blob from the vault back to the hub's staging store, for its owner to restore
     /// from or for the hub to place elsewhere.
@@ -79,7 +80,8 @@ pub struct Acknowledgement {
 pub enum InstructionResult {
     Stored { hash: BlobHash, size: u64 },
     Deleted { hash: BlobHash },
-    Verified { hash: BlobHash, digest: String },
+    /// The Bao slice asked for, in lower-case hex.
+    Verified { hash: BlobHash, proof: String },
     Uploaded { hash: BlobHash },
     Reported { report: Box<StatusReport> },
     Failed { code: FailureCode, message: String },

@@ -10,6 +10,7 @@
 //! shape of [`ErrorBody`] with a stable [`ErrorCode`].
 
 mod account;
+mod backup;
 mod blob;
 mod device;
 mod error;
@@ -18,6 +19,7 @@ mod ledger;
 mod report;
 
 pub use account::*;
+pub use backup::*;
 pub use blob::*;
 pub use device::*;
 pub use error::*;

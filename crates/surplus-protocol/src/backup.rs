@@ -1,0 +1,117 @@
+//! Backup: the subscriber's settings and escrowed key, their sealed objects, and the challenges
+//! that check holders still keep their shards.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::{BlobHash, UnixMillis};
+
+/// The passphrase-wrapped master key a subscriber keeps at the hub. Opaque to the hub.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WrappedKeyBody {
+    /// The wrapped key as its owner's agent encoded it (JSON text); the hub only keeps it.
+    pub wrapped: String,
+}
+
+/// The kinds of sealed backup objects the hub keeps for a subscriber.
+pub const BACKUP_OBJECT_KINDS: [&str; 2] = ["index", "snapshot"];
+
+/// Whether `name` may name a backup object: 1 to 64 lower-case hex digits.
+pub fn is_object_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// A subscriber's backup settings, as they set them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+pub struct BackupSettings {
+    /// Whether the subscriber's own other devices may hold their shards (claim 9). Off, shards go
+    /// only to other subscribers' devices, one shard of a pack per subscriber.
+    #[serde(default)]
+    pub household: bool,
+    /// The erasure coding to use; `None` chooses it from the number of eligible holders.
+    #[serde(default)]
+    pub coding: Option<Coding>,
+}
+
+/// An erasure coding: each pack is cut into `data` shards, and `parity` more protect it, so that
+/// any `data` of the `data + parity` shards rebuild it. `data = 1` keeps full copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Coding {
+    pub data: u16,
+    pub parity: u16,
+}
+
+impl Coding {
+    /// The most shards a pack may be cut into.
+    pub const MAX_SHARDS: u16 = 32;
+
+    /// The coding for a number of eligible holders: a full copy on each of up to three, then
+    /// wider codes that survive the loss of half the holders or more.
+    pub fn for_holders(holders: u32) -> Coding {
+        let (data, parity) = match holders {
+            0 | 1 => (1, 0),
+            2 | 3 => (1, holders as u16 - 1),
+            4 | 5 => (2, 2),
+            6..=9 => (3, 3),
+            _ => (4, 6),
+        };
+        Coding { data, parity }
+    }
+
+    pub fn shards(self) -> u32 {
+        u32::from(self.data) + u32::from(self.parity)
+    }
+
+    /// Why the coding cannot be used, if it cannot.
+    pub fn problem(self) -> Option<String> {
+        if self.data == 0 {
+            return Some("data must be at least 1".into());
+        }
+        if self.data + self.parity > Self::MAX_SHARDS {
+            return Some(format!(
+                "data + parity may be at most {} shards",
+                Self::MAX_SHARDS
+            ));
+        }
+        None
+    }
+}
+
+/// The coding the next backup uses, and whether there are holders enough for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BackupPlan {
+    pub settings: BackupSettings,
+    /// The coding in use: the subscriber's own, or the automatic one.
+    pub coding: Coding,
+    /// Devices that may hold shards of this subscriber's packs now, counting each other
+    /// subscriber once (one shard of a pack per subscriber).
+    pub eligible_holders: u32,
+    /// Set when holders are too few for the coding: shards then wait at the hub until enough
+    /// holders appear, and the backup is not yet protected.
+    pub warning: Option<String>,
+}
+
+/// A challenge of every shard a subscriber keeps at holders.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct VerifyRun {
+    pub id: Uuid,
+    pub created_at: UnixMillis,
+    /// Shards challenged.
+    pub challenged: u32,
+    pub passed: u32,
+    pub failed: u32,
+    /// Challenges the holder has not answered yet (it may be offline).
+    pub waiting: u32,
+    pub failures: Vec<ShardFailure>,
+}
+
+/// A shard whose holder failed its challenge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ShardFailure {
+    pub hash: BlobHash,
+    pub device_id: Uuid,
+    pub reason: String,
+}
