@@ -117,9 +117,13 @@ impl Hub {
             process: None,
         };
         // An instruction whose acknowledgement does not come within 3 s is delivered again, so
-        // that redelivery after an agent dies shows within a test's patience.
-        std::fs::write(&hub.config, "instruction_lease_seconds = 3\n")
-            .expect("write the hub's config");
+        // that redelivery after an agent dies shows within a test's patience; copies staged for
+        // a restore are dropped 5 s after they came.
+        std::fs::write(
+            &hub.config,
+            "instruction_lease_seconds = 3\nrestore_staging_seconds = 5\n",
+        )
+        .expect("write the hub's config");
         hub.spawn();
         hub
     }
@@ -237,6 +241,23 @@ impl Agent {
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .output()
+            .expect("run surplus")
+    }
+
+    /// Starts `surplus --data-dir DIR ARGS` without waiting for it (to interrupt it).
+    pub fn spawn_cli(&self, args: &[&str]) -> Child {
+        Command::new(binary("surplus"))
+            .args(["--hub", &self.hub_url, "--data-dir"])
+            .arg(&self.data_dir)
+            .args(args)
+            .env("SURPLUS_CREDENTIALS", "file")
+            .env("SURPLUS_PASSWORD", PASSWORD)
+            .env("SURPLUS_LOG", "warn")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
             .expect("run surplus")
     }
 
@@ -489,4 +510,42 @@ pub fn make_file(dir: &Path, name: &str, size: usize, seed: u64) -> (PathBuf, St
     let path = dir.join(name);
     std::fs::write(&path, &bytes).expect("write a test file");
     (path, blake3::hash(&bytes).to_hex().to_string())
+}
+
+/// Runs one query that counts something in the hub's database (SQLite or PostgreSQL).
+pub fn count_in_database(database: &str, sql: &str) -> i64 {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(database).await.expect("database");
+        let count: i64 = sqlx::query_scalar(sql)
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+        pool.close().await;
+        count
+    })
+}
+
+/// The regular files under `dir`, at any depth.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files
 }

@@ -187,6 +187,13 @@ fn a_folder_is_backed_up_to_other_subscribers_and_restored_on_a_new_device() {
         new_device.set_env("SURPLUS_PASSPHRASE", "a long recovery passphrase");
         new_device.ok(&["restore", &id, "--target", target.to_str().expect("utf-8")]);
         assert_same(&source, &target.join("photos"));
+        // The copies the holder sent back for the restore leave the hub's staging soon after.
+        let staging = cluster.dir.path().join("staging");
+        wait_for(
+            "the copies staged for the restore to be dropped",
+            Duration::from_secs(30),
+            || surplus_e2e::files_under(&staging).is_empty(),
+        );
 
         // A wrong passphrase opens nothing, and says so.
         let stranger = cluster.add_agent("ada-tablet", "ada@example.org", false, "64MiB");
@@ -340,5 +347,140 @@ fn the_agent_backs_up_changes_on_its_own() {
                 .expect("the new file is in the latest snapshot"),
             b"second entry, written while the agent runs"
         );
+    });
+}
+
+#[test]
+fn verify_challenges_every_shard_and_finds_an_altered_one() {
+    on_each_database(|cluster| {
+        let (ada, bob, _carol) = ada_bob_and_carol(cluster, "64MiB");
+        let source = make_folder(&cluster.dir.path().join("ada-files"));
+        let agent = cluster.agent(ada);
+        ready_to_back_up(agent);
+        agent.ok(&["backup", "add", source.to_str().expect("utf-8")]);
+
+        // Two holders: the automatic coding keeps a full copy on each. A wider coding chosen by
+        // hand is kept, and `surplus status` says the holders are too few for it.
+        let plan = agent.json(&["backup", "settings"]);
+        assert_eq!(plan["eligible_holders"], 2);
+        assert_eq!(plan["coding"], serde_json::json!({"data": 1, "parity": 1}));
+        let out = agent.ok(&["backup", "settings", "--coding", "3+3"]);
+        assert!(out.contains("needs 6 holders but only 2"), "{out}");
+        let status = agent.ok(&["status"]);
+        assert!(status.contains("warning:"), "{status}");
+        let refused = agent.cli(&["backup", "settings", "--coding", "0+2"]);
+        assert!(!refused.status.success());
+        assert!(
+            String::from_utf8_lossy(&refused.stderr).contains("data must be at least 1"),
+            "{}",
+            String::from_utf8_lossy(&refused.stderr)
+        );
+        let out = agent.ok(&["backup", "settings", "--coding", "auto"]);
+        assert!(out.contains("1+1 (automatic"), "{out}");
+
+        agent.ok(&["backup", "now"]);
+        wait_for(
+            "the snapshot to be protected",
+            Duration::from_secs(60),
+            || cluster.agents[ada].json(&["snapshots"])[0]["state"] == "protected",
+        );
+        let run = cluster.agents[ada].json(&["verify"]);
+        let challenged = run["challenged"].as_u64().expect("count");
+        assert!(challenged >= 2, "{run}");
+        assert_eq!(run["passed"].as_u64(), Some(challenged), "{run}");
+
+        // A byte of one of Bob's shards flips on his disk: the next challenge of it fails.
+        let (hash, _) = cluster.agents[bob]
+            .vault_blobs()
+            .into_iter()
+            .max_by_key(|(_, bytes)| bytes.len())
+            .expect("bob holds a shard");
+        let path = cluster.agents[bob]
+            .data_dir
+            .join(".vault/blobs")
+            .join(&hash[..2])
+            .join(&hash);
+        let mut bytes = std::fs::read(&path).expect("shard");
+        for byte in bytes.iter_mut().step_by(1024) {
+            *byte ^= 0x01;
+        }
+        std::fs::write(&path, bytes).expect("alter");
+        let failed = cluster.agents[ada].cli(&["verify"]);
+        let out = String::from_utf8_lossy(&failed.stdout);
+        assert!(!failed.status.success(), "{out}");
+        assert!(out.contains(", 1 failed"), "{out}");
+        assert!(out.contains(&hash[..16]), "{out}");
+
+        // The restore routes around it.
+        let target = cluster.dir.path().join("restored");
+        cluster.agents[ada].ok(&[
+            "restore",
+            "latest",
+            "--target",
+            target.to_str().expect("utf-8"),
+        ]);
+        assert_same(&source, &target.join("photos"));
+    });
+}
+
+#[test]
+fn an_interrupted_backup_and_an_interrupted_restore_complete_on_the_next_run() {
+    on_each_database(|cluster| {
+        let (ada, _bob, _carol) = ada_bob_and_carol(cluster, "256MiB");
+        let folder = cluster.dir.path().join("ada-files/videos");
+        std::fs::create_dir_all(&folder).expect("dir");
+        // Seven packs of incompressible data: the first four are recorded at a checkpoint.
+        for n in 0..7u64 {
+            surplus_e2e::make_file(&folder, &format!("clip-{n}.bin"), 16 << 20, 1000 + n);
+        }
+        let total: u64 = 7 * (16 << 20);
+        let agent = cluster.agent(ada);
+        ready_to_back_up(agent);
+        agent.ok(&["backup", "add", folder.to_str().expect("utf-8")]);
+        // One copy per pack, at a pace that leaves time to interrupt the backup after its
+        // checkpoint.
+        agent.ok(&["backup", "settings", "--coding", "1+0"]);
+        agent.ok(&["limits", "--bandwidth", "40MB/s"]);
+
+        let mut running = cluster.agents[ada].spawn_cli(&["backup", "now"]);
+        let indexes = "SELECT COUNT(*) FROM backup_objects WHERE kind = 'index'";
+        wait_for("the backup's checkpoint", Duration::from_secs(120), || {
+            surplus_e2e::count_in_database(&cluster.database, indexes) > 0
+        });
+        running.kill().expect("interrupt the backup");
+        running.wait().expect("wait");
+        let snapshots = "SELECT COUNT(*) FROM backup_objects WHERE kind = 'snapshot'";
+        assert_eq!(
+            surplus_e2e::count_in_database(&cluster.database, snapshots),
+            0,
+            "the backup was interrupted before it finished"
+        );
+
+        let rerun = cluster.agents[ada].json(&["backup", "now"]);
+        assert_eq!(rerun["bytes"].as_u64(), Some(total), "{rerun}");
+        let new_bytes = rerun["new_bytes"].as_u64().expect("new bytes");
+        assert!(
+            new_bytes <= total - 4 * (15 << 20),
+            "the rerun stored {new_bytes} of {total} bytes again"
+        );
+
+        // A restore is interrupted once its first file is in place, and run again.
+        wait_for(
+            "the snapshot to be protected",
+            Duration::from_secs(120),
+            || cluster.agents[ada].json(&["snapshots"])[0]["state"] == "protected",
+        );
+        let target = cluster.dir.path().join("restored");
+        let target_text = target.to_str().expect("utf-8").to_owned();
+        let mut running =
+            cluster.agents[ada].spawn_cli(&["restore", "latest", "--target", &target_text]);
+        wait_for("the first restored file", Duration::from_secs(120), || {
+            target.join("videos/clip-0.bin").exists()
+        });
+        running.kill().expect("interrupt the restore");
+        running.wait().expect("wait");
+        let out = cluster.agents[ada].ok(&["restore", "latest", "--target", &target_text]);
+        assert!(out.contains("were in place already"), "{out}");
+        assert_same(&folder, &target.join("videos"));
     });
 }

@@ -239,7 +239,11 @@ fn holders_prove_and_delete_what_they_hold_when_instructed() {
             length: 5_000,
         };
         let result = run_instruction(&cluster.database, device, None, verify);
-        let InstructionResult::Verified { hash: proved, proof } = result else {
+        let InstructionResult::Verified {
+            hash: proved,
+            proof,
+        } = result
+        else {
             panic!("not verified: {result:?}");
         };
         assert_eq!(proved, hash);

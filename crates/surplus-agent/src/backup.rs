@@ -224,6 +224,11 @@ pub async fn coding(
     Ok((coding, plan.warning))
 }
 
+/// Where a data directory keeps its sealed trees (see `Repository::set_tree_cache`).
+pub fn tree_cache_dir(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join("cache").join("trees")
+}
+
 /// The data directory's backup lock: one backup (or forget) at a time per data directory, so
 /// that `surplus backup now` and a running agent's continuous backup never write at once.
 #[derive(Debug)]

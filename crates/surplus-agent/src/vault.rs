@@ -540,9 +540,7 @@ impl Vault {
             length,
         );
         let mut slice = Vec::new();
-        extractor
-            .read_to_end(&mut slice)
-            .map_err(io_at(&path))?;
+        extractor.read_to_end(&mut slice).map_err(io_at(&path))?;
         Ok(slice)
     }
 
@@ -1083,7 +1081,10 @@ mod tests {
         assert_eq!(check(&slice, 7900, 500).expect("valid"), data[7900..]);
         let slice = vault.prove(&hash, 4096, 1024).expect("prove");
         assert_eq!(check(&slice, 4096, 1024).expect("valid"), data[4096..5120]);
-        assert!(check(&slice, 0, 1024).is_err(), "a slice proves only its own range");
+        assert!(
+            check(&slice, 0, 1024).is_err(),
+            "a slice proves only its own range"
+        );
         assert!(matches!(
             vault.prove(&hash_of(b"absent"), 0, 1),
             Err(VaultError::NotFound { .. })
@@ -1121,7 +1122,10 @@ mod tests {
         assert_ne!(tampered_proof, honest_proof);
         let root = bao::Hash::from_hex(&hash).expect("hash");
         let mut decoder = bao::decode::SliceDecoder::new(&tampered_proof[..], &root, 0, 4096);
-        assert!(decoder.read_to_end(&mut Vec::new()).is_err(), "a tampered slice fails");
+        assert!(
+            decoder.read_to_end(&mut Vec::new()).is_err(),
+            "a tampered slice fails"
+        );
 
         // Storing it again replaces the corrupt copy.
         put(&mut vault, &data).expect("heal");

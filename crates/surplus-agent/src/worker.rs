@@ -495,6 +495,7 @@ async fn backup_loop(
             store.upload_rate = rate;
             let key = surplus_backup::keys::MasterKey::from_bytes(key);
             let mut repository = surplus_backup::repo::Repository::open(store, &key, coding)?;
+            repository.set_tree_cache(crate::backup::tree_cache_dir(&data_dir));
             let parent = repository.snapshots()?.pop().map(|(_, s)| s);
             repository.backup(&folders, &host, now_ms(), parent.as_ref())
         })
@@ -833,8 +834,10 @@ async fn execute(shared: &Arc<Shared>, instruction: &Instruction) -> Option<Inst
         } => {
             let (offset, length) = (*offset, *length);
             let hash_for_vault = hash.clone();
-            let outcome =
-                with_vault(shared, move |vault| vault.prove(&hash_for_vault, offset, length)).await;
+            let outcome = with_vault(shared, move |vault| {
+                vault.prove(&hash_for_vault, offset, length)
+            })
+            .await;
             Some(match outcome {
                 Some(Ok(slice)) => InstructionResult::Verified {
                     hash: hash.clone(),

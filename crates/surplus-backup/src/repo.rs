@@ -160,6 +160,8 @@ pub struct Repository<S: Store> {
     pending_ids: std::collections::HashSet<ChunkId>,
     pending_bytes: usize,
     progress: std::sync::Arc<dyn Progress>,
+    /// Where sealed trees are kept on this device (see [`Repository::set_tree_cache`]).
+    tree_cache: Option<PathBuf>,
 }
 
 impl<S: Store> std::fmt::Debug for Repository<S> {
@@ -190,6 +192,7 @@ impl<S: Store> Repository<S> {
             pending_ids: std::collections::HashSet::new(),
             pending_bytes: 0,
             progress: std::sync::Arc::new(Quiet),
+            tree_cache: None,
         };
         repository.load_indexes()?;
         Ok(repository)
@@ -223,6 +226,31 @@ impl<S: Store> Repository<S> {
         &mut self.store
     }
 
+    /// Keeps sealed trees in `dir` on this device, so that listing snapshots, browsing them and
+    /// comparing a backup with the last one need no holder online. The trees stay sealed: the
+    /// cache holds ciphertext only, and losing it costs only fetching them again.
+    pub fn set_tree_cache(&mut self, dir: PathBuf) {
+        self.tree_cache = Some(dir);
+    }
+
+    fn cached_tree(&self, id: &ChunkId) -> Option<Vec<u8>> {
+        let dir = self.tree_cache.as_ref()?;
+        std::fs::read(dir.join(hex(&id.0))).ok()
+    }
+
+    /// Best effort: a tree that cannot be cached is fetched again when needed.
+    fn cache_tree(&self, id: &ChunkId, sealed: &[u8]) {
+        let Some(dir) = &self.tree_cache else { return };
+        let path = dir.join(hex(&id.0));
+        let temp = dir.join(format!(".{}.tmp", hex(&id.0)));
+        let written = std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::write(&temp, sealed))
+            .and_then(|()| std::fs::rename(&temp, &path));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+    }
+
     /// Where backups and restores report their progress from now on.
     pub fn set_progress(&mut self, progress: std::sync::Arc<dyn Progress>) {
         self.progress = progress;
@@ -235,6 +263,7 @@ impl<S: Store> Repository<S> {
             return Ok((id, false));
         }
         let sealed = seal::seal(&self.data, &id.0, plaintext);
+        self.cache_tree(&id, &sealed);
         Ok((id, self.add_sealed(id, sealed)?))
     }
 
@@ -377,7 +406,19 @@ impl<S: Store> Repository<S> {
     }
 
     fn read_tree(&mut self, id: &ChunkId) -> Result<Tree, BackupError> {
-        let bytes = self.read_blob(id)?;
+        // A cached tree that does not open (damaged on disk) is fetched again.
+        let cached = self
+            .cached_tree(id)
+            .and_then(|sealed| seal::open(&self.data, &id.0, &sealed, MAX_BLOB).ok());
+        let bytes = match cached {
+            Some(bytes) => bytes,
+            None => {
+                let sealed = self.sealed_blob(id)?;
+                let bytes = seal::open(&self.data, &id.0, &sealed, MAX_BLOB)?;
+                self.cache_tree(id, &sealed);
+                bytes
+            }
+        };
         Ok(
             serde_json::from_slice(&bytes).map_err(|e| Error::Malformed {
                 what: "tree",

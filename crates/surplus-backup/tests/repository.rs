@@ -367,10 +367,12 @@ fn forget_drops_snapshots_and_the_packs_only_they_needed() {
     assert_same_tree(&folder, &target.join("documents"));
 }
 
-/// A local store that fails once it has taken `budget` packs: a backup cut off mid-way.
+/// A local store that fails once it has taken `budget` packs (a backup cut off mid-way), and
+/// that gives no shards back unless `fetches` (every holder offline).
 struct Failing {
     inner: LocalStore,
     budget: usize,
+    fetches: bool,
 }
 
 impl surplus_backup::store::Store for Failing {
@@ -387,6 +389,9 @@ impl surplus_backup::store::Store for Failing {
         hashes: &[String],
         needed: usize,
     ) -> std::io::Result<Vec<Vec<u8>>> {
+        if !self.fetches {
+            return Ok(Vec::new());
+        }
         self.inner.get_shards(pack, hashes, needed)
     }
     fn delete_shards(&mut self, pack: &str, hashes: &[String]) -> std::io::Result<()> {
@@ -436,10 +441,12 @@ impl surplus_backup::repo::Progress for Counter {
             .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
     }
     fn file(&self) {
-        self.files.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.files
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
     fn pack_stored(&self, _bytes: u64) {
-        self.packs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.packs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -451,8 +458,11 @@ fn an_interrupted_backup_keeps_what_it_stored_and_the_next_run_completes() {
     std::fs::create_dir_all(&folder).expect("dir");
     // Nine incompressible files of 8 MiB: about 72 MiB, five packs.
     for n in 0..9 {
-        std::fs::write(folder.join(format!("clip-{n}.bin")), noise(8 << 20, 2 * n + 101))
-            .expect("write");
+        std::fs::write(
+            folder.join(format!("clip-{n}.bin")),
+            noise(8 << 20, 2 * n + 101),
+        )
+        .expect("write");
     }
     let store_dir = work.path().join("store");
     let key = MasterKey::generate();
@@ -465,6 +475,7 @@ fn an_interrupted_backup_keeps_what_it_stored_and_the_next_run_completes() {
     let failing = Failing {
         inner: LocalStore::open(&store_dir).expect("store"),
         budget: surplus_backup::repo::CHECKPOINT_PACKS,
+        fetches: true,
     };
     let mut repo = Repository::open(failing, &key, coding).expect("open");
     let interrupted = repo.backup(std::slice::from_ref(&folder), "host", 1_000, None);
@@ -523,15 +534,15 @@ fn an_interrupted_restore_completes_without_writing_whole_files_again() {
     // behind (as a killed restore does: whole files under their names, the rest under
     // temporary names).
     let target = work.path().join("restored");
-    repo.restore(&snapshot, &target, Some(Path::new("documents/deep/large.bin")))
-        .expect("restore one");
+    repo.restore(
+        &snapshot,
+        &target,
+        Some(Path::new("documents/deep/large.bin")),
+    )
+    .expect("restore one");
     repo.restore(&snapshot, &target, Some(Path::new("documents/notes.txt")))
         .expect("restore one");
-    std::fs::write(
-        target.join("documents/.private.surplus-restore"),
-        b"half",
-    )
-    .expect("partial");
+    std::fs::write(target.join("documents/.private.surplus-restore"), b"half").expect("partial");
     // And a file of the same name that is not what the snapshot holds is replaced.
     std::fs::write(target.join("documents/empty"), b"not empty").expect("stale");
 
@@ -540,4 +551,55 @@ fn an_interrupted_restore_completes_without_writing_whole_files_again() {
     assert_eq!(report.files, 4, "{report:?}");
     assert!(!target.join("documents/.private.surplus-restore").exists());
     assert_same_tree(&folder, &target.join("documents"));
+}
+
+#[test]
+fn cached_trees_list_and_compare_snapshots_with_every_holder_offline() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let folder = make_tree(work.path());
+    let store_dir = work.path().join("store");
+    let cache = work.path().join("cache");
+    let key = MasterKey::generate();
+    let coding = Coding::new(1, 1).expect("coding");
+    let offline = || Failing {
+        inner: LocalStore::open(&store_dir).expect("store"),
+        budget: usize::MAX,
+        fetches: false,
+    };
+    let mut repo = Repository::open(offline(), &key, coding).expect("open");
+    repo.set_tree_cache(cache.clone());
+    let first = repo
+        .backup(std::slice::from_ref(&folder), "host", 1_000, None)
+        .expect("backup")
+        .snapshot
+        .expect("snapshot");
+    for entry in std::fs::read_dir(&cache).expect("cache") {
+        let bytes = std::fs::read(entry.expect("entry").path()).expect("read");
+        assert!(
+            !bytes.windows(b"notes.txt".len()).any(|w| w == b"notes.txt"),
+            "the cache holds sealed trees only"
+        );
+    }
+
+    // No shard can be had, yet the snapshot's packs, its listing, and the next backup's
+    // comparison with it all work from the cache.
+    let mut repo = Repository::open(offline(), &key, coding).expect("open");
+    repo.set_tree_cache(cache.clone());
+    assert!(!repo.packs_of(&first).expect("packs").is_empty());
+    assert!(
+        !repo
+            .list(&first, Some(Path::new("documents")))
+            .expect("ls")
+            .is_empty()
+    );
+    let second = repo
+        .backup(std::slice::from_ref(&folder), "host", 2_000, Some(&first))
+        .expect("backup with the holders offline")
+        .snapshot
+        .expect("snapshot");
+    assert_eq!(second.summary.unchanged_files, second.summary.files);
+
+    // Without the cache the trees must come from holders, who are offline.
+    let mut uncached = Repository::open(offline(), &key, coding).expect("open");
+    assert!(uncached.list(&first, Some(Path::new("documents"))).is_err());
 }

@@ -150,7 +150,10 @@ enum BackupCommand {
     /// The folders backed up.
     List,
     /// Back the folders up now: encrypted here, erasure-coded, stored on other devices.
-    Now,
+    Now {
+        #[arg(long)]
+        json: bool,
+    },
     /// Show or change how backups are spread: household mode and the erasure coding.
     Settings {
         /// Let your own other devices hold your shards (on) or only other subscribers' (off).
@@ -159,27 +162,33 @@ enum BackupCommand {
         /// `auto` (chosen from the holders there are), or DATA+PARITY such as 2+2: any DATA of
         /// the DATA+PARITY shards of a pack rebuild it.
         #[arg(long, value_parser = parse_coding)]
-        coding: Option<Option<surplus_protocol::Coding>>,
+        coding: Option<CodingChoice>,
         #[arg(long)]
         json: bool,
     },
 }
 
+/// The coding asked for: the automatic one, or one chosen by hand.
+#[derive(Debug, Clone, Copy)]
+struct CodingChoice(Option<surplus_protocol::Coding>);
+
 /// `auto`, or `DATA+PARITY`.
-fn parse_coding(text: &str) -> Result<Option<surplus_protocol::Coding>, String> {
+fn parse_coding(text: &str) -> Result<CodingChoice, String> {
     if text == "auto" {
-        return Ok(None);
+        return Ok(CodingChoice(None));
     }
     let parsed = text
         .split_once('+')
         .and_then(|(data, parity)| Some((data.trim().parse().ok()?, parity.trim().parse().ok()?)));
     let Some((data, parity)) = parsed else {
-        return Err(format!("{text:?} is neither auto nor DATA+PARITY (such as 2+2)"));
+        return Err(format!(
+            "{text:?} is neither auto nor DATA+PARITY (such as 2+2)"
+        ));
     };
     let coding = surplus_protocol::Coding { data, parity };
     match coding.problem() {
         Some(problem) => Err(format!("{text}: {problem}")),
-        None => Ok(Some(coding)),
+        None => Ok(CodingChoice(Some(coding))),
     }
 }
 
@@ -997,10 +1006,12 @@ async fn with_repository<T: Send + 'static>(
     let (coding, _) = surplus_agent::backup::coding(&client, &token).await?;
     let rate = context.settings()?.bandwidth_bytes_per_second;
     let handle = tokio::runtime::Handle::current();
+    let cache = surplus_agent::backup::tree_cache_dir(&context.data_dir);
     tokio::task::spawn_blocking(move || {
         let mut store = HubStore::new(client.clone(), token.clone(), handle.clone());
         store.upload_rate = rate;
         let mut repository = Repository::open(store, &key, coding)?;
+        repository.set_tree_cache(cache);
         work(&mut repository, &client, &token, &handle)
     })
     .await?
@@ -1045,7 +1056,7 @@ async fn backup(context: &Local, command: BackupCommand) -> anyhow::Result<()> {
                 println!("{}", folder.display());
             }
         }
-        BackupCommand::Now => {
+        BackupCommand::Now { json } => {
             let folders = context.settings()?.backup.folders;
             if folders.is_empty() {
                 bail!("no folders to back up: add one with `surplus backup add PATH`");
@@ -1074,14 +1085,26 @@ async fn backup(context: &Local, command: BackupCommand) -> anyhow::Result<()> {
             .await?;
             let summary = report.snapshot.map(|s| s.summary).unwrap_or_default();
             let seconds = started.elapsed().as_secs_f64();
-            println!(
-                "snapshot {}: {} files, {} ({} new, {} files unchanged) in {seconds:.1}s",
-                report.snapshot_id,
-                summary.files,
-                Size(summary.bytes),
-                Size(summary.new_bytes),
-                summary.unchanged_files
-            );
+            if json {
+                print_json(&serde_json::json!({
+                    "snapshot": report.snapshot_id,
+                    "files": summary.files,
+                    "bytes": summary.bytes,
+                    "new_bytes": summary.new_bytes,
+                    "unchanged_files": summary.unchanged_files,
+                    "seconds": seconds,
+                    "skipped": report.skipped.len(),
+                }))?;
+            } else {
+                println!(
+                    "snapshot {}: {} files, {} ({} new, {} files unchanged) in {seconds:.1}s",
+                    report.snapshot_id,
+                    summary.files,
+                    Size(summary.bytes),
+                    Size(summary.new_bytes),
+                    summary.unchanged_files
+                );
+            }
             for (path, reason) in &report.skipped {
                 eprintln!("surplus: not backed up: {}: {reason}", path.display());
             }
@@ -1102,7 +1125,7 @@ async fn backup(context: &Local, command: BackupCommand) -> anyhow::Result<()> {
                 if let Some(household) = household {
                     settings.household = household;
                 }
-                if let Some(coding) = coding {
+                if let Some(CodingChoice(coding)) = coding {
                     settings.coding = coding;
                 }
                 plan = client.set_backup_settings(&token, &settings).await?;
@@ -1138,7 +1161,10 @@ fn print_backup_plan(plan: &surplus_protocol::BackupPlan) {
         plan.coding.data,
         plan.coding.shards()
     );
-    println!("holders:      {} can take shards now", plan.eligible_holders);
+    println!(
+        "holders:      {} can take shards now",
+        plan.eligible_holders
+    );
     if let Some(warning) = &plan.warning {
         println!("warning:      {warning}");
     }
@@ -1357,7 +1383,11 @@ async fn verify(context: &Local, wait: Duration, json: bool) -> anyhow::Result<(
         bail!("{} shard(s) failed their challenge", run.failed);
     }
     if run.waiting > 0 {
-        bail!("{} shard(s) not answered within {}", run.waiting, humantime::format_duration(wait));
+        bail!(
+            "{} shard(s) not answered within {}",
+            run.waiting,
+            humantime::format_duration(wait)
+        );
     }
     Ok(())
 }

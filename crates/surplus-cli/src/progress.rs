@@ -38,10 +38,8 @@ impl Bar {
     }
 
     fn show_files(&self, done: u64) {
-        self.bar.set_message(format!(
-            "{} {done}/{} files",
-            self.verb, self.total_files
-        ));
+        self.bar
+            .set_message(format!("{} {done}/{} files", self.verb, self.total_files));
     }
 
     /// Takes the bar off the terminal, leaving the lines printed after it.

@@ -873,12 +873,8 @@ async fn backup_plan(hub: &Hub, caller: &Caller) -> ApiResult<surplus_protocol::
         .await?
         .into_iter()
         .map(|c| (c.device_id, c.subscriber_id));
-    let eligible = policy::eligible_holders(
-        devices,
-        subscriber,
-        caller.device_id(),
-        settings.household,
-    );
+    let eligible =
+        policy::eligible_holders(devices, subscriber, caller.device_id(), settings.household);
     Ok(policy::backup_plan(settings, eligible))
 }
 

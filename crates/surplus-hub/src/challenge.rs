@@ -69,16 +69,14 @@ pub async fn start(hub: &Hub, subscriber_id: Uuid) -> Result<VerifyRun, StoreErr
             offset,
             length,
         };
+        let challenge = crate::store::Challenge {
+            run_id,
+            subscriber_id,
+            allocation_id,
+            device_id,
+        };
         hub.store
-            .add_challenge(
-                run_id,
-                subscriber_id,
-                allocation_id,
-                device_id,
-                &kind,
-                now,
-                expires_at,
-            )
+            .add_challenge(&challenge, &kind, now, expires_at)
             .await?;
         hub.metrics.instructions_queued(kind.name());
         hub.wake(device_id);
@@ -96,7 +94,11 @@ mod tests {
         let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
         let hash = blake3::hash(&data).to_hex().to_string();
         let (outboard, root) = bao::encode::outboard(&data);
-        assert_eq!(root.to_hex().as_str(), hash, "Bao's root is the BLAKE3 hash");
+        assert_eq!(
+            root.to_hex().as_str(),
+            hash,
+            "Bao's root is the BLAKE3 hash"
+        );
         let slice = |offset, length| {
             let mut extractor = bao::encode::SliceExtractor::new_outboard(
                 std::io::Cursor::new(&data),
@@ -134,7 +136,10 @@ mod tests {
         for size in [1u64, 15, 1023, 1024, 1025, 4096] {
             for _ in 0..20 {
                 let (offset, length) = pick_range(size, &mut rng);
-                assert!(offset < size && offset + length <= size, "{size}: {offset}+{length}");
+                assert!(
+                    offset < size && offset + length <= size,
+                    "{size}: {offset}+{length}"
+                );
                 assert!(length > 0);
             }
         }

@@ -142,7 +142,9 @@ pub fn eligible_holders(
             own += 1;
         }
     }
-    u32::try_from(others.len()).unwrap_or(u32::MAX).saturating_add(own)
+    u32::try_from(others.len())
+        .unwrap_or(u32::MAX)
+        .saturating_add(own)
 }
 
 /// The coding a subscriber's next backup uses, and a warning when the holders are too few for it.
@@ -468,7 +470,18 @@ mod tests {
             .collect();
         assert_eq!(
             codings,
-            [(1, 0), (1, 0), (1, 1), (1, 2), (2, 2), (2, 2), (3, 3), (3, 3), (4, 6), (4, 6)]
+            [
+                (1, 0),
+                (1, 0),
+                (1, 1),
+                (1, 2),
+                (2, 2),
+                (2, 2),
+                (3, 3),
+                (3, 3),
+                (4, 6),
+                (4, 6)
+            ]
         );
         assert!(backup_plan(auto, 0).warning.is_some());
         assert!(backup_plan(auto, 1).warning.is_some());
@@ -485,7 +498,10 @@ mod tests {
         let plan = backup_plan(chosen, 3);
         assert_eq!(plan.coding, Coding { data: 4, parity: 2 });
         let warning = plan.warning.expect("too few holders");
-        assert!(warning.contains("4+2 needs 6 holders but only 3"), "{warning}");
+        assert!(
+            warning.contains("4+2 needs 6 holders but only 3"),
+            "{warning}"
+        );
         assert_eq!(backup_plan(chosen, 6).warning, None);
     }
 }

@@ -202,7 +202,10 @@ async fn finish(
 /// `Settings::restore_staging` to fetch them. Returns how many were dropped.
 pub async fn drop_stale_staging(hub: &Hub, now: i64) -> Result<usize, StoreError> {
     let keep_ms = i64::try_from(hub.settings.restore_staging.as_millis()).unwrap_or(i64::MAX);
-    let stale = hub.store.stale_staged_blobs(now.saturating_sub(keep_ms)).await?;
+    let stale = hub
+        .store
+        .stale_staged_blobs(now.saturating_sub(keep_ms))
+        .await?;
     for hash in &stale {
         hub.store.set_blob_staged(hash, false, now).await?;
         if let Err(error) = hub.staging.delete(hash).await {

@@ -95,6 +95,16 @@ pub struct OpenPlacement {
     pub household: bool,
 }
 
+/// Who a challenge of one shard is for: the run it belongs to, the shard's owner, and the
+/// holder's allocation and device.
+#[derive(Debug, Clone, Copy)]
+pub struct Challenge {
+    pub run_id: Uuid,
+    pub subscriber_id: Uuid,
+    pub allocation_id: Uuid,
+    pub device_id: Uuid,
+}
+
 /// A device the scheduler may allocate storage from.
 #[derive(Debug, Clone)]
 pub struct Candidate {
@@ -1085,9 +1095,7 @@ impl Store {
         .bind(cutoff)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| Ok(row.try_get("hash")?))
-            .collect()
+        rows.iter().map(|row| Ok(row.try_get("hash")?)).collect()
     }
 
     /// The subscriber's shards at holders that have confirmed them: (allocation, device, hash,
@@ -1117,25 +1125,37 @@ impl Store {
     /// Queues one challenge: the `verify_blob` instruction and its record, together.
     pub async fn add_challenge(
         &self,
-        run_id: Uuid,
-        subscriber_id: Uuid,
-        allocation_id: Uuid,
-        device_id: Uuid,
+        challenge: &Challenge,
         kind: &InstructionKind,
         now: UnixMillis,
         expires_at: UnixMillis,
     ) -> Result<()> {
+        let Challenge {
+            run_id,
+            subscriber_id,
+            allocation_id,
+            device_id,
+        } = *challenge;
         let InstructionKind::VerifyBlob {
             hash,
             offset,
             length,
         } = kind
         else {
-            return Err(StoreError::Corrupt("a challenge must be a verify_blob".into()));
+            return Err(StoreError::Corrupt(
+                "a challenge must be a verify_blob".into(),
+            ));
         };
         let mut tx = self.pool.begin().await?;
-        let instruction =
-            enqueue_on(&mut tx, device_id, Some(allocation_id), kind, now, expires_at).await?;
+        let instruction = enqueue_on(
+            &mut tx,
+            device_id,
+            Some(allocation_id),
+            kind,
+            now,
+            expires_at,
+        )
+        .await?;
         sqlx::query(
             "INSERT INTO challenges (id, run_id, subscriber_id, allocation_id, device_id, instruction_id, \
              blob_hash, slice_offset, slice_length, state, created_at) \

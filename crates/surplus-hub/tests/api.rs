@@ -1386,7 +1386,10 @@ async fn the_shards_of_a_pack_go_to_distinct_subscribers_never_the_owner() {
         let theirs = hub
             .call(Method::GET, "/v1/backup/settings", Some(&bob), None)
             .await;
-        assert_eq!(theirs.body["settings"], json!({"household": false, "coding": null}));
+        assert_eq!(
+            theirs.body["settings"],
+            json!({"household": false, "coding": null})
+        );
 
         let bad = hub
             .call(
@@ -1467,10 +1470,19 @@ async fn shards_are_challenged_at_their_holders_and_a_wrong_answer_fails() {
             .await;
         assert_eq!(ack.status, StatusCode::NO_CONTENT);
         let run = hub
-            .call(Method::GET, &format!("/v1/backup/verify/{id}"), Some(&ada), None)
+            .call(
+                Method::GET,
+                &format!("/v1/backup/verify/{id}"),
+                Some(&ada),
+                None,
+            )
             .await;
         assert_eq!(
-            (&run.body["passed"], &run.body["failed"], &run.body["waiting"]),
+            (
+                &run.body["passed"],
+                &run.body["failed"],
+                &run.body["waiting"]
+            ),
             (&json!(1), &json!(0), &json!(0)),
             "{}",
             run.body
@@ -1479,7 +1491,12 @@ async fn shards_are_challenged_at_their_holders_and_a_wrong_answer_fails() {
 
         // Nobody else sees Ada's run.
         let theirs = hub
-            .call(Method::GET, &format!("/v1/backup/verify/{id}"), Some(&bob), None)
+            .call(
+                Method::GET,
+                &format!("/v1/backup/verify/{id}"),
+                Some(&bob),
+                None,
+            )
             .await;
         assert_eq!(theirs.status, StatusCode::NOT_FOUND);
         assert_eq!(theirs.code(), "not_found");
@@ -1502,7 +1519,12 @@ async fn shards_are_challenged_at_their_holders_and_a_wrong_answer_fails() {
         )
         .await;
         let run = hub
-            .call(Method::GET, &format!("/v1/backup/verify/{id}"), Some(&ada), None)
+            .call(
+                Method::GET,
+                &format!("/v1/backup/verify/{id}"),
+                Some(&ada),
+                None,
+            )
             .await;
         assert_eq!(run.body["failed"], 1, "{}", run.body);
         assert_eq!(run.body["failures"][0]["hash"], hash.as_str());

@@ -78,13 +78,28 @@ pub struct Acknowledgement {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum InstructionResult {
-    Stored { hash: BlobHash, size: u64 },
-    Deleted { hash: BlobHash },
+    Stored {
+        hash: BlobHash,
+        size: u64,
+    },
+    Deleted {
+        hash: BlobHash,
+    },
     /// The Bao slice asked for, in lower-case hex.
-    Verified { hash: BlobHash, proof: String },
-    Uploaded { hash: BlobHash },
-    Reported { report: Box<StatusReport> },
-    Failed { code: FailureCode, message: String },
+    Verified {
+        hash: BlobHash,
+        proof: String,
+    },
+    Uploaded {
+        hash: BlobHash,
+    },
+    Reported {
+        report: Box<StatusReport>,
+    },
+    Failed {
+        code: FailureCode,
+        message: String,
+    },
 }
 
 /// Why a device could not carry out an instruction.
