@@ -256,3 +256,25 @@ impl BackupLock {
         Ok(BackupLock { _file: file })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_backup_at_a_time_per_data_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = BackupLock::acquire(dir.path(), || panic!("nobody holds it yet")).expect("lock");
+        let (told, waited) = std::sync::mpsc::channel();
+        let path = dir.path().to_owned();
+        let second = std::thread::spawn(move || {
+            let lock = BackupLock::acquire(&path, || told.send(()).expect("send")).expect("lock");
+            drop(lock);
+        });
+        // The second is told it must wait, and gets the lock once the first lets go.
+        waited.recv().expect("the second waits");
+        drop(first);
+        second.join().expect("the second gets the lock");
+        BackupLock::acquire(dir.path(), || panic!("free again")).expect("lock");
+    }
+}

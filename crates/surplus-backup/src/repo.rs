@@ -875,7 +875,8 @@ impl<S: Store> Repository<S> {
     }
 
     /// Restores a snapshot under `target` as `target/<folder name>/...`; with `only`, just that
-    /// path (`<folder name>/sub/path`) and what is below it.
+    /// path (`<folder name>/sub/path`) and what is below it. Files already in place (an
+    /// interrupted restore's) are kept.
     pub fn restore(
         &mut self,
         snapshot: &Snapshot,
@@ -883,7 +884,7 @@ impl<S: Store> Repository<S> {
         only: Option<&Path>,
     ) -> Result<RestoreReport, BackupError> {
         std::fs::create_dir_all(target).map_err(at(target))?;
-        let mut restored = RestoreReport::default();
+        let mut state = Restoring::default();
         let wanted: Vec<Vec<u8>> = only
             .map(|p| p.iter().map(os_bytes).collect())
             .unwrap_or_default();
@@ -898,25 +899,30 @@ impl<S: Store> Repository<S> {
                 &root.node,
                 &target.join(os_path(&root.name.0)),
                 &wanted[wanted.len().min(1)..],
-                &mut restored,
+                &mut state,
             )?;
+        }
+        self.write_batch(&mut state)?;
+        // Directories' times last, deepest first: writing into a directory changes its time.
+        for (path, node) in state.dirs.iter().rev() {
+            apply_metadata(path, node)?;
         }
         if !found {
             return Err(BackupError::NoSuchPath(
                 only.map(|p| p.display().to_string()).unwrap_or_default(),
             ));
         }
-        Ok(restored)
+        Ok(state.report)
     }
 
     /// Restores `node` at `path`, or only the part of it along `wanted`. Returns whether `wanted`
-    /// was found.
+    /// was found. Small files wait in `state` to be written together.
     fn restore_node(
         &mut self,
         node: &Node,
         path: &Path,
         wanted: &[Vec<u8>],
-        restored: &mut RestoreReport,
+        state: &mut Restoring,
     ) -> Result<bool, BackupError> {
         match &node.kind {
             NodeKind::Dir { tree } => {
@@ -933,43 +939,35 @@ impl<S: Store> Repository<S> {
                         child,
                         &path.join(os_path(&child.name.0)),
                         &wanted[wanted.len().min(1)..],
-                        restored,
+                        state,
                     )?;
                 }
                 if wanted.is_empty() {
-                    apply_metadata(path, node)?;
+                    state.dirs.push((path.to_owned(), node.clone()));
                 }
                 Ok(found)
             }
             _ if !wanted.is_empty() => Ok(false),
             NodeKind::File { size, chunks } => {
                 if in_place(path, node, *size) {
-                    restored.in_place += 1;
+                    state.report.in_place += 1;
                     self.progress.bytes(*size);
                     self.progress.file();
-                    return Ok(true);
-                }
-                let name = path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let temp = path.with_file_name(format!(".{name}.surplus-restore"));
-                let written = self.write_file(&temp, chunks)?;
-                if written != *size {
-                    let _ = std::fs::remove_file(&temp);
-                    let detail = format!("{} restored {written} of {size} bytes", path.display());
-                    return Err(Error::Malformed {
-                        what: "file",
-                        detail,
+                } else if *size > RESTORE_BATCH_BYTES / 4 {
+                    // A large file is written on its own, its chunks opened in parallel.
+                    let temp = restore_temp(path);
+                    let written = self.write_file(&temp, chunks)?;
+                    finish_file(&temp, path, node, written)?;
+                    state.report.files += 1;
+                    state.report.bytes += written;
+                    self.progress.file();
+                } else {
+                    state.batch.push((path.to_owned(), node.clone()));
+                    state.batch_bytes += size;
+                    if state.batch_bytes >= RESTORE_BATCH_BYTES {
+                        self.write_batch(state)?;
                     }
-                    .into());
                 }
-                apply_metadata(&temp, node)?;
-                // The file appears under its name only once it is whole.
-                std::fs::rename(&temp, path).map_err(at(path))?;
-                restored.files += 1;
-                restored.bytes += size;
-                self.progress.file();
                 Ok(true)
             }
             NodeKind::Symlink { target } => {
@@ -979,6 +977,92 @@ impl<S: Store> Repository<S> {
             }
         }
     }
+
+    /// Writes the small files waiting, on every core: their chunks are fetched in order (packs
+    /// rebuilt once each), then each file is opened, written and put in place in parallel.
+    fn write_batch(&mut self, state: &mut Restoring) -> Result<(), BackupError> {
+        use rayon::prelude::*;
+        let batch = std::mem::take(&mut state.batch);
+        state.batch_bytes = 0;
+        let mut sealed = Vec::with_capacity(batch.len());
+        for (_, node) in &batch {
+            let chunks = match &node.kind {
+                NodeKind::File { chunks, .. } => chunks.as_slice(),
+                _ => &[],
+            };
+            let blobs: Vec<(ChunkId, Vec<u8>)> = chunks
+                .iter()
+                .map(|id| Ok((*id, self.sealed_blob(id)?)))
+                .collect::<Result<_, BackupError>>()?;
+            sealed.push(blobs);
+        }
+        let (data, progress) = (&self.data, &self.progress);
+        let written: Vec<u64> = batch
+            .par_iter()
+            .zip(sealed.par_iter())
+            .map(|((path, node), blobs)| {
+                let temp = restore_temp(path);
+                let mut file = std::fs::File::create(&temp).map_err(at(&temp))?;
+                let mut written = 0u64;
+                for (id, sealed) in blobs {
+                    let bytes = seal::open(data, &id.0, sealed, MAX_BLOB)?;
+                    io::Write::write_all(&mut file, &bytes).map_err(at(&temp))?;
+                    written += bytes.len() as u64;
+                    progress.bytes(bytes.len() as u64);
+                }
+                drop(file);
+                finish_file(&temp, path, node, written)?;
+                progress.file();
+                Ok(written)
+            })
+            .collect::<Result<_, BackupError>>()?;
+        state.report.files += written.len() as u64;
+        state.report.bytes += written.iter().sum::<u64>();
+        Ok(())
+    }
+}
+
+/// Files up to this many bytes wait to be restored together, several at once.
+const RESTORE_BATCH_BYTES: u64 = 32 << 20;
+
+/// A restore under way.
+#[derive(Debug, Default)]
+struct Restoring {
+    report: RestoreReport,
+    /// Small files waiting to be written together.
+    batch: Vec<(PathBuf, Node)>,
+    batch_bytes: u64,
+    /// Directories restored, in the order they were entered; their times are set at the end.
+    dirs: Vec<(PathBuf, Node)>,
+}
+
+/// Where a file is written before it is whole.
+fn restore_temp(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.surplus-restore"))
+}
+
+/// Checks a file written at `temp`, gives it its metadata, and puts it under its name: a file
+/// appears under its name only once it is whole.
+fn finish_file(temp: &Path, path: &Path, node: &Node, written: u64) -> Result<(), BackupError> {
+    let size = match &node.kind {
+        NodeKind::File { size, .. } => *size,
+        _ => written,
+    };
+    if written != size {
+        let _ = std::fs::remove_file(temp);
+        let detail = format!("{} restored {written} of {size} bytes", path.display());
+        return Err(Error::Malformed {
+            what: "file",
+            detail,
+        }
+        .into());
+    }
+    apply_metadata(temp, node)?;
+    std::fs::rename(temp, path).map_err(at(path))
 }
 
 impl<S: Store> Repository<S> {
