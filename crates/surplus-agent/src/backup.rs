@@ -264,7 +264,8 @@ mod tests {
     #[test]
     fn one_backup_at_a_time_per_data_directory() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let first = BackupLock::acquire(dir.path(), || panic!("nobody holds it yet")).expect("lock");
+        let first =
+            BackupLock::acquire(dir.path(), || panic!("nobody holds it yet")).expect("lock");
         let (told, waited) = std::sync::mpsc::channel();
         let path = dir.path().to_owned();
         let second = std::thread::spawn(move || {

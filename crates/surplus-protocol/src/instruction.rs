@@ -14,7 +14,17 @@ pub struct Instruction {
     pub created_at: UnixMillis,
     /// After this the hub no longer wants it done; a device ignores it.
     pub expires_at: UnixMillis,
+    /// A kind this side cannot read (a newer one, or one whose fields changed) reads as
+    /// [`InstructionKind::Unsupported`], so one instruction never blocks a device's queue.
+    #[serde(deserialize_with = "lenient_kind")]
     pub kind: InstructionKind,
+}
+
+fn lenient_kind<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<InstructionKind, D::Error> {
+    let value = serde_json::Value::deserialize(deserializer)?;
+    Ok(InstructionKind::deserialize(value).unwrap_or(InstructionKind::Unsupported))
 }
 
 /// What an instruction asks for.
@@ -148,6 +158,18 @@ mod tests {
         let json = serde_json::json!({"type": "run_task", "task": 7});
         let kind: InstructionKind = serde_json::from_value(json).expect("decodes");
         assert_eq!(kind, InstructionKind::Unsupported);
+    }
+
+    #[test]
+    fn an_instruction_whose_fields_changed_reads_as_unsupported_and_the_batch_still_reads() {
+        let batch = serde_json::json!({"instructions": [
+            {"id": Uuid::nil(), "created_at": 1, "expires_at": 2,
+             "kind": {"type": "verify_blob", "hash": "ab", "nonce": "old form"}},
+            {"id": Uuid::nil(), "created_at": 1, "expires_at": 2, "kind": {"type": "report_status"}},
+        ]});
+        let batch: InstructionBatch = serde_json::from_value(batch).expect("decodes");
+        assert_eq!(batch.instructions[0].kind, InstructionKind::Unsupported);
+        assert_eq!(batch.instructions[1].kind, InstructionKind::ReportStatus);
     }
 
     #[test]
