@@ -1,0 +1,443 @@
+//! The compute sandbox: runs one untrusted WebAssembly task with hard limits.
+//!
+//! A task is a WASI preview 1 command module. It gets its one input file as standard input and,
+//! read-only, at `/input/NAME`; its arguments; and nothing else: no environment, no network, no
+//! other file. Its output is what it writes to standard output, up to a cap. It may use at most
+//! its memory cap and run (while not paused) at most its time budget.
+//!
+//! Everything a task could observe that might differ between two honest donors is fixed: NaNs
+//! are canonicalised, the clocks stand still at the epoch, and the random numbers it may ask for
+//! come from a seed that is part of the task. So every honest run of a task gives the same bytes,
+//! which is what validation by quorum relies on.
+//!
+//! The time budget is enforced with epoch interruption rather than fuel: a ticker advances the
+//! engine's epoch every [`TICK`], and at each tick the running task checks its budget and whether
+//! it should pause. Fuel would give a deterministic budget, but costs a counter on every block
+//! (measured by wasmtime at 10-30%), and the budget is a safety limit here, not part of the
+//! result: a run that hits it fails, and the task is tried elsewhere. Pausing is an async yield
+//! at the next tick: the task's stack stays in memory and it resumes exactly where it stopped.
+//!
+//! Compiled modules are kept by the hash of their bytes, so a task of a module seen before starts
+//! without compiling.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use wasmtime::{Config, Engine, Linker, Module, OptLevel, ResourceLimiter, Store, UpdateDeadline};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
+use wasmtime_wasi::{FsPerms, HostMonotonicClock, HostWallClock, WasiCtxBuilder};
+
+/// How often a running task checks its time budget and whether to pause.
+pub const TICK: Duration = Duration::from_millis(10);
+
+/// The most stack a task's WebAssembly may use.
+pub const STACK_BYTES: usize = 1 << 20;
+
+/// What one run of a task may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The most linear memory (all memories together) the task may grow to.
+    pub memory_bytes: usize,
+    /// The most time the task may run, not counting time paused.
+    pub timeout: Duration,
+    /// The most bytes of output; a task that writes more fails, its output cut at the cap.
+    pub output_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_bytes: 512 << 20,
+            timeout: Duration::from_secs(600),
+            output_bytes: 64 << 20,
+        }
+    }
+}
+
+/// One task: the input file (in a directory of its own, which the task sees as `/input`), the
+/// job's arguments, and the seed of the random numbers it may ask for.
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub input: PathBuf,
+    pub args: Vec<String>,
+    pub seed: u64,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// It exited with status 0: its output is the result.
+    Success,
+    /// It exited with another status.
+    Exit(i32),
+    /// It trapped (or was stopped by the host), with the reason.
+    Trap(String),
+    /// It ran out of its time budget.
+    Timeout,
+    /// It tried to grow its memory past the cap.
+    MemoryExceeded,
+    /// It wrote more than the output cap.
+    OutputTooLarge,
+}
+
+impl Outcome {
+    pub fn is_success(&self) -> bool {
+        *self == Outcome::Success
+    }
+}
+
+/// What a run produced.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub outcome: Outcome,
+    /// Standard output, at most the cap.
+    pub output: Vec<u8>,
+    /// Time spent running, pauses not counted.
+    pub running: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("the module is not valid WebAssembly: {0}")]
+    InvalidModule(String),
+    #[error("the module is not a WASI command: {0}")]
+    NotACommand(String),
+    #[error("{}: {source}", .path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the sandbox: {0}")]
+    Engine(String),
+}
+
+/// A compiled module, ready to run any number of tasks.
+#[derive(Clone)]
+pub struct Program {
+    module: Module,
+    pub hash: String,
+}
+
+impl std::fmt::Debug for Program {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Program").field("hash", &self.hash).finish()
+    }
+}
+
+/// The engine, its compiled modules, and the ticker that drives time budgets and pauses.
+pub struct Sandbox {
+    engine: Engine,
+    linker: Linker<TaskState>,
+    programs: Mutex<HashMap<String, Program>>,
+    ticker: Option<std::thread::JoinHandle<()>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox").finish_non_exhaustive()
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(ticker) = self.ticker.take() {
+            let _ = ticker.join();
+        }
+    }
+}
+
+/// The host side of one running task.
+struct TaskState {
+    wasi: WasiP1Ctx,
+    limiter: Limiter,
+}
+
+/// Enforces the memory cap, and remembers that the task hit it.
+struct Limiter {
+    memory_bytes: usize,
+    hit: bool,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes {
+            self.hit = true;
+            return Err(wasmtime::Error::msg(format!(
+                "the memory cap of {} bytes is reached",
+                self.memory_bytes
+            )));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1 << 20)
+    }
+}
+
+/// A clock that stands still: a task sees the same time on every donor.
+struct StillClock;
+
+impl HostWallClock for StillClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl HostMonotonicClock for StillClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+/// The time budget of a run: running time counted at each tick, pauses not counted.
+struct Budget {
+    last: Instant,
+    running: Duration,
+    timed_out: bool,
+}
+
+impl Budget {
+    /// Counts the time since the last tick as running; returns the running time so far.
+    fn tick(&mut self) -> Duration {
+        let now = Instant::now();
+        self.running += now - self.last;
+        self.last = now;
+        self.running
+    }
+}
+
+impl Sandbox {
+    /// A sandbox with its own engine and epoch ticker; `cache_dir` keeps compiled code across
+    /// restarts (wasmtime's own cache, keyed by the module's bytes and the engine).
+    pub fn new(cache_dir: Option<&Path>) -> Result<Sandbox, SandboxError> {
+        let mut config = Config::new();
+        config
+            .epoch_interruption(true)
+            .cranelift_nan_canonicalization(true)
+            .cranelift_opt_level(OptLevel::Speed)
+            .max_wasm_stack(STACK_BYTES);
+        if let Some(dir) = cache_dir {
+            std::fs::create_dir_all(dir).map_err(|source| SandboxError::Io {
+                path: dir.to_owned(),
+                source,
+            })?;
+            let mut cache = wasmtime::CacheConfig::new();
+            cache.with_directory(dir);
+            let cache = wasmtime::Cache::new(cache).map_err(engine_error)?;
+            config.cache(Some(cache));
+        }
+        let engine = Engine::new(&config).map_err(engine_error)?;
+        let mut linker: Linker<TaskState> = Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut TaskState| {
+            &mut state.wasi
+        })
+        .map_err(engine_error)?;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ticker = {
+            let engine = engine.clone();
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("surplus-sandbox-ticker".into())
+                .spawn(move || {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        std::thread::sleep(TICK);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(|e| SandboxError::Engine(e.to_string()))?
+        };
+        Ok(Sandbox {
+            engine,
+            linker,
+            programs: Mutex::new(HashMap::new()),
+            ticker: Some(ticker),
+            stop,
+        })
+    }
+
+    /// The module compiled, from memory if it was compiled before. Text (WAT) is not accepted:
+    /// a job is a binary module.
+    pub fn program(&self, bytes: &[u8]) -> Result<Program, SandboxError> {
+        let hash = blake3::hash(bytes).to_hex().to_string();
+        if let Some(program) = self
+            .programs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&hash)
+        {
+            return Ok(program.clone());
+        }
+        if !bytes.starts_with(b"\0asm") {
+            return Err(SandboxError::InvalidModule(
+                "it does not start with the WebAssembly magic number".into(),
+            ));
+        }
+        let module = Module::from_binary(&self.engine, bytes)
+            .map_err(|e| SandboxError::InvalidModule(format!("{e:#}")))?;
+        if module.get_export("_start").is_none() {
+            return Err(SandboxError::NotACommand(
+                "it exports no `_start` function".into(),
+            ));
+        }
+        let program = Program { module, hash };
+        self.programs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(program.hash.clone(), program.clone());
+        Ok(program)
+    }
+
+    /// Runs one task. `paused` pauses it (within a tick) while it is true; the task resumes
+    /// where it stopped when it turns false again.
+    pub async fn run(
+        &self,
+        program: &Program,
+        task: &Task,
+        limits: Limits,
+        paused: watch::Receiver<bool>,
+    ) -> Result<Run, SandboxError> {
+        let io = |source| SandboxError::Io {
+            path: task.input.clone(),
+            source,
+        };
+        let input = tokio::fs::read(&task.input).await.map_err(io)?;
+        let name = task
+            .input
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| io(std::io::Error::other("the input's name is not UTF-8")))?
+            .to_owned();
+        let dir = task
+            .input
+            .parent()
+            .ok_or_else(|| io(std::io::Error::other("the input has no folder")))?;
+        let stdout = MemoryOutputPipe::new(limits.output_bytes.saturating_add(1));
+        let mut args = vec![name];
+        args.extend(task.args.iter().cloned());
+        let wasi = WasiCtxBuilder::new()
+            .args(&args)
+            .stdin(MemoryInputPipe::new(input))
+            .stdout(stdout.clone())
+            .preopened_dir(dir, "/input", FsPerms::ReadOnly)
+            .map_err(|e| SandboxError::Engine(format!("{e:#}")))?
+            .wall_clock(StillClock)
+            .monotonic_clock(StillClock)
+            .secure_random(seeded(task.seed))
+            .insecure_random(seeded(task.seed ^ 0x5eed))
+            .insecure_random_seed(u128::from(task.seed))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build_p1();
+        let mut store = Store::new(
+            &self.engine,
+            TaskState {
+                wasi,
+                limiter: Limiter {
+                    memory_bytes: limits.memory_bytes,
+                    hit: false,
+                },
+            },
+        );
+        store.limiter(|state| &mut state.limiter);
+        let budget = Arc::new(Mutex::new(Budget {
+            last: Instant::now(),
+            running: Duration::ZERO,
+            timed_out: false,
+        }));
+        store.set_epoch_deadline(1);
+        {
+            let budget = budget.clone();
+            let timeout = limits.timeout;
+            store.epoch_deadline_callback(move |_| {
+                let mut b = budget.lock().unwrap_or_else(PoisonError::into_inner);
+                if b.tick() >= timeout {
+                    b.timed_out = true;
+                    return Ok(UpdateDeadline::Interrupt);
+                }
+                if *paused.borrow() {
+                    let mut waiting = paused.clone();
+                    let budget = budget.clone();
+                    return Ok(UpdateDeadline::YieldCustom(
+                        1,
+                        Box::pin(async move {
+                            let _ = waiting.wait_for(|p| !*p).await;
+                            budget.lock().unwrap_or_else(PoisonError::into_inner).last =
+                                Instant::now();
+                        }),
+                    ));
+                }
+                Ok(UpdateDeadline::Continue(1))
+            });
+        }
+        let started = self
+            .linker
+            .instantiate_async(&mut store, &program.module)
+            .await;
+        let result = match started {
+            Ok(instance) => match instance.get_typed_func::<(), ()>(&mut store, "_start") {
+                Ok(start) => start.call_async(&mut store, ()).await,
+                Err(error) => Err(error),
+            },
+            Err(error) => Err(error),
+        };
+        let (running, timed_out) = {
+            let mut b = budget.lock().unwrap_or_else(PoisonError::into_inner);
+            (b.tick(), b.timed_out)
+        };
+        let memory_hit = store.data().limiter.hit;
+        drop(store);
+        let mut output = stdout.contents().to_vec();
+        let too_large = output.len() > limits.output_bytes;
+        output.truncate(limits.output_bytes);
+        let outcome = match result {
+            _ if too_large => Outcome::OutputTooLarge,
+            _ if timed_out => Outcome::Timeout,
+            _ if memory_hit => Outcome::MemoryExceeded,
+            Ok(()) => Outcome::Success,
+            Err(error) => match error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+                Some(exit) if exit.0 == 0 => Outcome::Success,
+                Some(exit) => Outcome::Exit(exit.0),
+                None => Outcome::Trap(format!("{error:#}")),
+            },
+        };
+        Ok(Run {
+            outcome,
+            output,
+            running,
+        })
+    }
+}
+
+/// A random number generator from a seed.
+fn seeded(seed: u64) -> rand10::rngs::StdRng {
+    use rand10::SeedableRng;
+    rand10::rngs::StdRng::seed_from_u64(seed)
+}
+
+fn engine_error(error: wasmtime::Error) -> SandboxError {
+    SandboxError::Engine(format!("{error:#}"))
+}

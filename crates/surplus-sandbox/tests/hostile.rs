@@ -1,0 +1,304 @@
+//! The sandbox against well-behaved and hostile modules, written in WAT so that no toolchain is
+//! needed: each is contained without harming the host, and honest runs agree bit for bit.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use surplus_sandbox::{Limits, Outcome, Sandbox, SandboxError, Task};
+use tokio::sync::watch;
+
+const WASI: &str = "wasi_snapshot_preview1";
+
+fn module(body: &str) -> Vec<u8> {
+    let text = format!(
+        r#"(module
+            (import "{WASI}" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
+            (import "{WASI}" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+            (import "{WASI}" "proc_exit" (func $exit (param i32)))
+            (import "{WASI}" "path_open" (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+            (import "{WASI}" "sock_accept" (func $accept (param i32 i32 i32) (result i32)))
+            (import "{WASI}" "environ_sizes_get" (func $environ (param i32 i32) (result i32)))
+            (import "{WASI}" "random_get" (func $random (param i32 i32) (result i32)))
+            (import "{WASI}" "clock_time_get" (func $clock (param i32 i64 i32) (result i32)))
+            (memory (export "memory") 1)
+            {body})"#
+    );
+    wat::parse_str(text).expect("valid WAT")
+}
+
+/// Copies standard input to standard output.
+fn cat() -> Vec<u8> {
+    module(
+        r#"(func (export "_start") (local $n i32)
+            (loop $again
+              (i32.store (i32.const 0) (i32.const 1024))
+              (i32.store (i32.const 4) (i32.const 4096))
+              (drop (call $fd_read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)))
+              (local.set $n (i32.load (i32.const 8)))
+              (if (i32.eqz (local.get $n)) (then (return)))
+              (i32.store (i32.const 16) (i32.const 1024))
+              (i32.store (i32.const 20) (local.get $n))
+              (drop (call $fd_write (i32.const 1) (i32.const 16) (i32.const 1) (i32.const 24)))
+              (br $again)))"#,
+    )
+}
+
+/// Exits with the error number of opening `path` under `/input` with `rights` and `oflags`
+/// (0 if it opened).
+fn open(path: &str, oflags: i32, rights: i64) -> Vec<u8> {
+    module(&format!(
+        r#"(data (i32.const 100) "{path}")
+           (func (export "_start")
+             (call $exit (call $open (i32.const 3) (i32.const 0) (i32.const 100) (i32.const {len})
+               (i32.const {oflags}) (i64.const {rights}) (i64.const 0) (i32.const 0) (i32.const 200))))"#,
+        len = path.len()
+    ))
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    input: PathBuf,
+    sandbox: Sandbox,
+}
+
+fn fixture(content: &[u8]) -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let task_dir = dir.path().join("task");
+    std::fs::create_dir_all(&task_dir).expect("dir");
+    std::fs::write(dir.path().join("secret.txt"), b"not for the task").expect("secret");
+    let input = task_dir.join("numbers.txt");
+    std::fs::write(&input, content).expect("input");
+    Fixture {
+        _dir: dir,
+        input,
+        sandbox: Sandbox::new(None).expect("sandbox"),
+    }
+}
+
+impl Fixture {
+    async fn run(&self, wasm: &[u8], limits: Limits) -> surplus_sandbox::Run {
+        let program = self.sandbox.program(wasm).expect("compiles");
+        let task = Task {
+            input: self.input.clone(),
+            args: vec!["--fast".into()],
+            seed: 42,
+        };
+        let (_pause, paused) = watch::channel(false);
+        self.sandbox
+            .run(&program, &task, limits, paused)
+            .await
+            .expect("runs")
+    }
+}
+
+fn small_limits() -> Limits {
+    Limits {
+        memory_bytes: 4 << 20,
+        timeout: Duration::from_millis(300),
+        output_bytes: 64 << 10,
+    }
+}
+
+#[tokio::test]
+async fn a_well_behaved_task_reads_its_input_and_writes_its_output() {
+    let fixture = fixture(b"1 2 3\n");
+    let run = fixture.run(&cat(), small_limits()).await;
+    assert_eq!(run.outcome, Outcome::Success);
+    assert_eq!(run.output, b"1 2 3\n");
+    // The input is there read-only as /input/NAME.
+    let run = fixture
+        .run(&open("numbers.txt", 0, 2), small_limits())
+        .await;
+    assert_eq!(run.outcome, Outcome::Success, "reading /input/numbers.txt");
+}
+
+#[tokio::test]
+async fn an_endless_loop_is_stopped_at_its_budget() {
+    let fixture = fixture(b"");
+    let spin = module(r#"(func (export "_start") (loop $forever (br $forever)))"#);
+    let started = Instant::now();
+    let run = fixture.run(&spin, small_limits()).await;
+    assert_eq!(run.outcome, Outcome::Timeout);
+    assert!(
+        run.running >= Duration::from_millis(300),
+        "{:?}",
+        run.running
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn a_memory_bomb_traps_at_the_cap() {
+    let fixture = fixture(b"");
+    let bomb = module(
+        r#"(func (export "_start")
+            (loop $more
+              (if (i32.ge_s (memory.grow (i32.const 16)) (i32.const 0)) (then (br $more)))))"#,
+    );
+    let run = fixture.run(&bomb, small_limits()).await;
+    assert_eq!(run.outcome, Outcome::MemoryExceeded);
+}
+
+#[tokio::test]
+async fn traps_and_exit_statuses_are_failed_runs() {
+    let fixture = fixture(b"");
+    let trap = module(r#"(func (export "_start") unreachable)"#);
+    assert!(matches!(
+        fixture.run(&trap, small_limits()).await.outcome,
+        Outcome::Trap(_)
+    ));
+    let exit = module(r#"(func (export "_start") (call $exit (i32.const 3)))"#);
+    assert_eq!(
+        fixture.run(&exit, small_limits()).await.outcome,
+        Outcome::Exit(3)
+    );
+    let overflow = module(r#"(func $deep (export "_start") (call $deep))"#);
+    assert!(matches!(
+        fixture.run(&overflow, small_limits()).await.outcome,
+        Outcome::Trap(_)
+    ));
+}
+
+#[tokio::test]
+async fn files_outside_the_input_sockets_and_the_environment_are_denied() {
+    let fixture = fixture(b"42");
+    for (what, wasm) in [
+        ("the parent folder", open("../secret.txt", 0, 2)),
+        ("an absolute path", open("/etc/passwd", 0, 2)),
+        ("writing the input", open("numbers.txt", 8, 64)),
+        ("creating a file", open("new.txt", 1, 64)),
+    ] {
+        let run = fixture.run(&wasm, small_limits()).await;
+        assert!(
+            matches!(run.outcome, Outcome::Exit(code) if code != 0),
+            "{what}: {:?}",
+            run.outcome
+        );
+    }
+    let accept = module(
+        r#"(func (export "_start") (call $exit (call $accept (i32.const 3) (i32.const 0) (i32.const 200))))"#,
+    );
+    assert!(matches!(
+        fixture.run(&accept, small_limits()).await.outcome,
+        Outcome::Exit(code) if code != 0
+    ));
+    // No environment variables: the count is 0, and the module exits with it.
+    let environ = module(
+        r#"(func (export "_start")
+            (drop (call $environ (i32.const 0) (i32.const 4)))
+            (call $exit (i32.load (i32.const 0))))"#,
+    );
+    assert_eq!(
+        fixture.run(&environ, small_limits()).await.outcome,
+        Outcome::Success
+    );
+}
+
+#[tokio::test]
+async fn oversized_output_is_cut_at_the_cap_and_fails() {
+    let fixture = fixture(b"");
+    // Writes 4 KiB a hundred times (400 KiB) and exits 0.
+    let flood = module(
+        r#"(func (export "_start") (local $i i32)
+            (i32.store (i32.const 0) (i32.const 1024))
+            (i32.store (i32.const 4) (i32.const 4096))
+            (loop $more
+              (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+              (local.set $i (i32.add (local.get $i) (i32.const 1)))
+              (br_if $more (i32.lt_u (local.get $i) (i32.const 100)))))"#,
+    );
+    let run = fixture.run(&flood, small_limits()).await;
+    assert_eq!(run.outcome, Outcome::OutputTooLarge);
+    assert_eq!(run.output.len(), 64 << 10);
+}
+
+#[tokio::test]
+async fn clocks_and_random_numbers_are_the_same_on_every_run() {
+    let fixture = fixture(b"");
+    // Writes 32 random bytes and the wall-clock time.
+    let observe = module(
+        r#"(func (export "_start")
+            (drop (call $random (i32.const 1024) (i32.const 32)))
+            (drop (call $clock (i32.const 0) (i64.const 1) (i32.const 1056)))
+            (i32.store (i32.const 0) (i32.const 1024))
+            (i32.store (i32.const 4) (i32.const 40))
+            (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))))"#,
+    );
+    let first = fixture.run(&observe, small_limits()).await;
+    let second = fixture.run(&observe, small_limits()).await;
+    assert_eq!(first.outcome, Outcome::Success);
+    assert_eq!(first.output.len(), 40);
+    assert_eq!(first.output, second.output);
+    assert_ne!(first.output[..32], [0u8; 32], "random bytes were given");
+
+    let program = fixture.sandbox.program(&observe).expect("cached");
+    let other_seed = Task {
+        input: fixture.input.clone(),
+        args: vec![],
+        seed: 7,
+    };
+    let (_pause, paused) = watch::channel(false);
+    let reseeded = fixture
+        .sandbox
+        .run(&program, &other_seed, small_limits(), paused)
+        .await
+        .expect("runs");
+    assert_ne!(reseeded.output[..32], first.output[..32]);
+}
+
+#[tokio::test]
+async fn a_paused_task_resumes_where_it_stopped_and_pauses_do_not_count() {
+    let fixture = fixture(b"");
+    let spin = module(r#"(func (export "_start") (loop $forever (br $forever)))"#);
+    let program = fixture.sandbox.program(&spin).expect("compiles");
+    let task = Task {
+        input: fixture.input.clone(),
+        args: vec![],
+        seed: 1,
+    };
+    let limits = Limits {
+        timeout: Duration::from_millis(400),
+        ..small_limits()
+    };
+    let (pause, paused) = watch::channel(true);
+    let started = Instant::now();
+    let running = {
+        let sandbox = &fixture.sandbox;
+        let run = sandbox.run(&program, &task, limits, paused);
+        let resume = async {
+            // Held paused for a second from its first tick; then let go.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            pause.send(false).expect("resume");
+        };
+        let (run, ()) = tokio::join!(run, resume);
+        run.expect("runs")
+    };
+    assert_eq!(running.outcome, Outcome::Timeout);
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(1_400),
+        "the pause did not count toward the budget: {elapsed:?}"
+    );
+    assert!(
+        running.running < Duration::from_millis(800),
+        "running time counts only while running: {:?}",
+        running.running
+    );
+}
+
+#[test]
+fn modules_are_compiled_once_and_bad_ones_are_refused() {
+    let sandbox = Sandbox::new(None).expect("sandbox");
+    let first = sandbox.program(&cat()).expect("compiles");
+    let again = sandbox.program(&cat()).expect("cached");
+    assert_eq!(first.hash, again.hash);
+    assert!(matches!(
+        sandbox.program(b"hello"),
+        Err(SandboxError::InvalidModule(_))
+    ));
+    let library = wat::parse_str("(module (func (export \"helper\")))").expect("wat");
+    assert!(matches!(
+        sandbox.program(&library),
+        Err(SandboxError::NotACommand(_))
+    ));
+}
