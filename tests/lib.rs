@@ -229,9 +229,10 @@ impl Agent {
         self.env.push((key.to_owned(), value.to_owned()));
     }
 
-    /// Runs `surplus --data-dir DIR ARGS`.
-    pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(binary("surplus"))
+    /// `surplus --hub URL --data-dir DIR ARGS`, with this device's environment.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(binary("surplus"));
+        command
             .args(["--hub", &self.hub_url, "--data-dir"])
             .arg(&self.data_dir)
             .args(args)
@@ -239,22 +240,18 @@ impl Agent {
             .env("SURPLUS_PASSWORD", PASSWORD)
             .env("SURPLUS_LOG", "warn")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::null())
-            .output()
-            .expect("run surplus")
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Runs `surplus --data-dir DIR ARGS`.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run surplus")
     }
 
     /// Starts `surplus --data-dir DIR ARGS` without waiting for it (to interrupt it).
     pub fn spawn_cli(&self, args: &[&str]) -> Child {
-        Command::new(binary("surplus"))
-            .args(["--hub", &self.hub_url, "--data-dir"])
-            .arg(&self.data_dir)
-            .args(args)
-            .env("SURPLUS_CREDENTIALS", "file")
-            .env("SURPLUS_PASSWORD", PASSWORD)
-            .env("SURPLUS_LOG", "warn")
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::null())
+        self.command(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
