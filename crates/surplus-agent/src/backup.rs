@@ -229,6 +229,20 @@ pub fn tree_cache_dir(data_dir: &Path) -> std::path::PathBuf {
     data_dir.join("cache").join("trees")
 }
 
+/// The subscriber's repository over the hub, for the device whose data directory is
+/// `data_dir`: uploads within `upload_rate`, trees cached in the data directory. Blocks: call it
+/// off the async runtime.
+pub fn open_repository(
+    store: HubStore,
+    key: &MasterKey,
+    coding: surplus_backup::erasure::Coding,
+    data_dir: &Path,
+) -> Result<surplus_backup::repo::Repository<HubStore>, surplus_backup::repo::BackupError> {
+    let mut repository = surplus_backup::repo::Repository::open(store, key, coding)?;
+    repository.set_tree_cache(tree_cache_dir(data_dir));
+    Ok(repository)
+}
+
 /// The data directory's backup lock: one backup (or forget) at a time per data directory, so
 /// that `surplus backup now` and a running agent's continuous backup never write at once.
 #[derive(Debug)]

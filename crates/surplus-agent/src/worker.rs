@@ -494,8 +494,7 @@ async fn backup_loop(
             let mut store = crate::backup::HubStore::new(client, token, handle);
             store.upload_rate = rate;
             let key = surplus_backup::keys::MasterKey::from_bytes(key);
-            let mut repository = surplus_backup::repo::Repository::open(store, &key, coding)?;
-            repository.set_tree_cache(crate::backup::tree_cache_dir(&data_dir));
+            let mut repository = crate::backup::open_repository(store, &key, coding, &data_dir)?;
             let parent = repository.snapshots()?.pop().map(|(_, s)| s);
             repository.backup(&folders, &host, now_ms(), parent.as_ref())
         })

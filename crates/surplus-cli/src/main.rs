@@ -518,11 +518,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let offset = surplus_agent::worker::utc_offset_minutes();
             let data_dir = context.data_dir.clone();
-            let (forgotten, packs) = with_repository(&context, move |repository, _, _, _| {
-                let _lock = backup_lock(&data_dir)?;
-                Ok(repository.forget(retention, offset)?)
-            })
-            .await?;
+            let (forgotten, packs) =
+                with_repository(&context, false, move |repository, _, _, _| {
+                    let _lock = backup_lock(&data_dir)?;
+                    Ok(repository.forget(retention, offset)?)
+                })
+                .await?;
             for id in &forgotten {
                 println!("forgot snapshot {id}");
             }
@@ -895,11 +896,7 @@ async fn status(context: &Local, json: bool) -> anyhow::Result<()> {
                 "backups:      coded {}+{} ({}) over {} eligible holder(s), household mode {}",
                 plan.coding.data,
                 plan.coding.parity,
-                if plan.settings.coding.is_some() {
-                    "chosen"
-                } else {
-                    "automatic"
-                },
+                coding_origin(plan),
                 plan.eligible_holders,
                 on(plan.settings.household)
             );
@@ -988,8 +985,10 @@ fn passphrase(choosing: bool) -> Option<String> {
 }
 
 /// A repository over the hub for this subscriber, opened off the async runtime by `work`.
+/// With `warn`, the hub's warning about too few holders for the coding is shown.
 async fn with_repository<T: Send + 'static>(
     context: &Local,
+    warn: bool,
     work: impl FnOnce(
         &mut Repository<HubStore>,
         &HubClient,
@@ -1003,15 +1002,18 @@ async fn with_repository<T: Send + 'static>(
     let token = context.any_token()?;
     let credentials = context.credentials()?;
     let key = surplus_agent::backup::master_key(&credentials, &client, &token, passphrase).await?;
-    let (coding, _) = surplus_agent::backup::coding(&client, &token).await?;
+    let (coding, warning) = surplus_agent::backup::coding(&client, &token).await?;
+    if let Some(warning) = warning.filter(|_| warn) {
+        eprintln!("surplus: warning: {warning}");
+    }
     let rate = context.settings()?.bandwidth_bytes_per_second;
     let handle = tokio::runtime::Handle::current();
-    let cache = surplus_agent::backup::tree_cache_dir(&context.data_dir);
+    let data_dir = context.data_dir.clone();
     tokio::task::spawn_blocking(move || {
         let mut store = HubStore::new(client.clone(), token.clone(), handle.clone());
         store.upload_rate = rate;
-        let mut repository = Repository::open(store, &key, coding)?;
-        repository.set_tree_cache(cache);
+        let mut repository =
+            surplus_agent::backup::open_repository(store, &key, coding, &data_dir)?;
         work(&mut repository, &client, &token, &handle)
     })
     .await?
@@ -1066,12 +1068,8 @@ async fn backup(context: &Local, command: BackupCommand) -> anyhow::Result<()> {
                 .device_name
                 .unwrap_or_else(|| "this device".to_owned());
             let started = std::time::Instant::now();
-            let plan = context.client()?.backup_plan(&context.any_token()?).await?;
-            if let Some(warning) = &plan.warning {
-                eprintln!("surplus: warning: {warning}");
-            }
             let data_dir = context.data_dir.clone();
-            let report = with_repository(context, move |repository, _, _, _| {
+            let report = with_repository(context, true, move |repository, _, _, _| {
                 let _lock = backup_lock(&data_dir)?;
                 let (files, bytes) = surplus_backup::repo::scan_totals(&folders);
                 let bar = std::sync::Arc::new(progress::Bar::new("backing up", files, bytes));
@@ -1139,6 +1137,15 @@ async fn backup(context: &Local, command: BackupCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether the coding in use was chosen by the subscriber or follows the holders.
+fn coding_origin(plan: &surplus_protocol::BackupPlan) -> &'static str {
+    if plan.settings.coding.is_some() {
+        "chosen"
+    } else {
+        "automatic"
+    }
+}
+
 fn print_backup_plan(plan: &surplus_protocol::BackupPlan) {
     println!(
         "household:    {} ({})",
@@ -1153,11 +1160,7 @@ fn print_backup_plan(plan: &surplus_protocol::BackupPlan) {
         "coding:       {}+{} ({}; any {} of {} shards rebuild a pack)",
         plan.coding.data,
         plan.coding.parity,
-        if plan.settings.coding.is_some() {
-            "chosen"
-        } else {
-            "automatic"
-        },
+        coding_origin(plan),
         plan.coding.data,
         plan.coding.shards()
     );
@@ -1183,7 +1186,7 @@ struct SnapshotView {
 }
 
 async fn snapshots(context: &Local, json: bool) -> anyhow::Result<()> {
-    let views = with_repository(context, |repository, client, token, handle| {
+    let views = with_repository(context, false, |repository, client, token, handle| {
         let mut views = Vec::new();
         for (id, snapshot) in repository.snapshots()? {
             let mut state = "protected";
@@ -1266,7 +1269,7 @@ async fn ls(
     json: bool,
 ) -> anyhow::Result<()> {
     let wanted = snapshot.to_owned();
-    let nodes = with_repository(context, move |repository, _, _, _| {
+    let nodes = with_repository(context, false, move |repository, _, _, _| {
         let snapshot = find_snapshot(repository, &wanted)?;
         Ok(repository.list(&snapshot, path.as_deref())?)
     })
@@ -1314,7 +1317,7 @@ async fn restore(
     let wanted = snapshot.to_owned();
     let target = std::path::absolute(target)?;
     let shown = target.clone();
-    let report = with_repository(context, move |repository, _, _, _| {
+    let report = with_repository(context, false, move |repository, _, _, _| {
         let snapshot = find_snapshot(repository, &wanted)?;
         let (files, bytes) = match path.as_deref() {
             Some(only) => repository.totals(&snapshot, Some(only))?,

@@ -493,12 +493,12 @@ async fn run_scheduler(hub: std::sync::Weak<Hub>) {
                 Ok(count) => tracing::info!(count, "instructions expired"),
                 Err(error) => tracing::warn!(%error, "expiring instructions"),
             }
+            if let Err(error) = scheduler::drop_stale_staging(&hub, now).await {
+                tracing::warn!(%error, "dropping copies staged for restores");
+            }
         }
         if let Err(error) = scheduler::place_pending(&hub, None).await {
             tracing::warn!(%error, "placing blobs");
-        }
-        if let Err(error) = scheduler::drop_stale_staging(&hub, now).await {
-            tracing::warn!(%error, "dropping copies staged for restores");
         }
         let tick = hub.settings.scheduler_tick;
         let kick = hub.scheduler_kick.clone();

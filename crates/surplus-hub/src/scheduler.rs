@@ -189,10 +189,7 @@ async fn finish(
         }
     }
     if !store.blob_still_needed_in_staging(hash).await? {
-        store.set_blob_staged(hash, false, now).await?;
-        if let Err(error) = hub.staging.delete(hash).await {
-            tracing::warn!(%error, hash, "dropping a staged blob");
-        }
+        unstage(hub, hash, now).await?;
         tracing::info!(hash, "every copy confirmed; staged copy dropped");
     }
     Ok(())
@@ -207,13 +204,19 @@ pub async fn drop_stale_staging(hub: &Hub, now: i64) -> Result<usize, StoreError
         .stale_staged_blobs(now.saturating_sub(keep_ms))
         .await?;
     for hash in &stale {
-        hub.store.set_blob_staged(hash, false, now).await?;
-        if let Err(error) = hub.staging.delete(hash).await {
-            tracing::warn!(%error, hash, "dropping a staged blob");
-        }
+        unstage(hub, hash, now).await?;
         tracing::info!(hash, "dropped a copy staged for a restore");
     }
     Ok(stale.len())
+}
+
+/// Drops a blob's staged copy: the record first, so nobody is offered a file about to go.
+async fn unstage(hub: &Hub, hash: &str, now: i64) -> Result<(), StoreError> {
+    hub.store.set_blob_staged(hash, false, now).await?;
+    if let Err(error) = hub.staging.delete(hash).await {
+        tracing::warn!(%error, hash, "dropping a staged blob");
+    }
+    Ok(())
 }
 
 /// Chooses up to `wanted` distinct holders with room for `size` bytes, none of them `excluded`:
