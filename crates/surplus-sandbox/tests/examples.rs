@@ -1,0 +1,210 @@
+//! The example jobs of `examples/compute`, as committed (no WebAssembly toolchain needed), run in
+//! the sandbox on their sample inputs. Each output is checked against the same result computed
+//! here by simpler code, and runs of the same task agree bit for bit.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use surplus_sandbox::{Limits, Outcome, Run, Sandbox, Task};
+use tokio::sync::watch;
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/compute")
+}
+
+fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn limits() -> Limits {
+    Limits {
+        memory_bytes: 64 << 20,
+        timeout: Duration::from_secs(60),
+        output_bytes: 1 << 20,
+    }
+}
+
+/// A task's input sits in a folder of its own, as on a donor: a copy of the sample input.
+struct Input {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+fn input(name: &str) -> Input {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(name);
+    std::fs::write(&path, read(&examples().join("inputs").join(name))).expect("copy the input");
+    Input { _dir: dir, path }
+}
+
+async fn run(sandbox: &Sandbox, job: &str, input: &Input, args: &[&str]) -> Run {
+    let program = sandbox
+        .program(&read(&examples().join(format!("{job}.wasm"))))
+        .expect("the committed module compiles");
+    let task = Task {
+        input: input.path.clone(),
+        args: args.iter().map(|a| a.to_string()).collect(),
+        seed: 7,
+    };
+    let (_pause, paused) = watch::channel(false);
+    sandbox
+        .run(&program, &task, limits(), paused)
+        .await
+        .expect("runs")
+}
+
+/// `LO HI` or `N` (meaning `1 N`), as the job reads it.
+fn range(text: &str) -> (u64, u64) {
+    let numbers: Vec<u64> = text
+        .split_whitespace()
+        .map(|n| n.parse().expect("a number"))
+        .collect();
+    match numbers[..] {
+        [n] => (1, n),
+        [lo, hi] => (lo, hi),
+        _ => panic!("not a range: {text:?}"),
+    }
+}
+
+/// The primes in `lo..=hi` (count, sum modulo 2^64), by crossing off the multiples of the primes
+/// up to the square root in one array over the whole window.
+fn primes_in(lo: u64, hi: u64) -> (u64, u64) {
+    let mut root = 0u64;
+    while (root + 1) * (root + 1) <= hi {
+        root += 1;
+    }
+    let mut small = vec![true; root as usize + 1];
+    let mut window = vec![true; (hi - lo + 1) as usize];
+    for n in lo..=hi.min(1) {
+        window[(n - lo) as usize] = false;
+    }
+    for p in 2..=root {
+        if !small[p as usize] {
+            continue;
+        }
+        for m in (p * p..=root).step_by(p as usize) {
+            small[m as usize] = false;
+        }
+        let first = (p * p).max(lo.div_ceil(p) * p);
+        for m in (first..=hi).step_by(p as usize) {
+            window[(m - lo) as usize] = false;
+        }
+    }
+    window
+        .iter()
+        .zip(lo..)
+        .filter(|(prime, _)| **prime)
+        .fold((0, 0), |(count, sum), (_, n)| {
+            (count + 1, sum.wrapping_add(n))
+        })
+}
+
+/// The `top` most frequent words (0: all), by count and then word, as `COUNT\tWORD` lines.
+fn word_frequencies(text: &[u8], top: usize) -> String {
+    let mut counts = BTreeMap::<String, u64>::new();
+    for word in text.split(|b| !b.is_ascii_alphanumeric()) {
+        if !word.is_empty() {
+            *counts
+                .entry(String::from_utf8_lossy(word).to_ascii_lowercase())
+                .or_default() += 1;
+        }
+    }
+    let mut counts: Vec<(String, u64)> = counts.into_iter().collect();
+    // Stable, and the map gave the words in order: equal counts stay by word.
+    counts.sort_by_key(|(_, count)| std::cmp::Reverse(*count));
+    if top > 0 {
+        counts.truncate(top);
+    }
+    counts
+        .iter()
+        .map(|(word, count)| format!("{count}\t{word}\n"))
+        .collect()
+}
+
+#[tokio::test]
+async fn primes_counts_the_primes_of_each_sample_range() {
+    let sandbox = Sandbox::new(None).expect("sandbox");
+    for name in ["range-1.txt", "range-2.txt", "range-3.txt", "range-4.txt"] {
+        let input = input(name);
+        let (lo, hi) = range(&String::from_utf8_lossy(&read(&input.path)));
+        let (count, sum) = primes_in(lo, hi);
+        let run = run(&sandbox, "primes", &input, &[]).await;
+        assert_eq!(run.outcome, Outcome::Success, "{name}");
+        assert_eq!(
+            String::from_utf8_lossy(&run.output),
+            format!("range {lo} {hi}\ncount {count}\nsum {sum}\n"),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn primes_refuses_a_malformed_range() {
+    let sandbox = Sandbox::new(None).expect("sandbox");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bad.txt");
+    std::fs::write(&path, "ten twenty").expect("input");
+    let input = Input { _dir: dir, path };
+    let run = run(&sandbox, "primes", &input, &[]).await;
+    assert_eq!(run.outcome, Outcome::Exit(2));
+    assert!(run.output.is_empty());
+}
+
+#[tokio::test]
+async fn wordfreq_prints_the_most_frequent_words() {
+    let sandbox = Sandbox::new(None).expect("sandbox");
+    for name in ["harbour.txt", "ledger.txt"] {
+        let input = input(name);
+        let text = read(&input.path);
+        for (args, top) in [
+            (&[][..], 10),
+            (&["--top", "3"][..], 3),
+            (&["--top", "0"][..], 0),
+        ] {
+            let run = run(&sandbox, "wordfreq", &input, args).await;
+            assert_eq!(run.outcome, Outcome::Success, "{name} {args:?}");
+            let expected = word_frequencies(&text, top);
+            assert_eq!(
+                String::from_utf8_lossy(&run.output),
+                expected,
+                "{name} {args:?}"
+            );
+        }
+    }
+    let run = run(&sandbox, "wordfreq", &input("ledger.txt"), &["--bogus"]).await;
+    assert_eq!(run.outcome, Outcome::Exit(2));
+}
+
+#[tokio::test]
+async fn wordfreq_reads_its_input_from_the_input_folder_too() {
+    let sandbox = Sandbox::new(None).expect("sandbox");
+    let input = input("harbour.txt");
+    let from_stdin = run(&sandbox, "wordfreq", &input, &["--top", "0"]).await;
+    let from_file = run(&sandbox, "wordfreq", &input, &["--top", "0", "--from-file"]).await;
+    assert_eq!(from_file.outcome, Outcome::Success);
+    assert_eq!(
+        String::from_utf8_lossy(&from_file.output),
+        word_frequencies(&read(&input.path), 0)
+    );
+    assert_eq!(from_file.output, from_stdin.output);
+}
+
+#[tokio::test]
+async fn runs_of_the_same_task_agree_bit_for_bit() {
+    // Each run on a sandbox of its own, as on two donors.
+    let first = Sandbox::new(None).expect("sandbox");
+    let second = Sandbox::new(None).expect("sandbox");
+    for (job, name, args) in [
+        ("primes", "range-3.txt", &[][..]),
+        ("wordfreq", "harbour.txt", &["--top", "0"][..]),
+        ("wordfreq", "ledger.txt", &["--top", "0", "--from-file"][..]),
+    ] {
+        let input = input(name);
+        let a = run(&first, job, &input, args).await;
+        let b = run(&second, job, &input, args).await;
+        assert_eq!(a.outcome, Outcome::Success, "{job} {name}");
+        assert!(!a.output.is_empty(), "{job} {name}");
+        assert_eq!(a.output, b.output, "{job} {name}");
+    }
+}
