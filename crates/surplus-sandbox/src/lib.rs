@@ -16,12 +16,15 @@
 //! (measured by wasmtime at 10-30%), and the budget is a safety limit here, not part of the
 //! result: a run that hits it fails, and the task is tried elsewhere. Pausing is an async yield
 //! at the next tick: the task's stack stays in memory and it resumes exactly where it stopped.
+//! [`Sandbox::paused_tasks`] counts the tasks that are paused right now, so a caller can see
+//! how long a pause takes to land.
 //!
 //! Compiled modules are kept by the hash of their bytes, so a task of a module seen before starts
 //! without compiling.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -135,6 +138,8 @@ pub struct Sandbox {
     programs: Mutex<HashMap<String, Program>>,
     ticker: Option<std::thread::JoinHandle<()>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
+    /// How many tasks are paused right now.
+    paused: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -212,6 +217,23 @@ impl HostMonotonicClock for StillClock {
     }
 }
 
+/// Counts one paused task for as long as it lives: made when a paused task starts waiting, and
+/// dropped when it resumes or when its run is dropped while it waits.
+struct PausedTask(Arc<AtomicUsize>);
+
+impl PausedTask {
+    fn new(count: &Arc<AtomicUsize>) -> PausedTask {
+        count.fetch_add(1, Ordering::SeqCst);
+        PausedTask(count.clone())
+    }
+}
+
+impl Drop for PausedTask {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// The time budget of a run: running time counted at each tick, pauses not counted.
 struct Budget {
     last: Instant,
@@ -275,7 +297,14 @@ impl Sandbox {
             programs: Mutex::new(HashMap::new()),
             ticker: Some(ticker),
             stop,
+            paused: Arc::new(AtomicUsize::new(0)),
         })
+    }
+
+    /// How many tasks are paused right now: stopped at a tick, waiting for their `paused` to
+    /// turn false. A task asked to pause is counted from the tick at which it stops running.
+    pub fn paused_tasks(&self) -> usize {
+        self.paused.load(Ordering::SeqCst)
     }
 
     /// The module compiled, from memory if it was compiled before. Text (WAT) is not accepted:
@@ -372,6 +401,7 @@ impl Sandbox {
         {
             let budget = budget.clone();
             let timeout = limits.timeout;
+            let paused_tasks = self.paused.clone();
             store.epoch_deadline_callback(move |_| {
                 let mut b = budget.lock().unwrap_or_else(PoisonError::into_inner);
                 if b.tick() >= timeout {
@@ -381,10 +411,16 @@ impl Sandbox {
                 if *paused.borrow() {
                     let mut waiting = paused.clone();
                     let budget = budget.clone();
+                    let paused_tasks = paused_tasks.clone();
                     return Ok(UpdateDeadline::YieldCustom(
                         1,
                         Box::pin(async move {
+                            // Counted while it waits. The future lives on the task's stack, so if
+                            // the run is dropped meanwhile, wasmtime unwinds it and the count
+                            // drops too.
+                            let counted = PausedTask::new(&paused_tasks);
                             let _ = waiting.wait_for(|p| !*p).await;
+                            drop(counted);
                             budget.lock().unwrap_or_else(PoisonError::into_inner).last =
                                 Instant::now();
                         }),

@@ -2,9 +2,10 @@
 //! needed: each is contained without harming the host, and honest runs agree bit for bit.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use surplus_sandbox::{Limits, Outcome, Sandbox, SandboxError, Task};
+use surplus_sandbox::{Limits, Outcome, Sandbox, SandboxError, TICK, Task};
 use tokio::sync::watch;
 
 const WASI: &str = "wasi_snapshot_preview1";
@@ -286,6 +287,100 @@ async fn a_paused_task_resumes_where_it_stopped_and_pauses_do_not_count() {
         running.running < Duration::from_millis(800),
         "running time counts only while running: {:?}",
         running.running
+    );
+}
+
+/// Waits, polling, until `done` holds; false if it did not within `limit`.
+async fn eventually(limit: Duration, done: impl Fn() -> bool) -> bool {
+    let started = Instant::now();
+    while !done() {
+        if started.elapsed() > limit {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    true
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_tasks_counts_a_task_while_it_is_held() {
+    let fixture = Arc::new(fixture(b""));
+    let spin = module(r#"(func (export "_start") (loop $forever (br $forever)))"#);
+    let program = fixture.sandbox.program(&spin).expect("compiles");
+    let limits = Limits {
+        timeout: Duration::from_millis(500),
+        ..small_limits()
+    };
+    let (pause, paused) = watch::channel(false);
+    let running = tokio::spawn({
+        let fixture = fixture.clone();
+        async move {
+            let task = Task {
+                input: fixture.input.clone(),
+                args: vec![],
+                seed: 1,
+            };
+            fixture.sandbox.run(&program, &task, limits, paused).await
+        }
+    });
+    assert_eq!(fixture.sandbox.paused_tasks(), 0, "running, not paused");
+    pause.send(true).expect("pause");
+    assert!(
+        eventually(Duration::from_secs(10), || fixture.sandbox.paused_tasks()
+            == 1)
+        .await,
+        "the task never paused"
+    );
+    // Held, it stays counted (however long this takes, the task cannot be running meanwhile).
+    tokio::time::sleep(TICK * 5).await;
+    assert_eq!(fixture.sandbox.paused_tasks(), 1);
+    pause.send(false).expect("resume");
+    assert!(
+        eventually(Duration::from_secs(10), || fixture.sandbox.paused_tasks()
+            == 0)
+        .await,
+        "the task never resumed"
+    );
+    let run = running.await.expect("joins").expect("runs");
+    assert_eq!(run.outcome, Outcome::Timeout);
+    assert!(run.running >= limits.timeout, "{:?}", run.running);
+    assert_eq!(fixture.sandbox.paused_tasks(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_dropped_while_paused_is_no_longer_counted() {
+    let fixture = Arc::new(fixture(b""));
+    let spin = module(r#"(func (export "_start") (loop $forever (br $forever)))"#);
+    let program = fixture.sandbox.program(&spin).expect("compiles");
+    let (_pause, paused) = watch::channel(true);
+    let running = tokio::spawn({
+        let fixture = fixture.clone();
+        async move {
+            let task = Task {
+                input: fixture.input.clone(),
+                args: vec![],
+                seed: 1,
+            };
+            let limits = Limits {
+                timeout: Duration::from_secs(60),
+                ..small_limits()
+            };
+            fixture.sandbox.run(&program, &task, limits, paused).await
+        }
+    });
+    assert!(
+        eventually(Duration::from_secs(10), || fixture.sandbox.paused_tasks()
+            == 1)
+        .await,
+        "the task never paused"
+    );
+    running.abort();
+    assert!(running.await.is_err_and(|e| e.is_cancelled()));
+    assert!(
+        eventually(Duration::from_secs(10), || fixture.sandbox.paused_tasks()
+            == 0)
+        .await,
+        "a dropped run is still counted as paused"
     );
 }
 
