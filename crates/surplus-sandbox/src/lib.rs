@@ -6,9 +6,10 @@
 //! its memory cap and run (while not paused) at most its time budget.
 //!
 //! Everything a task could observe that might differ between two honest donors is fixed: NaNs
-//! are canonicalised, the clocks stand still at the epoch, and the random numbers it may ask for
-//! come from a seed that is part of the task. So every honest run of a task gives the same bytes,
-//! which is what validation by quorum relies on.
+//! are canonicalised, relaxed SIMD instructions take their deterministic lowering (the fast one
+//! differs between x86 and Arm), the clocks stand still at the epoch, and the random numbers it
+//! may ask for come from a seed that is part of the task. So every honest run of a task gives
+//! the same bytes, which is what validation by quorum relies on.
 //!
 //! The time budget is enforced with epoch interruption rather than fuel: a ticker advances the
 //! engine's epoch every [`TICK`], and at each tick the running task checks its budget and whether
@@ -259,6 +260,7 @@ impl Sandbox {
         config
             .epoch_interruption(true)
             .cranelift_nan_canonicalization(true)
+            .relaxed_simd_deterministic(true)
             .cranelift_opt_level(OptLevel::Speed)
             .max_wasm_stack(STACK_BYTES);
         if let Some(dir) = cache_dir {

@@ -248,6 +248,28 @@ async fn clocks_and_random_numbers_are_the_same_on_every_run() {
 }
 
 #[tokio::test]
+async fn relaxed_simd_gives_the_same_result_on_every_host() {
+    let fixture = fixture(b"");
+    // Truncating 1e10, NaN, -1e10 and 1.5: x86's fast lowering gives i32::MIN for the first
+    // three, Arm's saturates; the deterministic lowering saturates everywhere.
+    let relaxed = module(
+        r#"(func (export "_start")
+            (v128.store (i32.const 1024)
+              (i32x4.relaxed_trunc_f32x4_s (v128.const f32x4 1e10 nan -1e10 1.5)))
+            (i32.store (i32.const 0) (i32.const 1024))
+            (i32.store (i32.const 4) (i32.const 16))
+            (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))))"#,
+    );
+    let run = fixture.run(&relaxed, small_limits()).await;
+    assert_eq!(run.outcome, Outcome::Success);
+    let expected: Vec<u8> = [i32::MAX, 0, i32::MIN, 1]
+        .iter()
+        .flat_map(|n| n.to_le_bytes())
+        .collect();
+    assert_eq!(run.output, expected);
+}
+
+#[tokio::test]
 async fn a_paused_task_resumes_where_it_stopped_and_pauses_do_not_count() {
     let fixture = fixture(b"");
     let spin = module(r#"(func (export "_start") (loop $forever (br $forever)))"#);
