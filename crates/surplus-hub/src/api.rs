@@ -34,6 +34,8 @@ use crate::now_ms;
 use crate::policy;
 use crate::staging::StagingError;
 
+pub(crate) mod compute;
+
 /// A JSON body whose rejections are [`ApiError`]s.
 #[derive(Debug, FromRequest)]
 #[from_request(via(axum::Json), rejection(ApiError))]
@@ -89,7 +91,8 @@ pub fn router(hub: Arc<Hub>) -> Router {
                 .get(get_backup_object)
                 .delete(delete_backup_object),
         )
-        .route("/openapi.json", get(openapi));
+        .route("/openapi.json", get(openapi))
+        .merge(compute::routes());
     Router::new()
         .nest(surplus_protocol::API_PREFIX, v1)
         .route("/healthz", get(healthz))
@@ -535,7 +538,7 @@ async fn acknowledge(
     }
 }
 
-fn check_hash(hash: &str) -> ApiResult<()> {
+pub(crate) fn check_hash(hash: &str) -> ApiResult<()> {
     if is_blob_hash(hash) {
         Ok(())
     } else {
@@ -685,7 +688,8 @@ async fn retrieve_blob(
     ))
 }
 
-/// Downloads a staged blob: its owner's devices and session, or a device asked to hold it.
+/// Downloads a staged blob: its owner's devices and session, a device asked to hold it, or a
+/// device running a task that needs it.
 #[utoipa::path(get, path = "/v1/blobs/{hash}", params(("hash" = String, Path)),
     responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>), (status = 404, body = surplus_protocol::ErrorBody)),
     security(("session" = []), ("device" = [])))]
@@ -700,8 +704,12 @@ async fn download_blob(
         .owned_blob(&hash, caller.subscriber_id())
         .await?
         .is_some();
+    // A holder asked to keep it, or a device running a task that needs it (module or input).
     let holder = match caller.device_id() {
-        Some(device) if !owned => hub.store.device_allocated_blob(device, &hash).await?,
+        Some(device) if !owned => {
+            hub.store.device_allocated_blob(device, &hash).await?
+                || hub.store.device_runs_with(device, &hash).await?
+        }
         _ => false,
     };
     // A blob the caller may not see answers exactly like one that does not exist.

@@ -2,7 +2,8 @@
 //!
 //! [`Hub`] is shared by every request handler. Besides the store it owns three background tasks:
 //! the heartbeat writer (group commit), the instruction watcher (wakes long polls when another
-//! process queued something), and the scheduler (places blobs, expires stale instructions).
+//! process queued something), and the scheduler (places blobs, sends tasks out, expires stale
+//! instructions).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -85,6 +86,8 @@ pub struct Hub {
     scheduler_kick: Arc<Notify>,
     /// Held while placing, so that two runs in this process never place the same copy twice.
     pub(crate) placing: tokio::sync::Mutex<()>,
+    /// Held while sending tasks out, for the same reason.
+    pub(crate) computing: tokio::sync::Mutex<()>,
     /// Cancelled when the hub begins to shut down: long polls return at once.
     pub shutdown: tokio_util::sync::CancellationToken,
 }
@@ -121,6 +124,7 @@ impl Hub {
             heartbeats: sender,
             scheduler_kick: Arc::new(Notify::new()),
             placing: tokio::sync::Mutex::new(()),
+            computing: tokio::sync::Mutex::new(()),
             shutdown: tokio_util::sync::CancellationToken::new(),
         })
     }
@@ -207,7 +211,7 @@ impl Hub {
             self.evacuate(device_id, consent, vault.used_bytes, vault.quota_bytes)
                 .await?;
         }
-        if spare.storage_bytes > 0 {
+        if spare.storage_bytes > 0 || spare.compute_slots > 0 {
             self.kick_scheduler();
         }
         Ok(spare)
@@ -257,6 +261,9 @@ impl Hub {
         let row = self.store.instruction(instruction_id).await?;
         if row.device_id != device_id {
             return Err(StoreError::NotFound);
+        }
+        if matches!(row.instruction.kind, InstructionKind::RunTask { .. }) {
+            return crate::compute::acknowledge_run(self, &row, &ack).await;
         }
         let now = now_ms();
         // A challenge's answer is judged here: a slice that does not match the shard's hash, or
@@ -499,6 +506,9 @@ async fn run_scheduler(hub: std::sync::Weak<Hub>) {
         }
         if let Err(error) = scheduler::place_pending(&hub, None).await {
             tracing::warn!(%error, "placing blobs");
+        }
+        if let Err(error) = crate::compute::schedule(&hub).await {
+            tracing::warn!(%error, "sending tasks out");
         }
         let tick = hub.settings.scheduler_tick;
         let kick = hub.scheduler_kick.clone();

@@ -13,6 +13,7 @@ pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod challenge;
+pub mod compute;
 pub mod config;
 pub mod error;
 pub mod hub;
@@ -22,6 +23,7 @@ pub mod policy;
 pub mod scheduler;
 pub mod staging;
 pub mod store;
+pub mod validation;
 
 pub use hub::{Hub, Settings};
 

@@ -8,7 +8,7 @@ use utoipa::{Modify, OpenApi};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Surplus hub API", description = "Accounts, devices, heartbeats, instructions, blobs and the allocation ledger."),
+    info(title = "Surplus hub API", description = "Accounts, devices, heartbeats, instructions, blobs, the allocation ledger, backup and compute."),
     paths(
         crate::api::healthz, crate::api::metrics, crate::api::openapi,
         crate::api::signup, crate::api::login, crate::api::me,
@@ -19,6 +19,8 @@ use utoipa::{Modify, OpenApi};
         crate::api::put_wrapped_key, crate::api::get_wrapped_key, crate::api::put_backup_object,
         crate::api::get_backup_object, crate::api::list_backup_objects, crate::api::delete_backup_object,
         crate::api::get_backup_settings, crate::api::put_backup_settings, crate::api::start_verify, crate::api::get_verify,
+        crate::api::compute::submit_job, crate::api::compute::list_jobs, crate::api::compute::get_job,
+        crate::api::compute::cancel_job, crate::api::compute::credits, crate::api::compute::upload_output,
     ),
     components(schemas(surplus_protocol::ErrorBody, surplus_protocol::ErrorCode, surplus_protocol::Instruction,
         surplus_protocol::InstructionKind, surplus_protocol::InstructionResult)),

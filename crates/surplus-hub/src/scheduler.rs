@@ -211,7 +211,7 @@ pub async fn drop_stale_staging(hub: &Hub, now: i64) -> Result<usize, StoreError
 }
 
 /// Drops a blob's staged copy: the record first, so nobody is offered a file about to go.
-async fn unstage(hub: &Hub, hash: &str, now: i64) -> Result<(), StoreError> {
+pub(crate) async fn unstage(hub: &Hub, hash: &str, now: i64) -> Result<(), StoreError> {
     hub.store.set_blob_staged(hash, false, now).await?;
     if let Err(error) = hub.staging.delete(hash).await {
         tracing::warn!(%error, hash, "dropping a staged blob");

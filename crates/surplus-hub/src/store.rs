@@ -17,6 +17,9 @@ use surplus_protocol::{
 };
 use uuid::Uuid;
 
+mod compute;
+pub use compute::*;
+
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// Failures of the store. `Database` is a fault of the hub (logged, answered as 500); the others
@@ -206,6 +209,7 @@ impl Store {
         now: UnixMillis,
     ) -> Result<Subscriber> {
         let id = Uuid::now_v7();
+        let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO subscribers (id, email, password_hash, plan, status, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (email) DO NOTHING",
@@ -216,13 +220,25 @@ impl Store {
         .bind(plan.as_str())
         .bind(SubscriberStatus::Active.as_str())
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
         if inserted.rows_affected() == 0 {
             return Err(StoreError::Conflict(format!(
                 "{email} has already signed up"
             )));
         }
+        // The plan's starting credit, so that a new subscriber can run small jobs at once.
+        sqlx::query(
+            "INSERT INTO credits (id, subscriber_id, amount_ms, reason, run_id, created_at) \
+             VALUES ($1, $2, $3, 'granted', NULL, $4)",
+        )
+        .bind(format!("grant-{id}"))
+        .bind(id.to_string())
+        .bind(to_i64(plan.limits().starting_credit.saturating_mul(1000)))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         Ok(Subscriber {
             id,
             email: email.to_owned(),

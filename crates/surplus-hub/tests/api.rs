@@ -1533,3 +1533,314 @@ async fn shards_are_challenged_at_their_holders_and_a_wrong_answer_fails() {
         assert_eq!(holder_state(&hub, &ada, &hash).await, "failed");
     }
 }
+
+/// Uploads content as `token` and returns its blob reference.
+async fn staged(hub: &TestHub, token: &str, content: &[u8]) -> Value {
+    let reply = hub.upload(token, content).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    reply.body
+}
+
+/// A WebAssembly module header (the hub checks no more than that).
+const WASM: &[u8] = b"\0asm\x01\x00\x00\x00(module stand-in)";
+
+#[tokio::test]
+async fn compute_jobs_are_checked_before_they_are_accepted() {
+    for hub in hubs().await {
+        let alice = hub.signup("alice@example.com").await;
+        let credits = hub
+            .call(Method::GET, "/v1/credits", Some(&alice), None)
+            .await;
+        assert_eq!(
+            credits.body["balance"], 36000.0,
+            "the plan's starting credit"
+        );
+        let module = staged(&hub, &alice, WASM).await;
+        let input = staged(&hub, &alice, b"1 100").await;
+        let input_ref = json!({"name": "a.txt", "hash": input["hash"], "size": input["size"]});
+        let submit =
+            |body: Value| hub.call(Method::POST, "/v1/compute/jobs", Some(&alice), Some(body));
+        for (body, code) in [
+            (json!({"module": module, "inputs": []}), "validation_failed"),
+            (
+                json!({"module": module, "inputs": [input_ref, input_ref]}),
+                "validation_failed",
+            ),
+            (
+                json!({"module": module, "inputs": [input_ref], "replicas": 0}),
+                "validation_failed",
+            ),
+            (
+                json!({"module": module, "inputs": [input_ref], "replicas": 9}),
+                "validation_failed",
+            ),
+            (
+                json!({"module": module, "inputs": [input_ref], "timeout_seconds": 0}),
+                "validation_failed",
+            ),
+            (
+                json!({"module": module, "inputs": [input_ref], "memory_bytes": 10}),
+                "validation_failed",
+            ),
+            (
+                json!({"module": module, "inputs": [{"name": "../x", "hash": input["hash"], "size": 5}]}),
+                "validation_failed",
+            ),
+            (
+                json!({"module": input, "inputs": [input_ref]}),
+                "validation_failed",
+            ),
+            (
+                json!({"module": {"hash": "ab".repeat(32), "size": 3}, "inputs": [input_ref]}),
+                "validation_failed",
+            ),
+            (
+                json!({"module": module, "inputs": [{"name": "a.txt", "hash": input["hash"], "size": 6}]}),
+                "validation_failed",
+            ),
+            (json!({"module": module}), "invalid_json"),
+        ] {
+            let reply = submit(body.clone()).await;
+            assert_eq!(reply.code(), code, "{body} -> {}", reply.body);
+        }
+        // Another subscriber cannot use Alice's files, nor see her job.
+        let bob = hub.signup("bob@example.com").await;
+        let reply = hub
+            .call(
+                Method::POST,
+                "/v1/compute/jobs",
+                Some(&bob),
+                Some(json!({"module": module, "inputs": [input_ref]})),
+            )
+            .await;
+        assert_eq!(reply.code(), "validation_failed");
+        let job = submit(json!({"module": module, "inputs": [input_ref], "args": ["--x"]})).await;
+        assert_eq!(job.status, StatusCode::CREATED, "{}", job.body);
+        assert_eq!(job.body["state"], "queued");
+        assert_eq!(job.body["tasks"][0]["input"], "a.txt");
+        let id = job.body["id"].as_str().expect("id");
+        let theirs = hub
+            .call(
+                Method::GET,
+                &format!("/v1/compute/jobs/{id}"),
+                Some(&bob),
+                None,
+            )
+            .await;
+        assert_eq!(theirs.code(), "not_found");
+        let listed = hub
+            .call(Method::GET, "/v1/compute/jobs", Some(&alice), None)
+            .await;
+        assert_eq!(listed.body.as_array().map(Vec::len), Some(1));
+        let cancelled = hub
+            .call(
+                Method::POST,
+                &format!("/v1/compute/jobs/{id}/cancel"),
+                Some(&alice),
+                None,
+            )
+            .await;
+        assert_eq!(cancelled.body["state"], "cancelled", "{}", cancelled.body);
+        assert_eq!(cancelled.body["tasks"][0]["state"], "cancelled");
+        let again = hub
+            .call(
+                Method::POST,
+                &format!("/v1/compute/jobs/{id}/cancel"),
+                Some(&alice),
+                None,
+            )
+            .await;
+        assert_eq!(again.code(), "conflict");
+    }
+}
+
+#[tokio::test]
+async fn tasks_run_on_other_subscribers_devices_and_a_dishonest_result_is_outvoted() {
+    for hub in hubs().await {
+        let submitter = hub.signup("submitter@example.com").await;
+        let (_, own_device) = hub.device(&submitter, "submitter-pc").await;
+        assert_eq!(
+            hub.heartbeat(&own_device, report()).await.status,
+            StatusCode::OK
+        );
+        let mut donors = Vec::new();
+        for name in ["ann", "ben", "cat"] {
+            let session = hub.signup(&format!("{name}@example.com")).await;
+            let (id, token) = hub.device(&session, name).await;
+            assert_eq!(hub.heartbeat(&token, report()).await.status, StatusCode::OK);
+            donors.push((name, id, token, session));
+        }
+        let module = staged(&hub, &submitter, WASM).await;
+        let mut inputs = Vec::new();
+        for n in 0..2 {
+            let input = staged(&hub, &submitter, format!("input {n}").as_bytes()).await;
+            inputs.push(json!({"name": format!("in-{n}.txt"), "hash": input["hash"], "size": input["size"]}));
+        }
+        let job = hub
+            .call(
+                Method::POST,
+                "/v1/compute/jobs",
+                Some(&submitter),
+                Some(json!({"module": module, "inputs": inputs})),
+            )
+            .await;
+        assert_eq!(job.status, StatusCode::CREATED, "{}", job.body);
+        let job_id = job.body["id"].as_str().expect("id").to_owned();
+        // Donors run what they are sent; `cat` corrupts its outputs.
+        let mut runs_by = std::collections::HashMap::<&str, u32>::new();
+        for _round in 0..10 {
+            for (name, _, token, _) in &donors {
+                for instruction in hub.poll(token, 1).await {
+                    if instruction["kind"]["type"] != "run_task" {
+                        continue;
+                    }
+                    let kind = &instruction["kind"];
+                    // The device may fetch the module and its input, nothing else of the submitter's.
+                    for hash in [&kind["module"]["hash"], &kind["input"]["hash"]] {
+                        let got = hub
+                            .call(
+                                Method::GET,
+                                &format!("/v1/blobs/{}", hash.as_str().expect("hash")),
+                                Some(token),
+                                None,
+                            )
+                            .await;
+                        assert_eq!(got.status, StatusCode::OK);
+                    }
+                    let mut output = format!("result of {}", kind["input"]["name"]).into_bytes();
+                    if *name == "cat" {
+                        output.push(b'!');
+                    }
+                    let hash = blake3::hash(&output).to_hex().to_string();
+                    let run = kind["run"].as_str().expect("run");
+                    let request = Request::builder()
+                        .method(Method::PUT)
+                        .uri(format!("/v1/device/runs/{run}/outputs/{hash}"))
+                        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                        .header(header::CONTENT_LENGTH, output.len())
+                        .body(Body::from(output.clone()))
+                        .expect("request");
+                    assert_eq!(hub.send(request).await.status, StatusCode::CREATED);
+                    let ack = json!({"result": {"status": "ran", "run": run, "outcome": "success",
+                        "output": {"hash": hash, "size": output.len()}, "running_ms": 1500}, "vault": null});
+                    let id = instruction["id"].as_str().expect("id");
+                    let acked = hub
+                        .call(
+                            Method::POST,
+                            &format!("/v1/device/instructions/{id}/ack"),
+                            Some(token),
+                            Some(ack),
+                        )
+                        .await;
+                    assert_eq!(acked.status, StatusCode::NO_CONTENT, "{}", acked.body);
+                    *runs_by.entry(name).or_default() += 1;
+                }
+            }
+            let state = hub
+                .call(
+                    Method::GET,
+                    &format!("/v1/compute/jobs/{job_id}"),
+                    Some(&submitter),
+                    None,
+                )
+                .await;
+            if state.body["state"] == "completed" {
+                break;
+            }
+        }
+        let job = hub
+            .call(
+                Method::GET,
+                &format!("/v1/compute/jobs/{job_id}"),
+                Some(&submitter),
+                None,
+            )
+            .await;
+        assert_eq!(job.body["state"], "completed", "{}", job.body);
+        assert!(
+            runs_by.get("cat").copied().unwrap_or(0) > 0,
+            "every donor got work: {runs_by:?}"
+        );
+        assert!(
+            hub.poll(&own_device, 0).await.is_empty(),
+            "the submitter's own device runs nothing"
+        );
+        for task in job.body["tasks"].as_array().expect("tasks") {
+            let honest = format!("result of \"{}\"", task["input"].as_str().expect("input"));
+            assert_eq!(
+                task["output"]["hash"],
+                blake3::hash(honest.as_bytes()).to_hex().to_string()
+            );
+            let valid = task["runs"]
+                .as_array()
+                .expect("runs")
+                .iter()
+                .filter(|r| r["state"] == "valid")
+                .count();
+            assert_eq!(valid, 2, "{task}");
+            // The submitter fetches the validated output.
+            let got = hub
+                .call(
+                    Method::GET,
+                    &format!(
+                        "/v1/blobs/{}",
+                        task["output"]["hash"].as_str().expect("hash")
+                    ),
+                    Some(&submitter),
+                    None,
+                )
+                .await;
+            assert_eq!(got.bytes, honest.as_bytes());
+        }
+        // Cat's results were all outvoted: its trust is gone; the others' grew.
+        for (name, id, _, session) in &donors {
+            let (streak, valid, invalid) = hub
+                .hub
+                .store
+                .device_trust(id.parse().expect("uuid"))
+                .await
+                .expect("trust");
+            let credits = hub
+                .call(Method::GET, "/v1/credits", Some(session), None)
+                .await;
+            if *name == "cat" {
+                assert_eq!((streak, valid), (0, 0));
+                assert_eq!(u64::from(runs_by[name]), invalid);
+                assert_eq!(credits.body["earned"], 0.0);
+            } else {
+                assert_eq!(u64::from(streak), valid);
+                assert_eq!(invalid, 0);
+                assert_eq!(
+                    credits.body["earned"],
+                    1.5 * valid as f64,
+                    "{}",
+                    credits.body
+                );
+            }
+        }
+        // The submitter paid for the four valid runs, 1.5 core-seconds each.
+        let credits = hub
+            .call(Method::GET, "/v1/credits", Some(&submitter), None)
+            .await;
+        assert_eq!(credits.body["spent"], 6.0, "{}", credits.body);
+        assert_eq!(job.body["core_seconds"], 6.0);
+        // Each run is a compute allocation in the ledger, released with the time it used.
+        let ledger = hub
+            .call(Method::GET, "/v1/allocations", Some(&submitter), None)
+            .await;
+        let compute: Vec<&Value> = ledger
+            .body
+            .as_array()
+            .expect("ledger")
+            .iter()
+            .filter(|a| a["kind"] == "compute")
+            .collect();
+        assert_eq!(compute.len() as u32, runs_by.values().sum::<u32>());
+        assert!(
+            compute
+                .iter()
+                .all(|a| a["state"] == "released" && a["amount"] == 1500)
+        );
+        assert!(compute.iter().all(|a| a["donor"] == "another subscriber"));
+    }
+}

@@ -92,11 +92,15 @@ impl Plan {
                 stored_bytes: 200 * GIB,
                 devices: 5,
                 max_copies: 8,
+                starting_credit: 10 * 3600,
+                max_job_tasks: 1000,
             },
             Self::Family => PlanLimits {
                 stored_bytes: 1024 * GIB,
                 devices: 20,
                 max_copies: 8,
+                starting_credit: 50 * 3600,
+                max_job_tasks: 10_000,
             },
         }
     }
@@ -111,4 +115,8 @@ pub struct PlanLimits {
     pub devices: u32,
     /// The most holders one blob may be copied to.
     pub max_copies: u32,
+    /// The compute credit a new subscriber starts with, in core-seconds.
+    pub starting_credit: u64,
+    /// The most tasks one job may have.
+    pub max_job_tasks: u32,
 }

@@ -46,6 +46,9 @@ pub enum ErrorCode {
     DeviceRevoked,
     /// The request would exceed a plan's limit.
     QuotaExceeded,
+    /// The subscriber's compute credit is used up: their devices earn more by running others'
+    /// tasks.
+    InsufficientCredit,
     /// The hub cannot serve the request right now; try again later.
     Unavailable,
     /// A fault inside the hub. The details are in the hub's log, never in the response.
@@ -71,6 +74,7 @@ impl ErrorCode {
             Self::SubscriberCancelled => "subscriber_cancelled",
             Self::DeviceRevoked => "device_revoked",
             Self::QuotaExceeded => "quota_exceeded",
+            Self::InsufficientCredit => "insufficient_credit",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
         }

@@ -2,7 +2,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::{BlobHash, BlobRef, StatusReport, UnixMillis, VaultReport};
+use crate::{BlobHash, BlobRef, JobInput, StatusReport, TaskLimits, TaskOutcome, UnixMillis, VaultReport};
 
 /// One unit of work the hub asks a device to do.
 ///
@@ -51,6 +51,21 @@ pub enum InstructionKind {
     UploadBlob { hash: BlobHash },
     /// Send a fresh status report now.
     ReportStatus,
+    /// Run one task of a compute job in the sandbox: fetch the module and the input from the
+    /// hub's staging store, run it within `limits` while the machine stays idle, upload the
+    /// output (`PUT /v1/device/runs/{run}/outputs/{hash}`) and answer with how it ended. The
+    /// hub no longer wants a result after the instruction's `expires_at` (the run's deadline).
+    RunTask {
+        run: Uuid,
+        module: BlobRef,
+        input: JobInput,
+        args: Vec<String>,
+        /// The seed of the random numbers the task may ask for: the same on every device.
+        seed: u64,
+        limits: TaskLimits,
+    },
+    /// Stop a run (its job was cancelled, or its task finished without it).
+    CancelTask { run: Uuid },
     /// A kind this agent does not know (from a newer hub). Acknowledged as unsupported.
     #[serde(other)]
     Unsupported,
@@ -65,6 +80,8 @@ impl InstructionKind {
             Self::VerifyBlob { .. } => "verify_blob",
             Self::UploadBlob { .. } => "upload_blob",
             Self::ReportStatus => "report_status",
+            Self::RunTask { .. } => "run_task",
+            Self::CancelTask { .. } => "cancel_task",
             Self::Unsupported => "unsupported",
         }
     }
@@ -105,6 +122,18 @@ pub enum InstructionResult {
     },
     Reported {
         report: Box<StatusReport>,
+    },
+    /// A task ran to an end. `output` is the uploaded output when it succeeded.
+    Ran {
+        run: Uuid,
+        #[serde(flatten)]
+        outcome: TaskOutcome,
+        output: Option<BlobRef>,
+        /// Time spent running, pauses not counted.
+        running_ms: u64,
+    },
+    Cancelled {
+        run: Uuid,
     },
     Failed {
         code: FailureCode,
@@ -155,7 +184,7 @@ mod tests {
 
     #[test]
     fn unknown_kinds_decode_as_unsupported() {
-        let json = serde_json::json!({"type": "run_task", "task": 7});
+        let json = serde_json::json!({"type": "run_anything", "task": 7});
         let kind: InstructionKind = serde_json::from_value(json).expect("decodes");
         assert_eq!(kind, InstructionKind::Unsupported);
     }
@@ -170,6 +199,22 @@ mod tests {
         let batch: InstructionBatch = serde_json::from_value(batch).expect("decodes");
         assert_eq!(batch.instructions[0].kind, InstructionKind::Unsupported);
         assert_eq!(batch.instructions[1].kind, InstructionKind::ReportStatus);
+    }
+
+    #[test]
+    fn a_task_result_carries_its_outcome_flat() {
+        let result = InstructionResult::Ran {
+            run: Uuid::nil(),
+            outcome: TaskOutcome::Exit { code: 3 },
+            output: None,
+            running_ms: 12,
+        };
+        let json = serde_json::to_value(&result).expect("json");
+        assert_eq!(json["status"], "ran");
+        assert_eq!(json["outcome"], "exit");
+        assert_eq!(json["code"], 3);
+        let back: InstructionResult = serde_json::from_value(json).expect("decodes");
+        assert_eq!(back, result);
     }
 
     #[test]

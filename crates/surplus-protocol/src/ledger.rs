@@ -17,9 +17,10 @@ pub struct Allocation {
     /// The email of the device's owner (the donor).
     pub donor: String,
     pub kind: ResourceKind,
-    /// Bytes for storage, slots for compute.
+    /// Bytes for storage; for compute, core-milliseconds: the run's time budget while it runs,
+    /// the time it used once it ended.
     pub amount: u64,
-    /// What it serves, e.g. `blob:<hash>`.
+    /// What it serves, e.g. `blob:<hash>` or `task:<id>`.
     pub purpose: String,
     pub state: AllocationState,
     /// The instructions issued against this allocation, oldest first.

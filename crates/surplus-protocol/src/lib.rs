@@ -12,6 +12,7 @@
 mod account;
 mod backup;
 mod blob;
+mod compute;
 mod device;
 mod error;
 mod instruction;
@@ -21,6 +22,7 @@ mod report;
 pub use account::*;
 pub use backup::*;
 pub use blob::*;
+pub use compute::*;
 pub use device::*;
 pub use error::*;
 pub use instruction::*;

@@ -1,0 +1,294 @@
+//! Donated compute on the hub's side: sending tasks to devices whose compute is spare, taking
+//! their results, and judging them (claims 8, 12, 13, 21, 25).
+//!
+//! Each pass of [`schedule`] first writes off runs whose device went away or missed the deadline,
+//! then gives each task that needs runs (by [`validation::judge`]) to devices with a free slot:
+//! never to the submitter's own devices unless the job allows it, never twice to one device, and
+//! to at most one device of each donor, so that one subscriber's machines cannot vote together.
+//! A run is an allocation in the ledger (its budget in core-milliseconds), a `run_task`
+//! instruction and a row in `task_runs`, written in one transaction.
+
+use surplus_protocol::{
+    Acknowledgement, BlobRef, InstructionKind, InstructionResult, RunState, TaskOutcome, TaskState,
+};
+use uuid::Uuid;
+
+use crate::hub::Hub;
+use crate::now_ms;
+use crate::store::{InstructionRow, NewRun, RunEnd, Settlement, StoreError};
+use crate::validation::{self, Verdict};
+
+/// The most open tasks one pass looks at.
+const TASKS_PER_PASS: i64 = 500;
+
+/// How long after it is sent a run must be done: twice its timeout (it may be paused while the
+/// device's user is back) and a minute for fetching its files.
+fn deadline(now: i64, timeout_ms: u64) -> i64 {
+    let timeout = i64::try_from(timeout_ms).unwrap_or(i64::MAX / 4);
+    now.saturating_add(timeout.saturating_mul(2))
+        .saturating_add(60_000)
+}
+
+/// One scheduling pass. Returns how many runs were sent out.
+pub async fn schedule(hub: &Hub) -> Result<usize, StoreError> {
+    let _one_pass = hub.computing.lock().await;
+    let store = &hub.store;
+    let now = now_ms();
+    let online_since = now - hub.settings.online_window_ms();
+    for task in store.lose_runs(now, online_since).await? {
+        tracing::info!(%task, "a device went away or missed its deadline; its task runs elsewhere");
+        review_task(hub, task).await?;
+    }
+    let mut candidates = store.compute_candidates(online_since).await?;
+    if candidates.is_empty() {
+        return Ok(0);
+    }
+    let mut sent = 0;
+    for task in store.open_tasks(TASKS_PER_PASS).await? {
+        if candidates.iter().all(|c| c.free_slots == 0) {
+            break;
+        }
+        let Verdict::NeedRuns(needed) = validation::judge(task.quorum, &task.runs) else {
+            continue;
+        };
+        let mut devices: Vec<Uuid> = task.runs.iter().map(|r| r.device_id).collect();
+        // A donor whose run is out or counted does not get a second vote.
+        let mut donors: Vec<Uuid> = task
+            .runs
+            .iter()
+            .filter(|r| {
+                !matches!(
+                    r.state,
+                    RunState::Lost | RunState::Failed | RunState::Cancelled
+                )
+            })
+            .map(|r| r.donor_id)
+            .collect();
+        let first = task.runs.is_empty();
+        for _ in 0..needed {
+            let Some(choice) = candidates
+                .iter_mut()
+                .filter(|c| {
+                    c.free_slots > 0
+                        && !devices.contains(&c.device_id)
+                        && !donors.contains(&c.subscriber_id)
+                        && (task.own_devices || c.subscriber_id != task.submitter)
+                })
+                .max_by_key(|c| (c.free_slots, c.trust_streak, std::cmp::Reverse(c.device_id)))
+            else {
+                break;
+            };
+            let alone = first
+                && devices.is_empty()
+                && task.quorum == surplus_protocol::DEFAULT_REPLICAS
+                && validation::accept_alone(choice.trust_streak, rand::random::<f64>());
+            let run = store
+                .assign_run(
+                    &NewRun {
+                        task: &task,
+                        device_id: choice.device_id,
+                        donor_id: choice.subscriber_id,
+                        alone,
+                        deadline: deadline(now, task.limits.timeout_ms),
+                    },
+                    now,
+                )
+                .await?;
+            tracing::debug!(task = %task.id, %run, device = %choice.device_id, alone, "task sent");
+            choice.free_slots -= 1;
+            devices.push(choice.device_id);
+            donors.push(choice.subscriber_id);
+            hub.metrics.instructions_queued("run_task");
+            hub.wake(choice.device_id);
+            sent += 1;
+            if alone {
+                break;
+            }
+        }
+    }
+    Ok(sent)
+}
+
+/// Takes a device's answer to a `run_task`.
+pub async fn acknowledge_run(
+    hub: &Hub,
+    row: &InstructionRow,
+    ack: &Acknowledgement,
+) -> Result<(), StoreError> {
+    let InstructionKind::RunTask { run, limits, .. } = &row.instruction.kind else {
+        return Ok(());
+    };
+    let now = now_ms();
+    let ended = match &ack.result {
+        InstructionResult::Ran {
+            run: answered,
+            outcome,
+            output,
+            running_ms,
+        } if answered == run => {
+            let (state, output) = match (outcome, output) {
+                (TaskOutcome::Success, Some(output)) => {
+                    if output_staged(hub, *run, output, limits.output_bytes).await? {
+                        (RunState::Returned, Some(output.clone()))
+                    } else {
+                        tracing::warn!(%run, hash = %output.hash, "a device reported an output it did not upload");
+                        (RunState::Lost, None)
+                    }
+                }
+                (TaskOutcome::Success, None) => (RunState::Lost, None),
+                _ => (RunState::Failed, None),
+            };
+            RunEnd {
+                state,
+                outcome: Some(outcome.clone()),
+                output,
+                running_ms: *running_ms,
+            }
+        }
+        InstructionResult::Cancelled { .. } => RunEnd {
+            state: RunState::Cancelled,
+            outcome: None,
+            output: None,
+            running_ms: 0,
+        },
+        // The device could not run it (paused, no consent, the hub unreachable for its files):
+        // that says nothing about the task, which runs elsewhere.
+        other => {
+            if let InstructionResult::Failed { code, message } = other {
+                tracing::info!(%run, code = code.as_str(), %message, "a device could not run a task");
+            }
+            RunEnd {
+                state: RunState::Lost,
+                outcome: None,
+                output: None,
+                running_ms: 0,
+            }
+        }
+    };
+    let result =
+        serde_json::to_string(&ack.result).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    match hub
+        .store
+        .finish_run(row.instruction.id, &result, *run, &ended, now)
+        .await?
+    {
+        Some(task) => review_task(hub, task).await?,
+        // The run had ended already (lost, cancelled): an output it sent is nobody's result.
+        None => {
+            if let Some(output) = &ended.output {
+                drop_output(hub, *run, &output.hash).await?;
+            }
+        }
+    }
+    hub.kick_scheduler();
+    Ok(())
+}
+
+/// Whether the run's output is staged as reported, within the job's cap.
+async fn output_staged(
+    hub: &Hub,
+    run: Uuid,
+    output: &BlobRef,
+    cap: u64,
+) -> Result<bool, StoreError> {
+    if output.size > cap {
+        return Ok(false);
+    }
+    let Some((submitter, _)) = hub.store.run_submitter(run).await? else {
+        return Ok(false);
+    };
+    Ok(matches!(
+        hub.store.owned_blob(&output.hash, submitter).await?,
+        Some((size, true)) if size == output.size
+    ))
+}
+
+/// Judges a task after one of its runs changed, records the verdict, and ends the job when it
+/// was its last task.
+pub async fn review_task(hub: &Hub, task: Uuid) -> Result<(), StoreError> {
+    let store = &hub.store;
+    let now = now_ms();
+    let (state, quorum, job, submitter) = store.task_header(task).await?;
+    if matches!(state, TaskState::Failed | TaskState::Cancelled) {
+        return Ok(());
+    }
+    let runs = store.task_runs(task).await?;
+    match validation::judge(quorum, &runs) {
+        Verdict::Agreed {
+            output,
+            valid,
+            invalid,
+        } => {
+            if !invalid.is_empty() {
+                tracing::warn!(%task, invalid = invalid.len(), "outvoted results; their devices lose trust");
+            }
+            store
+                .settle_task(
+                    task,
+                    submitter,
+                    &Settlement::Completed {
+                        output,
+                        valid,
+                        invalid: invalid.clone(),
+                    },
+                    now,
+                )
+                .await?;
+            for run in runs.iter().filter(|r| invalid.contains(&r.id)) {
+                if let Some(output) = &run.output {
+                    drop_output(hub, run.id, &output.hash).await?;
+                }
+            }
+        }
+        Verdict::Failed(reason) => {
+            tracing::info!(%task, %reason, "a task failed");
+            store
+                .settle_task(task, submitter, &Settlement::Failed(reason), now)
+                .await?;
+        }
+        Verdict::Waiting | Verdict::NeedRuns(_) => {}
+    }
+    if let Some(state) = store.refresh_job(job, now).await? {
+        tracing::info!(%job, state = state.as_str(), "a job ended");
+        release_job_files(hub, job).await?;
+    }
+    Ok(())
+}
+
+/// Cancels a job: its runs on devices are told to stop, and its files leave staging.
+pub async fn cancel_job(hub: &Hub, subscriber: Uuid, job: Uuid) -> Result<bool, StoreError> {
+    let now = now_ms();
+    let before = hub.store.job(subscriber, job).await?;
+    if before.state.is_final() {
+        return Ok(false);
+    }
+    for (device, run) in hub.store.cancel_job(subscriber, job, now).await? {
+        hub.instruct(device, InstructionKind::CancelTask { run })
+            .await?;
+    }
+    release_job_files(hub, job).await?;
+    Ok(true)
+}
+
+/// Drops the staged module and inputs of an ended job that nothing else needs.
+async fn release_job_files(hub: &Hub, job: Uuid) -> Result<(), StoreError> {
+    for hash in hub.store.release_job_files(job).await? {
+        if !hub.store.blob_still_needed_in_staging(&hash).await? {
+            crate::scheduler::unstage(hub, &hash, now_ms()).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Drops an output that is not a result (an invalid or late run's), unless it is one elsewhere.
+async fn drop_output(hub: &Hub, run: Uuid, hash: &str) -> Result<(), StoreError> {
+    let Some((submitter, _)) = hub.store.run_submitter(run).await? else {
+        return Ok(());
+    };
+    if hub.store.release_output(submitter, hash).await?
+        && !hub.store.blob_still_needed_in_staging(hash).await?
+    {
+        crate::scheduler::unstage(hub, hash, now_ms()).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,954 @@
+//! The SQL of donated compute: jobs, tasks, their runs on devices, trust, and credit.
+
+use std::collections::HashMap;
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use surplus_protocol::{
+    BlobRef, Credits, InstructionKind, Job, JobInput, JobRequest, JobState, JobTask, ResourceKind,
+    RunState, TaskCounts, TaskLimits, TaskOutcome, TaskRun, TaskState, UnixMillis, core_seconds,
+};
+use uuid::Uuid;
+
+use super::{Result, Store, StoreError, enqueue_on, parse_uuid, to_i64, to_u64};
+
+/// A task that wants more runs, with what a run of it needs.
+#[derive(Debug, Clone)]
+pub struct OpenTask {
+    pub id: Uuid,
+    pub job_id: Uuid,
+    pub submitter: Uuid,
+    pub own_devices: bool,
+    pub quorum: u32,
+    pub replicas: u32,
+    pub module: BlobRef,
+    pub input: JobInput,
+    pub args: Vec<String>,
+    pub seed: u64,
+    pub limits: TaskLimits,
+    pub runs: Vec<RunRow>,
+}
+
+/// One run of a task, as validation and scheduling see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRow {
+    pub id: Uuid,
+    pub device_id: Uuid,
+    pub donor_id: Uuid,
+    pub state: RunState,
+    pub output: Option<BlobRef>,
+    pub running_ms: u64,
+}
+
+/// A device that may take tasks now.
+#[derive(Debug, Clone)]
+pub struct ComputeCandidate {
+    pub device_id: Uuid,
+    pub subscriber_id: Uuid,
+    /// Slots its latest report leaves spare, less the runs it has now.
+    pub free_slots: u32,
+    pub trust_streak: u32,
+}
+
+/// A run that is being sent out: the allocation, the instruction and the run row are written
+/// together.
+#[derive(Debug, Clone)]
+pub struct NewRun<'a> {
+    pub task: &'a OpenTask,
+    pub device_id: Uuid,
+    pub donor_id: Uuid,
+    /// Accept this run's result alone (the device is trusted and the dice said so).
+    pub alone: bool,
+    pub deadline: UnixMillis,
+}
+
+/// How a task's runs were judged.
+#[derive(Debug, Clone)]
+pub enum Settlement {
+    Completed {
+        output: BlobRef,
+        valid: Vec<Uuid>,
+        invalid: Vec<Uuid>,
+    },
+    Failed(String),
+}
+
+/// A run a device should stop: the device and the run.
+pub type Cancelled = (Uuid, Uuid);
+
+impl Store {
+    /// Creates a job and its tasks, one per input.
+    pub async fn create_job(
+        &self,
+        subscriber_id: Uuid,
+        request: &JobRequest,
+        output_bytes: u64,
+        now: UnixMillis,
+    ) -> Result<Uuid> {
+        let id = Uuid::now_v7();
+        let args =
+            serde_json::to_string(&request.args).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO jobs (id, subscriber_id, module_hash, module_size, args, replicas, timeout_ms, \
+             memory_bytes, output_bytes, own_devices, state, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'queued', $11)",
+        )
+        .bind(id.to_string())
+        .bind(subscriber_id.to_string())
+        .bind(&request.module.hash)
+        .bind(to_i64(request.module.size))
+        .bind(args)
+        .bind(i64::from(request.replicas))
+        .bind(to_i64(request.timeout_seconds.saturating_mul(1000)))
+        .bind(to_i64(request.memory_bytes))
+        .bind(to_i64(output_bytes))
+        .bind(i64::from(request.own_devices))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        for (position, input) in request.inputs.iter().enumerate() {
+            // Every donor running the task gets the same seed, so honest runs agree.
+            let seed = rand::random::<i64>();
+            sqlx::query(
+                "INSERT INTO tasks (id, job_id, position, input_name, input_hash, input_size, seed, quorum, state) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'queued')",
+            )
+            .bind(Uuid::now_v7().to_string())
+            .bind(id.to_string())
+            .bind(i64::try_from(position).unwrap_or(i64::MAX))
+            .bind(&input.name)
+            .bind(&input.hash)
+            .bind(to_i64(input.size))
+            .bind(seed)
+            .bind(i64::from(request.replicas))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// A subscriber's job with its tasks and their runs; `NotFound` for anyone else's.
+    pub async fn job(&self, subscriber_id: Uuid, job_id: Uuid) -> Result<Job> {
+        let row = sqlx::query(&format!(
+            "{JOB_SELECT} WHERE j.id = $1 AND j.subscriber_id = $2"
+        ))
+        .bind(job_id.to_string())
+        .bind(subscriber_id.to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        let mut job = job_from_row(&row)?;
+        let task_rows = sqlx::query(
+            "SELECT id, input_name, state, output_hash, output_size, error FROM tasks \
+             WHERE job_id = $1 ORDER BY position",
+        )
+        .bind(job_id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        let run_rows = sqlx::query(
+            "SELECT r.id, r.task_id, r.state, r.outcome, r.output_hash, r.running_ms, r.created_at, \
+             r.finished_at FROM task_runs r JOIN tasks t ON t.id = r.task_id WHERE t.job_id = $1 \
+             ORDER BY r.created_at, r.id",
+        )
+        .bind(job_id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut runs: HashMap<String, Vec<TaskRun>> = HashMap::new();
+        for row in &run_rows {
+            let outcome: Option<String> = row.try_get("outcome")?;
+            runs.entry(row.try_get("task_id")?)
+                .or_default()
+                .push(TaskRun {
+                    id: parse_uuid(&row.try_get::<String, _>("id")?)?,
+                    state: parse_run_state(&row.try_get::<String, _>("state")?)?,
+                    outcome: outcome
+                        .map(|o| serde_json::from_str(&o))
+                        .transpose()
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    output: row.try_get("output_hash")?,
+                    core_seconds: core_seconds(row.try_get("running_ms")?),
+                    created_at: row.try_get("created_at")?,
+                    finished_at: row.try_get("finished_at")?,
+                });
+        }
+        for row in &task_rows {
+            let id: String = row.try_get("id")?;
+            let output_hash: Option<String> = row.try_get("output_hash")?;
+            let output_size: Option<i64> = row.try_get("output_size")?;
+            job.tasks.push(JobTask {
+                id: parse_uuid(&id)?,
+                input: row.try_get("input_name")?,
+                state: parse_task_state(&row.try_get::<String, _>("state")?)?,
+                output: output_hash.map(|hash| BlobRef {
+                    hash,
+                    size: output_size.map(to_u64).unwrap_or(0),
+                }),
+                error: row.try_get("error")?,
+                runs: runs.remove(&id).unwrap_or_default(),
+            });
+        }
+        Ok(job)
+    }
+
+    /// A subscriber's jobs, newest first, without their tasks.
+    pub async fn jobs(&self, subscriber_id: Uuid, limit: i64) -> Result<Vec<Job>> {
+        let rows = sqlx::query(&format!(
+            "{JOB_SELECT} WHERE j.subscriber_id = $1 ORDER BY j.created_at DESC, j.id LIMIT $2"
+        ))
+        .bind(subscriber_id.to_string())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    /// Cancels a job: its unfinished tasks and their runs. Returns the runs a device may have
+    /// started, which it should be told to stop.
+    pub async fn cancel_job(
+        &self,
+        subscriber_id: Uuid,
+        job_id: Uuid,
+        now: UnixMillis,
+    ) -> Result<Vec<Cancelled>> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE jobs SET state = 'cancelled', finished_at = $1 WHERE id = $2 AND subscriber_id = $3 \
+             AND state IN ('queued', 'running')",
+        )
+        .bind(now)
+        .bind(job_id.to_string())
+        .bind(subscriber_id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            // Not theirs, or it had already ended: the caller tells which from `job`.
+            return Ok(Vec::new());
+        }
+        sqlx::query(
+            "UPDATE tasks SET state = 'cancelled', finished_at = $1 WHERE job_id = $2 \
+             AND state IN ('queued', 'running')",
+        )
+        .bind(now)
+        .bind(job_id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        let runs = sqlx::query(
+            "SELECT r.id, r.device_id FROM task_runs r JOIN tasks t ON t.id = r.task_id \
+             WHERE t.job_id = $1 AND r.state = 'assigned'",
+        )
+        .bind(job_id.to_string())
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut started = Vec::new();
+        for row in &runs {
+            let run = parse_uuid(&row.try_get::<String, _>("id")?)?;
+            let device = parse_uuid(&row.try_get::<String, _>("device_id")?)?;
+            if end_run_on(&mut tx, run, RunState::Cancelled, now).await? {
+                started.push((device, run));
+            }
+        }
+        tx.commit().await?;
+        Ok(started)
+    }
+
+    /// Runs whose device went away (not heard from since `online_since`, or revoked) or whose
+    /// deadline passed: they are lost, so that their tasks run elsewhere. Returns the tasks.
+    pub async fn lose_runs(&self, now: UnixMillis, online_since: UnixMillis) -> Result<Vec<Uuid>> {
+        let rows = sqlx::query(
+            "SELECT r.id, r.task_id FROM task_runs r JOIN devices d ON d.id = r.device_id \
+             WHERE r.state = 'assigned' AND (r.deadline <= $1 OR d.revoked_at IS NOT NULL \
+             OR d.last_heartbeat IS NULL OR d.last_heartbeat < $2)",
+        )
+        .bind(now)
+        .bind(online_since)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut tasks = Vec::new();
+        for row in &rows {
+            let run = parse_uuid(&row.try_get::<String, _>("id")?)?;
+            let mut tx = self.pool.begin().await?;
+            if end_run_on(&mut tx, run, RunState::Lost, now).await? {
+                tasks.push(parse_uuid(&row.try_get::<String, _>("task_id")?)?);
+            }
+            tx.commit().await?;
+        }
+        Ok(tasks)
+    }
+
+    /// Devices whose compute is spare now, with their free slots and trust.
+    pub async fn compute_candidates(
+        &self,
+        online_since: UnixMillis,
+    ) -> Result<Vec<ComputeCandidate>> {
+        let rows = sqlx::query(
+            "SELECT d.id, d.subscriber_id, d.compute_slots, d.trust_streak, \
+             (SELECT COUNT(*) FROM task_runs r WHERE r.device_id = d.id AND r.state = 'assigned') AS busy \
+             FROM devices d JOIN subscribers s ON s.id = d.subscriber_id \
+             WHERE d.revoked_at IS NULL AND s.status = 'active' AND d.compute_slots > 0 \
+             AND d.last_heartbeat >= $1",
+        )
+        .bind(online_since)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut candidates = Vec::new();
+        for row in &rows {
+            let slots: i64 = row.try_get("compute_slots")?;
+            let busy: i64 = row.try_get("busy")?;
+            if slots <= busy {
+                continue;
+            }
+            candidates.push(ComputeCandidate {
+                device_id: parse_uuid(&row.try_get::<String, _>("id")?)?,
+                subscriber_id: parse_uuid(&row.try_get::<String, _>("subscriber_id")?)?,
+                free_slots: u32::try_from(slots - busy).unwrap_or(u32::MAX),
+                trust_streak: u32::try_from(row.try_get::<i64, _>("trust_streak")?).unwrap_or(0),
+            });
+        }
+        Ok(candidates)
+    }
+
+    /// Tasks that may want more runs, oldest job first: unfinished tasks of live jobs whose
+    /// submitter still has credit.
+    pub async fn open_tasks(&self, limit: i64) -> Result<Vec<OpenTask>> {
+        let rows = sqlx::query(
+            "SELECT t.id, t.job_id, t.input_name, t.input_hash, t.input_size, t.seed, t.quorum, \
+             j.subscriber_id, j.own_devices, j.replicas, j.module_hash, j.module_size, j.args, \
+             j.timeout_ms, j.memory_bytes, j.output_bytes FROM tasks t JOIN jobs j ON j.id = t.job_id \
+             WHERE t.state IN ('queued', 'running') AND j.state IN ('queued', 'running') \
+             AND (SELECT COALESCE(SUM(c.amount_ms), 0) FROM credits c WHERE c.subscriber_id = j.subscriber_id) > 0 \
+             ORDER BY j.created_at, j.id, t.position LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut tasks = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let id = parse_uuid(&row.try_get::<String, _>("id")?)?;
+            let args: String = row.try_get("args")?;
+            tasks.push(OpenTask {
+                id,
+                job_id: parse_uuid(&row.try_get::<String, _>("job_id")?)?,
+                submitter: parse_uuid(&row.try_get::<String, _>("subscriber_id")?)?,
+                own_devices: row.try_get::<i64, _>("own_devices")? != 0,
+                quorum: u32::try_from(row.try_get::<i64, _>("quorum")?).unwrap_or(1),
+                replicas: u32::try_from(row.try_get::<i64, _>("replicas")?).unwrap_or(1),
+                module: BlobRef {
+                    hash: row.try_get("module_hash")?,
+                    size: to_u64(row.try_get("module_size")?),
+                },
+                input: JobInput {
+                    name: row.try_get("input_name")?,
+                    hash: row.try_get("input_hash")?,
+                    size: to_u64(row.try_get("input_size")?),
+                },
+                args: serde_json::from_str(&args)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                seed: u64::from_ne_bytes(row.try_get::<i64, _>("seed")?.to_ne_bytes()),
+                limits: TaskLimits {
+                    timeout_ms: to_u64(row.try_get("timeout_ms")?),
+                    memory_bytes: to_u64(row.try_get("memory_bytes")?),
+                    output_bytes: to_u64(row.try_get("output_bytes")?),
+                },
+                runs: self.task_runs(id).await?,
+            });
+        }
+        Ok(tasks)
+    }
+
+    /// The runs of one task, oldest first.
+    pub async fn task_runs(&self, task_id: Uuid) -> Result<Vec<RunRow>> {
+        let rows = sqlx::query(
+            "SELECT id, device_id, donor_id, state, output_hash, output_size, running_ms \
+             FROM task_runs WHERE task_id = $1 ORDER BY created_at, id",
+        )
+        .bind(task_id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    /// Sends a task to a device: the allocation (its budget in core-milliseconds), the
+    /// `run_task` instruction and the run, in one transaction.
+    pub async fn assign_run(&self, new: &NewRun<'_>, now: UnixMillis) -> Result<Uuid> {
+        let task = new.task;
+        let run = Uuid::now_v7();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO allocations (id, subscriber_id, device_id, kind, amount, purpose, blob_hash, state, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, NULL, 'pending', $7)",
+        )
+        .bind(run.to_string())
+        .bind(task.submitter.to_string())
+        .bind(new.device_id.to_string())
+        .bind(ResourceKind::Compute.as_str())
+        .bind(to_i64(task.limits.timeout_ms))
+        .bind(format!("task:{}", task.id))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let kind = InstructionKind::RunTask {
+            run,
+            module: task.module.clone(),
+            input: task.input.clone(),
+            args: task.args.clone(),
+            seed: task.seed,
+            limits: task.limits,
+        };
+        let instruction =
+            enqueue_on(&mut tx, new.device_id, Some(run), &kind, now, new.deadline).await?;
+        sqlx::query(
+            "INSERT INTO task_runs (id, task_id, device_id, donor_id, instruction_id, state, deadline, created_at) \
+             VALUES ($1, $2, $3, $4, $5, 'assigned', $6, $7)",
+        )
+        .bind(run.to_string())
+        .bind(task.id.to_string())
+        .bind(new.device_id.to_string())
+        .bind(new.donor_id.to_string())
+        .bind(instruction.id.to_string())
+        .bind(new.deadline)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let quorum = if new.alone { 1 } else { i64::from(task.quorum) };
+        sqlx::query("UPDATE tasks SET state = 'running', quorum = $1 WHERE id = $2")
+            .bind(quorum)
+            .bind(task.id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE jobs SET state = 'running' WHERE id = $1 AND state = 'queued'")
+            .bind(task.job_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(run)
+    }
+
+    /// Records how a run ended on its device, with its instruction and its allocation (released,
+    /// its amount now the core-milliseconds used), in one transaction. Returns the task, or
+    /// `None` when the run had already ended (lost, cancelled, or a repeated acknowledgement).
+    pub async fn finish_run(
+        &self,
+        instruction_id: Uuid,
+        result: &str,
+        run: Uuid,
+        ended: &RunEnd,
+        now: UnixMillis,
+    ) -> Result<Option<Uuid>> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE instructions SET state = $1, result = $2, completed_at = $3 \
+             WHERE id = $4 AND state IN ('queued', 'delivered')",
+        )
+        .bind(if ended.state == RunState::Returned {
+            "done"
+        } else {
+            "failed"
+        })
+        .bind(result)
+        .bind(now)
+        .bind(instruction_id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(None);
+        }
+        let outcome = ended
+            .outcome
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let updated = sqlx::query(
+            "UPDATE task_runs SET state = $1, outcome = $2, output_hash = $3, output_size = $4, \
+             running_ms = $5, finished_at = $6 WHERE id = $7 AND state = 'assigned'",
+        )
+        .bind(ended.state.as_str())
+        .bind(outcome)
+        .bind(ended.output.as_ref().map(|o| o.hash.clone()))
+        .bind(ended.output.as_ref().map(|o| to_i64(o.size)))
+        .bind(to_i64(ended.running_ms))
+        .bind(now)
+        .bind(run.to_string())
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() != 1 {
+            tx.commit().await?;
+            return Ok(None);
+        }
+        let allocation = if ended.state == RunState::Lost {
+            "failed"
+        } else {
+            "released"
+        };
+        sqlx::query(
+            "UPDATE allocations SET state = $1, amount = $2, released_at = $3 WHERE id = $4",
+        )
+        .bind(allocation)
+        .bind(to_i64(ended.running_ms))
+        .bind(now)
+        .bind(run.to_string())
+        .execute(&mut *tx)
+        .await?;
+        let task = sqlx::query("SELECT task_id FROM task_runs WHERE id = $1")
+            .bind(run.to_string())
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(parse_uuid(&task.try_get::<String, _>("task_id")?)?))
+    }
+
+    /// The task's state, quorum, job and submitter.
+    pub async fn task_header(&self, task_id: Uuid) -> Result<(TaskState, u32, Uuid, Uuid)> {
+        let row = sqlx::query(
+            "SELECT t.state, t.quorum, t.job_id, j.subscriber_id FROM tasks t JOIN jobs j ON j.id = t.job_id \
+             WHERE t.id = $1",
+        )
+        .bind(task_id.to_string())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((
+            parse_task_state(&row.try_get::<String, _>("state")?)?,
+            u32::try_from(row.try_get::<i64, _>("quorum")?).unwrap_or(1),
+            parse_uuid(&row.try_get::<String, _>("job_id")?)?,
+            parse_uuid(&row.try_get::<String, _>("subscriber_id")?)?,
+        ))
+    }
+
+    /// Records a task's verdict: its output (or why it failed), which runs were valid and which
+    /// not, the credit that moves for valid runs (the donor earns what the submitter spends), and
+    /// each device's trust.
+    pub async fn settle_task(
+        &self,
+        task_id: Uuid,
+        submitter: Uuid,
+        settlement: &Settlement,
+        now: UnixMillis,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        match settlement {
+            Settlement::Completed {
+                output,
+                valid,
+                invalid,
+            } => {
+                sqlx::query(
+                    "UPDATE tasks SET state = 'completed', output_hash = $1, output_size = $2, \
+                     finished_at = $3 WHERE id = $4 AND state IN ('queued', 'running', 'completed')",
+                )
+                .bind(&output.hash)
+                .bind(to_i64(output.size))
+                .bind(now)
+                .bind(task_id.to_string())
+                .execute(&mut *tx)
+                .await?;
+                for run in valid {
+                    let row = sqlx::query(
+                        "UPDATE task_runs SET state = 'valid' WHERE id = $1 AND state = 'returned' \
+                         RETURNING device_id, donor_id, running_ms",
+                    )
+                    .bind(run.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    let Some(row) = row else { continue };
+                    let device: String = row.try_get("device_id")?;
+                    let donor: String = row.try_get("donor_id")?;
+                    let used: i64 = row.try_get("running_ms")?;
+                    for (subscriber, amount, reason) in [
+                        (donor, used, "earned"),
+                        (submitter.to_string(), -used, "spent"),
+                    ] {
+                        sqlx::query(
+                            "INSERT INTO credits (id, subscriber_id, amount_ms, reason, run_id, created_at) \
+                             VALUES ($1, $2, $3, $4, $5, $6)",
+                        )
+                        .bind(Uuid::now_v7().to_string())
+                        .bind(subscriber)
+                        .bind(amount)
+                        .bind(reason)
+                        .bind(run.to_string())
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    sqlx::query(
+                        "UPDATE devices SET trust_streak = trust_streak + 1, results_valid = results_valid + 1 \
+                         WHERE id = $1",
+                    )
+                    .bind(device)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                for run in invalid {
+                    let row = sqlx::query(
+                        "UPDATE task_runs SET state = 'invalid' WHERE id = $1 AND state = 'returned' \
+                         RETURNING device_id",
+                    )
+                    .bind(run.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    let Some(row) = row else { continue };
+                    sqlx::query(
+                        "UPDATE devices SET trust_streak = 0, results_invalid = results_invalid + 1 \
+                         WHERE id = $1",
+                    )
+                    .bind(row.try_get::<String, _>("device_id")?)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            Settlement::Failed(reason) => {
+                sqlx::query(
+                    "UPDATE tasks SET state = 'failed', error = $1, finished_at = $2 WHERE id = $3 \
+                     AND state IN ('queued', 'running')",
+                )
+                .bind(reason)
+                .bind(now)
+                .bind(task_id.to_string())
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Brings a job's state in line with its tasks. Returns the state when the job just ended.
+    pub async fn refresh_job(&self, job_id: Uuid, now: UnixMillis) -> Result<Option<JobState>> {
+        let rows =
+            sqlx::query("SELECT state, COUNT(*) AS n FROM tasks WHERE job_id = $1 GROUP BY state")
+                .bind(job_id.to_string())
+                .fetch_all(&self.pool)
+                .await?;
+        let mut counts = TaskCounts::default();
+        for row in &rows {
+            let n = u32::try_from(row.try_get::<i64, _>("n")?).unwrap_or(u32::MAX);
+            match parse_task_state(&row.try_get::<String, _>("state")?)? {
+                TaskState::Queued => counts.queued = n,
+                TaskState::Running => counts.running = n,
+                TaskState::Completed => counts.completed = n,
+                TaskState::Failed => counts.failed = n,
+                TaskState::Cancelled => counts.cancelled = n,
+            }
+        }
+        if counts.queued + counts.running > 0 {
+            return Ok(None);
+        }
+        let state = if counts.failed > 0 {
+            JobState::Failed
+        } else {
+            JobState::Completed
+        };
+        let done = sqlx::query(
+            "UPDATE jobs SET state = $1, finished_at = $2 WHERE id = $3 AND state IN ('queued', 'running')",
+        )
+        .bind(state.as_str())
+        .bind(now)
+        .bind(job_id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok((done.rows_affected() == 1).then_some(state))
+    }
+
+    /// The job's module and inputs that nothing else of the submitter needs staged any more:
+    /// their ownership is given up, so that the caller may drop the staged copies.
+    pub async fn release_job_files(&self, job_id: Uuid) -> Result<Vec<String>> {
+        let job = sqlx::query("SELECT subscriber_id, module_hash FROM jobs WHERE id = $1")
+            .bind(job_id.to_string())
+            .fetch_one(&self.pool)
+            .await?;
+        let submitter: String = job.try_get("subscriber_id")?;
+        let mut hashes: Vec<String> = vec![job.try_get("module_hash")?];
+        for row in sqlx::query("SELECT DISTINCT input_hash FROM tasks WHERE job_id = $1")
+            .bind(job_id.to_string())
+            .fetch_all(&self.pool)
+            .await?
+        {
+            hashes.push(row.try_get("input_hash")?);
+        }
+        let mut released = Vec::new();
+        for hash in hashes {
+            let in_use = sqlx::query(
+                "SELECT 1 AS one FROM jobs j WHERE j.subscriber_id = $1 AND j.state IN ('queued', 'running') \
+                 AND (j.module_hash = $2 OR EXISTS (SELECT 1 FROM tasks t WHERE t.job_id = j.id AND t.input_hash = $2)) \
+                 UNION ALL SELECT 1 AS one FROM placements p WHERE p.subscriber_id = $1 AND p.hash = $2 \
+                 UNION ALL SELECT 1 AS one FROM tasks t JOIN jobs j ON j.id = t.job_id \
+                   WHERE j.subscriber_id = $1 AND t.output_hash = $2",
+            )
+            .bind(&submitter)
+            .bind(&hash)
+            .fetch_optional(&self.pool)
+            .await?;
+            if in_use.is_none() {
+                sqlx::query("DELETE FROM blob_owners WHERE hash = $1 AND subscriber_id = $2")
+                    .bind(&hash)
+                    .bind(&submitter)
+                    .execute(&self.pool)
+                    .await?;
+                released.push(hash);
+            }
+        }
+        Ok(released)
+    }
+
+    /// Gives up the submitter's ownership of an output no task of theirs has as its result
+    /// (an invalid run's). Returns whether it did.
+    pub async fn release_output(&self, submitter: Uuid, hash: &str) -> Result<bool> {
+        let in_use = sqlx::query(
+            "SELECT 1 AS one FROM tasks t JOIN jobs j ON j.id = t.job_id WHERE j.subscriber_id = $1 \
+             AND t.output_hash = $2 UNION ALL SELECT 1 AS one FROM task_runs r JOIN tasks t ON t.id = r.task_id \
+             JOIN jobs j ON j.id = t.job_id WHERE j.subscriber_id = $1 AND r.output_hash = $2 \
+             AND r.state = 'returned' UNION ALL SELECT 1 AS one FROM placements p \
+             WHERE p.subscriber_id = $1 AND p.hash = $2",
+        )
+        .bind(submitter.to_string())
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        if in_use.is_some() {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM blob_owners WHERE hash = $1 AND subscriber_id = $2")
+            .bind(hash)
+            .bind(submitter.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(true)
+    }
+
+    /// Whether a device runs a task now that needs this blob (its module or input).
+    pub async fn device_runs_with(&self, device_id: Uuid, hash: &str) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT 1 AS one FROM task_runs r JOIN tasks t ON t.id = r.task_id JOIN jobs j ON j.id = t.job_id \
+             WHERE r.device_id = $1 AND r.state = 'assigned' AND (t.input_hash = $2 OR j.module_hash = $2) \
+             LIMIT 1",
+        )
+        .bind(device_id.to_string())
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    /// The submitter and output cap of a run this device has now, for accepting its output.
+    pub async fn run_for_output(&self, device_id: Uuid, run: Uuid) -> Result<Option<(Uuid, u64)>> {
+        let row = sqlx::query(
+            "SELECT j.subscriber_id, j.output_bytes FROM task_runs r JOIN tasks t ON t.id = r.task_id \
+             JOIN jobs j ON j.id = t.job_id WHERE r.id = $1 AND r.device_id = $2 AND r.state = 'assigned'",
+        )
+        .bind(run.to_string())
+        .bind(device_id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok((
+                parse_uuid(&row.try_get::<String, _>("subscriber_id")?)?,
+                to_u64(row.try_get("output_bytes")?),
+            ))
+        })
+        .transpose()
+    }
+
+    /// The submitter of a run's job and the job's output cap.
+    pub async fn run_submitter(&self, run: Uuid) -> Result<Option<(Uuid, u64)>> {
+        let row = sqlx::query(
+            "SELECT j.subscriber_id, j.output_bytes FROM task_runs r JOIN tasks t ON t.id = r.task_id \
+             JOIN jobs j ON j.id = t.job_id WHERE r.id = $1",
+        )
+        .bind(run.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok((
+                parse_uuid(&row.try_get::<String, _>("subscriber_id")?)?,
+                to_u64(row.try_get("output_bytes")?),
+            ))
+        })
+        .transpose()
+    }
+
+    /// The subscriber's credit, and the validated runs their devices did.
+    pub async fn credits(&self, subscriber_id: Uuid) -> Result<Credits> {
+        let rows = sqlx::query(
+            "SELECT reason, CAST(SUM(amount_ms) AS BIGINT) AS total, COUNT(*) AS n FROM credits \
+             WHERE subscriber_id = $1 GROUP BY reason",
+        )
+        .bind(subscriber_id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut credits = Credits {
+            balance: 0.0,
+            earned: 0.0,
+            spent: 0.0,
+            granted: 0.0,
+            runs_done: 0,
+        };
+        let mut balance = 0i64;
+        for row in &rows {
+            let total: i64 = row.try_get::<Option<i64>, _>("total")?.unwrap_or(0);
+            balance += total;
+            match row.try_get::<String, _>("reason")?.as_str() {
+                "earned" => {
+                    credits.earned = core_seconds(total);
+                    credits.runs_done = to_u64(row.try_get("n")?);
+                }
+                "spent" => credits.spent = core_seconds(-total),
+                _ => credits.granted += core_seconds(total),
+            }
+        }
+        credits.balance = core_seconds(balance);
+        Ok(credits)
+    }
+
+    /// Grants credit (a new subscriber's starting credit, or the operator's grant).
+    pub async fn grant_credit(
+        &self,
+        subscriber_id: Uuid,
+        amount_ms: i64,
+        now: UnixMillis,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO credits (id, subscriber_id, amount_ms, reason, run_id, created_at) \
+             VALUES ($1, $2, $3, 'granted', NULL, $4)",
+        )
+        .bind(Uuid::now_v7().to_string())
+        .bind(subscriber_id.to_string())
+        .bind(amount_ms)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A device's trust: its streak of valid results, and its valid and invalid results.
+    pub async fn device_trust(&self, device_id: Uuid) -> Result<(u32, u64, u64)> {
+        let row = sqlx::query(
+            "SELECT trust_streak, results_valid, results_invalid FROM devices WHERE id = $1",
+        )
+        .bind(device_id.to_string())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((
+            u32::try_from(row.try_get::<i64, _>("trust_streak")?).unwrap_or(0),
+            to_u64(row.try_get("results_valid")?),
+            to_u64(row.try_get("results_invalid")?),
+        ))
+    }
+}
+
+/// How a run ended, as `finish_run` records it.
+#[derive(Debug, Clone)]
+pub struct RunEnd {
+    pub state: RunState,
+    pub outcome: Option<TaskOutcome>,
+    pub output: Option<BlobRef>,
+    pub running_ms: u64,
+}
+
+/// Ends an assigned run that never reported (lost, or cancelled): the run, its allocation
+/// (failed when lost, released with nothing used when cancelled) and its instruction if the device
+/// has not answered it. Returns whether the run was still assigned.
+async fn end_run_on(
+    conn: &mut sqlx::AnyConnection,
+    run: Uuid,
+    state: RunState,
+    now: UnixMillis,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE task_runs SET state = $1, finished_at = $2 WHERE id = $3 AND state = 'assigned'",
+    )
+    .bind(state.as_str())
+    .bind(now)
+    .bind(run.to_string())
+    .execute(&mut *conn)
+    .await?;
+    if done.rows_affected() != 1 {
+        return Ok(false);
+    }
+    let allocation = if state == RunState::Lost {
+        "failed"
+    } else {
+        "released"
+    };
+    sqlx::query(
+        "UPDATE allocations SET state = $1, amount = 0, released_at = $2 WHERE id = $3 AND state = 'pending'",
+    )
+    .bind(allocation)
+    .bind(now)
+    .bind(run.to_string())
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "UPDATE instructions SET state = 'cancelled', completed_at = $1 WHERE allocation_id = $2 \
+         AND state IN ('queued', 'delivered')",
+    )
+    .bind(now)
+    .bind(run.to_string())
+    .execute(&mut *conn)
+    .await?;
+    Ok(true)
+}
+
+const JOB_SELECT: &str = "SELECT j.id, j.state, j.module_hash, j.args, j.replicas, j.timeout_ms, \
+     j.memory_bytes, j.own_devices, j.created_at, j.finished_at, \
+     (SELECT COUNT(*) FROM tasks t WHERE t.job_id = j.id AND t.state = 'queued') AS queued, \
+     (SELECT COUNT(*) FROM tasks t WHERE t.job_id = j.id AND t.state = 'running') AS running, \
+     (SELECT COUNT(*) FROM tasks t WHERE t.job_id = j.id AND t.state = 'completed') AS completed, \
+     (SELECT COUNT(*) FROM tasks t WHERE t.job_id = j.id AND t.state = 'failed') AS failed, \
+     (SELECT COUNT(*) FROM tasks t WHERE t.job_id = j.id AND t.state = 'cancelled') AS cancelled, \
+     (SELECT CAST(COALESCE(SUM(r.running_ms), 0) AS BIGINT) FROM task_runs r JOIN tasks t ON t.id = r.task_id \
+      WHERE t.job_id = j.id AND r.state = 'valid') AS used_ms FROM jobs j";
+
+fn job_from_row(row: &AnyRow) -> Result<Job> {
+    let count = |name: &str| -> Result<u32> {
+        Ok(u32::try_from(row.try_get::<i64, _>(name)?).unwrap_or(u32::MAX))
+    };
+    let args: String = row.try_get("args")?;
+    Ok(Job {
+        id: parse_uuid(&row.try_get::<String, _>("id")?)?,
+        state: JobState::parse(&row.try_get::<String, _>("state")?)
+            .ok_or_else(|| StoreError::Corrupt("job state".into()))?,
+        module: row.try_get("module_hash")?,
+        args: serde_json::from_str(&args).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        replicas: u32::try_from(row.try_get::<i64, _>("replicas")?).unwrap_or(1),
+        timeout_seconds: to_u64(row.try_get("timeout_ms")?) / 1000,
+        memory_bytes: to_u64(row.try_get("memory_bytes")?),
+        own_devices: row.try_get::<i64, _>("own_devices")? != 0,
+        counts: TaskCounts {
+            queued: count("queued")?,
+            running: count("running")?,
+            completed: count("completed")?,
+            failed: count("failed")?,
+            cancelled: count("cancelled")?,
+        },
+        core_seconds: core_seconds(row.try_get("used_ms")?),
+        created_at: row.try_get("created_at")?,
+        finished_at: row.try_get("finished_at")?,
+        tasks: Vec::new(),
+    })
+}
+
+fn run_from_row(row: &AnyRow) -> Result<RunRow> {
+    let hash: Option<String> = row.try_get("output_hash")?;
+    let size: Option<i64> = row.try_get("output_size")?;
+    Ok(RunRow {
+        id: parse_uuid(&row.try_get::<String, _>("id")?)?,
+        device_id: parse_uuid(&row.try_get::<String, _>("device_id")?)?,
+        donor_id: parse_uuid(&row.try_get::<String, _>("donor_id")?)?,
+        state: parse_run_state(&row.try_get::<String, _>("state")?)?,
+        output: hash.map(|hash| BlobRef {
+            hash,
+            size: size.map(to_u64).unwrap_or(0),
+        }),
+        running_ms: to_u64(row.try_get("running_ms")?),
+    })
+}
+
+fn parse_run_state(text: &str) -> Result<RunState> {
+    RunState::parse(text).ok_or_else(|| StoreError::Corrupt(format!("bad run state {text:?}")))
+}
+
+fn parse_task_state(text: &str) -> Result<TaskState> {
+    TaskState::parse(text).ok_or_else(|| StoreError::Corrupt(format!("bad task state {text:?}")))
+}
