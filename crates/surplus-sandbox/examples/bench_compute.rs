@@ -1,16 +1,24 @@
 //! Measures the compute sandbox, all in one run:
 //!
-//! - the `primes` example job in the sandbox against the same source built natively, on the same
-//!   range (best of 3 each; the outputs must be identical);
+//! - two example jobs in the sandbox against the same source built natively, on the same input
+//!   (best of 3 each, the native binary run as a process; the outputs must be identical):
+//!   `mandelbrot`, a typical heavy kernel (a few f64 operations per step of its inner loop), and
+//!   `primes`, a segmented sieve whose inner loops are a store and an add, the worst case for the
+//!   epoch checks the sandbox compiles in at every loop back-edge;
+//! - where the sandbox's time goes on each: the same module in a bare wasmtime engine with the
+//!   sandbox's code generation settings but without its epoch checks, without its NaN
+//!   canonicalization, and without either (one run each);
 //! - the start-up of a task whose module is already compiled (the cache lookup and the run of a
 //!   module that returns at once), median and p99;
 //! - the pause latency: from setting `paused` to the task being counted by `paused_tasks()`.
 //!
-//!   bench_compute NATIVE_PRIMES PRIMES_WASM [RANGE]
+//!   bench_compute NATIVE_DIR WASM_DIR [PRIMES_RANGE [MANDELBROT_INPUT]]
 //!
-//! NATIVE_PRIMES is `examples/compute` built for the host (`cargo build --release --manifest-path
-//! examples/compute/Cargo.toml`), PRIMES_WASM the module (`examples/compute/primes.wasm`), RANGE
-//! the input of both (`LO HI`, default `1 2500000000`). `scripts/bench-compute` runs it.
+//! NATIVE_DIR holds `primes` and `mandelbrot` built for the host (`cargo build --release
+//! --manifest-path examples/compute/Cargo.toml`), WASM_DIR `primes.wasm` and `mandelbrot.wasm`
+//! (`examples/compute`). PRIMES_RANGE is the input of `primes` (`LO HI`, default
+//! `1 2500000000`), MANDELBROT_INPUT that of `mandelbrot` (`WIDTH HEIGHT MAX_ITER [X0 Y0 X1 Y1]`,
+//! default `1600 1200 2500`). `scripts/bench-compute` runs it.
 
 use std::error::Error;
 use std::path::{Path, PathBuf};
@@ -23,6 +31,8 @@ use tokio::runtime::Runtime;
 use tokio::sync::watch;
 
 const DEFAULT_RANGE: &str = "1 2500000000";
+const DEFAULT_MANDELBROT: &str = "1600 1200 2500";
+const BAR: f64 = 1.5;
 const STARTUP_RUNS: usize = 200;
 const PAUSE_TRIALS: usize = 20;
 
@@ -30,89 +40,78 @@ type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (native, wasm, range) = match &args[..] {
-        [native, wasm] => (PathBuf::from(native), PathBuf::from(wasm), DEFAULT_RANGE),
-        [native, wasm, range] => (PathBuf::from(native), PathBuf::from(wasm), range.as_str()),
-        _ => return Err("usage: bench_compute NATIVE_PRIMES PRIMES_WASM [RANGE]".into()),
+    let (native_dir, wasm_dir) = match &args[..] {
+        [native, wasm, ..] if args.len() <= 4 => (PathBuf::from(native), PathBuf::from(wasm)),
+        _ => {
+            return Err(
+                "usage: bench_compute NATIVE_DIR WASM_DIR [PRIMES_RANGE [MANDELBROT_INPUT]]".into(),
+            );
+        }
     };
+    let range = args.get(2).map_or(DEFAULT_RANGE, String::as_str);
+    let view = args.get(3).map_or(DEFAULT_MANDELBROT, String::as_str);
     let work = tempfile::tempdir()?;
-    let task_dir = work.path().join("task");
-    std::fs::create_dir(&task_dir)?;
-    let input = task_dir.join("range.txt");
-    std::fs::write(&input, format!("{range}\n"))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()?;
     let sandbox = Arc::new(Sandbox::new(None)?);
-
-    // The CPU-bound kernel, natively and in the sandbox.
-    let mut native_times = Vec::new();
-    let mut native_output = Vec::new();
-    for _ in 0..3 {
-        let started = Instant::now();
-        let out = Command::new(&native)
-            .stdin(std::fs::File::open(&input)?)
-            .stdout(Stdio::piped())
-            .output()?;
-        native_times.push(started.elapsed());
-        if !out.status.success() {
-            return Err(format!("{} failed: {}", native.display(), out.status).into());
-        }
-        native_output = out.stdout;
-    }
-    let bytes = std::fs::read(&wasm).map_err(|e| format!("{}: {e}", wasm.display()))?;
-    let started = Instant::now();
-    let primes = sandbox.program(&bytes)?;
-    let compile = started.elapsed();
     let limits = Limits {
         memory_bytes: 256 << 20,
         timeout: Duration::from_secs(600),
-        output_bytes: 1 << 20,
+        output_bytes: 64 << 20,
     };
-    let mut wasm_times = Vec::new();
-    let mut wasm_walls = Vec::new();
-    for _ in 0..3 {
-        let started = Instant::now();
-        let run = runtime.block_on(run(&sandbox, &primes, &input, limits))?;
-        wasm_walls.push(started.elapsed());
-        if run.outcome != Outcome::Success {
-            return Err(format!("primes.wasm: {:?}", run.outcome).into());
-        }
-        if run.output != native_output {
-            return Err(format!(
-                "the outputs differ: native {:?}, wasm {:?}",
-                String::from_utf8_lossy(&native_output),
-                String::from_utf8_lossy(&run.output)
-            )
-            .into());
-        }
-        wasm_times.push(run.running);
-    }
-    let best_native = native_times.iter().min().copied().unwrap_or_default();
-    let best_wasm = wasm_times.iter().min().copied().unwrap_or_default();
-    println!("== primes on {range:?} ({})", summary(&native_output));
+
+    // The kernels, natively and in the sandbox.
+    let mandelbrot = Kernel {
+        job: "mandelbrot",
+        native: native_dir.join("mandelbrot"),
+        wasm: wasm_dir.join("mandelbrot.wasm"),
+        input: task_input(work.path(), "mandelbrot", "view.txt", view)?,
+    };
+    let primes = Kernel {
+        job: "primes",
+        native: native_dir.join("primes"),
+        wasm: wasm_dir.join("primes.wasm"),
+        input: task_input(work.path(), "primes", "range.txt", range)?,
+    };
+    let mandelbrot_times = mandelbrot.measure(&runtime, &sandbox, limits, |out| {
+        let header = out.split(|&b| b == b'\n').take(2).collect::<Vec<_>>();
+        let size = header
+            .get(1)
+            .map(|s| String::from_utf8_lossy(s).replace(' ', "x"));
+        format!("a PGM, {}, {} bytes", size.unwrap_or_default(), out.len())
+    })?;
+    let primes_times = primes.measure(&runtime, &sandbox, limits, |out| {
+        String::from_utf8_lossy(out)
+            .lines()
+            .skip(1)
+            .collect::<Vec<_>>()
+            .join(", ")
+    })?;
     println!(
-        "native, best of 3 wall times:              {:.3} s  ({})",
-        best_native.as_secs_f64(),
-        list(&native_times)
+        "== where the time goes: each module in a bare wasmtime engine with the sandbox's code \
+         generation but for what is named (one run each, outputs checked; times x native)"
+    );
+    mandelbrot.breakdown(&runtime, &mandelbrot_times)?;
+    primes.breakdown(&runtime, &primes_times)?;
+    println!("== wasm in the sandbox against native, best running time of 3 each");
+    println!(
+        "mandelbrot wasm/native: {:.2}x (bar: {BAR}x or better)",
+        mandelbrot_times.ratio()
     );
     println!(
-        "wasm in the sandbox, best of 3 running:    {:.3} s  ({}; wall {})",
-        best_wasm.as_secs_f64(),
-        list(&wasm_times),
-        list(&wasm_walls)
-    );
-    println!("outputs identical: yes");
-    println!(
-        "wasm/native: {:.2}x (bar: 1.5x or better)",
-        best_wasm.as_secs_f64() / best_native.as_secs_f64()
+        "primes wasm/native: {:.2}x (bar: {BAR}x or better)",
+        primes_times.ratio()
     );
     println!(
-        "cold compile of {} ({} bytes): {:.0} ms",
-        wasm.file_name().and_then(|n| n.to_str()).unwrap_or("?"),
-        bytes.len(),
-        ms(compile)
+        "note: primes (a sieve: each inner-loop step is a store and an add) is the tight-loop \
+         worst case for the epoch checks, one at every loop back-edge, which pausing and time \
+         budgets rely on"
+    );
+    println!(
+        "note: NaN canonicalization (so that NaN bits agree on x86 and Arm) puts a compare and a \
+         blend after every float operation, on the dependency chain of a float kernel"
     );
 
     // Start-up with the module compiled: the cache lookup (which hashes the bytes) and the run.
@@ -122,15 +121,13 @@ fn main() -> Result<()> {
         timeout: Duration::from_secs(10),
         ..limits
     };
-    let (median, p99) = startup(&runtime, &sandbox, &trivial, &input, quick_limits)?;
+    let (median, p99) = startup(&runtime, &sandbox, &trivial, &primes.input, quick_limits)?;
     println!(
         "start-up with cached module: median {median:.2} ms, p99 {p99:.2} ms (bar: under 10 ms; \
          a module whose _start returns, {STARTUP_RUNS} runs)"
     );
-    let empty_dir = work.path().join("empty");
-    std::fs::create_dir(&empty_dir)?;
-    let empty = empty_dir.join("range.txt");
-    std::fs::write(&empty, "1 1\n")?;
+    let empty = task_input(work.path(), "empty", "range.txt", "1 1")?;
+    let bytes = std::fs::read(&primes.wasm)?;
     let (median, p99) = startup(&runtime, &sandbox, &bytes, &empty, quick_limits)?;
     println!(
         "  the same with primes.wasm on the range `1 1` (Rust's start-up, stdin, stdout): \
@@ -143,7 +140,7 @@ fn main() -> Result<()> {
     let (pause, paused) = watch::channel(false);
     let busy = runtime.spawn({
         let sandbox = sandbox.clone();
-        let input = input.clone();
+        let input = primes.input.clone();
         async move {
             let task = Task {
                 input,
@@ -178,6 +175,208 @@ fn main() -> Result<()> {
         TICK.as_millis()
     );
     Ok(())
+}
+
+/// An example job, natively and in the sandbox, on one input.
+struct Kernel {
+    job: &'static str,
+    native: PathBuf,
+    wasm: PathBuf,
+    input: PathBuf,
+}
+
+impl Kernel {
+    /// Runs the job 3 times natively and 3 times in the sandbox, checks that every output is the
+    /// same, prints the times, and returns the best of each. `describe` sums an output up on one
+    /// line.
+    fn measure(
+        &self,
+        runtime: &Runtime,
+        sandbox: &Sandbox,
+        limits: Limits,
+        describe: impl Fn(&[u8]) -> String,
+    ) -> Result<Measured> {
+        let job = self.job;
+        let mut native_times = Vec::new();
+        let mut native_output: Option<Vec<u8>> = None;
+        for _ in 0..3 {
+            let started = Instant::now();
+            let out = Command::new(&self.native)
+                .stdin(std::fs::File::open(&self.input)?)
+                .stdout(Stdio::piped())
+                .output()
+                .map_err(|e| format!("{}: {e}", self.native.display()))?;
+            native_times.push(started.elapsed());
+            if !out.status.success() {
+                return Err(format!("{}: {}", self.native.display(), out.status).into());
+            }
+            if let Some(first) = &native_output {
+                same(job, "two native runs", first, &out.stdout)?;
+            }
+            native_output = Some(out.stdout);
+        }
+        let native_output = native_output.unwrap_or_default();
+        let bytes =
+            std::fs::read(&self.wasm).map_err(|e| format!("{}: {e}", self.wasm.display()))?;
+        let started = Instant::now();
+        let program = sandbox.program(&bytes)?;
+        let compile = started.elapsed();
+        let mut wasm_times = Vec::new();
+        let mut wasm_walls = Vec::new();
+        for _ in 0..3 {
+            let started = Instant::now();
+            let run = runtime.block_on(run(sandbox, &program, &self.input, limits))?;
+            wasm_walls.push(started.elapsed());
+            if run.outcome != Outcome::Success {
+                return Err(format!("{}: {:?}", self.wasm.display(), run.outcome).into());
+            }
+            same(job, "native and wasm", &native_output, &run.output)?;
+            wasm_times.push(run.running);
+        }
+        let best_native = native_times.iter().min().copied().unwrap_or_default();
+        let best_wasm = wasm_times.iter().min().copied().unwrap_or_default();
+        let input = std::fs::read_to_string(&self.input)?;
+        println!(
+            "== {job} on {:?} ({})",
+            input.trim_end(),
+            describe(&native_output)
+        );
+        println!(
+            "native, best of 3 wall times:              {:.3} s  ({})",
+            best_native.as_secs_f64(),
+            list(&native_times)
+        );
+        println!(
+            "wasm in the sandbox, best of 3 running:    {:.3} s  ({}; wall {})",
+            best_wasm.as_secs_f64(),
+            list(&wasm_times),
+            list(&wasm_walls)
+        );
+        println!("outputs identical: yes");
+        println!(
+            "cold compile of {} ({} bytes): {:.0} ms",
+            self.wasm
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("?"),
+            bytes.len(),
+            ms(compile)
+        );
+        Ok(Measured {
+            native: best_native,
+            wasm: best_wasm,
+            output: native_output,
+        })
+    }
+
+    /// Runs the module once in a bare engine without the sandbox's epoch checks, once without its
+    /// NaN canonicalization and once without either, and prints the times against native.
+    fn breakdown(&self, runtime: &Runtime, measured: &Measured) -> Result<()> {
+        let bytes = std::fs::read(&self.wasm)?;
+        let input = std::fs::read(&self.input)?;
+        let mut line = format!(
+            "{}: the sandbox {:.3} s ({:.2}x)",
+            self.job,
+            measured.wasm.as_secs_f64(),
+            measured.ratio()
+        );
+        for (what, epoch, nan) in [
+            ("no NaN canonicalization", true, false),
+            ("no epoch checks", false, true),
+            ("neither", false, false),
+        ] {
+            let (time, output) = runtime.block_on(bare(&bytes, &input, epoch, nan))?;
+            same(self.job, what, &measured.output, &output)?;
+            line.push_str(&format!(
+                "; {what} {:.3} s ({:.2}x)",
+                time.as_secs_f64(),
+                time.as_secs_f64() / measured.native.as_secs_f64()
+            ));
+        }
+        println!("{line}");
+        Ok(())
+    }
+}
+
+/// The best times of a kernel, and its output.
+struct Measured {
+    native: Duration,
+    wasm: Duration,
+    output: Vec<u8>,
+}
+
+impl Measured {
+    fn ratio(&self) -> f64 {
+        self.wasm.as_secs_f64() / self.native.as_secs_f64()
+    }
+}
+
+/// Runs `bytes` with `input` on standard input in an engine of its own with the sandbox's code
+/// generation settings (`Sandbox::new`), epoch checks and NaN canonicalization as asked: the
+/// running time of `_start` and its output. The epoch never advances, so the checks run but
+/// never fire.
+async fn bare(bytes: &[u8], input: &[u8], epoch: bool, nan: bool) -> Result<(Duration, Vec<u8>)> {
+    use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
+
+    let mut config = wasmtime::Config::new();
+    config
+        .epoch_interruption(epoch)
+        .cranelift_nan_canonicalization(nan)
+        .relaxed_simd_deterministic(true)
+        .cranelift_opt_level(wasmtime::OptLevel::Speed)
+        .max_wasm_stack(surplus_sandbox::STACK_BYTES);
+    let engine = wasmtime::Engine::new(&config)?;
+    let module = wasmtime::Module::new(&engine, bytes)?;
+    let mut linker = wasmtime::Linker::new(&engine);
+    wasmtime_wasi::p1::add_to_linker_async(&mut linker, |wasi| wasi)?;
+    let stdout = MemoryOutputPipe::new(64 << 20);
+    let wasi = wasmtime_wasi::WasiCtxBuilder::new()
+        .stdin(MemoryInputPipe::new(input.to_vec()))
+        .stdout(stdout.clone())
+        .build_p1();
+    let mut store = wasmtime::Store::new(&engine, wasi);
+    if epoch {
+        store.set_epoch_deadline(u64::MAX / 2);
+    }
+    let instance = linker.instantiate_async(&mut store, &module).await?;
+    let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+    let started = Instant::now();
+    if let Err(e) = start.call_async(&mut store, ()).await {
+        // A command returns through proc_exit: success is exit status 0.
+        match e.downcast_ref::<wasmtime_wasi::I32Exit>() {
+            Some(wasmtime_wasi::I32Exit(0)) => {}
+            _ => return Err(format!("{e:#}").into()),
+        }
+    }
+    let time = started.elapsed();
+    Ok((time, stdout.contents().to_vec()))
+}
+
+/// An error unless the two outputs are the same bytes.
+fn same(job: &str, what: &str, a: &[u8], b: &[u8]) -> Result<()> {
+    if a == b {
+        return Ok(());
+    }
+    let at = a
+        .iter()
+        .zip(b)
+        .position(|(x, y)| x != y)
+        .unwrap_or(a.len().min(b.len()));
+    Err(format!(
+        "{job}: the outputs of {what} differ ({} and {} bytes, first at byte {at})",
+        a.len(),
+        b.len()
+    )
+    .into())
+}
+
+/// A task's input in a folder of its own, as on a donor.
+fn task_input(work: &Path, folder: &str, name: &str, text: &str) -> Result<PathBuf> {
+    let dir = work.join(folder);
+    std::fs::create_dir(&dir)?;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("{text}\n"))?;
+    Ok(path)
 }
 
 async fn run(sandbox: &Sandbox, program: &Program, input: &Path, limits: Limits) -> Result<Run> {
@@ -233,15 +432,6 @@ fn list(times: &[Duration]) -> String {
     times
         .iter()
         .map(|t| format!("{:.3}", t.as_secs_f64()))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// The output's lines on one line.
-fn summary(output: &[u8]) -> String {
-    String::from_utf8_lossy(output)
-        .lines()
-        .skip(1)
         .collect::<Vec<_>>()
         .join(", ")
 }

@@ -122,6 +122,61 @@ fn word_frequencies(text: &[u8], top: usize) -> String {
         .collect()
 }
 
+/// The image `mandelbrot` draws for `WIDTH HEIGHT MAX_ITER [X0 Y0 X1 Y1]`, as a binary PGM: each
+/// pixel's centre iterated `z = z^2 + c` from 0 until `|z|^2 > 4` or `MAX_ITER` steps, black if
+/// it never escaped, else `255 * sqrt(sqrt(steps / MAX_ITER))` rounded down. The same f64
+/// operations in the same order, each correctly rounded, so the same bytes as the job's.
+fn mandelbrot_pgm(text: &str) -> Vec<u8> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let width: u32 = words[0].parse().expect("WIDTH");
+    let height: u32 = words[1].parse().expect("HEIGHT");
+    let max_iter: u32 = words[2].parse().expect("MAX_ITER");
+    let view: Vec<f64> = match words[3..] {
+        [] => vec![-2.0, -1.5, 1.0, 1.5],
+        _ => words[3..]
+            .iter()
+            .map(|w| w.parse().expect("a number"))
+            .collect(),
+    };
+    let [x0, y0, x1, y1] = view[..] else {
+        panic!("not a view: {text:?}")
+    };
+    let (dx, dy) = ((x1 - x0) / width as f64, (y1 - y0) / height as f64);
+    let mut pgm = format!("P5\n{width} {height}\n255\n").into_bytes();
+    for row in 0..height {
+        let ci = y1 - (row as f64 + 0.5) * dy;
+        for column in 0..width {
+            let cr = x0 + (column as f64 + 0.5) * dx;
+            let (mut zr, mut zi) = (0.0f64, 0.0f64);
+            let steps = (0..max_iter)
+                .find(|_| {
+                    let (rr, ii) = (zr * zr, zi * zi);
+                    if rr + ii > 4.0 {
+                        return true;
+                    }
+                    zi = 2.0 * zr * zi + ci;
+                    zr = rr - ii + cr;
+                    false
+                })
+                .unwrap_or(max_iter);
+            pgm.push(if steps == max_iter {
+                0
+            } else {
+                (255.0 * (steps as f64 / max_iter as f64).sqrt().sqrt()) as u8
+            });
+        }
+    }
+    pgm
+}
+
+/// An input of our own, in a folder of its own.
+fn input_text(name: &str, text: &str) -> Input {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).expect("input");
+    Input { _dir: dir, path }
+}
+
 #[tokio::test]
 async fn primes_counts_the_primes_of_each_sample_range() {
     let sandbox = Sandbox::new(None).expect("sandbox");
@@ -142,13 +197,70 @@ async fn primes_counts_the_primes_of_each_sample_range() {
 #[tokio::test]
 async fn primes_refuses_a_malformed_range() {
     let sandbox = Sandbox::new(None).expect("sandbox");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("bad.txt");
-    std::fs::write(&path, "ten twenty").expect("input");
-    let input = Input { _dir: dir, path };
+    let input = input_text("bad.txt", "ten twenty");
     let run = run(&sandbox, "primes", &input, &[]).await;
     assert_eq!(run.outcome, Outcome::Exit(2));
     assert!(run.output.is_empty());
+}
+
+#[tokio::test]
+async fn mandelbrot_draws_the_same_image_as_the_test() {
+    let sandbox = Sandbox::new(None).expect("sandbox");
+    for (text, width, height) in [
+        ("64 48 200\n", 64, 48),
+        ("90 70 300 -0.76 0.095 -0.73 0.1175\n", 90, 70),
+        ("33 1 50 -2 -0.01 0.5 0.01", 33, 1),
+    ] {
+        let input = input_text("view.txt", text);
+        let run = run(&sandbox, "mandelbrot", &input, &[]).await;
+        assert_eq!(run.outcome, Outcome::Success, "{text:?}");
+        let header = format!("P5\n{width} {height}\n255\n");
+        assert!(run.output.starts_with(header.as_bytes()), "{text:?}");
+        assert_eq!(run.output.len(), header.len() + width * height, "{text:?}");
+        let expected = mandelbrot_pgm(text);
+        assert!(run.output == expected, "{text:?}: the images differ");
+    }
+    // Not a blank image: both the set (black) and a range of greys around it.
+    let image = &mandelbrot_pgm("64 48 200")["P5\n64 48\n255\n".len()..];
+    assert!(image.contains(&0));
+    let greys: std::collections::BTreeSet<u8> = image.iter().copied().collect();
+    assert!(greys.len() > 20, "{} greys", greys.len());
+}
+
+#[tokio::test]
+async fn mandelbrot_draws_each_sample_view() {
+    let sandbox = Sandbox::new(None).expect("sandbox");
+    for name in [
+        "mandel-1.txt",
+        "mandel-2.txt",
+        "mandel-3.txt",
+        "mandel-4.txt",
+    ] {
+        let input = input(name);
+        let run = run(&sandbox, "mandelbrot", &input, &[]).await;
+        assert_eq!(run.outcome, Outcome::Success, "{name}");
+        let expected = mandelbrot_pgm(&String::from_utf8_lossy(&read(&input.path)));
+        assert!(run.output == expected, "{name}: the images differ");
+    }
+}
+
+#[tokio::test]
+async fn mandelbrot_refuses_a_malformed_input() {
+    let sandbox = Sandbox::new(None).expect("sandbox");
+    for text in [
+        "",
+        "64 48",
+        "0 48 100",
+        "64 48 100 -2 -1.5 1",
+        "64 48 100 1 -1.5 -2 1.5",
+        "64 48 100 -2 -1.5 1 inf",
+        "100000 100000 10",
+    ] {
+        let input = input_text("bad.txt", text);
+        let run = run(&sandbox, "mandelbrot", &input, &[]).await;
+        assert_eq!(run.outcome, Outcome::Exit(2), "{text:?}");
+        assert!(run.output.is_empty(), "{text:?}");
+    }
 }
 
 #[tokio::test]
@@ -197,6 +309,7 @@ async fn runs_of_the_same_task_agree_bit_for_bit() {
     let second = Sandbox::new(None).expect("sandbox");
     for (job, name, args) in [
         ("primes", "range-3.txt", &[][..]),
+        ("mandelbrot", "mandel-2.txt", &[][..]),
         ("wordfreq", "harbour.txt", &["--top", "0"][..]),
         ("wordfreq", "ledger.txt", &["--top", "0", "--from-file"][..]),
     ] {
