@@ -3,6 +3,7 @@
 
 mod admin;
 mod backup;
+mod compute;
 mod resilience;
 mod storage;
 

@@ -7,10 +7,12 @@
 //! devices entrust to this one, inside a hidden directory whose space is reserved up front; and
 //! [`credentials`] keeps the device's credential and the subscriber's session in the OS keyring or,
 //! where there is none, in a private file. [`client`] speaks
-//! the hub's API, and [`worker`] runs the heartbeats and carries out the hub's instructions.
+//! the hub's API, and [`worker`] runs the heartbeats and carries out the hub's instructions,
+//! among them the compute tasks that [`compute`] runs in the sandbox.
 
 pub mod backup;
 pub mod client;
+pub mod compute;
 pub mod credentials;
 pub mod probe;
 pub mod settings;

@@ -46,7 +46,8 @@ impl From<DiskSpace> for DiskReport {
 pub struct Sample {
     /// Logical cores.
     pub cores: u32,
-    /// CPU used by all programs (donated work included), as a percentage of all cores (0-100).
+    /// CPU used by other programs than this one (donated work runs here), as a percentage of all
+    /// cores (0-100).
     pub busy_percent: f32,
     pub memory: MemoryReport,
     pub user: UserActivity,
@@ -88,11 +89,21 @@ pub trait Probe: Send {
     /// ancestor when it does not exist yet). Never fails: what cannot be read is reported as
     /// unknown or, for the disk, as full.
     fn sample(&mut self, vault_dir: &Path) -> Sample;
+
+    /// Only whether someone uses the machine: cheap enough to ask several times a second while
+    /// donated work runs.
+    fn user(&mut self) -> UserActivity {
+        self.sample(Path::new(".")).user
+    }
 }
 
 impl<P: Probe + ?Sized> Probe for Box<P> {
     fn sample(&mut self, vault_dir: &Path) -> Sample {
         (**self).sample(vault_dir)
+    }
+
+    fn user(&mut self) -> UserActivity {
+        (**self).user()
     }
 }
 
@@ -209,9 +220,20 @@ impl SystemProbe {
             std::thread::sleep(interval - elapsed);
         }
         self.system.refresh_cpu_usage();
+        // Donated work runs in this process: what it uses is not "other programs".
+        let own = sysinfo::get_current_pid().ok().and_then(|pid| {
+            self.system.refresh_processes_specifics(
+                sysinfo::ProcessesToUpdate::Some(&[pid]),
+                false,
+                sysinfo::ProcessRefreshKind::nothing().with_cpu(),
+            );
+            self.system.process(pid).map(sysinfo::Process::cpu_usage)
+        });
         self.cpu_read_at = Instant::now();
         self.has_cpu_reading = true;
-        self.busy_percent = self.system.global_cpu_usage().clamp(0.0, 100.0);
+        let cores = self.cores().max(1) as f32;
+        let others = self.system.global_cpu_usage() - own.unwrap_or(0.0) / cores;
+        self.busy_percent = others.clamp(0.0, 100.0);
         self.busy_percent
     }
 
@@ -344,6 +366,10 @@ impl Probe for SystemProbe {
             on_battery: self.on_battery(),
             disk: self.disk(vault_dir),
         }
+    }
+
+    fn user(&mut self) -> UserActivity {
+        self.user_activity()
     }
 }
 
@@ -659,6 +685,13 @@ impl<P: Probe> Probe for OverrideProbe<P> {
             overrides.apply(&mut sample);
         }
         sample
+    }
+
+    fn user(&mut self) -> UserActivity {
+        match self.file.read().and_then(|overrides| overrides.user) {
+            Some(user) => user,
+            None => self.inner.user(),
+        }
     }
 }
 

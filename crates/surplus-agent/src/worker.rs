@@ -68,6 +68,17 @@ pub struct AgentState {
     pub spare: Option<Spare>,
     pub vault: Option<VaultReport>,
     pub instructions_done: u64,
+    /// Compute tasks this device ran to an end, and how many run now.
+    #[serde(default)]
+    pub tasks_done: u64,
+    #[serde(default)]
+    pub tasks_running: u32,
+    /// Why running tasks are paused, while they are.
+    #[serde(default)]
+    pub compute_held: Option<String>,
+    /// Tasks stopped in the sandbox by the pause right now.
+    #[serde(default)]
+    pub tasks_paused: u32,
     pub updated_at: UnixMillis,
 }
 
@@ -133,6 +144,10 @@ struct Shared {
     journal: Mutex<Journal>,
     /// Wakes the reporter for an immediate heartbeat.
     report_now: Notify,
+    /// Donated compute: the sandbox and the tasks running in it.
+    compute: crate::compute::Compute,
+    /// Whether the machine ran on battery at the latest full sample.
+    on_battery: Mutex<Option<bool>>,
 }
 
 impl Shared {
@@ -222,6 +237,10 @@ impl Shared {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .sample(&vault_dir);
+        *self
+            .on_battery
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = sample.on_battery;
         match self.sync_vault(&settings, sample.disk) {
             Ok(true) => tracing::warn!(
                 "the disk is filling: the vault's reservation shrank to keep the free-space floor"
@@ -351,6 +370,8 @@ impl Worker {
             state: Mutex::new(AgentState::load(data_dir).unwrap_or_default()),
             journal: Mutex::new(Journal::open(data_dir)),
             report_now: Notify::new(),
+            compute: crate::compute::Compute::new(data_dir),
+            on_battery: Mutex::new(None),
         });
         tracing::info!(device_id = %device.device_id, %hub, "agent starting");
         Ok(Worker {
@@ -376,13 +397,15 @@ impl Worker {
         let backups = tokio::spawn(backup_loop(
             self.shared.clone(),
             self.options.clone(),
-            stopped,
+            stopped.clone(),
         ));
+        let guard = tokio::spawn(compute_guard(self.shared.clone(), stopped));
         let outcome = tokio::select! {
             _ = shutdown.wait_for(|&down| down) => Ok(()),
             result = flatten(reporter) => result,
             result = flatten(executor) => result,
             result = flatten(backups) => result,
+            result = flatten(guard) => result,
         };
         let _ = stop.send(true);
         self.shared.update_state(|state| state.connected = false);
@@ -400,6 +423,63 @@ async fn flatten(
             path: PathBuf::new(),
             source: std::io::Error::other(error),
         }),
+    }
+}
+
+/// Pauses running tasks as soon as the machine is not free for them (the user is back, donation
+/// paused or consent withdrawn, on battery, outside the window) and resumes them when it is again.
+/// The user's activity is read every [`crate::compute::GUARD_INTERVAL`] while tasks run, so that a
+/// task is paused well within a second of the user's return.
+async fn compute_guard(
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), WorkerError> {
+    let mut tick = tokio::time::interval(crate::compute::GUARD_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|&s| s) => return Ok(()),
+            _ = tick.tick() => {}
+        }
+        if shared.compute.running() == 0 && !shared.compute.is_paused() {
+            continue;
+        }
+        let settings = shared.settings();
+        let user = shared
+            .probe
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .user();
+        let on_battery = *shared
+            .on_battery
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let held = crate::compute::hold_reason(
+            &settings,
+            user,
+            on_battery,
+            now_ms(),
+            crate::compute::local_minute(),
+        );
+        if shared.compute.set_paused(held.is_some()) {
+            match held {
+                Some(reason) => {
+                    tracing::info!(reason, tasks = shared.compute.running(), "compute paused")
+                }
+                None => tracing::info!(tasks = shared.compute.running(), "compute resumed"),
+            }
+            shared.update_state(|state| state.compute_held = held.map(str::to_owned));
+        }
+        let paused = u32::try_from(shared.compute.paused_tasks()).unwrap_or(u32::MAX);
+        if shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .tasks_paused
+            != paused
+        {
+            shared.update_state(|state| state.tasks_paused = paused);
+        }
     }
 }
 
@@ -606,7 +686,9 @@ async fn report_loop(
                     }
                 }
                 let settings = shared.settings();
-                let user = shared.probe.lock().unwrap_or_else(PoisonError::into_inner).sample(&settings.vault_dir(&shared.data_dir)).user;
+                let sample = shared.probe.lock().unwrap_or_else(PoisonError::into_inner).sample(&settings.vault_dir(&shared.data_dir));
+                *shared.on_battery.lock().unwrap_or_else(PoisonError::into_inner) = sample.on_battery;
+                let user = sample.user;
                 let now_away = user_away(user, &settings);
                 if away.is_some_and(|was| was != now_away) {
                     tracing::info!(away = now_away, "user activity changed; reporting to the hub");
@@ -717,7 +799,28 @@ async fn execute_loop(
                 transfer_task.abort();
                 return Ok(());
             }
-            if matches!(
+            if matches!(instruction.kind, InstructionKind::RunTask { .. }) {
+                // Tasks run beside everything else, each on a thread of its own; one already
+                // running here is not started twice when the hub sends it again.
+                if in_flight
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(instruction.id)
+                {
+                    let shared = shared.clone();
+                    let in_flight = in_flight.clone();
+                    tokio::spawn(async move {
+                        let id = instruction.id;
+                        if let Err(error) = carry_out(&shared, instruction).await {
+                            tracing::warn!(%error, "a task's answer was refused");
+                        }
+                        in_flight
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .remove(&id);
+                    });
+                }
+            } else if matches!(
                 instruction.kind,
                 InstructionKind::StoreBlob { .. } | InstructionKind::UploadBlob { .. }
             ) {
@@ -847,6 +950,53 @@ async fn execute(shared: &Arc<Shared>, instruction: &Instruction) -> Option<Inst
             })
         }
         InstructionKind::UploadBlob { hash } => upload_blob(shared, hash).await,
+        InstructionKind::RunTask {
+            run,
+            module,
+            input,
+            args,
+            seed,
+            limits,
+        } => {
+            let settings = shared.settings();
+            if !settings.consent.compute {
+                return Some(failed(
+                    FailureCode::NoConsent,
+                    "the user has not consented to donate compute",
+                ));
+            }
+            if settings.pause.is_paused(now_ms()) {
+                return Some(failed(
+                    FailureCode::Paused,
+                    "donation is paused on this device",
+                ));
+            }
+            let order = crate::compute::TaskOrder {
+                run: *run,
+                module: module.clone(),
+                input: input.clone(),
+                args: args.clone(),
+                seed: *seed,
+                limits: *limits,
+                deadline: instruction.expires_at,
+            };
+            shared.update_state(|state| state.tasks_running += 1);
+            let result = shared
+                .compute
+                .run(&shared.client, &shared.token, order)
+                .await;
+            shared.update_state(|state| {
+                state.tasks_running = state.tasks_running.saturating_sub(1);
+                if matches!(result, Some(InstructionResult::Ran { .. })) {
+                    state.tasks_done += 1;
+                }
+            });
+            result
+        }
+        InstructionKind::CancelTask { run } => {
+            shared.compute.cancel(*run);
+            Some(InstructionResult::Cancelled { run: *run })
+        }
         InstructionKind::Unsupported => Some(failed(
             FailureCode::Unsupported,
             "this agent does not know that instruction; update it",

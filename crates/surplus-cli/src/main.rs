@@ -19,6 +19,7 @@ use surplus_agent::worker::{AgentState, Worker, WorkerOptions};
 use surplus_backup::repo::Repository;
 use surplus_protocol::{Credentials, PauseState, UnixMillis};
 
+mod compute;
 mod progress;
 
 #[derive(Debug, Parser)]
@@ -97,6 +98,9 @@ enum Command {
     /// Choose the folders to back up, or back them up now.
     #[command(subcommand)]
     Backup(BackupCommand),
+    /// Run WebAssembly jobs on other subscribers' idle machines.
+    #[command(subcommand)]
+    Compute(compute::ComputeCommand),
     /// List the snapshots: when, what, and whether every shard is on its holders.
     Snapshots {
         #[arg(long)]
@@ -488,6 +492,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Blob(command) => blob(&context, command).await,
         Command::Backup(command) => backup(&context, command).await,
+        Command::Compute(command) => compute::compute(&context, command).await,
         Command::Snapshots { json } => snapshots(&context, json).await,
         Command::Ls {
             snapshot,
@@ -545,6 +550,11 @@ fn on(value: bool) -> &'static str {
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
+}
+
+/// A time for a listing: RFC 3339 to the second.
+fn when(at: UnixMillis) -> String {
+    time(Some(at))
 }
 
 fn time(at: Option<UnixMillis>) -> String {
@@ -758,6 +768,8 @@ struct StatusView {
     agent_running: bool,
     /// How backups are spread, as the hub sees it (absent when it cannot be asked).
     backup: Option<surplus_protocol::BackupPlan>,
+    /// Compute credit, earned and spent (absent when the hub cannot be asked).
+    credits: Option<surplus_protocol::Credits>,
 }
 
 async fn status(context: &Local, json: bool) -> anyhow::Result<()> {
@@ -773,14 +785,15 @@ async fn status(context: &Local, json: bool) -> anyhow::Result<()> {
             Err(surplus_agent::worker::WorkerError::AlreadyRunning(_))
         );
     let agent = AgentState::load(&context.data_dir);
-    let backup = match (context.client(), context.any_token()) {
+    let (backup, credits) = match (context.client(), context.any_token()) {
         (Ok(client), Ok(token)) => {
-            tokio::time::timeout(Duration::from_secs(5), client.backup_plan(&token))
-                .await
-                .ok()
-                .and_then(Result::ok)
+            let ask = async { tokio::join!(client.backup_plan(&token), client.credits(&token)) };
+            match tokio::time::timeout(Duration::from_secs(5), ask).await {
+                Ok((backup, credits)) => (backup.ok(), credits.ok()),
+                Err(_) => (None, None),
+            }
         }
-        _ => None,
+        _ => (None, None),
     };
     let view = StatusView {
         data_dir: context.data_dir.clone(),
@@ -804,6 +817,7 @@ async fn status(context: &Local, json: bool) -> anyhow::Result<()> {
         agent,
         agent_running,
         backup,
+        credits,
     };
     if json {
         return print_json(&view);
@@ -883,6 +897,15 @@ async fn status(context: &Local, json: bool) -> anyhow::Result<()> {
             println!("hub sees:     storage {storage}; compute {compute}");
         }
         println!("instructions: {} carried out", state.instructions_done);
+        let held = state
+            .compute_held
+            .as_deref()
+            .map(|reason| format!(", paused: {reason}"))
+            .unwrap_or_default();
+        println!(
+            "tasks:        {} run here, {} running now{held}",
+            state.tasks_done, state.tasks_running
+        );
         if let Some((at, snapshot)) = &state.last_backup {
             println!("last backup:  snapshot {snapshot} at {}", time(Some(*at)));
         }
@@ -908,6 +931,12 @@ async fn status(context: &Local, json: bool) -> anyhow::Result<()> {
             println!("backups:      the hub cannot be asked now")
         }
         None => {}
+    }
+    if let Some(credits) = &view.credits {
+        println!(
+            "credit:       {:.1} core-seconds ({:.1} earned by {} validated run(s), {:.1} spent, {:.1} granted)",
+            credits.balance, credits.earned, credits.runs_done, credits.spent, credits.granted
+        );
     }
     Ok(())
 }

@@ -2,7 +2,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::{BlobHash, BlobRef, JobInput, StatusReport, TaskLimits, TaskOutcome, UnixMillis, VaultReport};
+use crate::{
+    BlobHash, BlobRef, JobInput, StatusReport, TaskLimits, TaskOutcome, UnixMillis, VaultReport,
+};
 
 /// One unit of work the hub asks a device to do.
 ///

@@ -1,0 +1,490 @@
+//! Donated compute on the device: the tasks the hub sends, run in the sandbox while the machine
+//! is idle.
+//!
+//! A `run_task` fetches its module (kept under `<data-dir>/compute/modules`, by hash) and its
+//! input from the hub, runs in [`surplus_sandbox`] on a thread of its own (so that a busy task
+//! never slows the worker's heartbeats and polls), uploads its output, and is answered with how it
+//! ended. All running tasks share one pause switch, which [`hold_reason`] drives: when the user
+//! comes back (or pauses donation, withdraws consent, unplugs the charger, leaves the schedule
+//! window) every task is paused at its next epoch tick, and resumes where it stopped once the
+//! machine is free again. A task that stays paused past its deadline is abandoned; the hub has
+//! sent it elsewhere by then.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use surplus_protocol::{
+    BlobRef, FailureCode, InstructionResult, JobInput, TaskLimits, TaskOutcome, UnixMillis,
+    UserActivity,
+};
+use surplus_sandbox::{Limits, Outcome, Sandbox, Task};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::client::HubClient;
+use crate::settings::Settings;
+
+/// Set (to anything but empty) only by tests: outputs are corrupted before upload, to play a
+/// dishonest donor that validation must outvote.
+pub const CORRUPT_OUTPUTS_ENV: &str = "SURPLUS_TEST_CORRUPT_OUTPUTS";
+
+/// How often the user's activity is looked at while tasks run.
+pub const GUARD_INTERVAL: Duration = Duration::from_millis(200);
+
+/// One task to run, as the `run_task` instruction gave it.
+#[derive(Debug, Clone)]
+pub struct TaskOrder {
+    pub run: Uuid,
+    pub module: BlobRef,
+    pub input: JobInput,
+    pub args: Vec<String>,
+    pub seed: u64,
+    pub limits: TaskLimits,
+    pub deadline: UnixMillis,
+}
+
+/// The device's compute: the sandbox (made on first use), the pause switch, and the runs.
+pub struct Compute {
+    dir: PathBuf,
+    sandbox: Mutex<Option<Arc<Sandbox>>>,
+    pause: watch::Sender<bool>,
+    cancels: Mutex<HashMap<Uuid, watch::Sender<bool>>>,
+    corrupt: bool,
+}
+
+impl std::fmt::Debug for Compute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compute")
+            .field("dir", &self.dir)
+            .field("running", &self.running())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the machine's compute is not free now, if it is not.
+pub fn hold_reason(
+    settings: &Settings,
+    user: UserActivity,
+    on_battery: Option<bool>,
+    now: UnixMillis,
+    local_minute: u16,
+) -> Option<&'static str> {
+    if !settings.consent.compute {
+        return Some("compute consent withdrawn");
+    }
+    if settings.pause.is_paused(now) {
+        return Some("donation paused");
+    }
+    match user {
+        UserActivity::None => {}
+        UserActivity::Unknown => return Some("the user's idle time cannot be read"),
+        UserActivity::Idle { idle_seconds } => {
+            if idle_seconds < u64::from(settings.compute.idle_minutes) * 60 {
+                return Some("the user is back");
+            }
+        }
+    }
+    if on_battery == Some(true) && !settings.compute.on_battery {
+        return Some("on battery");
+    }
+    if let Some(window) = settings.compute.window
+        && !window.contains(local_minute)
+    {
+        return Some("outside the schedule window");
+    }
+    None
+}
+
+/// Minutes after local midnight, now.
+pub fn local_minute() -> u16 {
+    use chrono::Timelike;
+    let now = chrono::Local::now();
+    u16::try_from(now.hour() * 60 + now.minute()).unwrap_or(0)
+}
+
+impl Compute {
+    pub fn new(data_dir: &Path) -> Compute {
+        let corrupt = std::env::var_os(CORRUPT_OUTPUTS_ENV).is_some_and(|v| !v.is_empty());
+        if corrupt {
+            tracing::warn!("{CORRUPT_OUTPUTS_ENV} is set: this agent corrupts its task outputs");
+        }
+        Compute {
+            dir: data_dir.join("compute"),
+            sandbox: Mutex::new(None),
+            pause: watch::Sender::new(false),
+            cancels: Mutex::new(HashMap::new()),
+            corrupt,
+        }
+    }
+
+    /// The sandbox, made on first use (its engine and ticker cost nothing until a task comes).
+    pub fn sandbox(&self) -> Result<Arc<Sandbox>, surplus_sandbox::SandboxError> {
+        let mut slot = self.sandbox.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(sandbox) = slot.as_ref() {
+            return Ok(sandbox.clone());
+        }
+        let sandbox = Arc::new(Sandbox::new(Some(&self.dir.join("cache")))?);
+        *slot = Some(sandbox.clone());
+        Ok(sandbox)
+    }
+
+    /// How many tasks run (or are paused) now.
+    pub fn running(&self) -> usize {
+        self.cancels
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// How many tasks are paused right now (stopped at an epoch tick).
+    pub fn paused_tasks(&self) -> usize {
+        self.sandbox
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map_or(0, |s| s.paused_tasks())
+    }
+
+    /// Pauses or resumes every task. Returns whether that changed anything.
+    pub fn set_paused(&self, paused: bool) -> bool {
+        self.pause.send_if_modified(|current| {
+            let changed = *current != paused;
+            *current = paused;
+            changed
+        })
+    }
+
+    pub fn is_paused(&self) -> bool {
+        *self.pause.borrow()
+    }
+
+    /// Stops a run. Returns whether it was running here.
+    pub fn cancel(&self, run: Uuid) -> bool {
+        match self
+            .cancels
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&run)
+        {
+            Some(cancel) => {
+                let _ = cancel.send(true);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Runs one task to its end and answers the instruction. `None` means a passing fault (the
+    /// hub unreachable for a file or the output): the hub sends the task again.
+    pub async fn run(
+        &self,
+        client: &HubClient,
+        token: &str,
+        order: TaskOrder,
+    ) -> Option<InstructionResult> {
+        let (cancel, cancelled) = watch::channel(false);
+        self.cancels
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(order.run, cancel);
+        let work = self.dir.join("runs").join(order.run.simple().to_string());
+        let result = self.run_in(client, token, &order, &work, cancelled).await;
+        self.cancels
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&order.run);
+        if let Err(error) = std::fs::remove_dir_all(&work)
+            && error.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(%error, dir = %work.display(), "removing a finished task's files");
+        }
+        result
+    }
+
+    async fn run_in(
+        &self,
+        client: &HubClient,
+        token: &str,
+        order: &TaskOrder,
+        work: &Path,
+        cancelled: watch::Receiver<bool>,
+    ) -> Option<InstructionResult> {
+        let module = match self.module(client, token, &order.module).await {
+            Ok(bytes) => bytes,
+            Err(fault) => return fault,
+        };
+        let input_dir = work.join("input");
+        let input = input_dir.join(&order.input.name);
+        match fetch(client, token, &order.input.hash).await {
+            Ok(bytes) => {
+                if let Err(error) =
+                    std::fs::create_dir_all(&input_dir).and_then(|()| std::fs::write(&input, bytes))
+                {
+                    return Some(failed(
+                        FailureCode::Io,
+                        format!("writing the input: {error}"),
+                    ));
+                }
+            }
+            Err(fault) => return fault,
+        }
+        let sandbox = match self.sandbox() {
+            Ok(sandbox) => sandbox,
+            Err(error) => return Some(failed(FailureCode::Io, error.to_string())),
+        };
+        let program = match sandbox.program(&module) {
+            Ok(program) => program,
+            // The module is the job's fault: the run failed, and so will every other.
+            Err(error) => return Some(ran(order.run, trap(error.to_string()), None, 0)),
+        };
+        let task = Task {
+            input,
+            args: order.args.clone(),
+            seed: order.seed,
+        };
+        let limits = Limits {
+            memory_bytes: usize::try_from(order.limits.memory_bytes).unwrap_or(usize::MAX),
+            timeout: Duration::from_millis(order.limits.timeout_ms),
+            output_bytes: usize::try_from(order.limits.output_bytes).unwrap_or(usize::MAX),
+        };
+        let until_deadline = Duration::from_millis(
+            u64::try_from(order.deadline - crate::worker::now_ms()).unwrap_or(0),
+        );
+        let paused = self.pause.subscribe();
+        let (done, finished) = tokio::sync::oneshot::channel();
+        let spawned = std::thread::Builder::new()
+            .name(format!(
+                "surplus-task-{}",
+                &order.run.simple().to_string()[..8]
+            ))
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
+                let ended = match runtime {
+                    Ok(runtime) => runtime.block_on(async move {
+                        let mut cancelled = cancelled;
+                        tokio::select! {
+                            run = sandbox.run(&program, &task, limits, paused) => Ended::Ran(run),
+                            _ = cancelled.wait_for(|c| *c) => Ended::Cancelled,
+                            () = tokio::time::sleep(until_deadline) => Ended::Deadline,
+                        }
+                    }),
+                    Err(error) => Ended::Ran(Err(surplus_sandbox::SandboxError::Engine(
+                        error.to_string(),
+                    ))),
+                };
+                let _ = done.send(ended);
+            });
+        if let Err(error) = spawned {
+            return Some(failed(
+                FailureCode::Io,
+                format!("starting a task thread: {error}"),
+            ));
+        }
+        let run = match finished.await {
+            Ok(Ended::Ran(Ok(run))) => run,
+            Ok(Ended::Ran(Err(error))) => {
+                return Some(failed(FailureCode::Io, error.to_string()));
+            }
+            Ok(Ended::Cancelled) => {
+                tracing::info!(run = %order.run, "task cancelled");
+                return Some(InstructionResult::Cancelled { run: order.run });
+            }
+            Ok(Ended::Deadline) | Err(_) => {
+                return Some(failed(
+                    FailureCode::Expired,
+                    "the task's deadline passed before it finished",
+                ));
+            }
+        };
+        let running_ms = u64::try_from(run.running.as_millis()).unwrap_or(u64::MAX);
+        let outcome = outcome(run.outcome);
+        tracing::info!(run = %order.run, outcome = %outcome.describe(), running_ms, "task ran");
+        if outcome != TaskOutcome::Success {
+            return Some(ran(order.run, outcome, None, running_ms));
+        }
+        let mut output = run.output;
+        if self.corrupt {
+            output.push(b'!');
+        }
+        let mut backoff = Duration::from_millis(200);
+        for attempt in 1..=5 {
+            match client.upload_output(token, order.run, output.clone()).await {
+                Ok(blob) => return Some(ran(order.run, outcome, Some(blob), running_ms)),
+                // The hub no longer wants it (lost, cancelled): say so, it changes nothing.
+                Err(error) if error.code() == Some(surplus_protocol::ErrorCode::NotFound) => {
+                    return Some(failed(FailureCode::Expired, error.to_string()));
+                }
+                Err(error) if attempt < 5 && error.retryable() => {
+                    tracing::warn!(%error, "uploading a task's output; trying again");
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "uploading a task's output failed");
+                    return None;
+                }
+            }
+        }
+        None
+    }
+
+    /// The module's bytes, from this device's copy or fetched (and kept) from the hub.
+    async fn module(
+        &self,
+        client: &HubClient,
+        token: &str,
+        module: &BlobRef,
+    ) -> Result<Vec<u8>, Option<InstructionResult>> {
+        let path = self
+            .dir
+            .join("modules")
+            .join(format!("{}.wasm", module.hash));
+        if let Ok(bytes) = std::fs::read(&path)
+            && blake3::hash(&bytes).to_hex().as_str() == module.hash
+        {
+            return Ok(bytes);
+        }
+        let bytes = fetch(client, token, &module.hash).await?;
+        if let Err(error) =
+            crate::atomic_file::write(&path, &bytes, crate::atomic_file::Visibility::Ordinary)
+        {
+            tracing::warn!(%error, "keeping a module on this device");
+        }
+        Ok(bytes)
+    }
+}
+
+/// How a task's thread ended.
+enum Ended {
+    Ran(Result<surplus_sandbox::Run, surplus_sandbox::SandboxError>),
+    Cancelled,
+    Deadline,
+}
+
+/// A job file from the hub's staging store, checked against its hash. The error is the answer to
+/// give: `None` for a passing fault, or a failure that sends the task elsewhere.
+async fn fetch(
+    client: &HubClient,
+    token: &str,
+    hash: &str,
+) -> Result<Vec<u8>, Option<InstructionResult>> {
+    match client.download_bytes(token, hash).await {
+        Ok(bytes) if blake3::hash(&bytes).to_hex().as_str() == hash => Ok(bytes),
+        Ok(_) => Err(Some(failed(
+            FailureCode::Corrupt,
+            format!("the job file {hash} did not match its hash"),
+        ))),
+        Err(error) if error.code() == Some(surplus_protocol::ErrorCode::NotFound) => {
+            Err(Some(failed(
+                FailureCode::NotFound,
+                format!("the hub no longer offers {hash}"),
+            )))
+        }
+        Err(error) if error.retryable() => Err(None),
+        Err(error) => Err(Some(failed(FailureCode::Io, error.to_string()))),
+    }
+}
+
+fn outcome(outcome: Outcome) -> TaskOutcome {
+    match outcome {
+        Outcome::Success => TaskOutcome::Success,
+        Outcome::Exit(code) => TaskOutcome::Exit { code },
+        Outcome::Trap(message) => trap(message),
+        Outcome::Timeout => TaskOutcome::Timeout,
+        Outcome::MemoryExceeded => TaskOutcome::MemoryExceeded,
+        Outcome::OutputTooLarge => TaskOutcome::OutputTooLarge,
+    }
+}
+
+/// A trap's message, kept short enough for the hub's records.
+fn trap(message: String) -> TaskOutcome {
+    let mut message = message;
+    if message.len() > 2000 {
+        let mut cut = 2000;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        message.truncate(cut);
+    }
+    TaskOutcome::Trap { message }
+}
+
+fn ran(
+    run: Uuid,
+    outcome: TaskOutcome,
+    output: Option<BlobRef>,
+    running_ms: u64,
+) -> InstructionResult {
+    InstructionResult::Ran {
+        run,
+        outcome,
+        output,
+        running_ms,
+    }
+}
+
+fn failed(code: FailureCode, message: impl Into<String>) -> InstructionResult {
+    InstructionResult::Failed {
+        code,
+        message: message.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use surplus_protocol::{PauseState, TimeWindow};
+
+    fn consenting() -> Settings {
+        let mut settings = Settings::default();
+        settings.consent.compute = true;
+        settings
+    }
+
+    const AWAY: UserActivity = UserActivity::Idle { idle_seconds: 3600 };
+
+    #[test]
+    fn compute_is_held_for_the_user_and_their_settings() {
+        let settings = consenting();
+        assert_eq!(hold_reason(&settings, AWAY, Some(false), 0, 600), None);
+        assert_eq!(
+            hold_reason(&settings, UserActivity::None, None, 0, 600),
+            None
+        );
+        let back = UserActivity::Idle { idle_seconds: 3 };
+        assert_eq!(
+            hold_reason(&settings, back, Some(false), 0, 600),
+            Some("the user is back")
+        );
+        assert!(hold_reason(&settings, UserActivity::Unknown, None, 0, 600).is_some());
+        assert_eq!(
+            hold_reason(&settings, AWAY, Some(true), 0, 600),
+            Some("on battery")
+        );
+        assert_eq!(
+            hold_reason(&Settings::default(), AWAY, None, 0, 600),
+            Some("compute consent withdrawn")
+        );
+        let mut paused = consenting();
+        paused.pause = PauseState::Until { until: 1000 };
+        assert_eq!(
+            hold_reason(&paused, AWAY, None, 999, 600),
+            Some("donation paused")
+        );
+        assert_eq!(hold_reason(&paused, AWAY, None, 1000, 600), None);
+        let mut night = consenting();
+        night.compute.window = Some(TimeWindow {
+            start_minute: 22 * 60,
+            end_minute: 6 * 60,
+        });
+        assert_eq!(hold_reason(&night, AWAY, None, 0, 23 * 60), None);
+        assert_eq!(
+            hold_reason(&night, AWAY, None, 0, 12 * 60),
+            Some("outside the schedule window")
+        );
+    }
+}

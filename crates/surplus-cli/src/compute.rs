@@ -1,0 +1,291 @@
+//! `surplus compute ...`: submit WebAssembly jobs, follow them, fetch their validated results.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use clap::Subcommand;
+use surplus_agent::settings::{self, Size};
+use surplus_protocol::{Job, JobInput, JobRequest, JobState, TaskState};
+
+use crate::{Local, print_json};
+
+#[derive(Debug, Subcommand)]
+pub enum ComputeCommand {
+    /// Submit a job: MODULE.wasm (a WASI preview 1 command) runs once per input, on other
+    /// subscribers' idle machines, until a quorum of identical outputs agrees.
+    Submit {
+        module: PathBuf,
+        /// An input file: each one is a task, which sees it on stdin and at /input/NAME.
+        #[arg(long = "input", required = true)]
+        inputs: Vec<PathBuf>,
+        /// An argument every task gets after its input's name (repeatable).
+        #[arg(long = "arg", allow_hyphen_values = true)]
+        args: Vec<String>,
+        /// How many identical outputs make a result (1-8).
+        #[arg(long, default_value_t = surplus_protocol::DEFAULT_REPLICAS)]
+        replicas: u32,
+        /// The most one run of a task may take while running, e.g. 10m or 90s.
+        #[arg(long, default_value = "10m", value_parser = settings::parse_duration)]
+        timeout: Duration,
+        /// The memory cap of each run, e.g. 512MiB.
+        #[arg(long, default_value = "512MiB", value_parser = settings::parse_size)]
+        memory: u64,
+        /// Let your own devices run its tasks too.
+        #[arg(long)]
+        own_devices: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A job's state and its tasks'.
+    Status {
+        job: uuid::Uuid,
+        /// Wait up to this long for the job to end, e.g. 5m.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        wait: Option<Duration>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write each validated output as DIR/<input file name>.out.
+    Results {
+        job: uuid::Uuid,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Cancel a job: tasks not done are dropped and donors stop them.
+    Cancel { job: uuid::Uuid },
+    /// Your jobs, newest first.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn compute(context: &Local, command: ComputeCommand) -> anyhow::Result<()> {
+    let client = context.client()?;
+    let token = context.any_token()?;
+    match command {
+        ComputeCommand::Submit {
+            module,
+            inputs,
+            args,
+            replicas,
+            timeout,
+            memory,
+            own_devices,
+            json,
+        } => {
+            let mut names = std::collections::HashSet::new();
+            for input in &inputs {
+                let name = input_name(input)?;
+                if !names.insert(name.clone()) {
+                    bail!(
+                        "two inputs are named {name:?}: results are written as NAME.out, so input names must differ"
+                    );
+                }
+            }
+            let wasm = std::fs::read(&module)
+                .with_context(|| format!("reading the module {}", module.display()))?;
+            if !wasm.starts_with(b"\0asm") {
+                bail!(
+                    "{} is not a WebAssembly module (build a WASI preview 1 command, e.g. --target wasm32-wasip1)",
+                    module.display()
+                );
+            }
+            let module = client
+                .upload_file(&token, &module, None)
+                .await
+                .with_context(|| format!("uploading {}", module.display()))?;
+            let mut staged = Vec::with_capacity(inputs.len());
+            for input in &inputs {
+                let blob = client
+                    .upload_file(&token, input, None)
+                    .await
+                    .with_context(|| format!("uploading {}", input.display()))?;
+                staged.push(JobInput {
+                    name: input_name(input)?,
+                    hash: blob.hash,
+                    size: blob.size,
+                });
+            }
+            let job = client
+                .submit_job(
+                    &token,
+                    &JobRequest {
+                        module,
+                        inputs: staged,
+                        args,
+                        replicas,
+                        timeout_seconds: timeout.as_secs().max(1),
+                        memory_bytes: memory,
+                        own_devices,
+                    },
+                )
+                .await?;
+            if json {
+                print_json(&serde_json::json!({
+                    "job": job.id, "state": job.state, "tasks": job.tasks.len(),
+                }))?;
+            } else {
+                println!(
+                    "job {} submitted: {} task(s), each needs {} matching output(s)",
+                    job.id,
+                    job.tasks.len(),
+                    job.replicas
+                );
+                println!("follow it with `surplus compute status {}`", job.id);
+            }
+            Ok(())
+        }
+        ComputeCommand::Status { job, wait, json } => {
+            let mut view = client.job(&token, job).await?;
+            if let Some(wait) = wait {
+                let deadline = tokio::time::Instant::now() + wait;
+                let mut pause = Duration::from_millis(200);
+                while !view.state.is_final() && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(pause.min(deadline - tokio::time::Instant::now())).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                    view = client.job(&token, job).await?;
+                }
+            }
+            if json {
+                print_json(&view)?;
+            } else {
+                print_job(&view);
+            }
+            if wait.is_some() && !view.state.is_final() {
+                bail!(
+                    "job {job} is still {} after {}",
+                    view.state.as_str(),
+                    humantime::format_duration(wait.unwrap_or_default())
+                );
+            }
+            Ok(())
+        }
+        ComputeCommand::Results { job, out } => {
+            let view = client.job(&token, job).await?;
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            let mut written = 0;
+            let mut missing = Vec::new();
+            for task in &view.tasks {
+                let Some(output) = &task.output else {
+                    missing.push(format!("{} ({})", task.input, task.state.as_str()));
+                    continue;
+                };
+                let path = out.join(format!("{}.out", task.input));
+                client
+                    .fetch_blob_to(&token, &output.hash, &path, Duration::from_secs(60))
+                    .await
+                    .with_context(|| format!("fetching the output of {}", task.input))?;
+                written += 1;
+            }
+            println!("{written} validated output(s) written to {}", out.display());
+            if !missing.is_empty() {
+                bail!(
+                    "{} task(s) have no validated output: {}",
+                    missing.len(),
+                    missing.join(", ")
+                );
+            }
+            Ok(())
+        }
+        ComputeCommand::Cancel { job } => {
+            let view = client.cancel_job(&token, job).await?;
+            println!(
+                "job {} cancelled: {} task(s) completed before, {} cancelled",
+                view.id, view.counts.completed, view.counts.cancelled
+            );
+            Ok(())
+        }
+        ComputeCommand::List { json } => {
+            let jobs = client.jobs(&token).await?;
+            if json {
+                return print_json(&jobs);
+            }
+            if jobs.is_empty() {
+                println!("no jobs yet: `surplus compute submit MODULE.wasm --input FILE`");
+            }
+            for job in &jobs {
+                println!(
+                    "{}  {:<9}  {} task(s): {} completed, {} failed  {:.1} core-s  {}",
+                    job.id,
+                    job.state.as_str(),
+                    total(job),
+                    job.counts.completed,
+                    job.counts.failed,
+                    job.core_seconds,
+                    crate::when(job.created_at)
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+/// An input's name as the task sees it: its file name.
+fn input_name(path: &Path) -> anyhow::Result<String> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| anyhow!("{} has no file name in UTF-8", path.display()))?
+        .to_owned();
+    if let Some(problem) = JobInput::name_problem(&name) {
+        bail!("{}: {problem}", path.display());
+    }
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("reading the input {}", path.display()))?;
+    if !meta.is_file() {
+        bail!("the input {} is not a file", path.display());
+    }
+    Ok(name)
+}
+
+fn total(job: &Job) -> u32 {
+    let c = job.counts;
+    c.queued + c.running + c.completed + c.failed + c.cancelled
+}
+
+fn print_job(job: &Job) {
+    let c = job.counts;
+    println!("job {}: {}", job.id, job.state.as_str());
+    println!(
+        "  {} task(s): {} completed, {} running, {} queued, {} failed, {} cancelled",
+        total(job),
+        c.completed,
+        c.running,
+        c.queued,
+        c.failed,
+        c.cancelled
+    );
+    println!(
+        "  {} matching output(s) per task, timeout {}s, memory {}, {:.1} core-seconds used",
+        job.replicas,
+        job.timeout_seconds,
+        Size(job.memory_bytes),
+        job.core_seconds
+    );
+    for task in &job.tasks {
+        let runs = task
+            .runs
+            .iter()
+            .map(|r| r.state.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let detail = match (&task.state, &task.error) {
+            (TaskState::Failed, Some(error)) => format!(": {error}"),
+            _ => String::new(),
+        };
+        println!(
+            "  {:<24} {:<9} runs: {}{detail}",
+            task.input,
+            task.state.as_str(),
+            if runs.is_empty() { "none yet" } else { &runs }
+        );
+    }
+    if job.state == JobState::Completed {
+        println!(
+            "fetch the results with `surplus compute results {} --out DIR`",
+            job.id
+        );
+    }
+}
