@@ -483,7 +483,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     a.subscriber,
                     a.device_name,
                     a.kind.as_str(),
-                    format_size(a.amount),
+                    match a.kind {
+                        surplus_protocol::ResourceKind::Storage => format_size(a.amount),
+                        surplus_protocol::ResourceKind::Compute => {
+                            format!("{:.3} core-s", a.amount as f64 / 1000.0)
+                        }
+                    },
                     a.state.as_str(),
                     a.purpose
                 );
@@ -934,7 +939,7 @@ async fn status(context: &Local, json: bool) -> anyhow::Result<()> {
     }
     if let Some(credits) = &view.credits {
         println!(
-            "credit:       {:.1} core-seconds ({:.1} earned by {} validated run(s), {:.1} spent, {:.1} granted)",
+            "credit:       {:.2} core-seconds ({:.2} earned by {} validated run(s), {:.2} spent, {:.1} granted)",
             credits.balance, credits.earned, credits.runs_done, credits.spent, credits.granted
         );
     }

@@ -335,7 +335,7 @@ async fn run_admin(hub: &Hub, command: AdminCommand, json: bool) -> Result<(), a
                     let amount = if a.kind == surplus_protocol::ResourceKind::Storage {
                         size(a.amount)
                     } else {
-                        format!("{} slots", a.amount)
+                        format!("{:.3} core-s", a.amount as f64 / 1000.0)
                     };
                     println!(
                         "{:<20} {:<24} {:<16} {:<8} {:>10} {:<10} {}",
