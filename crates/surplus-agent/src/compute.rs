@@ -300,7 +300,8 @@ impl Compute {
                 ));
             }
         };
-        let running_ms = u64::try_from(run.running.as_millis()).unwrap_or(u64::MAX);
+        // Any run used some time: a task of a few microseconds counts as a millisecond, never 0.
+        let running_ms = u64::try_from(run.running.as_micros().div_ceil(1000)).unwrap_or(u64::MAX);
         let outcome = outcome(run.outcome);
         tracing::info!(run = %order.run, outcome = %outcome.describe(), running_ms, "task ran");
         if outcome != TaskOutcome::Success {
@@ -349,6 +350,11 @@ impl Compute {
             return Ok(bytes);
         }
         let bytes = fetch(client, token, &module.hash).await?;
+        if let Some(dir) = path.parent()
+            && let Err(error) = std::fs::create_dir_all(dir)
+        {
+            tracing::warn!(%error, dir = %dir.display(), "making the modules folder");
+        }
         if let Err(error) =
             crate::atomic_file::write(&path, &bytes, crate::atomic_file::Visibility::Ordinary)
         {

@@ -48,8 +48,15 @@ pub async fn schedule(hub: &Hub) -> Result<usize, StoreError> {
         if candidates.iter().all(|c| c.free_slots == 0) {
             break;
         }
-        let Verdict::NeedRuns(needed) = validation::judge(task.quorum, &task.runs) else {
-            continue;
+        let needed = match validation::judge(task.quorum, &task.runs) {
+            Verdict::NeedRuns(needed) => needed,
+            Verdict::Waiting => continue,
+            // Decided but not recorded (the acknowledgement that should have failed midway):
+            // record it now.
+            Verdict::Agreed { .. } | Verdict::Failed(_) => {
+                review_task(hub, task.id).await?;
+                continue;
+            }
         };
         let mut devices: Vec<Uuid> = task.runs.iter().map(|r| r.device_id).collect();
         // A donor whose run is out or counted does not get a second vote.

@@ -543,6 +543,9 @@ impl Store {
                 .bind(task_id.to_string())
                 .execute(&mut *tx)
                 .await?;
+                // Devices' rows are updated in one order (by id) in every transaction, so that
+                // two settlements at once never wait on each other's locks.
+                let mut trust: Vec<(String, bool)> = Vec::new();
                 for run in valid {
                     let row = sqlx::query(
                         "UPDATE task_runs SET state = 'valid' WHERE id = $1 AND state = 'returned' \
@@ -572,13 +575,7 @@ impl Store {
                         .execute(&mut *tx)
                         .await?;
                     }
-                    sqlx::query(
-                        "UPDATE devices SET trust_streak = trust_streak + 1, results_valid = results_valid + 1 \
-                         WHERE id = $1",
-                    )
-                    .bind(device)
-                    .execute(&mut *tx)
-                    .await?;
+                    trust.push((device, true));
                 }
                 for run in invalid {
                     let row = sqlx::query(
@@ -589,13 +586,21 @@ impl Store {
                     .fetch_optional(&mut *tx)
                     .await?;
                     let Some(row) = row else { continue };
-                    sqlx::query(
+                    trust.push((row.try_get("device_id")?, false));
+                }
+                trust.sort();
+                for (device, valid) in trust {
+                    let statement = if valid {
+                        "UPDATE devices SET trust_streak = trust_streak + 1, results_valid = results_valid + 1 \
+                         WHERE id = $1"
+                    } else {
                         "UPDATE devices SET trust_streak = 0, results_invalid = results_invalid + 1 \
-                         WHERE id = $1",
-                    )
-                    .bind(row.try_get::<String, _>("device_id")?)
-                    .execute(&mut *tx)
-                    .await?;
+                         WHERE id = $1"
+                    };
+                    sqlx::query(statement)
+                        .bind(device)
+                        .execute(&mut *tx)
+                        .await?;
                 }
             }
             Settlement::Failed(reason) => {
