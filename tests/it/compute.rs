@@ -118,6 +118,9 @@ fn a_job_of_twenty_tasks_runs_on_two_other_subscribers_agents() {
         let done = wait_job(sam, &job, "completed", Duration::from_secs(180));
         let tasks = done["tasks"].as_array().expect("tasks");
         assert_eq!(tasks.len(), 20);
+        // Every task was validated; until a donor has ten valid results in a row (trust), by
+        // two donors; after that a trusted donor's result may be accepted alone.
+        let mut replicated = 0;
         for task in tasks {
             let valid = task["runs"]
                 .as_array()
@@ -125,8 +128,13 @@ fn a_job_of_twenty_tasks_runs_on_two_other_subscribers_agents() {
                 .iter()
                 .filter(|r| r["state"] == "valid")
                 .count();
-            assert!(valid >= 2, "each task agreed on by two donors: {task}");
+            assert!(valid >= 1, "each task validated: {task}");
+            replicated += usize::from(valid >= 2);
         }
+        assert!(
+            replicated >= 10,
+            "the first tasks agreed on by two donors: {replicated}"
+        );
         let out = cluster.dir.path().join("results");
         let sam = &cluster.agents[submitter];
         sam.ok(&[
@@ -172,7 +180,7 @@ fn a_job_of_twenty_tasks_runs_on_two_other_subscribers_agents() {
             "SELECT COUNT(*) FROM allocations WHERE kind = 'compute' AND state = 'released'",
         );
         assert!(
-            runs >= 40,
+            runs >= 20 + replicated as i64,
             "every run is a compute allocation in the ledger: {runs}"
         );
     });
