@@ -561,17 +561,7 @@ async fn upload_blob(
     body: Body,
 ) -> ApiResult<(StatusCode, Json<BlobRef>)> {
     check_hash(&hash)?;
-    let limit = hub.settings.max_blob_bytes;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .ok_or_else(|| ApiError::bad_request("a blob upload needs a Content-Length header"))?;
-    if declared > limit {
-        return Err(ApiError::too_large(format!(
-            "blobs may be at most {limit} bytes"
-        )));
-    }
+    let declared = declared_length(&headers, hub.settings.max_blob_bytes, "blobs")?;
     // A holder sending back what it keeps for someone (a restore, a move) stages it for its
     // owners; it does not become an owner.
     let returning = match caller.device_id() {
@@ -592,32 +582,7 @@ async fn upload_blob(
             ),
         ));
     }
-    // The body may not run past what it declared.
-    let size = match hub
-        .staging
-        .put(&hash, body.into_data_stream(), declared)
-        .await
-    {
-        Ok(size) => size,
-        Err(StagingError::TooLarge { limit }) => {
-            return Err(ApiError::too_large(format!(
-                "the body is longer than the {limit} bytes it declared"
-            )));
-        }
-        Err(StagingError::HashMismatch { actual }) => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::HashMismatch,
-                format!("the content hashes to {actual}, not {hash}"),
-            ));
-        }
-        Err(StagingError::Interrupted(reason)) => {
-            return Err(ApiError::bad_request(format!(
-                "the upload was cut short: {reason}"
-            )));
-        }
-        Err(other) => return Err(ApiError::internal(other)),
-    };
+    let size = stage(&hub, &hash, body, declared).await?;
     if returning {
         hub.store.set_blob_staged(&hash, true, now_ms()).await?;
     } else {
@@ -632,6 +597,45 @@ async fn upload_blob(
             .await?;
     }
     Ok((StatusCode::CREATED, Json(BlobRef { hash, size })))
+}
+
+/// The Content-Length an upload declares, at most `limit` bytes (`what` names the upload).
+pub(crate) fn declared_length(headers: &HeaderMap, limit: u64, what: &str) -> ApiResult<u64> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .ok_or_else(|| ApiError::bad_request("an upload needs a Content-Length header"))?;
+    if declared > limit {
+        return Err(ApiError::too_large(format!(
+            "{what} may be at most {limit} bytes"
+        )));
+    }
+    Ok(declared)
+}
+
+/// Streams an upload into staging under `hash`: the body may not run past what it declared,
+/// and must hash to its name. Returns its size.
+pub(crate) async fn stage(hub: &Hub, hash: &str, body: Body, declared: u64) -> ApiResult<u64> {
+    match hub
+        .staging
+        .put(hash, body.into_data_stream(), declared)
+        .await
+    {
+        Ok(size) => Ok(size),
+        Err(StagingError::TooLarge { limit }) => Err(ApiError::too_large(format!(
+            "the body is longer than the {limit} bytes it declared"
+        ))),
+        Err(StagingError::HashMismatch { actual }) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::HashMismatch,
+            format!("the content hashes to {actual}, not {hash}"),
+        )),
+        Err(StagingError::Interrupted(reason)) => Err(ApiError::bad_request(format!(
+            "the upload was cut short: {reason}"
+        ))),
+        Err(other) => Err(ApiError::internal(other)),
+    }
 }
 
 /// Asks for a blob back: if the hub no longer has it staged, its holders are told to upload it.

@@ -201,11 +201,11 @@ async fn output_staged(
     if output.size > cap {
         return Ok(false);
     }
-    let Some((submitter, _)) = hub.store.run_submitter(run).await? else {
+    let Some(owner) = hub.store.run_owner(run).await? else {
         return Ok(false);
     };
     Ok(matches!(
-        hub.store.owned_blob(&output.hash, submitter).await?,
+        hub.store.owned_blob(&output.hash, owner.submitter).await?,
         Some((size, true)) if size == output.size
     ))
 }
@@ -262,14 +262,13 @@ pub async fn review_task(hub: &Hub, task: Uuid) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Cancels a job: its runs on devices are told to stop, and its files leave staging.
+/// Cancels a job: its runs on devices are told to stop, and its files leave staging. False if
+/// the job is not the subscriber's or had already ended.
 pub async fn cancel_job(hub: &Hub, subscriber: Uuid, job: Uuid) -> Result<bool, StoreError> {
-    let now = now_ms();
-    let before = hub.store.job(subscriber, job).await?;
-    if before.state.is_final() {
+    let Some(started) = hub.store.cancel_job(subscriber, job, now_ms()).await? else {
         return Ok(false);
-    }
-    for (device, run) in hub.store.cancel_job(subscriber, job, now).await? {
+    };
+    for (device, run) in started {
         hub.instruct(device, InstructionKind::CancelTask { run })
             .await?;
     }
@@ -289,10 +288,10 @@ async fn release_job_files(hub: &Hub, job: Uuid) -> Result<(), StoreError> {
 
 /// Drops an output that is not a result (an invalid or late run's), unless it is one elsewhere.
 async fn drop_output(hub: &Hub, run: Uuid, hash: &str) -> Result<(), StoreError> {
-    let Some((submitter, _)) = hub.store.run_submitter(run).await? else {
+    let Some(owner) = hub.store.run_owner(run).await? else {
         return Ok(());
     };
-    if hub.store.release_output(submitter, hash).await?
+    if hub.store.release_output(owner.submitter, hash).await?
         && !hub.store.blob_still_needed_in_staging(hash).await?
     {
         crate::scheduler::unstage(hub, hash, now_ms()).await?;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post, put};
 use surplus_protocol::{
     BlobRef, Credits, ErrorCode, Job, JobInput, JobRequest, TASK_OUTPUT_BYTES, is_blob_hash,
@@ -19,7 +19,6 @@ use crate::auth::{Caller, DeviceCaller, require_active};
 use crate::error::{ApiError, ApiResult};
 use crate::hub::Hub;
 use crate::now_ms;
-use crate::staging::StagingError;
 use crate::store::StoreError;
 
 /// The most replicas a job may ask for.
@@ -277,47 +276,18 @@ pub(crate) async fn upload_output(
     body: Body,
 ) -> ApiResult<(StatusCode, Json<BlobRef>)> {
     check_hash(&hash)?;
-    let Some((submitter, cap)) = hub.store.run_for_output(device.device_id, run).await? else {
+    let owner = hub.store.run_owner(run).await?.filter(|owner| {
+        owner.device_id == device.device_id && owner.state == surplus_protocol::RunState::Assigned
+    });
+    let Some(owner) = owner else {
         return Err(ApiError::not_found(format!(
             "no run {run} is out on this device"
         )));
     };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .ok_or_else(|| ApiError::bad_request("an output upload needs a Content-Length header"))?;
+    let (submitter, cap) = (owner.submitter, owner.output_bytes);
     let cap = cap.min(hub.settings.max_blob_bytes);
-    if declared > cap {
-        return Err(ApiError::too_large(format!(
-            "a task's output may be at most {cap} bytes"
-        )));
-    }
-    let size = match hub
-        .staging
-        .put(&hash, body.into_data_stream(), declared)
-        .await
-    {
-        Ok(size) => size,
-        Err(StagingError::TooLarge { limit }) => {
-            return Err(ApiError::too_large(format!(
-                "the body is longer than the {limit} bytes it declared"
-            )));
-        }
-        Err(StagingError::HashMismatch { actual }) => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::HashMismatch,
-                format!("the content hashes to {actual}, not {hash}"),
-            ));
-        }
-        Err(StagingError::Interrupted(reason)) => {
-            return Err(ApiError::bad_request(format!(
-                "the upload was cut short: {reason}"
-            )));
-        }
-        Err(other) => return Err(ApiError::internal(other)),
-    };
+    let declared = super::declared_length(&headers, cap, "a task's output")?;
+    let size = super::stage(&hub, &hash, body, declared).await?;
     hub.store
         .record_blob(&hash, size, submitter, None, now_ms())
         .await?;

@@ -40,6 +40,15 @@ pub struct RunRow {
     pub running_ms: u64,
 }
 
+/// Whose a run is, for accepting its output and dropping outputs that are no result.
+#[derive(Debug, Clone, Copy)]
+pub struct RunOwner {
+    pub submitter: Uuid,
+    pub output_bytes: u64,
+    pub device_id: Uuid,
+    pub state: RunState,
+}
+
 /// A device that may take tasks now.
 #[derive(Debug, Clone)]
 pub struct ComputeCandidate {
@@ -205,13 +214,14 @@ impl Store {
     }
 
     /// Cancels a job: its unfinished tasks and their runs. Returns the runs a device may have
-    /// started, which it should be told to stop.
+    /// started, which it should be told to stop; `None` if the job is not the subscriber's or had
+    /// already ended.
     pub async fn cancel_job(
         &self,
         subscriber_id: Uuid,
         job_id: Uuid,
         now: UnixMillis,
-    ) -> Result<Vec<Cancelled>> {
+    ) -> Result<Option<Vec<Cancelled>>> {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE jobs SET state = 'cancelled', finished_at = $1 WHERE id = $2 AND subscriber_id = $3 \
@@ -223,8 +233,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
-            // Not theirs, or it had already ended: the caller tells which from `job`.
-            return Ok(Vec::new());
+            return Ok(None);
         }
         sqlx::query(
             "UPDATE tasks SET state = 'cancelled', finished_at = $1 WHERE job_id = $2 \
@@ -250,7 +259,7 @@ impl Store {
             }
         }
         tx.commit().await?;
-        Ok(started)
+        Ok(Some(started))
     }
 
     /// Runs whose device went away (not heard from since `online_since`, or revoked) or whose
@@ -351,8 +360,25 @@ impl Store {
                     memory_bytes: to_u64(row.try_get("memory_bytes")?),
                     output_bytes: to_u64(row.try_get("output_bytes")?),
                 },
-                runs: self.task_runs(id).await?,
+                runs: Vec::new(),
             });
+        }
+        // The runs of all those tasks in one query, not one per task: this runs every tick.
+        let runs = sqlx::query(
+            "SELECT r.id, r.task_id, r.device_id, r.donor_id, r.state, r.output_hash, r.output_size, \
+             r.running_ms FROM task_runs r JOIN tasks t ON t.id = r.task_id JOIN jobs j ON j.id = t.job_id \
+             WHERE t.state IN ('queued', 'running') AND j.state IN ('queued', 'running') \
+             ORDER BY r.created_at, r.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut by_task: HashMap<Uuid, Vec<RunRow>> = HashMap::new();
+        for row in &runs {
+            let task = parse_uuid(&row.try_get::<String, _>("task_id")?)?;
+            by_task.entry(task).or_default().push(run_from_row(row)?);
+        }
+        for task in &mut tasks {
+            task.runs = by_task.remove(&task.id).unwrap_or_default();
         }
         Ok(tasks)
     }
@@ -736,39 +762,22 @@ impl Store {
         Ok(row.is_some())
     }
 
-    /// The submitter and output cap of a run this device has now, for accepting its output.
-    pub async fn run_for_output(&self, device_id: Uuid, run: Uuid) -> Result<Option<(Uuid, u64)>> {
+    /// Whose a run is: its job's submitter and output cap, and the device and state of the run.
+    pub async fn run_owner(&self, run: Uuid) -> Result<Option<RunOwner>> {
         let row = sqlx::query(
-            "SELECT j.subscriber_id, j.output_bytes FROM task_runs r JOIN tasks t ON t.id = r.task_id \
-             JOIN jobs j ON j.id = t.job_id WHERE r.id = $1 AND r.device_id = $2 AND r.state = 'assigned'",
-        )
-        .bind(run.to_string())
-        .bind(device_id.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|row| {
-            Ok((
-                parse_uuid(&row.try_get::<String, _>("subscriber_id")?)?,
-                to_u64(row.try_get("output_bytes")?),
-            ))
-        })
-        .transpose()
-    }
-
-    /// The submitter of a run's job and the job's output cap.
-    pub async fn run_submitter(&self, run: Uuid) -> Result<Option<(Uuid, u64)>> {
-        let row = sqlx::query(
-            "SELECT j.subscriber_id, j.output_bytes FROM task_runs r JOIN tasks t ON t.id = r.task_id \
-             JOIN jobs j ON j.id = t.job_id WHERE r.id = $1",
+            "SELECT j.subscriber_id, j.output_bytes, r.device_id, r.state FROM task_runs r \
+             JOIN tasks t ON t.id = r.task_id JOIN jobs j ON j.id = t.job_id WHERE r.id = $1",
         )
         .bind(run.to_string())
         .fetch_optional(&self.pool)
         .await?;
         row.map(|row| {
-            Ok((
-                parse_uuid(&row.try_get::<String, _>("subscriber_id")?)?,
-                to_u64(row.try_get("output_bytes")?),
-            ))
+            Ok(RunOwner {
+                submitter: parse_uuid(&row.try_get::<String, _>("subscriber_id")?)?,
+                output_bytes: to_u64(row.try_get("output_bytes")?),
+                device_id: parse_uuid(&row.try_get::<String, _>("device_id")?)?,
+                state: parse_run_state(&row.try_get::<String, _>("state")?)?,
+            })
         })
         .transpose()
     }
