@@ -8,11 +8,13 @@
 //! [`credentials`] keeps the device's credential and the subscriber's session in the OS keyring or,
 //! where there is none, in a private file. [`client`] speaks
 //! the hub's API, and [`worker`] runs the heartbeats and carries out the hub's instructions,
-//! among them the compute tasks that [`compute`] runs in the sandbox.
+//! among them the compute tasks that [`compute`] runs in the sandbox. [`control`] is what the
+//! front ends (the `surplus` command and the tray app) ask of all this.
 
 pub mod backup;
 pub mod client;
 pub mod compute;
+pub mod control;
 pub mod credentials;
 pub mod probe;
 pub mod settings;

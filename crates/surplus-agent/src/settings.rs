@@ -36,6 +36,8 @@ pub const SETTINGS_FILE: &str = "settings.toml";
 /// The name of the vault directory inside the data directory when the user chose no other place.
 /// The leading dot hides it on Unix.
 pub const DEFAULT_VAULT_DIR: &str = ".vault";
+/// The vault's folder when the user puts it on another disk (`surplus quota --path DIR`).
+pub const VAULT_DIR_NAME: &str = ".surplus-vault";
 
 /// The longest device name the hub accepts.
 const DEVICE_NAME_MAX_CHARS: usize = 64;

@@ -79,6 +79,9 @@ pub struct AgentState {
     /// Tasks stopped in the sandbox by the pause right now.
     #[serde(default)]
     pub tasks_paused: u32,
+    /// Milliseconds of compute this device ran to an end, all time (for the tray's chart).
+    #[serde(default)]
+    pub compute_ms_done: u64,
     pub updated_at: UnixMillis,
 }
 
@@ -144,6 +147,10 @@ struct Shared {
     journal: Mutex<Journal>,
     /// Wakes the reporter for an immediate heartbeat.
     report_now: Notify,
+    /// Asks the settings to be read again at once (rather than at the next watch tick).
+    settings_changed: Notify,
+    /// Wakes the backup loop for a backup now.
+    backup_now: Notify,
     /// Donated compute: the sandbox and the tasks running in it.
     compute: crate::compute::Compute,
     /// Whether the machine ran on battery at the latest full sample.
@@ -370,6 +377,8 @@ impl Worker {
             state: Mutex::new(AgentState::load(data_dir).unwrap_or_default()),
             journal: Mutex::new(Journal::open(data_dir)),
             report_now: Notify::new(),
+            settings_changed: Notify::new(),
+            backup_now: Notify::new(),
             compute: crate::compute::Compute::new(data_dir),
             on_battery: Mutex::new(None),
         });
@@ -379,6 +388,13 @@ impl Worker {
             options,
             _lock: lock,
         })
+    }
+
+    /// A handle for a front end in the same process to nudge the running worker.
+    pub fn handle(&self) -> WorkerHandle {
+        WorkerHandle {
+            shared: self.shared.clone(),
+        }
     }
 
     /// Runs until `shutdown` resolves, or the hub rejects the device's credential.
@@ -411,6 +427,31 @@ impl Worker {
         self.shared.update_state(|state| state.connected = false);
         tracing::info!("agent stopped");
         outcome
+    }
+}
+
+/// Nudges a running worker from the front end that runs it (the tray app).
+#[derive(Clone)]
+pub struct WorkerHandle {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for WorkerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerHandle").finish_non_exhaustive()
+    }
+}
+
+impl WorkerHandle {
+    /// The settings file changed: read it and report to the hub now, so that a pause or a
+    /// withdrawn consent takes effect at once.
+    pub fn settings_changed(&self) {
+        self.shared.settings_changed.notify_one();
+    }
+
+    /// Back up the chosen folders now.
+    pub fn back_up_now(&self) {
+        self.shared.backup_now.notify_one();
     }
 }
 
@@ -522,6 +563,7 @@ async fn backup_loop(
         let changed_now = tokio::select! {
             _ = stop.wait_for(|&s| s) => return Ok(()),
             _ = tokio::time::sleep_until(next_scan) => false,
+            _ = shared.backup_now.notified() => false,
             Some(()) = changes.recv() => true,
         };
         if changed_now {
@@ -539,6 +581,10 @@ async fn backup_loop(
         let credentials = crate::credentials::CredentialStore::open(&shared.data_dir)?;
         let Some(key) = credentials.backup_key()? else {
             tracing::info!("backups wait for keys: run `surplus backup now` once to set them up");
+            shared.update_state(|state| {
+                state.last_backup_error =
+                    Some("backups wait for the recovery passphrase to be set".to_owned());
+            });
             continue;
         };
         let host = shared
@@ -671,6 +717,15 @@ async fn report_loop(
             _ = stop.wait_for(|&s| s) => return Ok(()),
             _ = tokio::time::sleep_until(next_heartbeat) => {}
             _ = shared.report_now.notified() => {}
+            _ = shared.settings_changed.notified() => {
+                match Settings::load(&shared.data_dir) {
+                    Ok(settings) => {
+                        last_stamp = settings_stamp(&shared.data_dir);
+                        *shared.settings.lock().unwrap_or_else(PoisonError::into_inner) = settings;
+                    }
+                    Err(error) => tracing::warn!(%error, "the settings file is not valid; keeping the previous settings"),
+                }
+            }
             _ = watch.tick() => {
                 let stamp = settings_stamp(&shared.data_dir);
                 let mut changed = false;
@@ -721,6 +776,19 @@ async fn report_loop(
                     state.spare = Some(response.spare);
                     state.vault = Some(report.vault.clone());
                 });
+                let compute_ms = shared
+                    .state
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .compute_ms_done;
+                crate::control::history::record(
+                    &shared.data_dir,
+                    crate::control::history::Point {
+                        at: now_ms(),
+                        stored_bytes: report.vault.used_bytes,
+                        compute_ms,
+                    },
+                );
             }
             Err(error) => {
                 if let Some(fatal) = fatal(&error) {
@@ -987,8 +1055,9 @@ async fn execute(shared: &Arc<Shared>, instruction: &Instruction) -> Option<Inst
                 .await;
             shared.update_state(|state| {
                 state.tasks_running = state.tasks_running.saturating_sub(1);
-                if matches!(result, Some(InstructionResult::Ran { .. })) {
+                if let Some(InstructionResult::Ran { running_ms, .. }) = &result {
                     state.tasks_done += 1;
+                    state.compute_ms_done += running_ms;
                 }
             });
             result

@@ -12,6 +12,7 @@ use anyhow::{Context, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 use surplus_agent::backup::HubStore;
 use surplus_agent::client::HubClient;
+use surplus_agent::control::Control;
 use surplus_agent::credentials::{CredentialStore, DeviceCredential, SessionCredential};
 use surplus_agent::probe::{OverrideProbe, SystemProbe};
 use surplus_agent::settings::{self, Settings, Size, format_size, format_window};
@@ -265,7 +266,6 @@ struct LimitsArgs {
 }
 
 /// The hidden folder `surplus quota --path DIR` puts the vault in.
-const VAULT_DIR_NAME: &str = ".surplus-vault";
 
 fn on_off(text: &str) -> Result<bool, String> {
     match text.to_ascii_lowercase().as_str() {
@@ -359,6 +359,12 @@ impl Local {
         Ok(self.session()?.token)
     }
 
+    fn control(&self) -> Control {
+        Control::new(&self.data_dir)
+            .with_hub(self.hub.clone())
+            .with_passphrase(passphrase)
+    }
+
     fn update(&self, change: impl FnOnce(&mut Settings)) -> anyhow::Result<Settings> {
         let mut settings = self.settings()?;
         change(&mut settings);
@@ -414,7 +420,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(path) = &path {
                 let current = context.settings()?.vault_dir(&context.data_dir);
                 let held = surplus_agent::vault::held_bytes(&current)?;
-                if held > 0 && current != path.join(VAULT_DIR_NAME) {
+                if held > 0 && current != path.join(settings::VAULT_DIR_NAME) {
                     bail!(
                         "the vault in {} holds {} for others: withdraw storage consent (`surplus consent --storage off`), \
                          wait until it is empty, then move it",
@@ -431,7 +437,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     s.storage.floor_bytes = floor;
                 }
                 if let Some(path) = path {
-                    s.storage.vault_path = Some(path.join(VAULT_DIR_NAME));
+                    s.storage.vault_path = Some(path.join(settings::VAULT_DIR_NAME));
                 }
             })?;
             let vault_dir = settings.vault_dir(&context.data_dir);
@@ -528,12 +534,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let offset = surplus_agent::worker::utc_offset_minutes();
             let data_dir = context.data_dir.clone();
-            let (forgotten, packs) =
-                with_repository(&context, false, move |repository, _, _, _| {
-                    let _lock = backup_lock(&data_dir)?;
-                    Ok(repository.forget(retention, offset)?)
-                })
-                .await?;
+            let (forgotten, packs) = with_repository(&context, false, move |repository| {
+                let _lock = backup_lock(&data_dir)?;
+                Ok(repository.forget(retention, offset)?)
+            })
+            .await?;
             for id in &forgotten {
                 println!("forgot snapshot {id}");
             }
@@ -1023,34 +1028,17 @@ fn passphrase(choosing: bool) -> Option<String> {
 async fn with_repository<T: Send + 'static>(
     context: &Local,
     warn: bool,
-    work: impl FnOnce(
-        &mut Repository<HubStore>,
-        &HubClient,
-        &str,
-        &tokio::runtime::Handle,
-    ) -> anyhow::Result<T>
-    + Send
-    + 'static,
+    work: impl FnOnce(&mut Repository<HubStore>) -> anyhow::Result<T> + Send + 'static,
 ) -> anyhow::Result<T> {
-    let client = context.client()?;
-    let token = context.any_token()?;
-    let credentials = context.credentials()?;
-    let key = surplus_agent::backup::master_key(&credentials, &client, &token, passphrase).await?;
-    let (coding, warning) = surplus_agent::backup::coding(&client, &token).await?;
-    if let Some(warning) = warning.filter(|_| warn) {
-        eprintln!("surplus: warning: {warning}");
-    }
-    let rate = context.settings()?.bandwidth_bytes_per_second;
-    let handle = tokio::runtime::Handle::current();
-    let data_dir = context.data_dir.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut store = HubStore::new(client.clone(), token.clone(), handle.clone());
-        store.upload_rate = rate;
-        let mut repository =
-            surplus_agent::backup::open_repository(store, &key, coding, &data_dir)?;
-        work(&mut repository, &client, &token, &handle)
-    })
-    .await?
+    let show = |warning: &str| {
+        if warn {
+            eprintln!("surplus: warning: {warning}");
+        }
+    };
+    context
+        .control()
+        .with_repository(passphrase, show, move |repository, _, _| work(repository))
+        .await
 }
 
 /// Takes the data directory's backup lock, saying so when a running agent's backup holds it.
@@ -1103,7 +1091,7 @@ async fn backup(context: &Local, command: BackupCommand) -> anyhow::Result<()> {
                 .unwrap_or_else(|| "this device".to_owned());
             let started = std::time::Instant::now();
             let data_dir = context.data_dir.clone();
-            let report = with_repository(context, true, move |repository, _, _, _| {
+            let report = with_repository(context, true, move |repository| {
                 let _lock = backup_lock(&data_dir)?;
                 let (files, bytes) = surplus_backup::repo::scan_totals(&folders);
                 let bar = std::sync::Arc::new(progress::Bar::new("backing up", files, bytes));
@@ -1207,49 +1195,8 @@ fn print_backup_plan(plan: &surplus_protocol::BackupPlan) {
     }
 }
 
-#[derive(Debug, serde::Serialize)]
-struct SnapshotView {
-    id: String,
-    time: UnixMillis,
-    hostname: String,
-    files: u64,
-    bytes: u64,
-    /// `uploading`, `uploaded` (every shard at the hub or on a holder) or `protected` (every
-    /// shard on its holder).
-    state: &'static str,
-}
-
 async fn snapshots(context: &Local, json: bool) -> anyhow::Result<()> {
-    let views = with_repository(context, false, |repository, client, token, handle| {
-        let mut views = Vec::new();
-        for (id, snapshot) in repository.snapshots()? {
-            let mut state = "protected";
-            for pack in repository.packs_of(&snapshot)? {
-                for hash in repository.shards_of(&pack).unwrap_or_default() {
-                    let placement = handle.block_on(client.placement(token, hash))?;
-                    let held = placement
-                        .holders
-                        .iter()
-                        .any(|h| h.state == surplus_protocol::AllocationState::Active);
-                    if !held && !placement.staged {
-                        state = "uploading";
-                    } else if !held && state == "protected" {
-                        state = "uploaded";
-                    }
-                }
-            }
-            views.push(SnapshotView {
-                id,
-                time: snapshot.time,
-                hostname: snapshot.hostname,
-                files: snapshot.summary.files,
-                bytes: snapshot.summary.bytes,
-                state,
-            });
-        }
-        Ok(views)
-    })
-    .await?;
+    let views = context.control().snapshots().await?;
     if json {
         return print_json(&views);
     }
@@ -1271,61 +1218,13 @@ async fn snapshots(context: &Local, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The snapshot `wanted` names: `latest`, or an id or a prefix of one.
-fn find_snapshot(
-    repository: &mut Repository<HubStore>,
-    wanted: &str,
-) -> anyhow::Result<surplus_backup::tree::Snapshot> {
-    let mut snapshots = repository.snapshots()?;
-    let found = if wanted == "latest" {
-        snapshots.pop()
-    } else {
-        snapshots.into_iter().find(|(id, _)| id.starts_with(wanted))
-    };
-    found
-        .map(|(_, s)| s)
-        .ok_or_else(|| anyhow!("no snapshot {wanted} (see `surplus snapshots`)"))
-}
-
-#[derive(Debug, serde::Serialize)]
-struct Entry {
-    name: String,
-    kind: &'static str,
-    size: u64,
-    mode: String,
-    mtime: UnixMillis,
-}
-
 async fn ls(
     context: &Local,
     snapshot: &str,
     path: Option<PathBuf>,
     json: bool,
 ) -> anyhow::Result<()> {
-    let wanted = snapshot.to_owned();
-    let nodes = with_repository(context, false, move |repository, _, _, _| {
-        let snapshot = find_snapshot(repository, &wanted)?;
-        Ok(repository.list(&snapshot, path.as_deref())?)
-    })
-    .await?;
-    let entries: Vec<Entry> = nodes
-        .iter()
-        .map(|node| {
-            use surplus_backup::tree::NodeKind;
-            let (kind, size) = match &node.kind {
-                NodeKind::File { size, .. } => ("file", *size),
-                NodeKind::Dir { .. } => ("dir", 0),
-                NodeKind::Symlink { .. } => ("symlink", 0),
-            };
-            Entry {
-                name: node.name.display(),
-                kind,
-                size,
-                mode: format!("{:o}", node.mode),
-                mtime: node.mtime_ns / 1_000_000,
-            }
-        })
-        .collect();
+    let entries = context.control().list(snapshot, path).await?;
     if json {
         return print_json(&entries);
     }
@@ -1348,27 +1247,19 @@ async fn restore(
     path: Option<PathBuf>,
     target: &std::path::Path,
 ) -> anyhow::Result<()> {
-    let wanted = snapshot.to_owned();
     let target = std::path::absolute(target)?;
-    let shown = target.clone();
-    let report = with_repository(context, false, move |repository, _, _, _| {
-        let snapshot = find_snapshot(repository, &wanted)?;
-        let (files, bytes) = match path.as_deref() {
-            Some(only) => repository.totals(&snapshot, Some(only))?,
-            None => (snapshot.summary.files, snapshot.summary.bytes),
-        };
-        let bar = std::sync::Arc::new(progress::Bar::new("restoring", files, bytes));
-        repository.set_progress(bar.clone());
-        let report = repository.restore(&snapshot, &target, path.as_deref());
-        bar.finish();
-        Ok(report?)
-    })
-    .await?;
+    let bar = std::sync::Arc::new(progress::RestoreBar::default());
+    let report = context
+        .control()
+        .restore(snapshot, path, &target, bar.clone())
+        .await;
+    bar.finish();
+    let report = report?;
     println!(
         "restored {} files, {} under {}",
         report.files,
         Size(report.bytes),
-        shown.display()
+        target.display()
     );
     if report.in_place > 0 {
         println!(

@@ -58,3 +58,33 @@ impl surplus_backup::repo::Progress for Bar {
         self.show_files(done);
     }
 }
+
+/// A restore's bar, drawn once the restore knows how much it will write.
+#[derive(Debug, Default)]
+pub struct RestoreBar(std::sync::OnceLock<Bar>);
+
+impl RestoreBar {
+    pub fn finish(&self) {
+        if let Some(bar) = self.0.get() {
+            bar.finish();
+        }
+    }
+}
+
+impl surplus_agent::control::RestoreProgress for RestoreBar {
+    fn start(&self, files: u64, bytes: u64) {
+        let _ = self.0.set(Bar::new("restoring", files, bytes));
+    }
+
+    fn bytes(&self, bytes: u64) {
+        if let Some(bar) = self.0.get() {
+            surplus_backup::repo::Progress::bytes(bar, bytes);
+        }
+    }
+
+    fn file(&self) {
+        if let Some(bar) = self.0.get() {
+            surplus_backup::repo::Progress::file(bar);
+        }
+    }
+}

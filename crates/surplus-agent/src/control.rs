@@ -1,0 +1,1107 @@
+//! What a front end asks of the agent core, for the tray app and the `surplus` command alike:
+//! joining a hub, the disks a vault may go on, the recovery passphrase, snapshots and restores,
+//! and, for the tray, the one-line status and the alerts a person must see.
+//!
+//! Front ends only translate: every decision about what a setting means, what is shown as the
+//! device's state and when the user is told something is made here, where it is tested without a
+//! window.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use surplus_backup::repo::{Progress, Repository};
+use surplus_protocol::{Credentials, PauseState, SpareReason, UnixMillis};
+
+use crate::backup::{HubStore, KeyError};
+use crate::client::{ClientError, HubClient};
+use crate::credentials::{CredentialStore, DeviceCredential, SessionCredential};
+use crate::settings::Settings;
+use crate::worker::AgentState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("no hub is set: sign up or log in first")]
+    NoHub,
+    #[error("not logged in: sign up or log in first")]
+    NotLoggedIn,
+    #[error("{0}")]
+    Input(String),
+    #[error("no snapshot {0}")]
+    NoSnapshot(String),
+    #[error(transparent)]
+    Settings(#[from] crate::settings::SettingsError),
+    #[error(transparent)]
+    Credentials(#[from] crate::credentials::CredentialError),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    Backup(#[from] surplus_backup::repo::BackupError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+type Result<T, E = ControlError> = std::result::Result<T, E>;
+
+/// A data directory's settings, credentials and backups, as a front end sees them.
+#[derive(Debug, Clone)]
+pub struct Control {
+    data_dir: PathBuf,
+    /// A hub named for this use only, over the one in the settings.
+    hub: Option<String>,
+    /// Asks for the recovery passphrase when a device without the backup key reads backups.
+    passphrase: fn(bool) -> Option<String>,
+}
+
+/// Signing up or logging in, and registering this device if it is not yet.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Enrollment {
+    pub hub: String,
+    pub email: String,
+    pub password: String,
+    pub signup: bool,
+    pub device_name: String,
+}
+
+/// Who this device belongs to, after [`Control::enroll`].
+#[derive(Debug, Clone, Serialize)]
+pub struct Enrolled {
+    pub email: String,
+    pub plan: String,
+    pub device_id: uuid::Uuid,
+    /// Whether the subscriber already has a backup key at the hub (made on another device): the
+    /// recovery passphrase is then typed, not chosen.
+    pub has_backup_key: bool,
+}
+
+/// A disk the vault may go on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DiskChoice {
+    /// Where it is mounted; the vault goes in a hidden folder there (or, for the disk that holds
+    /// the data directory, inside it).
+    pub mount_point: PathBuf,
+    pub name: String,
+    pub total_bytes: u64,
+    pub free_bytes: u64,
+    /// The free space donation never takes the disk below (the default floor).
+    pub floor_bytes: u64,
+    /// The largest quota the disk allows now: its free space minus the floor.
+    pub max_quota_bytes: u64,
+    /// The quota offered if the user does not choose: 10% of the free space, capped.
+    pub default_quota_bytes: u64,
+    /// Whether the vault is on this disk now.
+    pub current: bool,
+}
+
+/// What the user chose on a page of the wizard or of the settings; `None` leaves a setting as it
+/// is.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Choices {
+    pub consent_storage: Option<bool>,
+    pub consent_compute: Option<bool>,
+    /// The mount point of the disk the vault goes on (one of [`Control::disks`]).
+    pub vault_disk: Option<PathBuf>,
+    pub quota_bytes: Option<u64>,
+    /// The folders backed up: all of them, replacing the list.
+    pub folders: Option<Vec<PathBuf>>,
+    pub cores_percent: Option<u8>,
+}
+
+/// A snapshot, with how well it is protected.
+#[derive(Debug, Clone, Serialize)]
+pub struct SnapshotView {
+    pub id: String,
+    pub time: UnixMillis,
+    pub hostname: String,
+    pub files: u64,
+    pub bytes: u64,
+    /// `uploading`, `uploaded` (every shard at the hub or on a holder) or `protected` (every shard
+    /// on its holder).
+    pub state: &'static str,
+}
+
+/// One entry of a snapshot's tree.
+#[derive(Debug, Clone, Serialize)]
+pub struct EntryView {
+    pub name: String,
+    pub kind: &'static str,
+    pub size: u64,
+    pub mode: String,
+    pub mtime: UnixMillis,
+}
+
+impl Control {
+    pub fn new(data_dir: &Path) -> Control {
+        Control {
+            data_dir: data_dir.to_owned(),
+            hub: None,
+            passphrase: no_passphrase,
+        }
+    }
+
+    /// Asks `passphrase` for the recovery passphrase when this device has no backup key yet (a
+    /// terminal can ask; the tray app sets the key up in its wizard instead).
+    pub fn with_passphrase(mut self, passphrase: fn(bool) -> Option<String>) -> Control {
+        self.passphrase = passphrase;
+        self
+    }
+
+    /// Speaks to `hub` (when given) instead of the hub in the settings.
+    pub fn with_hub(mut self, hub: Option<String>) -> Control {
+        self.hub = hub;
+        self
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub fn settings(&self) -> Result<Settings> {
+        Ok(Settings::load(&self.data_dir)?)
+    }
+
+    /// Changes the settings, refusing a change that leaves them invalid. A running worker picks
+    /// the file up within its watch interval.
+    pub fn update(&self, change: impl FnOnce(&mut Settings)) -> Result<Settings> {
+        let mut settings = self.settings()?;
+        change(&mut settings);
+        settings.validate()?;
+        self.create_dir()?;
+        settings.save(&self.data_dir)?;
+        Ok(settings)
+    }
+
+    pub fn credentials(&self) -> Result<CredentialStore> {
+        self.create_dir()?;
+        Ok(CredentialStore::open(&self.data_dir)?)
+    }
+
+    fn create_dir(&self) -> Result<()> {
+        std::fs::create_dir_all(&self.data_dir).map_err(|source| ControlError::Io {
+            path: self.data_dir.clone(),
+            source,
+        })
+    }
+
+    /// The hub's address: the one given with [`Control::with_hub`], else the settings'.
+    pub fn hub_url(&self) -> Result<String> {
+        match &self.hub {
+            Some(url) => Ok(url.clone()),
+            None => self.settings()?.hub_url.ok_or(ControlError::NoHub),
+        }
+    }
+
+    pub fn client(&self) -> Result<HubClient> {
+        Ok(HubClient::new(&self.hub_url()?)?)
+    }
+
+    pub fn session(&self) -> Result<SessionCredential> {
+        self.credentials()?
+            .session()?
+            .ok_or(ControlError::NotLoggedIn)
+    }
+
+    /// The device credential if this machine is registered, else the session: for requests
+    /// either may make.
+    pub fn any_token(&self) -> Result<String> {
+        if let Some(device) = self.credentials()?.device()? {
+            return Ok(device.bearer_token());
+        }
+        Ok(self.session()?.token)
+    }
+
+    /// Whether this machine is registered as a device.
+    pub fn registered(&self) -> bool {
+        self.credentials()
+            .and_then(|c| Ok(c.device()?))
+            .is_ok_and(|d| d.is_some())
+    }
+
+    /// Signs up or logs in at `hub`, keeps the session, and registers this machine as a device
+    /// unless it already is one at that hub.
+    pub async fn enroll(&self, enrollment: Enrollment) -> Result<Enrolled> {
+        let hub = enrollment.hub.trim().trim_end_matches('/').to_owned();
+        if hub.is_empty() {
+            return Err(ControlError::Input("the hub address is empty".into()));
+        }
+        let name = enrollment.device_name.trim().to_owned();
+        if name.is_empty() {
+            return Err(ControlError::Input("give this device a name".into()));
+        }
+        let client = HubClient::new(&hub)?;
+        let credentials = Credentials {
+            email: enrollment.email.trim().to_owned(),
+            password: enrollment.password,
+        };
+        let session = if enrollment.signup {
+            client.signup(&credentials).await?
+        } else {
+            client.login(&credentials).await?
+        };
+        let store = self.credentials()?;
+        store.set_session(&SessionCredential {
+            token: session.token.clone(),
+            email: session.subscriber.email.clone(),
+        })?;
+        let previous_hub = self.settings()?.hub_url;
+        let device = match store.device()? {
+            Some(device) if previous_hub.as_deref() == Some(hub.as_str()) => device,
+            _ => {
+                let registered = client.register_device(&session.token, &name).await?;
+                let device = DeviceCredential {
+                    device_id: registered.device_id,
+                    secret: registered.secret,
+                };
+                store.set_device(&device)?;
+                device
+            }
+        };
+        self.update(|s| {
+            s.hub_url = Some(hub);
+            s.device_name = Some(name);
+        })?;
+        let has_backup_key = client.wrapped_key(&session.token).await?.is_some();
+        Ok(Enrolled {
+            email: session.subscriber.email,
+            plan: session.subscriber.plan.as_str().to_owned(),
+            device_id: device.device_id,
+            has_backup_key,
+        })
+    }
+
+    /// The disks the vault may go on, with the limits each allows.
+    pub fn disks(&self) -> Result<Vec<DiskChoice>> {
+        let settings = self.settings()?;
+        let vault_dir = settings.vault_dir(&self.data_dir);
+        let mut disks = sysinfo::Disks::new_with_refreshed_list()
+            .iter()
+            .filter(|disk| usable_disk(disk.file_system().to_string_lossy().as_ref()))
+            .map(|disk| {
+                let space = crate::DiskSpace {
+                    total_bytes: disk.total_space(),
+                    free_bytes: disk.available_space(),
+                };
+                (
+                    disk.mount_point().to_owned(),
+                    disk.name().to_string_lossy().into_owned(),
+                    space,
+                )
+            })
+            .collect::<Vec<_>>();
+        // The disk of the data directory is always offered, even where sysinfo sees no disks.
+        if let Ok(space) = crate::probe::disk_space(&self.data_dir)
+            && !disks
+                .iter()
+                .any(|(mount, _, _)| self.data_dir.starts_with(mount))
+        {
+            disks.push((self.data_dir.clone(), "data folder".to_owned(), space));
+        }
+        disks.sort_by(|a, b| a.0.cmp(&b.0));
+        disks.dedup_by(|a, b| a.0 == b.0);
+        let current_mount = disks
+            .iter()
+            .filter(|(mount, _, _)| vault_dir.starts_with(mount))
+            .max_by_key(|(mount, _, _)| mount.as_os_str().len())
+            .map(|(mount, _, _)| mount.clone());
+        let defaults = Settings::default();
+        Ok(disks
+            .into_iter()
+            .map(|(mount_point, name, space)| {
+                let floor = defaults.effective_floor(space);
+                DiskChoice {
+                    current: current_mount.as_ref() == Some(&mount_point),
+                    name,
+                    total_bytes: space.total_bytes,
+                    free_bytes: space.free_bytes,
+                    floor_bytes: floor,
+                    max_quota_bytes: space.free_bytes.saturating_sub(floor),
+                    default_quota_bytes: defaults.effective_quota(space),
+                    mount_point,
+                }
+            })
+            .collect())
+    }
+
+    /// Applies the user's choices, refusing (and changing nothing) when one of them cannot be
+    /// honoured: a folder that is not there, a disk that is not offered, a quota over what the
+    /// disk allows, a vault moved while it holds others' data.
+    pub fn apply(&self, choices: Choices) -> Result<Settings> {
+        let settings = self.settings()?;
+        if let Some(folders) = &choices.folders {
+            for folder in folders {
+                if !folder.is_absolute() {
+                    return Err(ControlError::Input(format!(
+                        "{} is not a full path",
+                        folder.display()
+                    )));
+                }
+                if !folder.is_dir() {
+                    return Err(ControlError::Input(format!(
+                        "{} is not a folder on this PC",
+                        folder.display()
+                    )));
+                }
+            }
+        }
+        let current_dir = settings.vault_dir(&self.data_dir);
+        let vault_dir = match &choices.vault_disk {
+            Some(mount) => {
+                let dir = self.vault_dir_on(mount);
+                if dir != current_dir {
+                    let held = crate::vault::held_bytes(&current_dir).unwrap_or(0);
+                    if held > 0 {
+                        return Err(ControlError::Input(format!(
+                            "the vault holds {} for others: withdraw storage consent, wait until \
+                             it is empty, then move it",
+                            crate::settings::format_size(held)
+                        )));
+                    }
+                }
+                Some(dir)
+            }
+            None => None,
+        };
+        if let Some(quota) = choices.quota_bytes {
+            let mount = match &choices.vault_disk {
+                Some(mount) => mount.clone(),
+                None => current_dir.clone(),
+            };
+            let disk = self
+                .disks()?
+                .into_iter()
+                .filter(|d| mount.starts_with(&d.mount_point))
+                .max_by_key(|d| d.mount_point.as_os_str().len())
+                .ok_or_else(|| {
+                    ControlError::Input(format!("{} is not a disk on this PC", mount.display()))
+                })?;
+            // What the vault already takes on its disk is free for it.
+            let own = if disk.current {
+                crate::vault::held_bytes(&current_dir).unwrap_or(0)
+            } else {
+                0
+            };
+            let most = disk.max_quota_bytes + own;
+            if quota > most {
+                return Err(ControlError::Input(format!(
+                    "a quota of {} leaves less than {} free on {}: at most {} fits",
+                    crate::settings::format_size(quota),
+                    crate::settings::format_size(disk.floor_bytes),
+                    disk.mount_point.display(),
+                    crate::settings::format_size(most)
+                )));
+            }
+        }
+        self.update(|s| {
+            if let Some(storage) = choices.consent_storage {
+                s.consent.storage = storage;
+            }
+            if let Some(compute) = choices.consent_compute {
+                s.consent.compute = compute;
+            }
+            if let Some(dir) = vault_dir {
+                s.storage.vault_path =
+                    (dir != self.data_dir.join(crate::settings::DEFAULT_VAULT_DIR)).then_some(dir);
+            }
+            if let Some(quota) = choices.quota_bytes {
+                s.storage.quota_bytes = Some(quota);
+            }
+            if let Some(folders) = choices.folders {
+                s.backup.folders = folders;
+            }
+            if let Some(cores) = choices.cores_percent {
+                s.compute.cores_percent = cores;
+            }
+        })
+    }
+
+    /// Where the vault goes on the disk mounted at `mount_point`: inside the data directory when
+    /// that is on the disk, else a hidden folder at the disk's top.
+    pub fn vault_dir_on(&self, mount_point: &Path) -> PathBuf {
+        let data_mount = self
+            .disks()
+            .ok()
+            .and_then(|disks| {
+                disks
+                    .into_iter()
+                    .filter(|d| self.data_dir.starts_with(&d.mount_point))
+                    .max_by_key(|d| d.mount_point.as_os_str().len())
+            })
+            .map(|d| d.mount_point);
+        if data_mount.as_deref() == Some(mount_point) {
+            self.data_dir.join(crate::settings::DEFAULT_VAULT_DIR)
+        } else {
+            mount_point.join(crate::settings::VAULT_DIR_NAME)
+        }
+    }
+
+    /// Sets up the backup key with the recovery passphrase: unlocks the key kept at the hub (made
+    /// on another device), or makes the key and keeps a copy at the hub locked with it.
+    pub async fn set_recovery_passphrase(&self, passphrase: &str) -> Result<()> {
+        if passphrase.chars().count() < MIN_PASSPHRASE_CHARS {
+            return Err(ControlError::Input(format!(
+                "the recovery passphrase needs at least {MIN_PASSPHRASE_CHARS} characters"
+            )));
+        }
+        let client = self.client()?;
+        let token = self.any_token()?;
+        let credentials = self.credentials()?;
+        let typed = passphrase.to_owned();
+        crate::backup::master_key(&credentials, &client, &token, move |_| Some(typed)).await?;
+        Ok(())
+    }
+
+    /// Whether this device holds the backup key (so backups can run).
+    pub fn has_backup_key(&self) -> bool {
+        self.credentials()
+            .and_then(|c| Ok(c.backup_key()?))
+            .is_ok_and(|k| k.is_some())
+    }
+
+    /// Opens the subscriber's backup repository over the hub and runs `work` on it, off the async
+    /// runtime. `passphrase` is asked only when this device has no key yet; `warn` is told when
+    /// the hub has too few holders for the coding.
+    pub async fn with_repository<T: Send + 'static, E: From<ControlError> + Send + 'static>(
+        &self,
+        passphrase: impl FnOnce(bool) -> Option<String>,
+        warn: impl FnOnce(&str),
+        work: impl FnOnce(&mut Repository<HubStore>, &HubClient, &str) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E> {
+        let client = self.client()?;
+        let token = self.any_token()?;
+        let credentials = self.credentials()?;
+        let key = crate::backup::master_key(&credentials, &client, &token, passphrase)
+            .await
+            .map_err(ControlError::from)?;
+        let (coding, warning) = crate::backup::coding(&client, &token)
+            .await
+            .map_err(ControlError::from)?;
+        if let Some(warning) = warning {
+            warn(&warning);
+        }
+        let rate = self.settings()?.bandwidth_bytes_per_second;
+        let handle = tokio::runtime::Handle::current();
+        let data_dir = self.data_dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut store = HubStore::new(client.clone(), token.clone(), handle);
+            store.upload_rate = rate;
+            let mut repository = crate::backup::open_repository(store, &key, coding, &data_dir)
+                .map_err(ControlError::from)?;
+            work(&mut repository, &client, &token)
+        })
+        .await
+        .map_err(|error| {
+            E::from(ControlError::Io {
+                path: self.data_dir.clone(),
+                source: std::io::Error::other(error),
+            })
+        })?
+    }
+
+    /// Every snapshot, oldest first, each with how far its shards got.
+    pub async fn snapshots(&self) -> Result<Vec<SnapshotView>> {
+        let handle = tokio::runtime::Handle::current();
+        self.with_repository(self.passphrase, ignore, move |repository, client, token| {
+            let mut views = Vec::new();
+            for (id, snapshot) in repository.snapshots()? {
+                let mut state = "protected";
+                for pack in repository.packs_of(&snapshot)? {
+                    for hash in repository.shards_of(&pack).unwrap_or_default() {
+                        let placement = handle.block_on(client.placement(token, hash))?;
+                        let held = placement
+                            .holders
+                            .iter()
+                            .any(|h| h.state == surplus_protocol::AllocationState::Active);
+                        if !held && !placement.staged {
+                            state = "uploading";
+                        } else if !held && state == "protected" {
+                            state = "uploaded";
+                        }
+                    }
+                }
+                views.push(SnapshotView {
+                    id,
+                    time: snapshot.time,
+                    hostname: snapshot.hostname,
+                    files: snapshot.summary.files,
+                    bytes: snapshot.summary.bytes,
+                    state,
+                });
+            }
+            Ok(views)
+        })
+        .await
+    }
+
+    /// The entries of one folder of a snapshot (its top when `path` is `None`).
+    pub async fn list(&self, snapshot: &str, path: Option<PathBuf>) -> Result<Vec<EntryView>> {
+        let wanted = snapshot.to_owned();
+        let nodes = self
+            .with_repository(self.passphrase, ignore, move |repository, _, _| {
+                let snapshot = find_snapshot(repository, &wanted)?;
+                Ok::<_, ControlError>(repository.list(&snapshot, path.as_deref())?)
+            })
+            .await?;
+        Ok(nodes.iter().map(entry_view).collect())
+    }
+
+    /// Restores a snapshot, or one file or folder of it, under `target`, telling `progress` as it
+    /// goes.
+    pub async fn restore(
+        &self,
+        snapshot: &str,
+        path: Option<PathBuf>,
+        target: &Path,
+        progress: Arc<dyn RestoreProgress>,
+    ) -> Result<surplus_backup::repo::RestoreReport> {
+        if !target.is_absolute() {
+            return Err(ControlError::Input(format!(
+                "restore to a full path, not {}",
+                target.display()
+            )));
+        }
+        let wanted = snapshot.to_owned();
+        let target = target.to_owned();
+        self.with_repository(self.passphrase, ignore, move |repository, _, _| {
+            let snapshot = find_snapshot(repository, &wanted)?;
+            let (files, bytes) = match path.as_deref() {
+                Some(only) => repository.totals(&snapshot, Some(only))?,
+                None => (snapshot.summary.files, snapshot.summary.bytes),
+            };
+            progress.start(files, bytes);
+            repository.set_progress(Arc::new(Forward(progress)));
+            Ok(repository.restore(&snapshot, &target, path.as_deref())?)
+        })
+        .await
+    }
+
+    /// The subscriber's compute credit.
+    pub async fn credits(&self) -> Result<surplus_protocol::Credits> {
+        let client = self.client()?;
+        Ok(client.credits(&self.any_token()?).await?)
+    }
+}
+
+/// The fewest characters a recovery passphrase may have.
+pub const MIN_PASSPHRASE_CHARS: usize = 12;
+
+/// For operations that need the key to exist already.
+fn no_passphrase(_: bool) -> Option<String> {
+    None
+}
+
+/// For operations that only read backups, which the coding's warning is not about.
+fn ignore(_: &str) {}
+
+/// Filesystems that are not disks a person would put a vault on.
+fn usable_disk(file_system: &str) -> bool {
+    !matches!(
+        file_system,
+        "tmpfs" | "devtmpfs" | "overlay" | "squashfs" | "proc" | "sysfs" | "ramfs" | "efivarfs"
+    )
+}
+
+/// The snapshot `wanted` names: `latest`, or an id or a prefix of one.
+pub fn find_snapshot(
+    repository: &mut Repository<HubStore>,
+    wanted: &str,
+) -> Result<surplus_backup::tree::Snapshot> {
+    let mut snapshots = repository.snapshots()?;
+    let found = if wanted == "latest" {
+        snapshots.pop()
+    } else {
+        snapshots.into_iter().find(|(id, _)| id.starts_with(wanted))
+    };
+    found
+        .map(|(_, s)| s)
+        .ok_or_else(|| ControlError::NoSnapshot(wanted.to_owned()))
+}
+
+fn entry_view(node: &surplus_backup::tree::Node) -> EntryView {
+    use surplus_backup::tree::NodeKind;
+    let (kind, size) = match &node.kind {
+        NodeKind::File { size, .. } => ("file", *size),
+        NodeKind::Dir { .. } => ("dir", 0),
+        NodeKind::Symlink { .. } => ("symlink", 0),
+    };
+    EntryView {
+        name: node.name.display(),
+        kind,
+        size,
+        mode: format!("{:o}", node.mode),
+        mtime: node.mtime_ns / 1_000_000,
+    }
+}
+
+/// What a restore tells its front end.
+pub trait RestoreProgress: Send + Sync {
+    /// The restore will write `files` files of `bytes` bytes in all.
+    fn start(&self, files: u64, bytes: u64);
+    fn bytes(&self, bytes: u64);
+    fn file(&self);
+}
+
+struct Forward(Arc<dyn RestoreProgress>);
+
+impl Progress for Forward {
+    fn bytes(&self, bytes: u64) {
+        self.0.bytes(bytes);
+    }
+
+    fn file(&self) {
+        self.0.file();
+    }
+}
+
+/// A recovery passphrase made for the user: six groups of five letters and digits (about 150
+/// bits), without the look-alikes 0/O and 1/I/L.
+pub fn generate_passphrase() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
+    let mut rng = rand::rngs::OsRng;
+    (0..6)
+        .map(|_| {
+            (0..5)
+                .map(|_| char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())]))
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// The state the tray icon shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrayState {
+    Donating,
+    Paused,
+    Attention,
+}
+
+/// The tray's icon and status line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TrayStatus {
+    pub state: TrayState,
+    pub line: String,
+    /// Whether the user paused donation (so the menu offers Resume).
+    pub paused: bool,
+}
+
+/// What the tray shows for a device with `settings`, whose worker last knew `state`, at `now`.
+/// `registered` says whether the device has joined a hub; `clock` formats a time of day.
+pub fn tray_status(
+    registered: bool,
+    settings: &Settings,
+    state: &AgentState,
+    now: UnixMillis,
+    clock: impl Fn(UnixMillis) -> String,
+) -> TrayStatus {
+    let attention = |line: String| TrayStatus {
+        state: TrayState::Attention,
+        line,
+        paused: false,
+    };
+    if !registered {
+        return attention("Not set up yet: open Settings".into());
+    }
+    match settings.pause {
+        PauseState::Indefinitely => {
+            return TrayStatus {
+                state: TrayState::Paused,
+                line: "Paused".into(),
+                paused: true,
+            };
+        }
+        PauseState::Until { until } if until > now => {
+            return TrayStatus {
+                state: TrayState::Paused,
+                line: format!("Paused until {}", clock(until)),
+                paused: true,
+            };
+        }
+        _ => {}
+    }
+    if !state.connected && state.last_error.is_some() {
+        return attention("Cannot reach the hub".into());
+    }
+    if state.last_backup_error.is_some() {
+        return attention("Backup failed: see Status".into());
+    }
+    if !settings.consent.storage && !settings.consent.compute {
+        return TrayStatus {
+            state: TrayState::Paused,
+            line: "Not donating: nothing consented".into(),
+            paused: false,
+        };
+    }
+    let mut parts = Vec::new();
+    if settings.consent.storage {
+        let offered = state.vault.as_ref().map_or(0, |v| v.quota_bytes);
+        parts.push(format!(
+            "Donating {}",
+            crate::settings::format_size(offered)
+        ));
+    } else {
+        parts.push("Donating compute".to_owned());
+    }
+    if state.tasks_running > 0 {
+        let tasks = if state.tasks_running == 1 {
+            "1 task running".to_owned()
+        } else {
+            format!("{} tasks running", state.tasks_running)
+        };
+        parts.push(match &state.compute_held {
+            Some(reason) => format!("{tasks}, held ({reason})"),
+            None => tasks,
+        });
+    }
+    TrayStatus {
+        state: TrayState::Donating,
+        line: parts.join(" · "),
+        paused: false,
+    }
+}
+
+/// A time for the status line, in local time: `18:00` today, else `Thu 08:00`.
+pub fn local_clock(at: UnixMillis) -> String {
+    use chrono::TimeZone;
+    let Some(then) = chrono::Local.timestamp_millis_opt(at).single() else {
+        return String::new();
+    };
+    if then.date_naive() == chrono::Local::now().date_naive() {
+        then.format("%H:%M").to_string()
+    } else {
+        then.format("%a %H:%M").to_string()
+    }
+}
+
+/// When a pause the tray offers ends: `hour` (an hour from now) or `tomorrow` (see
+/// [`tomorrow_morning`]).
+pub fn pause_until(how_long: &str) -> Result<UnixMillis> {
+    match how_long {
+        "hour" => Ok(crate::worker::now_ms() + 60 * 60 * 1000),
+        "tomorrow" => Ok(tomorrow_morning(chrono::Local::now())),
+        other => Err(ControlError::Input(format!("no pause called {other}"))),
+    }
+}
+
+/// The usual folders of a home that exist here (documents, pictures, desktop), for the wizard to
+/// offer for backup.
+pub fn suggested_folders() -> Vec<PathBuf> {
+    [
+        dirs::document_dir(),
+        dirs::picture_dir(),
+        dirs::desktop_dir(),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|dir| dir.is_dir())
+    .collect()
+}
+
+/// This machine's name, the device's name unless the user gives another.
+pub fn host_name() -> String {
+    sysinfo::System::host_name()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "My PC".to_owned())
+}
+
+/// When "Pause until tomorrow" ends: eight in the morning of the next day, local time.
+pub fn tomorrow_morning<Tz: chrono::TimeZone>(now: chrono::DateTime<Tz>) -> UnixMillis {
+    let day = now.date_naive().succ_opt().unwrap_or(now.date_naive());
+    let morning = day.and_hms_opt(8, 0, 0).unwrap_or_default();
+    match now.timezone().from_local_datetime(&morning).earliest() {
+        Some(at) => at.timestamp_millis(),
+        // A morning the clocks skip (a daylight-saving jump): an hour later.
+        None => (now + chrono::Duration::hours(24)).timestamp_millis(),
+    }
+}
+
+/// Something the user must be told, as an OS notification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Alert {
+    pub title: String,
+    pub body: String,
+}
+
+/// What changed between two readings of the worker's state that the user must know: a backup
+/// failed, the vault gave space back because the disk is filling, compute stopped for the
+/// battery. Each is told once, when it starts.
+pub fn alerts(before: &AgentState, after: &AgentState) -> Vec<Alert> {
+    let mut alerts = Vec::new();
+    if let Some(error) = &after.last_backup_error
+        && before.last_backup_error.as_ref() != Some(error)
+    {
+        alerts.push(Alert {
+            title: "Backup failed".into(),
+            body: format!("{error}. Surplus tries again shortly."),
+        });
+    }
+    let reason = |state: &AgentState, pick: fn(&surplus_protocol::Spare) -> Option<SpareReason>| {
+        state.spare.as_ref().and_then(pick)
+    };
+    let storage = |s: &surplus_protocol::Spare| s.storage_reason;
+    let compute = |s: &surplus_protocol::Spare| s.compute_reason;
+    if reason(after, storage) == Some(SpareReason::DiskFloor)
+        && reason(before, storage) != Some(SpareReason::DiskFloor)
+    {
+        alerts.push(Alert {
+            title: "Vault made smaller".into(),
+            body: "Your disk is filling up, so Surplus gave back the space it had set aside. \
+                   Others' data moves elsewhere as needed."
+                .into(),
+        });
+    }
+    if reason(after, compute) == Some(SpareReason::OnBattery)
+        && reason(before, compute) != Some(SpareReason::OnBattery)
+    {
+        alerts.push(Alert {
+            title: "Compute paused on battery".into(),
+            body: "Donated compute resumes when this PC is plugged in.".into(),
+        });
+    }
+    alerts
+}
+
+/// Where the chart of donated storage and CPU reads from: one point per
+/// [`HISTORY_STEP_MS`], the last [`HISTORY_SPAN_MS`] kept.
+pub mod history {
+    use super::*;
+
+    pub const FILE: &str = "history.json";
+    /// A point every quarter of an hour.
+    pub const HISTORY_STEP_MS: i64 = 15 * 60 * 1000;
+    /// A week of points.
+    pub const HISTORY_SPAN_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+
+    /// The device's donation at one moment.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct Point {
+        pub at: UnixMillis,
+        /// Bytes held for others.
+        pub stored_bytes: u64,
+        /// Milliseconds of donated compute run to an end, all time.
+        pub compute_ms: u64,
+    }
+
+    pub fn load(data_dir: &Path) -> Vec<Point> {
+        std::fs::read(data_dir.join(FILE))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default()
+    }
+
+    /// Adds `point` unless the latest is younger than a step; drops points older than the span.
+    /// Returns whether the points changed.
+    pub fn add(points: &mut Vec<Point>, point: Point) -> bool {
+        if points
+            .last()
+            .is_some_and(|last| point.at - last.at < HISTORY_STEP_MS)
+        {
+            return false;
+        }
+        points.push(point);
+        points.retain(|p| point.at - p.at <= HISTORY_SPAN_MS);
+        true
+    }
+
+    /// Records `point` in the data directory's history file.
+    pub fn record(data_dir: &Path, point: Point) {
+        let mut points = load(data_dir);
+        if !add(&mut points, point) {
+            return;
+        }
+        let Ok(bytes) = serde_json::to_vec(&points) else {
+            return;
+        };
+        if let Err(error) = crate::atomic_file::write(
+            &data_dir.join(FILE),
+            &bytes,
+            crate::atomic_file::Visibility::Ordinary,
+        ) {
+            tracing::debug!(%error, "writing the donation history");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use surplus_protocol::{Spare, VaultReport};
+
+    fn clock(at: UnixMillis) -> String {
+        format!("t{at}")
+    }
+
+    fn donating() -> (Settings, AgentState) {
+        let mut settings = Settings::default();
+        settings.consent.storage = true;
+        settings.consent.compute = true;
+        let state = AgentState {
+            connected: true,
+            vault: Some(VaultReport {
+                quota_bytes: 12_400_000_000,
+                used_bytes: 0,
+                reserved_bytes: 0,
+                floor_bytes: 0,
+            }),
+            ..AgentState::default()
+        };
+        (settings, state)
+    }
+
+    #[test]
+    fn the_status_line_names_the_offer_and_the_tasks() {
+        let (settings, mut state) = donating();
+        let status = tray_status(true, &settings, &state, 0, clock);
+        assert_eq!(status.state, TrayState::Donating);
+        assert_eq!(status.line, "Donating 11.5 GiB");
+        state.tasks_running = 2;
+        assert_eq!(
+            tray_status(true, &settings, &state, 0, clock).line,
+            "Donating 11.5 GiB · 2 tasks running"
+        );
+        state.compute_held = Some("user active".into());
+        state.tasks_running = 1;
+        assert_eq!(
+            tray_status(true, &settings, &state, 0, clock).line,
+            "Donating 11.5 GiB · 1 task running, held (user active)"
+        );
+    }
+
+    #[test]
+    fn a_pause_shows_until_when_and_ends_by_itself() {
+        let (mut settings, state) = donating();
+        settings.pause = PauseState::Until { until: 5_000 };
+        let paused = tray_status(true, &settings, &state, 4_999, clock);
+        assert_eq!(paused.state, TrayState::Paused);
+        assert_eq!(paused.line, "Paused until t5000");
+        assert!(paused.paused);
+        assert_eq!(
+            tray_status(true, &settings, &state, 5_000, clock).state,
+            TrayState::Donating
+        );
+        settings.pause = PauseState::Indefinitely;
+        assert_eq!(
+            tray_status(true, &settings, &state, 0, clock).line,
+            "Paused"
+        );
+    }
+
+    #[test]
+    fn trouble_asks_for_attention() {
+        let (settings, mut state) = donating();
+        assert_eq!(
+            tray_status(false, &settings, &state, 0, clock).state,
+            TrayState::Attention
+        );
+        state.last_backup_error = Some("disk gone".into());
+        assert_eq!(
+            tray_status(true, &settings, &state, 0, clock).line,
+            "Backup failed: see Status"
+        );
+        state.connected = false;
+        state.last_error = Some("connection refused".into());
+        assert_eq!(
+            tray_status(true, &settings, &state, 0, clock).line,
+            "Cannot reach the hub"
+        );
+    }
+
+    #[test]
+    fn nothing_consented_is_not_donating() {
+        let (mut settings, state) = donating();
+        settings.consent.storage = false;
+        settings.consent.compute = false;
+        let status = tray_status(true, &settings, &state, 0, clock);
+        assert_eq!(status.state, TrayState::Paused);
+        assert_eq!(status.line, "Not donating: nothing consented");
+    }
+
+    fn spare(storage: Option<SpareReason>, compute: Option<SpareReason>) -> Option<Spare> {
+        Some(Spare {
+            storage_bytes: 0,
+            compute_slots: 0,
+            storage_reason: storage,
+            compute_reason: compute,
+        })
+    }
+
+    #[test]
+    fn alerts_are_told_once_when_they_start() {
+        let calm = AgentState::default();
+        let mut failing = calm.clone();
+        failing.last_backup_error = Some("the hub refused".into());
+        let told = alerts(&calm, &failing);
+        assert_eq!(told.len(), 1);
+        assert_eq!(told[0].title, "Backup failed");
+        assert!(told[0].body.starts_with("the hub refused"));
+        assert!(alerts(&failing, &failing).is_empty(), "told again");
+
+        let mut filling = calm.clone();
+        filling.spare = spare(Some(SpareReason::DiskFloor), Some(SpareReason::OnBattery));
+        let titles: Vec<_> = alerts(&calm, &filling)
+            .into_iter()
+            .map(|a| a.title)
+            .collect();
+        assert_eq!(titles, ["Vault made smaller", "Compute paused on battery"]);
+        assert!(alerts(&filling, &filling).is_empty());
+    }
+
+    #[test]
+    fn history_keeps_a_point_per_step_for_a_week() {
+        let mut points = Vec::new();
+        let point = |at| history::Point {
+            at,
+            stored_bytes: 1,
+            compute_ms: 2,
+        };
+        assert!(history::add(&mut points, point(0)));
+        assert!(!history::add(
+            &mut points,
+            point(history::HISTORY_STEP_MS - 1)
+        ));
+        assert!(history::add(&mut points, point(history::HISTORY_STEP_MS)));
+        let late = history::HISTORY_SPAN_MS + history::HISTORY_STEP_MS;
+        assert!(history::add(&mut points, point(late)));
+        assert_eq!(
+            points.iter().map(|p| p.at).collect::<Vec<_>>(),
+            [history::HISTORY_STEP_MS, late]
+        );
+    }
+
+    #[test]
+    fn generated_passphrases_are_long_unambiguous_and_differ() {
+        let one = generate_passphrase();
+        assert_eq!(one.len(), 35);
+        assert!(one.chars().all(|c| c == '-' || c.is_ascii_alphanumeric()));
+        assert!(!one.contains(['0', 'O', '1', 'I', 'L']));
+        assert_ne!(one, generate_passphrase());
+    }
+
+    #[test]
+    fn tomorrow_is_the_next_morning() {
+        use chrono::TimeZone;
+        let late = chrono::Utc
+            .with_ymd_and_hms(2026, 11, 25, 23, 30, 0)
+            .unwrap();
+        let early = chrono::Utc
+            .with_ymd_and_hms(2026, 11, 25, 0, 10, 0)
+            .unwrap();
+        let expected = chrono::Utc.with_ymd_and_hms(2026, 11, 26, 8, 0, 0).unwrap();
+        assert_eq!(tomorrow_morning(late), expected.timestamp_millis());
+        assert_eq!(tomorrow_morning(early), expected.timestamp_millis());
+    }
+
+    #[test]
+    fn pseudo_filesystems_are_not_offered() {
+        assert!(usable_disk("ext4"));
+        assert!(!usable_disk("tmpfs"));
+        assert!(!usable_disk("overlay"));
+    }
+}

@@ -1,0 +1,345 @@
+//! The commands the windows call. Each hands over to the agent core and reports its errors as
+//! the text a person reads.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+use surplus_agent::control::{
+    self, Choices, DiskChoice, Enrolled, Enrollment, EntryView, SnapshotView, TrayStatus,
+};
+use surplus_agent::settings::Settings;
+use surplus_agent::worker::{AgentState, now_ms};
+use surplus_protocol::PauseState;
+use tauri::{AppHandle, Emitter, Manager, State};
+use tauri_plugin_autostart::ManagerExt as _;
+
+use crate::{Shell, lock};
+
+type Answer<T> = Result<T, String>;
+
+fn text(error: impl std::fmt::Display) -> String {
+    error.to_string()
+}
+
+pub fn handler() -> impl Fn(tauri::ipc::Invoke) -> bool + Send + Sync + 'static {
+    tauri::generate_handler![
+        overview,
+        disks,
+        suggested_folders,
+        enroll,
+        apply,
+        generate_passphrase,
+        set_recovery_passphrase,
+        finish_wizard,
+        set_autostart,
+        pause,
+        resume,
+        back_up_now,
+        snapshots,
+        list_snapshot,
+        restore,
+        credits,
+        history,
+        open_window,
+        close_window,
+    ]
+}
+
+/// Everything a window shows about the device.
+#[derive(Debug, Serialize)]
+pub struct Overview {
+    registered: bool,
+    wizard_done: bool,
+    email: Option<String>,
+    hub_url: String,
+    device_name: String,
+    settings: Settings,
+    state: AgentState,
+    tray: TrayStatus,
+    has_backup_key: bool,
+    autostart: bool,
+    data_dir: PathBuf,
+}
+
+#[tauri::command]
+fn overview(app: AppHandle, shell: State<'_, Shell>) -> Answer<Overview> {
+    let (tray, state, settings) = shell.status();
+    let email = shell
+        .control
+        .credentials()
+        .ok()
+        .and_then(|c| c.session().ok().flatten())
+        .map(|s| s.email);
+    Ok(Overview {
+        registered: shell.control.registered(),
+        wizard_done: shell.wizard_done(),
+        email,
+        hub_url: settings
+            .hub_url
+            .clone()
+            .unwrap_or_else(|| shell.default_hub.clone()),
+        device_name: settings
+            .device_name
+            .clone()
+            .unwrap_or_else(control::host_name),
+        has_backup_key: shell.control.has_backup_key(),
+        autostart: app.autolaunch().is_enabled().unwrap_or(false),
+        data_dir: shell.control.data_dir().to_owned(),
+        settings,
+        state,
+        tray,
+    })
+}
+
+#[tauri::command]
+fn disks(shell: State<'_, Shell>) -> Answer<Vec<DiskChoice>> {
+    shell.control.disks().map_err(text)
+}
+
+/// The usual folders of a home, those that exist, for the wizard to offer.
+#[tauri::command]
+fn suggested_folders() -> Vec<PathBuf> {
+    control::suggested_folders()
+}
+
+#[tauri::command]
+async fn enroll(shell: State<'_, Shell>, enrollment: Enrollment) -> Answer<Enrolled> {
+    let enrolled = shell.control.enroll(enrollment).await.map_err(text)?;
+    shell.start_agent();
+    Ok(enrolled)
+}
+
+#[tauri::command]
+fn apply(shell: State<'_, Shell>, choices: Choices) -> Answer<Settings> {
+    let settings = shell.control.apply(choices).map_err(text)?;
+    shell.settings_changed();
+    Ok(settings)
+}
+
+#[tauri::command]
+fn generate_passphrase() -> String {
+    control::generate_passphrase()
+}
+
+#[tauri::command]
+async fn set_recovery_passphrase(shell: State<'_, Shell>, passphrase: String) -> Answer<()> {
+    shell
+        .control
+        .set_recovery_passphrase(&passphrase)
+        .await
+        .map_err(text)?;
+    // Backups waiting for the key can start.
+    if let Some(agent) = lock(&shell.agent).as_ref() {
+        agent.handle().back_up_now();
+    }
+    Ok(())
+}
+
+/// The wizard's last page: start at login (unless the user said no) and take the first backup.
+#[tauri::command]
+fn finish_wizard(app: AppHandle, shell: State<'_, Shell>, autostart: bool) -> Answer<()> {
+    shell.set_wizard_done().map_err(text)?;
+    set_autostart(app, autostart)?;
+    shell.start_agent();
+    if let Some(agent) = lock(&shell.agent).as_ref() {
+        agent.handle().settings_changed();
+        agent.handle().back_up_now();
+    }
+    Ok(())
+}
+
+#[tauri::command]
+fn set_autostart(app: AppHandle, on: bool) -> Answer<()> {
+    let autolaunch = app.autolaunch();
+    if on {
+        autolaunch.enable().map_err(text)
+    } else {
+        autolaunch.disable().map_err(text)
+    }
+}
+
+pub fn pause_for(shell: &Shell, how_long: &str) -> Result<(), String> {
+    let until = control::pause_until(how_long).map_err(text)?;
+    shell
+        .control
+        .update(|s| s.pause = PauseState::Until { until })
+        .map_err(text)?;
+    shell.settings_changed();
+    Ok(())
+}
+
+pub fn resume_donating(shell: &Shell) -> Result<(), String> {
+    shell
+        .control
+        .update(|s| s.pause = PauseState::Running)
+        .map_err(text)?;
+    shell.settings_changed();
+    Ok(())
+}
+
+#[tauri::command]
+fn pause(app: AppHandle, shell: State<'_, Shell>, until: String) -> Answer<()> {
+    pause_for(&shell, &until)?;
+    crate::refresh(&app);
+    Ok(())
+}
+
+#[tauri::command]
+fn resume(app: AppHandle, shell: State<'_, Shell>) -> Answer<()> {
+    resume_donating(&shell)?;
+    crate::refresh(&app);
+    Ok(())
+}
+
+#[tauri::command]
+fn back_up_now(shell: State<'_, Shell>) -> Answer<()> {
+    match lock(&shell.agent).as_ref() {
+        Some(agent) => {
+            agent.handle().back_up_now();
+            Ok(())
+        }
+        None => Err("this PC is not set up yet".to_owned()),
+    }
+}
+
+#[tauri::command]
+async fn snapshots(shell: State<'_, Shell>) -> Answer<Vec<SnapshotView>> {
+    shell.control.snapshots().await.map_err(text)
+}
+
+#[tauri::command]
+async fn list_snapshot(
+    shell: State<'_, Shell>,
+    snapshot: String,
+    path: Option<PathBuf>,
+) -> Answer<Vec<EntryView>> {
+    shell.control.list(&snapshot, path).await.map_err(text)
+}
+
+/// A restore's progress, sent to the restore window as `restore-progress` events.
+#[derive(Debug, Clone, Serialize)]
+struct Progress {
+    files: u64,
+    bytes: u64,
+    total_files: u64,
+    total_bytes: u64,
+}
+
+struct Reporter {
+    app: AppHandle,
+    files: AtomicU64,
+    bytes: AtomicU64,
+    total_files: AtomicU64,
+    total_bytes: AtomicU64,
+    /// When progress was last sent, in ms: at most ten events a second.
+    sent_at: AtomicU64,
+}
+
+impl Reporter {
+    fn send(&self, force: bool) {
+        let now = u64::try_from(now_ms()).unwrap_or(0);
+        if !force && now.saturating_sub(self.sent_at.load(Ordering::Relaxed)) < 100 {
+            return;
+        }
+        self.sent_at.store(now, Ordering::Relaxed);
+        let _ = self.app.emit(
+            "restore-progress",
+            Progress {
+                files: self.files.load(Ordering::Relaxed),
+                bytes: self.bytes.load(Ordering::Relaxed),
+                total_files: self.total_files.load(Ordering::Relaxed),
+                total_bytes: self.total_bytes.load(Ordering::Relaxed),
+            },
+        );
+    }
+}
+
+impl control::RestoreProgress for Reporter {
+    fn start(&self, files: u64, bytes: u64) {
+        self.total_files.store(files, Ordering::Relaxed);
+        self.total_bytes.store(bytes, Ordering::Relaxed);
+        self.send(true);
+    }
+
+    fn bytes(&self, bytes: u64) {
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.send(false);
+    }
+
+    fn file(&self) {
+        self.files.fetch_add(1, Ordering::Relaxed);
+        self.send(false);
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Restored {
+    files: u64,
+    bytes: u64,
+    in_place: u64,
+}
+
+/// Restores each of `paths` (the whole snapshot when empty) of `snapshot` under `target`.
+#[tauri::command]
+async fn restore(
+    app: AppHandle,
+    shell: State<'_, Shell>,
+    snapshot: String,
+    paths: Vec<PathBuf>,
+    target: PathBuf,
+) -> Answer<Restored> {
+    let mut restored = Restored {
+        files: 0,
+        bytes: 0,
+        in_place: 0,
+    };
+    let wanted: Vec<Option<PathBuf>> = if paths.is_empty() {
+        vec![None]
+    } else {
+        paths.into_iter().map(Some).collect()
+    };
+    for path in wanted {
+        let reporter = Arc::new(Reporter {
+            app: app.clone(),
+            files: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            total_files: AtomicU64::new(0),
+            total_bytes: AtomicU64::new(0),
+            sent_at: AtomicU64::new(0),
+        });
+        let report = shell
+            .control
+            .restore(&snapshot, path, &target, reporter.clone())
+            .await
+            .map_err(text)?;
+        reporter.send(true);
+        restored.files += report.files;
+        restored.bytes += report.bytes;
+        restored.in_place += report.in_place;
+    }
+    Ok(restored)
+}
+
+#[tauri::command]
+async fn credits(shell: State<'_, Shell>) -> Answer<surplus_protocol::Credits> {
+    shell.control.credits().await.map_err(text)
+}
+
+#[tauri::command]
+fn history(shell: State<'_, Shell>) -> Vec<control::history::Point> {
+    control::history::load(shell.control.data_dir())
+}
+
+#[tauri::command]
+fn open_window(app: AppHandle, page: String) {
+    crate::open_window(&app, &page);
+}
+
+#[tauri::command]
+fn close_window(app: AppHandle, page: String) {
+    if let Some(window) = app.get_webview_window(&page) {
+        let _ = window.close();
+    }
+}
