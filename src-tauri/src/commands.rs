@@ -61,6 +61,7 @@ pub struct Overview {
     has_backup_key: bool,
     autostart: bool,
     data_dir: PathBuf,
+    restore_to: PathBuf,
 }
 
 #[tauri::command]
@@ -87,6 +88,7 @@ fn overview(app: AppHandle, shell: State<'_, Shell>) -> Answer<Overview> {
         has_backup_key: shell.control.has_backup_key(),
         autostart: app.autolaunch().is_enabled().unwrap_or(false),
         data_dir: shell.control.data_dir().to_owned(),
+        restore_to: control::default_restore_dir(),
         settings,
         state,
         tray,
@@ -140,8 +142,8 @@ async fn set_recovery_passphrase(shell: State<'_, Shell>, passphrase: String) ->
 /// The wizard's last page: start at login (unless the user said no) and take the first backup.
 #[tauri::command]
 fn finish_wizard(app: AppHandle, shell: State<'_, Shell>, autostart: bool) -> Answer<()> {
-    shell.set_wizard_done().map_err(text)?;
     set_autostart(app, autostart)?;
+    shell.set_wizard_done().map_err(text)?;
     shell.start_agent();
     if let Some(agent) = lock(&shell.agent).as_ref() {
         agent.handle().settings_changed();
@@ -154,6 +156,15 @@ fn finish_wizard(app: AppHandle, shell: State<'_, Shell>, autostart: bool) -> An
 fn set_autostart(app: AppHandle, on: bool) -> Answer<()> {
     let autolaunch = app.autolaunch();
     if on {
+        // The XDG autostart folder may not exist yet on a fresh account; the plugin does not
+        // make it.
+        #[cfg(target_os = "linux")]
+        if let Some(config) = std::env::var_os("XDG_CONFIG_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".config")))
+        {
+            std::fs::create_dir_all(config.join("autostart")).map_err(text)?;
+        }
         autolaunch.enable().map_err(text)
     } else {
         autolaunch.disable().map_err(text)

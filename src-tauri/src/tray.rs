@@ -26,14 +26,15 @@ fn icon(state: TrayState) -> Image<'static> {
     Image::from_bytes(bytes).expect("the tray icons are PNGs built into the app")
 }
 
-/// Makes the tray icon. Menu clicks go to [`crate::on_menu`].
+/// Makes the tray icon. Menu clicks go to [`crate::on_menu`]. Every item has a mnemonic (the
+/// letter after `&`), so the open menu can be worked from the keyboard.
 pub fn build(app: &AppHandle, status: &TrayStatus) -> tauri::Result<TrayMenu> {
     let item = |id: &str, text: &str| MenuItem::with_id(app, id, text, true, None::<&str>);
     let menu = TrayMenu {
         status: MenuItem::with_id(app, "status-line", &status.line, false, None::<&str>)?,
-        pause_hour: item("pause-hour", "Pause for 1 hour")?,
-        pause_tomorrow: item("pause-tomorrow", "Pause until tomorrow")?,
-        resume: item("resume", "Resume")?,
+        pause_hour: item("pause-hour", "&Pause for 1 hour")?,
+        pause_tomorrow: item("pause-tomorrow", "Pause until &tomorrow")?,
+        resume: item("resume", "&Resume")?,
     };
     let separator = || PredefinedMenuItem::separator(app);
     let items = Menu::with_items(
@@ -45,12 +46,12 @@ pub fn build(app: &AppHandle, status: &TrayStatus) -> tauri::Result<TrayMenu> {
             &menu.pause_tomorrow,
             &menu.resume,
             &separator()?,
-            &item("backup-now", "Back up now")?,
-            &item("restore", "Restore files...")?,
-            &item("status", "Status...")?,
-            &item("settings", "Settings...")?,
+            &item("backup-now", "&Back up now")?,
+            &item("restore", "R&estore files...")?,
+            &item("status", "&Status...")?,
+            &item("settings", "Settin&gs...")?,
             &separator()?,
-            &item("quit", "Quit Surplus")?,
+            &item("quit", "&Quit Surplus")?,
         ],
     )?;
     TrayIconBuilder::with_id(TRAY_ID)

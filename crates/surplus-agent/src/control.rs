@@ -279,6 +279,8 @@ impl Control {
     pub fn disks(&self) -> Result<Vec<DiskChoice>> {
         let settings = self.settings()?;
         let vault_dir = settings.vault_dir(&self.data_dir);
+        // The probe's override file (tests) speaks for every disk, as it does for the agent.
+        let overrides = crate::probe::OverrideFile::from_env().read();
         let mut disks = sysinfo::Disks::new_with_refreshed_list()
             .iter()
             .filter(|disk| usable_disk(disk.file_system().to_string_lossy().as_ref()))
@@ -304,6 +306,11 @@ impl Control {
         }
         disks.sort_by(|a, b| a.0.cmp(&b.0));
         disks.dedup_by(|a, b| a.0 == b.0);
+        if let Some(overrides) = &overrides {
+            for (_, _, space) in &mut disks {
+                overrides.apply_disk(space);
+            }
+        }
         let current_mount = disks
             .iter()
             .filter(|(mount, _, _)| vault_dir.starts_with(mount))
@@ -802,6 +809,13 @@ pub fn suggested_folders() -> Vec<PathBuf> {
     .flatten()
     .filter(|dir| dir.is_dir())
     .collect()
+}
+
+/// Where a restore goes unless the user says otherwise: `Restored` in the home folder.
+pub fn default_restore_dir() -> PathBuf {
+    dirs::home_dir()
+        .unwrap_or_else(std::env::temp_dir)
+        .join("Restored")
 }
 
 /// This machine's name, the device's name unless the user gives another.

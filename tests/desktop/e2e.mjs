@@ -1,0 +1,288 @@
+// The tray app seen as a person would use it, against a real hub: WebDriver (tauri-driver and
+// WebKitWebDriver) walks the first-run wizard; the hub is then asked whether the device joined
+// with that consent and quota and whether a backup arrived; the tray menu is clicked through with
+// xdotool (Pause really pauses, Resume resumes, Quit exits cleanly). Screenshots of every wizard
+// page, the status window and the tray menu go to $OUT for a person to look at.
+//
+// Run by scripts/test-desktop inside Xvfb and a private D-Bus session; it prints a cargo-style
+// "test result:" line that scripts/test counts.
+
+import { execFileSync } from "node:child_process";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+
+const { APP, HUB_URL, OUT, FOLDER, DATA_DIR } = process.env;
+const DRIVER = process.env.DRIVER_URL ?? "http://127.0.0.1:4444";
+const ELEMENT = "element-6066-11e4-a07c-4096bbcd7e2a";
+const EMAIL = "ann@example.org";
+const PASSWORD = "correct horse battery";
+const QUOTA = 2 * 1024 ** 3;
+
+let passed = 0;
+let session;
+
+function check(what, condition, detail = "") {
+  if (!condition) throw new Error(`${what}${detail ? `: ${detail}` : ""}`);
+  passed += 1;
+  console.log(`ok - ${what}`);
+}
+
+async function wd(method, path, body) {
+  const response = await fetch(`${DRIVER}${path}`, {
+    method,
+    headers: { "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal: AbortSignal.timeout(60_000),
+  });
+  const answer = await response.json();
+  if (!response.ok) throw new Error(`${method} ${path}: ${JSON.stringify(answer.value)}`);
+  return answer.value;
+}
+
+const s = (path) => `/session/${session}${path}`;
+const run = (script, ...args) => wd("POST", s("/execute/sync"), { script, args });
+
+/// Polls `probe` until it returns something truthy, for at most `seconds`.
+async function until(what, probe, seconds = 30) {
+  const deadline = Date.now() + seconds * 1000;
+  let last;
+  for (;;) {
+    try {
+      const value = await probe();
+      if (value) return value;
+      last = value;
+    } catch (error) {
+      last = error.message;
+    }
+    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what} (last: ${JSON.stringify(last)})`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+async function find(css) {
+  const found = await until(`an element ${css}`, async () => {
+    const all = await wd("POST", s("/elements"), { using: "css selector", value: css });
+    return all.length > 0 ? (all[0][ELEMENT] ?? all[0].ELEMENT ?? Object.values(all[0])[0]) : null;
+  });
+  return found;
+}
+
+const byTest = (name) => find(`[data-test="${name}"]`);
+const click = async (name) => wd("POST", s(`/element/${await byTest(name)}/click`), {});
+const type = async (name, text) => {
+  const element = await byTest(name);
+  await wd("POST", s(`/element/${element}/clear`), {});
+  await wd("POST", s(`/element/${element}/value`), { text });
+};
+const text = async (name) => wd("GET", s(`/element/${await byTest(name)}/text`));
+const page = () => run("return document.body.dataset.page || ''");
+const onPage = (name) => until(`the ${name} page`, async () => (await page()) === name);
+
+let shots = 0;
+async function screenshot(name) {
+  shots += 1;
+  const file = join(OUT, `${String(shots).padStart(2, "0")}-${name}.png`);
+  const png = await wd("GET", s("/screenshot"));
+  writeFileSync(file, Buffer.from(png, "base64"));
+  console.log(`  screenshot ${file}`);
+}
+
+/// The whole X screen (tray and menus included), which WebDriver cannot see.
+function screen(name) {
+  shots += 1;
+  const file = join(OUT, `${String(shots).padStart(2, "0")}-${name}.png`);
+  execFileSync("import", ["-window", "root", file]);
+  console.log(`  screenshot ${file}`);
+}
+
+async function hub(method, path, token, body) {
+  const response = await fetch(`${HUB_URL}${path}`, {
+    method,
+    headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const answer = await response.json();
+  if (!response.ok) throw new Error(`${method} ${path}: ${JSON.stringify(answer)}`);
+  return answer;
+}
+
+function settingsFile() {
+  return readFileSync(join(DATA_DIR, "settings.toml"), "utf8");
+}
+
+function agentState() {
+  return JSON.parse(readFileSync(join(DATA_DIR, "agent-state.json"), "utf8"));
+}
+
+function appPid() {
+  try {
+    return execFileSync("pgrep", ["-f", "-x", `${APP}( .*)?`]).toString().trim().split("\n")[0];
+  } catch {
+    return null;
+  }
+}
+
+/// Opens the tray menu by clicking the app's icon in trayer, then presses a menu item's mnemonic.
+async function trayMenu(key, shot) {
+  const windows = execFileSync("xdotool", ["search", "--onlyvisible", "--class", "trayer"]).toString().trim().split("\n");
+  const tray = windows[windows.length - 1];
+  const geometry = execFileSync("xdotool", ["getwindowgeometry", "--shell", tray]).toString();
+  const value = (name) => Number(geometry.match(new RegExp(`${name}=(\\d+)`))[1]);
+  const [x, y, height] = [value("X"), value("Y"), value("HEIGHT")];
+  execFileSync("xdotool", ["mousemove", String(x + height / 2), String(y + height / 2), "click", "1"]);
+  // The menu is a new override-redirect window; wait until GTK has mapped it.
+  await until("the tray menu to open", () => {
+    try {
+      return execFileSync("xdotool", ["search", "--onlyvisible", "--class", "surplus-desktop"]).toString().trim().split("\n").length > 0;
+    } catch {
+      return false;
+    }
+  }, 10);
+  if (shot) screen(shot);
+  execFileSync("xdotool", ["key", key]);
+}
+
+async function main() {
+  session = (
+    await wd("POST", "/session", {
+      capabilities: { alwaysMatch: { "tauri:options": { application: APP } } },
+    })
+  ).sessionId;
+
+  // Welcome.
+  await onPage("welcome");
+  check("a first launch opens the wizard", (await text("title")) === "Welcome to Surplus");
+  await screenshot("wizard-welcome");
+  await click("next");
+
+  // Account: sign up and register this PC.
+  await onPage("account");
+  await type("email", EMAIL);
+  await type("password", PASSWORD);
+  await type("device-name", "ann-desktop");
+  await screenshot("wizard-account");
+  await click("next");
+
+  // Consent: nothing is lent until this page is answered.
+  await onPage("consent");
+  check("nothing is consented before the consent page", !/storage = true|compute = true/.test(settingsFile()));
+  await screenshot("wizard-consent");
+  await click("consent-storage");
+  await click("consent-compute");
+  await click("next");
+
+  // Quota: the slider is bounded by the disk; set 2 GiB (or the most the disk allows).
+  await onPage("quota");
+  const max = Number(await run("return document.querySelector('[data-test=quota]').max"));
+  check("the quota slider is bounded by free space minus the floor", max >= 1024 ** 3, `max ${max}`);
+  const quota = Math.min(QUOTA, max);
+  await run(
+    "const s = document.querySelector('[data-test=quota]'); s.value = String(arguments[0]); s.dispatchEvent(new Event('input'));",
+    quota,
+  );
+  check("the live numbers follow the slider", (await text("quota-numbers")).includes(`Vault: up to ${(quota / 1024 ** 3).toFixed(1)} GiB`));
+  await screenshot("wizard-quota");
+  await click("next");
+
+  // Folders.
+  await onPage("folders");
+  await type("folder-path", FOLDER);
+  await click("add-folder");
+  check("the folder is listed", (await text("folders")).includes(FOLDER));
+  await screenshot("wizard-folders");
+  await click("next");
+
+  // Recovery passphrase: generated, shown once, confirmed by typing it again.
+  await onPage("passphrase");
+  await click("generate");
+  const generated = await until("a generated passphrase", () => text("generated"));
+  check("a passphrase is generated", /^[A-Z2-9]{5}(-[A-Z2-9]{5}){5}$/.test(generated), generated);
+  await type("passphrase-again", "not the same passphrase");
+  await click("next");
+  check("a mistyped confirmation is refused", (await text("error")).includes("differ"));
+  await type("passphrase-again", generated);
+  await screenshot("wizard-passphrase");
+  await click("next");
+
+  // Done: finishing turns on start at login and starts the first backup.
+  await onPage("done");
+  await screenshot("wizard-done");
+  await click("next");
+  const autostart = join(process.env.HOME, ".config", "autostart", "Surplus.desktop");
+  await until("the autostart entry", () => existsSync(autostart));
+  check("start at login is on after the wizard", readFileSync(autostart, "utf8").includes("--autostart"));
+
+  // At the hub: the device, its consent and quota, and a backup.
+  const { token } = await hub("POST", "/v1/login", null, { email: EMAIL, password: PASSWORD });
+  const device = await until("the device's report at the hub", async () => {
+    const devices = await hub("GET", "/v1/devices", token);
+    const d = devices.find((x) => x.name === "ann-desktop");
+    return d?.report?.consent?.storage ? d : null;
+  });
+  check("the device registered with the hub", device.online === true);
+  check("the hub has the consent", device.report.consent.storage && device.report.consent.compute);
+  check("the hub has the quota", device.report.vault.quota_bytes === quota, `${device.report.vault.quota_bytes} != ${quota}`);
+  const snapshots = await until("a snapshot at the hub", async () => {
+    const names = await hub("GET", "/v1/backup/objects/snapshot", token);
+    return names.length > 0 ? names : null;
+  }, 90);
+  check("a backup ran", snapshots.length >= 1);
+  // The app runs with SURPLUS_CREDENTIALS=keyring (no file fallback); the keyring holds its items.
+  // secret-tool prints the attributes on stderr.
+  const keyring = execFileSync("sh", ["-c", "secret-tool search service surplus 2>&1 || true"]).toString();
+  check("the app's secrets are in the OS keyring", /label = keyring:\S+@surplus/.test(keyring), keyring);
+  check("no credentials file is written beside it", !existsSync(join(DATA_DIR, "credentials.toml")));
+
+  // The status window.
+  const handles = await until("the status window", async () => {
+    const all = await wd("GET", s("/window/handles"));
+    for (const handle of all) {
+      await wd("POST", s("/window"), { handle });
+      if ((await page()) === "status") return handle;
+    }
+    return null;
+  });
+  check("the wizard hands over to the status window", !!handles);
+  await until("the backup in the status window", async () => {
+    await run("location.reload()");
+    return (await text("card-backups")).match(/protected|uploaded|uploading/);
+  }, 60);
+  check("status shows the connection", (await text("connection")) === "Connected");
+  await screenshot("status");
+
+  // The tray: Pause really pauses, Resume resumes, Quit exits cleanly.
+  await trayMenu("p", "tray-menu");
+  await until("the pause in the settings", () => /paused = "until"/.test(settingsFile()), 10);
+  const paused = await until("the hub to see the pause", async () => {
+    const d = (await hub("GET", "/v1/devices", token)).find((x) => x.name === "ann-desktop");
+    return d.report.pause.paused === "until" && d.spare_storage_bytes === 0 && d.compute_slots === 0 ? d : null;
+  });
+  check("Pause for 1 hour pauses donation at the hub", paused.spare.storage_reason === "paused");
+  await until("the status line to say paused", async () => (await text("tray-line")).startsWith("Paused until"));
+  await trayMenu("r");
+  await until("the hub to see donation resume", async () => {
+    const d = (await hub("GET", "/v1/devices", token)).find((x) => x.name === "ann-desktop");
+    return d.report.pause.paused === "running";
+  });
+  check("Resume resumes donation", true);
+  const pid = appPid();
+  check("the app runs", !!pid);
+  await trayMenu("q");
+  await until("the app to exit", () => appPid() === null, 20);
+  check("Quit stops the agent cleanly", agentState().connected === false);
+  await wd("DELETE", s("")).catch(() => {});
+}
+
+main()
+  .then(() => {
+    console.log(`test result: ok. ${passed} passed; 0 failed`);
+  })
+  .catch(async (error) => {
+    console.error(`FAILED: ${error.stack ?? error}`);
+    if (session) await screenshot("failure").catch(() => {});
+    try {
+      screen("failure-screen");
+    } catch {}
+    console.log(`test result: FAILED. ${passed} passed; 1 failed`);
+    process.exitCode = 1;
+  });

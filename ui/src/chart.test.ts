@@ -1,0 +1,31 @@
+import { expect, it } from "vitest";
+import { cpuSeries, storedSeries } from "./chart";
+
+const DAY = 86_400_000;
+const now = 10 * DAY;
+
+it("draws stored bytes across the last days, scaled to the peak", () => {
+  const points = [
+    { at: now - 8 * DAY, stored_bytes: 999, compute_ms: 0 }, // older than the span: left out
+    { at: now - 7 * DAY, stored_bytes: 0, compute_ms: 0 },
+    { at: now, stored_bytes: 100, compute_ms: 0 },
+  ];
+  const series = storedSeries(points, now, 7, 700, 100);
+  expect(series.peak).toBe(100);
+  expect(series.path).toBe("M0.0,100.0 L700.0,0.0");
+});
+
+it("draws CPU minutes per step from the running total", () => {
+  const points = [
+    { at: now - 2 * DAY, stored_bytes: 0, compute_ms: 60_000 },
+    { at: now - DAY, stored_bytes: 0, compute_ms: 180_000 },
+    { at: now, stored_bytes: 0, compute_ms: 240_000 },
+  ];
+  const series = cpuSeries(points, now, 2, 200, 100);
+  expect(series.peak).toBe(2);
+  expect(series.path).toBe("M100.0,0.0 L200.0,50.0");
+});
+
+it("draws nothing without points", () => {
+  expect(storedSeries([], now, 7, 100, 100)).toEqual({ path: "", peak: 0 });
+});

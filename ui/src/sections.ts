@@ -1,0 +1,257 @@
+// The pages the wizard walks through and the settings window shows again: consent, quotas,
+// folders, the recovery passphrase. Each builds its part of the form and reads back the choices.
+
+import { api, type Choices, type Overview } from "./api";
+import { h, replace } from "./dom";
+import { formatSize } from "./format";
+import { preferredDisk, quotaNumbers, sliderRange, type Disk } from "./quota";
+import { passphraseProblem } from "./wizard-flow";
+
+export interface Section {
+  element: HTMLElement;
+  read(): Choices;
+}
+
+export function consentSection(overview: Overview): Section {
+  const storage = h("input", { type: "checkbox", id: "consent-storage", test: "consent-storage" });
+  const compute = h("input", { type: "checkbox", id: "consent-compute", test: "consent-compute" });
+  storage.checked = overview.settings.consent.storage;
+  compute.checked = overview.settings.consent.compute;
+  const element = h(
+    "div",
+    { class: "consent" },
+    h(
+      "label",
+      { class: "choice", for: "consent-storage" },
+      storage,
+      h(
+        "div",
+        {},
+        h("strong", {}, "Lend spare disk space"),
+        h(
+          "p",
+          {},
+          "Surplus keeps small pieces of other subscribers' backups in a hidden folder on this PC, within the space you set next. ",
+          "Every piece is encrypted before it leaves its owner's PC: nobody, not you, not us, can read it, and no piece is a whole file.",
+        ),
+      ),
+    ),
+    h(
+      "label",
+      { class: "choice", for: "consent-compute" },
+      compute,
+      h(
+        "div",
+        {},
+        h("strong", {}, "Lend idle processor time"),
+        h(
+          "p",
+          {},
+          "When you have been away for 5 minutes and the PC is plugged in, Surplus runs small compute tasks for other subscribers. ",
+          "They run sealed off from your files and the network, use at most half the cores, and stop within a second when you come back.",
+        ),
+      ),
+    ),
+    h(
+      "p",
+      { class: "hint" },
+      "You can withdraw either at any time in Settings. Withdrawing storage empties the vault gracefully: what it holds moves to other PCs first, then it is deleted here.",
+    ),
+  );
+  return {
+    element,
+    read: () => ({ consent_storage: storage.checked, consent_compute: compute.checked }),
+  };
+}
+
+export function quotaSection(overview: Overview, disks: Disk[], storage: boolean, compute: boolean): Section {
+  const chosen = overview.settings.storage.quota_bytes;
+  let disk = preferredDisk(disks);
+  const select = h("select", { id: "vault-disk", test: "vault-disk" });
+  for (const d of disks) {
+    const option = h("option", { value: d.mount_point }, `${d.mount_point} (${formatSize(d.free_bytes)} free)`);
+    option.selected = d === disk;
+    select.append(option);
+  }
+  const slider = h("input", { type: "range", id: "quota", test: "quota" });
+  const sliderValue = h("output", { for: "quota", test: "quota-value" });
+  const numbers = h("ul", { class: "numbers", test: "quota-numbers" });
+  const show = () => {
+    if (!disk) return;
+    sliderValue.textContent = formatSize(Number(slider.value));
+    replace(numbers, ...quotaNumbers(disk, Number(slider.value)).map((line) => h("li", {}, line)));
+  };
+  const range = (keep: number | null) => {
+    if (!disk) return;
+    const r = sliderRange(disk, keep);
+    slider.min = String(r.min);
+    slider.max = String(r.max);
+    slider.step = String(r.step);
+    slider.value = String(r.value);
+    slider.disabled = r.max === 0;
+    show();
+  };
+  select.addEventListener("change", () => {
+    disk = disks.find((d) => d.mount_point === select.value);
+    range(null);
+  });
+  slider.addEventListener("input", show);
+  range(chosen);
+
+  const cores = h("input", { type: "range", id: "cores", min: "10", max: "100", step: "10", test: "cores" });
+  cores.value = String(overview.settings.compute.cores_percent);
+  const coresValue = h("output", { for: "cores" }, `${cores.value}%`);
+  cores.addEventListener("input", () => (coresValue.textContent = `${cores.value}%`));
+
+  const element = h(
+    "div",
+    { class: "quota" },
+    storage &&
+      h(
+        "fieldset",
+        {},
+        h("legend", {}, "Disk space to lend"),
+        disks.length === 0
+          ? h("p", { class: "error" }, "No disk with room to spare was found.")
+          : h(
+              "div",
+              {},
+              h("label", { for: "vault-disk" }, "Disk"),
+              select,
+              h("label", { for: "quota" }, "At most ", sliderValue),
+              slider,
+              numbers,
+            ),
+      ),
+    compute &&
+      h(
+        "fieldset",
+        {},
+        h("legend", {}, "Processor time to lend"),
+        h("label", { for: "cores" }, "Use at most ", coresValue, " of the cores, only while you are away"),
+        cores,
+      ),
+  );
+  return {
+    element,
+    read: () => ({
+      ...(storage && disk ? { vault_disk: disk.mount_point, quota_bytes: Number(slider.value) } : {}),
+      ...(compute ? { cores_percent: Number(cores.value) } : {}),
+    }),
+  };
+}
+
+export function foldersSection(overview: Overview, suggested: string[]): Section {
+  const folders = new Set<string>(overview.settings.backup.folders);
+  // The first time, the usual folders are offered ticked.
+  if (folders.size === 0 && !overview.wizard_done) suggested.forEach((f) => folders.add(f));
+  const list = h("ul", { class: "folders", test: "folders" });
+  const input = h("input", { type: "text", id: "folder-path", placeholder: "/home/you/Projects", test: "folder-path" });
+  const show = () => {
+    const all = [...new Set([...suggested, ...folders])];
+    replace(
+      list,
+      ...all.map((folder) => {
+        const box = h("input", { type: "checkbox" });
+        box.checked = folders.has(folder);
+        box.addEventListener("change", () => (box.checked ? folders.add(folder) : folders.delete(folder)));
+        return h("li", {}, h("label", {}, box, " ", folder));
+      }),
+    );
+    if (all.length === 0) list.append(h("li", { class: "hint" }, "No folders yet."));
+  };
+  const add = () => {
+    const path = input.value.trim();
+    if (!path) return;
+    folders.add(path);
+    input.value = "";
+    show();
+  };
+  input.addEventListener("keydown", (event) => {
+    if ((event as KeyboardEvent).key === "Enter") add();
+  });
+  show();
+  const element = h(
+    "div",
+    {},
+    h("p", {}, "Surplus backs these folders up whenever something in them changes, and every hour. Backups are encrypted on this PC before they leave it."),
+    list,
+    h(
+      "div",
+      { class: "row" },
+      input,
+      h("button", { type: "button", class: "secondary", on: { click: add }, test: "add-folder" }, "Add folder"),
+    ),
+  );
+  return { element, read: () => ({ folders: [...folders] }) };
+}
+
+/// The recovery passphrase: typed (when another device made the key, or the user wants their
+/// own) or generated, shown once, and confirmed. `done` is called with the passphrase to use.
+export function passphraseSection(hasKeyElsewhere: boolean): {
+  element: HTMLElement;
+  passphrase(): { value: string | null; problem: string | null };
+} {
+  const first = h("input", { type: "password", id: "passphrase", autocomplete: "new-password", test: "passphrase" });
+  const again = h("input", { type: "password", id: "passphrase-again", autocomplete: "new-password", test: "passphrase-again" });
+  if (hasKeyElsewhere) {
+    return {
+      element: h(
+        "div",
+        {},
+        h("p", {}, "Your backups already have a recovery passphrase, chosen on your other PC. Type it to let this PC back up and restore."),
+        h("label", { for: "passphrase" }, "Recovery passphrase"),
+        first,
+      ),
+      passphrase: () => ({ value: first.value, problem: first.value ? null : "Type your recovery passphrase." }),
+    };
+  }
+  const generated = h("code", { class: "generated", test: "generated" });
+  const generatedBox = h(
+    "div",
+    { class: "generated-box", hidden: true },
+    h("p", {}, "Write this down and keep it somewhere safe. It is shown only now:"),
+    generated,
+    h("p", { class: "hint" }, "Then type it below to confirm you have it."),
+  );
+  const generate = h(
+    "button",
+    {
+      type: "button",
+      class: "secondary",
+      test: "generate",
+      on: {
+        click: async () => {
+          generated.textContent = await api.generatePassphrase();
+          generatedBox.hidden = false;
+          first.value = generated.textContent;
+          first.type = "password";
+          again.value = "";
+          again.focus();
+        },
+      },
+    },
+    "Make one for me",
+  );
+  return {
+    element: h(
+      "div",
+      {},
+      h(
+        "p",
+        {},
+        "Your backups are encrypted with a key only you hold. If this PC is lost, your recovery passphrase opens that key on a new one. ",
+        "Without it nobody, including Surplus, can restore your files.",
+      ),
+      h("label", { for: "passphrase" }, "Choose a recovery passphrase"),
+      h("div", { class: "row" }, first, generate),
+      generatedBox,
+      h("label", { for: "passphrase-again" }, "Type it again"),
+      again,
+    ),
+    passphrase: () => {
+      const problem = passphraseProblem(first.value, again.value);
+      return { value: problem ? null : first.value, problem };
+    },
+  };
+}

@@ -1,0 +1,56 @@
+import { expect, it } from "vitest";
+import type { Overview } from "./api";
+import { statusCards } from "./status";
+
+const overview: Overview = {
+  registered: true,
+  wizard_done: true,
+  email: "ann@example.com",
+  hub_url: "http://127.0.0.1:1",
+  device_name: "ann-pc",
+  settings: {
+    hub_url: null,
+    device_name: null,
+    consent: { storage: true, compute: false },
+    storage: { quota_bytes: null, floor_bytes: null, vault_path: null },
+    compute: { cores_percent: 50, idle_minutes: 5, busy_cpu_percent: 25, on_battery: false },
+    pause: { paused: "running" },
+    backup: { folders: ["/home/ann/Documents"] },
+  },
+  state: {
+    connected: true,
+    last_backup: [1_000, "abc"],
+    last_backup_error: null,
+    last_heartbeat: 1_000,
+    last_error: null,
+    vault: { quota_bytes: 10 * 1024 ** 3, used_bytes: 3 * 1024 ** 2, reserved_bytes: 0, floor_bytes: 0 },
+    tasks_done: 7,
+    tasks_running: 0,
+    compute_held: null,
+    compute_ms_done: 0,
+  },
+  tray: { state: "donating", line: "Donating 10.0 GiB", paused: false },
+  has_backup_key: true,
+  autostart: true,
+  data_dir: "/home/ann/.local/share/surplus",
+  restore_to: "/home/ann/Restored",
+};
+
+it("shows what is stored, the backups, compute and the hub", () => {
+  const snapshot = { id: "abc", time: 1_000, hostname: "ann-pc", files: 3, bytes: 2048, state: "protected" as const };
+  const cards = statusCards(overview, [snapshot], { balance: 36_000, earned: 0, spent: 0 }, 2_000);
+  const text = cards.map((card) => card.textContent).join("\n");
+  expect(text).toContain("3.0 MiB");
+  expect(text).toContain("of up to 10.0 GiB");
+  expect(text).toContain("protected");
+  expect(text).toContain("7 tasks done");
+  expect(text).toContain("Not lending processor time.");
+  expect(text).toContain("Credit: 10.0 core-hours");
+  expect(text).toContain("Connected");
+});
+
+it("puts a failed backup first in its card", () => {
+  const failing = { ...overview, state: { ...overview.state, last_backup_error: "the hub refused" } };
+  const backups = statusCards(failing, [], null, 2_000)[1];
+  expect(backups.querySelector(".error")?.textContent).toBe("the hub refused");
+});

@@ -1,0 +1,151 @@
+// Status: what this PC lends, how your backups stand, compute and credit, the hub, and a chart
+// of the last days. Refreshed every few seconds while open.
+
+import { api, problem, type Credits, type Overview, type Snapshot } from "./api";
+import { cpuSeries, storedSeries, type Point } from "./chart";
+import { errorLine, h, replace } from "./dom";
+import { formatAgo, formatCoreHours, formatDateTime, formatSize } from "./format";
+
+const DAYS = 7;
+const WIDTH = 600;
+const HEIGHT = 120;
+
+export async function status(root: HTMLElement): Promise<void> {
+  document.body.dataset.page = "status";
+  const cards = h("div", { class: "grid" });
+  const chart = h("section", { class: "card wide" });
+  const error = errorLine();
+  const actions = h("div", { class: "row" });
+  root.append(h("header", {}, h("h1", {}, "Surplus"), actions), error, cards, chart);
+
+  let snapshots: Snapshot[] | null = null;
+  let credits: Credits | null = null;
+  // The hub is asked for snapshots and credit less often than the local state is read.
+  const slow = async () => {
+    try {
+      [snapshots, credits] = await Promise.all([api.snapshots(), api.credits()]);
+      error.show(null);
+    } catch (failure) {
+      error.show(problem(failure));
+    }
+  };
+
+  const draw = async () => {
+    const [overview, points] = await Promise.all([api.overview(), api.history()]);
+    drawActions(actions, overview, draw);
+    replace(cards, ...statusCards(overview, snapshots, credits, Date.now()));
+    replace(chart, ...chartView(points, Date.now()));
+  };
+  await draw();
+  await slow();
+  await draw();
+  setInterval(draw, 3000);
+  setInterval(async () => {
+    await slow();
+    await draw();
+  }, 30000);
+}
+
+function drawActions(actions: HTMLElement, overview: Overview, redraw: () => Promise<void>): void {
+  const button = (label: string, test: string, work: () => Promise<void>, kind = "secondary") =>
+    h("button", { type: "button", class: kind, test, on: { click: async () => { await work(); await redraw(); } } }, label);
+  replace(
+    actions,
+    h("span", { class: `badge ${overview.tray.state}`, test: "tray-line" }, overview.tray.line),
+    overview.tray.paused
+      ? button("Resume", "resume", api.resume, "primary")
+      : button("Pause for 1 hour", "pause-hour", () => api.pause("hour")),
+    button("Back up now", "backup-now", api.backUpNow),
+    button("Restore files...", "open-restore", () => api.openWindow("restore")),
+    button("Settings...", "open-settings", () => api.openWindow("settings")),
+  );
+}
+
+export function statusCards(overview: Overview, snapshots: Snapshot[] | null, credits: Credits | null, now: number): HTMLElement[] {
+  const { state, settings } = overview;
+  const vault = state.vault;
+  const latest = snapshots && snapshots.length > 0 ? snapshots[snapshots.length - 1] : null;
+  const backupLine = state.last_backup_error
+    ? h("p", { class: "error" }, state.last_backup_error)
+    : latest
+      ? h("p", {}, `Last snapshot ${formatDateTime(latest.time)}: ${latest.files} files, ${formatSize(latest.bytes)}, `, h("strong", { test: "backup-state" }, latest.state))
+      : h("p", {}, settings.backup.folders.length === 0 ? "No folders chosen." : "No snapshot yet.");
+  return [
+    h(
+      "section",
+      { class: "card", test: "card-storage" },
+      h("h2", {}, "Stored for others"),
+      settings.consent.storage
+        ? h("p", { class: "big" }, formatSize(vault?.used_bytes ?? 0))
+        : h("p", {}, "Not lending disk space."),
+      settings.consent.storage && vault && h("p", { class: "hint" }, `of up to ${formatSize(vault.quota_bytes)}, ${formatSize(vault.reserved_bytes)} set aside`),
+    ),
+    h(
+      "section",
+      { class: "card", test: "card-backups" },
+      h("h2", {}, "Your backups"),
+      backupLine,
+      h("p", { class: "hint" }, `${settings.backup.folders.length} folder(s); last backup ${formatAgo(state.last_backup?.[0], now)}`),
+    ),
+    h(
+      "section",
+      { class: "card", test: "card-compute" },
+      h("h2", {}, "Compute"),
+      h("p", { class: "big" }, `${state.tasks_done} tasks done`),
+      h(
+        "p",
+        { class: "hint" },
+        !settings.consent.compute
+          ? "Not lending processor time."
+          : state.tasks_running > 0
+            ? `${state.tasks_running} running${state.compute_held ? `, held: ${state.compute_held}` : ""}`
+            : "None running.",
+      ),
+      credits && h("p", { test: "credits" }, `Credit: ${formatCoreHours(credits.balance)}`),
+    ),
+    h(
+      "section",
+      { class: "card", test: "card-hub" },
+      h("h2", {}, "Connection"),
+      h("p", { class: state.connected ? "ok" : "error", test: "connection" }, state.connected ? "Connected" : "Not connected"),
+      h("p", { class: "hint" }, `${overview.hub_url}, last heard ${formatAgo(state.last_heartbeat, now)}`),
+      state.last_error && h("p", { class: "hint" }, state.last_error),
+    ),
+  ];
+}
+
+function chartView(points: Point[], now: number): (Node | false)[] {
+  const stored = storedSeries(points, now, DAYS, WIDTH, HEIGHT);
+  const cpu = cpuSeries(points, now, DAYS, WIDTH, HEIGHT);
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("viewBox", `0 0 ${WIDTH} ${HEIGHT}`);
+  svg.setAttribute("class", "chart");
+  svg.dataset.test = "chart";
+  for (let day = 1; day < DAYS; day++) {
+    const line = document.createElementNS(svg.namespaceURI, "line");
+    const x = String((day / DAYS) * WIDTH);
+    line.setAttribute("x1", x);
+    line.setAttribute("x2", x);
+    line.setAttribute("y1", "0");
+    line.setAttribute("y2", String(HEIGHT));
+    line.setAttribute("class", "gridline");
+    svg.append(line);
+  }
+  for (const [series, kind] of [[stored, "stored"], [cpu, "cpu"]] as const) {
+    const path = document.createElementNS(svg.namespaceURI, "path");
+    path.setAttribute("d", series.path);
+    path.setAttribute("class", kind);
+    svg.append(path);
+  }
+  return [
+    h("h2", {}, `The last ${DAYS} days`),
+    svg,
+    h(
+      "p",
+      { class: "legend" },
+      h("span", { class: "key stored" }), ` Stored for others (peak ${formatSize(stored.peak)})  `,
+      h("span", { class: "key cpu" }), ` Processor minutes lent (peak ${cpu.peak.toFixed(1)} per quarter hour)`,
+    ),
+    points.length < 2 && h("p", { class: "hint" }, "The chart fills in as the days go by."),
+  ];
+}
