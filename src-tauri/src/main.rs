@@ -107,7 +107,7 @@ pub fn open_window(app: &AppHandle, page: &str) {
         "wizard" => ("Set up Surplus", 720.0, 620.0),
         "settings" => ("Surplus settings", 760.0, 680.0),
         "restore" => ("Restore files", 820.0, 640.0),
-        _ => ("Surplus", 760.0, 640.0),
+        _ => ("Surplus", 780.0, 720.0),
     };
     let url = WebviewUrl::App(format!("index.html#{page}").into());
     if let Err(error) = WebviewWindowBuilder::new(app, page, url)

@@ -7,11 +7,11 @@
 // Run by scripts/test-desktop inside Xvfb and a private D-Bus session; it prints a cargo-style
 // "test result:" line that scripts/test counts.
 
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
-const { APP, HUB_URL, OUT, FOLDER, DATA_DIR } = process.env;
+const { APP, HUB_URL, OUT, FOLDER, DATA_DIR, PROBE_FILE } = process.env;
 const DRIVER = process.env.DRIVER_URL ?? "http://127.0.0.1:4444";
 const ELEMENT = "element-6066-11e4-a07c-4096bbcd7e2a";
 const EMAIL = "ann@example.org";
@@ -249,6 +249,42 @@ async function main() {
   }, 60);
   check("status shows the connection", (await text("connection")) === "Connected");
   await screenshot("status");
+
+  // A second launch hands over to the first and ends.
+  const second = spawnSync(APP, [], { timeout: 30_000, env: process.env });
+  check("a second launch ends at once, leaving the first", second.status === 0 && appPid() !== null, `status ${second.status}`);
+
+  // Restore: pick the snapshot, browse it, restore it whole into a new folder, with progress.
+  const status = await wd("GET", s("/window"));
+  await click("open-restore");
+  await until("the restore window", async () => {
+    for (const handle of await wd("GET", s("/window/handles"))) {
+      await wd("POST", s("/window"), { handle });
+      if ((await page()) === "restore") return handle;
+    }
+    return null;
+  });
+  await until("the snapshot's tree", async () => (await text("tree")).length > 0);
+  const target = join(FOLDER, "..", "restored");
+  await type("target", target);
+  await click("restore");
+  await until("the restore to finish", async () => (await text("progress-text")).startsWith("Restored"), 60);
+  const restored = execFileSync("find", [target, "-name", "letter.txt"]).toString().trim();
+  check("restore brings the files back", restored !== "" && readFileSync(restored, "utf8") === "a letter to keep\n", restored);
+  await screenshot("restore");
+  await wd("POST", s("/window"), { handle: status });
+
+  // What a user must know arrives as an OS notification: here, compute paused on battery.
+  const monitor = spawn("dbus-monitor", ["interface='org.freedesktop.Notifications'"]);
+  let notified = "";
+  monitor.stdout.on("data", (chunk) => (notified += chunk));
+  await until("dbus-monitor to listen", () => execFileSync("sh", ["-c", "pgrep -x dbus-monitor || true"]).toString() !== "", 10);
+  const disk = JSON.parse(readFileSync(PROBE_FILE, "utf8"));
+  writeFileSync(PROBE_FILE, JSON.stringify({ ...disk, user: { session: "none" }, on_battery: true }));
+  await until("the battery notification", () => notified.includes("Compute paused on battery"), 30);
+  check("running on battery is told as an OS notification", true);
+  writeFileSync(PROBE_FILE, JSON.stringify(disk));
+  monitor.kill();
 
   // The tray: Pause really pauses, Resume resumes, Quit exits cleanly.
   await trayMenu("p", "tray-menu");

@@ -1113,6 +1113,65 @@ mod tests {
     }
 
     #[test]
+    fn choices_that_cannot_be_honoured_change_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let control = Control::new(dir.path());
+        let missing = dir.path().join("not-there");
+        let error = control
+            .apply(Choices {
+                consent_storage: Some(true),
+                folders: Some(vec![missing.clone()]),
+                ..Choices::default()
+            })
+            .expect_err("a missing folder is refused");
+        assert!(error.to_string().contains("not a folder"), "{error}");
+        let error = control
+            .apply(Choices {
+                folders: Some(vec![PathBuf::from("relative/path")]),
+                ..Choices::default()
+            })
+            .expect_err("a relative folder is refused");
+        assert!(error.to_string().contains("not a full path"), "{error}");
+        let error = control
+            .apply(Choices {
+                consent_storage: Some(true),
+                quota_bytes: Some(u64::MAX / 2),
+                ..Choices::default()
+            })
+            .expect_err("a quota beyond the disk is refused");
+        assert!(error.to_string().contains("at most"), "{error}");
+        assert_eq!(control.settings().expect("settings"), Settings::default());
+    }
+
+    #[test]
+    fn choices_are_saved() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let control = Control::new(dir.path());
+        let settings = control
+            .apply(Choices {
+                consent_storage: Some(true),
+                consent_compute: Some(false),
+                folders: Some(vec![dir.path().to_owned()]),
+                cores_percent: Some(30),
+                ..Choices::default()
+            })
+            .expect("applied");
+        assert_eq!(control.settings().expect("settings"), settings);
+        assert!(settings.consent.storage && !settings.consent.compute);
+        assert_eq!(settings.backup.folders, [dir.path().to_owned()]);
+        assert_eq!(settings.compute.cores_percent, 30);
+        let disks = control.disks().expect("disks");
+        let home = disks
+            .iter()
+            .find(|d| d.current)
+            .expect("the data directory's disk is offered and holds the vault");
+        assert_eq!(
+            home.max_quota_bytes,
+            home.free_bytes.saturating_sub(home.floor_bytes)
+        );
+    }
+
+    #[test]
     fn pseudo_filesystems_are_not_offered() {
         assert!(usable_disk("ext4"));
         assert!(!usable_disk("tmpfs"));

@@ -265,8 +265,6 @@ struct LimitsArgs {
     bandwidth: Option<String>,
 }
 
-/// The hidden folder `surplus quota --path DIR` puts the vault in.
-
 fn on_off(text: &str) -> Result<bool, String> {
     match text.to_ascii_lowercase().as_str() {
         "on" | "yes" | "true" => Ok(true),
