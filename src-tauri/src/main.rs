@@ -173,7 +173,28 @@ fn refresh(app: &AppHandle) {
     *shown = (Some(status), state);
 }
 
+/// GTK probes OpenGL when it opens the display, which loads the GL driver (with Mesa, all of
+/// LLVM) into a process that, as a tray app, mostly has no window at all: about 50 MB of the idle
+/// app's resident memory. So GDK's GL is off, and WebKit, which would need it for accelerated
+/// compositing, draws its few simple pages in software. A user who sets either variable keeps it.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn lighten_gtk() {
+    for (name, value) in [
+        ("GDK_GL", "disable"),
+        ("WEBKIT_DISABLE_COMPOSITING_MODE", "1"),
+    ] {
+        if std::env::var_os(name).is_none() {
+            // SAFETY: called first thing in `main`, before any other thread exists, so nothing
+            // reads the environment concurrently.
+            unsafe { std::env::set_var(name, value) };
+        }
+    }
+}
+
 fn main() {
+    #[cfg(target_os = "linux")]
+    lighten_gtk();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SURPLUS_LOG")
