@@ -74,7 +74,7 @@ fn overview(app: AppHandle, shell: State<'_, Shell>) -> Answer<Overview> {
         .and_then(|c| c.session().ok().flatten())
         .map(|s| s.email);
     Ok(Overview {
-        registered: shell.control.registered(),
+        registered: shell.registered.load(std::sync::atomic::Ordering::SeqCst),
         wizard_done: shell.wizard_done(),
         email,
         hub_url: settings
@@ -166,8 +166,10 @@ fn set_autostart(app: AppHandle, on: bool) -> Answer<()> {
             std::fs::create_dir_all(config.join("autostart")).map_err(text)?;
         }
         autolaunch.enable().map_err(text)
-    } else {
+    } else if autolaunch.is_enabled().unwrap_or(true) {
         autolaunch.disable().map_err(text)
+    } else {
+        Ok(())
     }
 }
 

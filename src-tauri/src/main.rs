@@ -33,6 +33,9 @@ pub struct Shell {
     /// What the tray last showed and the state it was read from, to tell changes.
     shown: Mutex<(Option<TrayStatus>, AgentState)>,
     quitting: AtomicBool,
+    /// Whether the device is registered; read from the keyring once, then kept, so the tray's
+    /// refresh does not ask the keyring every two seconds.
+    registered: AtomicBool,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -65,7 +68,12 @@ impl Shell {
     /// Starts the worker if the device is registered and it is not running yet.
     fn start_agent(&self) {
         let mut agent = lock(&self.agent);
-        if agent.is_some() || !self.control.registered() {
+        if agent.is_some() {
+            return;
+        }
+        let registered = self.control.registered();
+        self.registered.store(registered, Ordering::SeqCst);
+        if !registered {
             return;
         }
         match agent::Agent::start(self.control.data_dir()) {
@@ -85,7 +93,7 @@ impl Shell {
         let settings = self.control.settings().unwrap_or_default();
         let state = AgentState::load(self.control.data_dir()).unwrap_or_default();
         let status = control::tray_status(
-            self.control.registered(),
+            self.registered.load(Ordering::SeqCst),
             &settings,
             &state,
             surplus_agent::worker::now_ms(),
@@ -218,6 +226,7 @@ fn main() {
         tray: Mutex::new(None),
         shown: Mutex::new((None, AgentState::default())),
         quitting: AtomicBool::new(false),
+        registered: AtomicBool::new(false),
     };
     let app = tauri::Builder::default()
         // First: a second launch hands over to this one, which shows itself.
@@ -240,10 +249,10 @@ fn main() {
         .setup(move |app| {
             let handle = app.handle().clone();
             let shell = handle.state::<Shell>();
+            shell.start_agent();
             let (status, state, _) = shell.status();
             *lock(&shell.tray) = Some(tray::build(&handle, &status)?);
             *lock(&shell.shown) = (Some(status), state);
-            shell.start_agent();
             if !shell.wizard_done() {
                 open_window(&handle, "wizard");
             } else if !launched_at_login {

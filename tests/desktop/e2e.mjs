@@ -236,10 +236,9 @@ async function main() {
     return null;
   });
   check("the wizard hands over to the status window", !!handles);
-  await until("the backup in the status window", async () => {
-    await run("location.reload()");
-    return (await text("card-backups")).match(/protected|uploaded|uploading/);
-  }, 60);
+  // The snapshot reached the hub after the window first asked: load the window again, once.
+  await run("location.reload()");
+  await until("the backup in the status window", async () => (await text("card-backups")).match(/protected|uploaded|uploading/), 60);
   check("status shows the connection", (await text("connection")) === "Connected");
   screenshot("status");
 
@@ -267,6 +266,37 @@ async function main() {
   screenshot("restore");
   await wd("POST", s("/window"), { handle: status });
 
+  // Settings: the wizard's pages again; withdrawing storage consent reaches the hub, which then
+  // moves what the vault holds elsewhere.
+  await click("open-settings");
+  await until("the settings window", async () => {
+    for (const handle of await wd("GET", s("/window/handles"))) {
+      await wd("POST", s("/window"), { handle });
+      if ((await page()) === "settings") return handle;
+    }
+    return null;
+  });
+  await find('[data-test="consent-storage"]:checked');
+  screenshot("settings");
+  await click("consent-storage");
+  await click("consent-save");
+  // The app asks before withdrawing: "the vault empties gracefully...".
+  const question = await until("the confirmation", () => wd("GET", s("/alert/text")), 10);
+  check("withdrawing storage asks first and says what happens", /empties gracefully/.test(question), question);
+  await wd("POST", s("/alert/accept"), {});
+  await until("the settings to be saved", async () => (await text("consent-saved")) === "Saved");
+  const withdrawn = await until("the hub to see storage withdrawn", async () => {
+    const d = (await hub("GET", "/v1/devices", token)).find((x) => x.name === "ann-desktop");
+    return d.report.consent.storage === false ? d : null;
+  });
+  check("withdrawn consent reaches the hub", withdrawn.spare.storage_reason === "no_consent" && withdrawn.report.consent.compute);
+  await click("autostart");
+  await until("the autostart entry to go", () => !existsSync(autostart), 10);
+  await click("autostart");
+  await until("the autostart entry to come back", () => existsSync(autostart), 10);
+  check("start at login can be switched off and on in Settings", true);
+  await wd("POST", s("/window"), { handle: status });
+
   // What a user must know arrives as an OS notification: here, compute paused on battery.
   const monitor = spawn("dbus-monitor", ["interface='org.freedesktop.Notifications'"]);
   let notified = "";
@@ -286,7 +316,7 @@ async function main() {
     const d = (await hub("GET", "/v1/devices", token)).find((x) => x.name === "ann-desktop");
     return d.report.pause.paused === "until" && d.spare_storage_bytes === 0 && d.compute_slots === 0 ? d : null;
   });
-  check("Pause for 1 hour pauses donation at the hub", paused.spare.storage_reason === "paused");
+  check("Pause for 1 hour pauses donation at the hub", paused.spare.compute_reason === "paused");
   await until("the status line to say paused", async () => (await text("tray-line")).startsWith("Paused until"));
   await trayMenu("r");
   await until("the hub to see donation resume", async () => {

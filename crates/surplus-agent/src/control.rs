@@ -249,10 +249,22 @@ impl Control {
             token: session.token.clone(),
             email: session.subscriber.email.clone(),
         })?;
+        // The device stays registered if it is this subscriber's at this hub; a device of another
+        // hub or another subscriber is registered anew.
         let previous_hub = self.settings()?.hub_url;
-        let device = match store.device()? {
-            Some(device) if previous_hub.as_deref() == Some(hub.as_str()) => device,
-            _ => {
+        let kept = match store.device()? {
+            Some(device) if previous_hub.as_deref() == Some(hub.as_str()) => {
+                let theirs = client.devices(&session.token).await?;
+                theirs
+                    .iter()
+                    .any(|d| d.id == device.device_id && d.revoked_at.is_none())
+                    .then_some(device)
+            }
+            _ => None,
+        };
+        let device = match kept {
+            Some(device) => device,
+            None => {
                 let registered = client.register_device(&session.token, &name).await?;
                 let device = DeviceCredential {
                     device_id: registered.device_id,
