@@ -710,6 +710,7 @@ async fn report_loop(
     let mut last_stamp = settings_stamp(&shared.data_dir);
     let mut away = None;
     let mut next_heartbeat = tokio::time::Instant::now();
+    let mut history_at: Option<UnixMillis> = None;
     let mut watch = tokio::time::interval(options.watch_interval);
     watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -776,19 +777,26 @@ async fn report_loop(
                     state.spare = Some(response.spare);
                     state.vault = Some(report.vault.clone());
                 });
-                let compute_ms = shared
-                    .state
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .compute_ms_done;
-                crate::control::history::record(
-                    &shared.data_dir,
-                    crate::control::history::Point {
-                        at: now_ms(),
-                        stored_bytes: report.vault.used_bytes,
-                        compute_ms,
-                    },
-                );
+                // The chart's history takes a point a quarter of an hour: the file is only
+                // read and written when one is due, not on every heartbeat.
+                let now = now_ms();
+                if history_at.is_none_or(|at| now - at >= crate::control::history::HISTORY_STEP_MS)
+                {
+                    history_at = Some(now);
+                    let compute_ms = shared
+                        .state
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .compute_ms_done;
+                    crate::control::history::record(
+                        &shared.data_dir,
+                        crate::control::history::Point {
+                            at: now,
+                            stored_bytes: report.vault.used_bytes,
+                            compute_ms,
+                        },
+                    );
+                }
             }
             Err(error) => {
                 if let Some(fatal) = fatal(&error) {
