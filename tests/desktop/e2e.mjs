@@ -238,7 +238,7 @@ async function main() {
   check("the wizard hands over to the status window", !!handles);
   // The snapshot reached the hub after the window first asked: load the window again, once.
   await run("location.reload()");
-  await until("the backup in the status window", async () => (await text("card-backups")).match(/protected|uploaded|uploading/), 60);
+  await until("the backup in the status window", async () => (await text("card-backups")).match(/protected|uploaded|uploading/), 120);
   check("status shows the connection", (await text("connection")) === "Connected");
   screenshot("status");
 

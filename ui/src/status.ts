@@ -20,7 +20,7 @@ export async function status(root: HTMLElement): Promise<void> {
 
   let snapshots: Snapshot[] | null = null;
   let credits: Credits | null = null;
-  // The hub is asked for snapshots and credit less often than the local state is read.
+  // The hub is asked for snapshots and credit (every 10 s) less often than the local state is read.
   const slow = async () => {
     try {
       [snapshots, credits] = await Promise.all([api.snapshots(), api.credits()]);
@@ -43,7 +43,7 @@ export async function status(root: HTMLElement): Promise<void> {
   setInterval(async () => {
     await slow();
     await draw();
-  }, 30000);
+  }, 10000);
 }
 
 function drawActions(actions: HTMLElement, overview: Overview, redraw: () => Promise<void>): void {
