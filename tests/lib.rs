@@ -527,6 +527,22 @@ pub fn count_in_database(database: &str, sql: &str) -> i64 {
     })
 }
 
+/// Runs one statement against the hub's database (SQLite or PostgreSQL), as a compromised hub
+/// could; returns the rows it changed.
+pub fn execute_in_database(database: &str, sql: &str) -> u64 {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(database).await.expect("database");
+        let done = sqlx::query(sql).execute(&pool).await.expect("execute");
+        pool.close().await;
+        done.rows_affected()
+    })
+}
+
 /// The regular files under `dir`, at any depth.
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
@@ -545,4 +561,46 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
         }
     }
     files
+}
+
+/// Queues an instruction through the database, as another hub process would, and waits for the
+/// device's acknowledged result.
+pub fn run_instruction(
+    database: &str,
+    device: uuid::Uuid,
+    allocation: Option<uuid::Uuid>,
+    kind: surplus_protocol::InstructionKind,
+) -> surplus_protocol::InstructionResult {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let store = surplus_hub::store::Store::connect(database)
+            .await
+            .expect("store");
+        let now = surplus_hub::now_ms();
+        let instruction = store
+            .enqueue(device, allocation, &kind, now, now + 600_000)
+            .await
+            .expect("queue");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let result = loop {
+            let row = store
+                .instruction(instruction.id)
+                .await
+                .expect("instruction");
+            if let Some(result) = row.result {
+                break result;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the device did not answer {}",
+                kind.name()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        store.close().await;
+        serde_json::from_str(&result).expect("a result")
+    })
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use surplus_e2e::{make_file, wait_for};
+use surplus_e2e::{make_file, run_instruction, wait_for};
 use surplus_protocol::{InstructionKind, InstructionResult};
 
 use crate::on_each_database;
@@ -266,48 +266,6 @@ fn holders_prove_and_delete_what_they_hold_when_instructed() {
         assert!(ledger[0]["released_at"].is_i64());
         assert_eq!(ledger[0]["instructions"].as_array().map(Vec::len), Some(2));
     });
-}
-
-/// Queues an instruction through the database, as another hub process would, and waits for the
-/// device's acknowledged result.
-fn run_instruction(
-    database: &str,
-    device: uuid::Uuid,
-    allocation: Option<uuid::Uuid>,
-    kind: InstructionKind,
-) -> InstructionResult {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        let store = surplus_hub::store::Store::connect(database)
-            .await
-            .expect("store");
-        let now = surplus_hub::now_ms();
-        let instruction = store
-            .enqueue(device, allocation, &kind, now, now + 600_000)
-            .await
-            .expect("queue");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        let result = loop {
-            let row = store
-                .instruction(instruction.id)
-                .await
-                .expect("instruction");
-            if let Some(result) = row.result {
-                break result;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the device did not answer {}",
-                kind.name()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
-        store.close().await;
-        serde_json::from_str(&result).expect("a result")
-    })
 }
 
 #[test]

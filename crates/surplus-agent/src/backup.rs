@@ -87,9 +87,11 @@ impl Store for HubStore {
                     continue;
                 };
                 if retrieval.staged
-                    && let Ok(bytes) = self
-                        .runtime
-                        .block_on(self.client.download_bytes(&self.token, hash))
+                    && let Ok(bytes) = self.runtime.block_on(self.client.download_bytes(
+                        &self.token,
+                        hash,
+                        crate::client::MAX_OBJECT_BYTES,
+                    ))
                 {
                     got.insert(hash, bytes);
                 }

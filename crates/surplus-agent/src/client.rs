@@ -60,6 +60,10 @@ impl ClientError {
 
 pub type Result<T> = std::result::Result<T, ClientError>;
 
+/// The largest backup object (an index or a snapshot) or shard this agent takes from the hub:
+/// the hub's own largest blob by default. A hub that sends more is cut off.
+pub const MAX_OBJECT_BYTES: u64 = 256 << 20;
+
 /// A client of one hub.
 #[derive(Debug, Clone)]
 pub struct HubClient {
@@ -289,23 +293,35 @@ impl HubClient {
     }
 
     /// A whole blob from staging, in memory (for shards, a few MiB each).
-    pub async fn download_bytes(&self, token: &str, hash: &str) -> Result<Vec<u8>> {
-        self.get_bytes(&format!("/v1/blobs/{hash}"), token).await
+    /// A staged blob of `size` bytes, whole, in memory. A hub that sends more is cut off with an
+    /// error at the first byte past `size`, so it cannot make this device hold more than it
+    /// asked for.
+    pub async fn download_bytes(&self, token: &str, hash: &str, size: u64) -> Result<Vec<u8>> {
+        self.get_bytes(&format!("/v1/blobs/{hash}"), token, size)
+            .await
     }
 
-    /// A whole response body of a GET.
-    async fn get_bytes(&self, path: &str, token: &str) -> Result<Vec<u8>> {
+    /// A whole response body of a GET, of at most `max` bytes: a longer one is an error.
+    async fn get_bytes(&self, path: &str, token: &str, max: u64) -> Result<Vec<u8>> {
         let response = self
             .send(self.request(Method::GET, path, Some(token)))
             .await?;
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|source| ClientError::Transport {
+        let mut stream = response.bytes_stream();
+        let mut bytes = Vec::with_capacity(usize::try_from(max.min(1 << 20)).unwrap_or(0));
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|source| ClientError::Transport {
                 url: self.base.clone(),
                 source,
             })?;
-        Ok(bytes.to_vec())
+            if bytes.len() as u64 + chunk.len() as u64 > max {
+                return Err(ClientError::Unexpected {
+                    status: StatusCode::OK,
+                    detail: format!("the hub sent more than the {max} bytes expected from {path}"),
+                });
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes)
     }
 
     pub async fn put_wrapped_key(&self, token: &str, wrapped: &str) -> Result<()> {
@@ -350,8 +366,12 @@ impl HubClient {
     }
 
     pub async fn get_object(&self, token: &str, kind: &str, name: &str) -> Result<Vec<u8>> {
-        self.get_bytes(&format!("/v1/backup/objects/{kind}/{name}"), token)
-            .await
+        self.get_bytes(
+            &format!("/v1/backup/objects/{kind}/{name}"),
+            token,
+            MAX_OBJECT_BYTES,
+        )
+        .await
     }
 
     pub async fn list_objects(&self, token: &str, kind: &str) -> Result<Vec<String>> {
@@ -429,7 +449,15 @@ impl HubClient {
         };
         let temp = path.with_extension("surplus-part");
         let mut stream = self.download_blob(token, hash).await?;
-        let mut file = tokio::fs::File::create(&temp).await.map_err(io)?;
+        // Written anew, never through a link left under the temporary name; then renamed over
+        // `path`, which replaces a link there rather than writing where it points.
+        let _ = std::fs::remove_file(&temp);
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)
+            .await
+            .map_err(io)?;
         let mut hasher = blake3::Hasher::new();
         let mut size = 0u64;
         while let Some(chunk) = stream.next().await {

@@ -4,13 +4,16 @@
 //! A `run_task` fetches its module (kept under `<data-dir>/compute/modules`, by hash) and its
 //! input from the hub, runs in [`surplus_sandbox`] on a thread of its own (so that a busy task
 //! never slows the worker's heartbeats and polls), uploads its output, and is answered with how it
-//! ended. All running tasks share one pause switch, which [`hold_reason`] drives: when the user
+//! ended. Its names and limits passed [`crate::untrusted`] before it came here; its input is
+//! written into a fresh private folder of its own (`compute/runs/<run>/input`), which is the
+//! only folder the task sees, and which is removed when it ends. All running tasks share one pause switch, which [`hold_reason`] drives: when the user
 //! comes back (or pauses donation, withdraws consent, unplugs the charger, leaves the schedule
 //! window) every task is paused at its next epoch tick, and resumes where it stopped once the
 //! machine is free again. A task that stays paused past its deadline is abandoned; the hub has
 //! sent it elsewhere by then.
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -25,6 +28,7 @@ use uuid::Uuid;
 
 use crate::client::HubClient;
 use crate::settings::Settings;
+use crate::untrusted;
 
 /// Set (to anything but empty) only by tests: outputs are corrupted before upload, to play a
 /// dishonest donor that validation must outvote.
@@ -216,12 +220,9 @@ impl Compute {
             Err(fault) => return fault,
         };
         let input_dir = work.join("input");
-        let input = input_dir.join(&order.input.name);
-        match fetch(client, token, &order.input.hash).await {
+        match fetch(client, token, &order.input.hash, order.input.size).await {
             Ok(bytes) => {
-                if let Err(error) =
-                    std::fs::create_dir_all(&input_dir).and_then(|()| std::fs::write(&input, bytes))
-                {
+                if let Err(error) = write_input(work, &input_dir, &order.input.name, &bytes) {
                     return Some(failed(
                         FailureCode::Io,
                         format!("writing the input: {error}"),
@@ -240,7 +241,8 @@ impl Compute {
             Err(error) => return Some(ran(order.run, trap(error.to_string()), None, 0)),
         };
         let task = Task {
-            input,
+            input_dir,
+            input_name: order.input.name.clone(),
             args: order.args.clone(),
             seed: order.seed,
         };
@@ -349,9 +351,9 @@ impl Compute {
         {
             return Ok(bytes);
         }
-        let bytes = fetch(client, token, &module.hash).await?;
+        let bytes = fetch(client, token, &module.hash, module.size).await?;
         if let Some(dir) = path.parent()
-            && let Err(error) = std::fs::create_dir_all(dir)
+            && let Err(error) = untrusted::private_dir_all(dir)
         {
             tracing::warn!(%error, dir = %dir.display(), "making the modules folder");
         }
@@ -371,14 +373,29 @@ enum Ended {
     Deadline,
 }
 
-/// A job file from the hub's staging store, checked against its hash. The error is the answer to
-/// give: `None` for a passing fault, or a failure that sends the task elsewhere.
+/// Writes a task's input into a fresh folder of the task's own, which is all the task will see.
+/// The run's folder is made anew too, so nothing an earlier run left there (nor a link) is used.
+fn write_input(work: &Path, input_dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(runs) = work.parent() {
+        untrusted::private_dir_all(runs)?;
+    }
+    untrusted::fresh_private_dir(work)?;
+    untrusted::fresh_private_dir(input_dir)?;
+    let mut file = untrusted::create_new(input_dir, name)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// A job file of `size` bytes from the hub's staging store, checked against its hash; a hub that
+/// sends more than that is cut off. The error is the answer to give: `None` for a passing fault,
+/// or a failure that sends the task elsewhere.
 async fn fetch(
     client: &HubClient,
     token: &str,
     hash: &str,
+    size: u64,
 ) -> Result<Vec<u8>, Option<InstructionResult>> {
-    match client.download_bytes(token, hash).await {
+    match client.download_bytes(token, hash, size).await {
         Ok(bytes) if blake3::hash(&bytes).to_hex().as_str() == hash => Ok(bytes),
         Ok(_) => Err(Some(failed(
             FailureCode::Corrupt,

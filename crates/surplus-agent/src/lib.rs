@@ -18,6 +18,7 @@ pub mod control;
 pub mod credentials;
 pub mod probe;
 pub mod settings;
+pub mod untrusted;
 pub mod vault;
 pub mod worker;
 

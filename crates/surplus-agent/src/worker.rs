@@ -26,6 +26,7 @@ use uuid::Uuid;
 use crate::client::{ClientError, HubClient};
 use crate::probe::{Probe, Sample};
 use crate::settings::Settings;
+use crate::untrusted;
 use crate::vault::{Vault, VaultError};
 
 #[derive(Debug, thiserror::Error)]
@@ -155,6 +156,8 @@ struct Shared {
     compute: crate::compute::Compute,
     /// Whether the machine ran on battery at the latest full sample.
     on_battery: Mutex<Option<bool>>,
+    /// The machine's logical cores at the latest full sample (0 before the first).
+    cores: std::sync::atomic::AtomicU32,
 }
 
 impl Shared {
@@ -163,6 +166,16 @@ impl Shared {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// What a task may ask of this device at most, from the cores last seen and the user's
+    /// share of them.
+    fn task_ceilings(&self) -> untrusted::TaskCeilings {
+        let cores = match self.cores.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            seen => usize::try_from(seen).unwrap_or(1),
+        };
+        untrusted::TaskCeilings::for_device(cores, self.settings().compute.cores_percent)
     }
 
     fn update_state(&self, change: impl FnOnce(&mut AgentState)) {
@@ -248,6 +261,8 @@ impl Shared {
             .on_battery
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = sample.on_battery;
+        self.cores
+            .store(sample.cores, std::sync::atomic::Ordering::Relaxed);
         match self.sync_vault(&settings, sample.disk) {
             Ok(true) => tracing::warn!(
                 "the disk is filling: the vault's reservation shrank to keep the free-space floor"
@@ -381,6 +396,7 @@ impl Worker {
             backup_now: Notify::new(),
             compute: crate::compute::Compute::new(data_dir),
             on_battery: Mutex::new(None),
+            cores: std::sync::atomic::AtomicU32::new(0),
         });
         tracing::info!(device_id = %device.device_id, %hub, "agent starting");
         Ok(Worker {
@@ -986,6 +1002,12 @@ async fn execute(shared: &Arc<Shared>, instruction: &Instruction) -> Option<Inst
             "the instruction expired before it ran",
         ));
     }
+    // The hub is untrusted: nothing it names is used before it passed the device's own rules.
+    let ceilings = shared.task_ceilings();
+    if let Err(refusal) = untrusted::check_instruction(&instruction.kind, &ceilings) {
+        tracing::warn!(kind = instruction.kind.name(), %refusal, "refused an instruction from the hub");
+        return Some(failed(FailureCode::Refused, refusal.to_string()));
+    }
     match &instruction.kind {
         InstructionKind::ReportStatus => {
             let shared = shared.clone();
@@ -1045,6 +1067,15 @@ async fn execute(shared: &Arc<Shared>, instruction: &Instruction) -> Option<Inst
                 return Some(failed(
                     FailureCode::Paused,
                     "donation is paused on this device",
+                ));
+            }
+            if shared.compute.running() >= ceilings.concurrent_tasks {
+                return Some(failed(
+                    FailureCode::Refused,
+                    format!(
+                        "this device already runs {} task(s), as many as its user lends cores for",
+                        shared.compute.running()
+                    ),
                 ));
             }
             let order = crate::compute::TaskOrder {
@@ -1235,12 +1266,17 @@ async fn download(
         Err(error) => return Err(error.to_string()),
     };
     let dir = shared.data_dir.join("incoming");
-    tokio::fs::create_dir_all(&dir)
-        .await
-        .map_err(|e| format!("{}: {e}", dir.display()))?;
-    let path = dir.join(format!("{hash}.part"));
-    let mut file = tokio::fs::File::create(&path)
-        .await
+    untrusted::private_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    // The hash passed `untrusted::blob_hash`, so this stays in `incoming`; a partial file left by
+    // an interrupted download is replaced, and nothing else there is followed.
+    let name = format!(
+        "{}.part",
+        untrusted::blob_hash(hash).map_err(|e| e.to_string())?
+    );
+    let path = dir.join(&name);
+    let _ = std::fs::remove_file(&path);
+    let mut file = untrusted::create_new(&dir, &name)
+        .map(tokio::fs::File::from_std)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     let mut stream = crate::client::throttle(stream, rate);
     let mut received = 0u64;

@@ -101,6 +101,10 @@ pub enum BackupError {
     NoSuchSnapshot(String),
     #[error("{0} is not in the snapshot")]
     NoSuchPath(String),
+    #[error(
+        "the snapshot names an entry {0:?}, which is not a plain file name; nothing is restored outside the target"
+    )]
+    UnsafeName(String),
 }
 
 fn at(path: &Path) -> impl FnOnce(io::Error) -> BackupError + '_ {
@@ -897,7 +901,7 @@ impl<S: Store> Repository<S> {
             }
             found |= self.restore_node(
                 &root.node,
-                &target.join(os_path(&root.name.0)),
+                &entry_path(target, &root.name.0)?,
                 &wanted[wanted.len().min(1)..],
                 &mut state,
             )?;
@@ -937,7 +941,7 @@ impl<S: Store> Repository<S> {
                     }
                     found |= self.restore_node(
                         child,
-                        &path.join(os_path(&child.name.0)),
+                        &entry_path(path, &child.name.0)?,
                         &wanted[wanted.len().min(1)..],
                         state,
                     )?;
@@ -1125,6 +1129,19 @@ fn os_bytes(name: &std::ffi::OsStr) -> Vec<u8> {
     name.to_string_lossy().into_owned().into_bytes()
 }
 
+/// `parent/name` for a name read from a snapshot, which must be one plain path component: a
+/// restore never writes outside its target, whatever a tree says.
+fn entry_path(parent: &Path, name: &[u8]) -> Result<PathBuf, BackupError> {
+    let separator =
+        |b: &u8| *b == b'/' || *b == 0 || (cfg!(windows) && (*b == b'\\' || *b == b':'));
+    if name.is_empty() || name == b"." || name == b".." || name.iter().any(separator) {
+        return Err(BackupError::UnsafeName(
+            String::from_utf8_lossy(name).into_owned(),
+        ));
+    }
+    Ok(parent.join(os_path(name)))
+}
+
 #[cfg(unix)]
 fn os_path(bytes: &[u8]) -> PathBuf {
     use std::os::unix::ffi::OsStrExt;
@@ -1207,4 +1224,34 @@ fn make_symlink(target: &Path, path: &Path) -> io::Result<()> {
 #[cfg(not(unix))]
 fn make_symlink(_target: &Path, _path: &Path) -> io::Result<()> {
     Err(io::Error::other("symbolic links are restored on Unix only"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_restore_joins_only_plain_names() {
+        let target = Path::new("/restore/here");
+        assert_eq!(
+            entry_path(target, b"photos").expect("plain"),
+            target.join("photos")
+        );
+        assert!(entry_path(target, b".hidden").is_ok());
+        for bad in [
+            &b""[..],
+            b".",
+            b"..",
+            b"../../etc",
+            b"/etc/passwd",
+            b"a/b",
+            b"nul\0",
+        ] {
+            assert!(
+                matches!(entry_path(target, bad), Err(BackupError::UnsafeName(_))),
+                "{:?} was joined",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
 }

@@ -172,6 +172,14 @@ pub async fn compute(context: &Local, command: ComputeCommand) -> anyhow::Result
                     missing.push(format!("{} ({})", task.input, task.state.as_str()));
                     continue;
                 };
+                // The name comes from the hub, which is not trusted to say where files go: only
+                // a plain file name is written, and only inside DIR.
+                if let Err(refusal) = surplus_agent::untrusted::file_name(&task.input)
+                    .and_then(|_| surplus_agent::untrusted::blob_hash(&output.hash))
+                {
+                    missing.push(format!("{:?} (refused: {refusal})", task.input));
+                    continue;
+                }
                 let path = out.join(format!("{}.out", task.input));
                 client
                     .fetch_blob_to(&token, &output.hash, &path, Duration::from_secs(60))

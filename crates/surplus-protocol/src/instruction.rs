@@ -161,6 +161,10 @@ pub enum FailureCode {
     Expired,
     /// The agent does not know this instruction.
     Unsupported,
+    /// The instruction breaks one of the device's own rules and was not carried out: a name that
+    /// is not a plain file name, a hash that is not one, or a limit past the device's own. The
+    /// agent treats the hub as untrusted, so it checks everything the hub sends.
+    Refused,
     /// Anything else (I/O errors, the hub unreachable); the message says what.
     Io,
 }
@@ -175,6 +179,7 @@ impl FailureCode {
             Self::Corrupt => "corrupt",
             Self::Expired => "expired",
             Self::Unsupported => "unsupported",
+            Self::Refused => "refused",
             Self::Io => "io",
         }
     }

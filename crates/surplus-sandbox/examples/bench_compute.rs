@@ -142,11 +142,7 @@ fn main() -> Result<()> {
         let sandbox = sandbox.clone();
         let input = primes.input.clone();
         async move {
-            let task = Task {
-                input,
-                args: vec![],
-                seed: 1,
-            };
+            let task = task_of(&input);
             sandbox.run(&spin, &task, limits, paused).await
         }
     });
@@ -380,13 +376,22 @@ fn task_input(work: &Path, folder: &str, name: &str, text: &str) -> Result<PathB
 }
 
 async fn run(sandbox: &Sandbox, program: &Program, input: &Path, limits: Limits) -> Result<Run> {
-    let task = Task {
-        input: input.to_owned(),
-        args: vec![],
-        seed: 1,
-    };
+    let task = task_of(input);
     let (_pause, paused) = watch::channel(false);
     Ok(sandbox.run(program, &task, limits, paused).await?)
+}
+
+/// A task of the input file at `input`, which sits in a folder of its own.
+fn task_of(input: &Path) -> Task {
+    Task {
+        input_dir: input.parent().unwrap_or(Path::new(".")).to_owned(),
+        input_name: input
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        args: vec![],
+        seed: 1,
+    }
 }
 
 /// Median and p99, in milliseconds, of the cache lookup plus run of `bytes`, already compiled.

@@ -5,6 +5,11 @@
 //! other file. Its output is what it writes to standard output, up to a cap. It may use at most
 //! its memory cap and run (while not paused) at most its time budget.
 //!
+//! The memory cap covers everything a task allocates: its linear memory and its tables, counted
+//! together. A module has one linear memory at most (multi-memory is off: with several, a cap
+//! checked per memory would be a cap times their number), imports only WASI preview 1
+//! functions, and is at most [`MAX_MODULE_BYTES`]; anything else is refused before it runs.
+//!
 //! Everything a task could observe that might differ between two honest donors is fixed: NaNs
 //! are canonicalised, relaxed SIMD instructions take their deterministic lowering (the fast one
 //! differs between x86 and Arm), the clocks stand still at the epoch, and the random numbers it
@@ -30,7 +35,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
-use wasmtime::{Config, Engine, Linker, Module, OptLevel, ResourceLimiter, Store, UpdateDeadline};
+use wasmtime::{
+    Config, Engine, InstancePre, Linker, Module, OptLevel, ResourceLimiter, Store, UpdateDeadline,
+};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 use wasmtime_wasi::{FsPerms, HostMonotonicClock, HostWallClock, WasiCtxBuilder};
@@ -41,10 +48,19 @@ pub const TICK: Duration = Duration::from_millis(10);
 /// The most stack a task's WebAssembly may use.
 pub const STACK_BYTES: usize = 1 << 20;
 
+/// The largest module the sandbox compiles.
+pub const MAX_MODULE_BYTES: usize = 64 << 20;
+
+/// What one table entry is counted as against the memory cap: a reference, as wasmtime keeps it.
+const TABLE_ENTRY_BYTES: usize = std::mem::size_of::<usize>();
+
+/// The module name every import must come from.
+const WASI_MODULE: &str = "wasi_snapshot_preview1";
+
 /// What one run of a task may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// The most linear memory (all memories together) the task may grow to.
+    /// The most memory the task may use: its linear memory and its tables together.
     pub memory_bytes: usize,
     /// The most time the task may run, not counting time paused.
     pub timeout: Duration,
@@ -62,13 +78,35 @@ impl Default for Limits {
     }
 }
 
-/// One task: the input file (in a directory of its own, which the task sees as `/input`), the
-/// job's arguments, and the seed of the random numbers it may ask for.
+/// One task: its input file `input_name` in `input_dir` (a directory of the task's own, holding
+/// nothing else, which the task sees read-only as `/input`), the job's arguments, and the seed
+/// of the random numbers it may ask for.
 #[derive(Debug, Clone)]
 pub struct Task {
-    pub input: PathBuf,
+    pub input_dir: PathBuf,
+    /// One plain path component: no separator, not `.` or `..`.
+    pub input_name: String,
     pub args: Vec<String>,
     pub seed: u64,
+}
+
+impl Task {
+    fn input_path(&self) -> Result<PathBuf, SandboxError> {
+        let plain = !self.input_name.is_empty()
+            && self.input_name != "."
+            && self.input_name != ".."
+            && !self.input_name.contains(['/', '\\', '\0']);
+        if !plain {
+            return Err(SandboxError::Io {
+                path: self.input_dir.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("{:?} is not a plain file name", self.input_name),
+                ),
+            });
+        }
+        Ok(self.input_dir.join(&self.input_name))
+    }
 }
 
 /// How a run ended.
@@ -119,10 +157,10 @@ pub enum SandboxError {
     Engine(String),
 }
 
-/// A compiled module, ready to run any number of tasks.
+/// A compiled module with its imports resolved, ready to run any number of tasks.
 #[derive(Clone)]
 pub struct Program {
-    module: Module,
+    module: InstancePre<TaskState>,
     pub hash: String,
 }
 
@@ -164,36 +202,67 @@ struct TaskState {
     limiter: Limiter,
 }
 
-/// Enforces the memory cap, and remembers that the task hit it.
+/// Enforces the memory cap over everything the task allocates, its linear memory and its tables
+/// together, and remembers that the task hit it.
 struct Limiter {
     memory_bytes: usize,
+    /// Bytes of memory and table entries allocated so far.
+    used: usize,
     hit: bool,
+}
+
+impl Limiter {
+    /// Grows the count by `more` bytes, or refuses (and remembers) a growth past the cap.
+    fn grow(&mut self, more: usize) -> wasmtime::Result<bool> {
+        match self.used.checked_add(more) {
+            Some(total) if total <= self.memory_bytes => {
+                self.used = total;
+                Ok(true)
+            }
+            _ => {
+                self.hit = true;
+                Err(wasmtime::Error::msg(format!(
+                    "the memory cap of {} bytes is reached",
+                    self.memory_bytes
+                )))
+            }
+        }
+    }
 }
 
 impl ResourceLimiter for Limiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.memory_bytes {
-            self.hit = true;
-            return Err(wasmtime::Error::msg(format!(
-                "the memory cap of {} bytes is reached",
-                self.memory_bytes
-            )));
-        }
-        Ok(true)
+        self.grow(desired.saturating_sub(current))
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 1 << 20)
+        self.grow(
+            desired
+                .saturating_sub(current)
+                .saturating_mul(TABLE_ENTRY_BYTES),
+        )
+    }
+
+    fn instances(&self) -> usize {
+        1
+    }
+
+    fn memories(&self) -> usize {
+        1
+    }
+
+    fn tables(&self) -> usize {
+        100
     }
 }
 
@@ -261,6 +330,7 @@ impl Sandbox {
             .epoch_interruption(true)
             .cranelift_nan_canonicalization(true)
             .relaxed_simd_deterministic(true)
+            .wasm_multi_memory(false)
             .cranelift_opt_level(OptLevel::Speed)
             .max_wasm_stack(STACK_BYTES);
         if let Some(dir) = cache_dir {
@@ -310,7 +380,8 @@ impl Sandbox {
     }
 
     /// The module compiled, from memory if it was compiled before. Text (WAT) is not accepted:
-    /// a job is a binary module.
+    /// a job is a binary module of at most [`MAX_MODULE_BYTES`], with one memory at most, that
+    /// imports WASI preview 1 functions only.
     pub fn program(&self, bytes: &[u8]) -> Result<Program, SandboxError> {
         let hash = blake3::hash(bytes).to_hex().to_string();
         if let Some(program) = self
@@ -320,6 +391,12 @@ impl Sandbox {
             .get(&hash)
         {
             return Ok(program.clone());
+        }
+        if bytes.len() > MAX_MODULE_BYTES {
+            return Err(SandboxError::InvalidModule(format!(
+                "it is {} bytes, more than the {MAX_MODULE_BYTES} a module may be",
+                bytes.len()
+            )));
         }
         if !bytes.starts_with(b"\0asm") {
             return Err(SandboxError::InvalidModule(
@@ -333,6 +410,18 @@ impl Sandbox {
                 "it exports no `_start` function".into(),
             ));
         }
+        if let Some(import) = module.imports().find(|i| i.module() != WASI_MODULE) {
+            return Err(SandboxError::NotACommand(format!(
+                "it imports {}::{}, which is not part of WASI preview 1",
+                import.module(),
+                import.name()
+            )));
+        }
+        let module = self.linker.instantiate_pre(&module).map_err(|e| {
+            SandboxError::NotACommand(format!(
+                "it needs an import WASI preview 1 does not offer: {e:#}"
+            ))
+        })?;
         let program = Program { module, hash };
         self.programs
             .lock()
@@ -350,29 +439,18 @@ impl Sandbox {
         limits: Limits,
         paused: watch::Receiver<bool>,
     ) -> Result<Run, SandboxError> {
-        let io = |source| SandboxError::Io {
-            path: task.input.clone(),
-            source,
-        };
-        let input = tokio::fs::read(&task.input).await.map_err(io)?;
-        let name = task
-            .input
-            .file_name()
-            .and_then(|n| n.to_str())
-            .ok_or_else(|| io(std::io::Error::other("the input's name is not UTF-8")))?
-            .to_owned();
-        let dir = task
-            .input
-            .parent()
-            .ok_or_else(|| io(std::io::Error::other("the input has no folder")))?;
+        let path = task.input_path()?;
+        let input = tokio::fs::read(&path)
+            .await
+            .map_err(|source| SandboxError::Io { path, source })?;
         let stdout = MemoryOutputPipe::new(limits.output_bytes.saturating_add(1));
-        let mut args = vec![name];
+        let mut args = vec![task.input_name.clone()];
         args.extend(task.args.iter().cloned());
         let wasi = WasiCtxBuilder::new()
             .args(&args)
             .stdin(MemoryInputPipe::new(input))
             .stdout(stdout.clone())
-            .preopened_dir(dir, "/input", FsPerms::ReadOnly)
+            .preopened_dir(&task.input_dir, "/input", FsPerms::ReadOnly)
             .map_err(|e| SandboxError::Engine(format!("{e:#}")))?
             .wall_clock(StillClock)
             .monotonic_clock(StillClock)
@@ -389,6 +467,7 @@ impl Sandbox {
                 wasi,
                 limiter: Limiter {
                     memory_bytes: limits.memory_bytes,
+                    used: 0,
                     hit: false,
                 },
             },
@@ -431,10 +510,7 @@ impl Sandbox {
                 Ok(UpdateDeadline::Continue(1))
             });
         }
-        let started = self
-            .linker
-            .instantiate_async(&mut store, &program.module)
-            .await;
+        let started = program.module.instantiate_async(&mut store).await;
         let result = match started {
             Ok(instance) => match instance.get_typed_func::<(), ()>(&mut store, "_start") {
                 Ok(start) => start.call_async(&mut store, ()).await,

@@ -43,7 +43,13 @@ async fn run(sandbox: &Sandbox, job: &str, input: &Input, args: &[&str]) -> Run 
         .program(&read(&examples().join(format!("{job}.wasm"))))
         .expect("the committed module compiles");
     let task = Task {
-        input: input.path.clone(),
+        input_dir: input.path.parent().expect("folder").to_owned(),
+        input_name: input
+            .path
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned(),
         args: args.iter().map(|a| a.to_string()).collect(),
         seed: 7,
     };

@@ -77,13 +77,19 @@ fn fixture(content: &[u8]) -> Fixture {
 }
 
 impl Fixture {
+    /// A task of the fixture's input, as the agent makes one: the input in a folder of its own.
+    fn task(&self, args: Vec<String>, seed: u64) -> Task {
+        Task {
+            input_dir: self.input.parent().expect("the task's folder").to_owned(),
+            input_name: "numbers.txt".into(),
+            args,
+            seed,
+        }
+    }
+
     async fn run(&self, wasm: &[u8], limits: Limits) -> surplus_sandbox::Run {
         let program = self.sandbox.program(wasm).expect("compiles");
-        let task = Task {
-            input: self.input.clone(),
-            args: vec!["--fast".into()],
-            seed: 42,
-        };
+        let task = self.task(vec!["--fast".into()], 42);
         let (_pause, paused) = watch::channel(false);
         self.sandbox
             .run(&program, &task, limits, paused)
@@ -233,11 +239,7 @@ async fn clocks_and_random_numbers_are_the_same_on_every_run() {
     assert_ne!(first.output[..32], [0u8; 32], "random bytes were given");
 
     let program = fixture.sandbox.program(&observe).expect("cached");
-    let other_seed = Task {
-        input: fixture.input.clone(),
-        args: vec![],
-        seed: 7,
-    };
+    let other_seed = fixture.task(vec![], 7);
     let (_pause, paused) = watch::channel(false);
     let reseeded = fixture
         .sandbox
@@ -274,11 +276,7 @@ async fn a_paused_task_resumes_where_it_stopped_and_pauses_do_not_count() {
     let fixture = fixture(b"");
     let spin = module(r#"(func (export "_start") (loop $forever (br $forever)))"#);
     let program = fixture.sandbox.program(&spin).expect("compiles");
-    let task = Task {
-        input: fixture.input.clone(),
-        args: vec![],
-        seed: 1,
-    };
+    let task = fixture.task(vec![], 1);
     let limits = Limits {
         timeout: Duration::from_millis(400),
         ..small_limits()
@@ -337,11 +335,7 @@ async fn paused_tasks_counts_a_task_while_it_is_held() {
     let running = tokio::spawn({
         let fixture = fixture.clone();
         async move {
-            let task = Task {
-                input: fixture.input.clone(),
-                args: vec![],
-                seed: 1,
-            };
+            let task = fixture.task(vec![], 1);
             fixture.sandbox.run(&program, &task, limits, paused).await
         }
     });
@@ -378,11 +372,7 @@ async fn a_run_dropped_while_paused_is_no_longer_counted() {
     let running = tokio::spawn({
         let fixture = fixture.clone();
         async move {
-            let task = Task {
-                input: fixture.input.clone(),
-                args: vec![],
-                seed: 1,
-            };
+            let task = fixture.task(vec![], 1);
             let limits = Limits {
                 timeout: Duration::from_secs(60),
                 ..small_limits()
@@ -421,4 +411,119 @@ fn modules_are_compiled_once_and_bad_ones_are_refused() {
         sandbox.program(&library),
         Err(SandboxError::NotACommand(_))
     ));
+}
+
+/// A module with only the given text, no imports and no memory of the helper's.
+fn bare(text: &str) -> Vec<u8> {
+    wat::parse_str(format!("(module {text})")).expect("valid WAT")
+}
+
+#[test]
+fn a_module_with_more_than_one_memory_is_refused() {
+    // Sixteen memories of 1 MiB each would be sixteen times a cap checked per memory.
+    let memories: String = (0..16).map(|_| "(memory 16)").collect();
+    let many = bare(&format!(r#"{memories} (func (export "_start"))"#));
+    let sandbox = Sandbox::new(None).expect("sandbox");
+    match sandbox.program(&many) {
+        Err(SandboxError::InvalidModule(message)) => {
+            assert!(message.contains("memor"), "{message}");
+        }
+        other => panic!("a module of 16 memories was accepted: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn tables_count_against_the_memory_cap_all_together() {
+    let fixture = fixture(b"");
+    // 64 tables of 100,000 entries: each one under any per-table bound, 50 MiB or more in all.
+    let tables: String = (0..64).map(|_| "(table 100000 funcref)").collect();
+    let many = bare(&format!(r#"{tables} (func (export "_start"))"#));
+    let run = fixture.run(&many, small_limits()).await;
+    assert_eq!(run.outcome, Outcome::MemoryExceeded);
+    // One table grown without end stops at the cap too.
+    let growing = bare(
+        r#"(table 1 funcref)
+           (func (export "_start")
+             (loop $more
+               (if (i32.ge_s (table.grow (ref.null func) (i32.const 65536)) (i32.const 0))
+                 (then (br $more)))))"#,
+    );
+    let run = fixture.run(&growing, small_limits()).await;
+    assert_eq!(run.outcome, Outcome::MemoryExceeded);
+    // A huge table declared up front as well.
+    let huge = bare(r#"(table 50000000 funcref) (func (export "_start"))"#);
+    let run = fixture.run(&huge, small_limits()).await;
+    assert_eq!(run.outcome, Outcome::MemoryExceeded);
+}
+
+#[tokio::test]
+async fn memory_and_tables_share_one_cap() {
+    let fixture = fixture(b"");
+    // 3 MiB of memory and 2 MiB of table entries: each under the 4 MiB cap, not both.
+    let both = bare(r#"(memory 48) (table 262144 funcref) (func (export "_start"))"#);
+    let run = fixture.run(&both, small_limits()).await;
+    assert_eq!(run.outcome, Outcome::MemoryExceeded);
+    let memory_only = bare(r#"(memory 48) (func (export "_start"))"#);
+    let run = fixture.run(&memory_only, small_limits()).await;
+    assert_eq!(run.outcome, Outcome::Success);
+}
+
+#[tokio::test]
+async fn a_huge_data_segment_is_contained() {
+    let fixture = fixture(b"");
+    // 5 MiB of data in a memory declared big enough for it: past the 4 MiB cap.
+    let data = "\\00".repeat(5 << 20);
+    let declared = bare(&format!(
+        r#"(memory 80) (data (i32.const 0) "{data}") (func (export "_start"))"#
+    ));
+    let run = fixture.run(&declared, small_limits()).await;
+    assert_eq!(run.outcome, Outcome::MemoryExceeded);
+    // The same data in a memory of one page: it does not fit, and the module traps.
+    let overflowing = bare(&format!(
+        r#"(memory 1) (data (i32.const 0) "{data}") (func (export "_start"))"#
+    ));
+    let run = fixture.run(&overflowing, small_limits()).await;
+    assert!(matches!(run.outcome, Outcome::Trap(_)), "{:?}", run.outcome);
+}
+
+#[tokio::test]
+async fn deep_recursion_across_many_functions_traps() {
+    let fixture = fixture(b"");
+    // 500 functions that call each other in a ring, each with a large frame.
+    let count = 500;
+    let functions: String = (0..count)
+        .map(|i| {
+            format!(
+                "(func $f{i} (local i64 i64 i64 i64 i64 i64 i64 i64) (call $f{next}))",
+                next = (i + 1) % count
+            )
+        })
+        .collect();
+    let ring = bare(&format!(
+        r#"{functions} (func (export "_start") (call $f0))"#
+    ));
+    let run = fixture.run(&ring, small_limits()).await;
+    match run.outcome {
+        Outcome::Trap(message) => assert!(message.contains("stack"), "{message}"),
+        other => panic!("deep recursion gave {other:?}"),
+    }
+}
+
+#[test]
+fn imports_from_outside_wasi_preview_1_are_refused() {
+    let sandbox = Sandbox::new(None).expect("sandbox");
+    for import in [
+        r#"(import "env" "system" (func (param i32)))"#,
+        r#"(import "wasi:cli/environment@0.2.0" "get-environment" (func))"#,
+        r#"(import "wasi_snapshot_preview1" "no_such_call" (func))"#,
+        r#"(import "env" "memory" (memory 1))"#,
+    ] {
+        let wasm = bare(&format!(r#"{import} (func (export "_start"))"#));
+        match sandbox.program(&wasm) {
+            Err(SandboxError::NotACommand(message)) => {
+                assert!(message.contains("import"), "{import}: {message}");
+            }
+            other => panic!("{import} was accepted: {other:?}"),
+        }
+    }
 }
