@@ -183,6 +183,34 @@ fn a_hostile_hub_cannot_write_or_read_outside_the_agents_data_directory() {
                 )
             })
             .collect();
+        // Limits past the device's own ceilings.
+        for limits in [
+            TaskLimits {
+                memory_bytes: 8 << 30,
+                ..limits
+            },
+            TaskLimits {
+                timeout_ms: 7 * 24 * 3600 * 1000,
+                ..limits
+            },
+            TaskLimits {
+                output_bytes: 1 << 30,
+                ..limits
+            },
+        ] {
+            hostile.push(InstructionKind::RunTask {
+                run: uuid::Uuid::new_v4(),
+                module: module_ref.clone(),
+                input: JobInput {
+                    name: "input.txt".into(),
+                    hash: input_ref.hash.clone(),
+                    size: input_ref.size,
+                },
+                args: vec![],
+                seed: 7,
+                limits,
+            });
+        }
         let bad_hashes = [
             format!("{climb}/id_ed25519"),
             format!("{climb}/authorized_keys"),

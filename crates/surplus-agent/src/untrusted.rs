@@ -134,8 +134,13 @@ pub fn is_unsafe_char(c: char) -> bool {
         )
 }
 
-/// Checks every name, hash and limit in an instruction before any of it is used.
-pub fn check_instruction(kind: &InstructionKind, ceilings: &TaskCeilings) -> Result<(), Refusal> {
+/// Checks every name, hash and limit in an instruction before any of it is used; `running` is
+/// how many tasks this device runs now.
+pub fn check_instruction(
+    kind: &InstructionKind,
+    ceilings: &TaskCeilings,
+    running: usize,
+) -> Result<(), Refusal> {
     match kind {
         InstructionKind::StoreBlob { blob, .. } => blob_hash(&blob.hash).map(drop),
         InstructionKind::DeleteBlob { hash, .. }
@@ -162,6 +167,11 @@ pub fn check_instruction(kind: &InstructionKind, ceilings: &TaskCeilings) -> Res
                 return Err(Refusal(
                     "the task's arguments are too many or too long".into(),
                 ));
+            }
+            if running >= ceilings.concurrent_tasks {
+                return Err(Refusal(format!(
+                    "this device already runs {running} task(s), as many as its user lends cores for"
+                )));
             }
             ceilings.check(limits)
         }
@@ -312,7 +322,7 @@ mod tests {
             ];
             for kind in kinds {
                 assert!(
-                    check_instruction(&kind, &ceilings()).is_err(),
+                    check_instruction(&kind, &ceilings(), 0).is_err(),
                     "{kind:?} was accepted"
                 );
             }
@@ -335,7 +345,7 @@ mod tests {
         }
         assert_eq!(blob_hash(HASH), Ok(HASH));
         assert_eq!(
-            check_instruction(&run_task(HASH, HASH, "in.txt", LIMITS), &ceilings()),
+            check_instruction(&run_task(HASH, HASH, "in.txt", LIMITS), &ceilings(), 0),
             Ok(())
         );
         for kind in [
@@ -344,7 +354,7 @@ mod tests {
                 run: uuid::Uuid::nil(),
             },
         ] {
-            assert_eq!(check_instruction(&kind, &ceilings()), Ok(()));
+            assert_eq!(check_instruction(&kind, &ceilings(), 9), Ok(()));
         }
     }
 
@@ -366,24 +376,41 @@ mod tests {
             },
         ] {
             let kind = run_task(HASH, HASH, "in.txt", limits);
-            assert!(check_instruction(&kind, &ceilings).is_err(), "{limits:?}");
+            assert!(
+                check_instruction(&kind, &ceilings, 0).is_err(),
+                "{limits:?}"
+            );
         }
         let mut too_big = run_task(HASH, HASH, "in.txt", LIMITS);
         if let InstructionKind::RunTask { module, .. } = &mut too_big {
             module.size = ceilings.module_bytes + 1;
         }
-        assert!(check_instruction(&too_big, &ceilings).is_err());
+        assert!(check_instruction(&too_big, &ceilings, 0).is_err());
         let mut too_big = run_task(HASH, HASH, "in.txt", LIMITS);
         if let InstructionKind::RunTask { input, .. } = &mut too_big {
             input.size = ceilings.input_bytes + 1;
         }
-        assert!(check_instruction(&too_big, &ceilings).is_err());
+        assert!(check_instruction(&too_big, &ceilings, 0).is_err());
         let at_the_ceilings = TaskLimits {
             memory_bytes: ceilings.memory_bytes,
             timeout_ms: ceilings.timeout_ms,
             output_bytes: ceilings.output_bytes,
         };
         assert_eq!(ceilings.check(&at_the_ceilings), Ok(()));
+    }
+
+    #[test]
+    fn no_more_tasks_run_at_once_than_the_user_lends_cores_for() {
+        let ceilings = TaskCeilings::for_device(4, 50);
+        let task = run_task(HASH, HASH, "in.txt", LIMITS);
+        assert_eq!(check_instruction(&task, &ceilings, 0), Ok(()));
+        assert_eq!(check_instruction(&task, &ceilings, 1), Ok(()));
+        assert!(check_instruction(&task, &ceilings, 2).is_err());
+        // Other instructions go on while tasks run.
+        assert_eq!(
+            check_instruction(&InstructionKind::ReportStatus, &ceilings, 2),
+            Ok(())
+        );
     }
 
     #[test]

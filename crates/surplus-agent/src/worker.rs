@@ -1004,7 +1004,9 @@ async fn execute(shared: &Arc<Shared>, instruction: &Instruction) -> Option<Inst
     }
     // The hub is untrusted: nothing it names is used before it passed the device's own rules.
     let ceilings = shared.task_ceilings();
-    if let Err(refusal) = untrusted::check_instruction(&instruction.kind, &ceilings) {
+    if let Err(refusal) =
+        untrusted::check_instruction(&instruction.kind, &ceilings, shared.compute.running())
+    {
         tracing::warn!(kind = instruction.kind.name(), %refusal, "refused an instruction from the hub");
         return Some(failed(FailureCode::Refused, refusal.to_string()));
     }
@@ -1067,15 +1069,6 @@ async fn execute(shared: &Arc<Shared>, instruction: &Instruction) -> Option<Inst
                 return Some(failed(
                     FailureCode::Paused,
                     "donation is paused on this device",
-                ));
-            }
-            if shared.compute.running() >= ceilings.concurrent_tasks {
-                return Some(failed(
-                    FailureCode::Refused,
-                    format!(
-                        "this device already runs {} task(s), as many as its user lends cores for",
-                        shared.compute.running()
-                    ),
                 ));
             }
             let order = crate::compute::TaskOrder {
