@@ -6,7 +6,7 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
 use std::time::Duration;
 
-use surplus_e2e::wait_for;
+use surplus_e2e::{count_in_database, wait_for};
 
 use crate::on_each_database;
 
@@ -482,5 +482,85 @@ fn an_interrupted_backup_and_an_interrupted_restore_complete_on_the_next_run() {
         let out = cluster.agents[ada].ok(&["restore", "latest", "--target", &target_text]);
         assert!(out.contains("were in place already"), "{out}");
         assert_same(&folder, &target.join("videos"));
+    });
+}
+
+#[test]
+fn weak_recovery_passphrases_are_refused_and_an_old_weak_one_is_replaced_on_unlock() {
+    on_each_database(|cluster| {
+        let (ada, _bob, _carol) = ada_bob_and_carol(cluster, "64MiB");
+        let folder = make_folder(cluster.dir.path());
+        let agent = cluster.agent(ada);
+        ready_to_back_up(agent);
+        agent.ok(&["backup", "add", folder.to_str().expect("utf-8")]);
+
+        // An empty, a one-letter and a common passphrase: each refused, saying what to do, and
+        // no key is made or kept at the hub.
+        for weak in ["", "a", "password1234", "ada@example.org"] {
+            agent.set_env("SURPLUS_PASSPHRASE", weak);
+            let refused = agent.cli(&["backup", "now"]);
+            assert!(!refused.status.success(), "{weak:?} was accepted");
+            let message = String::from_utf8_lossy(&refused.stderr);
+            assert!(
+                message.contains("recovery passphrase"),
+                "{weak:?}: {message}"
+            );
+            assert!(
+                message.contains("let Surplus make one"),
+                "{weak:?}: {message}"
+            );
+        }
+        let database = cluster.database.clone();
+        let keys = || count_in_database(&database, "SELECT COUNT(*) FROM wrapped_keys");
+        assert_eq!(keys(), 0);
+
+        // A key wrapped under a weak passphrase before the rule existed still opens with it, and
+        // is wrapped again under a better one, which the device is asked for.
+        let weak_wrap = serde_json::to_string(
+            &surplus_backup::keys::MasterKey::generate()
+                .wrap("a", surplus_backup::keys::WrapCost::TESTING)
+                .expect("wrap"),
+        )
+        .expect("json");
+        let inserted = surplus_e2e::execute_in_database(
+            &cluster.database,
+            &format!(
+                "INSERT INTO wrapped_keys (subscriber_id, body, updated_at) \
+                 SELECT id, '{weak_wrap}', 0 FROM subscribers WHERE email = 'ada@example.org'"
+            ),
+        );
+        assert_eq!(inserted, 1);
+        let better = "violet harbour tractor minnow quietly";
+        let agent = cluster.agent(ada);
+        agent.set_env("SURPLUS_PASSPHRASE", "a");
+        agent.set_env("SURPLUS_NEW_PASSPHRASE", better);
+        agent.ok(&["snapshots"]);
+        let old_copies = count_in_database(
+            &cluster.database,
+            &format!("SELECT COUNT(*) FROM wrapped_keys WHERE body = '{weak_wrap}'"),
+        );
+        assert_eq!(old_copies, 0, "the weak copy is still at the hub");
+        assert_eq!(keys(), 1);
+
+        // Another device of Ada's opens the key with the new passphrase only.
+        let laptop = cluster.add_agent("ada-laptop", "ada@example.org", false, "64MiB");
+        let laptop = cluster.agent(laptop);
+        laptop.set_env("SURPLUS_PASSPHRASE", "a");
+        let refused = laptop.cli(&["snapshots"]);
+        assert!(!refused.status.success());
+        assert!(String::from_utf8_lossy(&refused.stderr).contains("does not open"));
+        laptop.set_env("SURPLUS_PASSPHRASE", better);
+        laptop.ok(&["snapshots"]);
+
+        // And the passphrase can be changed on purpose, to a strong one only.
+        laptop.set_env("SURPLUS_NEW_PASSPHRASE", "short");
+        let refused = laptop.cli(&["backup", "passphrase"]);
+        assert!(!refused.status.success());
+        laptop.set_env("SURPLUS_NEW_PASSPHRASE", "plum cascade ledger otter ninety");
+        laptop.ok(&["backup", "passphrase"]);
+        let tablet = cluster.add_agent("ada-tablet", "ada@example.org", false, "64MiB");
+        let tablet = cluster.agent(tablet);
+        tablet.set_env("SURPLUS_PASSPHRASE", "plum cascade ledger otter ninety");
+        tablet.ok(&["snapshots"]);
     });
 }

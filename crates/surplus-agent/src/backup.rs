@@ -17,6 +17,7 @@ use surplus_backup::store::{ObjectKind, Store};
 
 use crate::client::{ClientError, HubClient};
 use crate::credentials::CredentialStore;
+use crate::passphrase::Request;
 
 /// The engine's store, over the hub. Its methods block: call them off the async runtime.
 #[derive(Debug)]
@@ -153,6 +154,9 @@ pub enum KeyError {
     NoPassphrase,
     #[error("the recovery passphrase does not open the key kept at the hub")]
     WrongPassphrase,
+    /// The passphrase breaks [`crate::passphrase::problem`]'s rule; nothing was kept.
+    #[error("{0}")]
+    WeakPassphrase(String),
     #[error("the key kept at the hub is unreadable: {0}")]
     Malformed(String),
     #[error(transparent)]
@@ -164,44 +168,83 @@ pub enum KeyError {
 /// The subscriber's master key: from the keyring; else recovered from the hub's escrowed copy
 /// with the passphrase (a new device); else made now and escrowed (the first backup).
 /// `passphrase` is asked only when needed.
+///
+/// A new passphrase must pass [`crate::passphrase::problem`]. One that opens the hub's copy but
+/// would not pass (chosen before the rule) still opens it, and `passphrase` is then asked for a
+/// better one, under which the copy is wrapped again; if none is given the key is used and the
+/// weak copy stays, with a warning.
 pub async fn master_key(
     credentials: &CredentialStore,
     client: &HubClient,
     token: &str,
-    passphrase: impl FnOnce(bool) -> Option<String>,
+    mut passphrase: impl FnMut(Request<'_>) -> Option<String>,
 ) -> Result<MasterKey, KeyError> {
     if let Some(bytes) = credentials.backup_key()? {
         return Ok(MasterKey::from_bytes(bytes));
     }
+    // What an attacker would try first: the subscriber's own email address.
+    let email = credentials.session()?.map(|s| s.email).unwrap_or_default();
+    let context = [email.as_str()];
     match client.wrapped_key(token).await? {
         Some(text) => {
             let wrapped: WrappedKey =
                 serde_json::from_str(&text).map_err(|e| KeyError::Malformed(e.to_string()))?;
-            let passphrase = passphrase(false).ok_or(KeyError::NoPassphrase)?;
-            let key = tokio::task::spawn_blocking(move || wrapped.unwrap(&passphrase))
+            let typed = passphrase(Request::Unlock).ok_or(KeyError::NoPassphrase)?;
+            let unlocking = typed.clone();
+            let key = tokio::task::spawn_blocking(move || wrapped.unwrap(&unlocking))
                 .await
                 .map_err(|e| KeyError::Malformed(e.to_string()))?
                 .map_err(|_| KeyError::WrongPassphrase)?;
+            if let Some(problem) = crate::passphrase::problem(&typed, &context) {
+                match passphrase(Request::Replace { problem: &problem }) {
+                    Some(better) => {
+                        if let Some(still) = crate::passphrase::problem(&better, &context) {
+                            return Err(KeyError::WeakPassphrase(still));
+                        }
+                        escrow(client, token, &key, better).await?;
+                        tracing::info!(
+                            "the key kept at the hub is wrapped under the new passphrase"
+                        );
+                    }
+                    None => tracing::warn!(
+                        %problem,
+                        "the key kept at the hub stays wrapped under a weak passphrase"
+                    ),
+                }
+            }
             credentials.set_backup_key(&key.to_bytes())?;
             Ok(key)
         }
         None => {
-            let passphrase = passphrase(true).ok_or(KeyError::NoPassphrase)?;
+            let typed = passphrase(Request::Choose).ok_or(KeyError::NoPassphrase)?;
+            if let Some(problem) = crate::passphrase::problem(&typed, &context) {
+                return Err(KeyError::WeakPassphrase(problem));
+            }
             let key = MasterKey::generate();
-            let wrapping = key.clone();
-            let cost = wrap_cost();
-            let wrapped = tokio::task::spawn_blocking(move || wrapping.wrap(&passphrase, cost))
-                .await
-                .map_err(|e| KeyError::Malformed(e.to_string()))?
-                .map_err(|e| KeyError::Malformed(e.to_string()))?;
-            let text =
-                serde_json::to_string(&wrapped).map_err(|e| KeyError::Malformed(e.to_string()))?;
             // Escrow first: a key only this device knows would be lost with it.
-            client.put_wrapped_key(token, &text).await?;
+            escrow(client, token, &key, typed).await?;
             credentials.set_backup_key(&key.to_bytes())?;
             Ok(key)
         }
     }
+}
+
+/// Wraps the key under `passphrase` and keeps the wrapped copy at the hub, replacing any.
+pub(crate) async fn escrow(
+    client: &HubClient,
+    token: &str,
+    key: &MasterKey,
+    passphrase: String,
+) -> Result<(), KeyError> {
+    let wrapping = key.clone();
+    let cost = wrap_cost();
+    let wrapped = tokio::task::spawn_blocking(move || wrapping.wrap(&passphrase, cost))
+        .await
+        .map_err(|e| KeyError::Malformed(e.to_string()))?
+        .map_err(|e| KeyError::Malformed(e.to_string()))?;
+    let text = serde_json::to_string(&wrapped).map_err(|e| KeyError::Malformed(e.to_string()))?;
+    client.put_wrapped_key(token, &text).await?;
+    Ok(())
 }
 
 /// Argon2id's cost for the escrowed key: the recommended one, or a cheap one where

@@ -16,6 +16,7 @@ use surplus_protocol::{Credentials, PauseState, SpareReason, UnixMillis};
 use crate::backup::{HubStore, KeyError};
 use crate::client::{ClientError, HubClient};
 use crate::credentials::{CredentialStore, DeviceCredential, SessionCredential};
+use crate::passphrase::Request;
 use crate::settings::Settings;
 use crate::worker::AgentState;
 
@@ -55,7 +56,7 @@ pub struct Control {
     /// A hub named for this use only, over the one in the settings.
     hub: Option<String>,
     /// Asks for the recovery passphrase when a device without the backup key reads backups.
-    passphrase: fn(bool) -> Option<String>,
+    passphrase: fn(Request<'_>) -> Option<String>,
 }
 
 /// Signing up or logging in, and registering this device if it is not yet.
@@ -147,7 +148,7 @@ impl Control {
 
     /// Asks `passphrase` for the recovery passphrase when this device has no backup key yet (a
     /// terminal can ask; the tray app sets the key up in its wizard instead).
-    pub fn with_passphrase(mut self, passphrase: fn(bool) -> Option<String>) -> Control {
+    pub fn with_passphrase(mut self, passphrase: fn(Request<'_>) -> Option<String>) -> Control {
         self.passphrase = passphrase;
         self
     }
@@ -460,18 +461,50 @@ impl Control {
     }
 
     /// Sets up the backup key with the recovery passphrase: unlocks the key kept at the hub (made
-    /// on another device), or makes the key and keeps a copy at the hub locked with it.
+    /// on another device), or makes the key and keeps a copy at the hub locked with it. A new
+    /// passphrase must pass [`crate::passphrase::problem`]; an old one that would not still
+    /// unlocks the key (see [`Control::change_recovery_passphrase`]).
     pub async fn set_recovery_passphrase(&self, passphrase: &str) -> Result<()> {
-        if passphrase.chars().count() < MIN_PASSPHRASE_CHARS {
-            return Err(ControlError::Input(format!(
-                "the recovery passphrase needs at least {MIN_PASSPHRASE_CHARS} characters"
-            )));
-        }
         let client = self.client()?;
         let token = self.any_token()?;
         let credentials = self.credentials()?;
         let typed = passphrase.to_owned();
-        crate::backup::master_key(&credentials, &client, &token, move |_| Some(typed)).await?;
+        crate::backup::master_key(
+            &credentials,
+            &client,
+            &token,
+            move |request| match request {
+                Request::Unlock | Request::Choose => Some(typed.clone()),
+                Request::Replace { .. } => None,
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Wraps the backup key held on this device under a new recovery passphrase, which must pass
+    /// [`crate::passphrase::problem`], and replaces the copy kept at the hub.
+    pub async fn change_recovery_passphrase(&self, new: &str) -> Result<()> {
+        let credentials = self.credentials()?;
+        let email = credentials.session()?.map(|s| s.email).unwrap_or_default();
+        if let Some(problem) = crate::passphrase::problem(new, &[&email]) {
+            return Err(ControlError::Key(KeyError::WeakPassphrase(problem)));
+        }
+        let key = credentials.backup_key()?.ok_or_else(|| {
+            ControlError::Input(
+                "this device does not hold the backup key yet: set the recovery passphrase up first"
+                    .into(),
+            )
+        })?;
+        let client = self.client()?;
+        let token = self.any_token()?;
+        crate::backup::escrow(
+            &client,
+            &token,
+            &surplus_backup::keys::MasterKey::from_bytes(key),
+            new.to_owned(),
+        )
+        .await?;
         Ok(())
     }
 
@@ -487,7 +520,7 @@ impl Control {
     /// the hub has too few holders for the coding.
     pub async fn with_repository<T: Send + 'static, E: From<ControlError> + Send + 'static>(
         &self,
-        passphrase: impl FnOnce(bool) -> Option<String>,
+        passphrase: impl FnMut(Request<'_>) -> Option<String>,
         warn: impl FnOnce(&str),
         work: impl FnOnce(&mut Repository<HubStore>, &HubClient, &str) -> Result<T, E> + Send + 'static,
     ) -> Result<T, E> {
@@ -606,11 +639,8 @@ impl Control {
     }
 }
 
-/// The fewest characters a recovery passphrase may have.
-pub const MIN_PASSPHRASE_CHARS: usize = 12;
-
 /// For operations that need the key to exist already.
-fn no_passphrase(_: bool) -> Option<String> {
+fn no_passphrase(_: Request<'_>) -> Option<String> {
     None
 }
 
@@ -677,20 +707,9 @@ impl Progress for Forward {
     }
 }
 
-/// A recovery passphrase made for the user: six groups of five letters and digits (about 150
-/// bits), without the look-alikes 0/O and 1/I/L.
+/// A recovery passphrase made for the user (see [`crate::passphrase::generate`]).
 pub fn generate_passphrase() -> String {
-    use rand::Rng;
-    const ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
-    let mut rng = rand::rngs::OsRng;
-    (0..6)
-        .map(|_| {
-            (0..5)
-                .map(|_| char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())]))
-                .collect::<String>()
-        })
-        .collect::<Vec<_>>()
-        .join("-")
+    crate::passphrase::generate()
 }
 
 /// The state the tray icon shows.
@@ -1099,15 +1118,6 @@ mod tests {
             points.iter().map(|p| p.at).collect::<Vec<_>>(),
             [history::HISTORY_STEP_MS, late]
         );
-    }
-
-    #[test]
-    fn generated_passphrases_are_long_unambiguous_and_differ() {
-        let one = generate_passphrase();
-        assert_eq!(one.len(), 35);
-        assert!(one.chars().all(|c| c == '-' || c.is_ascii_alphanumeric()));
-        assert!(!one.contains(['0', 'O', '1', 'I', 'L']));
-        assert_ne!(one, generate_passphrase());
     }
 
     #[test]

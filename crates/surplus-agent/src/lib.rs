@@ -16,6 +16,7 @@ pub mod client;
 pub mod compute;
 pub mod control;
 pub mod credentials;
+pub mod passphrase;
 pub mod probe;
 pub mod settings;
 pub mod untrusted;

@@ -14,6 +14,7 @@ use surplus_agent::backup::HubStore;
 use surplus_agent::client::HubClient;
 use surplus_agent::control::Control;
 use surplus_agent::credentials::{CredentialStore, DeviceCredential, SessionCredential};
+use surplus_agent::passphrase::Request;
 use surplus_agent::probe::{OverrideProbe, SystemProbe};
 use surplus_agent::settings::{self, Settings, Size, format_size, format_window};
 use surplus_agent::worker::{AgentState, Worker, WorkerOptions};
@@ -159,6 +160,9 @@ enum BackupCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Change the recovery passphrase that locks the copy of your backup key kept at the hub
+    /// (the new one from SURPLUS_NEW_PASSPHRASE, or typed at a prompt).
+    Passphrase,
     /// Show or change how backups are spread: household mode and the erasure coding.
     Settings {
         /// Let your own other devices hold your shards (on) or only other subscribers' (off).
@@ -999,26 +1003,67 @@ async fn blob(context: &Local, command: BlobCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The recovery passphrase from `SURPLUS_PASSPHRASE`, or typed at a prompt (twice when it is
-/// being chosen).
-fn passphrase(choosing: bool) -> Option<String> {
-    if let Ok(passphrase) = std::env::var("SURPLUS_PASSPHRASE") {
+/// The recovery passphrase, from the environment or typed at a prompt: `SURPLUS_PASSPHRASE` to
+/// unlock the key or to choose one, `SURPLUS_NEW_PASSPHRASE` to replace one that is too weak.
+fn passphrase(request: Request<'_>) -> Option<String> {
+    let variable = match request {
+        Request::Replace { .. } => NEW_PASSPHRASE_VARIABLE,
+        Request::Unlock | Request::Choose => "SURPLUS_PASSPHRASE",
+    };
+    if let Ok(passphrase) = std::env::var(variable) {
         return Some(passphrase);
     }
     if !std::io::stdin().is_terminal() {
+        if let Request::Replace { problem } = request {
+            eprintln!(
+                "surplus: warning: {problem}. Set {NEW_PASSPHRASE_VARIABLE}, or run `surplus \
+                 backup passphrase` in a terminal, to choose a better one"
+            );
+        }
         return None;
     }
-    let prompt = if choosing {
-        "Choose a recovery passphrase: "
-    } else {
-        "Recovery passphrase: "
-    };
-    let passphrase = rpassword::prompt_password(prompt).ok()?;
-    if choosing && rpassword::prompt_password("The passphrase again: ").ok()? != passphrase {
-        eprintln!("surplus: the passphrases differ");
-        return None;
+    match request {
+        Request::Unlock => rpassword::prompt_password("Recovery passphrase: ").ok(),
+        Request::Choose => choose_passphrase("Choose a recovery passphrase"),
+        Request::Replace { problem } => {
+            eprintln!("surplus: {problem}.");
+            choose_passphrase("Choose a new recovery passphrase")
+        }
     }
-    Some(passphrase)
+}
+
+/// Where `surplus backup passphrase` and a replacement of a weak passphrase read the new one.
+const NEW_PASSPHRASE_VARIABLE: &str = "SURPLUS_NEW_PASSPHRASE";
+
+/// A new recovery passphrase typed at the terminal (twice), asked again until it is strong
+/// enough; an empty answer makes one, shown once and typed back.
+fn choose_passphrase(what: &str) -> Option<String> {
+    loop {
+        let typed =
+            rpassword::prompt_password(format!("{what} (press Enter to have one made for you): "))
+                .ok()?;
+        if typed.is_empty() {
+            let made = surplus_agent::passphrase::generate();
+            eprintln!(
+                "\nYour recovery passphrase:\n\n    {made}\n\nWrite it down and keep it safe: \
+                 without it nobody, not even Surplus, can restore your backups on a new PC.\n"
+            );
+            if rpassword::prompt_password("Type it to confirm you have it: ").ok()? == made {
+                return Some(made);
+            }
+            eprintln!("surplus: that is not the passphrase shown; try again");
+            continue;
+        }
+        if let Some(problem) = surplus_agent::passphrase::problem(&typed, &[]) {
+            eprintln!("surplus: {problem}");
+            continue;
+        }
+        if rpassword::prompt_password("The passphrase again: ").ok()? != typed {
+            eprintln!("surplus: the passphrases differ; try again");
+            continue;
+        }
+        return Some(typed);
+    }
 }
 
 /// A repository over the hub for this subscriber, opened off the async runtime by `work`.
@@ -1129,6 +1174,22 @@ async fn backup(context: &Local, command: BackupCommand) -> anyhow::Result<()> {
             if !report.skipped.is_empty() {
                 bail!("{} path(s) could not be backed up", report.skipped.len());
             }
+        }
+        BackupCommand::Passphrase => {
+            let new = match std::env::var(NEW_PASSPHRASE_VARIABLE) {
+                Ok(new) => new,
+                Err(_) if std::io::stdin().is_terminal() => {
+                    choose_passphrase("Choose a new recovery passphrase")
+                        .ok_or_else(|| anyhow!("no new passphrase was chosen"))?
+                }
+                Err(_) => bail!(
+                    "no new passphrase: set {NEW_PASSPHRASE_VARIABLE} or run this in a terminal"
+                ),
+            };
+            context.control().change_recovery_passphrase(&new).await?;
+            println!(
+                "the recovery passphrase is changed: the key kept at the hub opens with the new one only"
+            );
         }
         BackupCommand::Settings {
             household,
