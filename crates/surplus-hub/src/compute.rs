@@ -276,9 +276,12 @@ pub async fn cancel_job(hub: &Hub, subscriber: Uuid, job: Uuid) -> Result<bool, 
     Ok(true)
 }
 
-/// Drops the staged module and inputs of an ended job that nothing else needs.
+/// Drops the staged module, inputs and outputs of an ended job that nothing else needs: every
+/// output but the tasks' results.
 async fn release_job_files(hub: &Hub, job: Uuid) -> Result<(), StoreError> {
-    for hash in hub.store.release_job_files(job).await? {
+    let mut released = hub.store.release_job_files(job).await?;
+    released.extend(hub.store.release_leftover_outputs(job).await?);
+    for hash in released {
         if !hub.store.blob_still_needed_in_staging(&hash).await? {
             crate::scheduler::unstage(hub, &hash, now_ms()).await?;
         }

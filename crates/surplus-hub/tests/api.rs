@@ -1844,3 +1844,109 @@ async fn tasks_run_on_other_subscribers_devices_and_a_dishonest_result_is_outvot
         assert!(compute.iter().all(|a| a["donor"] == "another subscriber"));
     }
 }
+
+/// Uploads `output` as the output of `run` from the device with `token`.
+async fn upload_output(hub: &TestHub, token: &str, run: &str, output: &[u8]) -> Reply {
+    let hash = blake3::hash(output).to_hex().to_string();
+    let request = Request::builder()
+        .method(Method::PUT)
+        .uri(format!("/v1/device/runs/{run}/outputs/{hash}"))
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_LENGTH, output.len())
+        .body(Body::from(output.to_vec()))
+        .expect("request");
+    hub.send(request).await
+}
+
+#[tokio::test]
+async fn a_run_uploads_one_output_and_an_ended_jobs_leftovers_leave_staging() {
+    for hub in hubs().await {
+        let submitter = hub.signup("submitter@example.com").await;
+        let donor_session = hub.signup("donor@example.com").await;
+        let (_, donor) = hub.device(&donor_session, "donor-pc").await;
+        assert_eq!(hub.heartbeat(&donor, report()).await.status, StatusCode::OK);
+        let module = staged(&hub, &submitter, WASM).await;
+        let input = staged(&hub, &submitter, b"1 100").await;
+        let job = hub
+            .call(
+                Method::POST,
+                "/v1/compute/jobs",
+                Some(&submitter),
+                Some(json!({"module": module, "replicas": 1,
+                    "inputs": [{"name": "a.txt", "hash": input["hash"], "size": input["size"]}]})),
+            )
+            .await;
+        assert_eq!(job.status, StatusCode::CREATED, "{}", job.body);
+        let job_id = job.body["id"].as_str().expect("id").to_owned();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let run = loop {
+            let sent = hub.poll(&donor, 1).await;
+            if let Some(run) = sent
+                .iter()
+                .find(|i| i["kind"]["type"] == "run_task")
+                .and_then(|i| i["kind"]["run"].as_str())
+            {
+                break run.to_owned();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the donor got no task"
+            );
+        };
+
+        // One output, uploaded again as often as need be; a second, different one is refused.
+        let first = upload_output(&hub, &donor, &run, b"the result").await;
+        assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+        let again = upload_output(&hub, &donor, &run, b"the result").await;
+        assert_eq!(again.status, StatusCode::CREATED, "{}", again.body);
+        for other in [&b"another result"[..], b"and another"] {
+            let refused = upload_output(&hub, &donor, &run, other).await;
+            assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+            assert_eq!(refused.code(), "conflict");
+        }
+        let other_hash = blake3::hash(b"another result").to_hex().to_string();
+        assert!(
+            hub.hub
+                .staging
+                .open_blob(&other_hash)
+                .await
+                .expect("staging")
+                .is_none(),
+            "a refused output was staged"
+        );
+
+        // The job is cancelled before the run is acknowledged: its output is nobody's result,
+        // and leaves staging with the job's module and input.
+        let cancelled = hub
+            .call(
+                Method::POST,
+                &format!("/v1/compute/jobs/{job_id}/cancel"),
+                Some(&submitter),
+                None,
+            )
+            .await;
+        assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.body);
+        for content in [&b"the result"[..], WASM, b"1 100"] {
+            let hash = blake3::hash(content).to_hex().to_string();
+            assert!(
+                hub.hub
+                    .staging
+                    .open_blob(&hash)
+                    .await
+                    .expect("staging")
+                    .is_none(),
+                "{:?} is still staged after the job ended",
+                String::from_utf8_lossy(content)
+            );
+            let got = hub
+                .call(
+                    Method::GET,
+                    &format!("/v1/blobs/{hash}"),
+                    Some(&submitter),
+                    None,
+                )
+                .await;
+            assert_eq!(got.status, StatusCode::NOT_FOUND);
+        }
+    }
+}

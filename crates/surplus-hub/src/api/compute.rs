@@ -262,11 +262,12 @@ pub(crate) async fn credits(
 }
 
 /// The output of a run, uploaded by the device that ran it, before it acknowledges the run. It
-/// is staged for the job's submitter.
+/// is staged for the job's submitter, within the job's output cap; a run has one output.
 #[utoipa::path(put, path = "/v1/device/runs/{run}/outputs/{hash}",
     params(("run" = Uuid, Path), ("hash" = String, Path)),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses((status = 201, body = BlobRef), (status = 404, body = surplus_protocol::ErrorBody),
+              (status = 409, body = surplus_protocol::ErrorBody, description = "the run uploaded another output already"),
               (status = 413, body = surplus_protocol::ErrorBody)), security(("device" = [])))]
 pub(crate) async fn upload_output(
     State(hub): State<Arc<Hub>>,
@@ -287,6 +288,11 @@ pub(crate) async fn upload_output(
     let (submitter, cap) = (owner.submitter, owner.output_bytes);
     let cap = cap.min(hub.settings.max_blob_bytes);
     let declared = super::declared_length(&headers, cap, "a task's output")?;
+    if !hub.store.claim_output(run, device.device_id, &hash).await? {
+        return Err(ApiError::conflict(format!(
+            "run {run} already uploaded another output: a run has one output"
+        )));
+    }
     let size = super::stage(&hub, &hash, body, declared).await?;
     hub.store
         .record_blob(&hash, size, submitter, None, now_ms())

@@ -748,6 +748,52 @@ impl Store {
         Ok(true)
     }
 
+    /// Records that an assigned run of `device_id` uploads the output `hash`. A run has one
+    /// output: false when it uploaded another one already (the same one again is fine).
+    pub async fn claim_output(&self, run: Uuid, device_id: Uuid, hash: &str) -> Result<bool> {
+        let claimed = sqlx::query(
+            "UPDATE task_runs SET uploaded_hash = $1 WHERE id = $2 AND device_id = $3 \
+             AND state = 'assigned' AND (uploaded_hash IS NULL OR uploaded_hash = $1)",
+        )
+        .bind(hash)
+        .bind(run.to_string())
+        .bind(device_id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(claimed.rows_affected() == 1)
+    }
+
+    /// The outputs an ended job's runs uploaded that are no task's result: their submitter no
+    /// longer owns them. Returns them, to be dropped from staging when nothing else needs them.
+    pub async fn release_leftover_outputs(&self, job_id: Uuid) -> Result<Vec<String>> {
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(
+            "SELECT DISTINCT r.uploaded_hash AS hash, j.subscriber_id FROM task_runs r \
+             JOIN tasks t ON t.id = r.task_id JOIN jobs j ON j.id = t.job_id \
+             WHERE t.job_id = $1 AND r.uploaded_hash IS NOT NULL \
+             AND NOT EXISTS (SELECT 1 FROM tasks t2 JOIN jobs j2 ON j2.id = t2.job_id \
+               WHERE j2.subscriber_id = j.subscriber_id AND t2.output_hash = r.uploaded_hash) \
+             AND NOT EXISTS (SELECT 1 FROM placements p \
+               WHERE p.subscriber_id = j.subscriber_id AND p.hash = r.uploaded_hash)",
+        )
+        .bind(job_id.to_string())
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut released = Vec::with_capacity(rows.len());
+        for row in rows {
+            let hash: String = row.try_get("hash")?;
+            let submitter: String = row.try_get("subscriber_id")?;
+            sqlx::query("DELETE FROM blob_owners WHERE hash = $1 AND subscriber_id = $2")
+                .bind(&hash)
+                .bind(&submitter)
+                .execute(&mut *tx)
+                .await?;
+            released.push(hash);
+        }
+        tx.commit().await?;
+        Ok(released)
+    }
+
     /// Whether a device runs a task now that needs this blob (its module or input).
     pub async fn device_runs_with(&self, device_id: Uuid, hash: &str) -> Result<bool> {
         let row = sqlx::query(
