@@ -153,8 +153,23 @@ impl HubClient {
             .await
     }
 
+    /// Signs up and logs in. The hub answers a sign-up the same way whether or not the email
+    /// had an account (so that it reveals nobody's), so a log-in refused after it means the email
+    /// has an account with another password.
     pub async fn signup(&self, credentials: &Credentials) -> Result<Session> {
-        self.post("/v1/signup", None, credentials).await
+        let _: surplus_protocol::SignupAccepted =
+            self.post("/v1/signup", None, credentials).await?;
+        match self.login(credentials).await {
+            Err(ClientError::Hub { status, mut body })
+                if body.error == surplus_protocol::ErrorCode::Unauthorized =>
+            {
+                body.message = "this email could not sign up with that password: if it has an \
+                                account already, log in with its password"
+                    .into();
+                Err(ClientError::Hub { status, body })
+            }
+            other => other,
+        }
     }
 
     pub async fn login(&self, credentials: &Credentials) -> Result<Session> {

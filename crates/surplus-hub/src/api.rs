@@ -17,7 +17,7 @@ use serde::Deserialize;
 use surplus_protocol::{
     Acknowledgement, Allocation, BlobRef, Credentials, Device, DeviceCredentials, ErrorCode,
     HeartbeatResponse, Holder, InstructionBatch, PlaceBlobRequest, Placement, Plan, ProbeRequested,
-    RegisterDevice, Session, StatusReport, Subscriber, is_blob_hash,
+    RegisterDevice, Session, SignupAccepted, StatusReport, Subscriber, is_blob_hash,
 };
 use tokio_util::io::ReaderStream;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -30,6 +30,7 @@ use crate::auth::{
 };
 use crate::error::{ApiError, ApiResult};
 use crate::hub::Hub;
+use crate::limits::ClientAddress;
 use crate::now_ms;
 use crate::policy;
 use crate::staging::StagingError;
@@ -180,7 +181,32 @@ fn validate_credentials(credentials: &Credentials) -> ApiResult<()> {
             "password must be 8 to 1024 characters long",
         ));
     }
+    if let Some(problem) = password_problem(&credentials.password, email) {
+        return Err(ApiError::validation(problem));
+    }
     Ok(())
+}
+
+/// The fewest guesses (as a power of ten) a password must take by zxcvbn's estimate: logins are
+/// rate-limited, so this refuses the passwords tried first (`password`, a run of spaces, the
+/// email address), not everything an offline attacker could break.
+const MIN_PASSWORD_GUESSES_LOG10: f64 = 6.0;
+
+/// Why `password` is too easy to guess for the account `email`, if it is.
+fn password_problem(password: &str, email: &str) -> Option<String> {
+    let local = email.split('@').next().unwrap_or_default();
+    let estimate = zxcvbn::zxcvbn(password, &[email, local, "surplus"]);
+    if estimate.guesses_log10() >= MIN_PASSWORD_GUESSES_LOG10 {
+        return None;
+    }
+    let why = estimate
+        .feedback()
+        .and_then(|feedback| feedback.warning())
+        .map(|warning| format!(" ({})", warning.to_string().trim_end_matches('.')))
+        .unwrap_or_default();
+    Some(format!(
+        "the password is too easy to guess{why}: use a longer one, such as a few uncommon words"
+    ))
 }
 
 async fn new_session(hub: &Hub, subscriber: Subscriber) -> ApiResult<Session> {
@@ -202,29 +228,44 @@ async fn new_session(hub: &Hub, subscriber: Subscriber) -> ApiResult<Session> {
     })
 }
 
-/// Signs up a new subscriber on the standard plan and logs them in.
+/// Signs up a new subscriber on the standard plan. The answer is the same whether or not the
+/// email had an account already, and takes as long (a password hash either way), so that signing
+/// up tells nobody who has one; the new subscriber logs in next. An email that had an account
+/// keeps it as it was.
 #[utoipa::path(post, path = "/v1/signup", request_body = Credentials,
-    responses((status = 201, body = Session), (status = 409, body = surplus_protocol::ErrorBody, description = "already signed up"),
-               (status = 422, body = surplus_protocol::ErrorBody)))]
+    responses((status = 202, body = SignupAccepted),
+               (status = 422, body = surplus_protocol::ErrorBody),
+               (status = 429, body = surplus_protocol::ErrorBody, description = "too many sign-ups from this address")))]
 async fn signup(
     State(hub): State<Arc<Hub>>,
+    ClientAddress(address): ClientAddress,
     Json(credentials): Json<Credentials>,
-) -> ApiResult<(StatusCode, Json<Session>)> {
+) -> ApiResult<(StatusCode, Json<SignupAccepted>)> {
+    hub.limits.signup(address)?;
     validate_credentials(&credentials)?;
     let email = credentials.email.trim().to_lowercase();
     let password = credentials.password;
-    let hash = tokio::task::spawn_blocking(move || hash_password(&password))
-        .await
-        .map_err(ApiError::internal)?
+    let hash = hub
+        .limits
+        .hash(move || hash_password(&password))
+        .await?
         .map_err(ApiError::internal)?;
-    let subscriber = hub
+    match hub
         .store
         .create_subscriber(&email, &hash, Plan::Standard, now_ms())
-        .await?;
-    tracing::info!(%email, "subscriber signed up");
+        .await
+    {
+        Ok(_) => tracing::info!(email = ?email, "subscriber signed up"),
+        Err(crate::store::StoreError::Conflict(_)) => {
+            tracing::info!(email = ?email, %address, "a sign-up for an email that has an account");
+        }
+        Err(other) => return Err(other.into()),
+    }
     Ok((
-        StatusCode::CREATED,
-        Json(new_session(&hub, subscriber).await?),
+        StatusCode::ACCEPTED,
+        Json(SignupAccepted {
+            message: "signed up, unless this email has an account already: log in with it".into(),
+        }),
     ))
 }
 
@@ -233,20 +274,29 @@ async fn signup(
     responses((status = 200, body = Session), (status = 401, body = surplus_protocol::ErrorBody)))]
 async fn login(
     State(hub): State<Arc<Hub>>,
+    ClientAddress(address): ClientAddress,
     Json(credentials): Json<Credentials>,
 ) -> ApiResult<Json<Session>> {
     let email = credentials.email.trim().to_lowercase();
+    hub.limits.login(address, &email)?;
     let found = hub.store.subscriber_by_email(&email).await?;
     let stored = found
         .as_ref()
         .map_or_else(|| decoy_hash().to_owned(), |(_, hash)| hash.clone());
     let password = credentials.password;
-    let matches = tokio::task::spawn_blocking(move || verify_password(&password, &stored))
-        .await
-        .map_err(ApiError::internal)?;
+    let matches = hub
+        .limits
+        .hash(move || verify_password(&password, &stored))
+        .await?;
     match found {
         Some((subscriber, _)) if matches => Ok(Json(new_session(&hub, subscriber).await?)),
-        _ => Err(ApiError::unauthorized("wrong email or password")),
+        _ => {
+            // `?` escapes control characters: a crafted email cannot write to the operator's
+            // terminal through the log.
+            tracing::warn!(email = ?email, %address, "failed login");
+            hub.metrics.failed_login();
+            Err(ApiError::unauthorized("wrong email or password"))
+        }
     }
 }
 
@@ -285,6 +335,7 @@ async fn register_device(
             request.name
         )));
     }
+    hub.limits.registration(subscriber.id)?;
     let limit = subscriber.plan.limits().devices;
     if hub.store.count_live_devices(subscriber.id).await? >= limit {
         return Err(ApiError::new(
@@ -462,6 +513,7 @@ async fn heartbeat(
     DeviceCaller(device): DeviceCaller,
     Json(report): Json<StatusReport>,
 ) -> ApiResult<Json<HeartbeatResponse>> {
+    hub.limits.heartbeat(device.device_id)?;
     validate_report(&report)?;
     let spare = hub
         .heartbeat(device.device_id, device.status, report)

@@ -21,6 +21,14 @@ pub struct FileConfig {
     pub instruction_lease_seconds: Option<u64>,
     pub max_blob_bytes: Option<u64>,
     pub restore_staging_seconds: Option<u64>,
+    /// Rate limits: how many attempts in a burst, refilled over the period the key names.
+    pub logins_per_minute_per_address: Option<u32>,
+    pub logins_per_minute_per_account: Option<u32>,
+    pub signups_per_hour_per_address: Option<u32>,
+    pub registrations_per_hour_per_subscriber: Option<u32>,
+    pub heartbeats_per_minute_per_device: Option<u32>,
+    /// How long a log-in session lasts without being used.
+    pub session_seconds: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +79,43 @@ impl FileConfig {
         }
         if let Some(seconds) = self.restore_staging_seconds {
             settings.restore_staging = Duration::from_secs(seconds);
+        }
+        const MINUTE: Duration = Duration::from_secs(60);
+        const HOUR: Duration = Duration::from_secs(3600);
+        let limits = &mut settings.rate_limits;
+        for (value, rate, period) in [
+            (
+                self.logins_per_minute_per_address,
+                &mut limits.login_per_address,
+                MINUTE,
+            ),
+            (
+                self.logins_per_minute_per_account,
+                &mut limits.login_per_account,
+                MINUTE,
+            ),
+            (
+                self.signups_per_hour_per_address,
+                &mut limits.signup_per_address,
+                HOUR,
+            ),
+            (
+                self.registrations_per_hour_per_subscriber,
+                &mut limits.registration_per_subscriber,
+                HOUR,
+            ),
+            (
+                self.heartbeats_per_minute_per_device,
+                &mut limits.heartbeat_per_device,
+                MINUTE,
+            ),
+        ] {
+            if let Some(burst) = value {
+                *rate = crate::limits::Rate::new(burst.max(1), period);
+            }
+        }
+        if let Some(seconds) = self.session_seconds {
+            settings.session_ttl = Duration::from_secs(seconds.max(60));
         }
         settings
     }

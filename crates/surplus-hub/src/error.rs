@@ -16,6 +16,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: ErrorCode,
     pub message: String,
+    /// When to try again, sent as `Retry-After` (whole seconds, rounded up).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -26,6 +28,19 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// Too many requests: try again after `wait`.
+    pub fn rate_limited(message: impl Into<String>, wait: std::time::Duration) -> Self {
+        Self {
+            retry_after: Some(wait),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::RateLimited,
+                message,
+            )
         }
     }
 
@@ -76,19 +91,31 @@ impl ApiError {
     }
 
     fn retryable(&self) -> bool {
-        matches!(self.code, ErrorCode::Unavailable | ErrorCode::Internal)
+        matches!(
+            self.code,
+            ErrorCode::Unavailable | ErrorCode::Internal | ErrorCode::RateLimited
+        )
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let retryable = self.retryable();
+        let retry_after = self.retry_after;
         let body = ErrorBody {
             error: self.code,
             message: self.message,
             retryable,
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(wait) = retry_after {
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(seconds.max(1)),
+            );
+        }
+        response
     }
 }
 

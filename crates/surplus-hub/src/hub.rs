@@ -47,6 +47,8 @@ pub struct Settings {
     pub long_poll_recheck: Duration,
     /// How long a copy a holder sent back for a restore stays staged for its owner to fetch.
     pub restore_staging: Duration,
+    /// Rate limits on logging in, signing up, registering devices and heartbeats.
+    pub rate_limits: crate::limits::RateLimits,
 }
 
 impl Default for Settings {
@@ -63,6 +65,7 @@ impl Default for Settings {
             watch_tick: Duration::from_millis(500),
             long_poll_recheck: Duration::from_secs(5),
             restore_staging: Duration::from_secs(3600),
+            rate_limits: crate::limits::RateLimits::default(),
         }
     }
 }
@@ -81,6 +84,8 @@ pub struct Hub {
     pub staging: Staging,
     pub settings: Settings,
     pub metrics: Metrics,
+    /// Rate limits and the bound on password hashing.
+    pub limits: crate::limits::Limiters,
     waiters: Mutex<HashMap<Uuid, Arc<Notify>>>,
     heartbeats: mpsc::Sender<PendingHeartbeat>,
     scheduler_kick: Arc<Notify>,
@@ -118,6 +123,7 @@ impl Hub {
         Arc::new(Hub {
             store,
             staging,
+            limits: crate::limits::Limiters::new(&settings.rate_limits),
             settings,
             metrics: Metrics::default(),
             waiters: Mutex::new(HashMap::new()),
@@ -503,6 +509,7 @@ async fn run_scheduler(hub: std::sync::Weak<Hub>) {
             if let Err(error) = scheduler::drop_stale_staging(&hub, now).await {
                 tracing::warn!(%error, "dropping copies staged for restores");
             }
+            hub.limits.shrink();
         }
         if let Err(error) = scheduler::place_pending(&hub, None).await {
             tracing::warn!(%error, "placing blobs");

@@ -17,6 +17,7 @@ pub mod compute;
 pub mod config;
 pub mod error;
 pub mod hub;
+pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod policy;

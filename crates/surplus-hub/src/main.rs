@@ -176,7 +176,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("listening on {listen}"))?;
             tracing::info!(address = %listener.local_addr()?, "hub listening");
             let draining = hub.clone();
-            axum::serve(listener, api::router(hub.clone()))
+            let app = api::router(hub.clone())
+                .into_make_service_with_connect_info::<std::net::SocketAddr>();
+            axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
                     shutdown_signal().await;
                     // Long polls answer at once, so in-flight requests drain in moments.

@@ -28,6 +28,7 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     durations: Family<RequestLabels, Histogram>,
     heartbeats: Counter,
+    failed_logins: Counter,
     instructions: Family<KindLabels, Counter>,
     allocations: Family<KindLabels, Counter>,
 }
@@ -40,6 +41,7 @@ impl Default for Metrics {
             Histogram::new(exponential_buckets(0.0005, 2.0, 16))
         });
         let heartbeats = Counter::default();
+        let failed_logins = Counter::default();
         let instructions = Family::<KindLabels, Counter>::default();
         let allocations = Family::<KindLabels, Counter>::default();
         registry.register("http_requests", "HTTP requests answered", requests.clone());
@@ -49,6 +51,11 @@ impl Default for Metrics {
             durations.clone(),
         );
         registry.register("heartbeats", "Heartbeats recorded", heartbeats.clone());
+        registry.register(
+            "failed_logins",
+            "Log-in attempts refused for a wrong email or password",
+            failed_logins.clone(),
+        );
         registry.register(
             "instructions_queued",
             "Instructions queued for devices",
@@ -64,6 +71,7 @@ impl Default for Metrics {
             requests,
             durations,
             heartbeats,
+            failed_logins,
             instructions,
             allocations,
         }
@@ -83,6 +91,10 @@ impl Metrics {
 
     pub fn heartbeat(&self) {
         self.heartbeats.inc();
+    }
+
+    pub fn failed_login(&self) {
+        self.failed_logins.inc();
     }
 
     pub fn instructions_queued(&self, kind: &str) {

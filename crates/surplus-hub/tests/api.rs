@@ -54,6 +54,11 @@ async fn fresh_postgres(base: &str) -> String {
 }
 
 async fn hubs() -> Vec<TestHub> {
+    hubs_with(|settings| settings).await
+}
+
+/// Test hubs whose settings `change` adjusts.
+async fn hubs_with(change: impl Fn(Settings) -> Settings) -> Vec<TestHub> {
     let _ = tracing_subscriber::fmt()
         .with_test_writer()
         .with_env_filter("warn")
@@ -77,7 +82,7 @@ async fn hubs() -> Vec<TestHub> {
             long_poll_recheck: Duration::from_secs(120),
             ..Settings::default()
         };
-        let hub = open_hub(&database, &staging, settings, true).await;
+        let hub = open_hub(&database, &staging, change(settings), true).await;
         hubs.push(TestHub {
             router: api::router(hub.clone()),
             hub,
@@ -104,10 +109,14 @@ async fn open_hub(
     }
 }
 
+/// The password of every subscriber the tests sign up.
+const PASSWORD: &str = "correct horse battery";
+
 struct Reply {
     status: StatusCode,
     body: Value,
     bytes: Vec<u8>,
+    headers: axum::http::HeaderMap,
 }
 
 impl Reply {
@@ -126,6 +135,7 @@ impl TestHub {
             .await
             .expect("the router answers");
         let status = response.status();
+        let headers = response.headers().clone();
         let bytes = response
             .into_body()
             .collect()
@@ -149,6 +159,7 @@ impl TestHub {
             status,
             body,
             bytes,
+            headers,
         }
     }
 
@@ -172,16 +183,17 @@ impl TestHub {
         self.send(request.expect("request")).await
     }
 
+    /// Signs up `email` and logs in; returns the session token.
     async fn signup(&self, email: &str) -> String {
+        let credentials = json!({"email": email, "password": PASSWORD});
         let reply = self
-            .call(
-                Method::POST,
-                "/v1/signup",
-                None,
-                Some(json!({"email": email, "password": "correct horse"})),
-            )
+            .call(Method::POST, "/v1/signup", None, Some(credentials.clone()))
             .await;
-        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
+        let reply = self
+            .call(Method::POST, "/v1/login", None, Some(credentials))
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
         reply.body["token"].as_str().expect("token").to_owned()
     }
 
@@ -276,7 +288,7 @@ async fn sign_up_log_in_and_see_yourself() {
                 Method::POST,
                 "/v1/login",
                 None,
-                Some(json!({"email": "ada@example.org", "password": "correct horse"})),
+                Some(json!({"email": "ada@example.org", "password": PASSWORD})),
             )
             .await;
         assert_eq!(login.status, StatusCode::OK);
@@ -286,22 +298,69 @@ async fn sign_up_log_in_and_see_yourself() {
                 .is_some_and(|t| t.starts_with("ses_") && t != token)
         );
 
+        // Signing up again answers as a first sign-up does, and changes nothing: the account
+        // keeps its password, and the new one does not log in.
         let again = hub
             .call(
                 Method::POST,
                 "/v1/signup",
                 None,
-                Some(json!({"email": "ada@example.org", "password": "another one"})),
+                Some(json!({"email": "ada@example.org", "password": "another lengthy one"})),
             )
             .await;
-        assert_eq!(
-            (again.status, again.code()),
-            (StatusCode::CONFLICT, "conflict")
-        );
+        let first = hub
+            .call(
+                Method::POST,
+                "/v1/signup",
+                None,
+                Some(json!({"email": "newcomer@example.org", "password": "another lengthy one"})),
+            )
+            .await;
+        assert_eq!(again.status, StatusCode::ACCEPTED);
+        assert_eq!((again.status, &again.body), (first.status, &first.body));
+        let taken_over = hub
+            .call(
+                Method::POST,
+                "/v1/login",
+                None,
+                Some(json!({"email": "ada@example.org", "password": "another lengthy one"})),
+            )
+            .await;
+        assert_eq!(taken_over.status, StatusCode::UNAUTHORIZED);
+
+        // Passwords that are tried first are refused, saying why.
+        for weak in [
+            "password",
+            "        ",
+            "ada2@example.org",
+            "12345678",
+            "qwertyuiop",
+        ] {
+            let refused = hub
+                .call(
+                    Method::POST,
+                    "/v1/signup",
+                    None,
+                    Some(json!({"email": "ada2@example.org", "password": weak})),
+                )
+                .await;
+            assert_eq!(
+                (refused.status, refused.code()),
+                (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+                "{weak:?}"
+            );
+            assert!(
+                refused.body["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("8 to 1024") || m.contains("too easy to guess")),
+                "{weak:?}: {}",
+                refused.body
+            );
+        }
 
         for (email, password) in [
             ("ada@example.org", "wrong password"),
-            ("nobody@example.org", "correct horse"),
+            ("nobody@example.org", PASSWORD),
         ] {
             let refused = hub
                 .call(
@@ -1948,5 +2007,97 @@ async fn a_run_uploads_one_output_and_an_ended_jobs_leftovers_leave_staging() {
                 .await;
             assert_eq!(got.status, StatusCode::NOT_FOUND);
         }
+    }
+}
+
+/// A log-in attempt from the client address `from`.
+fn login_from(from: [u8; 4], email: &str, password: &str) -> Request<Body> {
+    let mut request = json_request(
+        "/v1/login",
+        &json!({"email": email, "password": password}).to_string(),
+    );
+    request
+        .extensions_mut()
+        .insert(axum::extract::ConnectInfo(std::net::SocketAddr::from((
+            from, 40_000,
+        ))));
+    request
+}
+
+#[tokio::test]
+async fn logins_and_signups_are_rate_limited_per_address_and_per_account() {
+    use surplus_hub::limits::Rate;
+    let hour = Duration::from_secs(3600);
+    let hubs = hubs_with(|mut settings| {
+        // Four: signing up logs in once.
+        settings.rate_limits.login_per_account = Rate::new(4, hour);
+        settings.rate_limits.login_per_address = Rate::new(5, hour);
+        settings.rate_limits.signup_per_address = Rate::new(2, hour);
+        settings
+    })
+    .await;
+    for hub in hubs {
+        hub.signup("ada@example.org").await;
+        let password = PASSWORD;
+        // Three wrong guesses for Ada's account, then even the right password must wait.
+        for _ in 0..3 {
+            let wrong = hub
+                .send(login_from([192, 0, 2, 1], "ada@example.org", "guess"))
+                .await;
+            assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+        }
+        for from in [[192, 0, 2, 1], [198, 51, 100, 9]] {
+            let limited = hub
+                .send(login_from(from, "ada@example.org", password))
+                .await;
+            assert_eq!(
+                limited.status,
+                StatusCode::TOO_MANY_REQUESTS,
+                "{}",
+                limited.body
+            );
+            assert_eq!(limited.code(), "rate_limited");
+            assert_eq!(limited.body["retryable"], true);
+            let wait: u64 = limited.headers[header::RETRY_AFTER]
+                .to_str()
+                .expect("ascii")
+                .parse()
+                .expect("seconds");
+            assert!((1..=1200).contains(&wait), "{wait}");
+        }
+        // The first address has one try left in its burst of five, for any account; then none.
+        let other = hub
+            .send(login_from([192, 0, 2, 1], "bob@example.org", "guess"))
+            .await;
+        assert_eq!(other.status, StatusCode::UNAUTHORIZED);
+        let other = hub
+            .send(login_from([192, 0, 2, 1], "bob@example.org", "guess"))
+            .await;
+        assert_eq!(other.status, StatusCode::TOO_MANY_REQUESTS);
+
+        // Failed logins are counted for the operator.
+        let metrics = hub.call(Method::GET, "/metrics", None, None).await;
+        let text = String::from_utf8(metrics.bytes).expect("text");
+        assert!(text.contains("surplus_hub_failed_logins_total 4"), "{text}");
+
+        // One more sign-up from the same address fits in its burst of two; the next waits.
+        let second = hub
+            .call(
+                Method::POST,
+                "/v1/signup",
+                None,
+                Some(json!({"email": "bob@example.org", "password": password})),
+            )
+            .await;
+        assert_eq!(second.status, StatusCode::ACCEPTED, "{}", second.body);
+        let third = hub
+            .call(
+                Method::POST,
+                "/v1/signup",
+                None,
+                Some(json!({"email": "cy@example.org", "password": password})),
+            )
+            .await;
+        assert_eq!(third.status, StatusCode::TOO_MANY_REQUESTS);
     }
 }

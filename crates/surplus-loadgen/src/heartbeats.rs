@@ -273,6 +273,7 @@ async fn register(
     Ok(all)
 }
 
+/// Signs up (the hub answers 202 either way) and logs in.
 async fn signup(client: &Client, base: &str, credentials: &Credentials) -> anyhow::Result<Session> {
     let response = client
         .post(format!("{base}/v1/signup"))
@@ -280,7 +281,14 @@ async fn signup(client: &Client, base: &str, credentials: &Credentials) -> anyho
         .send()
         .await
         .with_context(|| format!("signing up {} at {base}", credentials.email))?;
-    expect(response, StatusCode::CREATED, "signing up")
+    expect(response, StatusCode::ACCEPTED, "signing up").await?;
+    let response = client
+        .post(format!("{base}/v1/login"))
+        .json(credentials)
+        .send()
+        .await
+        .with_context(|| format!("logging in {} at {base}", credentials.email))?;
+    expect(response, StatusCode::OK, "logging in")
         .await?
         .json()
         .await

@@ -11,7 +11,14 @@ pub struct Credentials {
     pub password: String,
 }
 
-/// A session, returned by sign-up and log-in.
+/// The answer to a sign-up, the same whether or not the email had an account already (so that
+/// signing up tells nobody who has one): log in next.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SignupAccepted {
+    pub message: String,
+}
+
+/// A session, returned by log-in.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Session {
     /// The bearer token for subscriber requests (`Authorization: Bearer ses_...`).

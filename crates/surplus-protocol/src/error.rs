@@ -49,6 +49,9 @@ pub enum ErrorCode {
     /// The subscriber's compute credit is used up: their devices earn more by running others'
     /// tasks.
     InsufficientCredit,
+    /// Too many requests of this kind from this address, account or device: try again after the
+    /// time the `Retry-After` header gives.
+    RateLimited,
     /// The hub cannot serve the request right now; try again later.
     Unavailable,
     /// A fault inside the hub. The details are in the hub's log, never in the response.
@@ -75,6 +78,7 @@ impl ErrorCode {
             Self::DeviceRevoked => "device_revoked",
             Self::QuotaExceeded => "quota_exceeded",
             Self::InsufficientCredit => "insufficient_credit",
+            Self::RateLimited => "rate_limited",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
         }
