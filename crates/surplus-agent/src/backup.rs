@@ -201,7 +201,9 @@ pub async fn master_key(
                         if let Some(still) = crate::passphrase::problem(&better, &context) {
                             return Err(KeyError::WeakPassphrase(still));
                         }
-                        escrow(client, token, &key, better).await?;
+                        // Replacing the key kept at the hub takes the subscriber's session.
+                        let session = credentials.session()?.map(|s| s.token);
+                        escrow(client, session.as_deref().unwrap_or(token), &key, better).await?;
                         tracing::info!(
                             "the key kept at the hub is wrapped under the new passphrase"
                         );

@@ -176,6 +176,18 @@ impl HubClient {
         self.post("/v1/login", None, credentials).await
     }
 
+    /// Ends this session at the hub (`everywhere`: every session of the subscriber's).
+    pub async fn logout(&self, session: &str, everywhere: bool) -> Result<()> {
+        let path = if everywhere {
+            "/v1/sessions"
+        } else {
+            "/v1/sessions/current"
+        };
+        self.send(self.request(Method::DELETE, path, Some(session)))
+            .await?;
+        Ok(())
+    }
+
     pub async fn me(&self, session: &str) -> Result<Subscriber> {
         self.json(self.request(Method::GET, "/v1/me", Some(session)))
             .await

@@ -497,7 +497,8 @@ impl Control {
             )
         })?;
         let client = self.client()?;
-        let token = self.any_token()?;
+        // Replacing the key kept at the hub takes the subscriber's session, never a device's.
+        let token = self.session()?.token;
         crate::backup::escrow(
             &client,
             &token,
@@ -515,6 +516,29 @@ impl Control {
             .is_ok_and(|k| k.is_some())
     }
 
+    /// Forgets the snapshots `retention` does not keep and deletes the packs only they needed,
+    /// from their holders. It takes the subscriber's session: a device's credential may add to
+    /// backups but not destroy them.
+    pub async fn forget(
+        &self,
+        retention: surplus_backup::forget::Retention,
+        utc_offset_minutes: i32,
+    ) -> Result<(Vec<String>, usize)> {
+        let token = self.session()?.token;
+        let data_dir = self.data_dir.clone();
+        self.with_repository_as(token, self.passphrase, ignore, move |repository, _, _| {
+            let _lock = crate::backup::BackupLock::acquire(&data_dir, || {
+                tracing::info!("waiting for the backup running on this device to finish");
+            })
+            .map_err(|source| ControlError::Io {
+                path: data_dir.clone(),
+                source,
+            })?;
+            Ok(repository.forget(retention, utc_offset_minutes)?)
+        })
+        .await
+    }
+
     /// Opens the subscriber's backup repository over the hub and runs `work` on it, off the async
     /// runtime. `passphrase` is asked only when this device has no key yet; `warn` is told when
     /// the hub has too few holders for the coding.
@@ -524,8 +548,19 @@ impl Control {
         warn: impl FnOnce(&str),
         work: impl FnOnce(&mut Repository<HubStore>, &HubClient, &str) -> Result<T, E> + Send + 'static,
     ) -> Result<T, E> {
-        let client = self.client()?;
         let token = self.any_token()?;
+        self.with_repository_as(token, passphrase, warn, work).await
+    }
+
+    /// [`Control::with_repository`] with the hub's requests made with `token`.
+    async fn with_repository_as<T: Send + 'static, E: From<ControlError> + Send + 'static>(
+        &self,
+        token: String,
+        passphrase: impl FnMut(Request<'_>) -> Option<String>,
+        warn: impl FnOnce(&str),
+        work: impl FnOnce(&mut Repository<HubStore>, &HubClient, &str) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E> {
+        let client = self.client()?;
         let credentials = self.credentials()?;
         let key = crate::backup::master_key(&credentials, &client, &token, passphrase)
             .await

@@ -53,6 +53,12 @@ enum Command {
         #[arg(long)]
         email: String,
     },
+    /// Log out: end this computer's session at the hub and forget it here (the device keeps its
+    /// own credential). With --everywhere, every session of your account ends.
+    Logout {
+        #[arg(long)]
+        everywhere: bool,
+    },
     /// Register this device, list your devices, or revoke one.
     #[command(subcommand)]
     Device(DeviceCommand),
@@ -388,6 +394,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Signup { email } => account(&context, email, true).await,
         Command::Login { email } => account(&context, email, false).await,
+        Command::Logout { everywhere } => {
+            let credentials = context.credentials()?;
+            let Some(session) = credentials.session()? else {
+                bail!("not logged in on this computer");
+            };
+            match context.client()?.logout(&session.token, everywhere).await {
+                Ok(()) => {}
+                // Expired already: it only needs forgetting here.
+                Err(error) if error.code() == Some(surplus_protocol::ErrorCode::Unauthorized) => {
+                    if everywhere {
+                        bail!("the session here has expired: log in again to log out everywhere");
+                    }
+                }
+                Err(error) => return Err(error.into()),
+            }
+            credentials.clear_session()?;
+            println!("logged out{}", if everywhere { " everywhere" } else { "" });
+            Ok(())
+        }
         Command::Device(command) => device(&context, command).await,
         Command::Consent { storage, compute } => {
             if storage.is_none() && compute.is_none() {
@@ -535,12 +560,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
             let offset = surplus_agent::worker::utc_offset_minutes();
-            let data_dir = context.data_dir.clone();
-            let (forgotten, packs) = with_repository(&context, false, move |repository| {
-                let _lock = backup_lock(&data_dir)?;
-                Ok(repository.forget(retention, offset)?)
-            })
-            .await?;
+            let (forgotten, packs) = context.control().forget(retention, offset).await?;
             for id in &forgotten {
                 println!("forgot snapshot {id}");
             }

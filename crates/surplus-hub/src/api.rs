@@ -12,12 +12,12 @@ use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use serde::Deserialize;
 use surplus_protocol::{
     Acknowledgement, Allocation, BlobRef, Credentials, Device, DeviceCredentials, ErrorCode,
     HeartbeatResponse, Holder, InstructionBatch, PlaceBlobRequest, Placement, Plan, ProbeRequested,
-    RegisterDevice, Session, SignupAccepted, StatusReport, Subscriber, is_blob_hash,
+    RegisterDevice, Session, SessionInfo, SignupAccepted, StatusReport, Subscriber, is_blob_hash,
 };
 use tokio_util::io::ReaderStream;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -25,8 +25,8 @@ use tower_http::trace::TraceLayer;
 use uuid::Uuid;
 
 use crate::auth::{
-    Caller, DeviceCaller, SubscriberCaller, decoy_hash, hash_password, random_secret,
-    require_active, token_hash, verify_password,
+    Caller, CurrentSession, DeviceCaller, SubscriberCaller, decoy_hash, hash_password,
+    random_secret, require_active, token_hash, verify_password,
 };
 use crate::error::{ApiError, ApiResult};
 use crate::hub::Hub;
@@ -63,6 +63,9 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/signup", post(signup))
         .route("/login", post(login))
         .route("/me", get(me))
+        .route("/sessions", get(list_sessions).delete(end_all_sessions))
+        .route("/sessions/current", delete(end_current_session))
+        .route("/sessions/{id}", delete(end_session))
         .route("/devices", get(list_devices).post(register_device))
         .route("/devices/probe", post(probe_all))
         .route("/devices/{id}", get(get_device).delete(revoke_device))
@@ -138,6 +141,14 @@ async fn method_not_allowed() -> ApiError {
         ErrorCode::MethodNotAllowed,
         "this endpoint does not take that method",
     )
+}
+
+/// What a device's credential may not do: destroy or lock away its subscriber's data, so that a
+/// stolen device cannot. It takes the subscriber's log-in session.
+fn needs_session(what: &str) -> ApiError {
+    ApiError::forbidden(format!(
+        "{what} takes your log-in session, not a device's credential: log in (`surplus login`) and try again"
+    ))
 }
 
 /// Liveness and database reachability.
@@ -300,6 +311,70 @@ async fn login(
     }
 }
 
+/// The subscriber's live sessions, newest first.
+#[utoipa::path(get, path = "/v1/sessions", responses((status = 200, body = [SessionInfo])), security(("session" = [])))]
+async fn list_sessions(
+    State(hub): State<Arc<Hub>>,
+    session: CurrentSession,
+) -> ApiResult<Json<Vec<SessionInfo>>> {
+    let sessions = hub
+        .store
+        .sessions(session.subscriber.id, now_ms())
+        .await?
+        .into_iter()
+        .map(|(id, created_at, last_used_at, expires_at)| SessionInfo {
+            current: id == session.token_hash,
+            id,
+            created_at,
+            last_used_at,
+            expires_at,
+        })
+        .collect();
+    Ok(Json(sessions))
+}
+
+/// Logs out: ends the session the request came with.
+#[utoipa::path(delete, path = "/v1/sessions/current", responses((status = 204)), security(("session" = [])))]
+async fn end_current_session(
+    State(hub): State<Arc<Hub>>,
+    session: CurrentSession,
+) -> ApiResult<StatusCode> {
+    hub.store
+        .end_sessions(session.subscriber.id, Some(&session.token_hash))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Ends one of the subscriber's sessions (on another computer, say).
+#[utoipa::path(delete, path = "/v1/sessions/{id}", params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = surplus_protocol::ErrorBody)), security(("session" = [])))]
+async fn end_session(
+    State(hub): State<Arc<Hub>>,
+    session: CurrentSession,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    match hub
+        .store
+        .end_sessions(session.subscriber.id, Some(&id))
+        .await?
+    {
+        0 => Err(ApiError::not_found(format!("no session {id} of yours"))),
+        _ => Ok(StatusCode::NO_CONTENT),
+    }
+}
+
+/// Logs out everywhere: ends every session of the subscriber's, this one included. Devices keep
+/// their own credentials (revoke a device to end those).
+#[utoipa::path(delete, path = "/v1/sessions", responses((status = 204)), security(("session" = [])))]
+async fn end_all_sessions(
+    State(hub): State<Arc<Hub>>,
+    session: CurrentSession,
+) -> ApiResult<StatusCode> {
+    let ended = hub.store.end_sessions(session.subscriber.id, None).await?;
+    tracing::info!(email = ?session.subscriber.email, ended, "logged out everywhere");
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// The logged-in subscriber.
 #[utoipa::path(get, path = "/v1/me", responses((status = 200, body = Subscriber)), security(("session" = [])))]
 async fn me(SubscriberCaller(subscriber): SubscriberCaller) -> Json<Subscriber> {
@@ -336,6 +411,7 @@ async fn register_device(
         )));
     }
     hub.limits.registration(subscriber.id)?;
+    require_active(subscriber.status)?;
     let limit = subscriber.plan.limits().devices;
     if hub.store.count_live_devices(subscriber.id).await? >= limit {
         return Err(ApiError::new(
@@ -620,6 +696,11 @@ async fn upload_blob(
         Some(device) => hub.store.device_allocated_blob(device, &hash).await?,
         None => false,
     };
+    // A suspended subscriber's account is read-only: nothing new is staged for them (what their
+    // device sends back for others still goes).
+    if !returning {
+        require_active(caller.status())?;
+    }
     // What waits in staging counts against the plan, so that nobody can fill the hub's disk.
     let subscriber = hub.store.subscriber(caller.subscriber_id()).await?;
     let allowance = subscriber.plan.limits().stored_bytes;
@@ -892,21 +973,30 @@ async fn get_placement(
     ))
 }
 
-/// Keeps the subscriber's passphrase-wrapped master key, replacing any earlier one. The hub
-/// cannot open it: that takes the passphrase, which never leaves the subscriber.
+/// Keeps the subscriber's passphrase-wrapped master key. The hub cannot open it: that takes the
+/// passphrase, which never leaves the subscriber. A device may keep the first one (its first
+/// backup makes the key); replacing one takes the subscriber's session, so that a stolen device
+/// cannot lock its owner out of their backups.
 #[utoipa::path(put, path = "/v1/backup/key", request_body = surplus_protocol::WrappedKeyBody,
-    responses((status = 204), (status = 422, body = surplus_protocol::ErrorBody)), security(("session" = []), ("device" = [])))]
+    responses((status = 204), (status = 403, body = surplus_protocol::ErrorBody, description = "a device may not replace the key"),
+              (status = 422, body = surplus_protocol::ErrorBody)), security(("session" = []), ("device" = [])))]
 async fn put_wrapped_key(
     State(hub): State<Arc<Hub>>,
     caller: Caller,
     Json(body): Json<surplus_protocol::WrappedKeyBody>,
 ) -> ApiResult<StatusCode> {
+    require_active(caller.status())?;
     if body.wrapped.is_empty() || body.wrapped.len() > 4096 {
         return Err(ApiError::validation("wrapped must be 1 to 4096 characters"));
     }
-    hub.store
-        .put_wrapped_key(caller.subscriber_id(), &body.wrapped, now_ms())
-        .await?;
+    let replace = matches!(caller, Caller::Subscriber(_));
+    if !hub
+        .store
+        .put_wrapped_key(caller.subscriber_id(), &body.wrapped, now_ms(), replace)
+        .await?
+    {
+        return Err(needs_session("replacing the key kept at the hub"));
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -962,6 +1052,7 @@ async fn put_backup_settings(
     caller: Caller,
     Json(settings): Json<surplus_protocol::BackupSettings>,
 ) -> ApiResult<Json<surplus_protocol::BackupPlan>> {
+    require_active(caller.status())?;
     if let Some(problem) = settings.coding.and_then(|c| c.problem()) {
         return Err(ApiError::validation(format!("coding: {problem}")));
     }
@@ -979,6 +1070,7 @@ async fn start_verify(
     State(hub): State<Arc<Hub>>,
     caller: Caller,
 ) -> ApiResult<(StatusCode, Json<surplus_protocol::VerifyRun>)> {
+    require_active(caller.status())?;
     let run = crate::challenge::start(&hub, caller.subscriber_id()).await?;
     Ok((StatusCode::ACCEPTED, Json(run)))
 }
@@ -1030,6 +1122,7 @@ async fn put_backup_object(
     Path((kind, name)): Path<(String, String)>,
     body: Body,
 ) -> ApiResult<StatusCode> {
+    require_active(caller.status())?;
     check_object(&kind, Some(&name))?;
     let bytes = axum::body::to_bytes(body, MAX_OBJECT_BYTES)
         .await
@@ -1038,8 +1131,18 @@ async fn put_backup_object(
                 "backup objects may be at most {MAX_OBJECT_BYTES} bytes"
             ))
         })?;
+    // A device adds objects; only its subscriber's session replaces one, so that a stolen
+    // device cannot overwrite a snapshot (a device sending one again is answered as if kept).
+    let replace = matches!(caller, Caller::Subscriber(_));
     hub.store
-        .put_backup_object(caller.subscriber_id(), &kind, &name, &bytes, now_ms())
+        .put_backup_object(
+            caller.subscriber_id(),
+            &kind,
+            &name,
+            &bytes,
+            now_ms(),
+            replace,
+        )
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -1082,14 +1185,18 @@ async fn list_backup_objects(
     ))
 }
 
-/// Deletes one of the subscriber's backup objects.
+/// Deletes one of the subscriber's backup objects. It takes the subscriber's session.
 #[utoipa::path(delete, path = "/v1/backup/objects/{kind}/{name}", params(("kind" = String, Path), ("name" = String, Path)),
-    responses((status = 204), (status = 404, body = surplus_protocol::ErrorBody)), security(("session" = []), ("device" = [])))]
+    responses((status = 204), (status = 403, body = surplus_protocol::ErrorBody, description = "a device may not delete backup objects"),
+              (status = 404, body = surplus_protocol::ErrorBody)), security(("session" = [])))]
 async fn delete_backup_object(
     State(hub): State<Arc<Hub>>,
     caller: Caller,
     Path((kind, name)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
+    if !matches!(caller, Caller::Subscriber(_)) {
+        return Err(needs_session("forgetting snapshots and their indexes"));
+    }
     check_object(&kind, Some(&name))?;
     if hub
         .store
@@ -1103,15 +1210,20 @@ async fn delete_backup_object(
 }
 
 /// Lets a blob go: its holders are told to delete it and their allocations are released, and
-/// the hub drops its staged copy unless another owner still needs it.
+/// the hub drops its staged copy unless another owner still needs it. It takes the subscriber's
+/// session.
 #[utoipa::path(delete, path = "/v1/placements/{hash}", params(("hash" = String, Path)),
-    responses((status = 204), (status = 404, body = surplus_protocol::ErrorBody)), security(("session" = []), ("device" = [])))]
+    responses((status = 204), (status = 403, body = surplus_protocol::ErrorBody, description = "a device may not delete data"),
+              (status = 404, body = surplus_protocol::ErrorBody)), security(("session" = [])))]
 async fn drop_placement(
     State(hub): State<Arc<Hub>>,
     caller: Caller,
     Path(hash): Path<String>,
 ) -> ApiResult<StatusCode> {
     use surplus_protocol::AllocationState::{Active, Evacuating, Failed, Pending};
+    if !matches!(caller, Caller::Subscriber(_)) {
+        return Err(needs_session("deleting data from its holders"));
+    }
     check_hash(&hash)?;
     let subscriber = caller.subscriber_id();
     if hub.store.owned_blob(&hash, subscriber).await?.is_none() {

@@ -83,17 +83,71 @@ impl FromRequestParts<Arc<Hub>> for SubscriberCaller {
 }
 
 async fn subscriber(hub: &Hub, token: &str) -> Result<Subscriber, ApiError> {
+    current_session(hub, token).await.map(|s| s.subscriber)
+}
+
+/// How often at most a session's expiry is moved on as it is used (a write to the database).
+const RENEW_EVERY_MS: i64 = 3_600_000;
+
+/// The live session `token` names, renewed: a session lasts `session_ttl` after its last use,
+/// and never longer than `session_max_age` after it began.
+async fn current_session(hub: &Hub, token: &str) -> Result<CurrentSession, ApiError> {
     if !token.starts_with(SESSION_TOKEN_PREFIX) {
         return Err(ApiError::unauthorized(
             "this request needs a subscriber's session token: log in first",
         ));
     }
-    hub.store
-        .session_subscriber(&token_hash(token), now_ms())
+    let hash = token_hash(token);
+    let now = now_ms();
+    let (subscriber, created_at, expires_at) = hub
+        .store
+        .session_subscriber(&hash, now)
         .await?
         .ok_or_else(|| {
             ApiError::unauthorized("the session token is unknown or has expired: log in again")
-        })
+        })?;
+    let ttl = i64::try_from(hub.settings.session_ttl.as_millis()).unwrap_or(i64::MAX / 4);
+    let max_age = i64::try_from(hub.settings.session_max_age.as_millis()).unwrap_or(i64::MAX / 4);
+    if let Some(renewed) = renewed_expiry(now, created_at, expires_at, ttl, max_age) {
+        hub.store.renew_session(&hash, renewed, now).await?;
+    }
+    Ok(CurrentSession {
+        subscriber,
+        token_hash: hash,
+    })
+}
+
+/// The new expiry of a session used at `now`, when it is worth writing: `ttl` after this use,
+/// but never past `max_age` after the session began. `None` when the expiry would move by less
+/// than an hour (or half the ttl), so that a busy session costs one write an hour, not one per
+/// request.
+pub fn renewed_expiry(
+    now: i64,
+    created_at: i64,
+    expires_at: i64,
+    ttl: i64,
+    max_age: i64,
+) -> Option<i64> {
+    let renewed = now
+        .saturating_add(ttl)
+        .min(created_at.saturating_add(max_age));
+    (renewed - expires_at >= RENEW_EVERY_MS.min(ttl / 2)).then_some(renewed)
+}
+
+/// A logged-in subscriber and the session they came with, for the endpoints about sessions.
+#[derive(Debug, Clone)]
+pub struct CurrentSession {
+    pub subscriber: Subscriber,
+    pub token_hash: String,
+}
+
+impl FromRequestParts<Arc<Hub>> for CurrentSession {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, hub: &Arc<Hub>) -> Result<Self, ApiError> {
+        let token = bearer(parts)?;
+        current_session(hub, token).await
+    }
 }
 
 /// An authenticated, unrevoked device.
@@ -176,19 +230,50 @@ impl FromRequestParts<Arc<Hub>> for Caller {
     }
 }
 
-/// Refuses new allocations for a subscriber who is not active, saying why (claim 3).
+/// Refuses new data for a subscriber who is not active, saying why (claim 3). A suspended or
+/// cancelled account is read-only: its owner may still list, download and restore what is
+/// theirs, and delete it, but nothing new is staged, placed, kept or run for them.
 pub fn require_active(status: SubscriberStatus) -> Result<(), ApiError> {
     match status {
         SubscriberStatus::Active => Ok(()),
         SubscriberStatus::Suspended => Err(ApiError::new(
             StatusCode::FORBIDDEN,
             ErrorCode::SubscriberSuspended,
-            "the subscription is suspended: no new allocations are made until it is resumed",
+            "the subscription is suspended: your backups can be restored, but nothing new is kept or run until it is resumed",
         )),
         SubscriberStatus::Cancelled => Err(ApiError::new(
             StatusCode::FORBIDDEN,
             ErrorCode::SubscriberCancelled,
-            "the subscription is cancelled: no new allocations are made",
+            "the subscription is cancelled: your backups can be restored, but nothing new is kept or run",
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: i64 = 3_600_000;
+    const DAY: i64 = 24 * HOUR;
+
+    #[test]
+    fn a_session_lives_a_week_after_its_last_use_and_a_month_at_most() {
+        let (ttl, max_age) = (7 * DAY, 30 * DAY);
+        // Made at 0, it expires at 7 days. Used after 2 hours: renewed to 7 days from then.
+        assert_eq!(
+            renewed_expiry(2 * HOUR, 0, 7 * DAY, ttl, max_age),
+            Some(2 * HOUR + 7 * DAY)
+        );
+        // Used again a minute later: not worth a write.
+        assert_eq!(
+            renewed_expiry(2 * HOUR + 60_000, 0, 2 * HOUR + 7 * DAY, ttl, max_age),
+            None
+        );
+        // Used every day, it still ends 30 days after it began.
+        assert_eq!(renewed_expiry(29 * DAY, 0, 35 * DAY, ttl, max_age), None);
+        assert_eq!(
+            renewed_expiry(25 * DAY, 0, 29 * DAY, ttl, max_age),
+            Some(30 * DAY)
+        );
     }
 }

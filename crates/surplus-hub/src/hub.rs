@@ -37,7 +37,10 @@ pub struct Settings {
     pub max_json_bytes: usize,
     /// The longest a long poll may wait.
     pub max_long_poll: Duration,
+    /// How long a session lasts after its last use.
     pub session_ttl: Duration,
+    /// How long a session lasts at most, used or not: then its subscriber logs in again.
+    pub session_max_age: Duration,
     /// How often the scheduler looks for work without being woken.
     pub scheduler_tick: Duration,
     /// How often the hub checks the database for instructions queued by other processes.
@@ -60,7 +63,8 @@ impl Default for Settings {
             max_blob_bytes: 256 << 20,
             max_json_bytes: 1 << 20,
             max_long_poll: Duration::from_secs(60),
-            session_ttl: Duration::from_secs(30 * 24 * 3600),
+            session_ttl: Duration::from_secs(7 * 24 * 3600),
+            session_max_age: Duration::from_secs(30 * 24 * 3600),
             scheduler_tick: Duration::from_secs(2),
             watch_tick: Duration::from_millis(500),
             long_poll_recheck: Duration::from_secs(5),

@@ -12,6 +12,7 @@ use utoipa::{Modify, OpenApi};
     paths(
         crate::api::healthz, crate::api::metrics, crate::api::openapi,
         crate::api::signup, crate::api::login, crate::api::me,
+        crate::api::list_sessions, crate::api::end_current_session, crate::api::end_session, crate::api::end_all_sessions,
         crate::api::list_devices, crate::api::register_device, crate::api::get_device, crate::api::revoke_device,
         crate::api::probe_device, crate::api::probe_all, crate::api::allocations,
         crate::api::heartbeat, crate::api::poll_instructions, crate::api::acknowledge,

@@ -351,7 +351,7 @@ impl Store {
         now: UnixMillis,
         expires_at: UnixMillis,
     ) -> Result<()> {
-        sqlx::query("INSERT INTO sessions (token_hash, subscriber_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+        sqlx::query("INSERT INTO sessions (token_hash, subscriber_id, created_at, expires_at, last_used_at) VALUES ($1, $2, $3, $4, $3)")
             .bind(token_hash)
             .bind(subscriber_id.to_string())
             .bind(now)
@@ -361,21 +361,92 @@ impl Store {
         Ok(())
     }
 
-    /// The subscriber a live session belongs to.
+    /// The subscriber a live session belongs to, with the session's creation and expiry.
     pub async fn session_subscriber(
         &self,
         token_hash: &str,
         now: UnixMillis,
-    ) -> Result<Option<Subscriber>> {
+    ) -> Result<Option<(Subscriber, UnixMillis, UnixMillis)>> {
         let row = sqlx::query(
-            "SELECT s.id, s.email, s.plan, s.status, s.created_at FROM sessions t \
-             JOIN subscribers s ON s.id = t.subscriber_id WHERE t.token_hash = $1 AND t.expires_at > $2",
+            "SELECT s.id, s.email, s.plan, s.status, s.created_at, t.created_at AS session_created, \
+             t.expires_at FROM sessions t JOIN subscribers s ON s.id = t.subscriber_id \
+             WHERE t.token_hash = $1 AND t.expires_at > $2",
         )
         .bind(token_hash)
         .bind(now)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(subscriber_from_row).transpose()
+        row.as_ref()
+            .map(|row| {
+                Ok((
+                    subscriber_from_row(row)?,
+                    row.try_get("session_created")?,
+                    row.try_get("expires_at")?,
+                ))
+            })
+            .transpose()
+    }
+
+    /// Moves a session's expiry to `expires_at` and records its use.
+    pub async fn renew_session(
+        &self,
+        token_hash: &str,
+        expires_at: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<()> {
+        sqlx::query("UPDATE sessions SET expires_at = $1, last_used_at = $2 WHERE token_hash = $3")
+            .bind(expires_at)
+            .bind(now)
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// A subscriber's live sessions, newest first: (token hash, created, last used, expires).
+    pub async fn sessions(
+        &self,
+        subscriber_id: Uuid,
+        now: UnixMillis,
+    ) -> Result<Vec<(String, UnixMillis, UnixMillis, UnixMillis)>> {
+        let rows = sqlx::query(
+            "SELECT token_hash, created_at, last_used_at, expires_at FROM sessions \
+             WHERE subscriber_id = $1 AND expires_at > $2 ORDER BY created_at DESC",
+        )
+        .bind(subscriber_id.to_string())
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("token_hash")?,
+                    row.try_get("created_at")?,
+                    row.try_get("last_used_at")?,
+                    row.try_get("expires_at")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Ends one session of the subscriber's (`Some`) or all of them (`None`); returns how many.
+    pub async fn end_sessions(&self, subscriber_id: Uuid, token_hash: Option<&str>) -> Result<u64> {
+        let done = match token_hash {
+            Some(hash) => {
+                sqlx::query("DELETE FROM sessions WHERE subscriber_id = $1 AND token_hash = $2")
+                    .bind(subscriber_id.to_string())
+                    .bind(hash)
+                    .execute(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query("DELETE FROM sessions WHERE subscriber_id = $1")
+                    .bind(subscriber_id.to_string())
+                    .execute(&self.pool)
+                    .await?
+            }
+        };
+        Ok(done.rows_affected())
     }
 
     // ---- devices ----
@@ -1256,22 +1327,30 @@ impl Store {
         Ok(run)
     }
 
+    /// Keeps the subscriber's wrapped key; an existing one is replaced only when `replace` is
+    /// set. Returns whether it was written.
     pub async fn put_wrapped_key(
         &self,
         subscriber_id: Uuid,
         body: &str,
         now: UnixMillis,
-    ) -> Result<()> {
-        sqlx::query(
+        replace: bool,
+    ) -> Result<bool> {
+        let conflict = if replace {
+            "DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at"
+        } else {
+            "DO NOTHING"
+        };
+        let done = sqlx::query(&format!(
             "INSERT INTO wrapped_keys (subscriber_id, body, updated_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (subscriber_id) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
-        )
+             ON CONFLICT (subscriber_id) {conflict}"
+        ))
         .bind(subscriber_id.to_string())
         .bind(body)
         .bind(now)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     pub async fn wrapped_key(&self, subscriber_id: Uuid) -> Result<Option<String>> {
@@ -1282,7 +1361,8 @@ impl Store {
         row.map(|row| Ok(row.try_get("body")?)).transpose()
     }
 
-    /// Keeps a sealed backup object (hex in TEXT, portable to both engines).
+    /// Keeps a sealed backup object (hex in TEXT, portable to both engines). One already kept
+    /// under the name is replaced only when `replace` is set.
     pub async fn put_backup_object(
         &self,
         subscriber_id: Uuid,
@@ -1290,11 +1370,17 @@ impl Store {
         name: &str,
         body: &[u8],
         now: UnixMillis,
+        replace: bool,
     ) -> Result<()> {
-        sqlx::query(
+        let conflict = if replace {
+            "DO UPDATE SET body = excluded.body, size = excluded.size"
+        } else {
+            "DO NOTHING"
+        };
+        sqlx::query(&format!(
             "INSERT INTO backup_objects (subscriber_id, kind, name, body, size, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (subscriber_id, kind, name) DO UPDATE SET body = excluded.body, size = excluded.size",
-        )
+             ON CONFLICT (subscriber_id, kind, name) {conflict}"
+        ))
         .bind(subscriber_id.to_string())
         .bind(kind)
         .bind(name)

@@ -994,6 +994,7 @@ async fn a_placed_blob_is_allocated_stored_confirmed_and_recorded() {
 async fn a_suspended_subscriber_gets_no_new_allocations_and_is_told_why() {
     for hub in hubs().await {
         let ada = hub.signup("ada@example.org").await;
+        let (_, device) = hub.device(&ada, "pc").await;
         let content = b"suspended".to_vec();
         let hash = blake3::hash(&content).to_hex().to_string();
         hub.upload(&ada, &content).await;
@@ -1023,7 +1024,6 @@ async fn a_suspended_subscriber_gets_no_new_allocations_and_is_told_why() {
                 .contains("suspended")
         );
 
-        let (_, device) = hub.device(&ada, "pc").await;
         let beat = hub.heartbeat(&device, report()).await;
         assert_eq!(beat.body["spare"]["storage_reason"], "subscriber_inactive");
 
@@ -2099,5 +2099,327 @@ async fn logins_and_signups_are_rate_limited_per_address_and_per_account() {
             )
             .await;
         assert_eq!(third.status, StatusCode::TOO_MANY_REQUESTS);
+    }
+}
+
+#[tokio::test]
+async fn a_suspended_account_is_read_only() {
+    for hub in hubs().await {
+        let ada = hub.signup("ada@example.org").await;
+        let (_, device) = hub.device(&ada, "pc").await;
+        let kept = staged(&hub, &ada, b"kept before").await;
+        let object = Request::builder()
+            .method(Method::PUT)
+            .uri(format!("/v1/backup/objects/snapshot/{}", "ab".repeat(16)))
+            .header(header::AUTHORIZATION, format!("Bearer {ada}"))
+            .body(Body::from("sealed snapshot"))
+            .expect("request");
+        assert_eq!(hub.send(object).await.status, StatusCode::NO_CONTENT);
+        let key = json!({"wrapped": "{\"version\": 1}"});
+        assert_eq!(
+            hub.call(Method::PUT, "/v1/backup/key", Some(&ada), Some(key.clone()))
+                .await
+                .status,
+            StatusCode::NO_CONTENT
+        );
+        surplus_hub::admin::set_status(
+            &hub.hub,
+            "ada@example.org",
+            surplus_protocol::SubscriberStatus::Suspended,
+        )
+        .await
+        .expect("suspend");
+
+        // Nothing new, by session or by device.
+        for token in [&ada, &device] {
+            let upload = hub.upload(token, b"new data").await;
+            let object = Request::builder()
+                .method(Method::PUT)
+                .uri(format!("/v1/backup/objects/index/{}", "cd".repeat(16)))
+                .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                .body(Body::from("sealed index"))
+                .expect("request");
+            let object = hub.send(object).await;
+            let key = hub
+                .call(
+                    Method::PUT,
+                    "/v1/backup/key",
+                    Some(token),
+                    Some(key.clone()),
+                )
+                .await;
+            let settings = hub
+                .call(
+                    Method::PUT,
+                    "/v1/backup/settings",
+                    Some(token),
+                    Some(json!({"household": true})),
+                )
+                .await;
+            let verify = hub
+                .call(Method::POST, "/v1/backup/verify", Some(token), None)
+                .await;
+            let placement = hub
+                .call(
+                    Method::POST,
+                    "/v1/placements",
+                    Some(token),
+                    Some(json!({"hash": kept["hash"], "copies": 1})),
+                )
+                .await;
+            for (what, reply) in [
+                ("upload", upload),
+                ("object", object),
+                ("key", key),
+                ("settings", settings),
+                ("verify", verify),
+                ("placement", placement),
+            ] {
+                assert_eq!(
+                    (reply.status, reply.code()),
+                    (StatusCode::FORBIDDEN, "subscriber_suspended"),
+                    "{what}: {}",
+                    reply.body
+                );
+            }
+        }
+        let register = hub
+            .call(
+                Method::POST,
+                "/v1/devices",
+                Some(&ada),
+                Some(json!({"name": "another pc"})),
+            )
+            .await;
+        assert_eq!(register.code(), "subscriber_suspended");
+
+        // Everything already kept can still be read: what a restore needs.
+        let hash = kept["hash"].as_str().expect("hash");
+        let got = hub
+            .call(Method::GET, &format!("/v1/blobs/{hash}"), Some(&ada), None)
+            .await;
+        assert_eq!(got.bytes, b"kept before");
+        let got = hub
+            .call(
+                Method::GET,
+                &format!("/v1/backup/objects/snapshot/{}", "ab".repeat(16)),
+                Some(&device),
+                None,
+            )
+            .await;
+        assert_eq!(got.bytes, b"sealed snapshot");
+        let got = hub
+            .call(Method::GET, "/v1/backup/key", Some(&device), None)
+            .await;
+        assert_eq!(got.status, StatusCode::OK);
+        let listed = hub
+            .call(Method::GET, "/v1/backup/objects/snapshot", Some(&ada), None)
+            .await;
+        assert_eq!(listed.status, StatusCode::OK);
+    }
+}
+
+#[tokio::test]
+async fn sessions_are_listed_and_ended_one_or_all() {
+    for hub in hubs().await {
+        let first = hub.signup("ada@example.org").await;
+        let (_, device) = hub.device(&first, "pc").await;
+        let log_in = || async {
+            let reply = hub
+                .call(
+                    Method::POST,
+                    "/v1/login",
+                    None,
+                    Some(json!({"email": "ada@example.org", "password": PASSWORD})),
+                )
+                .await;
+            assert_eq!(reply.status, StatusCode::OK);
+            (
+                reply.body["token"].as_str().expect("token").to_owned(),
+                reply.body["expires_at"].as_i64().expect("expiry"),
+            )
+        };
+        let (second, expires_at) = log_in().await;
+        let week = 7 * 24 * 3600 * 1000;
+        let now = surplus_hub::now_ms();
+        assert!((now + week - 60_000..=now + week).contains(&expires_at));
+        let hub = &hub;
+        let works = |token: String| async move {
+            hub.call(Method::GET, "/v1/me", Some(&token), None)
+                .await
+                .status
+                == StatusCode::OK
+        };
+
+        let listed = hub
+            .call(Method::GET, "/v1/sessions", Some(&first), None)
+            .await;
+        let sessions = listed.body.as_array().expect("sessions").clone();
+        assert_eq!(sessions.len(), 2, "{}", listed.body);
+        assert_eq!(sessions.iter().filter(|s| s["current"] == true).count(), 1);
+        assert!(
+            !listed.body.to_string().contains(&first),
+            "a token was shown"
+        );
+
+        // Logging out ends that session only.
+        let out = hub
+            .call(Method::DELETE, "/v1/sessions/current", Some(&second), None)
+            .await;
+        assert_eq!(out.status, StatusCode::NO_CONTENT);
+        assert!(!works(second.clone()).await);
+        assert!(works(first.clone()).await);
+
+        // One session ends another by its id.
+        let (third, _) = log_in().await;
+        let listed = hub
+            .call(Method::GET, "/v1/sessions", Some(&first), None)
+            .await;
+        let other = listed
+            .body
+            .as_array()
+            .expect("sessions")
+            .iter()
+            .find(|s| s["current"] == false)
+            .and_then(|s| s["id"].as_str())
+            .expect("the other session")
+            .to_owned();
+        let ended = hub
+            .call(
+                Method::DELETE,
+                &format!("/v1/sessions/{other}"),
+                Some(&first),
+                None,
+            )
+            .await;
+        assert_eq!(ended.status, StatusCode::NO_CONTENT);
+        assert!(!works(third).await);
+        let again = hub
+            .call(
+                Method::DELETE,
+                &format!("/v1/sessions/{other}"),
+                Some(&first),
+                None,
+            )
+            .await;
+        assert_eq!(again.status, StatusCode::NOT_FOUND);
+
+        // Everywhere: every session ends; the device keeps its own credential.
+        let (fourth, _) = log_in().await;
+        let all = hub
+            .call(Method::DELETE, "/v1/sessions", Some(&fourth), None)
+            .await;
+        assert_eq!(all.status, StatusCode::NO_CONTENT);
+        assert!(!works(first).await);
+        assert!(!works(fourth).await);
+        assert_eq!(
+            hub.heartbeat(&device, report()).await.status,
+            StatusCode::OK
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_device_adds_to_backups_but_only_a_session_replaces_or_deletes() {
+    for hub in hubs().await {
+        let session = hub.signup("ada@example.org").await;
+        let (_, device) = hub.device(&session, "pc").await;
+        let put_key = |token: String, wrapped: &'static str| {
+            let hub = &hub;
+            async move {
+                hub.call(
+                    Method::PUT,
+                    "/v1/backup/key",
+                    Some(&token),
+                    Some(json!({ "wrapped": wrapped })),
+                )
+                .await
+            }
+        };
+        let key = || async {
+            hub.call(Method::GET, "/v1/backup/key", Some(&session), None)
+                .await
+                .body["wrapped"]
+                .clone()
+        };
+        // The first backup's device escrows the key; replacing it takes the session.
+        assert_eq!(
+            put_key(device.clone(), "first").await.status,
+            StatusCode::NO_CONTENT
+        );
+        let refused = put_key(device.clone(), "a thief's").await;
+        assert_eq!(
+            (refused.status, refused.code()),
+            (StatusCode::FORBIDDEN, "forbidden")
+        );
+        assert!(
+            refused.body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("log in"))
+        );
+        assert_eq!(key().await, "first");
+        assert_eq!(
+            put_key(session.clone(), "second").await.status,
+            StatusCode::NO_CONTENT
+        );
+        assert_eq!(key().await, "second");
+
+        // A device adds a snapshot; sending it again changes nothing, whatever it sends.
+        let name = "ab".repeat(16);
+        let put_object = |token: String, body: &'static str| {
+            let hub = &hub;
+            let name = name.clone();
+            async move {
+                let request = Request::builder()
+                    .method(Method::PUT)
+                    .uri(format!("/v1/backup/objects/snapshot/{name}"))
+                    .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                    .body(Body::from(body))
+                    .expect("request");
+                hub.send(request).await.status
+            }
+        };
+        let object = || async {
+            hub.call(
+                Method::GET,
+                &format!("/v1/backup/objects/snapshot/{name}"),
+                Some(&session),
+                None,
+            )
+            .await
+            .bytes
+        };
+        assert_eq!(
+            put_object(device.clone(), "sealed").await,
+            StatusCode::NO_CONTENT
+        );
+        assert_eq!(
+            put_object(device.clone(), "garbage").await,
+            StatusCode::NO_CONTENT
+        );
+        assert_eq!(object().await, b"sealed");
+        assert_eq!(
+            put_object(session.clone(), "resealed").await,
+            StatusCode::NO_CONTENT
+        );
+        assert_eq!(object().await, b"resealed");
+
+        // Deleting a snapshot or a placement takes the session.
+        let path = format!("/v1/backup/objects/snapshot/{name}");
+        let refused = hub.call(Method::DELETE, &path, Some(&device), None).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN);
+        assert_eq!(object().await, b"resealed");
+        let blob = staged(&hub, &device, b"a shard").await;
+        let placement = format!("/v1/placements/{}", blob["hash"].as_str().expect("hash"));
+        let refused = hub
+            .call(Method::DELETE, &placement, Some(&device), None)
+            .await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN);
+        let deleted = hub.call(Method::DELETE, &path, Some(&session), None).await;
+        assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+        let dropped = hub
+            .call(Method::DELETE, &placement, Some(&session), None)
+            .await;
+        assert_eq!(dropped.status, StatusCode::NO_CONTENT, "{}", dropped.body);
     }
 }

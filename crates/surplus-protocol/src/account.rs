@@ -18,6 +18,19 @@ pub struct SignupAccepted {
     pub message: String,
 }
 
+/// One of a subscriber's log-in sessions, as its owner sees it (never its token).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SessionInfo {
+    /// Names the session for `DELETE /v1/sessions/{id}`; not a credential.
+    pub id: String,
+    pub created_at: UnixMillis,
+    pub last_used_at: UnixMillis,
+    /// When it ends unless used before: each use renews it, up to a maximum age.
+    pub expires_at: UnixMillis,
+    /// Whether this is the session the request came with.
+    pub current: bool,
+}
+
 /// A session, returned by log-in.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Session {
