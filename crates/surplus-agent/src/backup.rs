@@ -300,7 +300,7 @@ pub struct BackupLock {
 impl BackupLock {
     /// Takes the lock; `waiting` is called first if someone else holds it, then this waits.
     pub fn acquire(data_dir: &Path, waiting: impl FnOnce()) -> io::Result<BackupLock> {
-        std::fs::create_dir_all(data_dir)?;
+        crate::private_fs::dir_all(data_dir)?;
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)

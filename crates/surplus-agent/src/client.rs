@@ -30,6 +30,12 @@ pub enum ClientError {
     Unexpected { status: StatusCode, detail: String },
     #[error("the hub URL {0:?} is not valid: use http://HOST:PORT or https://HOST")]
     BadUrl(String),
+    #[error(
+        "the hub at {0} speaks plain http:// across the network, where passwords and device \
+         secrets would travel readable: use its https:// address (or set SURPLUS_INSECURE_HTTP=1 \
+         to accept clear text)"
+    )]
+    InsecureUrl(String),
     /// A local file to send could not be read.
     #[error("reading {}: {source}", .path.display())]
     File {
@@ -45,7 +51,9 @@ impl ClientError {
             ClientError::Hub { body, .. } => body.retryable,
             ClientError::Transport { .. } => true,
             ClientError::Unexpected { status, .. } => status.is_server_error(),
-            ClientError::BadUrl(_) | ClientError::File { .. } => false,
+            ClientError::BadUrl(_) | ClientError::InsecureUrl(_) | ClientError::File { .. } => {
+                false
+            }
         }
     }
 
@@ -60,6 +68,35 @@ impl ClientError {
 
 pub type Result<T> = std::result::Result<T, ClientError>;
 
+/// Set to `1` to let the agent speak plain `http://` to a hub that is not on this machine.
+pub const INSECURE_HTTP_VARIABLE: &str = "SURPLUS_INSECURE_HTTP";
+
+/// The hub's base URL, checked: `https://`, or `http://` on loopback or when `insecure` allows.
+fn check_url(base: &str, insecure: bool) -> Result<String> {
+    let base = base.trim_end_matches('/').to_owned();
+    let Ok(url) = reqwest::Url::parse(&base) else {
+        return Err(ClientError::BadUrl(base));
+    };
+    match url.scheme() {
+        "https" => Ok(base),
+        "http" => {
+            let host = url.host_str().unwrap_or_default();
+            let loopback = host == "localhost"
+                || host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            if loopback || insecure {
+                Ok(base)
+            } else {
+                Err(ClientError::InsecureUrl(base))
+            }
+        }
+        _ => Err(ClientError::BadUrl(base)),
+    }
+}
+
 /// The largest backup object (an index or a snapshot) or shard this agent takes from the hub:
 /// the hub's own largest blob by default. A hub that sends more is cut off.
 pub const MAX_OBJECT_BYTES: u64 = 256 << 20;
@@ -72,13 +109,12 @@ pub struct HubClient {
 }
 
 impl HubClient {
+    /// A client of the hub at `base`. A plain `http://` hub is refused unless it is on this
+    /// machine (loopback) or `SURPLUS_INSECURE_HTTP=1` says that clear text is accepted:
+    /// passwords, session tokens and device secrets would otherwise cross the network readable.
     pub fn new(base: &str) -> Result<HubClient> {
-        let base = base.trim_end_matches('/').to_owned();
-        if !(base.starts_with("http://") || base.starts_with("https://"))
-            || reqwest::Url::parse(&base).is_err()
-        {
-            return Err(ClientError::BadUrl(base));
-        }
+        let insecure = std::env::var(INSECURE_HTTP_VARIABLE).is_ok_and(|v| v == "1");
+        let base = check_url(base, insecure)?;
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             // A connection that goes quiet this long is dead (long polls answer within their
@@ -648,4 +684,39 @@ where
             chunk
         }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_only_on_this_machine_unless_accepted() {
+        for local in [
+            "http://127.0.0.1:7420",
+            "http://127.8.9.10/",
+            "http://localhost:7420",
+            "http://[::1]:7420",
+            "https://hub.example.org",
+        ] {
+            assert!(check_url(local, false).is_ok(), "{local}");
+        }
+        for remote in [
+            "http://hub.example.org",
+            "http://192.0.2.7:7420",
+            "http://[2001:db8::1]",
+        ] {
+            assert!(
+                matches!(check_url(remote, false), Err(ClientError::InsecureUrl(_))),
+                "{remote}"
+            );
+            assert!(check_url(remote, true).is_ok(), "{remote}");
+        }
+        for bad in ["ftp://hub.example.org", "hub.example.org", "http://"] {
+            assert!(
+                matches!(check_url(bad, true), Err(ClientError::BadUrl(_))),
+                "{bad}"
+            );
+        }
+    }
 }

@@ -184,7 +184,7 @@ impl Control {
     }
 
     fn create_dir(&self) -> Result<()> {
-        std::fs::create_dir_all(&self.data_dir).map_err(|source| ControlError::Io {
+        crate::private_fs::dir_all(&self.data_dir).map_err(|source| ControlError::Io {
             path: self.data_dir.clone(),
             source,
         })

@@ -233,7 +233,7 @@ impl CredentialStore {
             path: data_dir.to_path_buf(),
             source,
         };
-        std::fs::create_dir_all(data_dir).map_err(data_error)?;
+        crate::private_fs::dir_all(data_dir).map_err(data_error)?;
         let canonical = std::fs::canonicalize(data_dir).map_err(data_error)?;
         let scope = scope_of(&canonical);
         let path = canonical.join(CREDENTIALS_FILE);

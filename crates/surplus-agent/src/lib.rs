@@ -17,6 +17,7 @@ pub mod compute;
 pub mod control;
 pub mod credentials;
 pub mod passphrase;
+pub mod private_fs;
 pub mod probe;
 pub mod settings;
 pub mod untrusted;

@@ -202,7 +202,7 @@ impl Settings {
         self.validate()?;
         let path = Self::path(data_dir);
         let text = toml::to_string_pretty(self)?;
-        std::fs::create_dir_all(data_dir).map_err(|source| SettingsError::Write {
+        crate::private_fs::dir_all(data_dir).map_err(|source| SettingsError::Write {
             path: data_dir.to_path_buf(),
             source,
         })?;

@@ -12,7 +12,7 @@
 //! The vault and the sandbox check names again on their side; this is the one place that says
 //! what the agent accepts.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
 use std::path::Path;
 
@@ -111,7 +111,7 @@ pub fn file_name(name: &str) -> Result<&str, Refusal> {
     if let Some(problem) = JobInput::name_problem(name) {
         return Err(Refusal(problem));
     }
-    if let Some(c) = name.chars().find(|c| is_unsafe_char(*c)) {
+    if let Some(c) = surplus_protocol::unsafe_char(name) {
         return Err(Refusal(format!(
             "the name {:?} contains the control character U+{:04X}",
             shorten(name),
@@ -119,19 +119,6 @@ pub fn file_name(name: &str) -> Result<&str, Refusal> {
         )));
     }
     Ok(name)
-}
-
-/// Control characters, and the invisible ones that reorder or hide text (bidirectional
-/// overrides and isolates, zero-width marks), which could make a name look like another.
-pub fn is_unsafe_char(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{200B}'..='\u{200F}'
-                | '\u{202A}'..='\u{202E}'
-                | '\u{2060}'..='\u{2069}'
-                | '\u{FEFF}'
-        )
 }
 
 /// Checks every name, hash and limit in an instruction before any of it is used; `running` is
@@ -181,17 +168,9 @@ pub fn check_instruction(
     }
 }
 
-/// Makes the folder `path` and its missing parents, each new one opened only by this user (0700
-/// on Unix).
+/// Makes the folder `path` and its missing parents, each new one opened only by this user.
 pub fn private_dir_all(path: &Path) -> io::Result<()> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder.create(path)
+    crate::private_fs::dir_all(path)
 }
 
 /// Makes `path` an empty folder that only this user can open (0700 on Unix), removing whatever
@@ -223,14 +202,7 @@ pub fn create_new(dir: &Path, name: &str) -> io::Result<File> {
             format!("{:?} is not a plain file name", shorten(name)),
         ));
     }
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options.open(dir.join(name))
+    crate::private_fs::new_file().open(dir.join(name))
 }
 
 /// At most 80 characters of what the hub sent, for messages.

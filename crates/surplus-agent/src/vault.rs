@@ -284,7 +284,7 @@ impl Vault {
         gauge: Box<dyn DiskGauge>,
     ) -> Result<Vault, VaultError> {
         let created = !dir.exists();
-        fs::create_dir_all(dir).map_err(io_at(dir))?;
+        crate::private_fs::dir_all(dir).map_err(io_at(dir))?;
         if created {
             hide(dir);
             if let Some(parent) = dir.parent() {
@@ -292,9 +292,9 @@ impl Vault {
             }
         }
         let blobs = dir.join(BLOBS_DIR);
-        fs::create_dir_all(&blobs).map_err(io_at(&blobs))?;
+        crate::private_fs::dir_all(&blobs).map_err(io_at(&blobs))?;
         let tmp = dir.join(TMP_DIR);
-        fs::create_dir_all(&tmp).map_err(io_at(&tmp))?;
+        crate::private_fs::dir_all(&tmp).map_err(io_at(&tmp))?;
         clear_leftovers(&tmp)?;
 
         let used = scan_blobs(&blobs)?.iter().map(|blob| blob.size).sum();
@@ -740,9 +740,7 @@ fn stream_into(
     data: impl Read,
     expected_size: u64,
 ) -> Result<(), VaultError> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
+    let mut file = crate::private_fs::new_file()
         .open(temp)
         .map_err(io_at(temp))?;
     let mut hasher = blake3::Hasher::new();

@@ -337,7 +337,7 @@ pub fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, WorkerError> {
         path: path.clone(),
         source,
     };
-    std::fs::create_dir_all(data_dir).map_err(io)?;
+    crate::private_fs::dir_all(data_dir).map_err(io)?;
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)

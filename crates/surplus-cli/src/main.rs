@@ -100,8 +100,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Keep a file on other devices' vaults through the hub.
-    #[command(subcommand)]
+    /// Keep a file, as it is and unencrypted, on other devices' vaults: a tool for tests and
+    /// diagnostics, left out of the help. Back up with `surplus backup`, which encrypts.
+    #[command(subcommand, hide = true)]
     Blob(BlobCommand),
     /// Choose the folders to back up, or back them up now.
     #[command(subcommand)]

@@ -180,7 +180,8 @@ fn validate_credentials(credentials: &Credentials) -> ApiResult<()> {
         && email
             .split_once('@')
             .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
-        && !email.chars().any(char::is_whitespace);
+        && !email.chars().any(char::is_whitespace)
+        && surplus_protocol::unsafe_char(email).is_none();
     if !valid_email {
         return Err(ApiError::validation(format!(
             "email {:?} is not an email address",
@@ -404,9 +405,10 @@ async fn register_device(
     Json(request): Json<RegisterDevice>,
 ) -> ApiResult<(StatusCode, Json<DeviceCredentials>)> {
     let name = request.name.trim();
-    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+    if name.is_empty() || name.chars().count() > 64 || surplus_protocol::unsafe_char(name).is_some()
+    {
         return Err(ApiError::validation(format!(
-            "device name {:?} must be 1 to 64 printable characters",
+            "device name {:?} must be 1 to 64 printable characters, with no control or invisible ones",
             request.name
         )));
     }
@@ -428,7 +430,7 @@ async fn register_device(
         .store
         .create_device(subscriber.id, name, &token_hash(&secret), now_ms())
         .await?;
-    tracing::info!(%device_id, email = %subscriber.email, "device registered");
+    tracing::info!(%device_id, email = ?subscriber.email, "device registered");
     Ok((
         StatusCode::CREATED,
         Json(DeviceCredentials { device_id, secret }),

@@ -265,7 +265,7 @@ async fn run_admin(hub: &Hub, command: AdminCommand, json: bool) -> Result<(), a
                 for s in subscribers {
                     println!(
                         "{:<32} {:<10} {:<10} {}",
-                        s.email,
+                        shown(&s.email),
                         s.plan.as_str(),
                         s.status.as_str(),
                         time(Some(s.created_at))
@@ -286,7 +286,7 @@ async fn run_admin(hub: &Hub, command: AdminCommand, json: bool) -> Result<(), a
             } else {
                 println!(
                     "{} is now on the {} plan",
-                    subscriber.email,
+                    shown(&subscriber.email),
                     subscriber.plan.as_str()
                 );
             }
@@ -307,8 +307,8 @@ async fn run_admin(hub: &Hub, command: AdminCommand, json: bool) -> Result<(), a
                     println!(
                         "{:<36} {:<16} {:<24} {:<8} {:>10} {:>5} {:>5.0}%  {}",
                         d.id,
-                        d.name,
-                        d.subscriber,
+                        shown(&d.name),
+                        shown(&d.subscriber),
                         if d.revoked_at.is_some() {
                             "revoked"
                         } else if d.online {
@@ -342,8 +342,8 @@ async fn run_admin(hub: &Hub, command: AdminCommand, json: bool) -> Result<(), a
                     println!(
                         "{:<20} {:<24} {:<16} {:<8} {:>10} {:<10} {}",
                         time(Some(a.created_at)),
-                        a.subscriber,
-                        a.device_name,
+                        shown(&a.subscriber),
+                        shown(&a.device_name),
                         a.kind.as_str(),
                         amount,
                         a.state.as_str(),
@@ -405,7 +405,11 @@ async fn status_change(
     if json {
         print_json(&subscriber);
     } else {
-        println!("{} is now {}", subscriber.email, subscriber.status.as_str());
+        println!(
+            "{} is now {}",
+            shown(&subscriber.email),
+            subscriber.status.as_str()
+        );
     }
     Ok(())
 }
@@ -432,5 +436,34 @@ fn size(bytes: u64) -> String {
         format!("{bytes} B")
     } else {
         format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// Text from subscribers (emails, device names) as the operator's terminal may safely show it:
+/// control and invisible characters escaped, never sent as they are.
+fn shown(text: &str) -> String {
+    if surplus_protocol::unsafe_char(text).is_none() {
+        return text.to_owned();
+    }
+    text.chars()
+        .map(|c| {
+            if surplus_protocol::unsafe_char(c.encode_utf8(&mut [0; 4])).is_some() {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown;
+
+    #[test]
+    fn the_operators_terminal_sees_escapes_not_control_characters() {
+        assert_eq!(shown("ada@example.org"), "ada@example.org");
+        assert_eq!(shown("a\u{1b}[2Jb@x.org"), "a\\u{1b}[2Jb@x.org");
+        assert_eq!(shown("pc\u{202e}gpj"), "pc\\u{202e}gpj");
     }
 }

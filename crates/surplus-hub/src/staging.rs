@@ -34,12 +34,15 @@ pub struct Staging {
 impl Staging {
     pub async fn open(root: &Path) -> Result<Staging, StagingError> {
         let tmp = root.join("tmp");
-        tokio::fs::create_dir_all(&tmp)
-            .await
-            .map_err(|source| StagingError::Io { path: tmp, source })?;
+        crate::private_dir_all(&tmp).map_err(|source| StagingError::Io { path: tmp, source })?;
         Ok(Staging {
             root: root.to_owned(),
         })
+    }
+
+    /// Where a staged blob's file is (whether or not it is there).
+    pub fn path_of(&self, hash: &str) -> PathBuf {
+        self.path(hash)
     }
 
     fn path(&self, hash: &str) -> PathBuf {
@@ -60,7 +63,12 @@ impl Staging {
             path: tmp.clone(),
             source,
         };
-        let mut file = tokio::fs::File::create(&tmp).await.map_err(io)?;
+        let mut file = tokio::fs::File::from_std(
+            crate::private_file()
+                .truncate(true)
+                .open(&tmp)
+                .map_err(io)?,
+        );
         let mut hasher = blake3::Hasher::new();
         let mut size = 0u64;
         let outcome = async {

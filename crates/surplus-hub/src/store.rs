@@ -153,10 +153,20 @@ impl Store {
             if let Some(parent) = Path::new(path_only).parent()
                 && !parent.as_os_str().is_empty()
             {
-                std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
+                crate::private_dir_all(parent).map_err(|source| StoreError::CreateDir {
                     path: parent.display().to_string(),
                     source,
                 })?;
+            }
+            // Made here, owner-only, before SQLite opens it: SQLite gives its journal files the
+            // database's own permissions.
+            if path_only != ":memory:" && !Path::new(path_only).exists() {
+                crate::private_file()
+                    .open(path_only)
+                    .map_err(|source| StoreError::CreateDir {
+                        path: path_only.to_owned(),
+                        source,
+                    })?;
             }
             let url = if path.contains('?') {
                 url.to_owned()

@@ -2423,3 +2423,68 @@ async fn a_device_adds_to_backups_but_only_a_session_replaces_or_deletes() {
         assert_eq!(dropped.status, StatusCode::NO_CONTENT, "{}", dropped.body);
     }
 }
+
+#[tokio::test]
+async fn names_with_control_or_invisible_characters_are_refused() {
+    for hub in hubs().await {
+        for email in [
+            "esc\u{1b}[2J@example.org",
+            "bell\u{7}@example.org",
+            "a\u{202e}b@example.org",
+        ] {
+            let refused = hub
+                .call(
+                    Method::POST,
+                    "/v1/signup",
+                    None,
+                    Some(json!({"email": email, "password": PASSWORD})),
+                )
+                .await;
+            assert_eq!(
+                (refused.status, refused.code()),
+                (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+                "{email:?}"
+            );
+        }
+        let session = hub.signup("ada@example.org").await;
+        for name in ["pc\u{202e}gpj.exe", "zero\u{200b}width", "tab\there"] {
+            let refused = hub
+                .call(
+                    Method::POST,
+                    "/v1/devices",
+                    Some(&session),
+                    Some(json!({ "name": name })),
+                )
+                .await;
+            assert_eq!(refused.code(), "validation_failed", "{name:?}");
+        }
+    }
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_database_and_staging_are_the_hubs_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &std::path::Path| {
+        std::fs::metadata(path)
+            .expect("metadata")
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    for hub in hubs().await {
+        let session = hub.signup("ada@example.org").await;
+        let blob = staged(&hub, &session, b"staged for a while").await;
+        assert_eq!(mode(&hub.staging), 0o700);
+        assert_eq!(mode(&hub.staging.join("tmp")), 0o700);
+        let hash = blob["hash"].as_str().expect("hash");
+        let staged_file = surplus_hub::staging::Staging::open(&hub.staging)
+            .await
+            .expect("staging")
+            .path_of(hash);
+        assert_eq!(mode(&staged_file), 0o600);
+        if let Some(path) = hub.database.strip_prefix("sqlite://") {
+            assert_eq!(mode(std::path::Path::new(path)), 0o600);
+        }
+    }
+}

@@ -41,6 +41,23 @@ pub const SESSION_TOKEN_PREFIX: &str = "ses_";
 /// The prefix of a device credential (`Authorization: Bearer dev_<device id>_<secret>`).
 pub const DEVICE_TOKEN_PREFIX: &str = "dev_";
 
+/// The first character of `text` that has no place in a name a person will read: a control
+/// character (ESC could drive the operator's terminal), or an invisible one that reorders or
+/// hides text (bidirectional overrides and isolates, zero-width marks), which could make one name
+/// look like another. Both the hub and the agent refuse names that have one.
+pub fn unsafe_char(text: &str) -> Option<char> {
+    text.chars().find(|c| {
+        c.is_control()
+            || matches!(
+                c,
+                '\u{200B}'..='\u{200F}'
+                    | '\u{202A}'..='\u{202E}'
+                    | '\u{2060}'..='\u{2069}'
+                    | '\u{FEFF}'
+            )
+    })
+}
+
 /// Formats the bearer token a device presents to the hub.
 pub fn device_token(device_id: uuid::Uuid, secret: &str) -> String {
     format!("{DEVICE_TOKEN_PREFIX}{}_{secret}", device_id.simple())
@@ -57,6 +74,22 @@ pub fn parse_device_token(token: &str) -> Option<(uuid::Uuid, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_and_invisible_characters_are_found() {
+        assert_eq!(unsafe_char("ada@example.org"), None);
+        assert_eq!(unsafe_char("café on the Ωmega"), None);
+        for bad in [
+            "esc\u{1b}[2J",
+            "bell\u{7}",
+            "nul\0",
+            "rtl\u{202E}gpj.exe",
+            "zero\u{200B}width",
+            "bom\u{FEFF}",
+        ] {
+            assert!(unsafe_char(bad).is_some(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn device_token_round_trips() {
