@@ -252,6 +252,36 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, rng_algorithm: proptest::test_runner::RngAlgorithm::ChaCha, ..ProptestConfig::default() })]
+
+        /// Shards from holders, whatever their bytes, even when the owner's record names them
+        /// (the worst case: their hashes match), rebuild a pack or are refused: never a panic,
+        /// and never a pack larger than the shards that came back could hold.
+        #[test]
+        fn any_shards_are_rebuilt_or_refused_safely(
+            shards in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 0..6),
+            headers in proptest::collection::vec((1u16..5, 0u16..5, 0u16..9, 0u64..2_000), 0..6),
+        ) {
+            let mut shards = shards;
+            for (shard, (data, parity, index, pack_len)) in shards.iter_mut().zip(&headers) {
+                // Some of them with a plausible header, to get past the first checks.
+                let mut header = vec![VERSION];
+                header.extend_from_slice(&data.to_le_bytes());
+                header.extend_from_slice(&parity.to_le_bytes());
+                header.extend_from_slice(&index.to_le_bytes());
+                header.extend_from_slice(&pack_len.to_le_bytes());
+                header.extend_from_slice(shard);
+                *shard = header;
+            }
+            let expected: Vec<[u8; 32]> = shards.iter().map(|s| shard_hash(s)).collect();
+            let total: usize = shards.iter().map(Vec::len).sum();
+            if let Ok(pack) = rebuild(&expected, shards.iter().map(Vec::as_slice)) {
+                prop_assert!(pack.len() <= total.saturating_mul(16));
+            }
+        }
+    }
+
+    proptest! {
         #![proptest_config(ProptestConfig { cases: 120, rng_algorithm: proptest::test_runner::RngAlgorithm::ChaCha, ..ProptestConfig::default() })]
 
         /// Whatever the pack and the coding, losing any `parity` shards loses nothing.

@@ -125,6 +125,12 @@ impl WrapCost {
         memory_kib: 64,
         iterations: 1,
     };
+    /// The most a wrapped key may ask of the machine that opens it: its cost comes from the hub,
+    /// which must not be able to make a device allocate gigabytes or hash for hours.
+    pub const MOST: WrapCost = WrapCost {
+        memory_kib: 1024 * 1024,
+        iterations: 16,
+    };
 }
 
 /// The master key sealed under a passphrase-derived key; everything in it is public.
@@ -152,6 +158,17 @@ impl WrappedKey {
                 detail: "not 24 bytes".into(),
             })?;
         let sealed = unhex(&self.sealed, "wrapped key")?;
+        if self.memory_kib > WrapCost::MOST.memory_kib
+            || self.iterations > WrapCost::MOST.iterations
+        {
+            return Err(Error::Malformed {
+                what: "wrapped key",
+                detail: format!(
+                    "its cost ({} KiB, {} passes) is past what this device spends on it",
+                    self.memory_kib, self.iterations
+                ),
+            });
+        }
         let cost = WrapCost {
             memory_kib: self.memory_kib,
             iterations: self.iterations,
@@ -247,6 +264,52 @@ mod tests {
         // What the hub keeps does not contain the key.
         let json = serde_json::to_string(&wrapped).expect("json");
         assert!(!json.contains(&hex(&key.to_bytes())));
+    }
+
+    #[test]
+    fn a_wrapped_key_cannot_ask_for_unbounded_memory_or_time() {
+        let mut wrapped = MasterKey::generate()
+            .wrap("correct horse battery staple", WrapCost::TESTING)
+            .expect("wrap");
+        wrapped.memory_kib = u32::MAX;
+        assert!(matches!(
+            wrapped.unwrap("correct horse battery staple"),
+            Err(Error::Malformed { .. })
+        ));
+        wrapped.memory_kib = 64;
+        wrapped.iterations = u32::MAX;
+        assert!(matches!(
+            wrapped.unwrap("correct horse battery staple"),
+            Err(Error::Malformed { .. })
+        ));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 300, rng_algorithm: proptest::test_runner::RngAlgorithm::ChaCha, ..proptest::prelude::ProptestConfig::default() })]
+
+        /// Whatever the hub sends as a wrapped key is refused or opened, never a panic; its cost
+        /// is bounded before any memory is taken for it.
+        #[test]
+        fn any_wrapped_key_from_the_hub_is_read_safely(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+            version in 0u8..3,
+            memory_kib in proptest::prelude::any::<u32>(),
+            iterations in proptest::prelude::any::<u32>(),
+            salt in "[0-9a-f]{0,40}",
+            nonce in "[0-9a-fA-Fxz]{0,50}",
+            sealed in "[0-9a-f]{0,120}",
+        ) {
+            let _ = serde_json::from_slice::<WrappedKey>(&bytes).map(|w| w.unwrap("p"));
+            let wrapped = WrappedKey {
+                version,
+                memory_kib: memory_kib % (2 * WrapCost::MOST.memory_kib).max(1) % 4096,
+                iterations: iterations % 4,
+                salt,
+                nonce,
+                sealed,
+            };
+            proptest::prop_assert!(wrapped.unwrap("p").is_err());
+        }
     }
 
     #[test]

@@ -165,6 +165,23 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig { cases: 200, rng_algorithm: proptest::test_runner::RngAlgorithm::ChaCha, ..ProptestConfig::default() })]
 
+        /// Bytes from a holder or the hub, whatever they are, are refused or opened: never a
+        /// panic, never more than `max_size` out.
+        #[test]
+        fn any_bytes_are_opened_safely(
+            mut bytes in proptest::collection::vec(any::<u8>(), 0..2_000),
+            version in any::<bool>(),
+            flags in any::<u8>(),
+        ) {
+            if version && bytes.len() > 1 {
+                bytes[0] = VERSION;
+                bytes[1] = flags;
+            }
+            if let Ok(plain) = open(&key(), b"x", &bytes, 1024) {
+                prop_assert!(plain.len() <= 1024);
+            }
+        }
+
         #[test]
         fn whatever_is_sealed_opens_to_itself(data in proptest::collection::vec(any::<u8>(), 0..20_000), repeat in 1usize..4) {
             let data = data.repeat(repeat);

@@ -134,6 +134,33 @@ pub struct Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 500, rng_algorithm: proptest::test_runner::RngAlgorithm::ChaCha, ..ProptestConfig::default() })]
+
+        /// A tree or snapshot that opened (so its owner sealed it) but whose JSON is damaged,
+        /// or any name, is read or refused: never a panic.
+        #[test]
+        fn any_tree_snapshot_or_name_is_read_safely(
+            bytes in proptest::collection::vec(any::<u8>(), 0..600),
+            name in "[sx]:[0-9a-zA-Z%]{0,20}|.{0,20}",
+        ) {
+            let _ = serde_json::from_slice::<Tree>(&bytes);
+            let _ = serde_json::from_slice::<Snapshot>(&bytes);
+            let _ = serde_json::from_value::<RawName>(serde_json::Value::String(name));
+        }
+
+        /// The same from JSON that is nearly right: a real tree with one byte changed.
+        #[test]
+        fn a_tree_with_a_byte_changed_is_read_safely(at in any::<prop::sample::Index>(), byte in any::<u8>()) {
+            let json = br#"{"nodes":[{"name":"s:a.txt","mode":420,"mtime_ns":1,"type":"file","size":3,"chunks":["00"]},{"name":"x:ff00","mode":493,"mtime_ns":2,"type":"dir","tree":"11"}]}"#;
+            let mut bytes = json.to_vec();
+            let at = at.index(bytes.len());
+            bytes[at] = byte;
+            let _ = serde_json::from_slice::<Tree>(&bytes);
+        }
+    }
 
     #[test]
     fn names_round_trip_whatever_their_bytes() {

@@ -283,7 +283,8 @@ async fn signup(
 
 /// Logs in, returning a session token.
 #[utoipa::path(post, path = "/v1/login", request_body = Credentials,
-    responses((status = 200, body = Session), (status = 401, body = surplus_protocol::ErrorBody)))]
+    responses((status = 200, body = Session), (status = 401, body = surplus_protocol::ErrorBody),
+               (status = 429, body = surplus_protocol::ErrorBody, description = "rate_limited: try again after Retry-After")))]
 async fn login(
     State(hub): State<Arc<Hub>>,
     ClientAddress(address): ClientAddress,
@@ -398,7 +399,7 @@ async fn list_devices(
 /// Registers a device and returns its credential, once.
 #[utoipa::path(post, path = "/v1/devices", request_body = RegisterDevice,
     responses((status = 201, body = DeviceCredentials), (status = 403, body = surplus_protocol::ErrorBody, description = "plan's device limit reached"),
-               (status = 422, body = surplus_protocol::ErrorBody)), security(("session" = [])))]
+               (status = 422, body = surplus_protocol::ErrorBody), (status = 429, body = surplus_protocol::ErrorBody, description = "rate_limited: try again after Retry-After")), security(("session" = [])))]
 async fn register_device(
     State(hub): State<Arc<Hub>>,
     SubscriberCaller(subscriber): SubscriberCaller,
@@ -585,7 +586,7 @@ fn validate_report(report: &StatusReport) -> ApiResult<()> {
 /// A device's heartbeat: its operating information. The answer says what the hub counts as spare.
 #[utoipa::path(post, path = "/v1/device/heartbeat", request_body = StatusReport,
     responses((status = 200, body = HeartbeatResponse), (status = 401, body = surplus_protocol::ErrorBody),
-               (status = 422, body = surplus_protocol::ErrorBody)), security(("device" = [])))]
+               (status = 422, body = surplus_protocol::ErrorBody), (status = 429, body = surplus_protocol::ErrorBody, description = "rate_limited: try again after Retry-After")), security(("device" = [])))]
 async fn heartbeat(
     State(hub): State<Arc<Hub>>,
     DeviceCaller(device): DeviceCaller,

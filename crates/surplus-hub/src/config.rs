@@ -29,6 +29,8 @@ pub struct FileConfig {
     pub heartbeats_per_minute_per_device: Option<u32>,
     /// How long a log-in session lasts without being used.
     pub session_seconds: Option<u64>,
+    /// The longest a device's long poll for instructions waits (default 60).
+    pub max_long_poll_seconds: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +118,9 @@ impl FileConfig {
         }
         if let Some(seconds) = self.session_seconds {
             settings.session_ttl = Duration::from_secs(seconds.max(60));
+        }
+        if let Some(seconds) = self.max_long_poll_seconds {
+            settings.max_long_poll = Duration::from_secs(seconds.max(1));
         }
         settings
     }

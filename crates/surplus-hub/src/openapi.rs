@@ -25,9 +25,74 @@ use utoipa::{Modify, OpenApi};
     ),
     components(schemas(surplus_protocol::ErrorBody, surplus_protocol::ErrorCode, surplus_protocol::Instruction,
         surplus_protocol::InstructionKind, surplus_protocol::InstructionResult)),
-    modifiers(&BearerSchemes),
+    modifiers(&BearerSchemes, &CommonErrors),
 )]
 struct ApiDoc;
+
+/// The error answers every operation can give, documented on each so that a client (and the
+/// schemathesis run in `scripts/test`) knows every status it may see: a bad path, query or header
+/// (400), a malformed body (413, 415, 422), a missing or refused credential (401, 403), a
+/// resource that is not there or not the caller's (404), and a fault of the hub (500). Statuses
+/// particular to an operation (409, 429, ...) are on its own annotation.
+struct CommonErrors;
+
+impl Modify for CommonErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let mut add = |status: &str, description: &str| {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| error(description).into());
+                };
+                add("400", "a malformed path, query or header (bad_request)");
+                add("404", "no such resource, or not the caller's (not_found)");
+                add("500", "a fault of the hub, logged there (internal)");
+                if operation.request_body.is_some() {
+                    add(
+                        "413",
+                        "the body is larger than the hub takes (payload_too_large)",
+                    );
+                    add("415", "the body has the wrong content type");
+                    add("422", "the body is not what the operation takes");
+                }
+                if operation.security.is_some() {
+                    add(
+                        "401",
+                        "no credential, or one that is not valid (unauthorized)",
+                    );
+                    add(
+                        "403",
+                        "a credential that may not do this: a revoked device, a suspended \
+                         subscriber, a device where a session is needed",
+                    );
+                }
+            }
+        }
+    }
+}
 
 struct BearerSchemes;
 

@@ -188,6 +188,34 @@ impl FailureCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 500, rng_algorithm: proptest::test_runner::RngAlgorithm::ChaCha, ..ProptestConfig::default() })]
+
+        /// Whatever a hub sends as a batch of instructions, and whatever a device sends as an
+        /// acknowledgement, is decoded or refused: never a panic.
+        #[test]
+        fn any_bytes_decode_or_are_refused(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = serde_json::from_slice::<InstructionBatch>(&bytes);
+            let _ = serde_json::from_slice::<Acknowledgement>(&bytes);
+            let _ = serde_json::from_slice::<InstructionKind>(&bytes);
+        }
+
+        /// The same from a real batch with one byte changed, which gets past the first brace.
+        #[test]
+        fn a_batch_with_a_byte_changed_decodes_or_is_refused(at in any::<prop::sample::Index>(), byte in any::<u8>()) {
+            let batch = serde_json::json!({"instructions": [{
+                "id": "01a22b72-8517-71c4-80bd-34669f9b316d", "created_at": 1, "expires_at": 2,
+                "kind": {"type": "run_task", "run": "01a22b72-8516-74ee-9bb3-93228d7a8392",
+                    "module": {"hash": "ab", "size": 1}, "input": {"name": "in.txt", "hash": "cd", "size": 1},
+                    "args": ["--x"], "seed": 7, "limits": {"timeout_ms": 1, "memory_bytes": 2, "output_bytes": 3}}}]});
+            let mut bytes = serde_json::to_vec(&batch).expect("json");
+            let at = at.index(bytes.len());
+            bytes[at] = byte;
+            let _ = serde_json::from_slice::<InstructionBatch>(&bytes);
+        }
+    }
 
     #[test]
     fn unknown_kinds_decode_as_unsupported() {
