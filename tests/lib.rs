@@ -35,6 +35,16 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// Runs `work` to its end on a runtime of its own: for the test's own calls into the hub's
+/// library and database, beside the processes under test.
+pub fn block_on<T>(work: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(work)
+}
+
 /// Polls `condition` every 50 ms until it holds; panics with `what` after `limit`.
 pub fn wait_for(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
@@ -68,11 +78,7 @@ pub fn databases(dir: &Path) -> Vec<String> {
 fn fresh_postgres(base: &str) -> String {
     use sqlx::Connection;
     let name = format!("e{}", uuid::Uuid::new_v4().simple());
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
+    block_on(async {
         sqlx::any::install_default_drivers();
         let mut conn = sqlx::AnyConnection::connect(base)
             .await
@@ -511,11 +517,7 @@ pub fn make_file(dir: &Path, name: &str, size: usize, seed: u64) -> (PathBuf, St
 
 /// Runs one query that counts something in the hub's database (SQLite or PostgreSQL).
 pub fn count_in_database(database: &str, sql: &str) -> i64 {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
+    block_on(async {
         sqlx::any::install_default_drivers();
         let pool = sqlx::AnyPool::connect(database).await.expect("database");
         let count: i64 = sqlx::query_scalar(sql)
@@ -530,11 +532,7 @@ pub fn count_in_database(database: &str, sql: &str) -> i64 {
 /// Runs one statement against the hub's database (SQLite or PostgreSQL), as a compromised hub
 /// could; returns the rows it changed.
 pub fn execute_in_database(database: &str, sql: &str) -> u64 {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
+    block_on(async {
         sqlx::any::install_default_drivers();
         let pool = sqlx::AnyPool::connect(database).await.expect("database");
         let done = sqlx::query(sql).execute(&pool).await.expect("execute");
@@ -571,11 +569,7 @@ pub fn run_instruction(
     allocation: Option<uuid::Uuid>,
     kind: surplus_protocol::InstructionKind,
 ) -> surplus_protocol::InstructionResult {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
+    block_on(async {
         let store = surplus_hub::store::Store::connect(database)
             .await
             .expect("store");

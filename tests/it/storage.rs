@@ -178,11 +178,7 @@ fn a_flood_of_store_instructions_never_exceeds_a_vault_quota() {
 
 /// Allocates each blob on the device through the hub library, bypassing the scheduler.
 fn force_allocations(database: &str, device: &str, hashes: &[String]) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
+    surplus_e2e::block_on(async {
         let store = surplus_hub::store::Store::connect(database)
             .await
             .expect("store");

@@ -164,6 +164,22 @@ impl Compute {
         *self.pause.borrow()
     }
 
+    /// Takes one of `slots` places for `run`, or refuses when all are taken: the count and the
+    /// taking happen under one lock, so tasks started at the same moment never exceed `slots`.
+    /// Returns the run's cancel switch.
+    fn admit(&self, run: Uuid, slots: usize) -> Result<watch::Receiver<bool>, untrusted::Refusal> {
+        let mut cancels = self.cancels.lock().unwrap_or_else(PoisonError::into_inner);
+        if cancels.len() >= slots {
+            return Err(untrusted::Refusal(format!(
+                "this device already runs {} task(s), as many as its user lends cores for",
+                cancels.len()
+            )));
+        }
+        let (cancel, cancelled) = watch::channel(false);
+        cancels.insert(run, cancel);
+        Ok(cancelled)
+    }
+
     /// Stops a run. Returns whether it was running here.
     pub fn cancel(&self, run: Uuid) -> bool {
         match self
@@ -182,17 +198,20 @@ impl Compute {
 
     /// Runs one task to its end and answers the instruction. `None` means a passing fault (the
     /// hub unreachable for a file or the output): the hub sends the task again.
+    ///
+    /// At most `slots` tasks run at once (the user's share of the cores): one past them is
+    /// refused, whatever the hub thinks is free.
     pub async fn run(
         &self,
         client: &HubClient,
         token: &str,
         order: TaskOrder,
+        slots: usize,
     ) -> Option<InstructionResult> {
-        let (cancel, cancelled) = watch::channel(false);
-        self.cancels
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(order.run, cancel);
+        let cancelled = match self.admit(order.run, slots) {
+            Ok(cancelled) => cancelled,
+            Err(refusal) => return Some(failed(FailureCode::Refused, refusal.to_string())),
+        };
         let work = self.dir.join("runs").join(order.run.simple().to_string());
         let result = self.run_in(client, token, &order, &work, cancelled).await;
         self.cancels
@@ -469,6 +488,39 @@ mod tests {
     }
 
     const AWAY: UserActivity = UserActivity::Idle { idle_seconds: 3600 };
+
+    #[test]
+    fn no_more_tasks_run_at_once_than_the_user_lends_cores_for() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let compute = Compute::new(dir.path());
+        let (first, second, third) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        assert!(compute.admit(first, 2).is_ok());
+        assert!(compute.admit(second, 2).is_ok());
+        assert!(
+            compute.admit(third, 2).is_err(),
+            "a third task on two slots"
+        );
+        assert_eq!(compute.running(), 2);
+        // A run that ends gives its place back.
+        compute
+            .cancels
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&first);
+        assert!(compute.admit(third, 2).is_ok());
+        // Two threads racing for the last place: exactly one gets it.
+        let compute = std::sync::Arc::new(Compute::new(dir.path()));
+        let taken: usize = (0..8)
+            .map(|_| {
+                let compute = compute.clone();
+                std::thread::spawn(move || compute.admit(Uuid::new_v4(), 1).is_ok())
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| usize::from(t.join().expect("thread")))
+            .sum();
+        assert_eq!(taken, 1);
+    }
 
     #[test]
     fn compute_is_held_for_the_user_and_their_settings() {

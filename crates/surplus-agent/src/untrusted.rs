@@ -121,13 +121,9 @@ pub fn file_name(name: &str) -> Result<&str, Refusal> {
     Ok(name)
 }
 
-/// Checks every name, hash and limit in an instruction before any of it is used; `running` is
-/// how many tasks this device runs now.
-pub fn check_instruction(
-    kind: &InstructionKind,
-    ceilings: &TaskCeilings,
-    running: usize,
-) -> Result<(), Refusal> {
+/// Checks every name, hash and limit in an instruction before any of it is used. (How many tasks
+/// run at once is checked where they are started, `Compute::run`, under one lock.)
+pub fn check_instruction(kind: &InstructionKind, ceilings: &TaskCeilings) -> Result<(), Refusal> {
     match kind {
         InstructionKind::StoreBlob { blob, .. } => blob_hash(&blob.hash).map(drop),
         InstructionKind::DeleteBlob { hash, .. }
@@ -154,11 +150,6 @@ pub fn check_instruction(
                 return Err(Refusal(
                     "the task's arguments are too many or too long".into(),
                 ));
-            }
-            if running >= ceilings.concurrent_tasks {
-                return Err(Refusal(format!(
-                    "this device already runs {running} task(s), as many as its user lends cores for"
-                )));
             }
             ceilings.check(limits)
         }
@@ -294,7 +285,7 @@ mod tests {
             ];
             for kind in kinds {
                 assert!(
-                    check_instruction(&kind, &ceilings(), 0).is_err(),
+                    check_instruction(&kind, &ceilings()).is_err(),
                     "{kind:?} was accepted"
                 );
             }
@@ -317,7 +308,7 @@ mod tests {
         }
         assert_eq!(blob_hash(HASH), Ok(HASH));
         assert_eq!(
-            check_instruction(&run_task(HASH, HASH, "in.txt", LIMITS), &ceilings(), 0),
+            check_instruction(&run_task(HASH, HASH, "in.txt", LIMITS), &ceilings()),
             Ok(())
         );
         for kind in [
@@ -326,7 +317,7 @@ mod tests {
                 run: uuid::Uuid::nil(),
             },
         ] {
-            assert_eq!(check_instruction(&kind, &ceilings(), 9), Ok(()));
+            assert_eq!(check_instruction(&kind, &ceilings()), Ok(()));
         }
     }
 
@@ -348,41 +339,24 @@ mod tests {
             },
         ] {
             let kind = run_task(HASH, HASH, "in.txt", limits);
-            assert!(
-                check_instruction(&kind, &ceilings, 0).is_err(),
-                "{limits:?}"
-            );
+            assert!(check_instruction(&kind, &ceilings).is_err(), "{limits:?}");
         }
         let mut too_big = run_task(HASH, HASH, "in.txt", LIMITS);
         if let InstructionKind::RunTask { module, .. } = &mut too_big {
             module.size = ceilings.module_bytes + 1;
         }
-        assert!(check_instruction(&too_big, &ceilings, 0).is_err());
+        assert!(check_instruction(&too_big, &ceilings).is_err());
         let mut too_big = run_task(HASH, HASH, "in.txt", LIMITS);
         if let InstructionKind::RunTask { input, .. } = &mut too_big {
             input.size = ceilings.input_bytes + 1;
         }
-        assert!(check_instruction(&too_big, &ceilings, 0).is_err());
+        assert!(check_instruction(&too_big, &ceilings).is_err());
         let at_the_ceilings = TaskLimits {
             memory_bytes: ceilings.memory_bytes,
             timeout_ms: ceilings.timeout_ms,
             output_bytes: ceilings.output_bytes,
         };
         assert_eq!(ceilings.check(&at_the_ceilings), Ok(()));
-    }
-
-    #[test]
-    fn no_more_tasks_run_at_once_than_the_user_lends_cores_for() {
-        let ceilings = TaskCeilings::for_device(4, 50);
-        let task = run_task(HASH, HASH, "in.txt", LIMITS);
-        assert_eq!(check_instruction(&task, &ceilings, 0), Ok(()));
-        assert_eq!(check_instruction(&task, &ceilings, 1), Ok(()));
-        assert!(check_instruction(&task, &ceilings, 2).is_err());
-        // Other instructions go on while tasks run.
-        assert_eq!(
-            check_instruction(&InstructionKind::ReportStatus, &ceilings, 2),
-            Ok(())
-        );
     }
 
     #[test]

@@ -1004,9 +1004,7 @@ async fn execute(shared: &Arc<Shared>, instruction: &Instruction) -> Option<Inst
     }
     // The hub is untrusted: nothing it names is used before it passed the device's own rules.
     let ceilings = shared.task_ceilings();
-    if let Err(refusal) =
-        untrusted::check_instruction(&instruction.kind, &ceilings, shared.compute.running())
-    {
+    if let Err(refusal) = untrusted::check_instruction(&instruction.kind, &ceilings) {
         tracing::warn!(kind = instruction.kind.name(), %refusal, "refused an instruction from the hub");
         return Some(failed(FailureCode::Refused, refusal.to_string()));
     }
@@ -1083,7 +1081,12 @@ async fn execute(shared: &Arc<Shared>, instruction: &Instruction) -> Option<Inst
             shared.update_state(|state| state.tasks_running += 1);
             let result = shared
                 .compute
-                .run(&shared.client, &shared.token, order)
+                .run(
+                    &shared.client,
+                    &shared.token,
+                    order,
+                    ceilings.concurrent_tasks,
+                )
                 .await;
             shared.update_state(|state| {
                 state.tasks_running = state.tasks_running.saturating_sub(1);
