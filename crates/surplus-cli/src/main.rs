@@ -285,6 +285,7 @@ fn on_off(text: &str) -> Result<bool, String> {
 }
 
 fn main() -> ExitCode {
+    quiet_on_broken_pipe();
     let cli = Cli::parse();
     let default_level = if matches!(cli.command, Command::Agent) {
         "info"
@@ -1434,4 +1435,23 @@ async fn shutdown_signal() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Ends quietly when whoever reads the output stops reading (`surplus ledger --json | head`):
+/// printing then fails with a broken pipe, which is the reader's choice, not a fault to report
+/// with a panic.
+fn quiet_on_broken_pipe() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        report(info);
+    }));
 }
