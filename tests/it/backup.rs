@@ -212,13 +212,13 @@ fn a_folder_is_backed_up_to_other_subscribers_and_restored_on_a_new_device() {
 }
 
 #[test]
-fn forget_and_prune_free_the_holders_space() {
+fn forgotten_snapshots_are_recoverable_for_the_grace_period_then_free_the_holders_space() {
     on_each_database(|cluster| {
         let (ada, bob, _carol) = ada_bob_and_carol(cluster, "128MiB");
         let folder = cluster.dir.path().join("ada-files/work");
         std::fs::create_dir_all(&folder).expect("dir");
         // Sorted first, so its chunks fill a pack of their own.
-        surplus_e2e::make_file(&folder, "a-big.bin", 20_000_000, 77);
+        let (_, big_hash) = surplus_e2e::make_file(&folder, "a-big.bin", 20_000_000, 77);
         std::fs::write(folder.join("z-small.txt"), b"kept by both snapshots").expect("write");
         let agent = cluster.agent(ada);
         ready_to_back_up(agent);
@@ -236,15 +236,27 @@ fn forget_and_prune_free_the_holders_space() {
             Duration::from_secs(60),
             || protected(1)(&cluster.agents[ada].json(&["snapshots"])),
         );
-        let held_before: usize = cluster.agents[bob]
+        let bob_holds = |cluster: &surplus_e2e::Cluster| -> usize {
+            cluster.agents[bob]
+                .vault_blobs()
+                .iter()
+                .map(|(_, b)| b.len())
+                .sum()
+        };
+        let held_before = bob_holds(cluster);
+        let shards_before: Vec<String> = cluster.agents[bob]
             .vault_blobs()
-            .iter()
-            .map(|(_, b)| b.len())
-            .sum();
+            .into_iter()
+            .map(|(hash, _)| hash)
+            .collect();
         assert!(
             held_before > 16_000_000,
             "bob holds a copy of the big file's pack: {held_before}"
         );
+        let first = cluster.agents[ada].json(&["snapshots"])[0]["id"]
+            .as_str()
+            .expect("id")
+            .to_owned();
 
         std::fs::remove_file(folder.join("a-big.bin")).expect("remove");
         cluster.agents[ada].ok(&["backup", "now"]);
@@ -255,14 +267,67 @@ fn forget_and_prune_free_the_holders_space() {
         );
         let out = cluster.agents[ada].ok(&["forget", "--keep-last", "1"]);
         assert!(out.contains("1 snapshot(s) forgotten"), "{out}");
+        assert!(out.contains("surplus unforget"), "{out}");
 
+        // Within the grace period nothing is deleted: no holder is told to, and the snapshot
+        // can be brought back and restored whole.
+        let deletes = "SELECT COUNT(*) FROM instructions WHERE kind = 'delete_blob'";
+        assert_eq!(
+            surplus_e2e::count_in_database(&cluster.database, deletes),
+            0
+        );
+        let shards_now: Vec<String> = cluster.agents[bob]
+            .vault_blobs()
+            .into_iter()
+            .map(|(hash, _)| hash)
+            .collect();
+        assert!(
+            shards_before.iter().all(|s| shards_now.contains(s)),
+            "bob still holds every shard"
+        );
+        let kept = cluster.agents[ada].json(&["forgotten"]);
+        assert_eq!(kept["objects"][0]["name"], first.as_str(), "{kept}");
+        assert!(kept["shards"].as_u64().is_some_and(|n| n > 0), "{kept}");
+        let listed = cluster.agents[ada].ok(&["forgotten"]);
+        assert!(listed.contains(&first), "{listed}");
+        let out = cluster.agents[ada].ok(&["unforget"]);
+        assert!(out.starts_with("1 snapshot(s)"), "{out}");
+        assert_eq!(
+            cluster.agents[ada]
+                .json(&["snapshots"])
+                .as_array()
+                .map(Vec::len),
+            Some(2)
+        );
+        let target = cluster.dir.path().join("recovered");
+        cluster.agents[ada].ok(&[
+            "restore",
+            &first,
+            "--target",
+            target.to_str().expect("utf-8"),
+        ]);
+        let big = std::fs::read(target.join("work/a-big.bin")).expect("restored");
+        assert_eq!(blake3::hash(&big).to_hex().as_str(), big_hash);
+
+        // Forgotten again, and the grace period passes (the rows are aged by 31 days): the hub
+        // purges them on its own, and bob's space is freed.
+        cluster.agents[ada].ok(&["forget", "--keep-last", "1"]);
+        const MONTH_MS: i64 = 31 * 24 * 3600 * 1000;
+        let aged = surplus_e2e::execute_in_database(
+            &cluster.database,
+            &format!(
+                "UPDATE placements SET dropped_at = dropped_at - {MONTH_MS} WHERE dropped_at IS NOT NULL"
+            ),
+        );
+        assert!(aged > 0);
+        surplus_e2e::execute_in_database(
+            &cluster.database,
+            &format!(
+                "UPDATE backup_objects SET deleted_at = deleted_at - {MONTH_MS} WHERE deleted_at IS NOT NULL"
+            ),
+        );
         wait_for("bob's vault to shrink", Duration::from_secs(60), || {
-            let held: usize = cluster.agents[bob]
-                .vault_blobs()
-                .iter()
-                .map(|(_, b)| b.len())
-                .sum();
-            held < 4_000_000
+            bob_holds(cluster) < 4_000_000
         });
         // The holder deletes first and confirms after: wait for the confirmation to land too.
         wait_for(
@@ -276,6 +341,10 @@ fn forget_and_prune_free_the_holders_space() {
                     .iter()
                     .any(|e| e["state"] == "released" && e["device_name"] == "bob-pc")
             },
+        );
+        assert_eq!(
+            cluster.agents[ada].json(&["forgotten"])["objects"],
+            serde_json::json!([])
         );
         wait_for(
             "the second snapshot to be protected",

@@ -446,7 +446,8 @@ impl HubClient {
         .await
     }
 
-    /// Lets a blob go: holders delete it, allocations are released.
+    /// Lets a blob go: when the hub's grace period ends, holders delete it and allocations are
+    /// released (until then [`HubClient::recover_forgotten`] brings it back).
     pub async fn drop_placement(&self, token: &str, hash: &str) -> Result<()> {
         self.send(self.request(
             Method::DELETE,
@@ -457,6 +458,19 @@ impl HubClient {
         Ok(())
     }
 
+    /// What the subscriber forgot that the hub still keeps, recoverable.
+    pub async fn forgotten(&self, token: &str) -> Result<surplus_protocol::Forgotten> {
+        self.json(self.request(Method::GET, "/v1/backup/forgotten", Some(token)))
+            .await
+    }
+
+    /// Brings back everything forgotten that the hub still keeps.
+    pub async fn recover_forgotten(&self, token: &str) -> Result<surplus_protocol::Recovered> {
+        self.json(self.request(Method::POST, "/v1/backup/forgotten/recover", Some(token)))
+            .await
+    }
+
+    /// Forgets a backup object: hidden at once, deleted when the hub's grace period ends.
     pub async fn delete_object(&self, token: &str, kind: &str, name: &str) -> Result<()> {
         self.send(self.request(
             Method::DELETE,

@@ -539,6 +539,19 @@ impl Control {
         .await
     }
 
+    /// What the subscriber forgot that the hub still keeps, and when each part goes for good.
+    pub async fn forgotten(&self) -> Result<surplus_protocol::Forgotten> {
+        let token = self.any_token()?;
+        Ok(self.client()?.forgotten(&token).await?)
+    }
+
+    /// Brings back every snapshot forgotten within the hub's grace period, with the shards they
+    /// need. A device's credential may do it: it only undoes a deletion.
+    pub async fn unforget(&self) -> Result<surplus_protocol::Recovered> {
+        let token = self.any_token()?;
+        Ok(self.client()?.recover_forgotten(&token).await?)
+    }
+
     /// Opens the subscriber's backup repository over the hub and runs `work` on it, off the async
     /// runtime. `passphrase` is asked only when this device has no key yet; `warn` is told when
     /// the hub has too few holders for the coding.

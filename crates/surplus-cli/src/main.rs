@@ -132,6 +132,8 @@ enum Command {
         target: PathBuf,
     },
     /// Forget snapshots beyond what the --keep rules keep, and let go of what only they needed.
+    /// The hub keeps what was forgotten for a grace period (30 days unless its operator says
+    /// otherwise): `surplus unforget` brings it back until then.
     Forget {
         #[arg(long, default_value_t = 0)]
         keep_last: usize,
@@ -142,6 +144,13 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         keep_monthly: usize,
     },
+    /// List the snapshots forgotten that the hub still keeps, and when they go for good.
+    Forgotten {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Bring back every snapshot forgotten within the grace period, with what it needs.
+    Unforget,
     /// Challenge every shard of your backups at its holder, and say which failed.
     Verify {
         /// How long to wait for holders to answer (offline holders answer when back).
@@ -567,8 +576,60 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("forgot snapshot {id}");
             }
             println!(
-                "{} snapshot(s) forgotten; {packs} pack(s) no longer needed, deleted from their holders",
+                "{} snapshot(s) forgotten; {packs} pack(s) no longer needed, let go",
                 forgotten.len()
+            );
+            if !forgotten.is_empty() || packs > 0 {
+                let kept = context.control().forgotten().await?;
+                println!(
+                    "The hub keeps them for {}, until {}: `surplus unforget` brings them back.",
+                    humantime::format_duration(Duration::from_secs(kept.grace_seconds)),
+                    when(surplus_agent::worker::now_ms().saturating_add(
+                        i64::try_from(kept.grace_seconds.saturating_mul(1000)).unwrap_or(i64::MAX)
+                    )),
+                );
+            }
+            Ok(())
+        }
+        Command::Forgotten { json } => {
+            let kept = context.control().forgotten().await?;
+            if json {
+                return print_json(&kept);
+            }
+            let snapshots: Vec<_> = kept
+                .objects
+                .iter()
+                .filter(|o| o.kind == "snapshot")
+                .collect();
+            if snapshots.is_empty() && kept.shards == 0 {
+                println!("nothing forgotten is kept");
+                return Ok(());
+            }
+            println!("{:<18} {:<21} GONE FOR GOOD", "SNAPSHOT", "FORGOTTEN");
+            for object in &snapshots {
+                println!(
+                    "{:<18} {:<21} {}",
+                    object.name,
+                    when(object.forgotten_at),
+                    when(object.purged_at)
+                );
+            }
+            if let Some(from) = kept.shards_purged_from {
+                println!(
+                    "{} shard(s) ({}) still held, deleted from {}",
+                    kept.shards,
+                    settings::format_size(kept.shard_bytes),
+                    when(from)
+                );
+            }
+            println!("`surplus unforget` brings them all back");
+            Ok(())
+        }
+        Command::Unforget => {
+            let back = context.control().unforget().await?;
+            println!(
+                "{} snapshot(s) and {} shard(s) brought back",
+                back.snapshots, back.shards
             );
             Ok(())
         }

@@ -34,6 +34,7 @@ use crate::limits::ClientAddress;
 use crate::now_ms;
 use crate::policy;
 use crate::staging::StagingError;
+use crate::store::LetGo;
 
 pub(crate) mod compute;
 
@@ -89,6 +90,8 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/backup/verify", post(start_verify))
         .route("/backup/verify/{id}", get(get_verify))
         .route("/backup/objects/{kind}", get(list_backup_objects))
+        .route("/backup/forgotten", get(get_forgotten))
+        .route("/backup/forgotten/recover", post(recover_forgotten))
         .route(
             "/backup/objects/{kind}/{name}",
             put(put_backup_object)
@@ -1134,18 +1137,10 @@ async fn put_backup_object(
                 "backup objects may be at most {MAX_OBJECT_BYTES} bytes"
             ))
         })?;
-    // A device adds objects; only its subscriber's session replaces one, so that a stolen
-    // device cannot overwrite a snapshot (a device sending one again is answered as if kept).
-    let replace = matches!(caller, Caller::Subscriber(_));
+    // Objects are written once, whoever sends them: a stolen device or session cannot overwrite
+    // a snapshot (sending one again is answered as if kept, and brings back a forgotten one).
     hub.store
-        .put_backup_object(
-            caller.subscriber_id(),
-            &kind,
-            &name,
-            &bytes,
-            now_ms(),
-            replace,
-        )
+        .put_backup_object(caller.subscriber_id(), &kind, &name, &bytes, now_ms())
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -1188,7 +1183,8 @@ async fn list_backup_objects(
     ))
 }
 
-/// Deletes one of the subscriber's backup objects. It takes the subscriber's session.
+/// Forgets one of the subscriber's backup objects. It takes the subscriber's session. The object
+/// is kept, recoverable, for the hub's grace period (`GET /v1/backup/forgotten`), then deleted.
 #[utoipa::path(delete, path = "/v1/backup/objects/{kind}/{name}", params(("kind" = String, Path), ("name" = String, Path)),
     responses((status = 204), (status = 403, body = surplus_protocol::ErrorBody, description = "a device may not delete backup objects"),
               (status = 404, body = surplus_protocol::ErrorBody)), security(("session" = [])))]
@@ -1203,7 +1199,7 @@ async fn delete_backup_object(
     check_object(&kind, Some(&name))?;
     if hub
         .store
-        .delete_backup_object(caller.subscriber_id(), &kind, &name)
+        .forget_backup_object(caller.subscriber_id(), &kind, &name, now_ms())
         .await?
     {
         Ok(StatusCode::NO_CONTENT)
@@ -1212,9 +1208,53 @@ async fn delete_backup_object(
     }
 }
 
-/// Lets a blob go: its holders are told to delete it and their allocations are released, and
-/// the hub drops its staged copy unless another owner still needs it. It takes the subscriber's
-/// session.
+/// What the subscriber forgot that is still kept, and when each goes for good.
+#[utoipa::path(get, path = "/v1/backup/forgotten",
+    responses((status = 200, body = surplus_protocol::Forgotten)), security(("session" = []), ("device" = [])))]
+async fn get_forgotten(
+    State(hub): State<Arc<Hub>>,
+    caller: Caller,
+) -> ApiResult<Json<surplus_protocol::Forgotten>> {
+    let rows = hub.store.forgotten(caller.subscriber_id()).await?;
+    let grace_ms = i64::try_from(hub.settings.forget_grace.as_millis()).unwrap_or(i64::MAX / 2);
+    Ok(Json(surplus_protocol::Forgotten {
+        grace_seconds: hub.settings.forget_grace.as_secs(),
+        objects: rows
+            .objects
+            .into_iter()
+            .map(|(kind, name, at)| surplus_protocol::ForgottenObject {
+                kind,
+                name,
+                forgotten_at: at,
+                purged_at: at.saturating_add(grace_ms),
+            })
+            .collect(),
+        shards: rows.shards,
+        shard_bytes: rows.shard_bytes,
+        shards_purged_from: rows.first_dropped_at.map(|at| at.saturating_add(grace_ms)),
+    }))
+}
+
+/// Brings back every snapshot, index and shard the subscriber forgot that is still kept. A
+/// device may do it too: it only undoes a deletion.
+#[utoipa::path(post, path = "/v1/backup/forgotten/recover",
+    responses((status = 200, body = surplus_protocol::Recovered)), security(("session" = []), ("device" = [])))]
+async fn recover_forgotten(
+    State(hub): State<Arc<Hub>>,
+    caller: Caller,
+) -> ApiResult<Json<surplus_protocol::Recovered>> {
+    let recovered = hub.store.recover_forgotten(caller.subscriber_id()).await?;
+    if recovered.shards > 0 {
+        // A recovered placement that was waiting for holders waits again.
+        hub.kick_scheduler();
+    }
+    Ok(Json(recovered))
+}
+
+/// Lets a blob go. It takes the subscriber's session. A placed blob is kept at its holders for
+/// the hub's grace period, recoverable (`POST /v1/backup/forgotten/recover`); then its holders
+/// are told to delete it, their allocations are released, and the hub drops its staged copy
+/// unless another owner still needs it. A blob uploaded but never placed goes at once.
 #[utoipa::path(delete, path = "/v1/placements/{hash}", params(("hash" = String, Path)),
     responses((status = 204), (status = 403, body = surplus_protocol::ErrorBody, description = "a device may not delete data"),
               (status = 404, body = surplus_protocol::ErrorBody)), security(("session" = [])))]
@@ -1223,7 +1263,6 @@ async fn drop_placement(
     caller: Caller,
     Path(hash): Path<String>,
 ) -> ApiResult<StatusCode> {
-    use surplus_protocol::AllocationState::{Active, Evacuating, Failed, Pending};
     if !matches!(caller, Caller::Subscriber(_)) {
         return Err(needs_session("deleting data from its holders"));
     }
@@ -1233,38 +1272,16 @@ async fn drop_placement(
         return Err(ApiError::not_found(format!("no blob {hash} of yours")));
     }
     let now = now_ms();
-    let expires =
-        now + i64::try_from(hub.settings.instruction_ttl.as_millis()).unwrap_or(i64::MAX / 2);
-    for (allocation, device, state, _) in hub.store.blob_allocations(&hash, subscriber).await? {
-        match state {
-            // Not stored yet: given back now (a late store is deleted when it is acknowledged).
-            Pending => {
-                hub.store
-                    .set_allocation_state(allocation, Failed, now)
-                    .await?
-            }
-            // Released once the holder confirms the deletion.
-            Active | Evacuating => {
-                let kind = surplus_protocol::InstructionKind::DeleteBlob {
-                    hash: hash.clone(),
-                    allocation_id: Some(allocation),
-                };
-                hub.store
-                    .enqueue(device, Some(allocation), &kind, now, expires)
-                    .await?;
-                hub.metrics.instructions_queued(kind.name());
-                hub.wake(device);
-            }
-            _ => {}
+    if hub
+        .store
+        .let_go_of_placement(&hash, subscriber, now)
+        .await?
+        == LetGo::NotPlaced
+    {
+        hub.store.drop_placement(&hash, subscriber).await?;
+        if !hub.store.blob_still_needed_in_staging(&hash).await? {
+            crate::scheduler::unstage(&hub, &hash, now).await?;
         }
-    }
-    hub.store.drop_placement(&hash, subscriber).await?;
-    if !hub.store.blob_still_needed_in_staging(&hash).await? {
-        hub.store.set_blob_staged(&hash, false, now).await?;
-        hub.staging
-            .delete(&hash)
-            .await
-            .map_err(ApiError::internal)?;
     }
     Ok(StatusCode::NO_CONTENT)
 }

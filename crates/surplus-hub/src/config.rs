@@ -21,6 +21,8 @@ pub struct FileConfig {
     pub instruction_lease_seconds: Option<u64>,
     pub max_blob_bytes: Option<u64>,
     pub restore_staging_seconds: Option<u64>,
+    /// How long forgotten snapshots stay recoverable (default 30 days).
+    pub forget_grace_seconds: Option<u64>,
     /// Rate limits: how many attempts in a burst, refilled over the period the key names.
     pub logins_per_minute_per_address: Option<u32>,
     pub logins_per_minute_per_account: Option<u32>,
@@ -81,6 +83,9 @@ impl FileConfig {
         }
         if let Some(seconds) = self.restore_staging_seconds {
             settings.restore_staging = Duration::from_secs(seconds);
+        }
+        if let Some(seconds) = self.forget_grace_seconds {
+            settings.forget_grace = Duration::from_secs(seconds);
         }
         const MINUTE: Duration = Duration::from_secs(60);
         const HOUR: Duration = Duration::from_secs(3600);

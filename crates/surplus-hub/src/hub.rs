@@ -50,6 +50,9 @@ pub struct Settings {
     pub long_poll_recheck: Duration,
     /// How long a copy a holder sent back for a restore stays staged for its owner to fetch.
     pub restore_staging: Duration,
+    /// How long forgotten snapshots and the shards they alone needed are kept, recoverable by
+    /// their owner, before they are deleted for good.
+    pub forget_grace: Duration,
     /// Rate limits on logging in, signing up, registering devices and heartbeats.
     pub rate_limits: crate::limits::RateLimits,
 }
@@ -69,6 +72,7 @@ impl Default for Settings {
             watch_tick: Duration::from_millis(500),
             long_poll_recheck: Duration::from_secs(5),
             restore_staging: Duration::from_secs(3600),
+            forget_grace: Duration::from_secs(30 * 24 * 3600),
             rate_limits: crate::limits::RateLimits::default(),
         }
     }
@@ -512,6 +516,9 @@ async fn run_scheduler(hub: std::sync::Weak<Hub>) {
             }
             if let Err(error) = scheduler::drop_stale_staging(&hub, now).await {
                 tracing::warn!(%error, "dropping copies staged for restores");
+            }
+            if let Err(error) = scheduler::purge_forgotten(&hub, now).await {
+                tracing::warn!(%error, "purging what was forgotten past its grace period");
             }
             hub.limits.shrink();
         }

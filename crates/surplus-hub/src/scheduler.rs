@@ -210,6 +210,44 @@ pub async fn drop_stale_staging(hub: &Hub, now: i64) -> Result<usize, StoreError
     Ok(stale.len())
 }
 
+/// Ends what was forgotten more than `Settings::forget_grace` before `now`: forgotten objects
+/// are deleted, and the holders of let-go shards are told to delete them. Each placement is
+/// ended by one transaction that only one sweeping process can win. Returns (objects deleted,
+/// placements ended).
+pub async fn purge_forgotten(hub: &Hub, now: i64) -> Result<(u64, usize), StoreError> {
+    let grace_ms = i64::try_from(hub.settings.forget_grace.as_millis()).unwrap_or(i64::MAX);
+    let cutoff = now.saturating_sub(grace_ms);
+    let objects = hub.store.purge_forgotten_objects(cutoff).await?;
+    let expires =
+        now + i64::try_from(hub.settings.instruction_ttl.as_millis()).unwrap_or(i64::MAX / 2);
+    let mut ended = 0;
+    for (hash, subscriber) in hub.store.placements_dropped_before(cutoff).await? {
+        let Some(holders) = hub
+            .store
+            .end_dropped_placement(&hash, subscriber, cutoff, now, expires)
+            .await?
+        else {
+            continue;
+        };
+        ended += 1;
+        for device in holders {
+            hub.metrics.instructions_queued("delete_blob");
+            hub.wake(device);
+        }
+        if !hub.store.blob_still_needed_in_staging(&hash).await? {
+            unstage(hub, &hash, now).await?;
+        }
+    }
+    if objects > 0 || ended > 0 {
+        tracing::info!(
+            objects,
+            placements = ended,
+            "forgotten past the grace period, purged"
+        );
+    }
+    Ok((objects, ended))
+}
+
 /// Drops a blob's staged copy: the record first, so nobody is offered a file about to go.
 pub(crate) async fn unstage(hub: &Hub, hash: &str, now: i64) -> Result<(), StoreError> {
     hub.store.set_blob_staged(hash, false, now).await?;

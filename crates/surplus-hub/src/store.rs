@@ -18,7 +18,9 @@ use surplus_protocol::{
 use uuid::Uuid;
 
 mod compute;
+mod forgotten;
 pub use compute::*;
+pub use forgotten::{ForgottenRows, LetGo};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
@@ -924,7 +926,7 @@ impl Store {
         sqlx::query(
             "INSERT INTO placements (hash, subscriber_id, source_device_id, copies, created_at, pack) \
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (hash, subscriber_id) \
-             DO UPDATE SET copies = excluded.copies, pack = excluded.pack, satisfied_at = NULL",
+             DO UPDATE SET copies = excluded.copies, pack = excluded.pack, satisfied_at = NULL, dropped_at = NULL",
         )
         .bind(hash)
         .bind(subscriber_id.to_string())
@@ -967,7 +969,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT p.hash, b.size, p.subscriber_id, p.source_device_id, p.copies, b.staged, p.pack, \
              s.backup_household FROM placements p JOIN blobs b ON b.hash = p.hash JOIN subscribers s ON s.id = p.subscriber_id \
-             WHERE p.satisfied_at IS NULL AND s.status = 'active' ORDER BY p.created_at",
+             WHERE p.satisfied_at IS NULL AND p.dropped_at IS NULL AND s.status = 'active' ORDER BY p.created_at",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -1371,8 +1373,9 @@ impl Store {
         row.map(|row| Ok(row.try_get("body")?)).transpose()
     }
 
-    /// Keeps a sealed backup object (hex in TEXT, portable to both engines). One already kept
-    /// under the name is replaced only when `replace` is set.
+    /// Keeps a sealed backup object (hex in TEXT, portable to both engines). Objects are named
+    /// by their content and written once: one already kept under the name stays as it is, and
+    /// one forgotten but still kept is brought back as it was.
     pub async fn put_backup_object(
         &self,
         subscriber_id: Uuid,
@@ -1380,17 +1383,11 @@ impl Store {
         name: &str,
         body: &[u8],
         now: UnixMillis,
-        replace: bool,
     ) -> Result<()> {
-        let conflict = if replace {
-            "DO UPDATE SET body = excluded.body, size = excluded.size"
-        } else {
-            "DO NOTHING"
-        };
-        sqlx::query(&format!(
+        sqlx::query(
             "INSERT INTO backup_objects (subscriber_id, kind, name, body, size, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (subscriber_id, kind, name) {conflict}"
-        ))
+             ON CONFLICT (subscriber_id, kind, name) DO UPDATE SET deleted_at = NULL",
+        )
         .bind(subscriber_id.to_string())
         .bind(kind)
         .bind(name)
@@ -1409,7 +1406,8 @@ impl Store {
         name: &str,
     ) -> Result<Option<Vec<u8>>> {
         let row = sqlx::query(
-            "SELECT body FROM backup_objects WHERE subscriber_id = $1 AND kind = $2 AND name = $3",
+            "SELECT body FROM backup_objects WHERE subscriber_id = $1 AND kind = $2 AND name = $3 \
+             AND deleted_at IS NULL",
         )
         .bind(subscriber_id.to_string())
         .bind(kind)
@@ -1429,31 +1427,14 @@ impl Store {
         kind: &str,
     ) -> Result<Vec<String>> {
         let rows = sqlx::query(
-            "SELECT name FROM backup_objects WHERE subscriber_id = $1 AND kind = $2 ORDER BY name",
+            "SELECT name FROM backup_objects WHERE subscriber_id = $1 AND kind = $2 AND deleted_at IS NULL \
+             ORDER BY name",
         )
         .bind(subscriber_id.to_string())
         .bind(kind)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(|row| Ok(row.try_get("name")?)).collect()
-    }
-
-    /// Deletes a backup object; whether there was one.
-    pub async fn delete_backup_object(
-        &self,
-        subscriber_id: Uuid,
-        kind: &str,
-        name: &str,
-    ) -> Result<bool> {
-        let done = sqlx::query(
-            "DELETE FROM backup_objects WHERE subscriber_id = $1 AND kind = $2 AND name = $3",
-        )
-        .bind(subscriber_id.to_string())
-        .bind(kind)
-        .bind(name)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() > 0)
     }
 
     /// Devices that hold, or are to hold, this content for any subscriber.

@@ -2320,7 +2320,7 @@ async fn sessions_are_listed_and_ended_one_or_all() {
 }
 
 #[tokio::test]
-async fn a_device_adds_to_backups_but_only_a_session_replaces_or_deletes() {
+async fn a_device_adds_to_backups_but_only_a_session_replaces_the_key_or_forgets() {
     for hub in hubs().await {
         let session = hub.signup("ada@example.org").await;
         let (_, device) = hub.device(&session, "pc").await;
@@ -2364,7 +2364,8 @@ async fn a_device_adds_to_backups_but_only_a_session_replaces_or_deletes() {
         );
         assert_eq!(key().await, "second");
 
-        // A device adds a snapshot; sending it again changes nothing, whatever it sends.
+        // A device adds a snapshot; sending it again changes nothing, whatever it sends and
+        // whoever sends it: objects are written once.
         let name = "ab".repeat(16);
         let put_object = |token: String, body: &'static str| {
             let hub = &hub;
@@ -2402,13 +2403,13 @@ async fn a_device_adds_to_backups_but_only_a_session_replaces_or_deletes() {
             put_object(session.clone(), "resealed").await,
             StatusCode::NO_CONTENT
         );
-        assert_eq!(object().await, b"resealed");
+        assert_eq!(object().await, b"sealed");
 
         // Deleting a snapshot or a placement takes the session.
         let path = format!("/v1/backup/objects/snapshot/{name}");
         let refused = hub.call(Method::DELETE, &path, Some(&device), None).await;
         assert_eq!(refused.status, StatusCode::FORBIDDEN);
-        assert_eq!(object().await, b"resealed");
+        assert_eq!(object().await, b"sealed");
         let blob = staged(&hub, &device, b"a shard").await;
         let placement = format!("/v1/placements/{}", blob["hash"].as_str().expect("hash"));
         let refused = hub
@@ -2421,6 +2422,141 @@ async fn a_device_adds_to_backups_but_only_a_session_replaces_or_deletes() {
             .call(Method::DELETE, &placement, Some(&session), None)
             .await;
         assert_eq!(dropped.status, StatusCode::NO_CONTENT, "{}", dropped.body);
+    }
+}
+
+#[tokio::test]
+async fn forgetting_is_undoable_until_the_grace_period_ends_then_settled_once() {
+    for hub in hubs().await {
+        let ada = hub.signup("ada@example.org").await;
+        let bob = hub.signup("bob@example.org").await;
+        let (_, ada_pc) = hub.device(&ada, "ada-pc").await;
+        let (_, bob_pc) = hub.device(&bob, "bob-pc").await;
+        hub.heartbeat(&bob_pc, report()).await;
+        let shard = store_one_copy(&hub, &ada_pc, &bob_pc, &[7u8; 4000]).await;
+        let name = "cd".repeat(8);
+        let object = format!("/v1/backup/objects/snapshot/{name}");
+        let put = Request::builder()
+            .method(Method::PUT)
+            .uri(&object)
+            .header(header::AUTHORIZATION, format!("Bearer {ada_pc}"))
+            .body(Body::from("sealed snapshot"))
+            .expect("request");
+        assert_eq!(hub.send(put).await.status, StatusCode::NO_CONTENT);
+        let names = || async {
+            hub.call(Method::GET, "/v1/backup/objects/snapshot", Some(&ada), None)
+                .await
+                .body
+        };
+        let forget_both = || async {
+            let forgotten = hub.call(Method::DELETE, &object, Some(&ada), None).await;
+            assert_eq!(
+                forgotten.status,
+                StatusCode::NO_CONTENT,
+                "{}",
+                forgotten.body
+            );
+            let placement = format!("/v1/placements/{shard}");
+            let dropped = hub.call(Method::DELETE, &placement, Some(&ada), None).await;
+            assert_eq!(dropped.status, StatusCode::NO_CONTENT, "{}", dropped.body);
+        };
+        // What the holder is told now (a poll that does not wait).
+        let deletes_told = || async {
+            hub.poll(&bob_pc, 0)
+                .await
+                .into_iter()
+                .filter(|i| i["kind"]["type"] == "delete_blob")
+                .collect::<Vec<_>>()
+        };
+
+        // Forgotten: hidden from listings, but kept, and the holder is told nothing.
+        forget_both().await;
+        assert_eq!(names().await, json!([]));
+        let gone = hub.call(Method::GET, &object, Some(&ada), None).await;
+        assert_eq!(gone.status, StatusCode::NOT_FOUND);
+        let again = hub.call(Method::DELETE, &object, Some(&ada), None).await;
+        assert_eq!(again.status, StatusCode::NOT_FOUND, "forgotten already");
+        let listed = hub
+            .call(Method::GET, "/v1/backup/forgotten", Some(&ada), None)
+            .await;
+        assert_eq!(listed.status, StatusCode::OK);
+        let grace_ms = 30 * 24 * 3600 * 1000;
+        assert_eq!(listed.body["grace_seconds"], 30 * 24 * 3600);
+        assert_eq!(listed.body["objects"][0]["name"], name.as_str());
+        assert_eq!(
+            listed.body["objects"][0]["purged_at"]
+                .as_i64()
+                .expect("time")
+                - listed.body["objects"][0]["forgotten_at"]
+                    .as_i64()
+                    .expect("time"),
+            grace_ms
+        );
+        assert_eq!(
+            (
+                listed.body["shards"].clone(),
+                listed.body["shard_bytes"].clone()
+            ),
+            (json!(1), json!(4000))
+        );
+        assert_eq!(deletes_told().await, Vec::<Value>::new());
+        assert_eq!(holder_state(&hub, &ada, &shard).await, "active");
+
+        // Recovered: back as it was, by a device too (undoing a deletion is adding back).
+        let recovered = hub
+            .call(
+                Method::POST,
+                "/v1/backup/forgotten/recover",
+                Some(&ada_pc),
+                None,
+            )
+            .await;
+        assert_eq!(recovered.status, StatusCode::OK, "{}", recovered.body);
+        assert_eq!(
+            recovered.body,
+            json!({"snapshots": 1, "indexes": 0, "shards": 1})
+        );
+        assert_eq!(names().await, json!([name]));
+        let body = hub.call(Method::GET, &object, Some(&ada), None).await.bytes;
+        assert_eq!(body, b"sealed snapshot");
+        let listed = hub
+            .call(Method::GET, "/v1/backup/forgotten", Some(&ada), None)
+            .await;
+        assert_eq!(listed.body["objects"], json!([]));
+        assert_eq!(listed.body["shards"], 0);
+
+        // Forgotten again, and the grace period passes: two sweeps at once (two replicas) end
+        // each placement once, and the holder is told to delete the shard once.
+        forget_both().await;
+        let later = surplus_hub::now_ms() + grace_ms + 1;
+        let (first, second) = tokio::join!(
+            surplus_hub::scheduler::purge_forgotten(&hub.hub, later),
+            surplus_hub::scheduler::purge_forgotten(&hub.hub, later),
+        );
+        let (first, second) = (first.expect("purge"), second.expect("purge"));
+        assert_eq!((first.0 + second.0, first.1 + second.1), (1, 1));
+        assert_eq!(
+            surplus_hub::scheduler::purge_forgotten(&hub.hub, later)
+                .await
+                .expect("purge"),
+            (0, 0)
+        );
+        let recovered = hub
+            .call(
+                Method::POST,
+                "/v1/backup/forgotten/recover",
+                Some(&ada),
+                None,
+            )
+            .await;
+        assert_eq!(
+            recovered.body,
+            json!({"snapshots": 0, "indexes": 0, "shards": 0})
+        );
+        assert_eq!(names().await, json!([]));
+        let told = deletes_told().await;
+        assert_eq!(told.len(), 1, "{told:?}");
+        assert_eq!(told[0]["kind"]["hash"], shard.as_str());
     }
 }
 

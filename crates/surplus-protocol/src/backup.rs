@@ -115,3 +115,38 @@ pub struct ShardFailure {
     pub device_id: Uuid,
     pub reason: String,
 }
+
+/// What the subscriber forgot that is still kept: forgetting is undoable until the grace period
+/// ends, and only then are objects deleted and holders told to let their shards go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Forgotten {
+    /// How long a forgotten object or let-go shard is kept, in seconds.
+    pub grace_seconds: u64,
+    /// Forgotten snapshots and indexes, oldest first.
+    pub objects: Vec<ForgottenObject>,
+    /// Shards let go and still held.
+    pub shards: u64,
+    /// Their size in bytes.
+    pub shard_bytes: u64,
+    /// When the first of the shards goes for good, if any are kept.
+    pub shards_purged_from: Option<UnixMillis>,
+}
+
+/// A forgotten backup object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ForgottenObject {
+    /// `snapshot` or `index`.
+    pub kind: String,
+    pub name: String,
+    pub forgotten_at: UnixMillis,
+    /// When it goes for good.
+    pub purged_at: UnixMillis,
+}
+
+/// What a recovery brought back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Recovered {
+    pub snapshots: u64,
+    pub indexes: u64,
+    pub shards: u64,
+}
