@@ -31,7 +31,10 @@ pub fn handler() -> impl Fn(tauri::ipc::Invoke) -> bool + Send + Sync + 'static 
         enroll,
         apply,
         generate_passphrase,
+        passphrase_problem,
         set_recovery_passphrase,
+        change_recovery_passphrase,
+        log_out_everywhere,
         finish_wizard,
         set_autostart,
         pause,
@@ -125,9 +128,20 @@ fn generate_passphrase() -> String {
     control::generate_passphrase()
 }
 
+/// What is wrong with a new recovery passphrase, as the user types it; `None` when it will do.
 #[tauri::command]
-async fn set_recovery_passphrase(shell: State<'_, Shell>, passphrase: String) -> Answer<()> {
-    shell
+fn passphrase_problem(shell: State<'_, Shell>, passphrase: String) -> Option<String> {
+    shell.control.passphrase_problem(&passphrase)
+}
+
+/// Unlocks or sets up the backup key. Answers what is wrong with the passphrase when it opened a
+/// key locked under one too weak: the window then asks for a better one.
+#[tauri::command]
+async fn set_recovery_passphrase(
+    shell: State<'_, Shell>,
+    passphrase: String,
+) -> Answer<Option<String>> {
+    let too_weak = shell
         .control
         .set_recovery_passphrase(&passphrase)
         .await
@@ -136,7 +150,24 @@ async fn set_recovery_passphrase(shell: State<'_, Shell>, passphrase: String) ->
     if let Some(agent) = lock(&shell.agent).as_ref() {
         agent.handle().back_up_now();
     }
-    Ok(())
+    Ok(too_weak)
+}
+
+/// Locks the copy of the backup key kept at the hub under a new recovery passphrase.
+#[tauri::command]
+async fn change_recovery_passphrase(shell: State<'_, Shell>, passphrase: String) -> Answer<()> {
+    shell
+        .control
+        .change_recovery_passphrase(&passphrase)
+        .await
+        .map_err(text)
+}
+
+/// Ends every log-in session of the account, this PC's too (for a PC lost or stolen). Devices
+/// go on with their own credentials.
+#[tauri::command]
+async fn log_out_everywhere(shell: State<'_, Shell>) -> Answer<()> {
+    shell.control.logout(true).await.map_err(text)
 }
 
 /// The wizard's last page: start at login (unless the user said no) and take the first backup.

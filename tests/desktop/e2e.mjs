@@ -185,11 +185,27 @@ async function main() {
   screenshot("wizard-folders");
   await click("next");
 
-  // Recovery passphrase: generated, shown once, confirmed by typing it again.
+  // Recovery passphrase: judged by the agent's rule as it is typed; generated, shown once,
+  // confirmed by typing it again.
   await onPage("passphrase");
+  await type("passphrase", "password1234");
+  const judged = await until("the weak passphrase judged", async () => {
+    const said = await text("strength");
+    return said.length > 0 ? said : null;
+  });
+  check("a common passphrase is called too easy to guess as it is typed", judged.includes("too easy to guess"), judged);
+  await type("passphrase-again", "password1234");
+  await click("next");
+  const refused = await until("the common passphrase refused", async () => {
+    const said = await text("error");
+    return said.length > 0 ? said : null;
+  });
+  check("a common passphrase is refused", refused.includes("too easy to guess"), refused);
   await click("generate");
   const generated = await until("a generated passphrase", () => text("generated"));
   check("a passphrase is generated", /^[A-Z2-9]{5}(-[A-Z2-9]{5}){5}$/.test(generated), generated);
+  const strong = await until("the generated passphrase judged", async () => ((await text("strength")) === "Strong enough." ? true : null));
+  check("a generated passphrase is strong enough", strong);
   await type("passphrase-again", "not the same passphrase");
   await click("next");
   check("a mistyped confirmation is refused", (await text("error")).includes("differ"));
@@ -206,7 +222,7 @@ async function main() {
   check("start at login is on after the wizard", readFileSync(autostart, "utf8").includes("--autostart"));
 
   // At the hub: the device, its consent and quota, and a backup.
-  const { token } = await hub("POST", "/v1/login", null, { email: EMAIL, password: PASSWORD });
+  let { token } = await hub("POST", "/v1/login", null, { email: EMAIL, password: PASSWORD });
   const device = await until("the device's report at the hub", async () => {
     const devices = await hub("GET", "/v1/devices", token);
     const d = devices.find((x) => x.name === "ann-desktop");
@@ -295,6 +311,16 @@ async function main() {
   await click("autostart");
   await until("the autostart entry to come back", () => existsSync(autostart), 10);
   check("start at login can be switched off and on in Settings", true);
+  // Log out everywhere (a PC was stolen): every session ends, the test's own too; the PC goes on
+  // with its device credential.
+  await click("logout-everywhere");
+  const logout = await until("the log-out confirmation", () => wd("GET", s("/alert/text")), 10);
+  check("logging out everywhere asks first", /every PC/.test(logout), logout);
+  await wd("POST", s("/alert/accept"), {});
+  await until("the account card to say nobody is logged in", async () => (await text("account")).includes("No one is logged in"));
+  const ended = await fetch(`${HUB_URL}/v1/me`, { headers: { authorization: `Bearer ${token}` } });
+  check("logging out everywhere ends every session of the account", ended.status === 401, `${ended.status}`);
+  ({ token } = await hub("POST", "/v1/login", null, { email: EMAIL, password: PASSWORD }));
   await wd("POST", s("/window"), { handle: status });
 
   // What a user must know arrives as an OS notification: here, compute paused on battery.

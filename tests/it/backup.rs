@@ -363,6 +363,16 @@ fn forgotten_snapshots_are_recoverable_for_the_grace_period_then_free_the_holder
             b"kept by both snapshots"
         );
         assert!(!target.join("work/a-big.bin").exists());
+
+        // Logged out, the device goes on with its own credential, and forgetting asks for a
+        // log-in again.
+        cluster.agents[ada].ok(&["logout"]);
+        cluster.agents[ada].ok(&["snapshots"]);
+        let refused = cluster.agents[ada].cli(&["forget", "--keep-last", "1"]);
+        assert!(!refused.status.success());
+        assert!(String::from_utf8_lossy(&refused.stderr).contains("log in"));
+        let again = cluster.agents[ada].cli(&["logout"]);
+        assert!(String::from_utf8_lossy(&again.stderr).contains("not logged in"));
     });
 }
 
@@ -585,12 +595,16 @@ fn weak_recovery_passphrases_are_refused_and_an_old_weak_one_is_replaced_on_unlo
 
         // A key wrapped under a weak passphrase before the rule existed still opens with it, and
         // is wrapped again under a better one, which the device is asked for.
-        let weak_wrap = serde_json::to_string(
-            &surplus_backup::keys::MasterKey::generate()
-                .wrap("a", surplus_backup::keys::WrapCost::TESTING)
-                .expect("wrap"),
-        )
-        .expect("json");
+        let master = surplus_backup::keys::MasterKey::generate();
+        let wrapped_under = |passphrase: &str| {
+            serde_json::to_string(
+                &master
+                    .wrap(passphrase, surplus_backup::keys::WrapCost::TESTING)
+                    .expect("wrap"),
+            )
+            .expect("json")
+        };
+        let weak_wrap = wrapped_under("a");
         let inserted = surplus_e2e::execute_in_database(
             &cluster.database,
             &format!(
@@ -631,5 +645,51 @@ fn weak_recovery_passphrases_are_refused_and_an_old_weak_one_is_replaced_on_unlo
         let tablet = cluster.agent(tablet);
         tablet.set_env("SURPLUS_PASSPHRASE", "plum cascade ledger otter ninety");
         tablet.ok(&["snapshots"]);
+
+        // The tray app's way, through the agent core it calls: the passphrase typed in its window
+        // opens a key kept under a weak one (as the hub held it before), the core says what is
+        // wrong with it, and the better one the window then asks for replaces the hub's copy.
+        let weak_wrap = wrapped_under("ada1");
+        surplus_e2e::execute_in_database(
+            &cluster.database,
+            &format!("UPDATE wrapped_keys SET body = '{weak_wrap}'"),
+        );
+        let desktop = cluster.add_agent("ada-desktop", "ada@example.org", false, "64MiB");
+        let control = surplus_agent::control::Control::new(&cluster.agents[desktop].data_dir);
+        let problem = surplus_e2e::block_on(control.set_recovery_passphrase("ada1"))
+            .expect("the weak passphrase still opens the key");
+        assert!(
+            problem
+                .as_deref()
+                .is_some_and(|p| p.contains("let Surplus make one")),
+            "{problem:?}"
+        );
+        assert!(control.has_backup_key());
+        assert_eq!(control.passphrase_problem("ada1"), problem);
+        assert!(
+            control
+                .passphrase_problem("ada@example.org rocks")
+                .is_some()
+        );
+        let refused = surplus_e2e::block_on(control.change_recovery_passphrase("password1234"));
+        assert!(refused.is_err_and(|e| e.to_string().contains("too easy to guess")));
+        let chosen = "saffron glacier wombat tinsel orbit";
+        assert_eq!(control.passphrase_problem(chosen), None);
+        surplus_e2e::block_on(control.change_recovery_passphrase(chosen)).expect("replaced");
+        let weak_copies = count_in_database(
+            &cluster.database,
+            &format!("SELECT COUNT(*) FROM wrapped_keys WHERE body = '{weak_wrap}'"),
+        );
+        assert_eq!(weak_copies, 0, "the weak copy is still at the hub");
+        let phone = cluster.add_agent("ada-phone", "ada@example.org", false, "64MiB");
+        let phone = cluster.agent(phone);
+        phone.set_env("SURPLUS_PASSPHRASE", chosen);
+        phone.ok(&["snapshots"]);
+        // A strong passphrase opens the key with nothing more to ask.
+        let again = surplus_e2e::block_on(
+            surplus_agent::control::Control::new(&cluster.agents[desktop].data_dir)
+                .set_recovery_passphrase(chosen),
+        );
+        assert_eq!(again.expect("unlocks"), None);
     });
 }

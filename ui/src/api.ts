@@ -103,7 +103,12 @@ export const api = {
     invoke<Enrolled>("enroll", { enrollment }),
   apply: (choices: Choices) => invoke<Settings>("apply", { choices }),
   generatePassphrase: () => invoke<string>("generate_passphrase"),
-  setRecoveryPassphrase: (passphrase: string) => invoke<void>("set_recovery_passphrase", { passphrase }),
+  passphraseProblem: (passphrase: string) => invoke<string | null>("passphrase_problem", { passphrase }),
+  /// Unlocks or sets up the backup key; answers what is wrong with an old passphrase that opened
+  /// the key but is too weak (then ask for a better one), else null.
+  setRecoveryPassphrase: (passphrase: string) => invoke<string | null>("set_recovery_passphrase", { passphrase }),
+  changeRecoveryPassphrase: (passphrase: string) => invoke<void>("change_recovery_passphrase", { passphrase }),
+  logOutEverywhere: () => invoke<void>("log_out_everywhere"),
   finishWizard: (autostart: boolean) => invoke<void>("finish_wizard", { autostart }),
   setAutostart: (on: boolean) => invoke<void>("set_autostart", { on }),
   pause: (until: "hour" | "tomorrow") => invoke<void>("pause", { until }),

@@ -186,26 +186,69 @@ export function foldersSection(overview: Overview, suggested: string[]): Section
   return { element, read: () => ({ folders: [...folders] }) };
 }
 
-/// The recovery passphrase: typed (when another device made the key, or the user wants their
-/// own) or generated, shown once, and confirmed. `done` is called with the passphrase to use.
+/// The recovery passphrase: typed to unlock the key made on another PC (`hasKeyElsewhere`), or
+/// chosen, with the agent's strength rule shown as it is typed. `save()` hands it to the agent.
+/// An old passphrase that unlocks the key but is too weak turns the section into the choice of a
+/// better one: `save()` then answers false, and true once the better one is kept.
 export function passphraseSection(hasKeyElsewhere: boolean): {
   element: HTMLElement;
-  passphrase(): { value: string | null; problem: string | null };
+  save(): Promise<boolean>;
 } {
+  const element = h("div", {});
+  let replacing = false;
+  let form = hasKeyElsewhere ? unlockForm() : chooseForm(null);
+  replace(element, form.element);
+  return {
+    element,
+    save: async () => {
+      const value = await form.read();
+      if (replacing) {
+        await api.changeRecoveryPassphrase(value);
+        return true;
+      }
+      const tooWeak = await api.setRecoveryPassphrase(value);
+      if (tooWeak === null) return true;
+      replacing = true;
+      form = chooseForm(tooWeak);
+      replace(element, form.element);
+      return false;
+    },
+  };
+}
+
+interface PassphraseForm {
+  element: HTMLElement;
+  /// The passphrase, or a thrown sentence saying what is wrong with it.
+  read(): Promise<string>;
+}
+
+function unlockForm(): PassphraseForm {
+  const first = h("input", { type: "password", id: "passphrase", autocomplete: "current-password", test: "passphrase" });
+  return {
+    element: h(
+      "div",
+      {},
+      h("p", {}, "Your backups already have a recovery passphrase, chosen on your other PC. Type it to let this PC back up and restore."),
+      h("label", { for: "passphrase" }, "Recovery passphrase"),
+      first,
+    ),
+    read: async () => {
+      if (!first.value) throw "Type your recovery passphrase.";
+      return first.value;
+    },
+  };
+}
+
+/// A new passphrase, typed twice or made by the agent. `tooWeak` says why the old one must go.
+function chooseForm(tooWeak: string | null): PassphraseForm {
   const first = h("input", { type: "password", id: "passphrase", autocomplete: "new-password", test: "passphrase" });
   const again = h("input", { type: "password", id: "passphrase-again", autocomplete: "new-password", test: "passphrase-again" });
-  if (hasKeyElsewhere) {
-    return {
-      element: h(
-        "div",
-        {},
-        h("p", {}, "Your backups already have a recovery passphrase, chosen on your other PC. Type it to let this PC back up and restore."),
-        h("label", { for: "passphrase" }, "Recovery passphrase"),
-        first,
-      ),
-      passphrase: () => ({ value: first.value, problem: first.value ? null : "Type your recovery passphrase." }),
-    };
-  }
+  const strength = h("p", { class: "hint", role: "status", "aria-live": "polite", test: "strength" });
+  const judge = async () => {
+    const problem = first.value ? await api.passphraseProblem(first.value) : null;
+    strength.textContent = first.value ? (problem ? sentence(problem) : "Strong enough.") : "";
+  };
+  first.addEventListener("input", judge);
   const generated = h("code", { class: "generated", test: "generated" });
   const generatedBox = h(
     "div",
@@ -227,31 +270,48 @@ export function passphraseSection(hasKeyElsewhere: boolean): {
           first.value = generated.textContent;
           first.type = "password";
           again.value = "";
+          await judge();
           again.focus();
         },
       },
     },
     "Make one for me",
   );
-  return {
-    element: h(
-      "div",
-      {},
-      h(
+  const intro = tooWeak
+    ? h(
+        "p",
+        { test: "too-weak" },
+        `Your passphrase opened your backups, but ${tooWeak.replace(/^the recovery passphrase /, "it ")}. `,
+        "Whoever got hold of the hub's copy of your key could guess it. Choose a stronger one: it replaces the old one on all your PCs.",
+      )
+    : h(
         "p",
         {},
         "Your backups are encrypted with a key only you hold. If this PC is lost, your recovery passphrase opens that key on a new one. ",
         "Without it nobody, including Surplus, can restore your files.",
-      ),
-      h("label", { for: "passphrase" }, "Choose a recovery passphrase"),
+      );
+  return {
+    element: h(
+      "div",
+      {},
+      intro,
+      h("label", { for: "passphrase" }, tooWeak ? "Choose a new recovery passphrase" : "Choose a recovery passphrase"),
       h("div", { class: "row" }, first, generate),
+      strength,
       generatedBox,
       h("label", { for: "passphrase-again" }, "Type it again"),
       again,
     ),
-    passphrase: () => {
-      const problem = passphraseProblem(first.value, again.value);
-      return { value: problem ? null : first.value, problem };
+    read: async () => {
+      const problem = passphraseProblem(first.value, again.value) ?? (await api.passphraseProblem(first.value));
+      if (problem) throw sentence(problem);
+      return first.value;
     },
   };
+}
+
+/// An agent's message as a sentence: capitalised, with a full stop.
+function sentence(message: string): string {
+  const text = message.charAt(0).toUpperCase() + message.slice(1);
+  return /[.!?]$/.test(text) ? text : `${text}.`;
 }

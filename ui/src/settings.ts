@@ -44,26 +44,44 @@ export async function settings(root: HTMLElement): Promise<void> {
     const section = passphraseSection(true);
     const error = errorLine();
     const save = h("button", { type: "button", class: "primary" }, "Unlock backups");
-    save.addEventListener("click", () =>
-      busy(save, "Unlocking...", error, async () => {
-        const { value, problem } = section.passphrase();
-        if (problem || value === null) throw problem;
-        await api.setRecoveryPassphrase(value);
-        save.textContent = "Unlocked";
-      }),
-    );
+    save.addEventListener("click", async () => {
+      let done = false;
+      if (!(await busy(save, "Unlocking...", error, async () => void (done = await section.save())))) return;
+      // Unlocked; or unlocked with a passphrase too weak to keep, and a better one is asked for.
+      save.textContent = done ? "Unlocked" : "Keep the new passphrase";
+      save.disabled = done;
+    });
     return h("section", { class: "card" }, h("h2", {}, "Recovery passphrase"), section.element, error, h("div", { class: "row end" }, save));
+  };
+
+  const accountCard = () => {
+    const who = h("p", { test: "account" });
+    const say = (email: string | null) => {
+      who.textContent = email
+        ? `Logged in as ${email} at ${overview.hub_url}. This PC is “${overview.device_name}”.`
+        : `This PC is “${overview.device_name}”, at ${overview.hub_url}. No one is logged in here; it backs up and lends on its own.`;
+    };
+    say(overview.email);
+    const error = errorLine();
+    const everywhere = h("button", { type: "button", class: "secondary", test: "logout-everywhere" }, "Log out everywhere");
+    everywhere.hidden = !overview.email;
+    everywhere.addEventListener("click", async () => {
+      const question =
+        "Log out of your account on every PC, this one too? Use this if a PC was lost or stolen. " +
+        "Your PCs go on backing up and lending; forgetting snapshots or changing the recovery passphrase will ask you to log in again.";
+      if (!window.confirm(question)) return;
+      if (await busy(everywhere, "Logging out...", error, api.logOutEverywhere)) {
+        say(null);
+        everywhere.hidden = true;
+      }
+    });
+    return h("section", { class: "card" }, h("h2", {}, "Account"), who, error, h("div", { class: "row end" }, everywhere));
   };
 
   replace(
     root,
     h("header", {}, h("h1", {}, "Settings")),
-    h(
-      "section",
-      { class: "card" },
-      h("h2", {}, "Account"),
-      h("p", {}, `Signed in as ${overview.email ?? "nobody"} at ${overview.hub_url}. This PC is “${overview.device_name}”.`),
-    ),
+    accountCard(),
     card("Lending", "consent", consentSection(overview), withdrawing),
     card("Limits", "limits", quotaSection(overview, disks, true, true)),
     card("Backed-up folders", "folders", foldersSection(overview, suggested)),

@@ -31,6 +31,8 @@ export async function wizard(root: HTMLElement): Promise<void> {
   root.append(h("header", {}, h("h1", { test: "title" }), steps), body, error, h("footer", {}, back, forward));
 
   let leave: () => Promise<void> = async () => {};
+  // Set by a page that has more to ask before the wizard moves on.
+  let stay = false;
 
   const go = async (to: Page) => {
     page = to;
@@ -125,9 +127,8 @@ export async function wizard(root: HTMLElement): Promise<void> {
         const section = passphraseSection(enrolled?.has_backup_key ?? false);
         replace(body, section.element);
         return async () => {
-          const { value, problem } = section.passphrase();
-          if (problem || value === null) throw problem;
-          await api.setRecoveryPassphrase(value);
+          // An old passphrase too weak to keep: the page now asks for a better one.
+          if (!(await section.save())) stay = true;
         };
       }
       case "done": {
@@ -154,7 +155,8 @@ export async function wizard(root: HTMLElement): Promise<void> {
   };
 
   forward.addEventListener("click", async () => {
-    if ((await busy(forward, "Working...", error, leave)) && page !== "done") {
+    stay = false;
+    if ((await busy(forward, "Working...", error, leave)) && !stay && page !== "done") {
       await go(next(page, answers));
     }
   });

@@ -208,6 +208,29 @@ impl Control {
             .ok_or(ControlError::NotLoggedIn)
     }
 
+    /// Logs out: ends this computer's session at the hub, or with `everywhere` every session of
+    /// the account, and forgets it here. The device keeps its own credential, so backups and
+    /// donating go on; what takes the session (forgetting snapshots, a new passphrase) asks for a
+    /// log-in again.
+    pub async fn logout(&self, everywhere: bool) -> Result<()> {
+        let credentials = self.credentials()?;
+        let session = credentials.session()?.ok_or(ControlError::NotLoggedIn)?;
+        match self.client()?.logout(&session.token, everywhere).await {
+            Ok(()) => {}
+            // Expired already: it only needs forgetting here.
+            Err(error) if error.code() == Some(surplus_protocol::ErrorCode::Unauthorized) => {
+                if everywhere {
+                    return Err(ControlError::Input(
+                        "the session here has expired: log in again to log out everywhere".into(),
+                    ));
+                }
+            }
+            Err(error) => return Err(error.into()),
+        }
+        credentials.clear_session()?;
+        Ok(())
+    }
+
     /// The device credential if this machine is registered, else the session: for requests
     /// either may make.
     pub fn any_token(&self) -> Result<String> {
@@ -463,33 +486,44 @@ impl Control {
     /// Sets up the backup key with the recovery passphrase: unlocks the key kept at the hub (made
     /// on another device), or makes the key and keeps a copy at the hub locked with it. A new
     /// passphrase must pass [`crate::passphrase::problem`]; an old one that would not still
-    /// unlocks the key (see [`Control::change_recovery_passphrase`]).
-    pub async fn set_recovery_passphrase(&self, passphrase: &str) -> Result<()> {
+    /// unlocks the key, and what is wrong with it is returned: the shell then asks for a better
+    /// one and hands it to [`Control::change_recovery_passphrase`].
+    pub async fn set_recovery_passphrase(&self, passphrase: &str) -> Result<Option<String>> {
         let client = self.client()?;
         let token = self.any_token()?;
         let credentials = self.credentials()?;
         let typed = passphrase.to_owned();
-        crate::backup::master_key(
-            &credentials,
-            &client,
-            &token,
-            move |request| match request {
-                Request::Unlock | Request::Choose => Some(typed.clone()),
-                Request::Replace { .. } => None,
-            },
-        )
+        let mut too_weak = None;
+        crate::backup::master_key(&credentials, &client, &token, |request| match request {
+            Request::Unlock | Request::Choose => Some(typed.clone()),
+            Request::Replace { problem } => {
+                too_weak = Some(problem.to_owned());
+                None
+            }
+        })
         .await?;
-        Ok(())
+        Ok(too_weak)
+    }
+
+    /// What is wrong with `passphrase` as a new recovery passphrase for this subscriber
+    /// ([`crate::passphrase::problem`], with their email as words an attacker tries first).
+    pub fn passphrase_problem(&self, passphrase: &str) -> Option<String> {
+        let email = self
+            .credentials()
+            .ok()
+            .and_then(|c| c.session().ok().flatten())
+            .map(|s| s.email)
+            .unwrap_or_default();
+        crate::passphrase::problem(passphrase, &[&email])
     }
 
     /// Wraps the backup key held on this device under a new recovery passphrase, which must pass
     /// [`crate::passphrase::problem`], and replaces the copy kept at the hub.
     pub async fn change_recovery_passphrase(&self, new: &str) -> Result<()> {
-        let credentials = self.credentials()?;
-        let email = credentials.session()?.map(|s| s.email).unwrap_or_default();
-        if let Some(problem) = crate::passphrase::problem(new, &[&email]) {
+        if let Some(problem) = self.passphrase_problem(new) {
             return Err(ControlError::Key(KeyError::WeakPassphrase(problem)));
         }
+        let credentials = self.credentials()?;
         let key = credentials.backup_key()?.ok_or_else(|| {
             ControlError::Input(
                 "this device does not hold the backup key yet: set the recovery passphrase up first"

@@ -406,21 +406,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Signup { email } => account(&context, email, true).await,
         Command::Login { email } => account(&context, email, false).await,
         Command::Logout { everywhere } => {
-            let credentials = context.credentials()?;
-            let Some(session) = credentials.session()? else {
-                bail!("not logged in on this computer");
-            };
-            match context.client()?.logout(&session.token, everywhere).await {
-                Ok(()) => {}
-                // Expired already: it only needs forgetting here.
-                Err(error) if error.code() == Some(surplus_protocol::ErrorCode::Unauthorized) => {
-                    if everywhere {
-                        bail!("the session here has expired: log in again to log out everywhere");
-                    }
-                }
-                Err(error) => return Err(error.into()),
-            }
-            credentials.clear_session()?;
+            context.control().logout(everywhere).await?;
             println!("logged out{}", if everywhere { " everywhere" } else { "" });
             Ok(())
         }
