@@ -1,19 +1,18 @@
 //! Placement: which devices hold a subscriber's blobs (claims 1, 7, 9, 10, 13).
 //!
 //! For each placement that wants more holders, the scheduler takes the devices whose storage is
-//! spare (from their latest reports, less what is already promised), chooses holders with
-//! [`choose_holders`], and for each records an allocation in the ledger and queues the
-//! `store_blob` instruction that uses it, in one transaction. Once every copy is confirmed the
+//! spare (from their latest reports, less what is already promised), decides with the rules of
+//! [`surplus_rules::placement`], and for each holder chosen records an allocation in the ledger
+//! and queues the `store_blob` instruction that uses it, in one transaction. Once every copy is confirmed the
 //! staged copy is dropped, and any holder that gave the data up is told to delete it.
 
-use std::collections::HashSet;
-
-use surplus_protocol::{AllocationState, InstructionKind};
+use surplus_protocol::InstructionKind;
+use surplus_rules::placement::{self, Allocation, Decision, PackHolders, Want};
 use uuid::Uuid;
 
 use crate::hub::Hub;
 use crate::now_ms;
-use crate::store::{Candidate, StoreError};
+use crate::store::StoreError;
 
 /// One allocation the scheduler made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,74 +50,45 @@ pub async fn place_pending(
     let online_since = now - hub.settings.online_window_ms();
     let mut made = Vec::new();
     for placement in placements {
-        let allocations = store
+        // Load what the decision needs, decide with the rules, then write.
+        let allocations: Vec<Allocation> = store
             .blob_allocations(&placement.hash, placement.subscriber_id)
-            .await?;
-        let confirmed = allocations
-            .iter()
-            .filter(|a| a.2 == AllocationState::Active)
-            .count() as u32;
-        if confirmed >= placement.copies {
-            finish(hub, &placement.hash, placement.subscriber_id, &allocations).await?;
-            continue;
-        }
-        let live = allocations
-            .iter()
-            .filter(|a| matches!(a.2, AllocationState::Pending | AllocationState::Active))
-            .count() as u32;
-        // A blob no longer staged cannot be fetched by a new holder; moving it from a holder is
-        // the repair path's job.
-        if live >= placement.copies || !placement.staged {
-            continue;
-        }
-        let mut excluded: HashSet<Uuid> = allocations
-            .iter()
-            .filter(|a| {
-                matches!(
-                    a.2,
-                    AllocationState::Pending
-                        | AllocationState::Active
-                        | AllocationState::Evacuating
-                )
-            })
-            .map(|a| a.1)
+            .await?
+            .into_iter()
+            .map(|(id, device, state, _)| Allocation { id, device, state })
             .collect();
-        // A device keeps one file per content: one that holds it for anyone cannot take it again.
-        excluded.extend(store.devices_holding(&placement.hash).await?);
-        excluded.extend(
-            store
-                .recent_failures(&placement.hash, now - FAILURE_BACKOFF_MS)
-                .await?,
-        );
-        excluded.extend(placement.source_device_id);
-        // The shards of a pack go to distinct devices, and to distinct other subscribers: losing
-        // one subscriber's PCs loses at most one shard of a pack. The owner's own other devices
-        // may take one each only in household mode.
-        if let Some(pack) = &placement.pack {
-            let holders = store.pack_holders(placement.subscriber_id, pack).await?;
-            excluded.extend(holders.iter().map(|(device, _)| *device));
-            let mut barred: HashSet<Uuid> = holders
-                .iter()
-                .map(|(_, subscriber)| *subscriber)
-                .filter(|subscriber| *subscriber != placement.subscriber_id)
-                .collect();
-            if !placement.household {
-                barred.insert(placement.subscriber_id);
+        let holding = store.devices_holding(&placement.hash).await?;
+        let failed_lately = store
+            .recent_failures(&placement.hash, now - FAILURE_BACKOFF_MS)
+            .await?;
+        let pack_holders = match &placement.pack {
+            Some(pack) => store.pack_holders(placement.subscriber_id, pack).await?,
+            None => Vec::new(),
+        };
+        let want = Want {
+            owner: placement.subscriber_id,
+            source: placement.source_device_id,
+            copies: placement.copies,
+            size: placement.size,
+            staged: placement.staged,
+            household: placement.household,
+            allocations: &allocations,
+            holding: &holding,
+            failed_lately: &failed_lately,
+            pack: placement.pack.as_ref().map(|_| PackHolders {
+                holders: &pack_holders,
+                weeks: &[],
+                needed: None,
+            }),
+        };
+        let chosen = match placement::decide(&want, &candidates, online_since) {
+            Decision::Wait => continue,
+            Decision::Done { release } => {
+                finish(hub, &placement.hash, placement.subscriber_id, &release).await?;
+                continue;
             }
-            excluded.extend(
-                candidates
-                    .iter()
-                    .filter(|c| barred.contains(&c.subscriber_id))
-                    .map(|c| c.device_id),
-            );
-        }
-        let chosen = choose_holders(
-            &candidates,
-            placement.size,
-            placement.copies - live,
-            &excluded,
-            online_since,
-        );
+            Decision::Allocate(chosen) => chosen,
+        };
         let expires_at =
             now + i64::try_from(hub.settings.instruction_ttl.as_millis()).unwrap_or(i64::MAX / 2);
         for device_id in chosen {
@@ -167,26 +137,24 @@ async fn finish(
     hub: &Hub,
     hash: &str,
     subscriber_id: Uuid,
-    allocations: &[(Uuid, Uuid, AllocationState, i64)],
+    release: &[(Uuid, Uuid)],
 ) -> Result<(), StoreError> {
     let store = &hub.store;
     let now = now_ms();
     store
         .mark_placement_satisfied(hash, subscriber_id, now)
         .await?;
-    for (allocation_id, device_id, state, _) in allocations {
-        if *state == AllocationState::Evacuating {
-            let kind = InstructionKind::DeleteBlob {
-                hash: hash.to_owned(),
-                allocation_id: Some(*allocation_id),
-            };
-            let expires_at = now
-                + i64::try_from(hub.settings.instruction_ttl.as_millis()).unwrap_or(i64::MAX / 2);
-            store
-                .enqueue(*device_id, Some(*allocation_id), &kind, now, expires_at)
-                .await?;
-            hub.wake(*device_id);
-        }
+    for (allocation_id, device_id) in release {
+        let kind = InstructionKind::DeleteBlob {
+            hash: hash.to_owned(),
+            allocation_id: Some(*allocation_id),
+        };
+        let expires_at =
+            now + i64::try_from(hub.settings.instruction_ttl.as_millis()).unwrap_or(i64::MAX / 2);
+        store
+            .enqueue(*device_id, Some(*allocation_id), &kind, now, expires_at)
+            .await?;
+        hub.wake(*device_id);
     }
     if !store.blob_still_needed_in_staging(hash).await? {
         unstage(hub, hash, now).await?;
@@ -255,70 +223,4 @@ pub(crate) async fn unstage(hub: &Hub, hash: &str, now: i64) -> Result<(), Store
         tracing::warn!(%error, hash, "dropping a staged blob");
     }
     Ok(())
-}
-
-/// Chooses up to `wanted` distinct holders with room for `size` bytes, none of them `excluded`:
-/// online devices first, then those heard from most recently (a device that is off now will
-/// fetch its blob when it comes back).
-pub fn choose_holders(
-    candidates: &[Candidate],
-    size: u64,
-    wanted: u32,
-    excluded: &HashSet<Uuid>,
-    online_since: i64,
-) -> Vec<Uuid> {
-    let mut eligible: Vec<&Candidate> = candidates
-        .iter()
-        .filter(|c| c.free_bytes >= size && !excluded.contains(&c.device_id))
-        .collect();
-    eligible.sort_by_key(|c| {
-        let online = c.last_heartbeat.is_some_and(|t| t >= online_since);
-        (!online, std::cmp::Reverse(c.last_heartbeat), c.device_id)
-    });
-    eligible
-        .into_iter()
-        .take(wanted as usize)
-        .map(|c| c.device_id)
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn candidate(n: u128, free: u64, heard: Option<i64>) -> Candidate {
-        Candidate {
-            device_id: Uuid::from_u128(n),
-            subscriber_id: Uuid::from_u128(100 + n),
-            free_bytes: free,
-            last_heartbeat: heard,
-        }
-    }
-
-    #[test]
-    fn prefers_online_devices_with_room() {
-        let candidates = [
-            candidate(1, 10, Some(1_000)),
-            candidate(2, 1_000, Some(50)),
-            candidate(3, 1_000, Some(900)),
-            candidate(4, 1_000, None),
-            candidate(5, 1_000, Some(950)),
-        ];
-        let chosen = choose_holders(&candidates, 100, 3, &HashSet::new(), 800);
-        assert_eq!(
-            chosen,
-            vec![Uuid::from_u128(5), Uuid::from_u128(3), Uuid::from_u128(2)]
-        );
-    }
-
-    #[test]
-    fn never_chooses_an_excluded_device_or_one_twice() {
-        let candidates = [candidate(1, 1_000, Some(1)), candidate(2, 1_000, Some(2))];
-        let excluded = HashSet::from([Uuid::from_u128(2)]);
-        assert_eq!(
-            choose_holders(&candidates, 1, 5, &excluded, 0),
-            vec![Uuid::from_u128(1)]
-        );
-        assert!(choose_holders(&candidates, 2_000, 1, &HashSet::new(), 0).is_empty());
-    }
 }

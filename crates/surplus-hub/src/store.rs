@@ -110,14 +110,7 @@ pub struct Challenge {
     pub device_id: Uuid,
 }
 
-/// A device the scheduler may allocate storage from.
-#[derive(Debug, Clone)]
-pub struct Candidate {
-    pub device_id: Uuid,
-    pub subscriber_id: Uuid,
-    pub free_bytes: u64,
-    pub last_heartbeat: Option<UnixMillis>,
-}
+pub use surplus_rules::placement::Candidate;
 
 /// A device row as the API lists it, before availability is added.
 #[derive(Debug, Clone)]
@@ -1070,6 +1063,7 @@ impl Store {
                     subscriber_id: parse_uuid(&row.try_get::<String, _>("subscriber_id")?)?,
                     free_bytes: spare.saturating_sub(promised),
                     last_heartbeat: row.try_get("last_heartbeat")?,
+                    week: None,
                 })
             })
             .collect()

@@ -1,0 +1,237 @@
+//! Pack health and repair: how many of a pack's shards are still there, what that means for its
+//! owner, when the pack is repaired, and which repairs go first when there is too much to do.
+//!
+//! A pack is cut into `data + parity` shards, any `data` of which rebuild it. Its shards are
+//! **live** (the holder is online or away as usual), **at risk** (the holder is away longer than
+//! usual) or **lost** (holder lost or revoked, or the shard failed an audit). Repair rebuilds the
+//! lost shards byte for byte from `data` others, so their names, and the owner's index, stay the
+//! same; at-risk shards are left alone, since their holders mostly come back.
+
+use crate::presence::Standing;
+
+/// The state of one shard, from its holder's standing and its audits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ShardState {
+    Live,
+    AtRisk,
+    Lost,
+}
+
+impl ShardState {
+    /// A shard whose holder stands so, and whose last audit did (`audit_ok`) or did not pass.
+    pub fn of(holder: Standing, audit_ok: bool) -> ShardState {
+        match (holder, audit_ok) {
+            (_, false) | (Standing::Lost, _) => ShardState::Lost,
+            (Standing::AtRisk, true) => ShardState::AtRisk,
+            (Standing::Online | Standing::Away, true) => ShardState::Live,
+        }
+    }
+}
+
+/// What a pack's owner is told about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PackState {
+    /// Every shard it needs, and spares, are where they should be.
+    Protected,
+    /// Restorable now, and shards are being rebuilt.
+    Repairing,
+    /// Restorable only if holders that are away longer than usual come back.
+    AtRisk,
+    /// Fewer than `data` shards remain anywhere.
+    Lost,
+}
+
+impl PackState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PackState::Protected => "protected",
+            PackState::Repairing => "repairing",
+            PackState::AtRisk => "at_risk",
+            PackState::Lost => "lost",
+        }
+    }
+}
+
+/// How many of a pack's shards are in each state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PackHealth {
+    /// Shards needed to rebuild the pack (`data`).
+    pub needed: u32,
+    /// Shards it was cut into (`data + parity`).
+    pub shards: u32,
+    pub live: u32,
+    pub at_risk: u32,
+    pub lost: u32,
+}
+
+impl PackHealth {
+    /// The health of a pack cut into `shards`, `needed` of which rebuild it, from the states of
+    /// the shards it has holders for (a shard with none counts as lost).
+    pub fn of(needed: u32, shards: u32, states: impl IntoIterator<Item = ShardState>) -> Self {
+        let mut health = PackHealth {
+            needed,
+            shards,
+            ..PackHealth::default()
+        };
+        for state in states {
+            match state {
+                ShardState::Live => health.live += 1,
+                ShardState::AtRisk => health.at_risk += 1,
+                ShardState::Lost => health.lost += 1,
+            }
+        }
+        let counted = health.live + health.at_risk + health.lost;
+        health.lost += shards.saturating_sub(counted);
+        health
+    }
+
+    /// Shards that may still be fetched: live or at risk.
+    pub fn remaining(&self) -> u32 {
+        self.live + self.at_risk
+    }
+
+    /// Shards beyond those needed that may still be fetched; negative when the pack is lost.
+    pub fn spare(&self) -> i64 {
+        i64::from(self.remaining()) - i64::from(self.needed)
+    }
+
+    /// Whether the pack is repaired now: it has lost shards to rebuild, still has the shards to
+    /// rebuild them from, and its spares have fallen to the repair threshold. The threshold is
+    /// capped at `parity - 1` so that a narrow coding (1+2, 2+2) is repaired after its first
+    /// loss, before its last spare goes; a wide one (4+6) waits until `threshold` spares remain.
+    pub fn needs_repair(&self, threshold: u32) -> bool {
+        let parity = self.shards.saturating_sub(self.needed);
+        let at = i64::from(threshold.min(parity.saturating_sub(1)));
+        self.lost > 0 && self.live >= self.needed && self.spare() <= at
+    }
+
+    pub fn state(&self, threshold: u32) -> PackState {
+        if self.remaining() < self.needed {
+            PackState::Lost
+        } else if self.live < self.needed {
+            PackState::AtRisk
+        } else if self.needs_repair(threshold) {
+            PackState::Repairing
+        } else {
+            PackState::Protected
+        }
+    }
+}
+
+/// A pack waiting for repair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepairCandidate<K> {
+    pub pack: K,
+    pub health: PackHealth,
+    /// The bytes a repair moves: `needed` shards in, `lost` shards out.
+    pub bytes: u64,
+}
+
+/// Which of the packs that need repair are repaired now: those closest to loss first (fewest
+/// spares, then fewest live shards), within `budget` bytes. The first is always taken, so a
+/// budget smaller than one repair still makes progress; the rest wait for the next round, so a
+/// mass outage that ends in lost holders is repaired at a steady pace, not in one storm.
+pub fn plan_repairs<K: Clone>(
+    mut candidates: Vec<RepairCandidate<K>>,
+    budget: u64,
+) -> Vec<RepairCandidate<K>> {
+    candidates.sort_by_key(|c| (c.health.spare(), c.health.live));
+    let mut spent = 0u64;
+    let mut chosen = Vec::new();
+    for candidate in candidates {
+        if !chosen.is_empty() && spent.saturating_add(candidate.bytes) > budget {
+            continue;
+        }
+        spent = spent.saturating_add(candidate.bytes);
+        chosen.push(candidate);
+    }
+    chosen
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ShardState::{AtRisk, Live, Lost};
+
+    fn health(needed: u32, shards: u32, states: &[ShardState]) -> PackHealth {
+        PackHealth::of(needed, shards, states.iter().copied())
+    }
+
+    #[test]
+    fn a_shard_is_lost_with_its_holder_or_its_audit() {
+        assert_eq!(ShardState::of(Standing::Online, true), Live);
+        assert_eq!(ShardState::of(Standing::Away, true), Live);
+        assert_eq!(ShardState::of(Standing::AtRisk, true), AtRisk);
+        assert_eq!(ShardState::of(Standing::Lost, true), Lost);
+        assert_eq!(ShardState::of(Standing::Online, false), Lost);
+    }
+
+    #[test]
+    fn shards_without_a_holder_count_as_lost() {
+        let h = health(2, 4, &[Live, Live, AtRisk]);
+        assert_eq!((h.live, h.at_risk, h.lost), (2, 1, 1));
+        assert_eq!(h.spare(), 1);
+    }
+
+    #[test]
+    fn narrow_codings_are_repaired_after_their_first_loss() {
+        // Three full copies (1+2): one lost, repaired at once.
+        assert!(!health(1, 3, &[Live, Live, Live]).needs_repair(2));
+        assert!(health(1, 3, &[Live, Live, Lost]).needs_repair(2));
+        // 2+2, likewise.
+        assert!(health(2, 4, &[Live, Live, Live, Lost]).needs_repair(2));
+        // 4+6 waits until two spares remain.
+        let wide = |lost: usize| {
+            let states: Vec<_> = (0..10)
+                .map(|i| if i < lost { Lost } else { Live })
+                .collect();
+            health(4, 10, &states)
+        };
+        assert!(!wide(3).needs_repair(2));
+        assert!(wide(4).needs_repair(2));
+        assert_eq!(wide(3).state(2), PackState::Protected);
+        assert_eq!(wide(4).state(2), PackState::Repairing);
+    }
+
+    #[test]
+    fn at_risk_shards_are_not_rebuilt_but_count_against_restoring_now() {
+        // Holders away longer than usual: nothing to rebuild yet, and the pack is not
+        // restorable from live shards alone.
+        let h = health(2, 4, &[Live, AtRisk, AtRisk, AtRisk]);
+        assert!(!h.needs_repair(2));
+        assert_eq!(h.state(2), PackState::AtRisk);
+        assert_eq!(
+            health(2, 4, &[Live, Lost, Lost, Lost]).state(2),
+            PackState::Lost
+        );
+        // Two live shards of a 2+2 with the others lost: repairable, and repaired.
+        let h = health(2, 4, &[Live, Live, Lost, Lost]);
+        assert!(h.needs_repair(0));
+        assert_eq!(h.state(2), PackState::Repairing);
+        // A single copy (1+0) has nothing to repair from once lost.
+        assert!(!health(1, 1, &[Lost]).needs_repair(2));
+    }
+
+    #[test]
+    fn repairs_closest_to_loss_go_first_within_the_budget() {
+        let candidate = |pack: u32, states: &[ShardState], bytes| RepairCandidate {
+            pack,
+            health: health(2, 4, states),
+            bytes,
+        };
+        let plan = plan_repairs(
+            vec![
+                candidate(1, &[Live, Live, Live, Lost], 30),
+                candidate(2, &[Live, Live, Lost, Lost], 30),
+                candidate(3, &[Live, Live, AtRisk, Lost], 30),
+                candidate(4, &[Live, Live, Live, Lost], 30),
+            ],
+            70,
+        );
+        let order: Vec<u32> = plan.iter().map(|c| c.pack).collect();
+        assert_eq!(order, vec![2, 3]);
+        // A budget below one repair still repairs the most urgent pack.
+        let plan = plan_repairs(vec![candidate(9, &[Live, Live, Lost, Lost], 500)], 10);
+        assert_eq!(plan.len(), 1);
+    }
+}
