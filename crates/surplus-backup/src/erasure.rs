@@ -111,22 +111,43 @@ struct Parsed<'a> {
 }
 
 fn parse(shard: &[u8]) -> Option<Parsed<'_>> {
-    if shard.len() < HEADER || shard[0] != VERSION {
+    let info = shard_info(shard)?;
+    let pack_len = usize::try_from(info.pack_len).ok()?;
+    let payload = &shard[HEADER..];
+    (payload.len() == payload_len(pack_len, info.coding.data)).then_some(Parsed {
+        coding: info.coding,
+        index: info.index,
+        pack_len,
+        payload,
+    })
+}
+
+/// What a shard's header says: its pack's coding, its index among the pack's shards, and the
+/// pack's length. Readable from the first [`HEADER_LEN`] bytes alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardInfo {
+    pub coding: Coding,
+    pub index: usize,
+    pub pack_len: u64,
+}
+
+/// The bytes of a shard's header.
+pub const HEADER_LEN: usize = HEADER;
+
+/// Reads a shard's header from its first bytes; `None` when they are not a shard's.
+pub fn shard_info(prefix: &[u8]) -> Option<ShardInfo> {
+    if prefix.len() < HEADER || prefix[0] != VERSION {
         return None;
     }
-    let u16_at = |at: usize| u16::from_le_bytes([shard[at], shard[at + 1]]);
+    let u16_at = |at: usize| u16::from_le_bytes([prefix[at], prefix[at + 1]]);
     let coding = Coding::new(u16_at(1), u16_at(3)).ok()?;
     let index = usize::from(u16_at(5));
-    let pack_len = usize::try_from(u64::from_le_bytes(shard[7..15].try_into().ok()?)).ok()?;
-    let payload = &shard[HEADER..];
-    (index < coding.shards() && payload.len() == payload_len(pack_len, coding.data)).then_some(
-        Parsed {
-            coding,
-            index,
-            pack_len,
-            payload,
-        },
-    )
+    let pack_len = u64::from_le_bytes(prefix[7..15].try_into().ok()?);
+    (index < coding.shards()).then_some(ShardInfo {
+        coding,
+        index,
+        pack_len,
+    })
 }
 
 /// Rebuilds a pack from whatever shards came back, keeping only those whose hash is one of
@@ -145,6 +166,29 @@ pub fn rebuild<'a>(
             intact.push(parsed);
         }
     }
+    decode(intact)
+}
+
+/// Every shard of a pack, made again from any `data` of them. This is Reed-Solomon over
+/// ciphertext: no key is needed and no plaintext is seen. The shards come out byte for byte as
+/// their owner made them, so their names are the same and the owner's index stays true. The
+/// caller vouches for the shards given (a holder's upload is checked against its name); any
+/// that do not belong with the first are left out.
+pub fn reshard<'a>(shards: impl IntoIterator<Item = &'a [u8]>) -> Result<Vec<Vec<u8>>> {
+    let mut intact: Vec<Parsed<'_>> = Vec::new();
+    for shard in shards {
+        let Some(parsed) = parse(shard) else { continue };
+        if !intact.iter().any(|p| p.index == parsed.index) {
+            intact.push(parsed);
+        }
+    }
+    let coding = intact.first().map(|p| p.coding);
+    let pack = decode(intact)?;
+    encode(&pack, coding.unwrap_or(Coding { data: 1, parity: 0 }))
+}
+
+/// The pack from intact shards of it (of one coding and length: others are left out).
+fn decode(mut intact: Vec<Parsed<'_>>) -> Result<Vec<u8>> {
     let Some(first) = intact.first() else {
         return Err(Error::TooFewShards {
             available: 0,
@@ -208,6 +252,29 @@ mod tests {
 
     fn hashes(shards: &[Vec<u8>]) -> Vec<[u8; 32]> {
         shards.iter().map(|s| shard_hash(s)).collect()
+    }
+
+    #[test]
+    fn lost_shards_are_made_again_byte_for_byte_from_any_data_of_them() {
+        let pack: Vec<u8> = (0..50_000u32).map(|i| (i * 31 % 253) as u8).collect();
+        for (data, parity) in [(1, 2), (2, 2), (4, 6), (3, 0)] {
+            let coding = Coding::new(data, parity).expect("coding");
+            let shards = encode(&pack, coding).expect("encode");
+            let info = shard_info(&shards[1.min(shards.len() - 1)][..HEADER_LEN]).expect("info");
+            assert_eq!((info.coding, info.pack_len), (coding, pack.len() as u64));
+            // Keep the last `data` shards only (parity ones where there are any).
+            let kept: Vec<&[u8]> = shards[shards.len() - usize::from(data)..]
+                .iter()
+                .map(Vec::as_slice)
+                .collect();
+            let made = reshard(kept).expect("reshard");
+            assert_eq!(made, shards, "{data}+{parity}");
+        }
+        // Fewer than `data` shards make nothing.
+        let shards = encode(&pack, Coding::new(4, 6).expect("coding")).expect("encode");
+        let three: Vec<&[u8]> = shards[..3].iter().map(Vec::as_slice).collect();
+        assert!(matches!(reshard(three), Err(Error::TooFewShards { .. })));
+        assert_eq!(shard_info(b"not a shard at all"), None);
     }
 
     #[test]
@@ -278,6 +345,10 @@ mod tests {
             if let Ok(pack) = rebuild(&expected, shards.iter().map(Vec::as_slice)) {
                 prop_assert!(pack.len() <= total.saturating_mul(16));
             }
+            if let Ok(made) = reshard(shards.iter().map(Vec::as_slice)) {
+                let made_bytes: usize = made.iter().map(Vec::len).sum();
+                prop_assert!(made_bytes <= total.saturating_mul(64) + 64 * 255);
+            }
         }
     }
 
@@ -301,7 +372,9 @@ mod tests {
                 order.swap(i, (state % (i as u64 + 1)) as usize);
             }
             let kept: Vec<&[u8]> = order[..usize::from(data)].iter().map(|&i| shards[i].as_slice()).collect();
-            prop_assert_eq!(rebuild(&hashes(&shards), kept).expect("rebuild"), pack);
+            prop_assert_eq!(rebuild(&hashes(&shards), kept.clone()).expect("rebuild"), pack);
+            // And every shard is made again as it was, so its name stays the same.
+            prop_assert_eq!(reshard(kept).expect("reshard"), shards);
         }
     }
 }
