@@ -253,6 +253,19 @@ fn forgotten_snapshots_are_recoverable_for_the_grace_period_then_free_the_holder
             held_before > 16_000_000,
             "bob holds a copy of the big file's pack: {held_before}"
         );
+        // The hub knows each shard's place in its pack, read from the shard's own header.
+        let described = |sql: &str| surplus_e2e::count_in_database(&cluster.database, sql);
+        assert!(
+            described(
+                "SELECT COUNT(*) FROM placements WHERE pack IS NOT NULL AND pack_data = 1 AND pack_parity = 1 AND shard_index IN (0, 1)"
+            ) > 0
+        );
+        assert_eq!(
+            described(
+                "SELECT COUNT(*) FROM placements WHERE pack IS NOT NULL AND pack_data IS NULL"
+            ),
+            0
+        );
         let first = cluster.agents[ada].json(&["snapshots"])[0]["id"]
             .as_str()
             .expect("id")

@@ -947,13 +947,23 @@ async fn place_blob(
             request.hash
         )));
     }
+    // A shard says where it belongs in its pack: read from its header while it is staged.
+    let shard = match &request.pack {
+        Some(_) => hub
+            .staging
+            .read_range(&request.hash, 0, surplus_backup::erasure::HEADER_LEN as u64)
+            .await
+            .map_err(ApiError::internal)?
+            .and_then(|header| surplus_backup::erasure::shard_info(&header)),
+        None => None,
+    };
     hub.store
         .upsert_placement(
             &request.hash,
             subscriber.id,
             caller.device_id(),
             request.copies,
-            request.pack.as_deref(),
+            request.pack.as_deref().map(|pack| (pack, shard)),
             now_ms(),
         )
         .await?;

@@ -110,6 +110,7 @@ pub struct Challenge {
     pub device_id: Uuid,
 }
 
+use surplus_backup::erasure::ShardInfo;
 pub use surplus_rules::placement::Candidate;
 
 /// A device row as the API lists it, before availability is added.
@@ -906,27 +907,36 @@ impl Store {
         Ok(())
     }
 
-    /// Creates or updates a subscriber's wish to keep a blob on `copies` holders.
+    /// Creates or updates a subscriber's wish to keep a blob on `copies` holders. A shard of a
+    /// pack comes with the pack's name and, when its header could be read, its place in the pack.
     pub async fn upsert_placement(
         &self,
         hash: &str,
         subscriber_id: Uuid,
         source_device_id: Option<Uuid>,
         copies: u32,
-        pack: Option<&str>,
+        pack: Option<(&str, Option<ShardInfo>)>,
         now: UnixMillis,
     ) -> Result<()> {
+        let shard = pack.and_then(|(_, shard)| shard);
         sqlx::query(
-            "INSERT INTO placements (hash, subscriber_id, source_device_id, copies, created_at, pack) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (hash, subscriber_id) \
-             DO UPDATE SET copies = excluded.copies, pack = excluded.pack, satisfied_at = NULL, dropped_at = NULL",
+            "INSERT INTO placements (hash, subscriber_id, source_device_id, copies, created_at, pack, \
+             pack_data, pack_parity, shard_index) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (hash, subscriber_id) DO UPDATE SET copies = excluded.copies, pack = excluded.pack, \
+             satisfied_at = NULL, dropped_at = NULL, \
+             pack_data = COALESCE(excluded.pack_data, placements.pack_data), \
+             pack_parity = COALESCE(excluded.pack_parity, placements.pack_parity), \
+             shard_index = COALESCE(excluded.shard_index, placements.shard_index)",
         )
         .bind(hash)
         .bind(subscriber_id.to_string())
         .bind(source_device_id.map(|d| d.to_string()))
         .bind(i64::from(copies))
         .bind(now)
-        .bind(pack)
+        .bind(pack.map(|(name, _)| name))
+        .bind(shard.map(|s| i64::from(s.coding.data)))
+        .bind(shard.map(|s| i64::from(s.coding.parity)))
+        .bind(shard.map(|s| s.index as i64))
         .execute(&self.pool)
         .await?;
         Ok(())
