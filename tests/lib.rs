@@ -179,6 +179,15 @@ impl Hub {
         self.spawn();
     }
 
+    /// Adds `lines` to the hub's config file (TOML) and restarts it, as an operator would.
+    pub fn configure(&mut self, lines: &str) {
+        let mut config = std::fs::read_to_string(&self.config).expect("the hub's config");
+        config.push_str(lines);
+        config.push('\n');
+        std::fs::write(&self.config, config).expect("write the hub's config");
+        self.restart();
+    }
+
     /// Runs `surplus-hub admin ARGS --json` and parses its output.
     pub fn admin_json(&self, args: &[&str]) -> Value {
         let output = self.admin(&[args, &["--json"]].concat());

@@ -516,6 +516,79 @@ fn verify_challenges_every_shard_and_finds_an_altered_one() {
 }
 
 #[test]
+fn the_hub_audits_held_shards_on_its_own_and_catches_an_altered_one() {
+    on_each_database(|cluster| {
+        // Shards are audited every second (the default is a week); rounds run every 10 s.
+        cluster.hub.configure("audit_interval_seconds = 1");
+        let (ada, bob, _carol) = ada_bob_and_carol(cluster, "64MiB");
+        let source = make_folder(&cluster.dir.path().join("ada-files"));
+        let agent = cluster.agent(ada);
+        ready_to_back_up(agent);
+        agent.ok(&["backup", "add", source.to_str().expect("utf-8")]);
+        agent.ok(&["backup", "now"]);
+        wait_for(
+            "the snapshot to be protected",
+            Duration::from_secs(60),
+            || cluster.agents[ada].json(&["snapshots"])[0]["state"] == "protected",
+        );
+        let database = cluster.database.clone();
+        let count = |sql: &str| count_in_database(&database, sql);
+        let held =
+            count("SELECT COUNT(*) FROM allocations WHERE kind = 'storage' AND state = 'active'");
+        assert!(held >= 2);
+        // Nobody runs `surplus verify`: every held shard passes an audit all the same.
+        wait_for(
+            "every held shard to pass an audit",
+            Duration::from_secs(60),
+            || {
+                count("SELECT COUNT(DISTINCT allocation_id) FROM challenges WHERE state = 'passed'")
+                    >= held
+            },
+        );
+
+        // A byte of one of Bob's shards flips on his disk: a later audit catches it, and the
+        // allocation no longer counts.
+        let (hash, _) = cluster.agents[bob]
+            .vault_blobs()
+            .into_iter()
+            .max_by_key(|(_, bytes)| bytes.len())
+            .expect("bob holds a shard");
+        let path = cluster.agents[bob]
+            .data_dir
+            .join(".vault/blobs")
+            .join(&hash[..2])
+            .join(&hash);
+        let mut bytes = std::fs::read(&path).expect("shard");
+        for byte in bytes.iter_mut().step_by(1024) {
+            *byte ^= 0x01;
+        }
+        std::fs::write(&path, bytes).expect("alter");
+        let bob_id = cluster.agents[bob].device_id();
+        wait_for(
+            "an audit to catch the altered shard",
+            Duration::from_secs(60),
+            || {
+                count(&format!(
+                    "SELECT COUNT(*) FROM challenges WHERE state = 'failed' AND device_id = '{bob_id}' \
+                 AND blob_hash = '{hash}'"
+                )) == 1
+            },
+        );
+        wait_for("the allocation to fail", Duration::from_secs(10), || {
+            count(&format!(
+                "SELECT COUNT(*) FROM allocations WHERE device_id = '{bob_id}' AND blob_hash = '{hash}' \
+                 AND state = 'failed'"
+            )) == 1
+        });
+        assert_eq!(
+            count("SELECT COUNT(*) FROM challenges WHERE state = 'failed'"),
+            1,
+            "no honest shard failed"
+        );
+    });
+}
+
+#[test]
 fn an_interrupted_backup_and_an_interrupted_restore_complete_on_the_next_run() {
     on_each_database(|cluster| {
         let (ada, _bob, _carol) = ada_bob_and_carol(cluster, "256MiB");

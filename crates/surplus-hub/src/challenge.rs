@@ -1,4 +1,5 @@
-//! Challenges: checking that holders still keep the shards they were given (`surplus verify`).
+//! Challenges: checking that holders still keep the shards they were given, on the hub's own
+//! schedule (audits, [`audit_round`]) and when an owner asks (`surplus verify`, [`start`]).
 //!
 //! Each shard a subscriber has at a holder is challenged with a `verify_blob` instruction for a
 //! random slice of it. The holder answers with the BLAKE3 (Bao) slice of that range, the chunk's
@@ -82,6 +83,91 @@ pub async fn start(hub: &Hub, subscriber_id: Uuid) -> Result<VerifyRun, StoreErr
         hub.wake(device_id);
     }
     hub.store.verify_run(subscriber_id, run_id).await
+}
+
+/// One round of audits: the held shards [`surplus_rules::audit::due`] picks (holders online,
+/// returning and suspect ones first, every shard at least every `Settings::audit_interval`, at
+/// most `max_per_round`) are challenged. Answers are judged like any challenge's: a wrong or
+/// missing proof fails the holder's allocation and reopens the shard's placement. Returns how
+/// many were sent.
+pub async fn audit_round(hub: &Hub, now: i64) -> Result<usize, StoreError> {
+    use surplus_rules::audit::{AuditPolicy, Held, Holder};
+    let policy = AuditPolicy {
+        interval: i64::try_from(hub.settings.audit_interval.as_millis()).unwrap_or(i64::MAX),
+        ..AuditPolicy::DEFAULT
+    };
+    let ttl = i64::try_from(hub.settings.instruction_ttl.as_millis()).unwrap_or(i64::MAX / 2);
+    let rows = hub.store.audit_rows(now.saturating_sub(ttl)).await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let online: std::collections::HashSet<Uuid> = hub
+        .store
+        .devices_heard_since(now - hub.settings.online_window_ms())
+        .await?
+        .into_iter()
+        .collect();
+    let failures = hub
+        .store
+        .integrity_failures(now - policy.failure_window)
+        .await?;
+    let held: Vec<Held> = rows
+        .iter()
+        .map(|row| Held {
+            allocation: row.allocation,
+            holder: row.holder,
+            stored_at: row.stored_at,
+            last_audit: row.last_audit,
+            pending: row.pending,
+        })
+        .collect();
+    let due = surplus_rules::audit::due(
+        &held,
+        |device| {
+            Some(Holder {
+                online: online.contains(&device),
+                returned_at: None,
+                recent_failures: failures.get(&device).copied().unwrap_or(0),
+            })
+        },
+        now,
+        &policy,
+    );
+    if due.is_empty() {
+        return Ok(0);
+    }
+    let by_allocation: std::collections::HashMap<Uuid, &crate::store::AuditRow> =
+        rows.iter().map(|row| (row.allocation, row)).collect();
+    // The slices are drawn before anything is awaited (the thread's generator stays here).
+    let picked: Vec<(&crate::store::AuditRow, (u64, u64))> = {
+        let mut rng = rand::thread_rng();
+        due.iter()
+            .filter_map(|allocation| by_allocation.get(allocation))
+            .map(|row| (*row, pick_range(row.size, &mut rng)))
+            .collect()
+    };
+    let run_id = Uuid::now_v7();
+    for (row, (offset, length)) in picked {
+        let kind = InstructionKind::VerifyBlob {
+            hash: row.hash.clone(),
+            offset,
+            length,
+        };
+        let challenge = crate::store::Challenge {
+            run_id,
+            subscriber_id: row.owner,
+            allocation_id: row.allocation,
+            device_id: row.holder,
+        };
+        hub.store
+            .add_challenge(&challenge, &kind, now, now.saturating_add(ttl))
+            .await?;
+        hub.metrics.instructions_queued(kind.name());
+        hub.metrics.audit();
+        hub.wake(row.holder);
+    }
+    tracing::debug!(audits = due.len(), "audits sent");
+    Ok(due.len())
 }
 
 #[cfg(test)]

@@ -23,6 +23,9 @@ pub struct FileConfig {
     pub restore_staging_seconds: Option<u64>,
     /// How long forgotten snapshots stay recoverable (default 30 days).
     pub forget_grace_seconds: Option<u64>,
+    /// Every held shard is audited at least this often while its holder is online (default 7
+    /// days).
+    pub audit_interval_seconds: Option<u64>,
     /// Rate limits: how many attempts in a burst, refilled over the period the key names.
     pub logins_per_minute_per_address: Option<u32>,
     pub logins_per_minute_per_account: Option<u32>,
@@ -86,6 +89,9 @@ impl FileConfig {
         }
         if let Some(seconds) = self.forget_grace_seconds {
             settings.forget_grace = Duration::from_secs(seconds);
+        }
+        if let Some(seconds) = self.audit_interval_seconds {
+            settings.audit_interval = Duration::from_secs(seconds.max(1));
         }
         const MINUTE: Duration = Duration::from_secs(60);
         const HOUR: Duration = Duration::from_secs(3600);

@@ -50,6 +50,8 @@ pub struct Settings {
     pub long_poll_recheck: Duration,
     /// How long a copy a holder sent back for a restore stays staged for its owner to fetch.
     pub restore_staging: Duration,
+    /// Every held shard is audited at least this often while its holder is online.
+    pub audit_interval: Duration,
     /// How long forgotten snapshots and the shards they alone needed are kept, recoverable by
     /// their owner, before they are deleted for good.
     pub forget_grace: Duration,
@@ -73,6 +75,7 @@ impl Default for Settings {
             long_poll_recheck: Duration::from_secs(5),
             restore_staging: Duration::from_secs(3600),
             forget_grace: Duration::from_secs(30 * 24 * 3600),
+            audit_interval: Duration::from_secs(7 * 24 * 3600),
             rate_limits: crate::limits::RateLimits::default(),
         }
     }
@@ -519,6 +522,9 @@ async fn run_scheduler(hub: std::sync::Weak<Hub>) {
             }
             if let Err(error) = scheduler::purge_forgotten(&hub, now).await {
                 tracing::warn!(%error, "purging what was forgotten past its grace period");
+            }
+            if let Err(error) = crate::challenge::audit_round(&hub, now).await {
+                tracing::warn!(%error, "auditing held shards");
             }
             hub.limits.shrink();
         }

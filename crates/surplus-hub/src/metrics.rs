@@ -29,6 +29,7 @@ pub struct Metrics {
     durations: Family<RequestLabels, Histogram>,
     heartbeats: Counter,
     failed_logins: Counter,
+    audits: Counter,
     instructions: Family<KindLabels, Counter>,
     allocations: Family<KindLabels, Counter>,
 }
@@ -42,6 +43,7 @@ impl Default for Metrics {
         });
         let heartbeats = Counter::default();
         let failed_logins = Counter::default();
+        let audits = Counter::default();
         let instructions = Family::<KindLabels, Counter>::default();
         let allocations = Family::<KindLabels, Counter>::default();
         registry.register("http_requests", "HTTP requests answered", requests.clone());
@@ -55,6 +57,11 @@ impl Default for Metrics {
             "failed_logins",
             "Log-in attempts refused for a wrong email or password",
             failed_logins.clone(),
+        );
+        registry.register(
+            "audits",
+            "Audits of held shards sent on the hub's own schedule",
+            audits.clone(),
         );
         registry.register(
             "instructions_queued",
@@ -72,6 +79,7 @@ impl Default for Metrics {
             durations,
             heartbeats,
             failed_logins,
+            audits,
             instructions,
             allocations,
         }
@@ -95,6 +103,10 @@ impl Metrics {
 
     pub fn failed_login(&self) {
         self.failed_logins.inc();
+    }
+
+    pub fn audit(&self) {
+        self.audits.inc();
     }
 
     pub fn instructions_queued(&self, kind: &str) {

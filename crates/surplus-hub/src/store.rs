@@ -17,8 +17,10 @@ use surplus_protocol::{
 };
 use uuid::Uuid;
 
+mod audits;
 mod compute;
 mod forgotten;
+pub use audits::AuditRow;
 pub use compute::*;
 pub use forgotten::{ForgottenRows, LetGo};
 
