@@ -58,6 +58,27 @@ fn make_folder(root: &Path) -> std::path::PathBuf {
     folder
 }
 
+/// Flips a bit in every KiB of the largest shard a holder keeps, as a failing disk might;
+/// returns the shard's name.
+fn alter_largest_shard(holder: &surplus_e2e::Agent) -> String {
+    let (hash, _) = holder
+        .vault_blobs()
+        .into_iter()
+        .max_by_key(|(_, bytes)| bytes.len())
+        .expect("the holder keeps a shard");
+    let path = holder
+        .data_dir
+        .join(".vault/blobs")
+        .join(&hash[..2])
+        .join(&hash);
+    let mut bytes = std::fs::read(&path).expect("shard");
+    for byte in bytes.iter_mut().step_by(1024) {
+        *byte ^= 0x01;
+    }
+    std::fs::write(&path, bytes).expect("alter");
+    hash
+}
+
 fn assert_same(expected: &Path, actual: &Path) {
     let e = std::fs::symlink_metadata(expected).expect("expected");
     let a = std::fs::symlink_metadata(actual)
@@ -482,21 +503,7 @@ fn verify_challenges_every_shard_and_finds_an_altered_one() {
         assert_eq!(run["passed"].as_u64(), Some(challenged), "{run}");
 
         // A byte of one of Bob's shards flips on his disk: the next challenge of it fails.
-        let (hash, _) = cluster.agents[bob]
-            .vault_blobs()
-            .into_iter()
-            .max_by_key(|(_, bytes)| bytes.len())
-            .expect("bob holds a shard");
-        let path = cluster.agents[bob]
-            .data_dir
-            .join(".vault/blobs")
-            .join(&hash[..2])
-            .join(&hash);
-        let mut bytes = std::fs::read(&path).expect("shard");
-        for byte in bytes.iter_mut().step_by(1024) {
-            *byte ^= 0x01;
-        }
-        std::fs::write(&path, bytes).expect("alter");
+        let hash = alter_largest_shard(&cluster.agents[bob]);
         let failed = cluster.agents[ada].cli(&["verify"]);
         let out = String::from_utf8_lossy(&failed.stdout);
         assert!(!failed.status.success(), "{out}");
@@ -548,21 +555,7 @@ fn the_hub_audits_held_shards_on_its_own_and_catches_an_altered_one() {
 
         // A byte of one of Bob's shards flips on his disk: a later audit catches it, and the
         // allocation no longer counts.
-        let (hash, _) = cluster.agents[bob]
-            .vault_blobs()
-            .into_iter()
-            .max_by_key(|(_, bytes)| bytes.len())
-            .expect("bob holds a shard");
-        let path = cluster.agents[bob]
-            .data_dir
-            .join(".vault/blobs")
-            .join(&hash[..2])
-            .join(&hash);
-        let mut bytes = std::fs::read(&path).expect("shard");
-        for byte in bytes.iter_mut().step_by(1024) {
-            *byte ^= 0x01;
-        }
-        std::fs::write(&path, bytes).expect("alter");
+        let hash = alter_largest_shard(&cluster.agents[bob]);
         let bob_id = cluster.agents[bob].device_id();
         wait_for(
             "an audit to catch the altered shard",
