@@ -39,6 +39,19 @@ async function wd(method, path, body) {
   return answer.value;
 }
 
+/// A check that waits: it passes once `probe` returns something truthy, and fails (naming what
+/// it last saw) if that does not happen within `seconds`.
+async function eventually(what, probe, seconds = 30) {
+  let seen;
+  try {
+    seen = await until(what, probe, seconds);
+  } catch (error) {
+    check(what, false, error.message);
+  }
+  check(what, Boolean(seen));
+  return seen;
+}
+
 const s = (path) => `/session/${session}${path}`;
 const run = (script, ...args) => wd("POST", s("/execute/sync"), { script, args });
 
@@ -243,7 +256,7 @@ async function main() {
   check("no credentials file is written beside it", !existsSync(join(DATA_DIR, "credentials.toml")));
 
   // The status window.
-  const handles = await until("the status window", async () => {
+  const handles = await eventually("the wizard hands over to the status window", async () => {
     const all = await wd("GET", s("/window/handles"));
     for (const handle of all) {
       await wd("POST", s("/window"), { handle });
@@ -251,7 +264,6 @@ async function main() {
     }
     return null;
   });
-  check("the wizard hands over to the status window", !!handles);
   // The snapshot reached the hub after the window first asked: load the window again, once.
   await run("location.reload()");
   await until("the backup in the status window", async () => (await text("card-backups")).match(/protected|uploaded|uploading/), 120);
@@ -307,10 +319,13 @@ async function main() {
   });
   check("withdrawn consent reaches the hub", withdrawn.spare.storage_reason === "no_consent" && withdrawn.report.consent.compute);
   await click("autostart");
-  await until("the autostart entry to go", () => !existsSync(autostart), 10);
+  await eventually("start at login can be switched off in Settings", () => !existsSync(autostart), 10);
   await click("autostart");
-  await until("the autostart entry to come back", () => existsSync(autostart), 10);
-  check("start at login can be switched off and on in Settings", true);
+  await eventually(
+    "start at login can be switched on again in Settings",
+    () => existsSync(autostart) && readFileSync(autostart, "utf8").includes("--autostart"),
+    10,
+  );
   // Log out everywhere (a PC was stolen): every session ends, the test's own too; the PC goes on
   // with its device credential.
   await click("logout-everywhere");
@@ -330,8 +345,7 @@ async function main() {
   await until("dbus-monitor to listen", () => execFileSync("sh", ["-c", "pgrep -x dbus-monitor || true"]).toString() !== "", 10);
   const disk = JSON.parse(readFileSync(PROBE_FILE, "utf8"));
   writeFileSync(PROBE_FILE, JSON.stringify({ ...disk, user: { session: "none" }, on_battery: true }));
-  await until("the battery notification", () => notified.includes("Compute paused on battery"), 30);
-  check("running on battery is told as an OS notification", true);
+  await eventually("running on battery is told as an OS notification", () => notified.includes("Compute paused on battery"), 30);
   writeFileSync(PROBE_FILE, JSON.stringify(disk));
   monitor.kill();
 
@@ -345,11 +359,10 @@ async function main() {
   check("Pause for 1 hour pauses donation at the hub", paused.spare.compute_reason === "paused");
   await until("the status line to say paused", async () => (await text("tray-line")).startsWith("Paused until"));
   await trayMenu("r");
-  await until("the hub to see donation resume", async () => {
+  await eventually("Resume resumes donation at the hub", async () => {
     const d = (await hub("GET", "/v1/devices", token)).find((x) => x.name === "ann-desktop");
     return d.report.pause.paused === "running";
   });
-  check("Resume resumes donation", true);
   const pid = appPid();
   check("the app runs", !!pid);
   await trayMenu("q");
