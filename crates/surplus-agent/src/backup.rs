@@ -249,10 +249,11 @@ pub(crate) async fn escrow(
     Ok(())
 }
 
-/// Argon2id's cost for the escrowed key: the recommended one, or a cheap one where
-/// `SURPLUS_TEST_CHEAP_KEY_WRAP` is set (tests on small machines; never for real keys).
+/// Argon2id's cost for the escrowed key: the recommended one, or, in a build with the
+/// `test-hooks` feature only, a cheap one where `SURPLUS_TEST_CHEAP_KEY_WRAP` is set (tests on
+/// small machines; never for real keys).
 fn wrap_cost() -> WrapCost {
-    if std::env::var_os("SURPLUS_TEST_CHEAP_KEY_WRAP").is_some() {
+    if cfg!(feature = "test-hooks") && std::env::var_os("SURPLUS_TEST_CHEAP_KEY_WRAP").is_some() {
         WrapCost::TESTING
     } else {
         WrapCost::RECOMMENDED

@@ -30,8 +30,9 @@ use crate::client::HubClient;
 use crate::settings::Settings;
 use crate::untrusted;
 
-/// Set (to anything but empty) only by tests: outputs are corrupted before upload, to play a
-/// dishonest donor that validation must outvote.
+/// Set (to anything but empty) only by tests, and honoured only by a build with the `test-hooks`
+/// feature: outputs are corrupted before upload, to play a dishonest donor that validation must
+/// outvote.
 pub const CORRUPT_OUTPUTS_ENV: &str = "SURPLUS_TEST_CORRUPT_OUTPUTS";
 
 /// How often the user's activity is looked at while tasks run.
@@ -110,7 +111,8 @@ pub fn local_minute() -> u16 {
 
 impl Compute {
     pub fn new(data_dir: &Path) -> Compute {
-        let corrupt = std::env::var_os(CORRUPT_OUTPUTS_ENV).is_some_and(|v| !v.is_empty());
+        let corrupt = cfg!(feature = "test-hooks")
+            && std::env::var_os(CORRUPT_OUTPUTS_ENV).is_some_and(|v| !v.is_empty());
         if corrupt {
             tracing::warn!("{CORRUPT_OUTPUTS_ENV} is set: this agent corrupts its task outputs");
         }
