@@ -26,6 +26,9 @@ pub struct FileConfig {
     /// Every held shard is audited at least this often while its holder is online (default 7
     /// days).
     pub audit_interval_seconds: Option<u64>,
+    /// A holder silent this long is counted lost and what it held is rebuilt elsewhere (default
+    /// 7 days).
+    pub lost_after_seconds: Option<u64>,
     /// Rate limits: how many attempts in a burst, refilled over the period the key names.
     pub logins_per_minute_per_address: Option<u32>,
     pub logins_per_minute_per_account: Option<u32>,
@@ -92,6 +95,9 @@ impl FileConfig {
         }
         if let Some(seconds) = self.audit_interval_seconds {
             settings.audit_interval = Duration::from_secs(seconds.max(1));
+        }
+        if let Some(seconds) = self.lost_after_seconds {
+            settings.lost_after = Duration::from_secs(seconds.max(1));
         }
         const MINUTE: Duration = Duration::from_secs(60);
         const HOUR: Duration = Duration::from_secs(3600);

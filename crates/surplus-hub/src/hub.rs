@@ -52,6 +52,8 @@ pub struct Settings {
     pub restore_staging: Duration,
     /// Every held shard is audited at least this often while its holder is online.
     pub audit_interval: Duration,
+    /// A holder silent this long is counted lost, and what it held is rebuilt elsewhere.
+    pub lost_after: Duration,
     /// How long forgotten snapshots and the shards they alone needed are kept, recoverable by
     /// their owner, before they are deleted for good.
     pub forget_grace: Duration,
@@ -76,6 +78,7 @@ impl Default for Settings {
             restore_staging: Duration::from_secs(3600),
             forget_grace: Duration::from_secs(30 * 24 * 3600),
             audit_interval: Duration::from_secs(7 * 24 * 3600),
+            lost_after: Duration::from_secs(7 * 24 * 3600),
             rate_limits: crate::limits::RateLimits::default(),
         }
     }
@@ -525,6 +528,9 @@ async fn run_scheduler(hub: std::sync::Weak<Hub>) {
             }
             if let Err(error) = crate::challenge::audit_round(&hub, now).await {
                 tracing::warn!(%error, "auditing held shards");
+            }
+            if let Err(error) = scheduler::detect_losses(&hub, now).await {
+                tracing::warn!(%error, "looking for lost holders");
             }
             hub.limits.shrink();
         }

@@ -216,6 +216,47 @@ pub async fn purge_forgotten(hub: &Hub, now: i64) -> Result<(u64, usize), StoreE
     Ok((objects, ended))
 }
 
+/// Counts holders lost that went silent past `Settings::lost_after` (revoked ones are counted
+/// lost when revoked). By [`surplus_rules::presence`], a holder away longer than it usually is
+/// is only at risk until then. A lost holder's storage allocations become `lost` and their
+/// placements reopen, once, in one transaction. Returns the devices counted lost now.
+pub async fn detect_losses(hub: &Hub, now: i64) -> Result<Vec<Uuid>, StoreError> {
+    use surplus_rules::presence::{self, PresencePolicy, SLOT_MS, Standing};
+    let policy = PresencePolicy {
+        online_window: hub.settings.online_window_ms(),
+        lost_after: i64::try_from(hub.settings.lost_after.as_millis()).unwrap_or(i64::MAX),
+        ..PresencePolicy::DEFAULT
+    };
+    let mut lost = Vec::new();
+    for holder in hub.store.storage_holders().await? {
+        // Only a holder past the cap can be lost, whatever its history: read that only then.
+        let away = now.saturating_sub(holder.last_heartbeat.unwrap_or(holder.registered_at));
+        if away < policy.lost_after {
+            continue;
+        }
+        let since = (now - 30 * surplus_rules::DAY_MS).div_euclid(SLOT_MS);
+        let heard = hub.store.presence_slot_list(holder.device, since).await?;
+        let standing = policy.standing(
+            holder.last_heartbeat,
+            holder.registered_at,
+            presence::usual_absence(&heard),
+            now,
+        );
+        if standing != Standing::Lost {
+            continue;
+        }
+        let allocations = hub.store.lose_holder(holder.device, now).await?;
+        if allocations > 0 {
+            tracing::warn!(device = %holder.device, allocations, "holder silent past the cap, counted lost; what it held is to be rebuilt");
+            lost.push(holder.device);
+        }
+    }
+    if !lost.is_empty() {
+        hub.kick_scheduler();
+    }
+    Ok(lost)
+}
+
 /// Drops a blob's staged copy: the record first, so nobody is offered a file about to go.
 pub(crate) async fn unstage(hub: &Hub, hash: &str, now: i64) -> Result<(), StoreError> {
     hub.store.set_blob_staged(hash, false, now).await?;

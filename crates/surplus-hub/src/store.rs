@@ -20,9 +20,11 @@ use uuid::Uuid;
 mod audits;
 mod compute;
 mod forgotten;
+mod holders;
 pub use audits::AuditRow;
 pub use compute::*;
 pub use forgotten::{ForgottenRows, LetGo};
+pub use holders::HolderRow;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
@@ -595,9 +597,11 @@ impl Store {
         .bind(device_id.to_string())
         .execute(&mut *tx)
         .await?;
+        // A revoked holder has left for good: what it held counts as lost at once (runs it had
+        // simply fail).
         sqlx::query(
-            "UPDATE allocations SET state = 'failed', released_at = $1 WHERE device_id = $2 \
-             AND state IN ('pending', 'active', 'evacuating')",
+            "UPDATE allocations SET state = CASE WHEN kind = 'storage' THEN 'lost' ELSE 'failed' END, \
+             released_at = $1 WHERE device_id = $2 AND state IN ('pending', 'active', 'evacuating')",
         )
         .bind(now)
         .bind(device_id.to_string())

@@ -59,6 +59,16 @@ async fn hubs() -> Vec<TestHub> {
 
 /// Test hubs whose settings `change` adjusts.
 async fn hubs_with(change: impl Fn(Settings) -> Settings) -> Vec<TestHub> {
+    test_hubs(change, true).await
+}
+
+/// Test hubs with no background tasks: only what a test calls happens (for rules that run on a
+/// schedule, which the test then runs itself at the moments it chooses).
+async fn quiet_hubs() -> Vec<TestHub> {
+    test_hubs(|settings| settings, false).await
+}
+
+async fn test_hubs(change: impl Fn(Settings) -> Settings, background: bool) -> Vec<TestHub> {
     let _ = tracing_subscriber::fmt()
         .with_test_writer()
         .with_env_filter("warn")
@@ -82,7 +92,7 @@ async fn hubs_with(change: impl Fn(Settings) -> Settings) -> Vec<TestHub> {
             long_poll_recheck: Duration::from_secs(120),
             ..Settings::default()
         };
-        let hub = open_hub(&database, &staging, change(settings), true).await;
+        let hub = open_hub(&database, &staging, change(settings), background).await;
         hubs.push(TestHub {
             router: api::router(hub.clone()),
             hub,
@@ -2557,6 +2567,59 @@ async fn forgetting_is_undoable_until_the_grace_period_ends_then_settled_once() 
         let told = deletes_told().await;
         assert_eq!(told.len(), 1, "{told:?}");
         assert_eq!(told[0]["kind"]["hash"], shard.as_str());
+    }
+}
+
+#[tokio::test]
+async fn holders_silent_past_the_cap_or_revoked_are_counted_lost_once() {
+    for hub in quiet_hubs().await {
+        let ada = hub.signup("ada@example.org").await;
+        let bob = hub.signup("bob@example.org").await;
+        let carol = hub.signup("carol@example.org").await;
+        let (_, ada_pc) = hub.device(&ada, "ada-pc").await;
+        let (_, bob_pc) = hub.device(&bob, "bob-pc").await;
+        let (carol_id, carol_pc) = hub.device(&carol, "carol-pc").await;
+        // Bob is the only holder for the first blob; Carol, heard from last, takes the second.
+        hub.heartbeat(&bob_pc, report()).await;
+        let at_bob = store_one_copy(&hub, &ada_pc, &bob_pc, &[3u8; 2000]).await;
+        hub.heartbeat(&carol_pc, report()).await;
+        let at_carol = store_one_copy(&hub, &ada_pc, &carol_pc, &[4u8; 2000]).await;
+        let detect = |at| surplus_hub::scheduler::detect_losses(&hub.hub, at);
+        let now = surplus_hub::now_ms();
+        const DAY: i64 = 24 * 3600 * 1000;
+
+        // Heard just now, or away for days but short of the 7-day cap: nobody is lost.
+        assert_eq!(detect(now).await.expect("detect"), Vec::<uuid::Uuid>::new());
+        assert_eq!(
+            detect(now + 6 * DAY).await.expect("detect"),
+            Vec::<uuid::Uuid>::new()
+        );
+        assert_eq!(holder_state(&hub, &ada, &at_bob).await, "active");
+
+        // Revoked: what it held is lost at once, by the revocation itself.
+        let revoked = hub
+            .call(
+                Method::DELETE,
+                &format!("/v1/devices/{carol_id}"),
+                Some(&carol),
+                None,
+            )
+            .await;
+        assert_eq!(revoked.status, StatusCode::NO_CONTENT, "{}", revoked.body);
+        assert_eq!(holder_state(&hub, &ada, &at_carol).await, "lost");
+        assert_eq!(detect(now).await.expect("detect"), Vec::<uuid::Uuid>::new());
+        assert_eq!(holder_state(&hub, &ada, &at_bob).await, "active");
+
+        // Silent past the cap: lost; two sweeps at once (two replicas) count it once.
+        let later = now + 8 * DAY;
+        let (first, second) = tokio::join!(detect(later), detect(later));
+        let counted = first.expect("detect").len() + second.expect("detect").len();
+        assert_eq!(counted, 1);
+        assert_eq!(holder_state(&hub, &ada, &at_bob).await, "lost");
+        assert_eq!(
+            detect(later).await.expect("detect"),
+            Vec::<uuid::Uuid>::new()
+        );
     }
 }
 

@@ -67,6 +67,9 @@ pub enum AllocationState {
     Released,
     /// The device could not carry it out.
     Failed,
+    /// Its holder was counted lost (silent past the hub's `lost_after`, or revoked): what it held
+    /// is rebuilt elsewhere.
+    Lost,
 }
 
 impl AllocationState {
@@ -77,6 +80,7 @@ impl AllocationState {
             Self::Evacuating => "evacuating",
             Self::Released => "released",
             Self::Failed => "failed",
+            Self::Lost => "lost",
         }
     }
 
@@ -87,6 +91,7 @@ impl AllocationState {
             "evacuating" => Some(Self::Evacuating),
             "released" => Some(Self::Released),
             "failed" => Some(Self::Failed),
+            "lost" => Some(Self::Lost),
             _ => None,
         }
     }
