@@ -582,6 +582,108 @@ fn the_hub_audits_held_shards_on_its_own_and_catches_an_altered_one() {
 }
 
 #[test]
+fn a_lost_holders_shards_are_rebuilt_elsewhere_while_the_owner_is_offline() {
+    on_each_database(|cluster| {
+        // Heartbeats every second, and a holder silent for 8 s counts as lost (the defaults are
+        // 30 s and 7 days).
+        cluster
+            .hub
+            .configure("heartbeat_interval_seconds = 1\nlost_after_seconds = 8");
+        let ada = cluster.add_agent("ada-pc", "ada@example.org", false, "64MiB");
+        let mut donors = Vec::new();
+        for name in ["bob", "carol", "dave"] {
+            let donor = cluster.add_agent(
+                &format!("{name}-pc"),
+                &format!("{name}@example.org"),
+                true,
+                "64MiB",
+            );
+            cluster.agent(donor).start();
+            cluster.agent(donor).wait_connected_after(0);
+            donors.push(donor);
+        }
+        let [bob, carol, dave] = [donors[0], donors[1], donors[2]];
+        // Ada backs up from the command line, with three full copies (1+2): one on each donor.
+        // Her agent never runs: she is offline from here on.
+        let source = make_folder(&cluster.dir.path().join("ada-files"));
+        let agent = cluster.agent(ada);
+        ready_to_back_up(agent);
+        agent.ok(&["backup", "add", source.to_str().expect("utf-8")]);
+        agent.ok(&["backup", "settings", "--coding", "1+2"]);
+        agent.ok(&["backup", "now"]);
+        wait_for(
+            "the snapshot to be protected",
+            Duration::from_secs(60),
+            || cluster.agents[ada].json(&["snapshots"])[0]["state"] == "protected",
+        );
+        let bobs = cluster.agents[bob].vault_blobs();
+        assert!(!bobs.is_empty(), "bob holds a shard of every pack");
+
+        // Erin joins, with room; Bob's PC dies and never comes back.
+        let erin = cluster.add_agent("erin-pc", "erin@example.org", true, "64MiB");
+        cluster.agent(erin).start();
+        cluster.agent(erin).wait_connected_after(0);
+        cluster.agent(bob).kill();
+        // Counted lost, his shards are rebuilt from Carol's and Dave's copies and placed on
+        // Erin: byte for byte the shards Bob held.
+        wait_for(
+            "erin to hold every shard bob held",
+            Duration::from_secs(120),
+            || {
+                let held: Vec<String> = cluster.agents[erin]
+                    .vault_blobs()
+                    .into_iter()
+                    .map(|(hash, _)| hash)
+                    .collect();
+                bobs.iter().all(|(hash, _)| held.contains(hash))
+            },
+        );
+        let database = cluster.database.clone();
+        let bob_id = cluster.agents[bob].device_id();
+        let erin_id = cluster.agents[erin].device_id();
+        let count = |sql: String| count_in_database(&database, &sql);
+        assert_eq!(
+            count(format!(
+                "SELECT COUNT(*) FROM allocations WHERE device_id = '{bob_id}' AND state <> 'lost'"
+            )),
+            0,
+            "every allocation of bob's is lost"
+        );
+        wait_for(
+            "erin's copies to be confirmed",
+            Duration::from_secs(30),
+            || {
+                count(format!(
+                    "SELECT COUNT(*) FROM allocations WHERE device_id = '{erin_id}' AND state = 'active'"
+                )) == bobs.len() as i64
+            },
+        );
+        // The rebuilt shards and those gathered for them leave the hub's staging.
+        wait_for(
+            "the hub's staging to empty",
+            Duration::from_secs(60),
+            || count("SELECT COUNT(*) FROM blobs WHERE staged = 1".into()) == 0,
+        );
+
+        // Then the two other first holders go too: Erin's copies alone restore the folder on a
+        // new laptop, bit for bit.
+        cluster.agent(carol).kill();
+        cluster.agent(dave).kill();
+        let laptop = cluster.add_agent("ada-laptop", "ada@example.org", false, "64MiB");
+        let target = cluster.dir.path().join("restored");
+        let new_device = cluster.agent(laptop);
+        new_device.set_env("SURPLUS_PASSPHRASE", "a long recovery passphrase");
+        new_device.ok(&[
+            "restore",
+            "latest",
+            "--target",
+            target.to_str().expect("utf-8"),
+        ]);
+        assert_same(&source, &target.join("photos"));
+    });
+}
+
+#[test]
 fn an_interrupted_backup_and_an_interrupted_restore_complete_on_the_next_run() {
     on_each_database(|cluster| {
         let (ada, _bob, _carol) = ada_bob_and_carol(cluster, "256MiB");

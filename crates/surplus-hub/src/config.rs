@@ -29,6 +29,9 @@ pub struct FileConfig {
     /// A holder silent this long is counted lost and what it held is rebuilt elsewhere (default
     /// 7 days).
     pub lost_after_seconds: Option<u64>,
+    /// A pack is repaired once its spare shards fall to this many (default 2, capped at the
+    /// coding's parity - 1).
+    pub repair_threshold: Option<u32>,
     /// Rate limits: how many attempts in a burst, refilled over the period the key names.
     pub logins_per_minute_per_address: Option<u32>,
     pub logins_per_minute_per_account: Option<u32>,
@@ -98,6 +101,9 @@ impl FileConfig {
         }
         if let Some(seconds) = self.lost_after_seconds {
             settings.lost_after = Duration::from_secs(seconds.max(1));
+        }
+        if let Some(threshold) = self.repair_threshold {
+            settings.repair_threshold = threshold;
         }
         const MINUTE: Duration = Duration::from_secs(60);
         const HOUR: Duration = Duration::from_secs(3600);

@@ -52,8 +52,12 @@ pub struct Settings {
     pub restore_staging: Duration,
     /// Every held shard is audited at least this often while its holder is online.
     pub audit_interval: Duration,
-    /// A holder silent this long is counted lost, and what it held is rebuilt elsewhere.
+    /// A holder silent this long is counted lost, and what it held is rebuilt elsewhere (never
+    /// less than twice the online window).
     pub lost_after: Duration,
+    /// A pack is repaired once its spare shards fall to this many (capped at `parity - 1`; see
+    /// `surplus_rules::health::PackHealth::needs_repair`).
+    pub repair_threshold: u32,
     /// How long forgotten snapshots and the shards they alone needed are kept, recoverable by
     /// their owner, before they are deleted for good.
     pub forget_grace: Duration,
@@ -79,6 +83,7 @@ impl Default for Settings {
             forget_grace: Duration::from_secs(30 * 24 * 3600),
             audit_interval: Duration::from_secs(7 * 24 * 3600),
             lost_after: Duration::from_secs(7 * 24 * 3600),
+            repair_threshold: 2,
             rate_limits: crate::limits::RateLimits::default(),
         }
     }
@@ -519,6 +524,11 @@ async fn run_scheduler(hub: std::sync::Weak<Hub>) {
                 Ok(0) => {}
                 Ok(count) => tracing::info!(count, "instructions expired"),
                 Err(error) => tracing::warn!(%error, "expiring instructions"),
+            }
+            // Repair first: it reads shards holders sent back, which the next step drops once
+            // they are old.
+            if let Err(error) = crate::repair::round(&hub, now).await {
+                tracing::warn!(%error, "repairing packs");
             }
             if let Err(error) = scheduler::drop_stale_staging(&hub, now).await {
                 tracing::warn!(%error, "dropping copies staged for restores");

@@ -21,6 +21,7 @@ pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod policy;
+pub mod repair;
 pub mod scheduler;
 pub mod staging;
 pub mod store;

@@ -30,6 +30,8 @@ pub struct Metrics {
     heartbeats: Counter,
     failed_logins: Counter,
     audits: Counter,
+    repaired_shards: Counter,
+    repaired_bytes: Counter,
     instructions: Family<KindLabels, Counter>,
     allocations: Family<KindLabels, Counter>,
 }
@@ -44,6 +46,8 @@ impl Default for Metrics {
         let heartbeats = Counter::default();
         let failed_logins = Counter::default();
         let audits = Counter::default();
+        let repaired_shards = Counter::default();
+        let repaired_bytes = Counter::default();
         let instructions = Family::<KindLabels, Counter>::default();
         let allocations = Family::<KindLabels, Counter>::default();
         registry.register("http_requests", "HTTP requests answered", requests.clone());
@@ -64,6 +68,16 @@ impl Default for Metrics {
             audits.clone(),
         );
         registry.register(
+            "repaired_shards",
+            "Shards of packs rebuilt after their holders were lost",
+            repaired_shards.clone(),
+        );
+        registry.register(
+            "repaired_bytes",
+            "Bytes of shards rebuilt after their holders were lost",
+            repaired_bytes.clone(),
+        );
+        registry.register(
             "instructions_queued",
             "Instructions queued for devices",
             instructions.clone(),
@@ -80,6 +94,8 @@ impl Default for Metrics {
             heartbeats,
             failed_logins,
             audits,
+            repaired_shards,
+            repaired_bytes,
             instructions,
             allocations,
         }
@@ -107,6 +123,11 @@ impl Metrics {
 
     pub fn audit(&self) {
         self.audits.inc();
+    }
+
+    pub fn repaired(&self, bytes: u64) {
+        self.repaired_shards.inc();
+        self.repaired_bytes.inc_by(bytes);
     }
 
     pub fn instructions_queued(&self, kind: &str) {

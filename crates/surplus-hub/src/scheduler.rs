@@ -224,7 +224,10 @@ pub async fn detect_losses(hub: &Hub, now: i64) -> Result<Vec<Uuid>, StoreError>
     use surplus_rules::presence::{self, PresencePolicy, SLOT_MS, Standing};
     let policy = PresencePolicy {
         online_window: hub.settings.online_window_ms(),
-        lost_after: i64::try_from(hub.settings.lost_after.as_millis()).unwrap_or(i64::MAX),
+        // Never within a few missed heartbeats, whatever the setting says.
+        lost_after: i64::try_from(hub.settings.lost_after.as_millis())
+            .unwrap_or(i64::MAX)
+            .max(2 * hub.settings.online_window_ms()),
         ..PresencePolicy::DEFAULT
     };
     let mut lost = Vec::new();

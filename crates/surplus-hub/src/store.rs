@@ -24,7 +24,7 @@ mod holders;
 pub use audits::AuditRow;
 pub use compute::*;
 pub use forgotten::{ForgottenRows, LetGo};
-pub use holders::HolderRow;
+pub use holders::{HolderRow, PackShardRow};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 

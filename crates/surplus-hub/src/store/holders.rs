@@ -76,3 +76,77 @@ impl Store {
         Ok(lost)
     }
 }
+
+/// One shard of a pack that has lost shards, as repair sees it.
+#[derive(Debug, Clone)]
+pub struct PackShardRow {
+    pub owner: Uuid,
+    pub pack: String,
+    pub hash: String,
+    pub data: u32,
+    pub parity: u32,
+    pub index: u32,
+    pub size: u64,
+    pub staged: bool,
+    /// A storage allocation of it that is still live (pending, active or being moved), with
+    /// its holder: (allocation, device, whether the holder confirmed it).
+    pub holders: Vec<(Uuid, Uuid, bool)>,
+}
+
+impl Store {
+    /// Every shard of every pack that has a lost shard: a placement, not forgotten, whose shard
+    /// is neither staged nor allocated to a live holder. Only shards whose place in their pack
+    /// is known count.
+    pub async fn packs_with_lost_shards(&self) -> Result<Vec<PackShardRow>> {
+        let rows = sqlx::query(
+            "SELECT p.subscriber_id, p.pack, p.hash, p.pack_data, p.pack_parity, p.shard_index, b.size, b.staged, \
+             a.id AS allocation, a.device_id, a.state FROM placements p JOIN blobs b ON b.hash = p.hash \
+             LEFT JOIN allocations a ON a.blob_hash = p.hash AND a.subscriber_id = p.subscriber_id \
+               AND a.kind = 'storage' AND a.state IN ('pending', 'active', 'evacuating') \
+             WHERE p.pack_data IS NOT NULL AND p.dropped_at IS NULL AND EXISTS ( \
+               SELECT 1 FROM placements q JOIN blobs c ON c.hash = q.hash \
+               WHERE q.subscriber_id = p.subscriber_id AND q.pack = p.pack AND q.pack_data IS NOT NULL \
+               AND q.dropped_at IS NULL AND c.staged = 0 AND NOT EXISTS (SELECT 1 FROM allocations l \
+                 WHERE l.blob_hash = q.hash AND l.subscriber_id = q.subscriber_id AND l.kind = 'storage' \
+                 AND l.state IN ('pending', 'active', 'evacuating'))) \
+             ORDER BY p.subscriber_id, p.pack, p.shard_index, p.hash",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut shards: Vec<PackShardRow> = Vec::new();
+        for row in &rows {
+            let owner = parse_uuid(&row.try_get::<String, _>("subscriber_id")?)?;
+            let hash: String = row.try_get("hash")?;
+            let holder = match row.try_get::<Option<String>, _>("allocation")? {
+                Some(allocation) => Some((
+                    parse_uuid(&allocation)?,
+                    parse_uuid(&row.try_get::<String, _>("device_id")?)?,
+                    row.try_get::<String, _>("state")? != "pending",
+                )),
+                None => None,
+            };
+            if let Some(last) = shards.last_mut()
+                && last.owner == owner
+                && last.hash == hash
+            {
+                last.holders.extend(holder);
+                continue;
+            }
+            let number = |column: &str| -> Result<u32> {
+                Ok(u32::try_from(row.try_get::<i64, _>(column)?).unwrap_or(u32::MAX))
+            };
+            shards.push(PackShardRow {
+                owner,
+                pack: row.try_get("pack")?,
+                hash,
+                data: number("pack_data")?,
+                parity: number("pack_parity")?,
+                index: number("shard_index")?,
+                size: super::to_u64(row.try_get("size")?),
+                staged: row.try_get::<i64, _>("staged")? != 0,
+                holders: holder.into_iter().collect(),
+            });
+        }
+        Ok(shards)
+    }
+}
