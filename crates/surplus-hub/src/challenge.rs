@@ -88,8 +88,9 @@ pub async fn start(hub: &Hub, subscriber_id: Uuid) -> Result<VerifyRun, StoreErr
 /// One round of audits: the held shards [`surplus_rules::audit::due`] picks (holders online,
 /// returning and suspect ones first, every shard at least every `Settings::audit_interval`, at
 /// most `max_per_round`) are challenged. Answers are judged like any challenge's: a wrong or
-/// missing proof fails the holder's allocation and reopens the shard's placement. Returns how
-/// many were sent.
+/// missing proof fails the holder's allocation and reopens the shard's placement. A holder with
+/// `disqualify_after` such failures within the window loses everything it holds. Returns how
+/// many audits were sent.
 pub async fn audit_round(hub: &Hub, now: i64) -> Result<usize, StoreError> {
     use surplus_rules::audit::{AuditPolicy, Held, Holder};
     let policy = AuditPolicy {
@@ -111,6 +112,17 @@ pub async fn audit_round(hub: &Hub, now: i64) -> Result<usize, StoreError> {
         .store
         .integrity_failures(now - policy.failure_window)
         .await?;
+    // A holder with repeated integrity failures is disqualified: everything it holds is counted
+    // lost and rebuilt elsewhere (once: a second round finds nothing left to lose).
+    for (device, count) in &failures {
+        if policy.disqualifies(*count) {
+            let lost = hub.store.lose_holder(*device, now).await?;
+            if lost > 0 {
+                tracing::warn!(%device, failures = count, allocations = lost, "holder disqualified after repeated integrity failures");
+                hub.kick_scheduler();
+            }
+        }
+    }
     let held: Vec<Held> = rows
         .iter()
         .map(|row| Held {

@@ -2624,6 +2624,59 @@ async fn holders_silent_past_the_cap_or_revoked_are_counted_lost_once() {
 }
 
 #[tokio::test]
+async fn a_holder_failing_two_challenges_is_disqualified_and_loses_everything() {
+    for hub in quiet_hubs().await {
+        let ada = hub.signup("ada@example.org").await;
+        let bob = hub.signup("bob@example.org").await;
+        let (_, ada_pc) = hub.device(&ada, "ada-pc").await;
+        let (_, bob_pc) = hub.device(&bob, "bob-pc").await;
+        hub.heartbeat(&bob_pc, report()).await;
+        let mut shards = Vec::new();
+        for n in 0..3u8 {
+            shards.push(store_one_copy(&hub, &ada_pc, &bob_pc, &[n; 3000]).await);
+        }
+        let run = hub
+            .call(Method::POST, "/v1/backup/verify", Some(&ada), None)
+            .await;
+        assert_eq!(run.body["challenged"], 3, "{}", run.body);
+        let batch = hub.poll(&bob_pc, 0).await;
+        let challenge_of = |hash: &str| {
+            batch
+                .iter()
+                .find(|i| i["kind"]["hash"] == hash)
+                .and_then(|i| i["id"].as_str())
+                .expect("a challenge")
+                .to_owned()
+        };
+        let audit = |at| surplus_hub::challenge::audit_round(&hub.hub, at);
+        let now = surplus_hub::now_ms();
+        // Bob says he lost one shard: one integrity failure, that shard lost, the others kept.
+        let missing = json!({"result": {"status": "failed", "code": "not_found", "message": "gone"}, "vault": null});
+        let ack = |id: String| {
+            let hub = &hub;
+            let (bob_pc, missing) = (bob_pc.clone(), missing.clone());
+            async move {
+                let path = format!("/v1/device/instructions/{id}/ack");
+                let reply = hub
+                    .call(Method::POST, &path, Some(&bob_pc), Some(missing))
+                    .await;
+                assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.body);
+            }
+        };
+        ack(challenge_of(&shards[0])).await;
+        audit(now).await.expect("audit");
+        assert_eq!(holder_state(&hub, &ada, &shards[0]).await, "failed");
+        assert_eq!(holder_state(&hub, &ada, &shards[2]).await, "active");
+        // A second: disqualified, and the shard he has not been asked about is lost too, once.
+        ack(challenge_of(&shards[1])).await;
+        audit(now).await.expect("audit");
+        assert_eq!(holder_state(&hub, &ada, &shards[2]).await, "lost");
+        audit(now).await.expect("audit");
+        assert_eq!(holder_state(&hub, &ada, &shards[1]).await, "failed");
+    }
+}
+
+#[tokio::test]
 async fn names_with_control_or_invisible_characters_are_refused() {
     for hub in hubs().await {
         for email in [
