@@ -665,6 +665,20 @@ fn a_lost_holders_shards_are_rebuilt_elsewhere_while_the_owner_is_offline() {
             || count("SELECT COUNT(*) FROM blobs WHERE staged = 1".into()) == 0,
         );
 
+        // Bob's PC comes back after all: what it kept has been rebuilt elsewhere, so its copies
+        // are surplus, deleted, and its allocations released.
+        cluster.agent(bob).start();
+        wait_for(
+            "bob's surplus copies to go",
+            Duration::from_secs(60),
+            || {
+                cluster.agents[bob].vault_blobs().is_empty()
+                    && count(format!(
+                        "SELECT COUNT(*) FROM allocations WHERE device_id = '{bob_id}' AND state <> 'released'"
+                    )) == 0
+            },
+        );
+
         // Then the two other first holders go too: Erin's copies alone restore the folder on a
         // new laptop, bit for bit.
         cluster.agent(carol).kill();

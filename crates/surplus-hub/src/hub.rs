@@ -542,6 +542,9 @@ async fn run_scheduler(hub: std::sync::Weak<Hub>) {
             if let Err(error) = scheduler::detect_losses(&hub, now).await {
                 tracing::warn!(%error, "looking for lost holders");
             }
+            if let Err(error) = scheduler::release_returned(&hub, now).await {
+                tracing::warn!(%error, "releasing the copies of holders that came back");
+            }
             hub.limits.shrink();
         }
         if let Err(error) = scheduler::place_pending(&hub, None).await {

@@ -260,6 +260,34 @@ pub async fn detect_losses(hub: &Hub, now: i64) -> Result<Vec<Uuid>, StoreError>
     Ok(lost)
 }
 
+/// Tells holders that were counted lost and came back to delete the copies nobody needs any more
+/// (rebuilt and confirmed elsewhere meanwhile, or let go); each allocation is released when the
+/// holder confirms. Returns how many deletes were asked for.
+pub async fn release_returned(hub: &Hub, now: i64) -> Result<usize, StoreError> {
+    let since = now - hub.settings.online_window_ms();
+    let surplus = hub.store.surplus_copies_of_returned(since).await?;
+    let expires =
+        now + i64::try_from(hub.settings.instruction_ttl.as_millis()).unwrap_or(i64::MAX / 2);
+    for (allocation, device, hash) in &surplus {
+        let kind = InstructionKind::DeleteBlob {
+            hash: hash.clone(),
+            allocation_id: Some(*allocation),
+        };
+        hub.store
+            .enqueue(*device, Some(*allocation), &kind, now, expires)
+            .await?;
+        hub.metrics.instructions_queued(kind.name());
+        hub.wake(*device);
+    }
+    if !surplus.is_empty() {
+        tracing::info!(
+            copies = surplus.len(),
+            "holders counted lost are back; their surplus copies go"
+        );
+    }
+    Ok(surplus.len())
+}
+
 /// Drops a blob's staged copy: the record first, so nobody is offered a file about to go.
 pub(crate) async fn unstage(hub: &Hub, hash: &str, now: i64) -> Result<(), StoreError> {
     hub.store.set_blob_staged(hash, false, now).await?;

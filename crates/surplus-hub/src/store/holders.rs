@@ -150,3 +150,34 @@ impl Store {
         Ok(shards)
     }
 }
+
+impl Store {
+    /// Copies kept by holders that were counted lost and are back (heard from since `since`),
+    /// that nobody needs any more: their shard is confirmed on enough other holders again, or
+    /// was let go altogether. (allocation, device, hash), each once: a delete already asked for
+    /// is not asked again.
+    pub async fn surplus_copies_of_returned(
+        &self,
+        since: UnixMillis,
+    ) -> Result<Vec<(Uuid, Uuid, String)>> {
+        let rows = sqlx::query(
+            "SELECT a.id, a.device_id, a.blob_hash FROM allocations a JOIN devices d ON d.id = a.device_id \
+             LEFT JOIN placements p ON p.hash = a.blob_hash AND p.subscriber_id = a.subscriber_id \
+             WHERE a.state = 'lost' AND a.kind = 'storage' AND d.revoked_at IS NULL AND d.last_heartbeat >= $1 \
+             AND (p.hash IS NULL OR p.satisfied_at IS NOT NULL) \
+             AND NOT EXISTS (SELECT 1 FROM instructions i WHERE i.allocation_id = a.id AND i.kind = 'delete_blob')",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    parse_uuid(&row.try_get::<String, _>("id")?)?,
+                    parse_uuid(&row.try_get::<String, _>("device_id")?)?,
+                    row.try_get("blob_hash")?,
+                ))
+            })
+            .collect()
+    }
+}
