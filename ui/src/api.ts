@@ -71,7 +71,7 @@ export interface Snapshot {
   hostname: string;
   files: number;
   bytes: number;
-  state: "uploading" | "uploaded" | "protected";
+  state: "uploading" | "protected" | "repairing" | "at_risk" | "lost";
 }
 
 export interface Entry {

@@ -458,6 +458,12 @@ impl HubClient {
         Ok(())
     }
 
+    /// Where each of the subscriber's packs stands.
+    pub async fn backup_health(&self, token: &str) -> Result<surplus_protocol::BackupHealth> {
+        self.json(self.request(Method::GET, "/v1/backup/health", Some(token)))
+            .await
+    }
+
     /// What the subscriber forgot that the hub still keeps, recoverable.
     pub async fn forgotten(&self, token: &str) -> Result<surplus_protocol::Forgotten> {
         self.json(self.request(Method::GET, "/v1/backup/forgotten", Some(token)))

@@ -6,6 +6,7 @@
 //! device's state and when the user is told something is made here, where it is tested without a
 //! window.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -637,25 +638,25 @@ impl Control {
         })?
     }
 
-    /// Every snapshot, oldest first, each with how far its shards got.
+    /// Every snapshot, oldest first, each as well off as its worst pack: `uploading`,
+    /// `protected`, `repairing`, `at_risk` or `lost`, as the hub sees the packs' shards (a pack
+    /// the hub has no shard of yet is still uploading).
     pub async fn snapshots(&self) -> Result<Vec<SnapshotView>> {
         let handle = tokio::runtime::Handle::current();
         self.with_repository(self.passphrase, ignore, move |repository, client, token| {
+            let health = handle.block_on(client.backup_health(token))?;
+            let states: HashMap<String, &'static str> = health
+                .packs
+                .into_iter()
+                .map(|p| (p.pack, pack_state(&p.state)))
+                .collect();
             let mut views = Vec::new();
             for (id, snapshot) in repository.snapshots()? {
                 let mut state = "protected";
                 for pack in repository.packs_of(&snapshot)? {
-                    for hash in repository.shards_of(&pack).unwrap_or_default() {
-                        let placement = handle.block_on(client.placement(token, hash))?;
-                        let held = placement
-                            .holders
-                            .iter()
-                            .any(|h| h.state == surplus_protocol::AllocationState::Active);
-                        if !held && !placement.staged {
-                            state = "uploading";
-                        } else if !held && state == "protected" {
-                            state = "uploaded";
-                        }
+                    let of_pack = states.get(&pack).copied().unwrap_or("uploading");
+                    if severity(of_pack) > severity(state) {
+                        state = of_pack;
                     }
                 }
                 views.push(SnapshotView {
@@ -1054,6 +1055,25 @@ pub mod history {
             tracing::debug!(%error, "writing the donation history");
         }
     }
+}
+
+/// The snapshot states, best first.
+const SNAPSHOT_STATES: [&str; 5] = ["protected", "uploading", "repairing", "at_risk", "lost"];
+
+/// A pack's state as the hub named it (an unknown name reads as `lost`, never as better).
+fn pack_state(name: &str) -> &'static str {
+    SNAPSHOT_STATES
+        .iter()
+        .copied()
+        .find(|s| *s == name)
+        .unwrap_or("lost")
+}
+
+fn severity(state: &str) -> usize {
+    SNAPSHOT_STATES
+        .iter()
+        .position(|s| *s == state)
+        .unwrap_or(SNAPSHOT_STATES.len())
 }
 
 #[cfg(test)]

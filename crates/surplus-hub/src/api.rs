@@ -91,6 +91,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/backup/verify/{id}", get(get_verify))
         .route("/backup/objects/{kind}", get(list_backup_objects))
         .route("/backup/forgotten", get(get_forgotten))
+        .route("/backup/health", get(get_backup_health))
         .route("/backup/forgotten/recover", post(recover_forgotten))
         .route(
             "/backup/objects/{kind}/{name}",
@@ -1216,6 +1217,33 @@ async fn delete_backup_object(
     } else {
         Err(ApiError::not_found(format!("no {kind} {name} of yours")))
     }
+}
+
+/// Where each of the subscriber's packs stands: uploading, protected, repairing, at risk or lost
+/// (`surplus_rules::health::placed_pack_state`).
+#[utoipa::path(get, path = "/v1/backup/health",
+    responses((status = 200, body = surplus_protocol::BackupHealth)), security(("session" = []), ("device" = [])))]
+async fn get_backup_health(
+    State(hub): State<Arc<Hub>>,
+    caller: Caller,
+) -> ApiResult<Json<surplus_protocol::BackupHealth>> {
+    let rows = hub.store.placed_shards(caller.subscriber_id()).await?;
+    let mut packs: Vec<surplus_protocol::PackStateView> = Vec::new();
+    for group in rows.chunk_by(|a, b| a.0 == b.0) {
+        let (pack, data, parity, _) = &group[0];
+        let shards: Vec<_> = group.iter().map(|(.., shard)| *shard).collect();
+        let state = surplus_rules::health::placed_pack_state(
+            *data,
+            *parity,
+            &shards,
+            hub.settings.repair_threshold,
+        );
+        packs.push(surplus_protocol::PackStateView {
+            pack: pack.clone(),
+            state: state.as_str().to_owned(),
+        });
+    }
+    Ok(Json(surplus_protocol::BackupHealth { packs }))
 }
 
 /// What the subscriber forgot that is still kept, and when each goes for good.

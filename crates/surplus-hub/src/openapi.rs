@@ -19,7 +19,7 @@ use utoipa::{Modify, OpenApi};
         crate::api::upload_blob, crate::api::download_blob, crate::api::retrieve_blob, crate::api::drop_placement, crate::api::place_blob, crate::api::get_placement,
         crate::api::put_wrapped_key, crate::api::get_wrapped_key, crate::api::put_backup_object,
         crate::api::get_backup_object, crate::api::list_backup_objects, crate::api::delete_backup_object,
-        crate::api::get_forgotten, crate::api::recover_forgotten,
+        crate::api::get_forgotten, crate::api::recover_forgotten, crate::api::get_backup_health,
         crate::api::get_backup_settings, crate::api::put_backup_settings, crate::api::start_verify, crate::api::get_verify,
         crate::api::compute::submit_job, crate::api::compute::list_jobs, crate::api::compute::get_job,
         crate::api::compute::cancel_job, crate::api::compute::credits, crate::api::compute::upload_output,

@@ -2677,6 +2677,93 @@ async fn a_holder_failing_two_challenges_is_disqualified_and_loses_everything() 
 }
 
 #[tokio::test]
+async fn an_owner_sees_each_pack_uploading_protected_repairing_or_lost() {
+    for hub in quiet_hubs().await {
+        let ada = hub.signup("ada@example.org").await;
+        let (_, ada_pc) = hub.device(&ada, "ada-pc").await;
+        let pack: Vec<u8> = (0..9000u32).map(|i| (i % 241) as u8).collect();
+        let coding = surplus_backup::erasure::Coding::new(1, 1).expect("coding");
+        let shards = surplus_backup::erasure::encode(&pack, coding).expect("encode");
+        let name = "ef".repeat(16);
+        let health = || async {
+            let reply = hub
+                .call(Method::GET, "/v1/backup/health", Some(&ada_pc), None)
+                .await;
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+            reply.body["packs"].clone()
+        };
+        let mut hashes = Vec::new();
+        for shard in &shards {
+            assert_eq!(hub.upload(&ada_pc, shard).await.status, StatusCode::CREATED);
+            let hash = blake3::hash(shard).to_hex().to_string();
+            let placed = hub
+                .call(
+                    Method::POST,
+                    "/v1/placements",
+                    Some(&ada_pc),
+                    Some(json!({"hash": hash, "copies": 1, "pack": name})),
+                )
+                .await;
+            assert_eq!(placed.status, StatusCode::ACCEPTED, "{}", placed.body);
+            hashes.push(hash);
+        }
+        // No holders yet: the shards wait at the hub.
+        assert_eq!(
+            health().await,
+            json!([{"pack": name, "state": "uploading"}])
+        );
+
+        // Two donors take one shard each and confirm: protected.
+        let mut donors = Vec::new();
+        for who in ["bob", "carol"] {
+            let session = hub.signup(&format!("{who}@example.org")).await;
+            let (id, token) = hub.device(&session, &format!("{who}-pc")).await;
+            hub.heartbeat(&token, report()).await;
+            hub.hub.kick_scheduler();
+            surplus_hub::scheduler::place_pending(&hub.hub, None)
+                .await
+                .expect("place");
+            for instruction in hub.poll(&token, 0).await {
+                let blob = &instruction["kind"]["blob"];
+                let ack = json!({"result": {"status": "stored", "hash": blob["hash"], "size": blob["size"]}, "vault": null});
+                let path = format!(
+                    "/v1/device/instructions/{}/ack",
+                    instruction["id"].as_str().expect("id")
+                );
+                let acked = hub.call(Method::POST, &path, Some(&token), Some(ack)).await;
+                assert_eq!(acked.status, StatusCode::NO_CONTENT);
+            }
+            donors.push((session, id));
+        }
+        surplus_hub::scheduler::place_pending(&hub.hub, None)
+            .await
+            .expect("finish");
+        assert_eq!(
+            health().await,
+            json!([{"pack": name, "state": "protected"}])
+        );
+
+        // One holder leaves for good: one shard is left, and the pack is repaired.
+        let revoke = |(session, id): &(String, String)| {
+            let path = format!("/v1/devices/{id}");
+            let (hub, session) = (&hub, session.clone());
+            async move {
+                let reply = hub.call(Method::DELETE, &path, Some(&session), None).await;
+                assert_eq!(reply.status, StatusCode::NO_CONTENT);
+            }
+        };
+        revoke(&donors[0]).await;
+        assert_eq!(
+            health().await,
+            json!([{"pack": name, "state": "repairing"}])
+        );
+        // The other too: nothing that rebuilds it is left.
+        revoke(&donors[1]).await;
+        assert_eq!(health().await, json!([{"pack": name, "state": "lost"}]));
+    }
+}
+
+#[tokio::test]
 async fn names_with_control_or_invisible_characters_are_refused() {
     for hub in hubs().await {
         for email in [

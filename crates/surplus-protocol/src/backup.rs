@@ -150,3 +150,17 @@ pub struct Recovered {
     pub indexes: u64,
     pub shards: u64,
 }
+
+/// Where each of a subscriber's packs stands, as the hub sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BackupHealth {
+    /// Each pack whose shards the hub knows, with its state: `uploading`, `protected`,
+    /// `repairing`, `at_risk` or `lost`.
+    pub packs: Vec<PackStateView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PackStateView {
+    pub pack: String,
+    pub state: String,
+}

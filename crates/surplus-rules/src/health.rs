@@ -28,11 +28,14 @@ impl ShardState {
     }
 }
 
-/// What a pack's owner is told about it.
+/// What a pack's owner is told about it, from best to worst (a snapshot is as well off as its
+/// worst pack).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum PackState {
     /// Every shard it needs, and spares, are where they should be.
     Protected,
+    /// A new pack whose shards are not all on their holders yet.
+    Uploading,
     /// Restorable now, and shards are being rebuilt.
     Repairing,
     /// Restorable only if holders that are away longer than usual come back.
@@ -45,6 +48,7 @@ impl PackState {
     pub fn as_str(self) -> &'static str {
         match self {
             PackState::Protected => "protected",
+            PackState::Uploading => "uploading",
             PackState::Repairing => "repairing",
             PackState::AtRisk => "at_risk",
             PackState::Lost => "lost",
@@ -115,6 +119,47 @@ impl PackHealth {
         } else {
             PackState::Protected
         }
+    }
+}
+
+/// A placed shard, as its owner's view of the pack sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlacedShard {
+    /// Confirmed by a live holder.
+    pub held: bool,
+    /// At the hub, or on its way to a holder.
+    pub staged: bool,
+    /// It had a holder that was lost or failed: being placed again is a repair, not an upload.
+    pub replaced: bool,
+}
+
+/// A pack's state for its owner, from its placed shards (`data` of which rebuild it, `parity`
+/// more protecting it).
+pub fn placed_pack_state(
+    data: u32,
+    parity: u32,
+    shards: &[PlacedShard],
+    threshold: u32,
+) -> PackState {
+    let held = shards.iter().filter(|s| s.held).count() as u32;
+    let reachable = shards.iter().filter(|s| s.held || s.staged).count() as u32;
+    let gone = shards.iter().filter(|s| !s.held && !s.staged).count() as u32;
+    let rebuilding = shards.iter().any(|s| !s.held && s.staged && s.replaced);
+    let health = PackHealth {
+        needed: data,
+        shards: data + parity,
+        live: reachable,
+        at_risk: 0,
+        lost: gone,
+    };
+    if reachable < data {
+        PackState::Lost
+    } else if rebuilding || health.needs_repair(threshold) {
+        PackState::Repairing
+    } else if held < reachable {
+        PackState::Uploading
+    } else {
+        PackState::Protected
     }
 }
 
@@ -210,6 +255,47 @@ mod tests {
         assert_eq!(h.state(2), PackState::Repairing);
         // A single copy (1+0) has nothing to repair from once lost.
         assert!(!health(1, 1, &[Lost]).needs_repair(2));
+    }
+
+    #[test]
+    fn an_owner_is_told_where_each_pack_stands() {
+        let shard = |held, staged, replaced| PlacedShard {
+            held,
+            staged,
+            replaced,
+        };
+        let held = shard(true, false, false);
+        // A new pack: placed shards still at the hub.
+        assert_eq!(
+            placed_pack_state(1, 1, &[held, shard(false, true, false)], 2),
+            PackState::Uploading
+        );
+        assert_eq!(
+            placed_pack_state(1, 1, &[held, held], 2),
+            PackState::Protected
+        );
+        // A lost shard waiting for repair, then rebuilt and on its way to a new holder.
+        assert_eq!(
+            placed_pack_state(1, 2, &[held, held, shard(false, false, true)], 2),
+            PackState::Repairing
+        );
+        assert_eq!(
+            placed_pack_state(1, 2, &[held, held, shard(false, true, true)], 2),
+            PackState::Repairing
+        );
+        // A wide coding above its threshold keeps its protection with one shard gone.
+        let mut wide = vec![held; 9];
+        wide.push(shard(false, false, true));
+        assert_eq!(placed_pack_state(4, 6, &wide, 2), PackState::Protected);
+        // Nothing left that rebuilds it.
+        let gone = shard(false, false, true);
+        assert_eq!(
+            placed_pack_state(2, 2, &[held, gone, gone, gone], 2),
+            PackState::Lost
+        );
+        assert!(
+            PackState::Lost > PackState::Repairing && PackState::Repairing > PackState::Uploading
+        );
     }
 
     #[test]

@@ -181,3 +181,41 @@ impl Store {
             .collect()
     }
 }
+
+impl Store {
+    /// The subscriber's placed shards whose pack is known, by pack: (pack, data, parity, shard).
+    pub async fn placed_shards(
+        &self,
+        subscriber_id: Uuid,
+    ) -> Result<Vec<(String, u32, u32, surplus_rules::health::PlacedShard)>> {
+        let rows = sqlx::query(
+            "SELECT p.pack, p.pack_data, p.pack_parity, b.staged, \
+             (SELECT COUNT(*) FROM allocations a WHERE a.blob_hash = p.hash AND a.subscriber_id = p.subscriber_id \
+              AND a.kind = 'storage' AND a.state IN ('active', 'evacuating')) AS held, \
+             (SELECT COUNT(*) FROM allocations a WHERE a.blob_hash = p.hash AND a.subscriber_id = p.subscriber_id \
+              AND a.kind = 'storage' AND a.state IN ('lost', 'failed')) AS replaced \
+             FROM placements p JOIN blobs b ON b.hash = p.hash \
+             WHERE p.subscriber_id = $1 AND p.pack_data IS NOT NULL AND p.dropped_at IS NULL ORDER BY p.pack",
+        )
+        .bind(subscriber_id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let number = |column: &str| -> Result<u32> {
+                    Ok(u32::try_from(row.try_get::<i64, _>(column)?).unwrap_or(u32::MAX))
+                };
+                Ok((
+                    row.try_get("pack")?,
+                    number("pack_data")?,
+                    number("pack_parity")?,
+                    surplus_rules::health::PlacedShard {
+                        held: row.try_get::<i64, _>("held")? > 0,
+                        staged: row.try_get::<i64, _>("staged")? != 0,
+                        replaced: row.try_get::<i64, _>("replaced")? > 0,
+                    },
+                ))
+            })
+            .collect()
+    }
+}
