@@ -527,11 +527,12 @@ fn the_hub_audits_held_shards_on_its_own_and_catches_an_altered_one() {
     on_each_database(|cluster| {
         // Shards are audited every second (the default is a week); rounds run every 10 s.
         cluster.hub.configure("audit_interval_seconds = 1");
-        let (ada, bob, _carol) = ada_bob_and_carol(cluster, "64MiB");
+        let (ada, bob, carol) = ada_bob_and_carol(cluster, "64MiB");
         let source = make_folder(&cluster.dir.path().join("ada-files"));
         let agent = cluster.agent(ada);
         ready_to_back_up(agent);
         agent.ok(&["backup", "add", source.to_str().expect("utf-8")]);
+        agent.ok(&["backup", "settings", "--coding", "1+1"]);
         agent.ok(&["backup", "now"]);
         wait_for(
             "the snapshot to be protected",
@@ -555,8 +556,13 @@ fn the_hub_audits_held_shards_on_its_own_and_catches_an_altered_one() {
 
         // A byte of one of Bob's shards flips on his disk: a later audit catches it, and the
         // allocation no longer counts.
+        let dave = cluster.add_agent("dave-pc", "dave@example.org", true, "64MiB");
+        cluster.agent(dave).start();
+        cluster.agent(dave).wait_connected_after(0);
         let hash = alter_largest_shard(&cluster.agents[bob]);
         let bob_id = cluster.agents[bob].device_id();
+        let carol_id = cluster.agents[carol].device_id();
+        let dave_id = cluster.agents[dave].device_id();
         wait_for(
             "an audit to catch the altered shard",
             Duration::from_secs(60),
@@ -567,12 +573,39 @@ fn the_hub_audits_held_shards_on_its_own_and_catches_an_altered_one() {
                 )) == 1
             },
         );
-        wait_for("the allocation to fail", Duration::from_secs(10), || {
+        wait_for(
+            "the copy to be counted lost",
+            Duration::from_secs(10),
+            || {
+                count(&format!(
+                    "SELECT COUNT(*) FROM allocations WHERE device_id = '{bob_id}' AND blob_hash = '{hash}' \
+                 AND state = 'lost'"
+                )) == 1
+            },
+        );
+        // Repaired: rebuilt from Carol's copy and placed on Dave, never back on Bob.
+        wait_for("the shard to be repaired", Duration::from_secs(60), || {
             count(&format!(
-                "SELECT COUNT(*) FROM allocations WHERE device_id = '{bob_id}' AND blob_hash = '{hash}' \
-                 AND state = 'failed'"
+                "SELECT COUNT(*) FROM allocations WHERE device_id = '{dave_id}' AND blob_hash = '{hash}' \
+                 AND state = 'active' AND purpose = 'repair:{hash}'"
             )) == 1
         });
+        // Bob's integrity score shows the failure; Carol's and Dave's do not.
+        let health = cluster.hub.admin_json(&["health"]);
+        let integrity = |id: &str| {
+            health["devices"]
+                .as_array()
+                .expect("devices")
+                .iter()
+                .find(|d| d["id"] == id)
+                .map(|d| d["integrity"].clone())
+                .expect("the device is listed")
+        };
+        assert_eq!(integrity(&bob_id)["failed"], 1, "{health}");
+        assert!(integrity(&bob_id)["score"].as_f64().expect("score") < 1.0);
+        assert_eq!(integrity(&carol_id)["failed"], 0, "{health}");
+        assert!(health["audit_bytes_24h"].as_u64().expect("audit bytes") > 0);
+        assert!(health["repair_bytes_24h"].as_u64().expect("repair bytes") > 0);
         assert_eq!(
             count("SELECT COUNT(*) FROM challenges WHERE state = 'failed'"),
             1,
@@ -658,6 +691,14 @@ fn a_lost_holders_shards_are_rebuilt_elsewhere_while_the_owner_is_offline() {
                 )) == bobs.len() as i64
             },
         );
+        // The ledger says why Erin holds them: repairs.
+        assert_eq!(
+            count(format!(
+                "SELECT COUNT(*) FROM allocations WHERE device_id = '{erin_id}' AND purpose LIKE 'repair:%'"
+            )),
+            bobs.len() as i64,
+            "each rebuilt shard's allocation is a repair in the ledger"
+        );
         // The rebuilt shards and those gathered for them leave the hub's staging.
         wait_for(
             "the hub's staging to empty",
@@ -688,6 +729,130 @@ fn a_lost_holders_shards_are_rebuilt_elsewhere_while_the_owner_is_offline() {
         let new_device = cluster.agent(laptop);
         new_device.set_env("SURPLUS_PASSPHRASE", "a long recovery passphrase");
         new_device.ok(&[
+            "restore",
+            "latest",
+            "--target",
+            target.to_str().expect("utf-8"),
+        ]);
+        assert_same(&source, &target.join("photos"));
+    });
+}
+
+#[test]
+fn donors_that_leave_hand_their_shards_over_before_deleting_them() {
+    on_each_database(|cluster| {
+        cluster.hub.configure("heartbeat_interval_seconds = 1");
+        let ada = cluster.add_agent("ada-pc", "ada@example.org", false, "64MiB");
+        let bob = cluster.add_agent("bob-pc", "bob@example.org", true, "64MiB");
+        let carol = cluster.add_agent("carol-pc", "carol@example.org", true, "64MiB");
+        for donor in [bob, carol] {
+            cluster.agent(donor).start();
+            cluster.agent(donor).wait_connected_after(0);
+        }
+        // Two full copies of every pack (1+1): one at Bob's, one at Carol's.
+        let source = make_folder(&cluster.dir.path().join("ada-files"));
+        let agent = cluster.agent(ada);
+        ready_to_back_up(agent);
+        agent.ok(&["backup", "add", source.to_str().expect("utf-8")]);
+        agent.ok(&["backup", "settings", "--coding", "1+1"]);
+        agent.ok(&["backup", "now"]);
+        wait_for(
+            "the snapshot to be protected",
+            Duration::from_secs(60),
+            || cluster.agents[ada].json(&["snapshots"])[0]["state"] == "protected",
+        );
+        let database = cluster.database.clone();
+        let count = |sql: String| count_in_database(&database, &sql);
+        // The hub keeps no copy: handing over has to come from the holders themselves.
+        wait_for(
+            "the hub's staging to empty",
+            Duration::from_secs(60),
+            || count("SELECT COUNT(*) FROM blobs WHERE staged = 1".into()) == 0,
+        );
+        let dave = cluster.add_agent("dave-pc", "dave@example.org", true, "64MiB");
+        let erin = cluster.add_agent("erin-pc", "erin@example.org", true, "64MiB");
+        for donor in [dave, erin] {
+            cluster.agent(donor).start();
+            cluster.agent(donor).wait_connected_after(0);
+        }
+        let (bob_id, carol_id) = (
+            cluster.agents[bob].device_id(),
+            cluster.agents[carol].device_id(),
+        );
+        let bobs = cluster.agents[bob].vault_blobs();
+        let carols = cluster.agents[carol].vault_blobs();
+        assert!(!bobs.is_empty() && !carols.is_empty());
+
+        // Bob leaves while his agent runs; Carol leaves with hers stopped, so `surplus leave`
+        // runs the hand-over itself. Each prints its progress and ends once nothing of
+        // anyone's is left.
+        // (How many progress lines there are depends on how fast it goes; the hub's own test
+        // checks the figures mid-way.)
+        let bob_left = cluster.agents[bob].ok(&["leave", "--wait", "2m"]);
+        assert!(bob_left.contains("to hand over"), "{bob_left}");
+        assert!(bob_left.contains("this device left"), "{bob_left}");
+        cluster.agent(carol).stop();
+        let carol_left = cluster.agents[carol].ok(&["leave", "--wait", "2m"]);
+        assert!(carol_left.contains("this device left"), "{carol_left}");
+        assert!(cluster.agents[bob].vault_blobs().is_empty());
+        assert!(cluster.agents[carol].vault_blobs().is_empty());
+
+        // Their shards are on Dave and Erin now, byte for byte, as hand-overs in the ledger.
+        let mut now_held: Vec<String> = Vec::new();
+        for donor in [dave, erin] {
+            now_held.extend(
+                cluster.agents[donor]
+                    .vault_blobs()
+                    .into_iter()
+                    .map(|(h, _)| h),
+            );
+        }
+        for (hash, _) in bobs.iter().chain(&carols) {
+            assert!(now_held.contains(hash), "{hash} was handed over");
+        }
+        assert_eq!(
+            count("SELECT COUNT(*) FROM allocations WHERE purpose LIKE 'handover:%' AND state = 'active'".into()),
+            (bobs.len() + carols.len()) as i64
+        );
+        assert_eq!(
+            count("SELECT COUNT(*) FROM allocations WHERE state = 'evacuating'".into()),
+            0,
+            "no allocation stays evacuating"
+        );
+        // Each old copy was deleted only once its new copy was confirmed.
+        for leaver in [&bob_id, &carol_id] {
+            assert!(
+                count(format!(
+                    "SELECT COUNT(*) FROM instructions WHERE kind = 'delete_blob' AND device_id = '{leaver}'"
+                )) > 0
+            );
+            assert_eq!(
+                count(format!(
+                    "SELECT COUNT(*) FROM instructions d JOIN allocations a ON a.id = d.allocation_id \
+                     WHERE d.kind = 'delete_blob' AND d.device_id = '{leaver}' AND NOT EXISTS ( \
+                       SELECT 1 FROM instructions s JOIN allocations n ON n.id = s.allocation_id \
+                       WHERE s.kind = 'store_blob' AND s.state = 'done' AND n.blob_hash = a.blob_hash \
+                       AND n.device_id <> '{leaver}' AND s.completed_at <= d.created_at)"
+                )),
+                0,
+                "a delete was asked before the new copy was confirmed"
+            );
+            assert_eq!(
+                count(format!(
+                    "SELECT COUNT(*) FROM devices WHERE id = '{leaver}' AND revoked_at IS NOT NULL"
+                )),
+                1,
+                "the device that left is deregistered"
+            );
+        }
+        assert_eq!(
+            cluster.agents[ada].json(&["snapshots"])[0]["state"],
+            "protected"
+        );
+        let status = cluster.agents[bob].cli(&["status", "--json"]);
+        assert!(status.status.success());
+        let target = cluster.dir.path().join("restored");
+        cluster.agents[ada].ok(&[
             "restore",
             "latest",
             "--target",

@@ -200,7 +200,17 @@ fn force_allocations(database: &str, device: &str, hashes: &[String]) {
                 continue;
             }
             store
-                .allocate_blob_storage(subscriber, device, hash, 200_000, now, now + 3_600_000)
+                .allocate_blob_storage(
+                    subscriber,
+                    device,
+                    &surplus_protocol::BlobRef {
+                        hash: (*hash).to_owned(),
+                        size: 200_000,
+                    },
+                    surplus_rules::handover::Purpose::Store,
+                    now,
+                    now + 3_600_000,
+                )
                 .await
                 .expect("allocate");
         }
@@ -324,7 +334,7 @@ fn a_blob_comes_back_from_its_holders_and_an_altered_copy_is_routed_around() {
                 ledger.as_array().is_some_and(|entries| {
                     entries
                         .iter()
-                        .any(|e| e["device_name"] == "bob-pc" && e["state"] == "failed")
+                        .any(|e| e["device_name"] == "bob-pc" && e["state"] == "lost")
                 })
             },
         );

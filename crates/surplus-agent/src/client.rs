@@ -255,6 +255,19 @@ impl HubClient {
         Ok(())
     }
 
+    /// Deregisters the calling device (it leaves for good): its credential stops working.
+    pub async fn leave(&self, device: &str) -> Result<()> {
+        self.send(self.request(Method::DELETE, "/v1/device", Some(device)))
+            .await?;
+        Ok(())
+    }
+
+    /// What the calling device holds for others, and how far its hand-over is.
+    pub async fn holdings(&self, device: &str) -> Result<surplus_protocol::Holdings> {
+        self.json(self.request(Method::GET, "/v1/device/holdings", Some(device)))
+            .await
+    }
+
     pub async fn probe_devices(&self, session: &str) -> Result<ProbeRequested> {
         self.json(self.request(Method::POST, "/v1/devices/probe", Some(session)))
             .await

@@ -46,6 +46,14 @@ pub enum ControlError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Worker(Box<crate::worker::WorkerError>),
+}
+
+impl From<crate::worker::WorkerError> for ControlError {
+    fn from(error: crate::worker::WorkerError) -> Self {
+        ControlError::Worker(Box::new(error))
+    }
 }
 
 type Result<T, E = ControlError> = std::result::Result<T, E>;
@@ -136,6 +144,16 @@ pub struct EntryView {
     pub size: u64,
     pub mode: String,
     pub mtime: UnixMillis,
+}
+
+/// A device that left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Left {
+    pub vault_dir: PathBuf,
+    /// Bytes still in the vault that nobody's allocation claims (a copy that arrived after its
+    /// allocation ended, say): the device no longer answers to the hub, so they are the user's
+    /// to delete with the folder.
+    pub leftover_bytes: u64,
 }
 
 impl Control {
@@ -230,6 +248,90 @@ impl Control {
         }
         credentials.clear_session()?;
         Ok(())
+    }
+
+    /// Leaves for good: stops donating (storage and compute consent withdrawn), hands everything
+    /// this device holds for others over to other holders, then deregisters the device at the
+    /// hub and forgets its credential here. Nothing is deleted from the vault before its new
+    /// copy is confirmed elsewhere. The running agent carries the hand-over out; when none runs,
+    /// a worker (with `probe`, and no backups) runs here meanwhile. `progress` hears how far it
+    /// is, about every second. Waits at most `wait`: what is left then stays here, the device
+    /// stays registered, and leaving again carries on.
+    pub async fn leave(
+        &self,
+        wait: std::time::Duration,
+        probe: Box<dyn crate::probe::Probe>,
+        mut progress: impl FnMut(&surplus_protocol::Holdings),
+    ) -> Result<Left> {
+        use crate::worker::{Worker, WorkerError, WorkerOptions, lock_data_dir};
+        let credentials = self.credentials()?;
+        let Some(device) = credentials.device()? else {
+            return Err(ControlError::Input(
+                "this computer is not registered as a device: there is nothing to leave".into(),
+            ));
+        };
+        let token = device.bearer_token();
+        let client = self.client()?;
+        self.update(|settings| {
+            settings.consent.storage = false;
+            settings.consent.compute = false;
+        })?;
+        let local = match lock_data_dir(&self.data_dir) {
+            Ok(lock) => {
+                drop(lock);
+                let options = WorkerOptions {
+                    backups: false,
+                    ..WorkerOptions::default()
+                };
+                match Worker::new(&self.data_dir, self.hub.as_deref(), probe, options) {
+                    Ok(worker) => {
+                        let (stop, stopped) = tokio::sync::watch::channel(false);
+                        Some((stop, tokio::spawn(worker.run(stopped))))
+                    }
+                    // An agent started in the meantime: it carries the hand-over out.
+                    Err(WorkerError::AlreadyRunning(_)) => None,
+                    Err(error) => return Err(error.into()),
+                }
+            }
+            Err(WorkerError::AlreadyRunning(_)) => None,
+            Err(error) => return Err(error.into()),
+        };
+        let stop_local = |local: Option<(tokio::sync::watch::Sender<bool>, _)>| async move {
+            if let Some((stop, running)) = local {
+                let _ = stop.send(true);
+                let _: std::result::Result<std::result::Result<(), WorkerError>, _> = running.await;
+            }
+        };
+        let vault_dir = self.settings()?.vault_dir(&self.data_dir);
+        let give_up_at = tokio::time::Instant::now() + wait;
+        let outcome = loop {
+            let holdings = match client.holdings(&token).await {
+                Ok(holdings) => holdings,
+                Err(error) => break Err(ControlError::from(error)),
+            };
+            progress(&holdings);
+            if holdings.held_blobs == 0 {
+                break Ok(());
+            }
+            if tokio::time::Instant::now() >= give_up_at {
+                let left = holdings.held_bytes;
+                break Err(ControlError::Input(format!(
+                    "{} held for others is not handed over yet: this device stays registered \
+                     and keeps it until it is; run `surplus leave` again to carry on",
+                    crate::settings::format_size(left)
+                )));
+            }
+            // Progress, polled: the hand-over is the hub's and the worker's, not this loop's.
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        };
+        stop_local(local).await;
+        outcome?;
+        client.leave(&token).await?;
+        credentials.clear_device()?;
+        Ok(Left {
+            leftover_bytes: crate::vault::held_bytes(&vault_dir).unwrap_or(0),
+            vault_dir,
+        })
     }
 
     /// The device credential if this machine is registered, else the session: for requests
@@ -852,6 +954,20 @@ pub fn tray_status(
     }
     if state.last_backup_error.is_some() {
         return attention("Backup failed: see Status".into());
+    }
+    if let Some(handover) = &state.handover {
+        let total = handover
+            .remaining_bytes
+            .saturating_add(handover.moved_bytes);
+        return TrayStatus {
+            state: TrayState::Donating,
+            line: format!(
+                "Handing over {} to other PCs: {}%",
+                crate::settings::format_size(total),
+                handover.percent()
+            ),
+            paused: false,
+        };
     }
     if !settings.consent.storage && !settings.consent.compute {
         return TrayStatus {

@@ -67,6 +67,9 @@ pub struct AgentState {
     pub last_heartbeat: Option<UnixMillis>,
     pub last_error: Option<String>,
     pub spare: Option<Spare>,
+    /// While the device hands what it holds for others over (it gave storage up): how far.
+    #[serde(default)]
+    pub handover: Option<surplus_protocol::Handover>,
     pub vault: Option<VaultReport>,
     pub instructions_done: u64,
     /// Compute tasks this device ran to an end, and how many run now.
@@ -122,6 +125,8 @@ pub struct WorkerOptions {
     pub backup_debounce: Duration,
     /// How often the backed-up folders are scanned without a change being seen.
     pub backup_interval: Duration,
+    /// Whether this worker backs the chosen folders up (not while `surplus leave` hands over).
+    pub backups: bool,
 }
 
 impl Default for WorkerOptions {
@@ -132,6 +137,7 @@ impl Default for WorkerOptions {
             max_backoff: Duration::from_secs(30),
             backup_debounce: Duration::from_secs(30),
             backup_interval: Duration::from_secs(3600),
+            backups: true,
         }
     }
 }
@@ -426,11 +432,15 @@ impl Worker {
             self.options.clone(),
             stopped.clone(),
         ));
-        let backups = tokio::spawn(backup_loop(
-            self.shared.clone(),
-            self.options.clone(),
-            stopped.clone(),
-        ));
+        let backups = if self.options.backups {
+            tokio::spawn(backup_loop(
+                self.shared.clone(),
+                self.options.clone(),
+                stopped.clone(),
+            ))
+        } else {
+            tokio::spawn(std::future::pending())
+        };
         let guard = tokio::spawn(compute_guard(self.shared.clone(), stopped));
         let outcome = tokio::select! {
             _ = shutdown.wait_for(|&down| down) => Ok(()),
@@ -791,6 +801,7 @@ async fn report_loop(
                     state.last_heartbeat = Some(now_ms());
                     state.last_error = None;
                     state.spare = Some(response.spare);
+                    state.handover = response.handover;
                     state.vault = Some(report.vault.clone());
                 });
                 // The chart's history takes a point a quarter of an hour: the file is only

@@ -161,6 +161,15 @@ enum Command {
     },
     /// Run the agent in the foreground: heartbeats and the hub's instructions.
     Agent,
+    /// Stop donating for good: hand everything this device holds for others over to other
+    /// holders (nothing is deleted before its new copy is confirmed), then deregister the device.
+    /// Exits 0 once nothing of anyone else's is left on it.
+    Leave {
+        /// How long to wait for the hand-over; what is left then stays, and leaving again
+        /// carries on.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        wait: Duration,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -621,7 +630,46 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Verify { wait, json } => verify(&context, wait, json).await,
         Command::Agent => agent(&context).await,
+        Command::Leave { wait } => leave(&context, wait).await,
     }
+}
+
+async fn leave(context: &Local, wait: Duration) -> anyhow::Result<()> {
+    let probe = Box::new(OverrideProbe::from_env(SystemProbe::new()));
+    let mut last = None;
+    let left = context
+        .control()
+        .leave(wait, probe, |holdings| {
+            let line = match &holdings.handover {
+                Some(handover) => format!(
+                    "handing over {}: {}% ({} left in {} blob(s))",
+                    settings::format_size(handover.remaining_bytes + handover.moved_bytes),
+                    handover.percent(),
+                    settings::format_size(handover.remaining_bytes),
+                    handover.remaining_blobs
+                ),
+                None if holdings.held_blobs > 0 => format!(
+                    "{} in {} blob(s) to hand over",
+                    settings::format_size(holdings.held_bytes),
+                    holdings.held_blobs
+                ),
+                None => "nothing of anyone else's is left here".to_owned(),
+            };
+            if last.as_ref() != Some(&line) {
+                println!("{line}");
+                last = Some(line);
+            }
+        })
+        .await?;
+    println!("this device left: it donates nothing and is no longer registered");
+    if left.leftover_bytes > 0 {
+        println!(
+            "{} in {} belongs to nobody now: delete the folder when you like",
+            settings::format_size(left.leftover_bytes),
+            left.vault_dir.display()
+        );
+    }
+    Ok(())
 }
 
 fn on(value: bool) -> &'static str {

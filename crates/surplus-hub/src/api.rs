@@ -73,6 +73,8 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/devices/{id}/probe", post(probe_device))
         .route("/allocations", get(allocations))
         .route("/device/heartbeat", post(heartbeat))
+        .route("/device", delete(leave))
+        .route("/device/holdings", get(holdings))
         .route("/device/instructions", get(poll_instructions))
         .route("/device/instructions/{id}/ack", post(acknowledge))
         .route("/blobs/{hash}", put(upload_blob).get(download_blob))
@@ -598,16 +600,51 @@ async fn heartbeat(
 ) -> ApiResult<Json<HeartbeatResponse>> {
     hub.limits.heartbeat(device.device_id)?;
     validate_report(&report)?;
+    let giving_up = report.gives_storage_up();
     let spare = hub
         .heartbeat(device.device_id, device.status, report)
         .await?;
+    // Only a device giving storage up has a hand-over to follow: the others cost no query.
+    let handover = if giving_up {
+        hub.holdings(device.device_id).await?.handover
+    } else {
+        None
+    };
     Ok(Json(HeartbeatResponse {
         spare,
         next_heartbeat_seconds: u32::try_from(hub.settings.heartbeat_interval.as_secs())
             .unwrap_or(30)
             .max(1),
         server_time: now_ms(),
+        handover,
     }))
+}
+
+/// A device leaving for good deregisters itself (`surplus leave`, once it handed over what it
+/// held): its credential stops working, as when its owner revokes it. Anything it still held
+/// for others is counted lost at once, and rebuilt elsewhere.
+#[utoipa::path(delete, path = "/v1/device",
+    responses((status = 204), (status = 401, body = surplus_protocol::ErrorBody)), security(("device" = [])))]
+async fn leave(
+    State(hub): State<Arc<Hub>>,
+    DeviceCaller(device): DeviceCaller,
+) -> ApiResult<StatusCode> {
+    hub.store
+        .revoke_device(device.subscriber_id, device.device_id, now_ms())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// What the device holds for others, and how far its hand-over is once it gave storage up:
+/// `surplus leave` waits on this until nothing is left.
+#[utoipa::path(get, path = "/v1/device/holdings",
+    responses((status = 200, body = surplus_protocol::Holdings), (status = 401, body = surplus_protocol::ErrorBody)),
+    security(("device" = [])))]
+async fn holdings(
+    State(hub): State<Arc<Hub>>,
+    DeviceCaller(device): DeviceCaller,
+) -> ApiResult<Json<surplus_protocol::Holdings>> {
+    Ok(Json(hub.holdings(device.device_id).await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -1227,22 +1264,14 @@ async fn get_backup_health(
     State(hub): State<Arc<Hub>>,
     caller: Caller,
 ) -> ApiResult<Json<surplus_protocol::BackupHealth>> {
-    let rows = hub.store.placed_shards(caller.subscriber_id()).await?;
-    let mut packs: Vec<surplus_protocol::PackStateView> = Vec::new();
-    for group in rows.chunk_by(|a, b| a.0 == b.0) {
-        let (pack, data, parity, _) = &group[0];
-        let shards: Vec<_> = group.iter().map(|(.., shard)| *shard).collect();
-        let state = surplus_rules::health::placed_pack_state(
-            *data,
-            *parity,
-            &shards,
-            hub.settings.repair_threshold,
-        );
-        packs.push(surplus_protocol::PackStateView {
-            pack: pack.clone(),
+    let packs = crate::health::pack_states(&hub, Some(caller.subscriber_id()), now_ms())
+        .await?
+        .into_iter()
+        .map(|(_, pack, state)| surplus_protocol::PackStateView {
+            pack,
             state: state.as_str().to_owned(),
-        });
-    }
+        })
+        .collect();
     Ok(Json(surplus_protocol::BackupHealth { packs }))
 }
 

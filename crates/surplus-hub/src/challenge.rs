@@ -133,12 +133,21 @@ pub async fn audit_round(hub: &Hub, now: i64) -> Result<usize, StoreError> {
             pending: row.pending,
         })
         .collect();
+    // A holder whose copies were taken back when it returned from being counted lost has them
+    // audited before anything else.
+    let mut returned: std::collections::HashMap<Uuid, i64> = std::collections::HashMap::new();
+    for row in &rows {
+        if let Some(at) = row.readopted_at {
+            let latest = returned.entry(row.holder).or_insert(at);
+            *latest = (*latest).max(at);
+        }
+    }
     let due = surplus_rules::audit::due(
         &held,
         |device| {
             Some(Holder {
                 online: online.contains(&device),
-                returned_at: None,
+                returned_at: returned.get(&device).copied(),
                 recent_failures: failures.get(&device).copied().unwrap_or(0),
             })
         },
@@ -176,6 +185,9 @@ pub async fn audit_round(hub: &Hub, now: i64) -> Result<usize, StoreError> {
             .await?;
         hub.metrics.instructions_queued(kind.name());
         hub.metrics.audit();
+        hub.store
+            .count_traffic(crate::store::Traffic::Audit, length, now)
+            .await?;
         hub.wake(row.holder);
     }
     tracing::debug!(audits = due.len(), "audits sent");

@@ -32,6 +32,9 @@ pub struct FileConfig {
     /// A pack is repaired once its spare shards fall to this many (default 2, capped at the
     /// coding's parity - 1).
     pub repair_threshold: Option<u32>,
+    /// A holder that gave storage up has this long to hand over what it holds before the rest
+    /// is counted lost and rebuilt (default 3 days).
+    pub handover_deadline_seconds: Option<u64>,
     /// Rate limits: how many attempts in a burst, refilled over the period the key names.
     pub logins_per_minute_per_address: Option<u32>,
     pub logins_per_minute_per_account: Option<u32>,
@@ -104,6 +107,9 @@ impl FileConfig {
         }
         if let Some(threshold) = self.repair_threshold {
             settings.repair_threshold = threshold;
+        }
+        if let Some(seconds) = self.handover_deadline_seconds {
+            settings.handover_deadline = Duration::from_secs(seconds.max(1));
         }
         const MINUTE: Duration = Duration::from_secs(60);
         const HOUR: Duration = Duration::from_secs(3600);

@@ -55,6 +55,9 @@ pub struct Settings {
     /// A holder silent this long is counted lost, and what it held is rebuilt elsewhere (never
     /// less than twice the online window).
     pub lost_after: Duration,
+    /// A holder that gave storage up has this long to hand what it holds over; what is left then
+    /// is counted lost and rebuilt from other copies.
+    pub handover_deadline: Duration,
     /// A pack is repaired once its spare shards fall to this many (capped at `parity - 1`; see
     /// `surplus_rules::health::PackHealth::needs_repair`).
     pub repair_threshold: u32,
@@ -84,6 +87,7 @@ impl Default for Settings {
             audit_interval: Duration::from_secs(7 * 24 * 3600),
             lost_after: Duration::from_secs(7 * 24 * 3600),
             repair_threshold: 2,
+            handover_deadline: Duration::from_secs(3 * 24 * 3600),
             rate_limits: crate::limits::RateLimits::default(),
         }
     }
@@ -93,6 +97,18 @@ impl Settings {
     /// A device is online while its heartbeats keep coming: three missed ones and it is not.
     pub fn online_window_ms(&self) -> i64 {
         i64::try_from(self.heartbeat_interval.as_millis() * 3).unwrap_or(i64::MAX)
+    }
+
+    /// How presence becomes a holder's standing: online within the online window, lost after
+    /// `lost_after` (never within a few missed heartbeats, whatever the setting says).
+    pub fn presence_policy(&self) -> surplus_rules::presence::PresencePolicy {
+        surplus_rules::presence::PresencePolicy {
+            online_window: self.online_window_ms(),
+            lost_after: i64::try_from(self.lost_after.as_millis())
+                .unwrap_or(i64::MAX)
+                .max(2 * self.online_window_ms()),
+            ..surplus_rules::presence::PresencePolicy::DEFAULT
+        }
     }
 }
 
@@ -212,8 +228,7 @@ impl Hub {
         let now = now_ms();
         let spare = policy::spare(&report, status, now);
         let (done, written) = oneshot::channel();
-        let needs_evacuation = !report.consent.storage && report.vault.used_bytes > 0
-            || report.vault.used_bytes > report.vault.quota_bytes;
+        let needs_evacuation = report.gives_storage_up();
         let vault = report.vault.clone();
         let consent = report.consent.storage;
         let pending = PendingHeartbeat {
@@ -242,6 +257,16 @@ impl Hub {
         Ok(spare)
     }
 
+    /// What a device holds for others, and how far its hand-over is.
+    pub async fn holdings(
+        &self,
+        device_id: Uuid,
+    ) -> Result<surplus_protocol::Holdings, StoreError> {
+        let deadline =
+            i64::try_from(self.settings.handover_deadline.as_millis()).unwrap_or(i64::MAX / 2);
+        self.store.holdings(device_id, deadline).await
+    }
+
     /// A device gave up storage (consent withdrawn, or quota shrunk below what it holds): the
     /// hub records which allocations must move away, newest first, and reopens their placements.
     async fn evacuate(
@@ -268,7 +293,7 @@ impl Hub {
         }
         if !moving.is_empty() {
             tracing::info!(%device_id, allocations = moving.len(), "device gave up storage; data marked to move");
-            self.store.evacuate(&moving).await?;
+            self.store.evacuate(&moving, now_ms()).await?;
             self.kick_scheduler();
         }
         Ok(())
@@ -326,7 +351,7 @@ impl Hub {
                 Some((allocation, AllocationState::Failed))
             }
             // A holder that cannot give back what it was to keep has lost it (or it was altered,
-            // which its vault detects): that copy no longer counts, and its placement reopens.
+            // which its vault detects): that copy is lost, and its placement reopens for repair.
             (
                 InstructionKind::UploadBlob { .. },
                 InstructionResult::Failed {
@@ -334,7 +359,7 @@ impl Hub {
                     ..
                 },
                 Some(allocation),
-            ) => Some((allocation, AllocationState::Failed)),
+            ) => Some((allocation, AllocationState::Lost)),
             (
                 InstructionKind::VerifyBlob { .. },
                 InstructionResult::Verified { .. }
@@ -343,7 +368,7 @@ impl Hub {
                     ..
                 },
                 Some(allocation),
-            ) if matches!(challenge, Some(Err(_))) => Some((allocation, AllocationState::Failed)),
+            ) if matches!(challenge, Some(Err(_))) => Some((allocation, AllocationState::Lost)),
             (
                 InstructionKind::DeleteBlob { .. },
                 InstructionResult::Deleted { .. }
@@ -371,7 +396,7 @@ impl Hub {
                 .await?;
         }
         if let (
-            Some((allocation, AllocationState::Failed)),
+            Some((allocation, AllocationState::Lost)),
             InstructionKind::UploadBlob { hash } | InstructionKind::VerifyBlob { hash, .. },
         ) = (allocation, &row.instruction.kind)
         {
@@ -515,6 +540,7 @@ async fn watch_instructions(hub: std::sync::Weak<Hub>) {
 
 async fn run_scheduler(hub: std::sync::Weak<Hub>) {
     let mut last_expiry = 0;
+    let mut last_health = 0;
     loop {
         let Some(hub) = hub.upgrade() else { return };
         let now = now_ms();
@@ -545,7 +571,21 @@ async fn run_scheduler(hub: std::sync::Weak<Hub>) {
             if let Err(error) = scheduler::release_returned(&hub, now).await {
                 tracing::warn!(%error, "releasing the copies of holders that came back");
             }
+            if let Err(error) = hub.store.prune_traffic(now - 30 * 24 * 3_600_000).await {
+                tracing::warn!(%error, "pruning old traffic counts");
+            }
+            // The durability figures of /metrics, counted once a minute.
+            if now - last_health >= 60_000 {
+                last_health = now;
+                match crate::health::report(&hub, now).await {
+                    Ok(report) => hub.metrics.durability(&report),
+                    Err(error) => tracing::warn!(%error, "counting packs by health"),
+                }
+            }
             hub.limits.shrink();
+        }
+        if let Err(error) = scheduler::hand_over(&hub, now).await {
+            tracing::warn!(%error, "moving hand-overs along");
         }
         if let Err(error) = scheduler::place_pending(&hub, None).await {
             tracing::warn!(%error, "placing blobs");

@@ -16,6 +16,7 @@ pub mod challenge;
 pub mod compute;
 pub mod config;
 pub mod error;
+pub mod health;
 pub mod hub;
 pub mod limits;
 pub mod metrics;

@@ -39,6 +39,8 @@ enum Command {
         /// Seconds between device heartbeats (default 30).
         #[arg(long, env = "SURPLUS_HUB_HEARTBEAT_INTERVAL")]
         heartbeat_interval: Option<u64>,
+        #[command(flatten)]
+        durability: DurabilityArgs,
     },
     /// Operator commands on the hub's database.
     Admin {
@@ -62,6 +64,41 @@ struct DataArgs {
     /// The staging folder for blobs in transit (default: <data dir>/surplus-hub/staging).
     #[arg(long, env = "SURPLUS_HUB_STAGING")]
     staging: Option<PathBuf>,
+}
+
+/// What keeps backups alive; each is also a key of the config file, which these override.
+#[derive(Debug, clap::Args)]
+struct DurabilityArgs {
+    /// Audit every held shard at least this often while its holder is online (default 7 days).
+    #[arg(long, value_name = "SECONDS")]
+    audit_interval_seconds: Option<u64>,
+    /// Count a holder silent this long lost, and rebuild what it held (default 7 days).
+    #[arg(long, value_name = "SECONDS")]
+    lost_after_seconds: Option<u64>,
+    /// Repair a pack once its spare shards fall to this many (default 2, at most parity - 1).
+    #[arg(long, value_name = "SHARDS")]
+    repair_threshold: Option<u32>,
+    /// Give a holder that gave storage up this long to hand it over (default 3 days).
+    #[arg(long, value_name = "SECONDS")]
+    handover_deadline_seconds: Option<u64>,
+}
+
+impl DurabilityArgs {
+    fn apply(&self, settings: &mut surplus_hub::Settings) {
+        let seconds = |value: u64| Duration::from_secs(value.max(1));
+        if let Some(value) = self.audit_interval_seconds {
+            settings.audit_interval = seconds(value);
+        }
+        if let Some(value) = self.lost_after_seconds {
+            settings.lost_after = seconds(value);
+        }
+        if let Some(value) = self.repair_threshold {
+            settings.repair_threshold = value;
+        }
+        if let Some(value) = self.handover_deadline_seconds {
+            settings.handover_deadline = seconds(value);
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -90,6 +127,9 @@ enum AdminCommand {
         #[arg(long, default_value_t = 1000)]
         limit: u32,
     },
+    /// Durability: packs by health, the repair queue, bytes moved for repair, audits and
+    /// hand-overs over the last day, and each holder's presence and integrity.
+    Health,
     /// Start the service for a subscriber: ask their devices for fresh reports, then allocate.
     Start {
         email: String,
@@ -162,11 +202,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             listen,
             data,
             heartbeat_interval,
+            durability,
         } => {
             let mut settings = file.settings();
             if let Some(seconds) = heartbeat_interval {
                 settings.heartbeat_interval = Duration::from_secs(seconds.max(1));
             }
+            durability.apply(&mut settings);
             let listen = listen
                 .or(file.listen)
                 .unwrap_or_else(|| config::DEFAULT_LISTEN.parse().expect("valid default"));
@@ -350,6 +392,42 @@ async fn run_admin(hub: &Hub, command: AdminCommand, json: bool) -> Result<(), a
                         a.purpose
                     );
                 }
+            }
+        }
+        AdminCommand::Health => {
+            let report = surplus_hub::health::report(hub, surplus_hub::now_ms()).await?;
+            if json {
+                print_json(&report);
+                return Ok(());
+            }
+            let packs = report.packs;
+            println!(
+                "packs: {} protected, {} uploading, {} repairing, {} at risk, {} lost",
+                packs.protected, packs.uploading, packs.repairing, packs.at_risk, packs.lost
+            );
+            println!("repair queue: {} pack(s)", report.repair_queue);
+            println!(
+                "last 24 h: {} repaired, {} audited, {} handed over",
+                size(report.repair_bytes_24h),
+                size(report.audit_bytes_24h),
+                size(report.handover_bytes_24h)
+            );
+            println!();
+            println!(
+                "{:<36} {:<16} {:<24} {:<9} {:>6} {:>9}",
+                "DEVICE", "NAME", "SUBSCRIBER", "STANDING", "AVAIL7", "INTEGRITY"
+            );
+            for d in report.devices {
+                println!(
+                    "{:<36} {:<16} {:<24} {:<9} {:>5.0}% {:>4}/{:<4}",
+                    d.id,
+                    shown(&d.name),
+                    shown(&d.subscriber),
+                    d.standing,
+                    d.presence_7d * 100.0,
+                    d.integrity.passed,
+                    d.integrity.passed + d.integrity.failed
+                );
             }
         }
         AdminCommand::Start { email, wait } => {

@@ -5,6 +5,7 @@ use std::sync::Mutex;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -18,6 +19,11 @@ struct RequestLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabels {
     kind: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: String,
 }
 
 /// Counters and histograms, one registry per hub (so tests running several hubs in one process
@@ -34,6 +40,9 @@ pub struct Metrics {
     repaired_bytes: Counter,
     instructions: Family<KindLabels, Counter>,
     allocations: Family<KindLabels, Counter>,
+    packs: Family<StateLabels, Gauge>,
+    repair_queue: Gauge,
+    durability_bytes_24h: Family<KindLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -50,6 +59,24 @@ impl Default for Metrics {
         let repaired_bytes = Counter::default();
         let instructions = Family::<KindLabels, Counter>::default();
         let allocations = Family::<KindLabels, Counter>::default();
+        let packs = Family::<StateLabels, Gauge>::default();
+        let repair_queue = Gauge::default();
+        let durability_bytes_24h = Family::<KindLabels, Gauge>::default();
+        registry.register(
+            "packs",
+            "Packs by health (protected, uploading, repairing, at_risk, lost), as last counted",
+            packs.clone(),
+        );
+        registry.register(
+            "repair_queue",
+            "Packs waiting for repair or being repaired",
+            repair_queue.clone(),
+        );
+        registry.register(
+            "durability_bytes_24h",
+            "Bytes moved for repair, audits and hand-overs over the last day, all hub processes",
+            durability_bytes_24h.clone(),
+        );
         registry.register("http_requests", "HTTP requests answered", requests.clone());
         registry.register(
             "http_request_duration_seconds",
@@ -98,6 +125,9 @@ impl Default for Metrics {
             repaired_bytes,
             instructions,
             allocations,
+            packs,
+            repair_queue,
+            durability_bytes_24h,
         }
     }
 }
@@ -123,6 +153,30 @@ impl Metrics {
 
     pub fn audit(&self) {
         self.audits.inc();
+    }
+
+    /// Sets the durability figures, as [`crate::health::report`] last counted them.
+    pub fn durability(&self, report: &crate::health::DurabilityReport) {
+        for (state, count) in report.packs.by_state() {
+            self.packs
+                .get_or_create(&StateLabels {
+                    state: state.to_owned(),
+                })
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+        self.repair_queue
+            .set(i64::try_from(report.repair_queue).unwrap_or(i64::MAX));
+        for (kind, bytes) in [
+            ("repair", report.repair_bytes_24h),
+            ("audit", report.audit_bytes_24h),
+            ("handover", report.handover_bytes_24h),
+        ] {
+            self.durability_bytes_24h
+                .get_or_create(&KindLabels {
+                    kind: kind.to_owned(),
+                })
+                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
     }
 
     pub fn repaired(&self, bytes: u64) {

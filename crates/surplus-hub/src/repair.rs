@@ -25,7 +25,7 @@ use surplus_rules::health::{PackHealth, RepairCandidate, plan_repairs};
 use uuid::Uuid;
 
 use crate::hub::Hub;
-use crate::store::{PackShardRow, StoreError};
+use crate::store::{PackShardRow, StoreError, Traffic};
 
 /// The most bytes the repairs of one round may move through the hub.
 pub const ROUND_BUDGET_BYTES: u64 = 256 << 20;
@@ -106,6 +106,10 @@ async fn repair_pack(
             Err(error) => tracing::warn!(%error, hash = %shard.hash, "reading a staged shard"),
         }
     }
+    let gathered: u64 = pieces.iter().map(|piece| piece.len() as u64).sum();
+    hub.store
+        .count_traffic(Traffic::Repair, gathered, now)
+        .await?;
     let made = match surplus_backup::erasure::reshard(pieces.iter().map(Vec::as_slice)) {
         Ok(made) => made,
         Err(error) => {

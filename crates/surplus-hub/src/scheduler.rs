@@ -7,12 +7,13 @@
 //! staged copy is dropped, and any holder that gave the data up is told to delete it.
 
 use surplus_protocol::InstructionKind;
+use surplus_rules::handover::{self, Evacuating, Purpose, Step};
 use surplus_rules::placement::{self, Allocation, Decision, PackHolders, Want};
 use uuid::Uuid;
 
 use crate::hub::Hub;
 use crate::now_ms;
-use crate::store::StoreError;
+use crate::store::{StoreError, Traffic};
 
 /// One allocation the scheduler made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +90,7 @@ pub async fn place_pending(
             }
             Decision::Allocate(chosen) => chosen,
         };
+        let purpose = Purpose::of(&allocations);
         let expires_at =
             now + i64::try_from(hub.settings.instruction_ttl.as_millis()).unwrap_or(i64::MAX / 2);
         for device_id in chosen {
@@ -96,8 +98,11 @@ pub async fn place_pending(
                 .allocate_blob_storage(
                     placement.subscriber_id,
                     device_id,
-                    &placement.hash,
-                    placement.size,
+                    &surplus_protocol::BlobRef {
+                        hash: placement.hash.clone(),
+                        size: placement.size,
+                    },
+                    purpose,
                     now,
                     expires_at,
                 )
@@ -113,6 +118,14 @@ pub async fn place_pending(
             };
             hub.metrics.allocation("storage");
             hub.metrics.instructions_queued("store_blob");
+            let traffic = match purpose {
+                Purpose::Store => None,
+                Purpose::HandOver => Some(Traffic::Handover),
+                Purpose::Repair => Some(Traffic::Repair),
+            };
+            if let Some(traffic) = traffic {
+                store.count_traffic(traffic, placement.size, now).await?;
+            }
             hub.wake(device_id);
             if let Some(candidate) = candidates.iter_mut().find(|c| c.device_id == device_id) {
                 candidate.free_bytes = candidate.free_bytes.saturating_sub(placement.size);
@@ -221,15 +234,8 @@ pub async fn purge_forgotten(hub: &Hub, now: i64) -> Result<(u64, usize), StoreE
 /// is only at risk until then. A lost holder's storage allocations become `lost` and their
 /// placements reopen, once, in one transaction. Returns the devices counted lost now.
 pub async fn detect_losses(hub: &Hub, now: i64) -> Result<Vec<Uuid>, StoreError> {
-    use surplus_rules::presence::{self, PresencePolicy, SLOT_MS, Standing};
-    let policy = PresencePolicy {
-        online_window: hub.settings.online_window_ms(),
-        // Never within a few missed heartbeats, whatever the setting says.
-        lost_after: i64::try_from(hub.settings.lost_after.as_millis())
-            .unwrap_or(i64::MAX)
-            .max(2 * hub.settings.online_window_ms()),
-        ..PresencePolicy::DEFAULT
-    };
+    use surplus_rules::presence::{self, SLOT_MS, Standing};
+    let policy = hub.settings.presence_policy();
     let mut lost = Vec::new();
     for holder in hub.store.storage_holders().await? {
         // Only a holder past the cap can be lost, whatever its history: read that only then.
@@ -260,11 +266,71 @@ pub async fn detect_losses(hub: &Hub, now: i64) -> Result<Vec<Uuid>, StoreError>
     Ok(lost)
 }
 
-/// Tells holders that were counted lost and came back to delete the copies nobody needs any more
-/// (rebuilt and confirmed elsewhere meanwhile, or let go); each allocation is released when the
-/// holder confirms. Returns how many deletes were asked for.
+/// Moves hand-overs along ([`surplus_rules::handover`]): a holder that gave storage up is asked
+/// to upload each blob the hub no longer has staged, once, while it is online; the placement,
+/// reopened when it gave the blob up, then finds a new holder, and the old copy is deleted once
+/// the new one is confirmed. What is not handed over by `Settings::handover_deadline` is counted
+/// lost, once, and repaired. Returns (uploads asked, allocations given up).
+pub async fn hand_over(hub: &Hub, now: i64) -> Result<(usize, usize), StoreError> {
+    let deadline = i64::try_from(hub.settings.handover_deadline.as_millis()).unwrap_or(i64::MAX);
+    let online_since = now - hub.settings.online_window_ms();
+    let expires =
+        now + i64::try_from(hub.settings.instruction_ttl.as_millis()).unwrap_or(i64::MAX / 2);
+    let (mut asked, mut given_up) = (0, 0);
+    for row in hub.store.evacuating().await? {
+        let allocation = Evacuating {
+            since: row.since,
+            staged: row.staged,
+            upload_asked: row.upload_asked,
+            holder_online: row.last_heartbeat.is_some_and(|t| t >= online_since),
+        };
+        match handover::step(&allocation, now, deadline) {
+            Step::Wait => {}
+            Step::AskUpload => {
+                let kind = InstructionKind::UploadBlob {
+                    hash: row.hash.clone(),
+                };
+                hub.store
+                    .enqueue(row.device, Some(row.allocation), &kind, now, expires)
+                    .await?;
+                hub.metrics.instructions_queued(kind.name());
+                hub.wake(row.device);
+                hub.store
+                    .count_traffic(Traffic::Handover, row.size, now)
+                    .await?;
+                asked += 1;
+            }
+            Step::GiveUp => {
+                if hub.store.give_up_handover(row.allocation, now).await? {
+                    tracing::warn!(device = %row.device, hash = %row.hash, "a hand-over did not finish in time; the copy is counted lost and rebuilt");
+                    given_up += 1;
+                }
+            }
+        }
+    }
+    if given_up > 0 {
+        hub.kick_scheduler();
+    }
+    Ok((asked, given_up))
+}
+
+/// Settles the copies of holders that were counted lost and came back. Where the shard still
+/// wants a copy (not rebuilt and confirmed elsewhere yet), the returning copy is taken back and
+/// audited before anything else; the rebuild, if under way, then ends as surplus (its placement
+/// is done). The copies nobody needs any more (rebuilt and confirmed elsewhere meanwhile, or let
+/// go) are deleted: each allocation is released when the holder confirms. Returns how many
+/// deletes were asked for.
 pub async fn release_returned(hub: &Hub, now: i64) -> Result<usize, StoreError> {
     let since = now - hub.settings.online_window_ms();
+    let clean_since = now - surplus_rules::audit::AuditPolicy::DEFAULT.failure_window;
+    let readopted = hub.store.readopt_returned(since, clean_since, now).await?;
+    if readopted > 0 {
+        tracing::info!(
+            copies = readopted,
+            "holders counted lost are back; their copies are taken back, to be audited first"
+        );
+        hub.kick_scheduler();
+    }
     let surplus = hub.store.surplus_copies_of_returned(since).await?;
     let expires =
         now + i64::try_from(hub.settings.instruction_ttl.as_millis()).unwrap_or(i64::MAX / 2);

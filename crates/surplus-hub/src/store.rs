@@ -20,11 +20,13 @@ use uuid::Uuid;
 mod audits;
 mod compute;
 mod forgotten;
+mod handover;
 mod holders;
 pub use audits::AuditRow;
 pub use compute::*;
 pub use forgotten::{ForgottenRows, LetGo};
-pub use holders::{HolderRow, PackShardRow};
+pub use handover::{EvacuatingRow, Traffic};
+pub use holders::{HolderRow, PackShardRow, PlacedShardRow};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
@@ -1460,10 +1462,13 @@ impl Store {
             .collect()
     }
 
-    /// Devices that recently failed to take this blob, to be left out of the next attempt.
+    /// Devices to leave out of the blob's next placement: those that failed to take it since
+    /// `since`, and those that lost it (a holder that failed its audit is not given the blob
+    /// back).
     pub async fn recent_failures(&self, hash: &str, since: UnixMillis) -> Result<Vec<Uuid>> {
         let rows = sqlx::query(
-            "SELECT device_id FROM allocations WHERE blob_hash = $1 AND state = 'failed' AND released_at >= $2",
+            "SELECT DISTINCT device_id FROM allocations WHERE blob_hash = $1 \
+             AND ((state = 'failed' AND released_at >= $2) OR state = 'lost')",
         )
         .bind(hash)
         .bind(since)
@@ -1476,17 +1481,18 @@ impl Store {
 
     // ---- the allocation ledger ----
 
-    /// Allocates storage on a device for a blob and queues the instruction that uses it, in one
-    /// transaction: the ledger never shows an allocation without its instruction, nor the reverse.
+    /// Allocates storage on a device for a blob (for `purpose`: first store, hand-over or repair)
+    /// and queues the instruction that uses it, in one transaction: the ledger never shows an allocation without its instruction, nor the reverse.
     pub async fn allocate_blob_storage(
         &self,
         subscriber_id: Uuid,
         device_id: Uuid,
-        hash: &str,
-        size: u64,
+        blob: &surplus_protocol::BlobRef,
+        purpose: surplus_rules::handover::Purpose,
         now: UnixMillis,
         expires_at: UnixMillis,
     ) -> Result<(Uuid, Instruction)> {
+        let (hash, size) = (blob.hash.as_str(), blob.size);
         let allocation_id = Uuid::now_v7();
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
@@ -1498,7 +1504,7 @@ impl Store {
         .bind(device_id.to_string())
         .bind(ResourceKind::Storage.as_str())
         .bind(to_i64(size))
-        .bind(format!("blob:{hash}"))
+        .bind(purpose.describe(hash))
         .bind(hash)
         .bind(now)
         .execute(&mut *tx)
@@ -1514,10 +1520,7 @@ impl Store {
             }
         }
         let kind = InstructionKind::StoreBlob {
-            blob: surplus_protocol::BlobRef {
-                hash: hash.to_owned(),
-                size,
-            },
+            blob: blob.clone(),
             allocation_id,
         };
         let instruction = enqueue_on(
@@ -1588,15 +1591,20 @@ impl Store {
         Ok(total.map(to_u64).unwrap_or(0))
     }
 
-    /// Marks allocations as evacuating and reopens their placements so the scheduler finds them
-    /// new holders.
-    pub async fn evacuate(&self, allocations: &[(Uuid, Option<String>, Uuid)]) -> Result<()> {
+    /// Marks allocations as evacuating (handed over from `now`) and reopens their placements so
+    /// the scheduler finds them new holders.
+    pub async fn evacuate(
+        &self,
+        allocations: &[(Uuid, Option<String>, Uuid)],
+        now: UnixMillis,
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for (id, hash, subscriber_id) in allocations {
             sqlx::query(
-                "UPDATE allocations SET state = 'evacuating' WHERE id = $1 AND state = 'active'",
+                "UPDATE allocations SET state = 'evacuating', evacuating_since = $2 WHERE id = $1 AND state = 'active'",
             )
             .bind(id.to_string())
+            .bind(now)
             .execute(&mut *tx)
             .await?;
             if let Some(hash) = hash {
@@ -1707,8 +1715,11 @@ async fn set_allocation_state_on(
     state: AllocationState,
     now: UnixMillis,
 ) -> Result<()> {
-    let released =
-        matches!(state, AllocationState::Released | AllocationState::Failed).then_some(now);
+    let released = matches!(
+        state,
+        AllocationState::Released | AllocationState::Failed | AllocationState::Lost
+    )
+    .then_some(now);
     sqlx::query(
         "UPDATE allocations SET state = $1, released_at = COALESCE($2, released_at) WHERE id = $3",
     )

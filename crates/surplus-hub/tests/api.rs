@@ -1599,7 +1599,7 @@ async fn shards_are_challenged_at_their_holders_and_a_wrong_answer_fails() {
         assert_eq!(run.body["failures"][0]["hash"], hash.as_str());
         let reason = run.body["failures"][0]["reason"].as_str().expect("reason");
         assert!(reason.contains("does not match"), "{reason}");
-        assert_eq!(holder_state(&hub, &ada, &hash).await, "failed");
+        assert_eq!(holder_state(&hub, &ada, &hash).await, "lost");
     }
 }
 
@@ -2665,14 +2665,14 @@ async fn a_holder_failing_two_challenges_is_disqualified_and_loses_everything() 
         };
         ack(challenge_of(&shards[0])).await;
         audit(now).await.expect("audit");
-        assert_eq!(holder_state(&hub, &ada, &shards[0]).await, "failed");
+        assert_eq!(holder_state(&hub, &ada, &shards[0]).await, "lost");
         assert_eq!(holder_state(&hub, &ada, &shards[2]).await, "active");
         // A second: disqualified, and the shard he has not been asked about is lost too, once.
         ack(challenge_of(&shards[1])).await;
         audit(now).await.expect("audit");
         assert_eq!(holder_state(&hub, &ada, &shards[2]).await, "lost");
         audit(now).await.expect("audit");
-        assert_eq!(holder_state(&hub, &ada, &shards[1]).await, "failed");
+        assert_eq!(holder_state(&hub, &ada, &shards[1]).await, "lost");
     }
 }
 
@@ -2742,6 +2742,19 @@ async fn an_owner_sees_each_pack_uploading_protected_repairing_or_lost() {
             health().await,
             json!([{"pack": name, "state": "protected"}])
         );
+        // The operator sees the same; two days on, with both holders silent far longer than
+        // they have ever been away, the pack would be at risk.
+        let now = surplus_hub::now_ms();
+        let report = surplus_hub::health::report(&hub.hub, now)
+            .await
+            .expect("report");
+        assert_eq!(report.packs.protected, 1);
+        assert_eq!(report.repair_queue, 0);
+        let later = surplus_hub::health::report(&hub.hub, now + 2 * 24 * 3_600_000)
+            .await
+            .expect("report");
+        assert_eq!((later.packs.protected, later.packs.at_risk), (0, 1));
+        assert!(later.devices.iter().all(|d| d.standing == "at_risk"));
 
         // One holder leaves for good: one shard is left, and the pack is repaired.
         let revoke = |(session, id): &(String, String)| {
@@ -2757,6 +2770,10 @@ async fn an_owner_sees_each_pack_uploading_protected_repairing_or_lost() {
             health().await,
             json!([{"pack": name, "state": "repairing"}])
         );
+        let report = surplus_hub::health::report(&hub.hub, surplus_hub::now_ms())
+            .await
+            .expect("report");
+        assert_eq!((report.packs.repairing, report.repair_queue), (1, 1));
         // The other too: nothing that rebuilds it is left.
         revoke(&donors[1]).await;
         assert_eq!(health().await, json!([{"pack": name, "state": "lost"}]));
@@ -2825,5 +2842,228 @@ async fn the_database_and_staging_are_the_hubs_alone() {
         if let Some(path) = hub.database.strip_prefix("sqlite://") {
             assert_eq!(mode(std::path::Path::new(path)), 0o600);
         }
+    }
+}
+
+#[tokio::test]
+async fn a_holder_giving_storage_up_hands_each_blob_over_before_deleting_it() {
+    for hub in quiet_hubs().await {
+        let ada = hub.signup("ada@example.org").await;
+        let bob = hub.signup("bob@example.org").await;
+        let carol = hub.signup("carol@example.org").await;
+        let (_, ada_pc) = hub.device(&ada, "ada-pc").await;
+        let (_, bob_pc) = hub.device(&bob, "bob-pc").await;
+        let (_, carol_pc) = hub.device(&carol, "carol-pc").await;
+        hub.heartbeat(&bob_pc, report()).await;
+        let content = [7u8; 4000];
+        let hash = store_one_copy(&hub, &ada_pc, &bob_pc, &content).await;
+        let stale = [8u8; 1000];
+        let stale_hash = store_one_copy(&hub, &ada_pc, &bob_pc, &stale).await;
+        // Both confirmed: the hub drops its staged copies, so only Bob has them now.
+        surplus_hub::scheduler::place_pending(&hub.hub, None)
+            .await
+            .expect("place");
+        assert!(!hub.staging.join(&hash).exists());
+        let holdings = || async {
+            let reply = hub
+                .call(Method::GET, "/v1/device/holdings", Some(&bob_pc), None)
+                .await;
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+            reply.body
+        };
+        assert_eq!(holdings().await["held_bytes"], 5000);
+        assert_eq!(holdings().await["handover"], Value::Null);
+
+        // Bob withdraws storage consent: the heartbeat's answer starts the hand-over.
+        let mut withdrawn = report();
+        withdrawn["consent"]["storage"] = json!(false);
+        withdrawn["vault"]["used_bytes"] = json!(5000);
+        let beat = hub.heartbeat(&bob_pc, withdrawn.clone()).await;
+        assert_eq!(
+            beat.body["handover"]["remaining_bytes"], 5000,
+            "{}",
+            beat.body
+        );
+        assert_eq!(beat.body["handover"]["moved_bytes"], 0);
+        assert_eq!(holder_state(&hub, &ada, &hash).await, "evacuating");
+
+        // The hub no longer has the blobs: Bob is asked to upload each, once.
+        let now = surplus_hub::now_ms();
+        let hand_over = |at| surplus_hub::scheduler::hand_over(&hub.hub, at);
+        assert_eq!(hand_over(now).await.expect("hand over"), (2, 0));
+        assert_eq!(hand_over(now).await.expect("hand over"), (0, 0));
+        let batch = hub.poll(&bob_pc, 0).await;
+        let upload = batch
+            .iter()
+            .find(|i| i["kind"]["type"] == "upload_blob" && i["kind"]["hash"] == hash.as_str())
+            .expect("an upload_blob for bob");
+        assert_eq!(
+            hub.upload(&bob_pc, &content).await.status,
+            StatusCode::CREATED
+        );
+        let ack = json!({"result": {"status": "uploaded", "hash": hash}, "vault": null});
+        let path = format!(
+            "/v1/device/instructions/{}/ack",
+            upload["id"].as_str().expect("id")
+        );
+        let acked = hub
+            .call(Method::POST, &path, Some(&bob_pc), Some(ack))
+            .await;
+        assert_eq!(acked.status, StatusCode::NO_CONTENT, "{}", acked.body);
+
+        // Carol takes it over, recorded in the ledger as a hand-over; Bob's copy stays until
+        // hers is confirmed.
+        hub.heartbeat(&carol_pc, report()).await;
+        let made = surplus_hub::scheduler::place_pending(&hub.hub, None)
+            .await
+            .expect("place");
+        assert_eq!(made.len(), 1, "{made:?}");
+        let ledger = hub
+            .call(Method::GET, "/v1/allocations", Some(&ada), None)
+            .await;
+        let purposes: Vec<&str> = ledger
+            .body
+            .as_array()
+            .expect("ledger")
+            .iter()
+            .filter_map(|a| a["purpose"].as_str())
+            .collect();
+        assert!(
+            purposes.contains(&format!("handover:{hash}").as_str()),
+            "{purposes:?}"
+        );
+        let not_yet = hub.poll(&bob_pc, 0).await;
+        assert!(
+            !not_yet.iter().any(|i| i["kind"]["type"] == "delete_blob"),
+            "{not_yet:?}"
+        );
+        let store = hub.poll(&carol_pc, 0).await;
+        let id = store[0]["id"].as_str().expect("id");
+        let ack =
+            json!({"result": {"status": "stored", "hash": hash, "size": 4000}, "vault": null});
+        let path = format!("/v1/device/instructions/{id}/ack");
+        hub.call(Method::POST, &path, Some(&carol_pc), Some(ack))
+            .await;
+        surplus_hub::scheduler::place_pending(&hub.hub, None)
+            .await
+            .expect("place");
+        let delete = hub
+            .poll(&bob_pc, 0)
+            .await
+            .into_iter()
+            .find(|i| i["kind"]["type"] == "delete_blob")
+            .expect("bob is told to delete his copy now");
+        assert_eq!(delete["kind"]["hash"], hash.as_str());
+        let ack = json!({"result": {"status": "deleted", "hash": hash}, "vault": null});
+        let path = format!(
+            "/v1/device/instructions/{}/ack",
+            delete["id"].as_str().expect("id")
+        );
+        hub.call(Method::POST, &path, Some(&bob_pc), Some(ack))
+            .await;
+        let progress = holdings().await;
+        assert_eq!(progress["handover"]["moved_bytes"], 4000, "{progress}");
+        assert_eq!(progress["handover"]["remaining_bytes"], 1000);
+
+        // Bob never uploads the other one. Past the deadline it is counted lost, once however
+        // many sweeps race, for repair to rebuild; Bob then holds nothing of anyone's.
+        let deadline = i64::try_from(hub.hub.settings.handover_deadline.as_millis()).expect("ms");
+        let later = now + deadline;
+        let (first, second) = tokio::join!(hand_over(later), hand_over(later));
+        assert_eq!(
+            first.expect("hand over").1 + second.expect("hand over").1,
+            1
+        );
+        assert_eq!(holder_state(&hub, &ada, &stale_hash).await, "lost");
+        let done = holdings().await;
+        assert_eq!(done["held_blobs"], 0, "{done}");
+        assert_eq!(done["handover"], Value::Null);
+    }
+}
+
+#[tokio::test]
+async fn a_lost_holder_that_comes_back_before_the_rebuild_has_its_copy_audited_and_taken_back() {
+    for hub in quiet_hubs().await {
+        let ada = hub.signup("ada@example.org").await;
+        let bob = hub.signup("bob@example.org").await;
+        let carol = hub.signup("carol@example.org").await;
+        let (_, ada_pc) = hub.device(&ada, "ada-pc").await;
+        let (_, bob_pc) = hub.device(&bob, "bob-pc").await;
+        let (_, carol_pc) = hub.device(&carol, "carol-pc").await;
+        hub.heartbeat(&carol_pc, report()).await;
+        let altered = store_one_copy(&hub, &ada_pc, &carol_pc, &[6u8; 3000]).await;
+        let at_carol = store_one_copy(&hub, &ada_pc, &carol_pc, &[7u8; 3000]).await;
+        // Carol fails an audit of one copy: that one is lost for good, and she is suspect.
+        let run = hub
+            .call(Method::POST, "/v1/backup/verify", Some(&ada), None)
+            .await;
+        assert_eq!(run.body["challenged"], 2, "{}", run.body);
+        let challenge = hub
+            .poll(&carol_pc, 0)
+            .await
+            .into_iter()
+            .find(|i| i["kind"]["hash"] == altered.as_str())
+            .expect("a challenge");
+        let wrong = json!({"result": {"status": "failed", "code": "corrupt", "message": "altered"}, "vault": null});
+        let path = format!(
+            "/v1/device/instructions/{}/ack",
+            challenge["id"].as_str().expect("id")
+        );
+        hub.call(Method::POST, &path, Some(&carol_pc), Some(wrong))
+            .await;
+        assert_eq!(holder_state(&hub, &ada, &altered).await, "lost");
+        hub.heartbeat(&bob_pc, report()).await;
+        let at_bob = store_one_copy(&hub, &ada_pc, &bob_pc, &[5u8; 3000]).await;
+        surplus_hub::scheduler::place_pending(&hub.hub, None)
+            .await
+            .expect("place");
+
+        // Both go silent past the cap: counted lost, with nothing rebuilt yet (no holder left).
+        let now = surplus_hub::now_ms();
+        let lost_after = i64::try_from(hub.hub.settings.lost_after.as_millis()).expect("ms");
+        surplus_hub::scheduler::detect_losses(&hub.hub, now + lost_after + 1)
+            .await
+            .expect("detect");
+        assert_eq!(holder_state(&hub, &ada, &at_bob).await, "lost");
+        assert_eq!(holder_state(&hub, &ada, &at_carol).await, "lost");
+
+        // Both come back. Bob's copy is taken back, once however many sweeps race, and audited
+        // before anything else; Carol, with an integrity failure this month, is not trusted
+        // with hers.
+        hub.heartbeat(&bob_pc, report()).await;
+        hub.heartbeat(&carol_pc, report()).await;
+        let back = surplus_hub::now_ms();
+        let (first, second) = tokio::join!(
+            surplus_hub::scheduler::release_returned(&hub.hub, back),
+            surplus_hub::scheduler::release_returned(&hub.hub, back)
+        );
+        first.expect("release");
+        second.expect("release");
+        assert_eq!(holder_state(&hub, &ada, &at_bob).await, "active");
+        assert_eq!(holder_state(&hub, &ada, &at_carol).await, "lost");
+        assert_eq!(holder_state(&hub, &ada, &altered).await, "lost");
+        let ledger = hub
+            .call(Method::GET, "/v1/allocations", Some(&ada), None)
+            .await;
+        let active = ledger
+            .body
+            .as_array()
+            .expect("ledger")
+            .iter()
+            .filter(|a| a["state"] == "active")
+            .count();
+        assert_eq!(active, 1, "{}", ledger.body);
+        // The hub's next audit round asks Bob about it at once, long before its 7 days are up.
+        let audits = surplus_hub::challenge::audit_round(&hub.hub, back)
+            .await
+            .expect("audit");
+        assert_eq!(audits, 1);
+        let audit = hub
+            .poll(&bob_pc, 0)
+            .await
+            .into_iter()
+            .find(|i| i["kind"]["type"] == "verify_blob")
+            .expect("an audit of the copy taken back");
+        assert_eq!(audit["kind"]["hash"], at_bob.as_str());
     }
 }

@@ -67,8 +67,9 @@ pub enum AllocationState {
     Released,
     /// The device could not carry it out.
     Failed,
-    /// Its holder was counted lost (silent past the hub's `lost_after`, or revoked): what it held
-    /// is rebuilt elsewhere.
+    /// Its copy is gone: the holder was counted lost (silent past the hub's `lost_after`,
+    /// revoked, disqualified, or a hand-over unfinished by its deadline), or the copy failed an
+    /// audit. What it held is rebuilt elsewhere.
     Lost,
 }
 

@@ -26,6 +26,16 @@ pub struct StatusReport {
     pub pause: PauseState,
 }
 
+impl StatusReport {
+    /// Whether the device gives up storage it holds for others: consent withdrawn while its
+    /// vault holds something, or a quota lowered below what it holds. The hub then has it hand
+    /// the excess over to other holders.
+    pub fn gives_storage_up(&self) -> bool {
+        !self.consent.storage && self.vault.used_bytes > 0
+            || self.vault.used_bytes > self.vault.quota_bytes
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CpuReport {
     pub cores: u32,
@@ -144,6 +154,43 @@ pub struct HeartbeatResponse {
     /// When to send the next heartbeat.
     pub next_heartbeat_seconds: u32,
     pub server_time: UnixMillis,
+    /// While the device hands over what it holds for others (it gave storage up): how far it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handover: Option<Handover>,
+}
+
+/// A device handing what it holds for others over to other holders, after it gave storage up
+/// (consent withdrawn, quota lowered, `surplus leave`). Nothing is deleted from it before the
+/// new copy is confirmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Handover {
+    /// Still to hand over.
+    pub remaining_bytes: u64,
+    pub remaining_blobs: u32,
+    /// Handed over (confirmed elsewhere and deleted here) since the hand-over began.
+    pub moved_bytes: u64,
+    /// What is not handed over by then is counted lost and rebuilt from other copies.
+    pub deadline: UnixMillis,
+}
+
+impl Handover {
+    /// How far along, 0 to 100.
+    pub fn percent(&self) -> u32 {
+        let total = self.remaining_bytes.saturating_add(self.moved_bytes);
+        if total == 0 {
+            return 100;
+        }
+        u32::try_from(self.moved_bytes.saturating_mul(100) / total).unwrap_or(100)
+    }
+}
+
+/// What a device holds for others, as the hub's ledger has it (`GET /v1/device/holdings`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Holdings {
+    /// Bytes of live allocations on the device: to be stored, stored, or being handed over.
+    pub held_bytes: u64,
+    pub held_blobs: u32,
+    pub handover: Option<Handover>,
 }
 
 /// Spare resources on one device, as the hub's policy decided them from its latest report.

@@ -127,6 +127,8 @@ impl PackHealth {
 pub struct PlacedShard {
     /// Confirmed by a live holder.
     pub held: bool,
+    /// Held only by holders away longer than they usually are.
+    pub at_risk: bool,
     /// At the hub, or on its way to a holder.
     pub staged: bool,
     /// It had a holder that was lost or failed: being placed again is a repair, not an upload.
@@ -143,17 +145,23 @@ pub fn placed_pack_state(
 ) -> PackState {
     let held = shards.iter().filter(|s| s.held).count() as u32;
     let reachable = shards.iter().filter(|s| s.held || s.staged).count() as u32;
+    let reachable_now = shards
+        .iter()
+        .filter(|s| s.staged || (s.held && !s.at_risk))
+        .count() as u32;
     let gone = shards.iter().filter(|s| !s.held && !s.staged).count() as u32;
     let rebuilding = shards.iter().any(|s| !s.held && s.staged && s.replaced);
     let health = PackHealth {
         needed: data,
         shards: data + parity,
-        live: reachable,
-        at_risk: 0,
+        live: reachable_now,
+        at_risk: reachable - reachable_now,
         lost: gone,
     };
     if reachable < data {
         PackState::Lost
+    } else if reachable_now < data {
+        PackState::AtRisk
     } else if rebuilding || health.needs_repair(threshold) {
         PackState::Repairing
     } else if held < reachable {
@@ -261,6 +269,7 @@ mod tests {
     fn an_owner_is_told_where_each_pack_stands() {
         let shard = |held, staged, replaced| PlacedShard {
             held,
+            at_risk: false,
             staged,
             replaced,
         };
@@ -295,6 +304,23 @@ mod tests {
         );
         assert!(
             PackState::Lost > PackState::Repairing && PackState::Repairing > PackState::Uploading
+        );
+        // Restorable only if holders away longer than usual come back: at risk, not lost.
+        let away = PlacedShard {
+            at_risk: true,
+            ..held
+        };
+        assert_eq!(
+            placed_pack_state(2, 1, &[held, away, away], 2),
+            PackState::AtRisk
+        );
+        assert_eq!(
+            placed_pack_state(2, 1, &[held, held, away], 2),
+            PackState::Protected
+        );
+        assert_eq!(
+            placed_pack_state(2, 1, &[held, away, gone], 2),
+            PackState::AtRisk
         );
     }
 

@@ -1,5 +1,5 @@
 //! The hub's decisions about where subscribers' data lives and whether it survives: placement,
-//! presence and loss detection, audits, pack health and repair.
+//! presence and loss detection, audits, pack health and repair, and graceful exit.
 //!
 //! Every rule is a pure function (or a small state machine) over plain structs. Time comes in as
 //! `now` (Unix milliseconds) and randomness as `&mut impl Rng`; nothing here reads a clock, a
@@ -8,6 +8,7 @@
 //! clock over a simulated population, so the durability it reports is the hub's.
 
 pub mod audit;
+pub mod handover;
 pub mod health;
 pub mod placement;
 pub mod presence;

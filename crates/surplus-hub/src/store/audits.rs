@@ -22,13 +22,15 @@ pub struct AuditRow {
     pub last_audit: Option<UnixMillis>,
     /// Whether a challenge of it sent after `pending_since` is unanswered.
     pub pending: bool,
+    /// When its holder came back after being counted lost and the hub took this copy back.
+    pub readopted_at: Option<UnixMillis>,
 }
 
 impl Store {
     /// Every shard held for someone (active or being moved), with its audit history.
     pub async fn audit_rows(&self, pending_since: UnixMillis) -> Result<Vec<AuditRow>> {
         let rows = sqlx::query(
-            "SELECT a.id, a.device_id, a.subscriber_id, a.blob_hash, b.size, a.created_at, \
+            "SELECT a.id, a.device_id, a.subscriber_id, a.blob_hash, b.size, a.created_at, a.readopted_at, \
              (SELECT MAX(c.answered_at) FROM challenges c WHERE c.allocation_id = a.id AND c.state = 'passed') AS last_audit, \
              (SELECT COUNT(*) FROM challenges c WHERE c.allocation_id = a.id AND c.state = 'waiting' \
               AND c.created_at > $1) AS pending \
@@ -49,6 +51,7 @@ impl Store {
                     stored_at: row.try_get("created_at")?,
                     last_audit: row.try_get("last_audit")?,
                     pending: row.try_get::<i64, _>("pending")? > 0,
+                    readopted_at: row.try_get("readopted_at")?,
                 })
             })
             .collect()
@@ -68,6 +71,30 @@ impl Store {
                 Ok((
                     parse_uuid(&row.try_get::<String, _>("device_id")?)?,
                     u32::try_from(row.try_get::<i64, _>("failures")?).unwrap_or(u32::MAX),
+                ))
+            })
+            .collect()
+    }
+
+    /// Challenges answered since `since`, per device: (passed, failed).
+    pub async fn audit_scores(&self, since: UnixMillis) -> Result<HashMap<Uuid, (u64, u64)>> {
+        let rows = sqlx::query(
+            "SELECT device_id, \
+             CAST(SUM(CASE WHEN state = 'passed' THEN 1 ELSE 0 END) AS BIGINT) AS passed, \
+             CAST(SUM(CASE WHEN state = 'failed' THEN 1 ELSE 0 END) AS BIGINT) AS failed \
+             FROM challenges WHERE answered_at >= $1 GROUP BY device_id",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    parse_uuid(&row.try_get::<String, _>("device_id")?)?,
+                    (
+                        to_u64(row.try_get("passed")?),
+                        to_u64(row.try_get("failed")?),
+                    ),
                 ))
             })
             .collect()

@@ -152,6 +152,29 @@ impl Store {
 }
 
 impl Store {
+    /// Takes back the copies of holders that were counted lost and are back (heard from since
+    /// `since`), where their shard still wants a copy (not yet rebuilt and confirmed elsewhere):
+    /// each becomes active again, marked as taken back at `now` so that it is audited first.
+    /// Copies lost to a failed audit or upload, or given up in a hand-over, and those of holders
+    /// with integrity failures since `clean_since`, are not taken back. Returns how many; each
+    /// is taken back once.
+    pub async fn readopt_returned(
+        &self,
+        since: UnixMillis,
+        clean_since: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<u64> {
+        let result = sqlx::query(
+            "UPDATE allocations SET state = 'active', released_at = NULL, readopted_at = $1              WHERE id IN (SELECT a.id FROM allocations a JOIN devices d ON d.id = a.device_id                JOIN placements p ON p.hash = a.blob_hash AND p.subscriber_id = a.subscriber_id                WHERE a.state = 'lost' AND a.kind = 'storage' AND a.evacuating_since IS NULL                AND d.revoked_at IS NULL AND d.last_heartbeat >= $2                AND p.satisfied_at IS NULL AND p.dropped_at IS NULL                AND NOT EXISTS (SELECT 1 FROM challenges c WHERE c.device_id = a.device_id AND c.state = 'failed'                  AND (c.allocation_id = a.id OR c.answered_at >= $3))                AND NOT EXISTS (SELECT 1 FROM instructions i WHERE i.allocation_id = a.id                  AND i.kind IN ('upload_blob', 'delete_blob') AND i.state IN ('queued', 'delivered', 'failed'))                AND NOT EXISTS (SELECT 1 FROM allocations l WHERE l.blob_hash = a.blob_hash AND l.device_id = a.device_id                  AND l.state IN ('pending', 'active', 'evacuating'))                AND (SELECT COUNT(*) FROM allocations l WHERE l.blob_hash = a.blob_hash                  AND l.subscriber_id = a.subscriber_id AND l.state IN ('pending', 'active', 'evacuating')) < p.copies)              AND state = 'lost'",
+        )
+        .bind(now)
+        .bind(since)
+        .bind(clean_since)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected())
+    }
+
     /// Copies kept by holders that were counted lost and are back (heard from since `since`),
     /// that nobody needs any more: their shard is confirmed on enough other holders again, or
     /// was let go altogether. (allocation, device, hash), each once: a delete already asked for
@@ -182,40 +205,67 @@ impl Store {
     }
 }
 
+/// A placed shard whose pack is known, as its pack's health sees it.
+#[derive(Debug, Clone)]
+pub struct PlacedShardRow {
+    pub owner: Uuid,
+    pub pack: String,
+    pub data: u32,
+    pub parity: u32,
+    /// Holders that confirmed it and still hold it (active, or being handed over).
+    pub held_by: Vec<Uuid>,
+    pub staged: bool,
+    /// It had a holder that was lost or failed.
+    pub replaced: bool,
+}
+
 impl Store {
-    /// The subscriber's placed shards whose pack is known, by pack: (pack, data, parity, shard).
-    pub async fn placed_shards(
-        &self,
-        subscriber_id: Uuid,
-    ) -> Result<Vec<(String, u32, u32, surplus_rules::health::PlacedShard)>> {
+    /// The placed shards whose pack is known, of one subscriber or of all, by owner and pack.
+    pub async fn placed_shards(&self, subscriber_id: Option<Uuid>) -> Result<Vec<PlacedShardRow>> {
         let rows = sqlx::query(
-            "SELECT p.pack, p.pack_data, p.pack_parity, b.staged, \
-             (SELECT COUNT(*) FROM allocations a WHERE a.blob_hash = p.hash AND a.subscriber_id = p.subscriber_id \
-              AND a.kind = 'storage' AND a.state IN ('active', 'evacuating')) AS held, \
+            "SELECT p.subscriber_id, p.pack, p.hash, p.pack_data, p.pack_parity, b.staged, h.device_id AS holder, \
              (SELECT COUNT(*) FROM allocations a WHERE a.blob_hash = p.hash AND a.subscriber_id = p.subscriber_id \
               AND a.kind = 'storage' AND a.state IN ('lost', 'failed')) AS replaced \
              FROM placements p JOIN blobs b ON b.hash = p.hash \
-             WHERE p.subscriber_id = $1 AND p.pack_data IS NOT NULL AND p.dropped_at IS NULL ORDER BY p.pack",
+             LEFT JOIN allocations h ON h.blob_hash = p.hash AND h.subscriber_id = p.subscriber_id \
+               AND h.kind = 'storage' AND h.state IN ('active', 'evacuating') \
+             WHERE ($1 IS NULL OR p.subscriber_id = $1) AND p.pack_data IS NOT NULL AND p.dropped_at IS NULL \
+             ORDER BY p.subscriber_id, p.pack, p.hash",
         )
-        .bind(subscriber_id.to_string())
+        .bind(subscriber_id.map(|id| id.to_string()))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let number = |column: &str| -> Result<u32> {
-                    Ok(u32::try_from(row.try_get::<i64, _>(column)?).unwrap_or(u32::MAX))
-                };
-                Ok((
-                    row.try_get("pack")?,
-                    number("pack_data")?,
-                    number("pack_parity")?,
-                    surplus_rules::health::PlacedShard {
-                        held: row.try_get::<i64, _>("held")? > 0,
-                        staged: row.try_get::<i64, _>("staged")? != 0,
-                        replaced: row.try_get::<i64, _>("replaced")? > 0,
-                    },
-                ))
-            })
-            .collect()
+        let mut shards: Vec<(String, PlacedShardRow)> = Vec::new();
+        for row in &rows {
+            let owner = parse_uuid(&row.try_get::<String, _>("subscriber_id")?)?;
+            let hash: String = row.try_get("hash")?;
+            let holder = row
+                .try_get::<Option<String>, _>("holder")?
+                .map(|id| parse_uuid(&id))
+                .transpose()?;
+            if let Some((last_hash, last)) = shards.last_mut()
+                && last.owner == owner
+                && *last_hash == hash
+            {
+                last.held_by.extend(holder);
+                continue;
+            }
+            let number = |column: &str| -> Result<u32> {
+                Ok(u32::try_from(row.try_get::<i64, _>(column)?).unwrap_or(u32::MAX))
+            };
+            shards.push((
+                hash,
+                PlacedShardRow {
+                    owner,
+                    pack: row.try_get("pack")?,
+                    data: number("pack_data")?,
+                    parity: number("pack_parity")?,
+                    held_by: holder.into_iter().collect(),
+                    staged: row.try_get::<i64, _>("staged")? != 0,
+                    replaced: row.try_get::<i64, _>("replaced")? > 0,
+                },
+            ));
+        }
+        Ok(shards.into_iter().map(|(_, shard)| shard).collect())
     }
 }

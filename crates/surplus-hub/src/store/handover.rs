@@ -1,0 +1,187 @@
+//! The SQL of graceful exit (allocations being handed over), of what a device holds, and of the
+//! bytes moved to keep backups alive.
+
+use std::collections::HashMap;
+
+use sqlx::Row;
+use surplus_protocol::{Handover, Holdings, UnixMillis};
+use uuid::Uuid;
+
+use super::{Result, Store, parse_uuid, to_i64, to_u64};
+
+/// An allocation being handed over, with what deciding its next step needs.
+#[derive(Debug, Clone)]
+pub struct EvacuatingRow {
+    pub allocation: Uuid,
+    pub device: Uuid,
+    pub hash: String,
+    pub size: u64,
+    pub since: UnixMillis,
+    pub staged: bool,
+    pub last_heartbeat: Option<UnixMillis>,
+    /// An upload of the blob was asked of the holder and is still out.
+    pub upload_asked: bool,
+}
+
+impl Store {
+    /// Every storage allocation being handed over whose placement still exists.
+    pub async fn evacuating(&self) -> Result<Vec<EvacuatingRow>> {
+        let rows = sqlx::query(
+            "SELECT a.id, a.device_id, a.blob_hash, b.size, a.evacuating_since, a.created_at, b.staged, d.last_heartbeat, \
+             CASE WHEN EXISTS (SELECT 1 FROM instructions i WHERE i.allocation_id = a.id AND i.kind = 'upload_blob' \
+               AND i.state IN ('queued', 'delivered')) THEN 1 ELSE 0 END AS asked \
+             FROM allocations a JOIN blobs b ON b.hash = a.blob_hash JOIN devices d ON d.id = a.device_id \
+             WHERE a.state = 'evacuating' AND a.kind = 'storage' AND EXISTS (SELECT 1 FROM placements p \
+               WHERE p.hash = a.blob_hash AND p.subscriber_id = a.subscriber_id)",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                // Allocations given up before the hub recorded when count from their creation.
+                let since: Option<i64> = row.try_get("evacuating_since")?;
+                Ok(EvacuatingRow {
+                    allocation: parse_uuid(&row.try_get::<String, _>("id")?)?,
+                    device: parse_uuid(&row.try_get::<String, _>("device_id")?)?,
+                    hash: row.try_get("blob_hash")?,
+                    size: to_u64(row.try_get("size")?),
+                    since: since.unwrap_or(row.try_get("created_at")?),
+                    staged: row.try_get::<i64, _>("staged")? != 0,
+                    last_heartbeat: row.try_get("last_heartbeat")?,
+                    upload_asked: row.try_get::<i64, _>("asked")? != 0,
+                })
+            })
+            .collect()
+    }
+
+    /// Counts an allocation whose hand-over did not finish in time lost, and reopens its
+    /// placement so repair rebuilds the copy. False when it was no longer being handed over (it
+    /// finished, or another process gave up on it first).
+    pub async fn give_up_handover(&self, allocation: Uuid, now: UnixMillis) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let lost = sqlx::query(
+            "UPDATE allocations SET state = 'lost', released_at = $1 WHERE id = $2 AND state = 'evacuating'",
+        )
+        .bind(now)
+        .bind(allocation.to_string())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if lost == 0 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE placements SET satisfied_at = NULL WHERE EXISTS (SELECT 1 FROM allocations a \
+             WHERE a.id = $1 AND a.blob_hash = placements.hash AND a.subscriber_id = placements.subscriber_id)",
+        )
+        .bind(allocation.to_string())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// What the device holds for others, and how far its hand-over is when it gave storage up.
+    /// A hand-over that times out after `deadline` ms.
+    pub async fn holdings(&self, device_id: Uuid, deadline: i64) -> Result<Holdings> {
+        let device = device_id.to_string();
+        let row = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS held, COUNT(*) AS blobs, \
+             CAST(COALESCE(SUM(CASE WHEN state = 'evacuating' THEN amount ELSE 0 END), 0) AS BIGINT) AS remaining, \
+             CAST(COALESCE(SUM(CASE WHEN state = 'evacuating' THEN 1 ELSE 0 END), 0) AS BIGINT) AS remaining_blobs, \
+             MIN(CASE WHEN state = 'evacuating' THEN COALESCE(evacuating_since, created_at) END) AS since \
+             FROM allocations WHERE device_id = $1 AND kind = 'storage' AND state IN ('pending', 'active', 'evacuating')",
+        )
+        .bind(&device)
+        .fetch_one(&self.pool)
+        .await?;
+        let since: Option<i64> = row.try_get("since")?;
+        let handover = match since {
+            Some(since) => {
+                let moved: i64 = sqlx::query(
+                    "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS moved FROM allocations \
+                     WHERE device_id = $1 AND kind = 'storage' AND state = 'released' AND evacuating_since >= $2",
+                )
+                .bind(&device)
+                .bind(since)
+                .fetch_one(&self.pool)
+                .await?
+                .try_get("moved")?;
+                Some(Handover {
+                    remaining_bytes: to_u64(row.try_get("remaining")?),
+                    remaining_blobs: u32::try_from(row.try_get::<i64, _>("remaining_blobs")?)
+                        .unwrap_or(u32::MAX),
+                    moved_bytes: to_u64(moved),
+                    deadline: since.saturating_add(deadline),
+                })
+            }
+            None => None,
+        };
+        Ok(Holdings {
+            held_bytes: to_u64(row.try_get("held")?),
+            held_blobs: u32::try_from(row.try_get::<i64, _>("blobs")?).unwrap_or(u32::MAX),
+            handover,
+        })
+    }
+}
+
+/// What moved bytes were for, in [`Store::count_traffic`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Traffic {
+    /// Shards gathered for a rebuild, and rebuilt shards sent to their new holders.
+    Repair,
+    /// Audit challenges' slices.
+    Audit,
+    /// Shards uploaded by holders handing them over, and sent on to their new holders.
+    Handover,
+}
+
+impl Traffic {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Traffic::Repair => "repair",
+            Traffic::Audit => "audit",
+            Traffic::Handover => "handover",
+        }
+    }
+}
+
+const HOUR_MS: i64 = 3_600_000;
+
+impl Store {
+    /// Adds `bytes` moved at `now` for `kind` to its hour.
+    pub async fn count_traffic(&self, kind: Traffic, bytes: u64, now: UnixMillis) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO durability_traffic (hour, kind, bytes) VALUES ($1, $2, $3) \
+             ON CONFLICT (hour, kind) DO UPDATE SET bytes = durability_traffic.bytes + excluded.bytes",
+        )
+        .bind(now.div_euclid(HOUR_MS))
+        .bind(kind.as_str())
+        .bind(to_i64(bytes))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Bytes moved per kind in the hours from `since` on.
+    pub async fn traffic_since(&self, since: UnixMillis) -> Result<HashMap<String, u64>> {
+        let rows = sqlx::query(
+            "SELECT kind, CAST(SUM(bytes) AS BIGINT) AS bytes FROM durability_traffic WHERE hour >= $1 GROUP BY kind",
+        )
+        .bind(since.div_euclid(HOUR_MS))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("kind")?, to_u64(row.try_get("bytes")?))))
+            .collect()
+    }
+
+    /// Forgets the traffic of hours before `before`.
+    pub async fn prune_traffic(&self, before: UnixMillis) -> Result<()> {
+        sqlx::query("DELETE FROM durability_traffic WHERE hour < $1")
+            .bind(before.div_euclid(HOUR_MS))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
