@@ -200,7 +200,10 @@ impl Hub {
     }
 
     pub fn admin(&self, args: &[&str]) -> Output {
+        // With the hub's config file, as an operator runs it: the same settings.
         Command::new(binary("surplus-hub"))
+            .arg("--config")
+            .arg(&self.config)
             .arg("admin")
             .args(["--database", &self.database])
             .arg("--staging")

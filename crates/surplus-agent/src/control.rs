@@ -131,8 +131,9 @@ pub struct SnapshotView {
     pub hostname: String,
     pub files: u64,
     pub bytes: u64,
-    /// `uploading`, `uploaded` (every shard at the hub or on a holder) or `protected` (every shard
-    /// on its holder).
+    /// As well off as its worst pack: `protected`, `uploading`, `repairing` (restorable, shards
+    /// being rebuilt), `at_risk` (restorable only if holders away longer than usual come back)
+    /// or `lost`.
     pub state: &'static str,
 }
 

@@ -899,6 +899,9 @@ struct StatusView {
     backup: Option<surplus_protocol::BackupPlan>,
     /// Compute credit, earned and spent (absent when the hub cannot be asked).
     credits: Option<surplus_protocol::Credits>,
+    /// Snapshots per state (`protected`, `uploading`, `repairing`, `at_risk`, `lost`); absent
+    /// when the hub cannot be asked or this device has no backup key.
+    snapshots: Option<std::collections::BTreeMap<&'static str, u64>>,
 }
 
 async fn status(context: &Local, json: bool) -> anyhow::Result<()> {
@@ -914,15 +917,33 @@ async fn status(context: &Local, json: bool) -> anyhow::Result<()> {
             Err(surplus_agent::worker::WorkerError::AlreadyRunning(_))
         );
     let agent = AgentState::load(&context.data_dir);
-    let (backup, credits) = match (context.client(), context.any_token()) {
+    let (backup, credits, snapshots) = match (context.client(), context.any_token()) {
         (Ok(client), Ok(token)) => {
-            let ask = async { tokio::join!(client.backup_plan(&token), client.credits(&token)) };
+            // Without the passphrase callback: status never asks for it.
+            let control = Control::new(&context.data_dir).with_hub(context.hub.clone());
+            let ask = async {
+                tokio::join!(
+                    client.backup_plan(&token),
+                    client.credits(&token),
+                    control.snapshots()
+                )
+            };
             match tokio::time::timeout(Duration::from_secs(5), ask).await {
-                Ok((backup, credits)) => (backup.ok(), credits.ok()),
-                Err(_) => (None, None),
+                Ok((backup, credits, snapshots)) => (
+                    backup.ok(),
+                    credits.ok(),
+                    snapshots.ok().map(|snapshots| {
+                        let mut counts = std::collections::BTreeMap::new();
+                        for snapshot in snapshots {
+                            *counts.entry(snapshot.state).or_insert(0) += 1;
+                        }
+                        counts
+                    }),
+                ),
+                Err(_) => (None, None, None),
             }
         }
-        _ => (None, None),
+        _ => (None, None, None),
     };
     let view = StatusView {
         data_dir: context.data_dir.clone(),
@@ -947,6 +968,7 @@ async fn status(context: &Local, json: bool) -> anyhow::Result<()> {
         agent_running,
         backup,
         credits,
+        snapshots,
     };
     if json {
         return print_json(&view);
@@ -1006,6 +1028,20 @@ async fn status(context: &Local, json: bool) -> anyhow::Result<()> {
         (None, true) => "running, connecting".to_owned(),
     };
     println!("agent:        {agent_line}");
+    if let Some(counts) = view.snapshots.as_ref().filter(|c| !c.is_empty()) {
+        let parts: Vec<String> = counts
+            .iter()
+            .map(|(state, n)| format!("{n} {}", state.replace('_', " ")))
+            .collect();
+        println!("snapshots:    {}", parts.join(", "));
+    }
+    if let Some(handover) = view.agent.as_ref().and_then(|a| a.handover) {
+        println!(
+            "handing over: {} to other PCs, {}% done",
+            Size(handover.remaining_bytes + handover.moved_bytes),
+            handover.percent()
+        );
+    }
     if let Some(state) = &view.agent {
         if let Some(vault) = &state.vault {
             println!(
