@@ -128,6 +128,8 @@ pub struct Hub {
     pub(crate) placing: tokio::sync::Mutex<()>,
     /// Held while sending tasks out, for the same reason.
     pub(crate) computing: tokio::sync::Mutex<()>,
+    /// Devices' usual weeks, for placement, and when they were counted.
+    pub(crate) weeks: tokio::sync::Mutex<Option<(UnixMillis, crate::scheduler::Weeks)>>,
     /// Cancelled when the hub begins to shut down: long polls return at once.
     pub shutdown: tokio_util::sync::CancellationToken,
 }
@@ -166,6 +168,7 @@ impl Hub {
             scheduler_kick: Arc::new(Notify::new()),
             placing: tokio::sync::Mutex::new(()),
             computing: tokio::sync::Mutex::new(()),
+            weeks: tokio::sync::Mutex::new(None),
             shutdown: tokio_util::sync::CancellationToken::new(),
         })
     }

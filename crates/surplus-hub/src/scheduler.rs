@@ -9,6 +9,7 @@
 use surplus_protocol::InstructionKind;
 use surplus_rules::handover::{self, Evacuating, Purpose, Step};
 use surplus_rules::placement::{self, Allocation, Decision, PackHolders, Want};
+use surplus_rules::presence::{SLOT_MS, SLOTS_PER_WEEK, Week};
 use uuid::Uuid;
 
 use crate::hub::Hub;
@@ -28,6 +29,42 @@ pub struct NewAllocation {
 
 /// How long a device that failed to take a blob is left out for that blob.
 const FAILURE_BACKOFF_MS: i64 = 10 * 60 * 1000;
+
+/// Devices' usual weeks, by device.
+pub type Weeks = std::sync::Arc<std::collections::HashMap<Uuid, Week>>;
+
+/// A device's usual week is known once it has been registered this long.
+const WEEK_KNOWN_AFTER_MS: i64 = 7 * surplus_rules::DAY_MS;
+
+/// How often the usual weeks are counted again: they change slowly.
+const WEEKS_REFRESH_MS: i64 = surplus_rules::HOUR_MS;
+
+/// Every device's usual week over the last 13 weeks (devices registered less than a week ago
+/// have none yet), counted at most once an hour.
+async fn usual_weeks(hub: &Hub, now: i64) -> Result<Weeks, StoreError> {
+    let mut cached = hub.weeks.lock().await;
+    if let Some((at, weeks)) = cached.as_ref()
+        && now - at < WEEKS_REFRESH_MS
+    {
+        return Ok(weeks.clone());
+    }
+    let last = now.div_euclid(SLOT_MS);
+    let first = last - 13 * SLOTS_PER_WEEK + 1;
+    let weeks: Weeks = std::sync::Arc::new(
+        hub.store
+            .presence_by_hour(first)
+            .await?
+            .into_iter()
+            .filter(|(_, (registered, _))| now - registered >= WEEK_KNOWN_AFTER_MS)
+            .map(|(device, (registered, counts))| {
+                let since = first.max(registered.div_euclid(SLOT_MS));
+                (device, Week::from_hour_counts(&counts, since, last))
+            })
+            .collect(),
+    );
+    *cached = Some((now, weeks.clone()));
+    Ok(weeks)
+}
 
 /// Places every open placement it can. With `donors`, only those devices are allocated from
 /// (the operator's `start` for one subscriber).
@@ -49,6 +86,11 @@ pub async fn place_pending(
     }
     let now = now_ms();
     let online_since = now - hub.settings.online_window_ms();
+    // Each device's usual week, so that a pack's holders cover every hour between them.
+    let weeks = usual_weeks(hub, now).await?;
+    for candidate in &mut candidates {
+        candidate.week = weeks.get(&candidate.device_id).cloned();
+    }
     let mut made = Vec::new();
     for placement in placements {
         // Load what the decision needs, decide with the rules, then write.
@@ -66,6 +108,10 @@ pub async fn place_pending(
             Some(pack) => store.pack_holders(placement.subscriber_id, pack).await?,
             None => Vec::new(),
         };
+        let pack_weeks: Vec<Week> = pack_holders
+            .iter()
+            .filter_map(|(device, _)| weeks.get(device).cloned())
+            .collect();
         let want = Want {
             owner: placement.subscriber_id,
             source: placement.source_device_id,
@@ -78,8 +124,8 @@ pub async fn place_pending(
             failed_lately: &failed_lately,
             pack: placement.pack.as_ref().map(|_| PackHolders {
                 holders: &pack_holders,
-                weeks: &[],
-                needed: None,
+                weeks: &pack_weeks,
+                needed: placement.pack_data,
             }),
         };
         let chosen = match placement::decide(&want, &candidates, online_since) {

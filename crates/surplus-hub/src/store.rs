@@ -102,6 +102,8 @@ pub struct OpenPlacement {
     pub staged: bool,
     /// The pack this blob is a shard of, if it is one.
     pub pack: Option<String>,
+    /// How many of the pack's shards rebuild it, when the shard's header was read.
+    pub pack_data: Option<u32>,
     /// Whether the owner lets their own other devices hold it.
     pub household: bool,
 }
@@ -979,7 +981,7 @@ impl Store {
     pub async fn open_placements(&self) -> Result<Vec<OpenPlacement>> {
         let rows = sqlx::query(
             "SELECT p.hash, b.size, p.subscriber_id, p.source_device_id, p.copies, b.staged, p.pack, \
-             s.backup_household FROM placements p JOIN blobs b ON b.hash = p.hash JOIN subscribers s ON s.id = p.subscriber_id \
+             p.pack_data, s.backup_household FROM placements p JOIN blobs b ON b.hash = p.hash JOIN subscribers s ON s.id = p.subscriber_id \
              WHERE p.satisfied_at IS NULL AND p.dropped_at IS NULL AND s.status = 'active' ORDER BY p.created_at",
         )
         .fetch_all(&self.pool)
@@ -998,6 +1000,9 @@ impl Store {
                     copies: u32::try_from(row.try_get::<i64, _>("copies")?).unwrap_or(0),
                     staged: row.try_get::<i64, _>("staged")? != 0,
                     pack: row.try_get("pack")?,
+                    pack_data: row
+                        .try_get::<Option<i64>, _>("pack_data")?
+                        .and_then(|n| u32::try_from(n).ok()),
                     household: row.try_get::<i64, _>("backup_household")? != 0,
                 })
             })

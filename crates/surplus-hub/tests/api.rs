@@ -3067,3 +3067,106 @@ async fn a_lost_holder_that_comes_back_before_the_rebuild_has_its_copy_audited_a
         assert_eq!(audit["kind"]["hash"], at_bob.as_str());
     }
 }
+
+#[tokio::test]
+async fn a_packs_holders_are_chosen_to_cover_the_week_not_all_night_owls() {
+    use sqlx::Connection;
+    const SLOT: i64 = 5 * 60 * 1000;
+    const DAY: i64 = 24 * 3600 * 1000;
+    for hub in quiet_hubs().await {
+        let ada = hub.signup("ada@example.org").await;
+        let (_, ada_pc) = hub.device(&ada, "ada-pc").await;
+        let mut conn = sqlx::AnyConnection::connect(&hub.database)
+            .await
+            .expect("connect");
+        let now = surplus_hub::now_ms();
+        let last = now / SLOT;
+        let first = last - 3 * 7 * DAY / SLOT;
+        // Six donors, registered three weeks ago: three on only at night (22:00-06:00 UTC), three
+        // only by day (08:00-18:00).
+        let mut donors = Vec::new();
+        for (n, night) in [false, false, false, true, true, true]
+            .into_iter()
+            .enumerate()
+        {
+            let session = hub.signup(&format!("donor{n}@example.org")).await;
+            let (id, token) = hub.device(&session, &format!("donor{n}-pc")).await;
+            sqlx::query("UPDATE devices SET created_at = $1 WHERE id = $2")
+                .bind(now - 21 * DAY)
+                .bind(&id)
+                .execute(&mut conn)
+                .await
+                .expect("backdate");
+            let on = |slot: &i64| {
+                let hour = (slot * SLOT / 3_600_000) % 24;
+                if night {
+                    !(6..22).contains(&hour)
+                } else {
+                    (8..18).contains(&hour)
+                }
+            };
+            let slots: Vec<String> = (first..last)
+                .filter(on)
+                .map(|slot| format!("('{id}', {slot})"))
+                .collect();
+            for chunk in slots.chunks(500) {
+                let sql = format!(
+                    "INSERT INTO device_presence (device_id, slot) VALUES {} ON CONFLICT DO NOTHING",
+                    chunk.join(", ")
+                );
+                sqlx::query(&sql)
+                    .execute(&mut conn)
+                    .await
+                    .expect("presence");
+            }
+            donors.push((id, token, night));
+        }
+        // All online now; the night owls were heard last, so by presence alone they would take
+        // every shard.
+        for (_, token, _) in &donors {
+            hub.heartbeat(token, report()).await;
+        }
+        let pack: Vec<u8> = (0..9000u32).map(|i| (i % 251) as u8).collect();
+        let coding = surplus_backup::erasure::Coding::new(2, 1).expect("coding");
+        for shard in surplus_backup::erasure::encode(&pack, coding).expect("encode") {
+            assert_eq!(
+                hub.upload(&ada_pc, &shard).await.status,
+                StatusCode::CREATED
+            );
+            let hash = blake3::hash(&shard).to_hex().to_string();
+            let placed = hub
+                .call(
+                    Method::POST,
+                    "/v1/placements",
+                    Some(&ada_pc),
+                    Some(json!({"hash": hash, "copies": 1, "pack": "abcdef"})),
+                )
+                .await;
+            assert_eq!(placed.status, StatusCode::ACCEPTED, "{}", placed.body);
+        }
+        surplus_hub::scheduler::place_pending(&hub.hub, None)
+            .await
+            .expect("place");
+        let ledger = hub
+            .call(Method::GET, "/v1/allocations?limit=100", Some(&ada), None)
+            .await;
+        let holders: Vec<bool> = ledger
+            .body
+            .as_array()
+            .expect("ledger")
+            .iter()
+            .filter_map(|a| {
+                donors
+                    .iter()
+                    .find(|(id, ..)| a["device_id"] == id.as_str())
+                    .map(|(.., night)| *night)
+            })
+            .collect();
+        assert_eq!(holders.len(), 3, "{}", ledger.body);
+        let nights = holders.iter().filter(|night| **night).count();
+        assert!(
+            (1..3).contains(&nights),
+            "the pack's holders mix day and night PCs: {holders:?}"
+        );
+    }
+}

@@ -37,11 +37,7 @@ impl Week {
     /// range does not cover counts as never there.
     pub fn from_slots(heard: &[i64], first: i64, last: i64) -> Week {
         let first = first.max(last - MAX_WEEKS * SLOTS_PER_WEEK + 1);
-        let mut possible = [0u32; HOURS_PER_WEEK];
         let mut present = [0u32; HOURS_PER_WEEK];
-        for slot in first..=last {
-            possible[hour_of_week(slot * SLOT_MS)] += 1;
-        }
         let mut slots: Vec<i64> = heard
             .iter()
             .copied()
@@ -52,10 +48,21 @@ impl Week {
         for slot in slots {
             present[hour_of_week(slot * SLOT_MS)] += 1;
         }
+        Week::from_hour_counts(&present, first, last)
+    }
+
+    /// From how many distinct slots of each hour of the week a device was heard in, within the
+    /// slots `first..=last` (the hub counts them in its database, without reading every slot).
+    pub fn from_hour_counts(present: &[u32; HOURS_PER_WEEK], first: i64, last: i64) -> Week {
+        let first = first.max(last - MAX_WEEKS * SLOTS_PER_WEEK + 1);
+        let mut possible = [0u32; HOURS_PER_WEEK];
+        for slot in first..=last {
+            possible[hour_of_week(slot * SLOT_MS)] += 1;
+        }
         let mut hours = [0.0; HOURS_PER_WEEK];
         for hour in 0..HOURS_PER_WEEK {
             if possible[hour] > 0 {
-                hours[hour] = present[hour] as f32 / possible[hour] as f32;
+                hours[hour] = (present[hour] as f32 / possible[hour] as f32).min(1.0);
             }
         }
         Week { hours }
@@ -190,6 +197,12 @@ mod tests {
         assert_eq!(week.at(24 + 22), 1.0);
         assert_eq!(week.at(12), 0.0);
         assert!((week.availability() - 5.0 / 24.0).abs() < 1e-6);
+        // The hub's per-hour counts give the same week.
+        let mut counts = [0u32; HOURS_PER_WEEK];
+        for slot in heard.iter().filter(|s| (first..=last).contains(*s)) {
+            counts[hour_of_week(slot * SLOT_MS)] += 1;
+        }
+        assert_eq!(Week::from_hour_counts(&counts, first, last), week);
         assert_eq!(Week::always().availability(), 1.0);
     }
 

@@ -1,6 +1,8 @@
 //! The SQL of loss detection: which devices hold data for others, when they were last there, and
 //! counting a holder lost, once.
 
+use std::collections::HashMap;
+
 use sqlx::Row;
 use surplus_protocol::UnixMillis;
 use uuid::Uuid;
@@ -267,5 +269,40 @@ impl Store {
             ));
         }
         Ok(shards.into_iter().map(|(_, shard)| shard).collect())
+    }
+}
+
+impl Store {
+    /// How many presence slots of each hour of the week each device was heard in, from slot
+    /// `first` on, with when it registered: what its usual week is made from, counted by the
+    /// database (168 numbers a device) rather than read slot by slot.
+    pub async fn presence_by_hour(
+        &self,
+        first: i64,
+    ) -> Result<HashMap<Uuid, (UnixMillis, [u32; surplus_rules::presence::HOURS_PER_WEEK])>> {
+        // A slot is 5 minutes, so an hour is 12 of them; the epoch fell 72 hours into its week.
+        let rows = sqlx::query(
+            "SELECT p.device_id, d.created_at, (p.slot / 12 + 72) % 168 AS hour, COUNT(*) AS heard \
+             FROM device_presence p JOIN devices d ON d.id = p.device_id \
+             WHERE d.revoked_at IS NULL AND p.slot >= $1 \
+             GROUP BY p.device_id, d.created_at, (p.slot / 12 + 72) % 168",
+        )
+        .bind(first)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut counts = HashMap::new();
+        for row in &rows {
+            let device = parse_uuid(&row.try_get::<String, _>("device_id")?)?;
+            let hour = usize::try_from(row.try_get::<i64, _>("hour")?).unwrap_or(0);
+            let heard = u32::try_from(row.try_get::<i64, _>("heard")?).unwrap_or(u32::MAX);
+            let entry = counts.entry(device).or_insert((
+                row.try_get("created_at")?,
+                [0u32; surplus_rules::presence::HOURS_PER_WEEK],
+            ));
+            if let Some(count) = entry.1.get_mut(hour) {
+                *count = heard;
+            }
+        }
+        Ok(counts)
     }
 }
