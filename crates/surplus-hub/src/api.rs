@@ -596,13 +596,14 @@ fn validate_report(report: &StatusReport) -> ApiResult<()> {
 async fn heartbeat(
     State(hub): State<Arc<Hub>>,
     DeviceCaller(device): DeviceCaller,
+    crate::limits::ClientAddress(address): crate::limits::ClientAddress,
     Json(report): Json<StatusReport>,
 ) -> ApiResult<Json<HeartbeatResponse>> {
     hub.limits.heartbeat(device.device_id)?;
     validate_report(&report)?;
     let giving_up = report.gives_storage_up();
     let spare = hub
-        .heartbeat(device.device_id, device.status, report)
+        .heartbeat_from(device.device_id, Some(address), device.status, report)
         .await?;
     // Only a device giving storage up has a hand-over to follow: the others cost no query.
     let handover = if giving_up {

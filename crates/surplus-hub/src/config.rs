@@ -27,9 +27,9 @@ pub struct FileConfig {
     /// days).
     pub audit_interval_seconds: Option<u64>,
     /// A holder silent this long is counted lost and what it held is rebuilt elsewhere (default
-    /// 7 days).
+    /// 4 days).
     pub lost_after_seconds: Option<u64>,
-    /// A pack is repaired once its spare shards fall to this many (default 2, capped at the
+    /// A pack is repaired once its spare shards fall to this many (default 14, capped at the
     /// coding's parity - 1).
     pub repair_threshold: Option<u32>,
     /// A holder that gave storage up has this long to hand over what it holds before the rest

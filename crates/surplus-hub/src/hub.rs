@@ -85,8 +85,11 @@ impl Default for Settings {
             restore_staging: Duration::from_secs(3600),
             forget_grace: Duration::from_secs(30 * 24 * 3600),
             audit_interval: Duration::from_secs(7 * 24 * 3600),
-            lost_after: Duration::from_secs(7 * 24 * 3600),
-            repair_threshold: 2,
+            // The defaults `surplus-sim`'s durability runs led to (`scripts/bench-durability`).
+            lost_after: Duration::from_millis(
+                surplus_rules::presence::PresencePolicy::DEFAULT.lost_after as u64,
+            ),
+            repair_threshold: surplus_rules::health::REPAIR_THRESHOLD,
             handover_deadline: Duration::from_secs(3 * 24 * 3600),
             rate_limits: crate::limits::RateLimits::default(),
         }
@@ -137,6 +140,7 @@ pub struct Hub {
 #[derive(Debug)]
 struct PendingHeartbeat {
     device_id: Uuid,
+    network: Option<String>,
     at: UnixMillis,
     report: StatusReport,
     spare: Spare,
@@ -228,6 +232,18 @@ impl Hub {
         status: SubscriberStatus,
         report: StatusReport,
     ) -> Result<Spare, StoreError> {
+        self.heartbeat_from(device_id, None, status, report).await
+    }
+
+    /// A heartbeat that came from `address`: the device's network is recorded with it, for
+    /// placement to spread a pack's shards over networks.
+    pub async fn heartbeat_from(
+        &self,
+        device_id: Uuid,
+        address: Option<std::net::IpAddr>,
+        status: SubscriberStatus,
+        report: StatusReport,
+    ) -> Result<Spare, StoreError> {
         let now = now_ms();
         let spare = policy::spare(&report, status, now);
         let (done, written) = oneshot::channel();
@@ -236,6 +252,7 @@ impl Hub {
         let consent = report.consent.storage;
         let pending = PendingHeartbeat {
             device_id,
+            network: address.and_then(surplus_rules::placement::network_of),
             at: now,
             report,
             spare,
@@ -495,6 +512,7 @@ async fn write_heartbeats(store: Store, mut receiver: mpsc::Receiver<PendingHear
                     report: beat.report.clone(),
                     spare: beat.spare,
                     new_slot,
+                    network: beat.network.clone(),
                 }
             })
             .collect();

@@ -72,10 +72,10 @@ struct DurabilityArgs {
     /// Audit every held shard at least this often while its holder is online (default 7 days).
     #[arg(long, value_name = "SECONDS")]
     audit_interval_seconds: Option<u64>,
-    /// Count a holder silent this long lost, and rebuild what it held (default 7 days).
+    /// Count a holder silent this long lost, and rebuild what it held (default 4 days).
     #[arg(long, value_name = "SECONDS")]
     lost_after_seconds: Option<u64>,
-    /// Repair a pack once its spare shards fall to this many (default 2, at most parity - 1).
+    /// Repair a pack once its spare shards fall to this many (default 14, at most parity - 1).
     #[arg(long, value_name = "SHARDS")]
     repair_threshold: Option<u32>,
     /// Give a holder that gave storage up this long to hand it over (default 3 days).

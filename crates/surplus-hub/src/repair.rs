@@ -27,8 +27,9 @@ use uuid::Uuid;
 use crate::hub::Hub;
 use crate::store::{PackShardRow, StoreError, Traffic};
 
-/// The most bytes the repairs of one round may move through the hub.
-pub const ROUND_BUDGET_BYTES: u64 = 256 << 20;
+/// How often a round runs (the scheduler's 10-second sweep): a round's budget is this many
+/// seconds of [`surplus_rules::health::repair_rate`].
+const ROUND_SECONDS: u64 = 10;
 
 /// One round of repairs. Returns the shards rebuilt and staged in it.
 pub async fn round(hub: &Hub, now: i64) -> Result<usize, StoreError> {
@@ -36,6 +37,9 @@ pub async fn round(hub: &Hub, now: i64) -> Result<usize, StoreError> {
     if rows.is_empty() {
         return Ok(0);
     }
+    // The budget grows with what the hub keeps: a fixed one makes repairs queue at scale.
+    let budget = surplus_rules::health::repair_rate(hub.store.stored_bytes().await?)
+        .saturating_mul(ROUND_SECONDS);
     let mut packs: Vec<Vec<PackShardRow>> = Vec::new();
     for row in rows {
         match packs.last_mut() {
@@ -63,7 +67,7 @@ pub async fn round(hub: &Hub, now: i64) -> Result<usize, StoreError> {
         .into_iter()
         .collect();
     let mut rebuilt = 0;
-    for candidate in plan_repairs(candidates, ROUND_BUDGET_BYTES) {
+    for candidate in plan_repairs(candidates, budget) {
         rebuilt += repair_pack(hub, &packs[candidate.pack], &online, now).await?;
     }
     Ok(rebuilt)

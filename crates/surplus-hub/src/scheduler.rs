@@ -112,6 +112,10 @@ pub async fn place_pending(
             .iter()
             .filter_map(|(device, _)| weeks.get(device).cloned())
             .collect();
+        let pack_networks: Vec<String> = match &placement.pack {
+            Some(pack) => store.pack_networks(placement.subscriber_id, pack).await?,
+            None => Vec::new(),
+        };
         let want = Want {
             owner: placement.subscriber_id,
             source: placement.source_device_id,
@@ -125,6 +129,7 @@ pub async fn place_pending(
             pack: placement.pack.as_ref().map(|_| PackHolders {
                 holders: &pack_holders,
                 weeks: &pack_weeks,
+                networks: &pack_networks,
                 needed: placement.pack_data,
             }),
         };

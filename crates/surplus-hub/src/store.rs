@@ -89,6 +89,9 @@ pub struct HeartbeatRow {
     pub spare: Spare,
     /// The presence slot to record, when it is one the writer has not recorded yet.
     pub new_slot: Option<i64>,
+    /// The network it came from (`surplus_rules::placement::network_of`), recorded with each
+    /// new presence slot.
+    pub network: Option<String>,
 }
 
 /// A placement that still wants holders.
@@ -641,6 +644,11 @@ impl Store {
                     .bind(slot)
                     .execute(&mut *tx)
                     .await?;
+                sqlx::query("UPDATE devices SET network = $1 WHERE id = $2")
+                    .bind(beat.network.as_deref())
+                    .bind(beat.device_id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
             }
         }
         tx.commit().await?;
@@ -1070,7 +1078,7 @@ impl Store {
     /// left after what is already promised to pending allocations.
     pub async fn storage_candidates(&self) -> Result<Vec<Candidate>> {
         let rows = sqlx::query(
-            "SELECT d.id, d.subscriber_id, d.spare_storage_bytes, d.last_heartbeat, \
+            "SELECT d.id, d.subscriber_id, d.spare_storage_bytes, d.last_heartbeat, d.network, \
              CAST(COALESCE((SELECT SUM(a.amount) FROM allocations a WHERE a.device_id = d.id AND a.state = 'pending'), 0) AS BIGINT) AS promised \
              FROM devices d JOIN subscribers s ON s.id = d.subscriber_id \
              WHERE d.revoked_at IS NULL AND s.status = 'active' AND d.spare_storage_bytes > 0",
@@ -1087,6 +1095,7 @@ impl Store {
                     free_bytes: spare.saturating_sub(promised),
                     last_heartbeat: row.try_get("last_heartbeat")?,
                     week: None,
+                    network: row.try_get("network")?,
                 })
             })
             .collect()
@@ -1133,6 +1142,22 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?
         .is_some())
+    }
+
+    /// The known networks of the devices that hold, or are to hold, a shard of the pack.
+    pub async fn pack_networks(&self, subscriber_id: Uuid, pack: &str) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT d.network FROM allocations a \
+             JOIN placements p ON p.hash = a.blob_hash AND p.subscriber_id = a.subscriber_id \
+             JOIN devices d ON d.id = a.device_id \
+             WHERE p.subscriber_id = $1 AND p.pack = $2 AND a.state IN ('pending', 'active', 'evacuating') \
+             AND d.network IS NOT NULL",
+        )
+        .bind(subscriber_id.to_string())
+        .bind(pack)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|row| Ok(row.try_get("network")?)).collect()
     }
 
     /// The devices that hold, or are to hold, a shard of the pack, with their subscribers.

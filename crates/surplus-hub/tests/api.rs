@@ -2588,10 +2588,10 @@ async fn holders_silent_past_the_cap_or_revoked_are_counted_lost_once() {
         let now = surplus_hub::now_ms();
         const DAY: i64 = 24 * 3600 * 1000;
 
-        // Heard just now, or away for days but short of the 7-day cap: nobody is lost.
+        // Heard just now, or away for days but short of the 4-day cap: nobody is lost.
         assert_eq!(detect(now).await.expect("detect"), Vec::<uuid::Uuid>::new());
         assert_eq!(
-            detect(now + 6 * DAY).await.expect("detect"),
+            detect(now + 3 * DAY).await.expect("detect"),
             Vec::<uuid::Uuid>::new()
         );
         assert_eq!(holder_state(&hub, &ada, &at_bob).await, "active");
@@ -2611,7 +2611,7 @@ async fn holders_silent_past_the_cap_or_revoked_are_counted_lost_once() {
         assert_eq!(holder_state(&hub, &ada, &at_bob).await, "active");
 
         // Silent past the cap: lost; two sweeps at once (two replicas) count it once.
-        let later = now + 8 * DAY;
+        let later = now + 5 * DAY;
         let (first, second) = tokio::join!(detect(later), detect(later));
         let counted = first.expect("detect").len() + second.expect("detect").len();
         assert_eq!(counted, 1);
@@ -3168,5 +3168,72 @@ async fn a_packs_holders_are_chosen_to_cover_the_week_not_all_night_owls() {
             (1..3).contains(&nights),
             "the pack's holders mix day and night PCs: {holders:?}"
         );
+    }
+}
+
+#[tokio::test]
+async fn a_packs_shards_go_to_distinct_networks() {
+    for hub in quiet_hubs().await {
+        let ada = hub.signup("ada@example.org").await;
+        let (_, ada_pc) = hub.device(&ada, "ada-pc").await;
+        // Bob and Carol are neighbours behind one provider's /24; Dave is elsewhere and was
+        // heard from longest ago, so by presence alone Bob and Carol would take both shards.
+        let mut donors = Vec::new();
+        for (who, from) in [
+            ("dave", [198, 51, 100, 7]),
+            ("bob", [81, 2, 69, 10]),
+            ("carol", [81, 2, 69, 20]),
+        ] {
+            let session = hub.signup(&format!("{who}@example.org")).await;
+            let (id, token) = hub.device(&session, &format!("{who}-pc")).await;
+            let mut request = json_request("/v1/device/heartbeat", &report().to_string());
+            request.headers_mut().insert(
+                header::AUTHORIZATION,
+                format!("Bearer {token}").parse().expect("header"),
+            );
+            request.extensions_mut().insert(axum::extract::ConnectInfo(
+                std::net::SocketAddr::from((from, 40_000)),
+            ));
+            assert_eq!(hub.send(request).await.status, StatusCode::OK);
+            donors.push((who, id));
+        }
+        let pack: Vec<u8> = (0..6000u32).map(|i| (i % 239) as u8).collect();
+        let coding = surplus_backup::erasure::Coding::new(1, 1).expect("coding");
+        for shard in surplus_backup::erasure::encode(&pack, coding).expect("encode") {
+            assert_eq!(
+                hub.upload(&ada_pc, &shard).await.status,
+                StatusCode::CREATED
+            );
+            let hash = blake3::hash(&shard).to_hex().to_string();
+            let placed = hub
+                .call(
+                    Method::POST,
+                    "/v1/placements",
+                    Some(&ada_pc),
+                    Some(json!({"hash": hash, "copies": 1, "pack": "0123"})),
+                )
+                .await;
+            assert_eq!(placed.status, StatusCode::ACCEPTED, "{}", placed.body);
+        }
+        surplus_hub::scheduler::place_pending(&hub.hub, None)
+            .await
+            .expect("place");
+        let ledger = hub
+            .call(Method::GET, "/v1/allocations", Some(&ada), None)
+            .await;
+        let mut holders: Vec<&str> = ledger
+            .body
+            .as_array()
+            .expect("ledger")
+            .iter()
+            .filter_map(|a| {
+                donors
+                    .iter()
+                    .find(|(_, id)| a["device_id"] == id.as_str())
+                    .map(|(who, _)| *who)
+            })
+            .collect();
+        holders.sort_unstable();
+        assert_eq!(holders, ["carol", "dave"], "{}", ledger.body);
     }
 }

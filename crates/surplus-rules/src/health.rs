@@ -171,6 +171,25 @@ pub fn placed_pack_state(
     }
 }
 
+/// The repair threshold the durability runs led to: 14 spare shards, so that 8+20 is repaired
+/// once 6 of its shards are lost (capped at `parity - 1` by [`PackHealth::needs_repair`], so a
+/// narrow coding is repaired after its first loss). Repairing later saves traffic per lost shard
+/// but leaves fewer losses between a repair and a loss; repairing earlier moves more bytes and
+/// binds the repair budget without gaining durability (see `scripts/bench-durability`).
+pub const REPAIR_THRESHOLD: u32 = 14;
+
+/// The repair budget for a hub keeping `stored` bytes of backups, in bytes per second: 25.6 MiB/s
+/// for every 10 TiB, never less than that. Repairs move about 1.5 bytes per byte of backup a
+/// month at 40% availability and 180-day lifetimes, 2.7 at 30% and 90 days; this keeps up with
+/// that with room for bursts. A fixed budget for more data makes repairs queue, and durability
+/// collapses (1.2 nines at 30%/90 days with 40 TiB on 25.6 MiB/s, in `surplus-sim`).
+pub fn repair_rate(stored: u64) -> u64 {
+    const FLOOR: u64 = 256 << 20; // per 10 s
+    const PER: u64 = 10 << 40;
+    let scaled = (u128::from(FLOOR) * u128::from(stored) / u128::from(PER)) as u64;
+    scaled.max(FLOOR) / 10
+}
+
 /// A pack waiting for repair.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepairCandidate<K> {
@@ -322,6 +341,16 @@ mod tests {
             placed_pack_state(2, 1, &[held, away, gone], 2),
             PackState::AtRisk
         );
+    }
+
+    #[test]
+    fn the_repair_budget_grows_with_what_the_hub_keeps() {
+        let mib = 1u64 << 20;
+        let tib = 1u64 << 40;
+        assert_eq!(repair_rate(0), 256 * mib / 10);
+        assert_eq!(repair_rate(10 * tib), 256 * mib / 10);
+        assert_eq!(repair_rate(40 * tib), 4 * 256 * mib / 10);
+        assert!(repair_rate(u64::MAX) > repair_rate(40 * tib));
     }
 
     #[test]

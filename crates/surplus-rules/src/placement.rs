@@ -26,6 +26,40 @@ pub struct Candidate {
     pub last_heartbeat: Option<Millis>,
     /// Its usual week, when its history is known.
     pub week: Option<Week>,
+    /// The network it reaches the hub from ([`network_of`]), when known.
+    pub network: Option<String>,
+}
+
+/// The network of a public address, as placement spreads a pack over them: its IPv4 /24 or
+/// IPv6 /48. Loopback, private, shared (CGNAT), link-local and other non-public addresses say
+/// nothing about where a device is, and give `None`.
+pub fn network_of(address: std::net::IpAddr) -> Option<String> {
+    use std::net::IpAddr;
+    match address {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            let shared = a == 100 && (64..128).contains(&b);
+            let public = !(v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || v4.is_multicast()
+                || shared
+                || a == 0
+                || a >= 240);
+            public.then(|| format!("{a}.{b}.{c}.0/24"))
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return network_of(IpAddr::V4(v4));
+            }
+            let s = v6.segments();
+            // Global unicast is 2000::/3; the rest (loopback, ULA, link-local, ...) is not.
+            ((s[0] & 0xe000) == 0x2000).then(|| format!("{:x}:{:x}:{:x}::/48", s[0], s[1], s[2]))
+        }
+    }
 }
 
 /// One of the owner's allocations of the blob.
@@ -64,6 +98,8 @@ pub struct PackHolders<'a> {
     pub holders: &'a [(Uuid, Uuid)],
     /// The usual weeks of the pack's holders, where known.
     pub weeks: &'a [Week],
+    /// The networks of the pack's holders, where known: no two shards on one.
+    pub networks: &'a [String],
     pub needed: Option<u32>,
 }
 
@@ -128,7 +164,12 @@ pub fn decide(want: &Want<'_>, candidates: &[Candidate], online_since: Millis) -
         excluded.extend(
             candidates
                 .iter()
-                .filter(|c| barred.contains(&c.subscriber_id))
+                .filter(|c| {
+                    barred.contains(&c.subscriber_id)
+                        || c.network
+                            .as_ref()
+                            .is_some_and(|n| pack.networks.contains(n))
+                })
                 .map(|c| c.device_id),
         );
         weeks = pack.weeks;
@@ -225,6 +266,7 @@ mod tests {
             free_bytes: free,
             last_heartbeat: heard,
             week: None,
+            network: None,
         }
     }
 
@@ -361,6 +403,7 @@ mod tests {
         let pack = PackHolders {
             holders: &holders,
             weeks: &[],
+            networks: &[],
             needed: None,
         };
         let plain = Want {
@@ -379,5 +422,60 @@ mod tests {
             decide(&household, &candidates, 0),
             Decision::Allocate(vec![Uuid::from_u128(2), Uuid::from_u128(3)])
         );
+    }
+
+    #[test]
+    fn shards_of_a_pack_go_to_distinct_networks_where_known() {
+        let mut candidates = vec![
+            candidate(1, 1_000, Some(9)),
+            candidate(2, 1_000, Some(8)),
+            candidate(3, 1_000, Some(7)),
+        ];
+        candidates[0].network = Some("203.0.113.0/24".into());
+        candidates[1].network = Some("198.51.100.0/24".into());
+        // Device 3's network is unknown: it is not held against it.
+        let holders = [(Uuid::from_u128(50), Uuid::from_u128(150))];
+        let networks = ["203.0.113.0/24".to_owned()];
+        let want = Want {
+            pack: Some(PackHolders {
+                holders: &holders,
+                weeks: &[],
+                networks: &networks,
+                needed: None,
+            }),
+            ..want(3, &[])
+        };
+        assert_eq!(
+            decide(&want, &candidates, 0),
+            Decision::Allocate(vec![Uuid::from_u128(2), Uuid::from_u128(3)])
+        );
+    }
+
+    #[test]
+    fn only_public_addresses_name_a_network() {
+        let network = |text: &str| network_of(text.parse().expect("an address"));
+        assert_eq!(network("81.2.69.142").as_deref(), Some("81.2.69.0/24"));
+        assert_eq!(
+            network("2a01:4f8:c17:1b2::1").as_deref(),
+            Some("2a01:4f8:c17::/48")
+        );
+        assert_eq!(
+            network("::ffff:81.2.69.142").as_deref(),
+            Some("81.2.69.0/24")
+        );
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.5.4",
+            "192.168.1.20",
+            "100.64.0.1",
+            "169.254.1.1",
+            "0.0.0.0",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+        ] {
+            assert_eq!(network(private), None, "{private}");
+        }
     }
 }

@@ -125,6 +125,20 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Bytes of backups the hub keeps on holders (confirmed storage allocations).
+    pub async fn stored_bytes(&self) -> Result<u64> {
+        let total: i64 = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS total FROM allocations \
+             WHERE kind = 'storage' AND state IN ('active', 'evacuating')",
+        )
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("total")?;
+        Ok(to_u64(total))
+    }
+}
+
 /// What moved bytes were for, in [`Store::count_traffic`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Traffic {
