@@ -1,6 +1,6 @@
 import { expect, it } from "vitest";
 import type { Overview } from "./api";
-import { statusCards } from "./status";
+import { snapshotState, statusCards } from "./status";
 
 const overview: Overview = {
   registered: true,
@@ -47,6 +47,19 @@ it("shows what is stored, the backups, compute and the hub", () => {
   expect(text).toContain("Not lending processor time.");
   expect(text).toContain("Credit: 10.0 core-hours");
   expect(text).toContain("Connected");
+});
+
+it("says what each backup state means", () => {
+  const at = (state: "uploading" | "protected" | "repairing" | "at_risk" | "lost") => {
+    const snapshot = { id: "abc", time: 1_000, hostname: "ann-pc", files: 3, bytes: 2048, state };
+    return statusCards(overview, [snapshot], null, 2_000)
+      .map((card) => card.textContent)
+      .join("\n");
+  };
+  expect(at("repairing")).toContain("repairing (restorable meanwhile)");
+  expect(at("at_risk")).toContain("restorable only if PCs that are away come back");
+  expect(at("lost")).toContain("too few copies");
+  expect(snapshotState("uploading")).toBe("uploading to other PCs");
 });
 
 it("puts a failed backup first in its card", () => {

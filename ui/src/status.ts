@@ -61,6 +61,22 @@ function drawActions(actions: HTMLElement, overview: Overview, redraw: () => Pro
   );
 }
 
+/** What a snapshot's state means for its owner, in words. */
+export function snapshotState(state: Snapshot["state"]): string {
+  switch (state) {
+    case "protected":
+      return "protected";
+    case "uploading":
+      return "uploading to other PCs";
+    case "repairing":
+      return "repairing (restorable meanwhile)";
+    case "at_risk":
+      return "at risk: restorable only if PCs that are away come back";
+    case "lost":
+      return "lost: too few copies are left to restore it";
+  }
+}
+
 export function statusCards(overview: Overview, snapshots: Snapshot[] | null, credits: Credits | null, now: number): HTMLElement[] {
   const { state, settings } = overview;
   const vault = state.vault;
@@ -68,7 +84,7 @@ export function statusCards(overview: Overview, snapshots: Snapshot[] | null, cr
   const backupLine = state.last_backup_error
     ? h("p", { class: "error" }, state.last_backup_error)
     : latest
-      ? h("p", {}, `Last snapshot ${formatDateTime(latest.time)}: ${latest.files} files, ${formatSize(latest.bytes)}, `, h("strong", { test: "backup-state" }, latest.state))
+      ? h("p", {}, `Last snapshot ${formatDateTime(latest.time)}: ${latest.files} files, ${formatSize(latest.bytes)}, `, h("strong", { test: "backup-state" }, snapshotState(latest.state)))
       : h("p", {}, settings.backup.folders.length === 0 ? "No folders chosen." : "No snapshot yet.");
   return [
     h(
