@@ -133,9 +133,9 @@ pub async fn audit_round(hub: &Hub, now: i64) -> Result<usize, StoreError> {
             pending: row.pending,
         })
         .collect();
-    // A holder whose copies were taken back when it returned from being counted lost has them
-    // audited before anything else.
-    let mut returned: std::collections::HashMap<Uuid, i64> = std::collections::HashMap::new();
+    // A holder back after a long absence, or whose copies were taken back when it returned from
+    // being counted lost, has them audited before anything else.
+    let mut returned = hub.store.returned().await?;
     for row in &rows {
         if let Some(at) = row.readopted_at {
             let latest = returned.entry(row.holder).or_insert(at);

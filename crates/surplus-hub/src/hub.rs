@@ -298,19 +298,19 @@ impl Hub {
     ) -> Result<(), StoreError> {
         let active = self.store.active_allocations_on(device_id).await?;
         let already = self.store.evacuating_bytes(device_id).await?;
-        let mut excess = if consent {
-            used.saturating_sub(quota).saturating_sub(already)
-        } else {
-            u64::MAX
-        };
-        let mut moving = Vec::new();
-        for (id, amount, hash, subscriber) in active {
-            if excess == 0 {
-                break;
-            }
-            excess = excess.saturating_sub(amount);
-            moving.push((id, hash, subscriber));
-        }
+        let sizes: Vec<(usize, u64)> = active
+            .iter()
+            .enumerate()
+            .map(|(at, (_, amount, ..))| (at, *amount))
+            .collect();
+        let moving: Vec<(Uuid, Option<String>, Uuid)> =
+            surplus_rules::handover::to_give_up(&sizes, consent, used, quota, already)
+                .into_iter()
+                .map(|at| {
+                    let (id, _, hash, subscriber) = &active[at];
+                    (*id, hash.clone(), *subscriber)
+                })
+                .collect();
         if !moving.is_empty() {
             tracing::info!(%device_id, allocations = moving.len(), "device gave up storage; data marked to move");
             self.store.evacuate(&moving, now_ms()).await?;

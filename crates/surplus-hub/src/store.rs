@@ -151,6 +151,10 @@ pub struct InstructionRow {
 /// The length of one presence slot.
 pub const PRESENCE_SLOT_MS: i64 = 5 * 60 * 1000;
 
+/// Away longer than this, a device that comes back is audited first: the at-risk floor of
+/// [`surplus_rules::presence::PresencePolicy`].
+const LONG_ABSENCE_MS: i64 = surplus_rules::presence::PresencePolicy::DEFAULT.at_risk_floor;
+
 impl Store {
     /// Opens (creating and migrating on first use) the database at `url`.
     pub async fn connect(url: &str) -> Result<Store> {
@@ -626,9 +630,11 @@ impl Store {
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let spare = serde_json::to_string(&beat.spare)
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            // Back after a long absence: noted, so that its shards are audited first.
             sqlx::query(
                 "UPDATE devices SET last_heartbeat = $1, report = $2, spare = $3, spare_storage_bytes = $4, \
-                 compute_slots = $5 WHERE id = $6",
+                 compute_slots = $5, returned_at = CASE WHEN last_heartbeat < $7 THEN $1 ELSE returned_at END \
+                 WHERE id = $6",
             )
             .bind(beat.at)
             .bind(report)
@@ -636,6 +642,7 @@ impl Store {
             .bind(to_i64(beat.spare.storage_bytes))
             .bind(i64::from(beat.spare.compute_slots))
             .bind(beat.device_id.to_string())
+            .bind(beat.at - LONG_ABSENCE_MS)
             .execute(&mut *tx)
             .await?;
             if let Some(slot) = beat.new_slot {

@@ -1071,6 +1071,22 @@ async fn health_metrics_and_the_committed_openapi_document() {
         let text = String::from_utf8(metrics.bytes).expect("text");
         assert!(text.contains("surplus_hub_heartbeats_total 1"), "{text}");
         assert!(text.contains("route=\"/v1/signup\""), "{text}");
+        // The durability figures, as the scheduler sets them once a minute.
+        let report = surplus_hub::health::report(&hub.hub, surplus_hub::now_ms())
+            .await
+            .expect("report");
+        hub.hub.metrics.durability(&report);
+        let metrics = hub.call(Method::GET, "/metrics", None, None).await;
+        let text = String::from_utf8(metrics.bytes).expect("text");
+        assert!(text.contains("surplus_hub_repair_queue 0"), "{text}");
+        assert!(
+            text.contains("surplus_hub_packs{state=\"protected\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("surplus_hub_durability_bytes_24h{kind=\"repair\"} 0"),
+            "{text}"
+        );
 
         let served = hub.call(Method::GET, "/v1/openapi.json", None, None).await;
         let committed: Value = serde_json::from_str(include_str!("../openapi.json"))
@@ -3235,5 +3251,35 @@ async fn a_packs_shards_go_to_distinct_networks() {
             .collect();
         holders.sort_unstable();
         assert_eq!(holders, ["carol", "dave"], "{}", ledger.body);
+    }
+}
+
+#[tokio::test]
+async fn a_holder_back_from_a_long_absence_is_audited_first() {
+    use sqlx::Connection;
+    for hub in quiet_hubs().await {
+        let ada = hub.signup("ada@example.org").await;
+        let bob = hub.signup("bob@example.org").await;
+        let (_, ada_pc) = hub.device(&ada, "ada-pc").await;
+        let (bob_id, bob_pc) = hub.device(&bob, "bob-pc").await;
+        hub.heartbeat(&bob_pc, report()).await;
+        store_one_copy(&hub, &ada_pc, &bob_pc, &[9u8; 2000]).await;
+        let audit = || surplus_hub::challenge::audit_round(&hub.hub, surplus_hub::now_ms());
+        // Just stored: its audit is a week away.
+        assert_eq!(audit().await.expect("audit"), 0);
+        // Bob was away for two days, then reports again: his shard is audited at once.
+        let mut conn = sqlx::AnyConnection::connect(&hub.database)
+            .await
+            .expect("connect");
+        sqlx::query("UPDATE devices SET last_heartbeat = $1 WHERE id = $2")
+            .bind(surplus_hub::now_ms() - 2 * 24 * 3_600_000)
+            .bind(&bob_id)
+            .execute(&mut conn)
+            .await
+            .expect("backdate");
+        hub.heartbeat(&bob_pc, report()).await;
+        assert_eq!(audit().await.expect("audit"), 1);
+        // Asked once: not again while that audit is out.
+        assert_eq!(audit().await.expect("audit"), 0);
     }
 }

@@ -48,6 +48,33 @@ pub fn step(allocation: &Evacuating, now: Millis, deadline: Millis) -> Step {
     }
 }
 
+/// Which of a holder's active allocations it gives up, when it reports holding `used` bytes
+/// against a `quota` (with `consent` to store at all), `already` bytes being handed over:
+/// everything without consent; otherwise the newest first (`active` is newest first, as
+/// (allocation, bytes)) until the excess is covered. A report repeated changes nothing.
+pub fn to_give_up<K: Copy>(
+    active: &[(K, u64)],
+    consent: bool,
+    used: u64,
+    quota: u64,
+    already: u64,
+) -> Vec<K> {
+    let mut excess = if consent {
+        used.saturating_sub(quota).saturating_sub(already)
+    } else {
+        u64::MAX
+    };
+    let mut moving = Vec::new();
+    for (allocation, bytes) in active {
+        if excess == 0 {
+            break;
+        }
+        excess = excess.saturating_sub(*bytes);
+        moving.push(*allocation);
+    }
+    moving
+}
+
 /// Why a new allocation of a blob is made, as the ledger records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Purpose {
@@ -130,6 +157,23 @@ mod tests {
             assert_ne!(step(&allocation, DEADLINE - 1, DEADLINE), Step::GiveUp);
             assert_eq!(step(&allocation, DEADLINE, DEADLINE), Step::GiveUp);
         }
+    }
+
+    #[test]
+    fn a_lowered_quota_gives_up_the_newest_until_the_excess_is_covered() {
+        let active = [(1, 5000), (2, 3000), (3, 4000)];
+        // 4000 over: the newest (5000) covers it.
+        assert_eq!(to_give_up(&active, true, 12_000, 8000, 0), vec![1]);
+        // 6000 over: the two newest.
+        assert_eq!(to_give_up(&active, true, 12_000, 6000, 0), vec![1, 2]);
+        // Already handing 5000 over: nothing more.
+        assert_eq!(
+            to_give_up(&active[1..], true, 12_000, 8000, 5000),
+            Vec::<i32>::new()
+        );
+        // Within quota: nothing. Consent withdrawn: everything.
+        assert!(to_give_up(&active, true, 12_000, 20_000, 0).is_empty());
+        assert_eq!(to_give_up(&active, false, 12_000, 20_000, 0), vec![1, 2, 3]);
     }
 
     #[test]

@@ -100,6 +100,21 @@ impl Store {
             .collect()
     }
 
+    /// When each device that ever came back after a long absence last did.
+    pub async fn returned(&self) -> Result<HashMap<Uuid, UnixMillis>> {
+        let rows = sqlx::query("SELECT id, returned_at FROM devices WHERE returned_at IS NOT NULL")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    parse_uuid(&row.try_get::<String, _>("id")?)?,
+                    row.try_get("returned_at")?,
+                ))
+            })
+            .collect()
+    }
+
     /// Devices heard from since `since`.
     pub async fn devices_heard_since(&self, since: UnixMillis) -> Result<Vec<Uuid>> {
         let rows =
