@@ -40,14 +40,11 @@ pub async fn schedule(hub: &Hub) -> Result<usize, StoreError> {
         review_task(hub, task).await?;
     }
     let mut candidates = store.compute_candidates(online_since).await?;
-    if candidates.is_empty() {
-        return Ok(0);
-    }
+    // Every device that donates compute at all, busy or not: loaded once a pass, when a task
+    // finds no device free, to tell waiting from hopeless.
+    let mut donating: Option<Vec<(Uuid, Uuid)>> = None;
     let mut sent = 0;
     for task in store.open_tasks(TASKS_PER_PASS).await? {
-        if candidates.iter().all(|c| c.free_slots == 0) {
-            break;
-        }
         let needed = match validation::judge(task.quorum, &task.runs) {
             Verdict::NeedRuns(needed) => needed,
             Verdict::Waiting => continue,
@@ -72,6 +69,7 @@ pub async fn schedule(hub: &Hub) -> Result<usize, StoreError> {
             .map(|r| r.donor_id)
             .collect();
         let first = task.runs.is_empty();
+        let sent_before = sent;
         for _ in 0..needed {
             let Some(choice) = candidates
                 .iter_mut()
@@ -110,6 +108,23 @@ pub async fn schedule(hub: &Hub) -> Result<usize, StoreError> {
             sent += 1;
             if alone {
                 break;
+            }
+        }
+        if sent == sent_before {
+            let eligible = match &donating {
+                Some(eligible) => eligible,
+                None => donating.insert(store.compute_donors().await?),
+            };
+            if validation::no_donor_left(eligible, &task.runs, task.submitter, task.own_devices) {
+                let reason = validation::no_donor_reason(&task.runs);
+                tracing::info!(task = %task.id, %reason, "a task failed");
+                store
+                    .settle_task(task.id, task.submitter, &Settlement::Failed(reason), now)
+                    .await?;
+                if let Some(state) = store.refresh_job(task.job_id, now).await? {
+                    tracing::info!(job = %task.job_id, state = state.as_str(), "a job ended");
+                    release_job_files(hub, task.job_id).await?;
+                }
             }
         }
     }

@@ -132,12 +132,16 @@ pub async fn pack_states(
         .flat_map(|row| row.held_by.iter().copied())
         .collect();
     let standings = standings(hub, holders.into_iter().collect(), now).await?;
+    // Held, but by nobody online or away as usual: at risk (a holder past the cap that the
+    // next sweep will count lost is no better).
     let at_risk = |row: &PlacedShardRow| {
         !row.held_by.is_empty()
-            && row
-                .held_by
-                .iter()
-                .all(|device| standings.get(device) == Some(&Standing::AtRisk))
+            && !row.held_by.iter().any(|device| {
+                matches!(
+                    standings.get(device),
+                    Some(Standing::Online | Standing::Away)
+                )
+            })
     };
     let mut packs = Vec::new();
     for group in rows.chunk_by(|a, b| a.owner == b.owner && a.pack == b.pack) {

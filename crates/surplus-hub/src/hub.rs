@@ -400,6 +400,18 @@ impl Hub {
             ) => Some((allocation, AllocationState::Released)),
             _ => None,
         };
+        // A delete of a copy that counts (it should never be asked for one) reopens its
+        // placement, so that the copy is replaced rather than silently missing.
+        let deleted_live = match (&row.instruction.kind, allocation) {
+            (InstructionKind::DeleteBlob { .. }, Some((id, AllocationState::Released))) => {
+                matches!(
+                    self.store.allocation_state(id).await?,
+                    Some(AllocationState::Active | AllocationState::Pending)
+                )
+                .then_some(id)
+            }
+            _ => None,
+        };
         if !self
             .store
             .complete_instruction(instruction_id, state, &result_json, now, allocation)
@@ -414,6 +426,10 @@ impl Hub {
             self.store
                 .answer_challenge(instruction_id, verdict.is_ok(), detail, now)
                 .await?;
+        }
+        if let Some(allocation) = deleted_live {
+            tracing::warn!(%device_id, %allocation, "a copy that counted was deleted; finding its shard a new holder");
+            self.store.reopen_placement_of(allocation).await?;
         }
         if let (
             Some((allocation, AllocationState::Lost)),

@@ -205,9 +205,14 @@ async fn finish(
 ) -> Result<(), StoreError> {
     let store = &hub.store;
     let now = now_ms();
-    store
+    // Only the process that closes the placement, while its copies are all still there, lets
+    // the holders that gave it up delete theirs.
+    if !store
         .mark_placement_satisfied(hash, subscriber_id, now)
-        .await?;
+        .await?
+    {
+        return Ok(());
+    }
     for (allocation_id, device_id) in release {
         let kind = InstructionKind::DeleteBlob {
             hash: hash.to_owned(),
@@ -328,12 +333,13 @@ pub async fn hand_over(hub: &Hub, now: i64) -> Result<(usize, usize), StoreError
     let expires =
         now + i64::try_from(hub.settings.instruction_ttl.as_millis()).unwrap_or(i64::MAX / 2);
     let (mut asked, mut given_up) = (0, 0);
-    for row in hub.store.evacuating().await? {
+    for row in hub.store.evacuating(now).await? {
         let allocation = Evacuating {
             since: row.since,
             staged: row.staged,
             upload_asked: row.upload_asked,
             holder_online: row.last_heartbeat.is_some_and(|t| t >= online_since),
+            replaced: row.replaced,
         };
         match handover::step(&allocation, now, deadline) {
             Step::Wait => {}
@@ -382,9 +388,24 @@ pub async fn release_returned(hub: &Hub, now: i64) -> Result<usize, StoreError> 
         );
         hub.kick_scheduler();
     }
-    let surplus = hub.store.surplus_copies_of_returned(since).await?;
-    let expires =
-        now + i64::try_from(hub.settings.instruction_ttl.as_millis()).unwrap_or(i64::MAX / 2);
+    let ttl = i64::try_from(hub.settings.instruction_ttl.as_millis()).unwrap_or(i64::MAX / 2);
+    let expires = now.saturating_add(ttl);
+    // A delete asked longer ago than an instruction lives went unanswered: ask again.
+    let retry_before = now.saturating_sub(ttl);
+    let mut surplus = Vec::new();
+    for (allocation, device, hash) in hub
+        .store
+        .surplus_copies_of_returned(since, retry_before)
+        .await?
+    {
+        if hub
+            .store
+            .claim_delete(allocation, retry_before, now)
+            .await?
+        {
+            surplus.push((allocation, device, hash));
+        }
+    }
     for (allocation, device, hash) in &surplus {
         let kind = InstructionKind::DeleteBlob {
             hash: hash.clone(),

@@ -1024,21 +1024,27 @@ impl Store {
             .collect()
     }
 
+    /// Closes a placement whose copies are all confirmed, in one statement that checks it
+    /// still has them: false if a copy was lost or the placement reopened in the meantime (then
+    /// nothing is released on the strength of it).
     pub async fn mark_placement_satisfied(
         &self,
         hash: &str,
         subscriber_id: Uuid,
         now: UnixMillis,
-    ) -> Result<()> {
-        sqlx::query(
-            "UPDATE placements SET satisfied_at = $1 WHERE hash = $2 AND subscriber_id = $3",
+    ) -> Result<bool> {
+        let closed = sqlx::query(
+            "UPDATE placements SET satisfied_at = $1 WHERE hash = $2 AND subscriber_id = $3 \
+             AND satisfied_at IS NULL AND (SELECT COUNT(*) FROM allocations a WHERE a.blob_hash = placements.hash \
+               AND a.subscriber_id = placements.subscriber_id AND a.kind = 'storage' AND a.state = 'active') >= copies",
         )
         .bind(now)
         .bind(hash)
         .bind(subscriber_id.to_string())
         .execute(&self.pool)
-        .await?;
-        Ok(())
+        .await?
+        .rows_affected();
+        Ok(closed > 0)
     }
 
     /// Whether any owner still needs the staged copy of a blob: one whose placement is not yet

@@ -7,11 +7,19 @@
 //! be accepted on its result alone, and the chance that it is still replicated falls as the streak
 //! grows (never below [`MIN_REPLICATION`], so that trusted devices keep being checked).
 //!
+//! Failures are judged like outputs. The sandbox is deterministic (same module, input and seed),
+//! so an exit status, a trap, the memory cap or the output cap that stops a run on one honest
+//! device stops it on every one: `quorum` identical such failures fail the task at once, instead
+//! of waiting for more devices to waste their time on it. Running past the timeout depends on the
+//! device's speed: the task is tried on one more device, and fails on its second timeout. A task
+//! that needs a run no device can give it (every eligible donor has tried it) fails too
+//! ([`no_donor_left`]), so that no job waits for donors that do not exist.
+//!
 //! Everything here is pure, so that the rules are tested without a database.
 
 use std::collections::HashMap;
 
-use surplus_protocol::{BlobRef, MAX_TASK_ERRORS, RunState};
+use surplus_protocol::{BlobRef, MAX_TASK_ERRORS, RunState, TaskOutcome};
 use uuid::Uuid;
 
 use crate::store::RunRow;
@@ -24,6 +32,62 @@ pub const MIN_REPLICATION: f64 = 0.05;
 
 /// How many results beyond the quorum a task may collect without agreement before it fails.
 pub const EXTRA_RESULTS: u32 = 4;
+
+/// Timeouts after which a task fails: the first may be a slow device, the second is not.
+pub const MAX_TIMEOUTS: u32 = 2;
+
+/// What makes two failed runs the same failure, for a failure the sandbox repeats on every
+/// device; `None` for one it may not (the timeout) or a success.
+fn deterministic_failure(outcome: &TaskOutcome) -> Option<String> {
+    match outcome {
+        TaskOutcome::Exit { code } => Some(format!("exit {code}")),
+        TaskOutcome::Trap { message } => Some(format!("trap {message}")),
+        TaskOutcome::MemoryExceeded => Some("memory".into()),
+        TaskOutcome::OutputTooLarge => Some("output".into()),
+        TaskOutcome::Timeout | TaskOutcome::Success => None,
+    }
+}
+
+/// Whether no device left could give a task the run it needs: every device of `eligible`
+/// (device, its subscriber: those that donate compute at all) already ran it, or belongs to a
+/// subscriber who has a run of it counted or out, or to the submitter when the job keeps off
+/// their devices. Runs still out may yet settle it, so then there is always hope.
+pub fn no_donor_left(
+    eligible: &[(Uuid, Uuid)],
+    runs: &[RunRow],
+    submitter: Uuid,
+    own_devices: bool,
+) -> bool {
+    if runs.iter().any(|r| r.state == RunState::Assigned) {
+        return false;
+    }
+    !eligible.iter().any(|(device, subscriber)| {
+        !runs.iter().any(|r| {
+            r.device_id == *device
+                || (r.donor_id == *subscriber
+                    && !matches!(
+                        r.state,
+                        RunState::Lost | RunState::Failed | RunState::Cancelled
+                    ))
+        }) && (own_devices || *subscriber != submitter)
+    })
+}
+
+/// Why a task that no donor can run any more fails, with how its runs ended, if any did.
+pub fn no_donor_reason(runs: &[RunRow]) -> String {
+    let mut seen: Vec<String> = runs
+        .iter()
+        .filter_map(|r| r.outcome.as_ref())
+        .filter(|o| **o != TaskOutcome::Success)
+        .map(TaskOutcome::describe)
+        .collect();
+    seen.dedup();
+    if seen.is_empty() {
+        "no other donor can run it".into()
+    } else {
+        format!("no other donor can run it (its runs: {})", seen.join("; "))
+    }
+}
 
 /// The chance that a task whose first run goes to a device with this streak is replicated:
 /// always until the device is trusted, then `TRUST_STREAK / streak`, at least [`MIN_REPLICATION`].
@@ -94,6 +158,30 @@ pub fn judge(quorum: u32, runs: &[RunRow]) -> Verdict {
             invalid,
         };
     }
+    // Failures are judged like outputs: `quorum` identical ones that would repeat anywhere end
+    // the task now.
+    let mut failures: HashMap<String, (u32, &TaskOutcome)> = HashMap::new();
+    let mut timeouts = 0;
+    for run in runs.iter().filter(|r| r.state == RunState::Failed) {
+        match run.outcome.as_ref() {
+            Some(TaskOutcome::Timeout) => timeouts += 1,
+            Some(outcome) => {
+                if let Some(signature) = deterministic_failure(outcome) {
+                    failures.entry(signature).or_insert((0, outcome)).0 += 1;
+                }
+            }
+            None => {}
+        }
+    }
+    if let Some((count, outcome)) = failures.values().find(|(count, _)| *count >= quorum) {
+        return Verdict::Failed(format!(
+            "it {} on {count} device(s): the module fails the same way everywhere",
+            outcome.describe()
+        ));
+    }
+    if timeouts >= MAX_TIMEOUTS {
+        return Verdict::Failed(format!("it ran past its timeout on {timeouts} devices"));
+    }
     let errors = runs.iter().filter(|r| r.state == RunState::Failed).count() as u32;
     if errors >= MAX_TASK_ERRORS {
         return Verdict::Failed(format!("its runs failed on {errors} devices"));
@@ -137,6 +225,14 @@ mod tests {
                 size: 1,
             }),
             running_ms: 10,
+            outcome: None,
+        }
+    }
+
+    fn failed(n: u128, outcome: TaskOutcome) -> RunRow {
+        RunRow {
+            outcome: Some(outcome),
+            ..run(n, RunState::Failed, None)
         }
     }
 
@@ -211,6 +307,88 @@ mod tests {
             run(3, RunState::Failed, None),
         ];
         assert!(matches!(judge(2, &runs), Verdict::Failed(_)));
+    }
+
+    #[test]
+    fn a_quorum_of_identical_deterministic_failures_fails_the_task_at_once() {
+        let trap = || TaskOutcome::Trap {
+            message: "unreachable".into(),
+        };
+        // One trap: another device tries, since the first may have been faulty.
+        assert_eq!(judge(2, &[failed(1, trap())]), Verdict::NeedRuns(2));
+        // The same trap twice: it will trap anywhere.
+        let Verdict::Failed(reason) = judge(2, &[failed(1, trap()), failed(2, trap())]) else {
+            panic!("two identical traps fail a quorum-2 task");
+        };
+        assert!(reason.contains("trapped: unreachable on 2"), "{reason}");
+        // Different failures are not a quorum; the same exit status, memory cap or output cap is.
+        assert_eq!(
+            judge(
+                2,
+                &[failed(1, trap()), failed(2, TaskOutcome::Exit { code: 3 })]
+            ),
+            Verdict::NeedRuns(2)
+        );
+        for outcome in [
+            TaskOutcome::Exit { code: 3 },
+            TaskOutcome::MemoryExceeded,
+            TaskOutcome::OutputTooLarge,
+        ] {
+            let runs = [failed(1, outcome.clone()), failed(2, outcome)];
+            assert!(matches!(judge(2, &runs), Verdict::Failed(_)));
+        }
+        // A trusted device's task (quorum 1) fails on its one failure.
+        assert!(matches!(judge(1, &[failed(1, trap())]), Verdict::Failed(_)));
+    }
+
+    #[test]
+    fn a_timeout_is_tried_once_more_elsewhere() {
+        assert_eq!(
+            judge(2, &[failed(1, TaskOutcome::Timeout)]),
+            Verdict::NeedRuns(2)
+        );
+        let Verdict::Failed(reason) = judge(
+            2,
+            &[
+                failed(1, TaskOutcome::Timeout),
+                failed(2, TaskOutcome::Timeout),
+            ],
+        ) else {
+            panic!("a second timeout fails the task");
+        };
+        assert!(reason.contains("timeout on 2 devices"), "{reason}");
+    }
+
+    #[test]
+    fn a_task_fails_once_every_eligible_donor_has_tried_it() {
+        let submitter = Uuid::from_u128(999);
+        // Devices 101 and 102 (subscribers 201, 202) ran it and failed; 103 is the submitter's.
+        let runs = [
+            failed(1, TaskOutcome::Timeout),
+            failed(2, TaskOutcome::Exit { code: 1 }),
+        ];
+        let eligible = [
+            (Uuid::from_u128(101), Uuid::from_u128(201)),
+            (Uuid::from_u128(102), Uuid::from_u128(202)),
+            (Uuid::from_u128(103), submitter),
+        ];
+        assert!(no_donor_left(&eligible, &runs, submitter, false));
+        // The submitter's own devices count when the job allows them.
+        assert!(!no_donor_left(&eligible, &runs, submitter, true));
+        // A new donor, or a run still out, leaves hope.
+        let mut more = eligible.to_vec();
+        more.push((Uuid::from_u128(104), Uuid::from_u128(204)));
+        assert!(!no_donor_left(&more, &runs, submitter, false));
+        let out = [run(3, RunState::Assigned, None)];
+        assert!(!no_donor_left(&[], &out, submitter, false));
+        // A subscriber whose run is counted gets no second vote through another device.
+        let counted = [run(4, RunState::Returned, Some("a"))];
+        let same_subscriber = [(Uuid::from_u128(150), Uuid::from_u128(204))];
+        assert!(no_donor_left(&same_subscriber, &counted, submitter, false));
+        let reason = no_donor_reason(&runs);
+        assert!(reason.starts_with("no other donor can run it"), "{reason}");
+        assert!(reason.contains("ran past its timeout"), "{reason}");
+        assert_eq!(no_donor_reason(&[]), "no other donor can run it");
     }
 
     #[test]

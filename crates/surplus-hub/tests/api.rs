@@ -1633,6 +1633,13 @@ const WASM: &[u8] = b"\0asm\x01\x00\x00\x00(module stand-in)";
 async fn compute_jobs_are_checked_before_they_are_accepted() {
     for hub in hubs().await {
         let alice = hub.signup("alice@example.com").await;
+        // A donor that consents to compute but whose user is at the keyboard: the job waits
+        // for it rather than failing for want of any donor.
+        let bob = hub.signup("bob@example.com").await;
+        let (_, bob_pc) = hub.device(&bob, "bob-pc").await;
+        let mut busy = report();
+        busy["user"] = json!({"session": "idle", "idle_seconds": 10});
+        hub.heartbeat(&bob_pc, busy).await;
         let credits = hub
             .call(Method::GET, "/v1/credits", Some(&alice), None)
             .await;
@@ -3281,5 +3288,95 @@ async fn a_holder_back_from_a_long_absence_is_audited_first() {
         assert_eq!(audit().await.expect("audit"), 1);
         // Asked once: not again while that audit is out.
         assert_eq!(audit().await.expect("audit"), 0);
+    }
+}
+
+#[tokio::test]
+async fn a_returning_copy_is_either_taken_back_or_deleted_never_both() {
+    for hub in quiet_hubs().await {
+        let ada = hub.signup("ada@example.org").await;
+        let bob = hub.signup("bob@example.org").await;
+        let carol = hub.signup("carol@example.org").await;
+        let (_, ada_pc) = hub.device(&ada, "ada-pc").await;
+        let (_, bob_pc) = hub.device(&bob, "bob-pc").await;
+        let (carol_id, carol_pc) = hub.device(&carol, "carol-pc").await;
+        hub.heartbeat(&bob_pc, report()).await;
+        let content = [4u8; 2500];
+        let hash = store_one_copy(&hub, &ada_pc, &bob_pc, &content).await;
+        let store = &hub.hub.store;
+        let place = || surplus_hub::scheduler::place_pending(&hub.hub, None);
+        // Bob is counted lost while the hub still has the blob staged; Carol takes it over and
+        // confirms it.
+        let lost_after = i64::try_from(hub.hub.settings.lost_after.as_millis()).expect("ms");
+        let now = surplus_hub::now_ms();
+        surplus_hub::scheduler::detect_losses(&hub.hub, now + lost_after + 1)
+            .await
+            .expect("detect");
+        hub.heartbeat(&carol_pc, report()).await;
+        place().await.expect("place");
+        let store_id = hub.poll(&carol_pc, 0).await[0]["id"]
+            .as_str()
+            .expect("id")
+            .to_owned();
+        let ack =
+            json!({"result": {"status": "stored", "hash": hash, "size": 2500}, "vault": null});
+        hub.call(
+            Method::POST,
+            &format!("/v1/device/instructions/{store_id}/ack"),
+            Some(&carol_pc),
+            Some(ack),
+        )
+        .await;
+        place().await.expect("finish");
+        // Bob is back: his copy is surplus. Two sweeps race to ask for its delete: one wins.
+        hub.heartbeat(&bob_pc, report()).await;
+        let ledger = hub
+            .call(Method::GET, "/v1/allocations", Some(&ada), None)
+            .await;
+        let bobs: uuid::Uuid = ledger
+            .body
+            .as_array()
+            .expect("ledger")
+            .iter()
+            .find(|a| a["state"] == "lost")
+            .and_then(|a| a["id"].as_str())
+            .expect("bob's lost copy")
+            .parse()
+            .expect("uuid");
+        let at = surplus_hub::now_ms();
+        let (first, second) = tokio::join!(
+            store.claim_delete(bobs, at - 1, at),
+            store.claim_delete(bobs, at - 1, at)
+        );
+        assert_eq!(
+            u8::from(first.expect("claim")) + u8::from(second.expect("claim")),
+            1
+        );
+        // Then Carol is lost too, and the shard wants a copy again: Bob's copy, already told to
+        // go, is not taken back (its delete may be on its way); repair rebuilds it instead.
+        let revoked = hub
+            .call(
+                Method::DELETE,
+                &format!("/v1/devices/{carol_id}"),
+                Some(&carol),
+                None,
+            )
+            .await;
+        assert_eq!(revoked.status, StatusCode::NO_CONTENT);
+        let later = surplus_hub::now_ms();
+        assert_eq!(
+            store
+                .readopt_returned(later - 60_000, later - 1, later)
+                .await
+                .expect("readopt"),
+            0
+        );
+        // A copy that was never told to go is taken back, and a delete can no longer be
+        // claimed for it.
+        store
+            .readopt_returned(later - 60_000, later - 1, later)
+            .await
+            .expect("readopt");
+        assert!(!store.claim_delete(bobs, later, later).await.expect("claim"));
     }
 }

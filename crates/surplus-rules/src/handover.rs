@@ -25,6 +25,8 @@ pub struct Evacuating {
     /// Whether an upload of it was asked of the holder and is still out.
     pub upload_asked: bool,
     pub holder_online: bool,
+    /// Whether its new copy is confirmed: only deleting the old one is left.
+    pub replaced: bool,
 }
 
 /// What to do with an allocation being handed over.
@@ -32,16 +34,22 @@ pub struct Evacuating {
 pub enum Step {
     /// Ask the holder to upload the blob so that it can be placed elsewhere.
     AskUpload,
-    /// Nothing now: the new copy is on its way, or the holder is away.
+    /// Nothing now: the new copy is on its way (or confirmed, and the old one being deleted),
+    /// or the holder is away.
     Wait,
-    /// Past the deadline: count it lost, for repair to rebuild.
+    /// Past the deadline: count it lost, for repair to rebuild (or, if its new copy is there,
+    /// for the holder to be told to delete it should it come back).
     GiveUp,
 }
 
 pub fn step(allocation: &Evacuating, now: Millis, deadline: Millis) -> Step {
     if now.saturating_sub(allocation.since) >= deadline {
         Step::GiveUp
-    } else if !allocation.staged && !allocation.upload_asked && allocation.holder_online {
+    } else if !allocation.replaced
+        && !allocation.staged
+        && !allocation.upload_asked
+        && allocation.holder_online
+    {
         Step::AskUpload
     } else {
         Step::Wait
@@ -124,6 +132,7 @@ mod tests {
             staged,
             upload_asked,
             holder_online,
+            replaced: false,
         }
     }
 
@@ -148,6 +157,14 @@ mod tests {
             step(&evacuating(false, false, false), 1, DEADLINE),
             Step::Wait
         );
+        // Its new copy is confirmed and the hub dropped its staged one: only the delete is
+        // left, and nobody asks for the old copy again.
+        let replaced = Evacuating {
+            replaced: true,
+            ..evacuating(false, false, true)
+        };
+        assert_eq!(step(&replaced, 1, DEADLINE), Step::Wait);
+        assert_eq!(step(&replaced, DEADLINE, DEADLINE), Step::GiveUp);
     }
 
     #[test]

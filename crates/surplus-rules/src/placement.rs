@@ -30,7 +30,8 @@ pub struct Candidate {
     pub network: Option<String>,
 }
 
-/// The network of a public address, as placement spreads a pack over them: its IPv4 /24 or
+/// The network of a public address, as placement spreads a pack over them (a device on a
+/// network that already holds a shard of the pack is chosen only when no other will do): its IPv4 /24 or
 /// IPv6 /48. Loopback, private, shared (CGNAT), link-local and other non-public addresses say
 /// nothing about where a device is, and give `None`.
 pub fn network_of(address: std::net::IpAddr) -> Option<String> {
@@ -150,6 +151,9 @@ pub fn decide(want: &Want<'_>, candidates: &[Candidate], online_since: Millis) -
     excluded.extend(want.source);
     let mut weeks: &[Week] = &[];
     let mut needed = None;
+    // Devices on a network that already holds a shard of the pack: taken only when no other
+    // device will do (a small network, or many devices behind one address).
+    let mut same_network: HashSet<Uuid> = HashSet::new();
     if let Some(pack) = want.pack {
         excluded.extend(pack.holders.iter().map(|(device, _)| *device));
         let mut barred: HashSet<Uuid> = pack
@@ -164,26 +168,45 @@ pub fn decide(want: &Want<'_>, candidates: &[Candidate], online_since: Millis) -
         excluded.extend(
             candidates
                 .iter()
+                .filter(|c| barred.contains(&c.subscriber_id))
+                .map(|c| c.device_id),
+        );
+        same_network.extend(
+            candidates
+                .iter()
                 .filter(|c| {
-                    barred.contains(&c.subscriber_id)
-                        || c.network
-                            .as_ref()
-                            .is_some_and(|n| pack.networks.contains(n))
+                    c.network
+                        .as_ref()
+                        .is_some_and(|n| pack.networks.contains(n))
                 })
                 .map(|c| c.device_id),
         );
         weeks = pack.weeks;
         needed = pack.needed;
     }
-    let chosen = choose_holders(
+    let wanted = want.copies - live;
+    let elsewhere: HashSet<Uuid> = excluded.union(&same_network).copied().collect();
+    let mut chosen = choose_holders(
         candidates,
         want.size,
-        want.copies - live,
-        &excluded,
+        wanted,
+        &elsewhere,
         online_since,
         weeks,
         needed,
     );
+    if (chosen.len() as u32) < wanted && !same_network.is_empty() {
+        excluded.extend(chosen.iter().copied());
+        chosen.extend(choose_holders(
+            candidates,
+            want.size,
+            wanted - chosen.len() as u32,
+            &excluded,
+            online_since,
+            weeks,
+            needed,
+        ));
+    }
     if chosen.is_empty() {
         Decision::Wait
     } else {
@@ -425,6 +448,27 @@ mod tests {
     }
 
     #[test]
+    fn a_shared_network_is_used_only_when_nothing_else_will_do() {
+        let mut candidates = vec![candidate(1, 1_000, Some(9))];
+        candidates[0].network = Some("203.0.113.0/24".into());
+        let holders = [(Uuid::from_u128(50), Uuid::from_u128(150))];
+        let networks = ["203.0.113.0/24".to_owned()];
+        let want = Want {
+            pack: Some(PackHolders {
+                holders: &holders,
+                weeks: &[],
+                networks: &networks,
+                needed: None,
+            }),
+            ..want(1, &[])
+        };
+        assert_eq!(
+            decide(&want, &candidates, 0),
+            Decision::Allocate(vec![Uuid::from_u128(1)])
+        );
+    }
+
+    #[test]
     fn shards_of_a_pack_go_to_distinct_networks_where_known() {
         let mut candidates = vec![
             candidate(1, 1_000, Some(9)),
@@ -443,7 +487,7 @@ mod tests {
                 networks: &networks,
                 needed: None,
             }),
-            ..want(3, &[])
+            ..want(2, &[])
         };
         assert_eq!(
             decide(&want, &candidates, 0),

@@ -38,6 +38,8 @@ pub struct RunRow {
     pub state: RunState,
     pub output: Option<BlobRef>,
     pub running_ms: u64,
+    /// How it ended on its device, once it did.
+    pub outcome: Option<TaskOutcome>,
 }
 
 /// Whose a run is, for accepting its output and dropping outputs that are no result.
@@ -318,6 +320,29 @@ impl Store {
         Ok(candidates)
     }
 
+    /// Every device that donates compute at all (its latest report consents to it), online or
+    /// not, busy or not, of an active subscriber: (device, subscriber).
+    pub async fn compute_donors(&self) -> Result<Vec<(Uuid, Uuid)>> {
+        let rows = sqlx::query(
+            "SELECT d.id, d.subscriber_id, d.report FROM devices d JOIN subscribers s ON s.id = d.subscriber_id \
+             WHERE d.revoked_at IS NULL AND s.status = 'active' AND d.report IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut donors = Vec::new();
+        for row in &rows {
+            let report: Option<surplus_protocol::StatusReport> =
+                serde_json::from_str(&row.try_get::<String, _>("report")?).ok();
+            if report.is_some_and(|r| r.consent.compute) {
+                donors.push((
+                    parse_uuid(&row.try_get::<String, _>("id")?)?,
+                    parse_uuid(&row.try_get::<String, _>("subscriber_id")?)?,
+                ));
+            }
+        }
+        Ok(donors)
+    }
+
     /// Tasks that may want more runs, oldest job first: unfinished tasks of live jobs whose
     /// submitter still has credit.
     pub async fn open_tasks(&self, limit: i64) -> Result<Vec<OpenTask>> {
@@ -366,7 +391,7 @@ impl Store {
         // The runs of all those tasks in one query, not one per task: this runs every tick.
         let runs = sqlx::query(
             "SELECT r.id, r.task_id, r.device_id, r.donor_id, r.state, r.output_hash, r.output_size, \
-             r.running_ms FROM task_runs r JOIN tasks t ON t.id = r.task_id JOIN jobs j ON j.id = t.job_id \
+             r.running_ms, r.outcome FROM task_runs r JOIN tasks t ON t.id = r.task_id JOIN jobs j ON j.id = t.job_id \
              WHERE t.state IN ('queued', 'running') AND j.state IN ('queued', 'running') \
              ORDER BY r.created_at, r.id",
         )
@@ -386,7 +411,7 @@ impl Store {
     /// The runs of one task, oldest first.
     pub async fn task_runs(&self, task_id: Uuid) -> Result<Vec<RunRow>> {
         let rows = sqlx::query(
-            "SELECT id, device_id, donor_id, state, output_hash, output_size, running_ms \
+            "SELECT id, device_id, donor_id, state, output_hash, output_size, running_ms, outcome \
              FROM task_runs WHERE task_id = $1 ORDER BY created_at, id",
         )
         .bind(task_id.to_string())
@@ -1002,6 +1027,10 @@ fn run_from_row(row: &AnyRow) -> Result<RunRow> {
             size: size.map(to_u64).unwrap_or(0),
         }),
         running_ms: to_u64(row.try_get("running_ms")?),
+        // An outcome that does not parse (written by another version) counts as unknown.
+        outcome: row
+            .try_get::<Option<String>, _>("outcome")?
+            .and_then(|text| serde_json::from_str(&text).ok()),
     })
 }
 

@@ -21,34 +21,46 @@ pub struct EvacuatingRow {
     pub last_heartbeat: Option<UnixMillis>,
     /// An upload of the blob was asked of the holder and is still out.
     pub upload_asked: bool,
+    /// Its new copy is confirmed (or its placement is gone): only the delete is left.
+    pub replaced: bool,
 }
 
 impl Store {
-    /// Every storage allocation being handed over whose placement still exists.
-    pub async fn evacuating(&self) -> Result<Vec<EvacuatingRow>> {
+    /// Every storage allocation being handed over whose placement still wants its new copy
+    /// (once the placement is done, the old copy is only waiting to be deleted). Allocations
+    /// given up before the hub recorded when (older versions) count from the first sweep that
+    /// sees them, so that an upgrade gives nobody up at once.
+    pub async fn evacuating(&self, now: UnixMillis) -> Result<Vec<EvacuatingRow>> {
+        sqlx::query(
+            "UPDATE allocations SET evacuating_since = $1 WHERE state = 'evacuating' AND evacuating_since IS NULL",
+        )
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
         let rows = sqlx::query(
             "SELECT a.id, a.device_id, a.blob_hash, b.size, a.evacuating_since, a.created_at, b.staged, d.last_heartbeat, \
              CASE WHEN EXISTS (SELECT 1 FROM instructions i WHERE i.allocation_id = a.id AND i.kind = 'upload_blob' \
-               AND i.state IN ('queued', 'delivered')) THEN 1 ELSE 0 END AS asked \
+               AND i.state IN ('queued', 'delivered')) THEN 1 ELSE 0 END AS asked, \
+             CASE WHEN EXISTS (SELECT 1 FROM placements p WHERE p.hash = a.blob_hash \
+               AND p.subscriber_id = a.subscriber_id AND p.satisfied_at IS NULL) THEN 0 ELSE 1 END AS replaced \
              FROM allocations a JOIN blobs b ON b.hash = a.blob_hash JOIN devices d ON d.id = a.device_id \
-             WHERE a.state = 'evacuating' AND a.kind = 'storage' AND EXISTS (SELECT 1 FROM placements p \
-               WHERE p.hash = a.blob_hash AND p.subscriber_id = a.subscriber_id)",
+             WHERE a.state = 'evacuating' AND a.kind = 'storage'",
         )
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
             .map(|row| {
-                // Allocations given up before the hub recorded when count from their creation.
                 let since: Option<i64> = row.try_get("evacuating_since")?;
                 Ok(EvacuatingRow {
                     allocation: parse_uuid(&row.try_get::<String, _>("id")?)?,
                     device: parse_uuid(&row.try_get::<String, _>("device_id")?)?,
                     hash: row.try_get("blob_hash")?,
                     size: to_u64(row.try_get("size")?),
-                    since: since.unwrap_or(row.try_get("created_at")?),
+                    since: since.unwrap_or(now),
                     staged: row.try_get::<i64, _>("staged")? != 0,
                     last_heartbeat: row.try_get("last_heartbeat")?,
                     upload_asked: row.try_get::<i64, _>("asked")? != 0,
+                    replaced: row.try_get::<i64, _>("replaced")? != 0,
                 })
             })
             .collect()

@@ -157,42 +157,71 @@ impl Store {
     /// Takes back the copies of holders that were counted lost and are back (heard from since
     /// `since`), where their shard still wants a copy (not yet rebuilt and confirmed elsewhere):
     /// each becomes active again, marked as taken back at `now` so that it is audited first.
-    /// Copies lost to a failed audit or upload, or given up in a hand-over, and those of holders
-    /// with integrity failures since `clean_since`, are not taken back. Returns how many; each
-    /// is taken back once.
+    /// Copies lost to a failed audit or upload, given up in a hand-over, or already told to go,
+    /// and those of holders with integrity failures since `clean_since`, are not taken back.
+    /// One copy at a time, each by a statement that checks the shard still wants it, so a shard
+    /// never gets more copies than it asked for this way. Returns how many.
     pub async fn readopt_returned(
         &self,
         since: UnixMillis,
         clean_since: UnixMillis,
         now: UnixMillis,
     ) -> Result<u64> {
-        let result = sqlx::query(
-            "UPDATE allocations SET state = 'active', released_at = NULL, readopted_at = $1              WHERE id IN (SELECT a.id FROM allocations a JOIN devices d ON d.id = a.device_id                JOIN placements p ON p.hash = a.blob_hash AND p.subscriber_id = a.subscriber_id                WHERE a.state = 'lost' AND a.kind = 'storage' AND a.evacuating_since IS NULL                AND d.revoked_at IS NULL AND d.last_heartbeat >= $2                AND p.satisfied_at IS NULL AND p.dropped_at IS NULL                AND NOT EXISTS (SELECT 1 FROM challenges c WHERE c.device_id = a.device_id AND c.state = 'failed'                  AND (c.allocation_id = a.id OR c.answered_at >= $3))                AND NOT EXISTS (SELECT 1 FROM instructions i WHERE i.allocation_id = a.id                  AND i.kind IN ('upload_blob', 'delete_blob') AND i.state IN ('queued', 'delivered', 'failed'))                AND NOT EXISTS (SELECT 1 FROM allocations l WHERE l.blob_hash = a.blob_hash AND l.device_id = a.device_id                  AND l.state IN ('pending', 'active', 'evacuating'))                AND (SELECT COUNT(*) FROM allocations l WHERE l.blob_hash = a.blob_hash                  AND l.subscriber_id = a.subscriber_id AND l.state IN ('pending', 'active', 'evacuating')) < p.copies)              AND state = 'lost'",
+        let candidates = sqlx::query(
+            "SELECT a.id FROM allocations a JOIN devices d ON d.id = a.device_id \
+             JOIN placements p ON p.hash = a.blob_hash AND p.subscriber_id = a.subscriber_id \
+             WHERE a.state = 'lost' AND a.kind = 'storage' AND a.evacuating_since IS NULL \
+             AND a.delete_asked_at IS NULL AND d.revoked_at IS NULL AND d.last_heartbeat >= $1 \
+             AND p.satisfied_at IS NULL AND p.dropped_at IS NULL \
+             AND NOT EXISTS (SELECT 1 FROM challenges c WHERE c.device_id = a.device_id AND c.state = 'failed' \
+               AND (c.allocation_id = a.id OR c.answered_at >= $2)) \
+             AND NOT EXISTS (SELECT 1 FROM instructions i WHERE i.allocation_id = a.id \
+               AND i.kind IN ('upload_blob', 'delete_blob') AND i.state IN ('queued', 'delivered', 'failed'))",
         )
-        .bind(now)
         .bind(since)
         .bind(clean_since)
-        .execute(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        Ok(result.rows_affected())
+        let mut taken = 0;
+        for row in &candidates {
+            let id: String = row.try_get("id")?;
+            taken += sqlx::query(
+                "UPDATE allocations SET state = 'active', released_at = NULL, readopted_at = $1 \
+                 WHERE id = $2 AND state = 'lost' AND delete_asked_at IS NULL \
+                 AND NOT EXISTS (SELECT 1 FROM allocations l WHERE l.blob_hash = allocations.blob_hash \
+                   AND l.device_id = allocations.device_id AND l.state IN ('pending', 'active', 'evacuating')) \
+                 AND (SELECT COUNT(*) FROM allocations l WHERE l.blob_hash = allocations.blob_hash \
+                   AND l.subscriber_id = allocations.subscriber_id AND l.state IN ('pending', 'active', 'evacuating')) \
+                   < (SELECT p.copies FROM placements p WHERE p.hash = allocations.blob_hash \
+                      AND p.subscriber_id = allocations.subscriber_id AND p.satisfied_at IS NULL)",
+            )
+            .bind(now)
+            .bind(&id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        }
+        Ok(taken)
     }
 
     /// Copies kept by holders that were counted lost and are back (heard from since `since`),
     /// that nobody needs any more: their shard is confirmed on enough other holders again, or
-    /// was let go altogether. (allocation, device, hash), each once: a delete already asked for
-    /// is not asked again.
+    /// was let go altogether. (allocation, device, hash). Only a candidate list: each delete
+    /// is asked for after [`Store::claim_delete`].
     pub async fn surplus_copies_of_returned(
         &self,
         since: UnixMillis,
+        retry_before: UnixMillis,
     ) -> Result<Vec<(Uuid, Uuid, String)>> {
         let rows = sqlx::query(
             "SELECT a.id, a.device_id, a.blob_hash FROM allocations a JOIN devices d ON d.id = a.device_id \
              LEFT JOIN placements p ON p.hash = a.blob_hash AND p.subscriber_id = a.subscriber_id \
              WHERE a.state = 'lost' AND a.kind = 'storage' AND d.revoked_at IS NULL AND d.last_heartbeat >= $1 \
              AND (p.hash IS NULL OR p.satisfied_at IS NOT NULL) \
-             AND NOT EXISTS (SELECT 1 FROM instructions i WHERE i.allocation_id = a.id AND i.kind = 'delete_blob')",
+             AND (a.delete_asked_at IS NULL OR a.delete_asked_at < $2)",
         )
         .bind(since)
+        .bind(retry_before)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -204,6 +233,35 @@ impl Store {
                 ))
             })
             .collect()
+    }
+
+    /// Claims the right to tell a lost copy's holder to delete it, in one statement that checks
+    /// nobody needs it: it is still lost (not taken back), no delete was asked since
+    /// `retry_before` (an older one expired unanswered), and its shard has all its copies
+    /// confirmed elsewhere or was let go. Only the claimant asks; false for everyone else.
+    pub async fn claim_delete(
+        &self,
+        allocation: Uuid,
+        retry_before: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<bool> {
+        let claimed = sqlx::query(
+            "UPDATE allocations SET delete_asked_at = $1 WHERE id = $2 AND state = 'lost' \
+             AND (delete_asked_at IS NULL OR delete_asked_at < $3) \
+             AND (NOT EXISTS (SELECT 1 FROM placements p WHERE p.hash = allocations.blob_hash \
+                    AND p.subscriber_id = allocations.subscriber_id) \
+                  OR EXISTS (SELECT 1 FROM placements p WHERE p.hash = allocations.blob_hash \
+                    AND p.subscriber_id = allocations.subscriber_id AND p.satisfied_at IS NOT NULL \
+                    AND (SELECT COUNT(*) FROM allocations l WHERE l.blob_hash = p.hash \
+                      AND l.subscriber_id = p.subscriber_id AND l.state = 'active') >= p.copies))",
+        )
+        .bind(now)
+        .bind(allocation.to_string())
+        .bind(retry_before)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(claimed > 0)
     }
 }
 
