@@ -347,3 +347,112 @@ fn a_killed_donors_task_runs_elsewhere_and_a_returning_user_pauses_compute() {
         assert!(text.lines().any(|line| line == "count 455052511"), "{text}");
     });
 }
+
+/// A minimal WASI command module whose `_start` is `body` (no locals), with a memory exported.
+fn module(body: &[u8]) -> Vec<u8> {
+    let mut wasm = b"\0asm\x01\0\0\0".to_vec();
+    // One type (no parameters, no results), one function of it, one page of memory.
+    wasm.extend([0x01, 0x04, 0x01, 0x60, 0x00, 0x00]);
+    wasm.extend([0x03, 0x02, 0x01, 0x00]);
+    wasm.extend([0x05, 0x03, 0x01, 0x00, 0x01]);
+    // Exports: "_start" (function 0) and "memory" (memory 0).
+    wasm.extend([0x07, 0x13, 0x02]);
+    wasm.extend([0x06, b'_', b's', b't', b'a', b'r', b't', 0x00, 0x00]);
+    wasm.extend([0x06, b'm', b'e', b'm', b'o', b'r', b'y', 0x02, 0x00]);
+    // The code: one body, no locals.
+    let size = u8::try_from(body.len() + 1).expect("a small body");
+    wasm.extend([0x0a, size + 2, 0x01, size, 0x00]);
+    wasm.extend(body);
+    wasm
+}
+
+/// `loop br 0 end end`: runs for ever.
+const ENDLESS: &[u8] = &[0x03, 0x40, 0x0c, 0x00, 0x0b, 0x0b];
+/// `unreachable end`: traps at once.
+const TRAP: &[u8] = &[0x00, 0x0b];
+
+#[test]
+fn jobs_always_end_and_say_why() {
+    on_each_database(|cluster| {
+        let submitter = cluster.add_agent("sam-pc", "sam@example.org", false, "1MiB");
+        let ann = donor(cluster, "ann-pc", &[]);
+        let ben = donor(cluster, "ben-pc", &[]);
+        cluster.agent(ann).wait_connected_after(0);
+        cluster.agent(ben).wait_connected_after(0);
+        let dir = cluster.dir.path().join("jobs");
+        std::fs::create_dir_all(&dir).expect("dir");
+        let write = |name: &str, bytes: &[u8]| {
+            let path = dir.join(name);
+            std::fs::write(&path, bytes).expect("write");
+            path
+        };
+        let endless = write("endless.wasm", &module(ENDLESS));
+        let trap = write("trap.wasm", &module(TRAP));
+        let input = write("one.txt", b"1 1000\n");
+        let sam = &cluster.agents[submitter];
+        let reason = |job: &Value| {
+            job["tasks"][0]["error"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        };
+
+        // A module that loops for ever, with two donors: both runs time out, and that is that.
+        let job = submit(
+            sam,
+            &endless,
+            std::slice::from_ref(&input),
+            &["--timeout", "5s"],
+        );
+        let ended = wait_job(sam, &job, "failed", Duration::from_secs(120));
+        assert!(reason(&ended).contains("timeout on 2 devices"), "{ended}");
+        let text = sam.ok(&["compute", "status", &job]);
+        assert!(text.contains("ran past its timeout"), "{text}");
+
+        // A module that traps: two identical failures are enough; it would trap anywhere.
+        let job = submit(sam, &trap, std::slice::from_ref(&input), &[]);
+        let ended = wait_job(sam, &job, "failed", Duration::from_secs(60));
+        assert!(
+            reason(&ended).contains("fails the same way everywhere"),
+            "{ended}"
+        );
+        assert_eq!(ended["tasks"][0]["runs"].as_array().map(Vec::len), Some(2));
+
+        // Three matching outputs wanted, two donors: once both have run it, nobody else can.
+        let job = submit(
+            sam,
+            &example("primes.wasm"),
+            std::slice::from_ref(&input),
+            &["--replicas", "3"],
+        );
+        let ended = wait_job(sam, &job, "failed", Duration::from_secs(60));
+        assert!(
+            reason(&ended).starts_with("no other donor can run it"),
+            "{ended}"
+        );
+        // Nothing was validated, so nothing was spent on it.
+        assert_eq!(ended["core_seconds"], 0.0);
+
+        // A deadline shorter than the work: the job expires, and its runs stop.
+        let job = submit(
+            sam,
+            &endless,
+            std::slice::from_ref(&input),
+            &["--timeout", "10m", "--deadline", "15s"],
+        );
+        let ended = wait_job(sam, &job, "expired", Duration::from_secs(60));
+        assert_eq!(ended["tasks"][0]["state"], "expired");
+        assert!(reason(&ended).contains("deadline"), "{ended}");
+        let database = cluster.database.clone();
+        wait_for(
+            "the donors to stop the expired runs",
+            Duration::from_secs(30),
+            || {
+                count_in_database(
+                    &database,
+                    "SELECT COUNT(*) FROM task_runs WHERE state = 'assigned'",
+                ) == 0
+            },
+        );
+    });
+}

@@ -34,6 +34,9 @@ pub enum ComputeCommand {
         /// Let your own devices run its tasks too.
         #[arg(long)]
         own_devices: bool,
+        /// How long the job may take, e.g. 24h or 30m: then its unfinished tasks expire.
+        #[arg(long, default_value = "24h", value_parser = settings::parse_duration)]
+        deadline: Duration,
         #[arg(long)]
         json: bool,
     },
@@ -73,6 +76,7 @@ pub async fn compute(context: &Local, command: ComputeCommand) -> anyhow::Result
             timeout,
             memory,
             own_devices,
+            deadline,
             json,
         } => {
             let mut names = std::collections::HashSet::new();
@@ -119,6 +123,7 @@ pub async fn compute(context: &Local, command: ComputeCommand) -> anyhow::Result
                         timeout_seconds: timeout.as_secs().max(1),
                         memory_bytes: memory,
                         own_devices,
+                        deadline_seconds: deadline.as_secs().max(1),
                     },
                 )
                 .await?;
@@ -250,20 +255,21 @@ fn input_name(path: &Path) -> anyhow::Result<String> {
 
 fn total(job: &Job) -> u32 {
     let c = job.counts;
-    c.queued + c.running + c.completed + c.failed + c.cancelled
+    c.queued + c.running + c.completed + c.failed + c.cancelled + c.expired
 }
 
 fn print_job(job: &Job) {
     let c = job.counts;
     println!("job {}: {}", job.id, job.state.as_str());
     println!(
-        "  {} task(s): {} completed, {} running, {} queued, {} failed, {} cancelled",
+        "  {} task(s): {} completed, {} running, {} queued, {} failed, {} cancelled, {} expired",
         total(job),
         c.completed,
         c.running,
         c.queued,
         c.failed,
-        c.cancelled
+        c.cancelled,
+        c.expired
     );
     println!(
         "  {} matching output(s) per task, timeout {}s, memory {}, {:.1} core-seconds used",
@@ -280,7 +286,7 @@ fn print_job(job: &Job) {
             .collect::<Vec<_>>()
             .join(" ");
         let detail = match (&task.state, &task.error) {
-            (TaskState::Failed, Some(error)) => format!(": {error}"),
+            (TaskState::Failed | TaskState::Expired, Some(error)) => format!(": {error}"),
             _ => String::new(),
         };
         println!(

@@ -35,6 +35,18 @@ pub async fn schedule(hub: &Hub) -> Result<usize, StoreError> {
     let store = &hub.store;
     let now = now_ms();
     let online_since = now - hub.settings.online_window_ms();
+    // Jobs past their deadline end: what is unfinished expires, and runs still out stop.
+    for job in store.jobs_past_deadline(now).await? {
+        let Some(started) = store.expire_job(job, now).await? else {
+            continue;
+        };
+        tracing::info!(%job, "a job reached its deadline; its unfinished tasks expired");
+        for (device, run) in started {
+            hub.instruct(device, InstructionKind::CancelTask { run })
+                .await?;
+        }
+        release_job_files(hub, job).await?;
+    }
     for task in store.lose_runs(now, online_since).await? {
         tracing::info!(%task, "a device went away or missed its deadline; its task runs elsewhere");
         review_task(hub, task).await?;
@@ -231,7 +243,10 @@ pub async fn review_task(hub: &Hub, task: Uuid) -> Result<(), StoreError> {
     let store = &hub.store;
     let now = now_ms();
     let (state, quorum, job, submitter) = store.task_header(task).await?;
-    if matches!(state, TaskState::Failed | TaskState::Cancelled) {
+    if matches!(
+        state,
+        TaskState::Failed | TaskState::Cancelled | TaskState::Expired
+    ) {
         return Ok(());
     }
     let runs = store.task_runs(task).await?;

@@ -19,6 +19,10 @@ pub const TASK_OUTPUT_BYTES: u64 = 64 << 20;
 pub const DEFAULT_REPLICAS: u32 = 2;
 /// A task whose runs fail on this many devices fails.
 pub const MAX_TASK_ERRORS: u32 = 3;
+/// How long a job may take by default, from its submission: then what is unfinished expires.
+pub const DEFAULT_JOB_DEADLINE_SECONDS: u64 = 24 * 3600;
+/// The longest deadline a job may ask for.
+pub const MAX_JOB_DEADLINE_SECONDS: u64 = 30 * 24 * 3600;
 
 /// What `POST /v1/compute/jobs` takes. The module and the inputs must already be staged by the
 /// submitter (`PUT /v1/blobs/{hash}`).
@@ -43,8 +47,14 @@ pub struct JobRequest {
     /// Whether the submitter's own devices may run its tasks.
     #[serde(default)]
     pub own_devices: bool,
+    /// How long the job may take, from now: its unfinished tasks then expire (default a day).
+    #[serde(default = "default_deadline")]
+    pub deadline_seconds: u64,
 }
 
+fn default_deadline() -> u64 {
+    DEFAULT_JOB_DEADLINE_SECONDS
+}
 fn default_replicas() -> u32 {
     DEFAULT_REPLICAS
 }
@@ -94,6 +104,8 @@ pub enum JobState {
     Failed,
     /// The submitter cancelled it.
     Cancelled,
+    /// Its deadline passed before every task ended.
+    Expired,
 }
 
 impl JobState {
@@ -104,6 +116,7 @@ impl JobState {
             Self::Completed => "completed",
             Self::Failed => "failed",
             Self::Cancelled => "cancelled",
+            Self::Expired => "expired",
         }
     }
 
@@ -114,13 +127,17 @@ impl JobState {
             "completed" => Self::Completed,
             "failed" => Self::Failed,
             "cancelled" => Self::Cancelled,
+            "expired" => Self::Expired,
             _ => return None,
         })
     }
 
     /// Whether nothing more happens to the job.
     pub fn is_final(self) -> bool {
-        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
+        matches!(
+            self,
+            Self::Completed | Self::Failed | Self::Cancelled | Self::Expired
+        )
     }
 }
 
@@ -136,6 +153,8 @@ pub enum TaskState {
     /// Its runs failed on too many devices, or never agreed.
     Failed,
     Cancelled,
+    /// Its job's deadline passed before it ended.
+    Expired,
 }
 
 impl TaskState {
@@ -146,6 +165,7 @@ impl TaskState {
             Self::Completed => "completed",
             Self::Failed => "failed",
             Self::Cancelled => "cancelled",
+            Self::Expired => "expired",
         }
     }
 
@@ -156,12 +176,16 @@ impl TaskState {
             "completed" => Self::Completed,
             "failed" => Self::Failed,
             "cancelled" => Self::Cancelled,
+            "expired" => Self::Expired,
             _ => return None,
         })
     }
 
     pub fn is_final(self) -> bool {
-        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
+        matches!(
+            self,
+            Self::Completed | Self::Failed | Self::Cancelled | Self::Expired
+        )
     }
 }
 
@@ -286,6 +310,8 @@ pub struct TaskCounts {
     pub completed: u32,
     pub failed: u32,
     pub cancelled: u32,
+    #[serde(default)]
+    pub expired: u32,
 }
 
 /// A job as its submitter sees it.
@@ -299,6 +325,8 @@ pub struct Job {
     pub timeout_seconds: u64,
     pub memory_bytes: u64,
     pub own_devices: bool,
+    /// When its unfinished tasks expire.
+    pub deadline: Option<UnixMillis>,
     pub counts: TaskCounts,
     /// Core-seconds of validated runs: what the job cost in credit.
     pub core_seconds: f64,
@@ -339,6 +367,7 @@ mod tests {
         assert_eq!(request.replicas, 2);
         assert_eq!(request.timeout_seconds, 600);
         assert_eq!(request.memory_bytes, 512 << 20);
+        assert_eq!(request.deadline_seconds, 24 * 3600);
         assert!(!request.own_devices);
         assert!(request.args.is_empty());
     }
@@ -360,6 +389,7 @@ mod tests {
             JobState::Completed,
             JobState::Failed,
             JobState::Cancelled,
+            JobState::Expired,
         ] {
             assert_eq!(JobState::parse(state.as_str()), Some(state));
         }

@@ -152,6 +152,12 @@ fn check_request(request: &JobRequest, max_tasks: u32) -> ApiResult<()> {
             request.timeout_seconds
         )));
     }
+    if !(10..=surplus_protocol::MAX_JOB_DEADLINE_SECONDS).contains(&request.deadline_seconds) {
+        return Err(ApiError::validation(format!(
+            "the deadline must be 10 seconds to 30 days, not {} seconds",
+            request.deadline_seconds
+        )));
+    }
     if !(MIN_MEMORY_BYTES..=MAX_MEMORY_BYTES).contains(&request.memory_bytes) {
         return Err(ApiError::validation(format!(
             "the memory cap must be 1 MiB to 4 GiB, not {} bytes",

@@ -102,8 +102,8 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO jobs (id, subscriber_id, module_hash, module_size, args, replicas, timeout_ms, \
-             memory_bytes, output_bytes, own_devices, state, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'queued', $11)",
+             memory_bytes, output_bytes, own_devices, state, created_at, deadline) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'queued', $11, $12)",
         )
         .bind(id.to_string())
         .bind(subscriber_id.to_string())
@@ -116,6 +116,7 @@ impl Store {
         .bind(to_i64(output_bytes))
         .bind(i64::from(request.own_devices))
         .bind(now)
+        .bind(now.saturating_add(to_i64(request.deadline_seconds.saturating_mul(1000))))
         .execute(&mut *tx)
         .await?;
         for (position, input) in request.inputs.iter().enumerate() {
@@ -240,6 +241,71 @@ impl Store {
         sqlx::query(
             "UPDATE tasks SET state = 'cancelled', finished_at = $1 WHERE job_id = $2 \
              AND state IN ('queued', 'running')",
+        )
+        .bind(now)
+        .bind(job_id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        let runs = sqlx::query(
+            "SELECT r.id, r.device_id FROM task_runs r JOIN tasks t ON t.id = r.task_id \
+             WHERE t.job_id = $1 AND r.state = 'assigned'",
+        )
+        .bind(job_id.to_string())
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut started = Vec::new();
+        for row in &runs {
+            let run = parse_uuid(&row.try_get::<String, _>("id")?)?;
+            let device = parse_uuid(&row.try_get::<String, _>("device_id")?)?;
+            if end_run_on(&mut tx, run, RunState::Cancelled, now).await? {
+                started.push((device, run));
+            }
+        }
+        tx.commit().await?;
+        Ok(Some(started))
+    }
+
+    /// Live jobs whose deadline has passed (jobs from before deadlines get the default one).
+    pub async fn jobs_past_deadline(&self, now: UnixMillis) -> Result<Vec<Uuid>> {
+        let rows = sqlx::query(
+            "SELECT id FROM jobs WHERE state IN ('queued', 'running') \
+             AND COALESCE(deadline, created_at + $2) <= $1",
+        )
+        .bind(now)
+        .bind(to_i64(
+            surplus_protocol::DEFAULT_JOB_DEADLINE_SECONDS * 1000,
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| parse_uuid(&row.try_get::<String, _>("id")?))
+            .collect()
+    }
+
+    /// Ends a job whose deadline passed, in one transaction that only one process wins: its
+    /// unfinished tasks expire with the reason, and its runs still out are cancelled (returned,
+    /// for their devices to be told). None if the job had already ended.
+    pub async fn expire_job(
+        &self,
+        job_id: Uuid,
+        now: UnixMillis,
+    ) -> Result<Option<Vec<Cancelled>>> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE jobs SET state = 'expired', finished_at = $1 WHERE id = $2 \
+             AND state IN ('queued', 'running')",
+        )
+        .bind(now)
+        .bind(job_id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        sqlx::query(
+            "UPDATE tasks SET state = 'expired', finished_at = $1, \
+             error = 'the job reached its deadline before this task ended' \
+             WHERE job_id = $2 AND state IN ('queued', 'running')",
         )
         .bind(now)
         .bind(job_id.to_string())
@@ -686,6 +752,7 @@ impl Store {
                 TaskState::Completed => counts.completed = n,
                 TaskState::Failed => counts.failed = n,
                 TaskState::Cancelled => counts.cancelled = n,
+                TaskState::Expired => counts.expired = n,
             }
         }
         if counts.queued + counts.running > 0 {
@@ -976,12 +1043,13 @@ async fn end_run_on(
 }
 
 const JOB_SELECT: &str = "SELECT j.id, j.state, j.module_hash, j.args, j.replicas, j.timeout_ms, \
-     j.memory_bytes, j.own_devices, j.created_at, j.finished_at, \
+     j.memory_bytes, j.own_devices, j.created_at, j.finished_at, j.deadline, \
      (SELECT COUNT(*) FROM tasks t WHERE t.job_id = j.id AND t.state = 'queued') AS queued, \
      (SELECT COUNT(*) FROM tasks t WHERE t.job_id = j.id AND t.state = 'running') AS running, \
      (SELECT COUNT(*) FROM tasks t WHERE t.job_id = j.id AND t.state = 'completed') AS completed, \
      (SELECT COUNT(*) FROM tasks t WHERE t.job_id = j.id AND t.state = 'failed') AS failed, \
      (SELECT COUNT(*) FROM tasks t WHERE t.job_id = j.id AND t.state = 'cancelled') AS cancelled, \
+     (SELECT COUNT(*) FROM tasks t WHERE t.job_id = j.id AND t.state = 'expired') AS expired, \
      (SELECT CAST(COALESCE(SUM(r.running_ms), 0) AS BIGINT) FROM task_runs r JOIN tasks t ON t.id = r.task_id \
       WHERE t.job_id = j.id AND r.state = 'valid') AS used_ms FROM jobs j";
 
@@ -1000,12 +1068,14 @@ fn job_from_row(row: &AnyRow) -> Result<Job> {
         timeout_seconds: to_u64(row.try_get("timeout_ms")?) / 1000,
         memory_bytes: to_u64(row.try_get("memory_bytes")?),
         own_devices: row.try_get::<i64, _>("own_devices")? != 0,
+        deadline: row.try_get("deadline")?,
         counts: TaskCounts {
             queued: count("queued")?,
             running: count("running")?,
             completed: count("completed")?,
             failed: count("failed")?,
             cancelled: count("cancelled")?,
+            expired: count("expired")?,
         },
         core_seconds: core_seconds(row.try_get("used_ms")?),
         created_at: row.try_get("created_at")?,
