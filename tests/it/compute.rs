@@ -374,6 +374,8 @@ const TRAP: &[u8] = &[0x00, 0x0b];
 #[test]
 fn jobs_always_end_and_say_why() {
     on_each_database(|cluster| {
+        // Results are kept 20 s after a job ends (the default is 7 days).
+        cluster.hub.configure("output_retention_seconds = 20");
         let submitter = cluster.add_agent("sam-pc", "sam@example.org", false, "1MiB");
         let ann = donor(cluster, "ann-pc", &[]);
         let ben = donor(cluster, "ben-pc", &[]);
@@ -443,7 +445,53 @@ fn jobs_always_end_and_say_why() {
         let ended = wait_job(sam, &job, "expired", Duration::from_secs(60));
         assert_eq!(ended["tasks"][0]["state"], "expired");
         assert!(reason(&ended).contains("deadline"), "{ended}");
+        // A job that works: its results can be fetched, until the retention time is up. Then
+        // they leave the hub's staging, and `results` says they expired.
+        let job = submit(
+            sam,
+            &example("primes.wasm"),
+            std::slice::from_ref(&input),
+            &[],
+        );
+        let done = wait_job(sam, &job, "completed", Duration::from_secs(60));
+        let output = done["tasks"][0]["output"]["hash"]
+            .as_str()
+            .expect("a result")
+            .to_owned();
+        let out = cluster.dir.path().join("results");
+        let fetched = sam.ok(&[
+            "compute",
+            "results",
+            &job,
+            "--out",
+            out.to_str().expect("utf-8"),
+        ]);
+        assert!(fetched.contains("1 validated output(s)"), "{fetched}");
         let database = cluster.database.clone();
+        wait_for("the results to expire", Duration::from_secs(90), || {
+            !job_status(sam, &job)["results_dropped_at"].is_null()
+        });
+        assert_eq!(
+            count_in_database(
+                &database,
+                &format!("SELECT COUNT(*) FROM blobs WHERE hash = '{output}' AND staged = 1")
+            ),
+            0,
+            "the result left the hub's staging"
+        );
+        let expired = sam.cli(&[
+            "compute",
+            "results",
+            &job,
+            "--out",
+            out.to_str().expect("utf-8"),
+        ]);
+        assert!(!expired.status.success());
+        assert!(
+            String::from_utf8_lossy(&expired.stderr).contains("have expired"),
+            "{}",
+            String::from_utf8_lossy(&expired.stderr)
+        );
         wait_for(
             "the donors to stop the expired runs",
             Duration::from_secs(30),

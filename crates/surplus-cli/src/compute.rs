@@ -169,6 +169,16 @@ pub async fn compute(context: &Local, command: ComputeCommand) -> anyhow::Result
         }
         ComputeCommand::Results { job, out } => {
             let view = client.job(&token, job).await?;
+            if let Some(dropped) = view.results_dropped_at {
+                bail!(
+                    "the results of job {job} have expired: the hub keeps them for a while after a \
+                     job ends, and dropped them at {}",
+                    humantime::format_rfc3339_seconds(
+                        std::time::UNIX_EPOCH
+                            + Duration::from_millis(u64::try_from(dropped).unwrap_or(0))
+                    )
+                );
+            }
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
             let mut written = 0;
             let mut missing = Vec::new();

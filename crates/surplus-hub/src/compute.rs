@@ -319,6 +319,32 @@ async fn release_job_files(hub: &Hub, job: Uuid) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Drops the results of jobs that ended more than `Settings::output_retention` ago: their
+/// submitter no longer owns them (they stop counting against the staging quota) and the staged
+/// copies go unless something else needs them. Each job's are dropped once, by whichever
+/// process claims it. Returns how many jobs'.
+pub async fn drop_old_results(hub: &Hub, now: i64) -> Result<usize, StoreError> {
+    let keep = i64::try_from(hub.settings.output_retention.as_millis()).unwrap_or(i64::MAX);
+    let mut dropped = 0;
+    for job in hub
+        .store
+        .jobs_with_old_results(now.saturating_sub(keep))
+        .await?
+    {
+        let Some(hashes) = hub.store.drop_job_results(job, now).await? else {
+            continue;
+        };
+        for hash in hashes {
+            if !hub.store.blob_still_needed_in_staging(&hash).await? {
+                crate::scheduler::unstage(hub, &hash, now).await?;
+            }
+        }
+        tracing::info!(%job, "results kept past their retention dropped");
+        dropped += 1;
+    }
+    Ok(dropped)
+}
+
 /// Drops an output that is not a result (an invalid or late run's), unless it is one elsewhere.
 async fn drop_output(hub: &Hub, run: Uuid, hash: &str) -> Result<(), StoreError> {
     let Some(owner) = hub.store.run_owner(run).await? else {

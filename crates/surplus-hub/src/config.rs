@@ -35,6 +35,8 @@ pub struct FileConfig {
     /// A holder that gave storage up has this long to hand over what it holds before the rest
     /// is counted lost and rebuilt (default 3 days).
     pub handover_deadline_seconds: Option<u64>,
+    /// How long the results of an ended compute job stay staged (default 7 days).
+    pub output_retention_seconds: Option<u64>,
     /// Rate limits: how many attempts in a burst, refilled over the period the key names.
     pub logins_per_minute_per_address: Option<u32>,
     pub logins_per_minute_per_account: Option<u32>,
@@ -107,6 +109,9 @@ impl FileConfig {
         }
         if let Some(threshold) = self.repair_threshold {
             settings.repair_threshold = threshold;
+        }
+        if let Some(seconds) = self.output_retention_seconds {
+            settings.output_retention = Duration::from_secs(seconds);
         }
         if let Some(seconds) = self.handover_deadline_seconds {
             settings.handover_deadline = Duration::from_secs(seconds.max(1));

@@ -55,6 +55,9 @@ pub struct Settings {
     /// A holder silent this long is counted lost, and what it held is rebuilt elsewhere (never
     /// less than twice the online window).
     pub lost_after: Duration,
+    /// How long the results of an ended compute job stay staged for its submitter (counted
+    /// against their staging quota), before they are dropped.
+    pub output_retention: Duration,
     /// A holder that gave storage up has this long to hand what it holds over; what is left then
     /// is counted lost and rebuilt from other copies.
     pub handover_deadline: Duration,
@@ -91,6 +94,7 @@ impl Default for Settings {
             ),
             repair_threshold: surplus_rules::health::REPAIR_THRESHOLD,
             handover_deadline: Duration::from_secs(3 * 24 * 3600),
+            output_retention: Duration::from_secs(7 * 24 * 3600),
             rate_limits: crate::limits::RateLimits::default(),
         }
     }
@@ -607,6 +611,9 @@ async fn run_scheduler(hub: std::sync::Weak<Hub>) {
             }
             if let Err(error) = scheduler::release_returned(&hub, now).await {
                 tracing::warn!(%error, "releasing the copies of holders that came back");
+            }
+            if let Err(error) = crate::compute::drop_old_results(&hub, now).await {
+                tracing::warn!(%error, "dropping the results of jobs ended long ago");
             }
             if let Err(error) = hub.store.prune_traffic(now - 30 * 24 * 3_600_000).await {
                 tracing::warn!(%error, "pruning old traffic counts");

@@ -327,6 +327,8 @@ pub struct Job {
     pub own_devices: bool,
     /// When its unfinished tasks expire.
     pub deadline: Option<UnixMillis>,
+    /// When its results were dropped, kept the hub's retention time after it ended.
+    pub results_dropped_at: Option<UnixMillis>,
     pub counts: TaskCounts,
     /// Core-seconds of validated runs: what the job cost in credit.
     pub core_seconds: f64,

@@ -886,6 +886,67 @@ impl Store {
         Ok(released)
     }
 
+    /// Ended jobs whose results are still kept and ended before `ended_before`.
+    pub async fn jobs_with_old_results(&self, ended_before: UnixMillis) -> Result<Vec<Uuid>> {
+        let rows = sqlx::query(
+            "SELECT id FROM jobs WHERE state IN ('completed', 'failed', 'cancelled', 'expired') \
+             AND outputs_dropped_at IS NULL AND finished_at <= $1",
+        )
+        .bind(ended_before)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| parse_uuid(&row.try_get::<String, _>("id")?))
+            .collect()
+    }
+
+    /// Gives up the submitter's ownership of an ended job's results, in one transaction that
+    /// only one process wins (None for the others): each result that no other job of theirs
+    /// still keeps, and that they did not place as a backup. Returns the hashes let go.
+    pub async fn drop_job_results(
+        &self,
+        job_id: Uuid,
+        now: UnixMillis,
+    ) -> Result<Option<Vec<String>>> {
+        let mut tx = self.pool.begin().await?;
+        let claimed = sqlx::query(
+            "UPDATE jobs SET outputs_dropped_at = $1 WHERE id = $2 AND outputs_dropped_at IS NULL",
+        )
+        .bind(now)
+        .bind(job_id.to_string())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if claimed == 0 {
+            return Ok(None);
+        }
+        let rows = sqlx::query(
+            "SELECT DISTINCT t.output_hash AS hash, j.subscriber_id FROM tasks t JOIN jobs j ON j.id = t.job_id \
+             WHERE t.job_id = $1 AND t.output_hash IS NOT NULL \
+             AND NOT EXISTS (SELECT 1 FROM tasks t2 JOIN jobs j2 ON j2.id = t2.job_id \
+               WHERE j2.subscriber_id = j.subscriber_id AND j2.id <> j.id AND j2.outputs_dropped_at IS NULL \
+               AND t2.output_hash = t.output_hash) \
+             AND NOT EXISTS (SELECT 1 FROM placements p \
+               WHERE p.subscriber_id = j.subscriber_id AND p.hash = t.output_hash)",
+        )
+        .bind(job_id.to_string())
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut released = Vec::with_capacity(rows.len());
+        for row in rows {
+            let hash: String = row.try_get("hash")?;
+            let submitter: String = row.try_get("subscriber_id")?;
+            sqlx::query("DELETE FROM blob_owners WHERE hash = $1 AND subscriber_id = $2")
+                .bind(&hash)
+                .bind(&submitter)
+                .execute(&mut *tx)
+                .await?;
+            released.push(hash);
+        }
+        tx.commit().await?;
+        Ok(Some(released))
+    }
+
     /// Whether a device runs a task now that needs this blob (its module or input).
     pub async fn device_runs_with(&self, device_id: Uuid, hash: &str) -> Result<bool> {
         let row = sqlx::query(
@@ -1043,7 +1104,7 @@ async fn end_run_on(
 }
 
 const JOB_SELECT: &str = "SELECT j.id, j.state, j.module_hash, j.args, j.replicas, j.timeout_ms, \
-     j.memory_bytes, j.own_devices, j.created_at, j.finished_at, j.deadline, \
+     j.memory_bytes, j.own_devices, j.created_at, j.finished_at, j.deadline, j.outputs_dropped_at, \
      (SELECT COUNT(*) FROM tasks t WHERE t.job_id = j.id AND t.state = 'queued') AS queued, \
      (SELECT COUNT(*) FROM tasks t WHERE t.job_id = j.id AND t.state = 'running') AS running, \
      (SELECT COUNT(*) FROM tasks t WHERE t.job_id = j.id AND t.state = 'completed') AS completed, \
@@ -1069,6 +1130,7 @@ fn job_from_row(row: &AnyRow) -> Result<Job> {
         memory_bytes: to_u64(row.try_get("memory_bytes")?),
         own_devices: row.try_get::<i64, _>("own_devices")? != 0,
         deadline: row.try_get("deadline")?,
+        results_dropped_at: row.try_get("outputs_dropped_at")?,
         counts: TaskCounts {
             queued: count("queued")?,
             running: count("running")?,
