@@ -1,7 +1,7 @@
 //! Donated compute end to end: a subscriber's WebAssembly job runs on other subscribers' agents
 //! (real processes, the committed example modules), its results are validated by quorum, a
-//! dishonest donor is outvoted, a killed donor's task runs elsewhere, and a task pauses while the
-//! donor's user is at the machine.
+//! dishonest donor is outvoted, a killed donor's task runs elsewhere, a task pauses while the
+//! donor's user is at the machine or other programs are busy, and every job ends.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -22,6 +22,8 @@ fn example(name: &str) -> PathBuf {
 const AWAY: &str = r#"{"user": {"session": "none"}, "cores": 4, "busy_percent": 0}"#;
 const BACK: &str =
     r#"{"user": {"session": "idle", "idle_seconds": 0}, "cores": 4, "busy_percent": 0}"#;
+/// Nobody at the machine, but other programs use 90% of its CPU.
+const BUSY: &str = r#"{"user": {"session": "none"}, "cores": 4, "busy_percent": 90}"#;
 
 /// Writes the probe override of a donor (atomically: the agent reads it at any moment).
 fn set_probe(path: &Path, text: &str) {
@@ -318,11 +320,27 @@ fn a_killed_donors_task_runs_elsewhere_and_a_returning_user_pauses_compute() {
             job_status(&cluster.agents[submitter], &job)["state"],
             "running"
         );
-        // The user leaves again: it resumes where it stopped and completes.
+        // The user leaves again: it resumes where it stopped.
         set_probe(&probe, AWAY);
         wait_for("the task to resume", Duration::from_secs(10), || {
             cluster.agents[other].status()["agent"]["tasks_paused"] == 0
         });
+        // Other programs get busy (90% of the CPU, above the user's 25%): it pauses again, and
+        // resumes once they calm down, well below the threshold.
+        set_probe(&probe, BUSY);
+        wait_for(
+            "the task to pause for busy programs",
+            Duration::from_secs(10),
+            || {
+                let agent = &cluster.agents[other].status()["agent"];
+                agent["tasks_paused"] == 1 && agent["compute_held"] == "other programs are busy"
+            },
+        );
+        set_probe(&probe, AWAY);
+        wait_for("the task to resume", Duration::from_secs(10), || {
+            cluster.agents[other].status()["agent"]["tasks_paused"] == 0
+        });
+        // And completes.
         let done = wait_job(
             &cluster.agents[submitter],
             &job,

@@ -102,6 +102,26 @@ pub fn hold_reason(
     None
 }
 
+/// Points below the user's busy threshold that other programs' CPU use must fall to before
+/// held work resumes: without this margin, work near the threshold flaps on and off.
+pub const BUSY_HYSTERESIS: f32 = 10.0;
+
+/// How much each reading moves the smoothed CPU use the guard judges by (a reading every
+/// [`GUARD_INTERVAL`]: a burst of a second barely counts, a sustained load does within seconds).
+pub const BUSY_SMOOTHING: f32 = 0.2;
+
+/// Whether other programs' CPU use (smoothed, 0-100) holds donated work, given whether it held
+/// it until now: above `limit` it does; once held, until use falls [`BUSY_HYSTERESIS`] points
+/// below it.
+pub fn busy_holds(limit: u8, busy: f32, held: bool) -> bool {
+    let limit = f32::from(limit);
+    if held {
+        busy > limit - BUSY_HYSTERESIS
+    } else {
+        busy > limit
+    }
+}
+
 /// Minutes after local midnight, now.
 pub fn local_minute() -> u16 {
     use chrono::Timelike;
@@ -490,6 +510,16 @@ mod tests {
     }
 
     const AWAY: UserActivity = UserActivity::Idle { idle_seconds: 3600 };
+
+    #[test]
+    fn other_programs_busy_hold_work_with_a_margin_before_it_resumes() {
+        // The default threshold is 25%.
+        assert!(!busy_holds(25, 20.0, false));
+        assert!(busy_holds(25, 30.0, false));
+        // Held: still held just under the threshold, resumed well below it.
+        assert!(busy_holds(25, 22.0, true));
+        assert!(!busy_holds(25, 14.0, true));
+    }
 
     #[test]
     fn no_more_tasks_run_at_once_than_the_user_lends_cores_for() {

@@ -95,6 +95,11 @@ pub trait Probe: Send {
     fn user(&mut self) -> UserActivity {
         self.sample(Path::new(".")).user
     }
+
+    /// Only the CPU use of programs other than donated work (0-100), as cheaply.
+    fn busy(&mut self) -> f32 {
+        self.sample(Path::new(".")).busy_percent
+    }
 }
 
 impl<P: Probe + ?Sized> Probe for Box<P> {
@@ -104,6 +109,10 @@ impl<P: Probe + ?Sized> Probe for Box<P> {
 
     fn user(&mut self) -> UserActivity {
         (**self).user()
+    }
+
+    fn busy(&mut self) -> f32 {
+        (**self).busy()
     }
 }
 
@@ -370,6 +379,10 @@ impl Probe for SystemProbe {
 
     fn user(&mut self) -> UserActivity {
         self.user_activity()
+    }
+
+    fn busy(&mut self) -> f32 {
+        self.busy_percent()
     }
 }
 
@@ -691,6 +704,17 @@ impl<P: Probe> Probe for OverrideProbe<P> {
         match self.file.read().and_then(|overrides| overrides.user) {
             Some(user) => user,
             None => self.inner.user(),
+        }
+    }
+
+    fn busy(&mut self) -> f32 {
+        match self
+            .file
+            .read()
+            .and_then(|overrides| overrides.busy_percent)
+        {
+            Some(busy) => busy.clamp(0.0, 100.0),
+            None => self.inner.busy(),
         }
     }
 }

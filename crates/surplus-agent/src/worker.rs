@@ -503,20 +503,30 @@ async fn compute_guard(
 ) -> Result<(), WorkerError> {
     let mut tick = tokio::time::interval(crate::compute::GUARD_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Other programs' CPU use, smoothed, and whether it holds the work now.
+    let mut busy: Option<f32> = None;
+    let mut busy_held = false;
     loop {
         tokio::select! {
             _ = stop.wait_for(|&s| s) => return Ok(()),
             _ = tick.tick() => {}
         }
         if shared.compute.running() == 0 && !shared.compute.is_paused() {
+            busy = None;
+            busy_held = false;
             continue;
         }
         let settings = shared.settings();
-        let user = shared
-            .probe
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .user();
+        let (user, reading) = {
+            let mut probe = shared.probe.lock().unwrap_or_else(PoisonError::into_inner);
+            (probe.user(), probe.busy())
+        };
+        let smoothed = busy.map_or(reading, |before| {
+            before + (reading - before) * crate::compute::BUSY_SMOOTHING
+        });
+        busy = Some(smoothed);
+        busy_held =
+            crate::compute::busy_holds(settings.compute.busy_cpu_percent, smoothed, busy_held);
         let on_battery = *shared
             .on_battery
             .lock()
@@ -527,7 +537,8 @@ async fn compute_guard(
             on_battery,
             now_ms(),
             crate::compute::local_minute(),
-        );
+        )
+        .or(busy_held.then_some("other programs are busy"));
         if shared.compute.set_paused(held.is_some()) {
             match held {
                 Some(reason) => {

@@ -41,10 +41,30 @@ pub const MAX_TIMEOUTS: u32 = 2;
 fn deterministic_failure(outcome: &TaskOutcome) -> Option<String> {
     match outcome {
         TaskOutcome::Exit { code } => Some(format!("exit {code}")),
-        TaskOutcome::Trap { message } => Some(format!("trap {message}")),
+        TaskOutcome::Trap { message } => Some(format!("trap {}", trap_reason(message))),
         TaskOutcome::MemoryExceeded => Some("memory".into()),
         TaskOutcome::OutputTooLarge => Some("output".into()),
         TaskOutcome::Timeout | TaskOutcome::Success => None,
+    }
+}
+
+/// What identifies a trap across devices: the engine's reason (e.g. "wasm `unreachable`
+/// instruction executed"), without the backtrace around it, whose offsets and frames are not
+/// the same on every device.
+fn trap_reason(message: &str) -> &str {
+    message
+        .rsplit("wasm trap: ")
+        .next()
+        .and_then(|reason| reason.lines().next())
+        .unwrap_or(message)
+        .trim()
+}
+
+/// How a failed run ended, in words, as short as stays true.
+fn failure_words(outcome: &TaskOutcome) -> String {
+    match outcome {
+        TaskOutcome::Trap { message } => format!("trapped: {}", trap_reason(message)),
+        other => other.describe(),
     }
 }
 
@@ -79,8 +99,9 @@ pub fn no_donor_reason(runs: &[RunRow]) -> String {
         .iter()
         .filter_map(|r| r.outcome.as_ref())
         .filter(|o| **o != TaskOutcome::Success)
-        .map(TaskOutcome::describe)
+        .map(failure_words)
         .collect();
+    seen.sort();
     seen.dedup();
     if seen.is_empty() {
         "no other donor can run it".into()
@@ -176,7 +197,7 @@ pub fn judge(quorum: u32, runs: &[RunRow]) -> Verdict {
     if let Some((count, outcome)) = failures.values().find(|(count, _)| *count >= quorum) {
         return Verdict::Failed(format!(
             "it {} on {count} device(s): the module fails the same way everywhere",
-            outcome.describe()
+            failure_words(outcome)
         ));
     }
     if timeouts >= MAX_TIMEOUTS {
@@ -339,6 +360,27 @@ mod tests {
         }
         // A trusted device's task (quorum 1) fails on its one failure.
         assert!(matches!(judge(1, &[failed(1, trap())]), Verdict::Failed(_)));
+    }
+
+    #[test]
+    fn traps_are_compared_by_their_reason_not_their_backtrace() {
+        let trap = |offset: &str| TaskOutcome::Trap {
+            message: format!(
+                "error while executing at wasm backtrace:\n    0:     {offset} - <unknown>!<wasm function 0>: wasm trap: wasm `unreachable` instruction executed"
+            ),
+        };
+        let Verdict::Failed(reason) = judge(2, &[failed(1, trap("0x30")), failed(2, trap("0x31"))])
+        else {
+            panic!("the same trap at different offsets is the same failure");
+        };
+        assert!(
+            reason.contains("trapped: wasm `unreachable` instruction executed on 2"),
+            "{reason}"
+        );
+        assert_eq!(
+            no_donor_reason(&[failed(1, trap("0x30")), failed(2, trap("0x31"))]),
+            "no other donor can run it (its runs: trapped: wasm `unreachable` instruction executed)"
+        );
     }
 
     #[test]
