@@ -238,29 +238,7 @@ impl Store {
         if done.rows_affected() == 0 {
             return Ok(None);
         }
-        sqlx::query(
-            "UPDATE tasks SET state = 'cancelled', finished_at = $1 WHERE job_id = $2 \
-             AND state IN ('queued', 'running')",
-        )
-        .bind(now)
-        .bind(job_id.to_string())
-        .execute(&mut *tx)
-        .await?;
-        let runs = sqlx::query(
-            "SELECT r.id, r.device_id FROM task_runs r JOIN tasks t ON t.id = r.task_id \
-             WHERE t.job_id = $1 AND r.state = 'assigned'",
-        )
-        .bind(job_id.to_string())
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut started = Vec::new();
-        for row in &runs {
-            let run = parse_uuid(&row.try_get::<String, _>("id")?)?;
-            let device = parse_uuid(&row.try_get::<String, _>("device_id")?)?;
-            if end_run_on(&mut tx, run, RunState::Cancelled, now).await? {
-                started.push((device, run));
-            }
-        }
+        let started = end_unfinished_on(&mut tx, job_id, TaskState::Cancelled, None, now).await?;
         tx.commit().await?;
         Ok(Some(started))
     }
@@ -302,30 +280,14 @@ impl Store {
         if done.rows_affected() == 0 {
             return Ok(None);
         }
-        sqlx::query(
-            "UPDATE tasks SET state = 'expired', finished_at = $1, \
-             error = 'the job reached its deadline before this task ended' \
-             WHERE job_id = $2 AND state IN ('queued', 'running')",
+        let started = end_unfinished_on(
+            &mut tx,
+            job_id,
+            TaskState::Expired,
+            Some("the job reached its deadline before this task ended"),
+            now,
         )
-        .bind(now)
-        .bind(job_id.to_string())
-        .execute(&mut *tx)
         .await?;
-        let runs = sqlx::query(
-            "SELECT r.id, r.device_id FROM task_runs r JOIN tasks t ON t.id = r.task_id \
-             WHERE t.job_id = $1 AND r.state = 'assigned'",
-        )
-        .bind(job_id.to_string())
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut started = Vec::new();
-        for row in &runs {
-            let run = parse_uuid(&row.try_get::<String, _>("id")?)?;
-            let device = parse_uuid(&row.try_get::<String, _>("device_id")?)?;
-            if end_run_on(&mut tx, run, RunState::Cancelled, now).await? {
-                started.push((device, run));
-            }
-        }
         tx.commit().await?;
         Ok(Some(started))
     }
@@ -1144,6 +1106,44 @@ fn job_from_row(row: &AnyRow) -> Result<Job> {
         finished_at: row.try_get("finished_at")?,
         tasks: Vec::new(),
     })
+}
+
+/// Ends a job's unfinished tasks as `state` (with `error`, if any) and cancels its runs still
+/// out, inside the transaction that claimed the job's end: returns those runs and their
+/// devices, to be told to stop.
+async fn end_unfinished_on(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    job_id: Uuid,
+    state: TaskState,
+    error: Option<&str>,
+    now: UnixMillis,
+) -> Result<Vec<Cancelled>> {
+    sqlx::query(
+        "UPDATE tasks SET state = $1, finished_at = $2, error = COALESCE($3, error) \
+         WHERE job_id = $4 AND state IN ('queued', 'running')",
+    )
+    .bind(state.as_str())
+    .bind(now)
+    .bind(error)
+    .bind(job_id.to_string())
+    .execute(&mut **tx)
+    .await?;
+    let runs = sqlx::query(
+        "SELECT r.id, r.device_id FROM task_runs r JOIN tasks t ON t.id = r.task_id \
+         WHERE t.job_id = $1 AND r.state = 'assigned'",
+    )
+    .bind(job_id.to_string())
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut started = Vec::new();
+    for row in &runs {
+        let run = parse_uuid(&row.try_get::<String, _>("id")?)?;
+        let device = parse_uuid(&row.try_get::<String, _>("device_id")?)?;
+        if end_run_on(tx, run, RunState::Cancelled, now).await? {
+            started.push((device, run));
+        }
+    }
+    Ok(started)
 }
 
 fn run_from_row(row: &AnyRow) -> Result<RunRow> {
