@@ -67,7 +67,14 @@ pub async fn schedule(hub: &Hub) -> Result<usize, StoreError> {
                 continue;
             }
         };
-        let mut devices: Vec<Uuid> = task.runs.iter().map(|r| r.device_id).collect();
+        // A device that had its chance at the task is not sent it again; one that only lost a
+        // run (away, paused) may be, a few times.
+        let mut devices: Vec<Uuid> = task
+            .runs
+            .iter()
+            .map(|r| r.device_id)
+            .filter(|device| validation::tried(*device, &task.runs))
+            .collect();
         // A donor whose run is out or counted does not get a second vote.
         let mut donors: Vec<Uuid> = task
             .runs

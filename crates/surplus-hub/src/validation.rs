@@ -68,6 +68,25 @@ fn failure_words(outcome: &TaskOutcome) -> String {
     }
 }
 
+/// Runs a device may lose of one task (away, paused, its files unreachable) and still be sent
+/// it again: a passing fault is no verdict on the task, but a device that keeps losing it is not
+/// asked for ever.
+pub const MAX_LOST_PER_DEVICE: usize = 2;
+
+/// Whether `device` has had its chance at a task: a run of it counted, failed or out, or
+/// [`MAX_LOST_PER_DEVICE`] runs lost.
+pub fn tried(device: Uuid, runs: &[RunRow]) -> bool {
+    let mine = runs.iter().filter(|r| r.device_id == device);
+    let lost = mine
+        .clone()
+        .filter(|r| matches!(r.state, RunState::Lost | RunState::Cancelled))
+        .count();
+    lost >= MAX_LOST_PER_DEVICE
+        || mine
+            .into_iter()
+            .any(|r| !matches!(r.state, RunState::Lost | RunState::Cancelled))
+}
+
 /// Whether no device left could give a task the run it needs: every device of `eligible`
 /// (device, its subscriber: those that donate compute at all) already ran it, or belongs to a
 /// subscriber who has a run of it counted or out, or to the submitter when the job keeps off
@@ -82,14 +101,15 @@ pub fn no_donor_left(
         return false;
     }
     !eligible.iter().any(|(device, subscriber)| {
-        !runs.iter().any(|r| {
-            r.device_id == *device
-                || (r.donor_id == *subscriber
+        !tried(*device, runs)
+            && !runs.iter().any(|r| {
+                r.donor_id == *subscriber
                     && !matches!(
                         r.state,
                         RunState::Lost | RunState::Failed | RunState::Cancelled
-                    ))
-        }) && (own_devices || *subscriber != submitter)
+                    )
+            })
+            && (own_devices || *subscriber != submitter)
     })
 }
 
@@ -423,6 +443,26 @@ mod tests {
         assert!(!no_donor_left(&more, &runs, submitter, false));
         let out = [run(3, RunState::Assigned, None)];
         assert!(!no_donor_left(&[], &out, submitter, false));
+        // A device that lost its run (away, paused) may have it again, up to a point.
+        let lost = RunRow {
+            device_id: Uuid::from_u128(101),
+            ..run(5, RunState::Lost, None)
+        };
+        let one_device = [(Uuid::from_u128(101), Uuid::from_u128(201))];
+        assert!(!no_donor_left(
+            &one_device,
+            std::slice::from_ref(&lost),
+            submitter,
+            false
+        ));
+        let twice = [
+            lost.clone(),
+            RunRow {
+                id: Uuid::from_u128(6),
+                ..lost
+            },
+        ];
+        assert!(no_donor_left(&one_device, &twice, submitter, false));
         // A subscriber whose run is counted gets no second vote through another device.
         let counted = [run(4, RunState::Returned, Some("a"))];
         let same_subscriber = [(Uuid::from_u128(150), Uuid::from_u128(204))];
