@@ -33,6 +33,7 @@ use crate::untrusted;
 /// Set (to anything but empty) only by tests, and honoured only by a build with the `test-hooks`
 /// feature: outputs are corrupted before upload, to play a dishonest donor that validation must
 /// outvote.
+#[cfg(feature = "test-hooks")]
 pub const CORRUPT_OUTPUTS_ENV: &str = "SURPLUS_TEST_CORRUPT_OUTPUTS";
 
 /// How often the user's activity is looked at while tasks run.
@@ -131,10 +132,13 @@ pub fn local_minute() -> u16 {
 
 impl Compute {
     pub fn new(data_dir: &Path) -> Compute {
-        let corrupt = cfg!(feature = "test-hooks")
-            && std::env::var_os(CORRUPT_OUTPUTS_ENV).is_some_and(|v| !v.is_empty());
+        // Compiled out of a build without the feature: a shipped binary never reads it.
+        #[cfg(feature = "test-hooks")]
+        let corrupt = std::env::var_os(CORRUPT_OUTPUTS_ENV).is_some_and(|v| !v.is_empty());
+        #[cfg(not(feature = "test-hooks"))]
+        let corrupt = false;
         if corrupt {
-            tracing::warn!("{CORRUPT_OUTPUTS_ENV} is set: this agent corrupts its task outputs");
+            tracing::warn!("this agent corrupts its task outputs (a test hook)");
         }
         Compute {
             dir: data_dir.join("compute"),

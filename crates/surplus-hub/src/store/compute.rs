@@ -833,17 +833,7 @@ impl Store {
         .bind(job_id.to_string())
         .fetch_all(&mut *tx)
         .await?;
-        let mut released = Vec::with_capacity(rows.len());
-        for row in rows {
-            let hash: String = row.try_get("hash")?;
-            let submitter: String = row.try_get("subscriber_id")?;
-            sqlx::query("DELETE FROM blob_owners WHERE hash = $1 AND subscriber_id = $2")
-                .bind(&hash)
-                .bind(&submitter)
-                .execute(&mut *tx)
-                .await?;
-            released.push(hash);
-        }
+        let released = give_up_ownership_on(&mut tx, &rows).await?;
         tx.commit().await?;
         Ok(released)
     }
@@ -894,17 +884,7 @@ impl Store {
         .bind(job_id.to_string())
         .fetch_all(&mut *tx)
         .await?;
-        let mut released = Vec::with_capacity(rows.len());
-        for row in rows {
-            let hash: String = row.try_get("hash")?;
-            let submitter: String = row.try_get("subscriber_id")?;
-            sqlx::query("DELETE FROM blob_owners WHERE hash = $1 AND subscriber_id = $2")
-                .bind(&hash)
-                .bind(&submitter)
-                .execute(&mut *tx)
-                .await?;
-            released.push(hash);
-        }
+        let released = give_up_ownership_on(&mut tx, &rows).await?;
         tx.commit().await?;
         Ok(Some(released))
     }
@@ -1106,6 +1086,27 @@ fn job_from_row(row: &AnyRow) -> Result<Job> {
         finished_at: row.try_get("finished_at")?,
         tasks: Vec::new(),
     })
+}
+
+/// Gives up the ownership of each (`hash`, `subscriber_id`) row, inside `tx`: the blobs stop
+/// counting against their owner's staging quota. Returns the hashes, for the caller to drop
+/// the staged copies nothing else needs.
+async fn give_up_ownership_on(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    rows: &[AnyRow],
+) -> Result<Vec<String>> {
+    let mut released = Vec::with_capacity(rows.len());
+    for row in rows {
+        let hash: String = row.try_get("hash")?;
+        let submitter: String = row.try_get("subscriber_id")?;
+        sqlx::query("DELETE FROM blob_owners WHERE hash = $1 AND subscriber_id = $2")
+            .bind(&hash)
+            .bind(&submitter)
+            .execute(&mut **tx)
+            .await?;
+        released.push(hash);
+    }
+    Ok(released)
 }
 
 /// Ends a job's unfinished tasks as `state` (with `error`, if any) and cancels its runs still
