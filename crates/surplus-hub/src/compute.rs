@@ -56,7 +56,7 @@ pub async fn schedule(hub: &Hub) -> Result<usize, StoreError> {
     // finds no device free, to tell waiting from hopeless.
     let mut donating: Option<Vec<(Uuid, Uuid)>> = None;
     let mut sent = 0;
-    for task in store.open_tasks(TASKS_PER_PASS).await? {
+    'tasks: for task in store.open_tasks(TASKS_PER_PASS).await? {
         let needed = match validation::judge(task.quorum, &task.runs) {
             Verdict::NeedRuns(needed) => needed,
             Verdict::Waiting => continue,
@@ -104,9 +104,9 @@ pub async fn schedule(hub: &Hub) -> Result<usize, StoreError> {
             };
             let alone = first
                 && devices.is_empty()
-                && task.quorum == surplus_protocol::DEFAULT_REPLICAS
+                && task.replicas == surplus_protocol::DEFAULT_REPLICAS
                 && validation::accept_alone(choice.trust_streak, rand::random::<f64>());
-            let run = store
+            let Some(run) = store
                 .assign_run(
                     &NewRun {
                         task: &task,
@@ -117,7 +117,11 @@ pub async fn schedule(hub: &Hub) -> Result<usize, StoreError> {
                     },
                     now,
                 )
-                .await?;
+                .await?
+            else {
+                // An acknowledgement ended the task since this pass read it.
+                continue 'tasks;
+            };
             tracing::debug!(task = %task.id, %run, device = %choice.device_id, alone, "task sent");
             choice.free_slots -= 1;
             devices.push(choice.device_id);

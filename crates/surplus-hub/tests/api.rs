@@ -1937,6 +1937,154 @@ async fn tasks_run_on_other_subscribers_devices_and_a_dishonest_result_is_outvot
     }
 }
 
+/// A scheduling pass reads open tasks, then sends runs; an acknowledgement may settle a task in
+/// between. Sending the settled task again would reopen it: a second verdict on it, trust and
+/// credit counted again, and a job that said "completed" with a run still out. The send must
+/// refuse it, whatever the interleaving; here the interleaving is fixed by hand.
+#[tokio::test]
+async fn a_task_settled_while_a_pass_was_deciding_is_not_sent_again() {
+    use surplus_hub::store::{NewRun, Settlement};
+    for hub in quiet_hubs().await {
+        let submitter = hub.signup("submitter@example.com").await;
+        let donor_session = hub.signup("donor@example.com").await;
+        let (_, donor) = hub.device(&donor_session, "donor-pc").await;
+        assert_eq!(hub.heartbeat(&donor, report()).await.status, StatusCode::OK);
+        let module = staged(&hub, &submitter, WASM).await;
+        let input = staged(&hub, &submitter, b"1 100").await;
+        let job = hub
+            .call(
+                Method::POST,
+                "/v1/compute/jobs",
+                Some(&submitter),
+                Some(json!({"module": module,
+                    "inputs": [{"name": "a.txt", "hash": input["hash"], "size": input["size"]}]})),
+            )
+            .await;
+        assert_eq!(job.status, StatusCode::CREATED, "{}", job.body);
+        let job_id = job.body["id"].as_str().expect("id").to_owned();
+        let store = &hub.hub.store;
+        let now = surplus_hub::now_ms();
+        // The pass reads the task and the donor...
+        let tasks = store.open_tasks(10).await.expect("open tasks");
+        assert_eq!(tasks.len(), 1);
+        let task = &tasks[0];
+        let candidates = store.compute_candidates(0).await.expect("candidates");
+        assert_eq!(candidates.len(), 1);
+        // ...an acknowledgement settles the task...
+        store
+            .settle_task(
+                task.id,
+                task.submitter,
+                &Settlement::Failed("it trapped on 2 device(s)".into()),
+                now,
+            )
+            .await
+            .expect("settle");
+        // ...and the pass, deciding on what it read, sends it: refused, nothing written.
+        let sent = store
+            .assign_run(
+                &NewRun {
+                    task,
+                    device_id: candidates[0].device_id,
+                    donor_id: candidates[0].subscriber_id,
+                    alone: false,
+                    deadline: now + 60_000,
+                },
+                now,
+            )
+            .await
+            .expect("assign");
+        assert_eq!(sent, None, "a settled task was sent again");
+        let job = hub
+            .call(
+                Method::GET,
+                &format!("/v1/compute/jobs/{job_id}"),
+                Some(&submitter),
+                None,
+            )
+            .await;
+        let task = &job.body["tasks"][0];
+        assert_eq!(task["state"], "failed", "{}", job.body);
+        assert_eq!(task["runs"], json!([]), "{}", job.body);
+        assert!(
+            hub.poll(&donor, 0).await.is_empty(),
+            "the donor was told nothing"
+        );
+        let ledger = hub
+            .call(Method::GET, "/v1/allocations", Some(&submitter), None)
+            .await;
+        assert_eq!(ledger.body, json!([]), "no compute was allocated");
+    }
+}
+
+/// A trusted device's run may be accepted alone (quorum one). When that run is lost, the task
+/// goes to other devices with the job's quorum again: an untrusted device's result is never
+/// accepted alone because a trusted one went away.
+#[tokio::test]
+async fn a_lost_run_that_was_trusted_alone_gives_the_task_its_quorum_back() {
+    use surplus_hub::store::NewRun;
+    for hub in quiet_hubs().await {
+        let submitter = hub.signup("submitter@example.com").await;
+        let mut devices = Vec::new();
+        for name in ["ann", "ben"] {
+            let session = hub.signup(&format!("{name}@example.com")).await;
+            let (id, token) = hub.device(&session, name).await;
+            assert_eq!(hub.heartbeat(&token, report()).await.status, StatusCode::OK);
+            devices.push(id.parse::<uuid::Uuid>().expect("uuid"));
+        }
+        let module = staged(&hub, &submitter, WASM).await;
+        let input = staged(&hub, &submitter, b"1 100").await;
+        let job = hub
+            .call(
+                Method::POST,
+                "/v1/compute/jobs",
+                Some(&submitter),
+                Some(json!({"module": module,
+                    "inputs": [{"name": "a.txt", "hash": input["hash"], "size": input["size"]}]})),
+            )
+            .await;
+        assert_eq!(job.status, StatusCode::CREATED, "{}", job.body);
+        let store = &hub.hub.store;
+        let candidates = store.compute_candidates(0).await.expect("candidates");
+        let donor_of = |device: uuid::Uuid| {
+            candidates
+                .iter()
+                .find(|c| c.device_id == device)
+                .expect("a candidate")
+                .subscriber_id
+        };
+        let now = surplus_hub::now_ms();
+        let send = |device: uuid::Uuid, alone: bool| async move {
+            let tasks = store.open_tasks(10).await.expect("open tasks");
+            store
+                .assign_run(
+                    &NewRun {
+                        task: &tasks[0],
+                        device_id: device,
+                        donor_id: donor_of(device),
+                        alone,
+                        deadline: now + 60_000,
+                    },
+                    now,
+                )
+                .await
+                .expect("assign")
+                .expect("the task is open")
+        };
+        // Ann is trusted and the dice said "alone": one result will do.
+        send(devices[0], true).await;
+        let task = store.open_tasks(10).await.expect("open tasks")[0].id;
+        assert_eq!(store.task_header(task).await.expect("task").1, 1);
+        // Ann's run misses its deadline; the task goes to Ben, and needs two results again.
+        assert_eq!(
+            store.lose_runs(now + 60_000, 0).await.expect("lose"),
+            vec![task]
+        );
+        send(devices[1], false).await;
+        assert_eq!(store.task_header(task).await.expect("task").1, 2);
+    }
+}
+
 /// Uploads `output` as the output of `run` from the device with `token`.
 async fn upload_output(hub: &TestHub, token: &str, run: &str, output: &[u8]) -> Reply {
     let hash = blake3::hash(output).to_hex().to_string();

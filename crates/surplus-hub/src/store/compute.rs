@@ -416,7 +416,8 @@ impl Store {
                 runs: Vec::new(),
             });
         }
-        // The runs of all those tasks in one query, not one per task: this runs every tick.
+        // The runs of all those tasks in one query, not one per task: this runs every tick. A task
+        // that ended between the two queries shows no runs; `assign_run` then refuses it.
         let runs = sqlx::query(
             "SELECT r.id, r.task_id, r.device_id, r.donor_id, r.state, r.output_hash, r.output_size, \
              r.running_ms, r.outcome FROM task_runs r JOIN tasks t ON t.id = r.task_id JOIN jobs j ON j.id = t.job_id \
@@ -449,11 +450,33 @@ impl Store {
     }
 
     /// Sends a task to a device: the allocation (its budget in core-milliseconds), the
-    /// `run_task` instruction and the run, in one transaction.
-    pub async fn assign_run(&self, new: &NewRun<'_>, now: UnixMillis) -> Result<Uuid> {
+    /// `run_task` instruction and the run, in one transaction. `None`, and nothing written, when
+    /// the task ended since it was read (an acknowledgement settled it, the job was cancelled):
+    /// an ended task is never reopened, so its verdict, credit and trust stay settled once.
+    pub async fn assign_run(&self, new: &NewRun<'_>, now: UnixMillis) -> Result<Option<Uuid>> {
         let task = new.task;
         let run = Uuid::now_v7();
         let mut tx = self.pool.begin().await?;
+        // The claim comes first: it takes the task's row, so that a settlement at the same time
+        // either ends the task before it (and the claim fails) or waits for this run to exist.
+        // A run accepted alone lowers the quorum to one; any other run restores the job's, so
+        // that a task whose trusted run was lost is not then accepted on anyone's result alone.
+        let quorum = if new.alone {
+            1
+        } else {
+            i64::from(task.replicas)
+        };
+        let claimed = sqlx::query(
+            "UPDATE tasks SET state = 'running', quorum = $1 WHERE id = $2 \
+             AND state IN ('queued', 'running')",
+        )
+        .bind(quorum)
+        .bind(task.id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        if claimed.rows_affected() != 1 {
+            return Ok(None);
+        }
         sqlx::query(
             "INSERT INTO allocations (id, subscriber_id, device_id, kind, amount, purpose, blob_hash, state, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, NULL, 'pending', $7)",
@@ -490,18 +513,12 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        let quorum = if new.alone { 1 } else { i64::from(task.quorum) };
-        sqlx::query("UPDATE tasks SET state = 'running', quorum = $1 WHERE id = $2")
-            .bind(quorum)
-            .bind(task.id.to_string())
-            .execute(&mut *tx)
-            .await?;
         sqlx::query("UPDATE jobs SET state = 'running' WHERE id = $1 AND state = 'queued'")
             .bind(task.job_id.to_string())
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(run)
+        Ok(Some(run))
     }
 
     /// Records how a run ended on its device, with its instruction and its allocation (released,
