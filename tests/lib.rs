@@ -100,8 +100,76 @@ pub struct Cluster {
     pub agents: Vec<Agent>,
 }
 
+/// A private certificate authority and the certificate it signed for the hub on loopback, made
+/// for one test: what an operator with an internal CA would give the hub and its devices.
+#[derive(Debug, Clone)]
+pub struct TestCa {
+    /// The CA's certificate (PEM): what devices are told to trust.
+    pub ca: PathBuf,
+    /// The hub's certificate (PEM) and its key.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TestCa {
+    /// A new CA named `name` in `dir`, and a hub certificate for 127.0.0.1 and localhost.
+    pub fn make(dir: &Path, name: &str) -> TestCa {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let mut params = CertificateParams::new(Vec::new()).expect("CA parameters");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("Surplus test CA {name}"));
+        let ca_key = KeyPair::generate().expect("CA key");
+        let ca_cert = params.self_signed(&ca_key).expect("CA certificate");
+        let issuer = Issuer::new(params, ca_key);
+        let hub_params = CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()])
+            .expect("hub certificate parameters");
+        let hub_key = KeyPair::generate().expect("hub key");
+        let hub_cert = hub_params
+            .signed_by(&hub_key, &issuer)
+            .expect("hub certificate");
+        let tls = TestCa {
+            ca: dir.join(format!("{name}-ca.pem")),
+            cert: dir.join(format!("{name}-hub.pem")),
+            key: dir.join(format!("{name}-hub-key.pem")),
+        };
+        std::fs::write(&tls.ca, ca_cert.pem()).expect("write the CA");
+        std::fs::write(&tls.cert, hub_cert.pem()).expect("write the hub's certificate");
+        std::fs::write(&tls.key, hub_key.serialize_pem()).expect("write the hub's key");
+        tls
+    }
+}
+
+/// Whether an HTTPS GET of `url`, trusting only `ca`, is answered 200.
+pub fn https_get_ok(url: &str, ca: &Path) -> bool {
+    let Ok(pem) = std::fs::read(ca) else {
+        return false;
+    };
+    let Ok(certificate) = reqwest::Certificate::from_pem(&pem) else {
+        return false;
+    };
+    let Ok(client) = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(certificate)
+        .timeout(Duration::from_secs(5))
+        .build()
+    else {
+        return false;
+    };
+    block_on(async {
+        client
+            .get(url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    })
+}
+
 pub struct Hub {
     pub url: String,
+    /// The hub serves HTTPS with a certificate from this test CA.
+    pub tls: TestCa,
     port: u16,
     database: String,
     staging: PathBuf,
@@ -114,7 +182,8 @@ impl Hub {
     fn start(dir: &Path, database: &str) -> Hub {
         let port = free_port();
         let mut hub = Hub {
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("https://127.0.0.1:{port}"),
+            tls: TestCa::make(dir, "hub"),
             port,
             database: database.to_owned(),
             staging: dir.join("staging"),
@@ -150,6 +219,10 @@ impl Hub {
             ])
             .arg("--staging")
             .arg(&self.staging)
+            .arg("--tls-cert")
+            .arg(&self.tls.cert)
+            .arg("--tls-key")
+            .arg(&self.tls.key)
             .args(["--heartbeat-interval", "1"])
             .arg("--config")
             .arg(&self.config)
@@ -163,8 +236,18 @@ impl Hub {
         wait_for(
             "the hub to answer /healthz",
             Duration::from_secs(30),
-            || http_get_ok(&url),
+            || https_get_ok(&url, &self.tls.ca),
         );
+    }
+
+    /// Sends the hub SIGHUP, as an operator does after renewing its certificate.
+    pub fn hang_up(&self) {
+        let child = self.process.as_ref().expect("the hub is running");
+        let status = Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -HUP failed");
     }
 
     /// Stops the hub as an operator would (SIGTERM) and waits for it to exit.
@@ -421,32 +504,6 @@ fn terminate(child: &mut Child) {
     let _ = child.wait();
 }
 
-/// A plain HTTP/1.1 GET on loopback, answered 200?
-fn http_get_ok(url: &str) -> bool {
-    use std::io::{Read, Write};
-    let Some(rest) = url.strip_prefix("http://") else {
-        return false;
-    };
-    let (authority, path) = rest
-        .split_once('/')
-        .map_or((rest, "/".to_owned()), |(a, p)| (a, format!("/{p}")));
-    let Ok(mut stream) = std::net::TcpStream::connect(authority) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    if write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
-    )
-    .is_err()
-    {
-        return false;
-    }
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    response.starts_with("HTTP/1.1 200")
-}
-
 impl Cluster {
     /// A hub on `database` and no agents yet.
     pub fn new(dir: tempfile::TempDir, database: String) -> Cluster {
@@ -462,16 +519,10 @@ impl Cluster {
     /// Signs up `email`, registers a device `name` in its own data directory, and applies the
     /// given consent and quota. The agent is not started.
     pub fn add_agent(&mut self, name: &str, email: &str, storage: bool, quota: &str) -> usize {
-        let data_dir = self.dir.path().join(name);
-        let agent = Agent {
-            name: name.to_owned(),
-            email: email.to_owned(),
-            data_dir,
-            hub_url: self.hub.url.clone(),
-            log: self.dir.path().join(format!("{name}.log")),
-            process: None,
-            env: Vec::new(),
-        };
+        let mut agent = self.new_agent(name, email);
+        // Every device of the cluster trusts the hub's private CA.
+        let ca = self.hub.tls.ca.to_str().expect("utf-8").to_owned();
+        agent.set_env("SURPLUS_CA_FILE", &ca);
         if agent.cli(&["login", "--email", email]).status.success() {
             // Another device of an existing subscriber.
         } else {
@@ -482,6 +533,20 @@ impl Cluster {
         agent.ok(&["quota", "--storage", quota, "--floor", "1MiB"]);
         self.agents.push(agent);
         self.agents.len() - 1
+    }
+
+    /// A device `name` of `email` with its own data directory, told nothing yet: not signed
+    /// up, not registered, trusting no private CA.
+    pub fn new_agent(&self, name: &str, email: &str) -> Agent {
+        Agent {
+            name: name.to_owned(),
+            email: email.to_owned(),
+            data_dir: self.dir.path().join(name),
+            hub_url: self.hub.url.clone(),
+            log: self.dir.path().join(format!("{name}.log")),
+            process: None,
+            env: Vec::new(),
+        }
     }
 
     pub fn agent(&mut self, index: usize) -> &mut Agent {

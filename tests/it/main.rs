@@ -7,6 +7,7 @@ mod compute;
 mod hostile_hub;
 mod resilience;
 mod storage;
+mod tls;
 
 use surplus_e2e::{Cluster, databases};
 

@@ -23,8 +23,9 @@ pub enum ClientError {
     #[error("the hub refused: {} ({})", .body.message, .body.error)]
     Hub { status: StatusCode, body: ErrorBody },
     /// The hub could not be reached, or the connection broke.
-    #[error("cannot reach the hub at {url}: {source}")]
-    Transport { url: String, source: reqwest::Error },
+    /// (`error` is not a `source`: the message already names every cause, once.)
+    #[error("cannot reach the hub at {url}: {}", causes(.error))]
+    Transport { url: String, error: reqwest::Error },
     /// The hub answered something this agent does not understand.
     #[error("unexpected answer from the hub ({status}): {detail}")]
     Unexpected { status: StatusCode, detail: String },
@@ -32,10 +33,16 @@ pub enum ClientError {
     BadUrl(String),
     #[error(
         "the hub at {0} speaks plain http:// across the network, where passwords and device \
-         secrets would travel readable: use its https:// address (or set SURPLUS_INSECURE_HTTP=1 \
-         to accept clear text)"
+         secrets would travel readable: use its https:// address (or pass --insecure-http, or \
+         set SURPLUS_INSECURE_HTTP=1, to accept clear text)"
     )]
     InsecureUrl(String),
+    /// The private CA to trust could not be read or holds no certificate.
+    #[error("the CA file {} cannot be used: {detail}", .path.display())]
+    CaFile {
+        path: std::path::PathBuf,
+        detail: String,
+    },
     /// A local file to send could not be read.
     #[error("reading {}: {source}", .path.display())]
     File {
@@ -51,9 +58,10 @@ impl ClientError {
             ClientError::Hub { body, .. } => body.retryable,
             ClientError::Transport { .. } => true,
             ClientError::Unexpected { status, .. } => status.is_server_error(),
-            ClientError::BadUrl(_) | ClientError::InsecureUrl(_) | ClientError::File { .. } => {
-                false
-            }
+            ClientError::BadUrl(_)
+            | ClientError::InsecureUrl(_)
+            | ClientError::CaFile { .. }
+            | ClientError::File { .. } => false,
         }
     }
 
@@ -70,6 +78,76 @@ pub type Result<T> = std::result::Result<T, ClientError>;
 
 /// Set to `1` to let the agent speak plain `http://` to a hub that is not on this machine.
 pub const INSECURE_HTTP_VARIABLE: &str = "SURPLUS_INSECURE_HTTP";
+/// A PEM file of certificate authorities to trust for the hub, besides the built-in roots.
+pub const CA_FILE_VARIABLE: &str = "SURPLUS_CA_FILE";
+
+/// What the agent trusts on the way to its hub, beyond a certificate from a public CA.
+/// Remembered in the settings with the hub's address, so the background agent connects the
+/// way `surplus login` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HubTrust {
+    /// A private CA (PEM, one or more certificates) that signed the hub's certificate.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Accept a plain `http://` hub that is not on loopback: everything travels readable.
+    pub insecure_http: bool,
+}
+
+impl HubTrust {
+    pub fn is_default(&self) -> bool {
+        *self == HubTrust::default()
+    }
+
+    /// This trust with what the environment adds: `SURPLUS_CA_FILE`, `SURPLUS_INSECURE_HTTP=1`.
+    pub fn with_environment(mut self) -> HubTrust {
+        if let Some(path) = std::env::var_os(CA_FILE_VARIABLE).filter(|p| !p.is_empty()) {
+            self.ca_file = Some(path.into());
+        }
+        if std::env::var(INSECURE_HTTP_VARIABLE).is_ok_and(|v| v == "1") {
+            self.insecure_http = true;
+        }
+        self
+    }
+
+    /// The certificates of `ca_file`, read and parsed.
+    fn certificates(&self) -> Result<Vec<reqwest::Certificate>> {
+        let Some(path) = &self.ca_file else {
+            return Ok(Vec::new());
+        };
+        let failed = |detail: String| ClientError::CaFile {
+            path: path.clone(),
+            detail,
+        };
+        let pem = std::fs::read(path).map_err(|e| failed(e.to_string()))?;
+        let certificates =
+            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| failed(causes(&e)))?;
+        if certificates.is_empty() {
+            return Err(failed("it holds no PEM certificate".into()));
+        }
+        Ok(certificates)
+    }
+}
+
+/// An error with every cause after it: reqwest's own message rarely says what went wrong (an
+/// unknown certificate issuer, a refused connection), its sources do.
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let words = cause.to_string();
+        if !text.contains(&words) {
+            text.push_str(": ");
+            text.push_str(&words);
+        }
+        source = cause.source();
+    }
+    if text.contains("certificate") || text.contains("UnknownIssuer") {
+        text.push_str(
+            " (a hub with a certificate from a private CA needs --ca-file FILE or SURPLUS_CA_FILE)",
+        );
+    }
+    text
+}
 
 /// The hub's base URL, checked: `https://`, or `http://` on loopback or when `insecure` allows.
 fn check_url(base: &str, insecure: bool) -> Result<String> {
@@ -109,13 +187,17 @@ pub struct HubClient {
 }
 
 impl HubClient {
-    /// A client of the hub at `base`. A plain `http://` hub is refused unless it is on this
-    /// machine (loopback) or `SURPLUS_INSECURE_HTTP=1` says that clear text is accepted:
-    /// passwords, session tokens and device secrets would otherwise cross the network readable.
-    pub fn new(base: &str) -> Result<HubClient> {
-        let insecure = std::env::var(INSECURE_HTTP_VARIABLE).is_ok_and(|v| v == "1");
-        let base = check_url(base, insecure)?;
-        let http = reqwest::Client::builder()
+    /// A client of the hub at `base`, trusting what `trust` says besides public CAs. A plain
+    /// `http://` hub is refused unless it is on this machine (loopback) or the trust accepts
+    /// clear text: passwords, session tokens and device secrets would otherwise cross the
+    /// network readable.
+    pub fn new(base: &str, trust: &HubTrust) -> Result<HubClient> {
+        let base = check_url(base, trust.insecure_http)?;
+        let mut http = reqwest::Client::builder();
+        for certificate in trust.certificates()? {
+            http = http.add_root_certificate(certificate);
+        }
+        let http = http
             .connect_timeout(Duration::from_secs(10))
             // A connection that goes quiet this long is dead (long polls answer within their
             // wait, which is shorter): give up on it rather than wait for ever.
@@ -124,7 +206,7 @@ impl HubClient {
             .build()
             .map_err(|source| ClientError::Transport {
                 url: base.clone(),
-                source,
+                error: source,
             })?;
         Ok(HubClient { http, base })
     }
@@ -147,7 +229,7 @@ impl HubClient {
             .await
             .map_err(|source| ClientError::Transport {
                 url: self.base.clone(),
-                source,
+                error: source,
             })?;
         let status = response.status();
         if status.is_success() {
@@ -171,7 +253,7 @@ impl HubClient {
             .await
             .map_err(|source| ClientError::Transport {
                 url: self.base.clone(),
-                source,
+                error: source,
             })?;
         serde_json::from_slice(&bytes).map_err(|error| ClientError::Unexpected {
             status,
@@ -387,7 +469,7 @@ impl HubClient {
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|source| ClientError::Transport {
                 url: self.base.clone(),
-                source,
+                error: source,
             })?;
             if bytes.len() as u64 + chunk.len() as u64 > max {
                 return Err(ClientError::Unexpected {

@@ -15,7 +15,7 @@ use surplus_backup::repo::{Progress, Repository};
 use surplus_protocol::{Credentials, PauseState, SpareReason, UnixMillis};
 
 use crate::backup::{HubStore, KeyError};
-use crate::client::{ClientError, HubClient};
+use crate::client::{ClientError, HubClient, HubTrust};
 use crate::credentials::{CredentialStore, DeviceCredential, SessionCredential};
 use crate::passphrase::Request;
 use crate::settings::Settings;
@@ -64,6 +64,8 @@ pub struct Control {
     data_dir: PathBuf,
     /// A hub named for this use only, over the one in the settings.
     hub: Option<String>,
+    /// What to trust on the way to it, over what the settings say.
+    trust: Option<HubTrust>,
     /// Asks for the recovery passphrase when a device without the backup key reads backups.
     passphrase: fn(Request<'_>) -> Option<String>,
 }
@@ -162,6 +164,7 @@ impl Control {
         Control {
             data_dir: data_dir.to_owned(),
             hub: None,
+            trust: None,
             passphrase: no_passphrase,
         }
     }
@@ -177,6 +180,21 @@ impl Control {
     pub fn with_hub(mut self, hub: Option<String>) -> Control {
         self.hub = hub;
         self
+    }
+
+    /// Trusts `trust` (when given) on the way to the hub instead of what the settings say.
+    pub fn with_trust(mut self, trust: Option<HubTrust>) -> Control {
+        self.trust = trust;
+        self
+    }
+
+    /// What to trust on the way to the hub: given, else remembered, and the environment's.
+    pub fn trust(&self) -> Result<HubTrust> {
+        let trust = match &self.trust {
+            Some(trust) => trust.clone(),
+            None => self.settings()?.hub_trust,
+        };
+        Ok(trust.with_environment())
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -219,7 +237,7 @@ impl Control {
     }
 
     pub fn client(&self) -> Result<HubClient> {
-        Ok(HubClient::new(&self.hub_url()?)?)
+        Ok(HubClient::new(&self.hub_url()?, &self.trust()?)?)
     }
 
     pub fn session(&self) -> Result<SessionCredential> {
@@ -362,7 +380,8 @@ impl Control {
         if name.is_empty() {
             return Err(ControlError::Input("give this device a name".into()));
         }
-        let client = HubClient::new(&hub)?;
+        let trust = self.trust()?;
+        let client = HubClient::new(&hub, &trust)?;
         let credentials = Credentials {
             email: enrollment.email.trim().to_owned(),
             password: enrollment.password,
@@ -404,6 +423,7 @@ impl Control {
         };
         self.update(|s| {
             s.hub_url = Some(hub);
+            s.hub_trust = trust;
             s.device_name = Some(name);
         })?;
         let has_backup_key = client.wrapped_key(&session.token).await?.is_some();

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use surplus_protocol::{ComputeLimits, Consent, PauseState, TimeWindow};
 
 use crate::atomic_file::{self, Visibility};
+use crate::client::HubTrust;
 use crate::probe::DiskSpace;
 use crate::vault::VaultLimits;
 
@@ -97,6 +98,9 @@ impl InputError {
 pub struct Settings {
     /// The hub this device reports to, such as `https://hub.example.com`.
     pub hub_url: Option<String>,
+    /// A private CA, or clear text accepted, for that hub.
+    #[serde(skip_serializing_if = "HubTrust::is_default")]
+    pub hub_trust: HubTrust,
     /// The name shown for this device; `None` uses the host name.
     pub device_name: Option<String>,
     /// Bytes per second the agent may move to and from the hub; `None` is unlimited.
@@ -771,6 +775,10 @@ mod tests {
         let data = dir.path().join("nested").join("data");
         let settings = Settings {
             hub_url: Some("https://hub.example.com".into()),
+            hub_trust: HubTrust {
+                ca_file: Some("/etc/surplus/ca.pem".into()),
+                insecure_http: false,
+            },
             device_name: Some("Ann's desktop".into()),
             bandwidth_bytes_per_second: Some(10 * 1024 * 1024),
             consent: Consent {

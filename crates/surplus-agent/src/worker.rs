@@ -390,7 +390,7 @@ impl Worker {
         let device = credentials.device()?.ok_or(WorkerError::NotRegistered)?;
         let shared = Arc::new(Shared {
             data_dir: data_dir.to_owned(),
-            client: HubClient::new(&hub)?,
+            client: HubClient::new(&hub, &settings.hub_trust.clone().with_environment())?,
             token: device.bearer_token(),
             probe: Mutex::new(probe),
             settings: Mutex::new(settings),

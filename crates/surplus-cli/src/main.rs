@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 use surplus_agent::backup::HubStore;
-use surplus_agent::client::HubClient;
+use surplus_agent::client::{HubClient, HubTrust};
 use surplus_agent::control::Control;
 use surplus_agent::credentials::{CredentialStore, DeviceCredential, SessionCredential};
 use surplus_agent::passphrase::Request;
@@ -37,6 +37,13 @@ struct Cli {
     /// Where this agent keeps its settings, vault and state (default: ~/.local/share/surplus).
     #[arg(long, global = true, env = "SURPLUS_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Trust this private CA (PEM) for the hub's certificate (remembered after signup or login).
+    #[arg(long, global = true, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
+    /// Accept a plain http:// hub that is not on this machine: passwords and device secrets
+    /// then cross the network readable (remembered after signup or login).
+    #[arg(long, global = true)]
+    insecure_http: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -338,6 +345,8 @@ fn main() -> ExitCode {
 struct Local {
     data_dir: PathBuf,
     hub: Option<String>,
+    /// What --ca-file and --insecure-http say, when given.
+    trust: Option<HubTrust>,
 }
 
 impl Local {
@@ -368,7 +377,7 @@ impl Local {
     }
 
     fn client(&self) -> anyhow::Result<HubClient> {
-        Ok(HubClient::new(&self.hub_url()?)?)
+        Ok(HubClient::new(&self.hub_url()?, &self.control().trust()?)?)
     }
 
     fn session(&self) -> anyhow::Result<SessionCredential> {
@@ -390,6 +399,7 @@ impl Local {
     fn control(&self) -> Control {
         Control::new(&self.data_dir)
             .with_hub(self.hub.clone())
+            .with_trust(self.trust.clone())
             .with_passphrase(passphrase)
     }
 
@@ -407,9 +417,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .data_dir
         .or_else(settings::default_data_dir)
         .ok_or_else(|| anyhow!("no data directory: pass --data-dir DIR"))?;
+    // The path is remembered, and the agent may run from another folder: make it absolute.
+    let ca_file = cli
+        .ca_file
+        .map(|path| std::path::absolute(&path).unwrap_or(path));
+    let trust = (ca_file.is_some() || cli.insecure_http).then_some(HubTrust {
+        ca_file,
+        insecure_http: cli.insecure_http,
+    });
     let context = Local {
         data_dir,
         hub: cli.hub,
+        trust,
     };
     match cli.command {
         Command::Signup { email } => account(&context, email, true).await,
@@ -735,7 +754,11 @@ async fn account(context: &Local, email: String, signup: bool) -> anyhow::Result
         email: session.subscriber.email.clone(),
     })?;
     let hub = client.base().to_owned();
-    context.update(|s| s.hub_url = Some(hub))?;
+    let trust = context.control().trust()?;
+    context.update(|s| {
+        s.hub_url = Some(hub);
+        s.hub_trust = trust;
+    })?;
     let verb = if signup {
         "signed up and logged in"
     } else {

@@ -14,6 +14,12 @@ use crate::hub::Settings;
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub listen: Option<SocketAddr>,
+    /// The certificate chain (PEM) the hub serves HTTPS with; reloaded on SIGHUP.
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP on a non-loopback address: a proxy in front terminates TLS.
+    pub behind_proxy: Option<bool>,
     pub database: Option<String>,
     pub staging: Option<PathBuf>,
     pub heartbeat_interval_seconds: Option<u64>,

@@ -26,6 +26,7 @@ pub mod repair;
 pub mod scheduler;
 pub mod staging;
 pub mod store;
+pub mod transport;
 pub mod validation;
 
 pub use hub::{Hub, Settings};

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use surplus_hub::config::{self, FileConfig};
 use surplus_hub::staging::Staging;
 use surplus_hub::store::Store;
+use surplus_hub::transport::{self, Transport};
 use surplus_hub::{Hub, admin, api};
 use surplus_protocol::{Plan, SubscriberStatus, UnixMillis};
 
@@ -34,6 +35,8 @@ enum Command {
         /// Address to listen on (default 127.0.0.1:7420).
         #[arg(long, env = "SURPLUS_HUB_LISTEN")]
         listen: Option<SocketAddr>,
+        #[command(flatten)]
+        tls: TlsArgs,
         #[command(flatten)]
         data: DataArgs,
         /// Seconds between device heartbeats (default 30).
@@ -64,6 +67,21 @@ struct DataArgs {
     /// The staging folder for blobs in transit (default: <data dir>/surplus-hub/staging).
     #[arg(long, env = "SURPLUS_HUB_STAGING")]
     staging: Option<PathBuf>,
+}
+
+/// HTTPS, or why plain HTTP is safe here.
+#[derive(Debug, clap::Args)]
+struct TlsArgs {
+    /// Serve HTTPS with this certificate chain (PEM); SIGHUP reloads it.
+    #[arg(long, env = "SURPLUS_HUB_TLS_CERT", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, env = "SURPLUS_HUB_TLS_KEY", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// Serve plain HTTP on a non-loopback address: a proxy in front terminates TLS and names
+    /// the client in X-Forwarded-For.
+    #[arg(long)]
+    behind_proxy: bool,
 }
 
 /// What keeps backups alive; each is also a key of the config file, which these override.
@@ -200,6 +218,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Serve {
             listen,
+            tls,
             data,
             heartbeat_interval,
             durability,
@@ -212,21 +231,27 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let listen = listen
                 .or(file.listen)
                 .unwrap_or_else(|| config::DEFAULT_LISTEN.parse().expect("valid default"));
+            let transport = Transport::choose(
+                listen,
+                tls.tls_cert.or_else(|| file.tls_cert.clone()),
+                tls.tls_key.or_else(|| file.tls_key.clone()),
+                tls.behind_proxy || file.behind_proxy.unwrap_or(false),
+            )?;
             let hub = open(&file, data, settings, true).await?;
-            let listener = tokio::net::TcpListener::bind(listen)
-                .await
+            let listener = std::net::TcpListener::bind(listen)
                 .with_context(|| format!("listening on {listen}"))?;
-            tracing::info!(address = %listener.local_addr()?, "hub listening");
+            tracing::info!(
+                address = %listener.local_addr()?,
+                scheme = transport.scheme(),
+                "hub listening"
+            );
             let draining = hub.clone();
-            let app = api::router(hub.clone())
-                .into_make_service_with_connect_info::<std::net::SocketAddr>();
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    shutdown_signal().await;
-                    // Long polls answer at once, so in-flight requests drain in moments.
-                    draining.shutdown.cancel();
-                })
-                .await?;
+            let shutdown = async move {
+                shutdown_signal().await;
+                // Long polls answer at once, so in-flight requests drain in moments.
+                draining.shutdown.cancel();
+            };
+            transport::serve(listener, api::router(hub.clone()), &transport, shutdown).await?;
             hub.store.close().await;
             Ok(ExitCode::SUCCESS)
         }
