@@ -8,6 +8,7 @@ mod hostile_hub;
 mod resilience;
 mod storage;
 mod tls;
+mod versions;
 
 use surplus_e2e::{Cluster, databases};
 

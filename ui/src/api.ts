@@ -21,6 +21,7 @@ export interface AgentState {
   last_backup_error: string | null;
   last_heartbeat: number | null;
   last_error: string | null;
+  update_needed?: boolean;
   vault: { quota_bytes: number; used_bytes: number; reserved_bytes: number; floor_bytes: number } | null;
   tasks_done: number;
   tasks_running: number;

@@ -67,3 +67,14 @@ it("puts a failed backup first in its card", () => {
   const backups = statusCards(failing, [], null, 2_000)[1];
   expect(backups.querySelector(".error")?.textContent).toBe("the hub refused");
 });
+
+it("says an update is needed when the hub refuses this version", () => {
+  const current = statusCards(overview, [], null, 2_000).map((card) => card.textContent).join("\n");
+  expect(current).not.toContain("Update needed");
+  const old = {
+    ...overview,
+    state: { ...overview.state, connected: false, last_error: "the hub refused", update_needed: true },
+  };
+  const hub = statusCards(old, [], null, 2_000).find((card) => card.querySelector("[data-test=update-needed]"));
+  expect(hub?.textContent).toContain("Update needed: the hub no longer serves this version of Surplus");
+});

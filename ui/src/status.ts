@@ -124,6 +124,12 @@ export function statusCards(overview: Overview, snapshots: Snapshot[] | null, cr
       { class: "card", test: "card-hub" },
       h("h2", {}, "Connection"),
       h("p", { class: state.connected ? "ok" : "error", test: "connection" }, state.connected ? "Connected" : "Not connected"),
+      state.update_needed &&
+        h(
+          "p",
+          { class: "error", test: "update-needed" },
+          "Update needed: the hub no longer serves this version of Surplus. Install the new version to keep backing up and lending.",
+        ),
       h("p", { class: "hint" }, `${overview.hub_url}, last heard ${formatAgo(state.last_heartbeat, now)}`),
       state.last_error && h("p", { class: "hint" }, state.last_error),
     ),

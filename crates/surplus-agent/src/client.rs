@@ -149,6 +149,20 @@ fn causes(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// The protocol this agent speaks: [`surplus_protocol::PROTOCOL_VERSION`], or, in a build with
+/// the `test-hooks` feature only, `SURPLUS_TEST_PROTOCOL` (to play an agent too old for the hub).
+fn protocol_version() -> u32 {
+    // Compiled out of a build without the feature: a shipped binary never reads the variable.
+    #[cfg(feature = "test-hooks")]
+    if let Some(version) = std::env::var("SURPLUS_TEST_PROTOCOL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        return version;
+    }
+    surplus_protocol::PROTOCOL_VERSION
+}
+
 /// The hub's base URL, checked: `https://`, or `http://` on loopback or when `insecure` allows.
 fn check_url(base: &str, insecure: bool) -> Result<String> {
     let base = base.trim_end_matches('/').to_owned();
@@ -197,7 +211,13 @@ impl HubClient {
         for certificate in trust.certificates()? {
             http = http.add_root_certificate(certificate);
         }
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            surplus_protocol::PROTOCOL_HEADER,
+            reqwest::header::HeaderValue::from(protocol_version()),
+        );
         let http = http
+            .default_headers(headers)
             .connect_timeout(Duration::from_secs(10))
             // A connection that goes quiet this long is dead (long polls answer within their
             // wait, which is shorter): give up on it rather than wait for ever.

@@ -970,6 +970,9 @@ pub fn tray_status(
         }
         _ => {}
     }
+    if state.update_needed {
+        return attention("Update needed: the hub no longer serves this version".into());
+    }
     if !state.connected && state.last_error.is_some() {
         return attention("Cannot reach the hub".into());
     }

@@ -66,6 +66,9 @@ pub struct AgentState {
     pub last_backup_error: Option<String>,
     pub last_heartbeat: Option<UnixMillis>,
     pub last_error: Option<String>,
+    /// The hub refused this agent as too old (`agent_too_old`): the user must update it.
+    #[serde(default)]
+    pub update_needed: bool,
     pub spare: Option<Spare>,
     /// While the device hands what it holds for others over (it gave storage up): how far.
     #[serde(default)]
@@ -811,6 +814,7 @@ async fn report_loop(
                     state.connected = true;
                     state.last_heartbeat = Some(now_ms());
                     state.last_error = None;
+                    state.update_needed = false;
                     state.spare = Some(response.spare);
                     state.handover = response.handover;
                     state.vault = Some(report.vault.clone());
@@ -843,9 +847,11 @@ async fn report_loop(
                 let wait = backoff.step().min(interval);
                 tracing::warn!(%error, retry_in = ?wait, "heartbeat failed");
                 next_heartbeat = tokio::time::Instant::now() + wait;
+                let too_old = error.code() == Some(surplus_protocol::ErrorCode::AgentTooOld);
                 shared.update_state(|state| {
                     state.connected = false;
                     state.last_error = Some(error.to_string());
+                    state.update_needed = too_old;
                 });
             }
         }

@@ -1040,6 +1040,11 @@ async fn status(context: &Local, json: bool) -> anyhow::Result<()> {
     );
     let agent_line = match (&view.agent, view.agent_running) {
         (_, false) => "not running (start it with `surplus agent`)".to_owned(),
+        (Some(state), true) if state.update_needed => {
+            "running, UPDATE NEEDED: the hub no longer serves this version of Surplus; install \
+             the new one"
+                .to_owned()
+        }
         (Some(state), true) if state.connected => format!(
             "running, connected (last heartbeat {})",
             time(state.last_heartbeat)

@@ -110,6 +110,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(json_limit))
+        .layer(middleware::from_fn(speak_protocol))
         .layer(middleware::from_fn_with_state(hub.clone(), record_metrics))
         .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::custom(
@@ -133,6 +134,39 @@ async fn record_metrics(State(hub): State<Arc<Hub>>, request: Request, next: Nex
         &route,
         response.status().as_u16(),
         started.elapsed().as_secs_f64(),
+    );
+    response
+}
+
+/// Refuses an agent whose protocol is older than the hub serves (a request without the header,
+/// from a script or a browser, is served), and names the hub's own on every answer.
+async fn speak_protocol(request: Request, next: Next) -> Response {
+    use surplus_protocol::{OLDEST_AGENT_PROTOCOL, PROTOCOL_HEADER, PROTOCOL_VERSION};
+    let theirs = request.headers().get(PROTOCOL_HEADER).map(|value| {
+        value
+            .to_str()
+            .ok()
+            .and_then(|text| text.trim().parse::<u32>().ok())
+    });
+    let mut response = match theirs {
+        Some(None) => ApiError::bad_request(format!(
+            "the {PROTOCOL_HEADER} header is not a version number"
+        ))
+        .into_response(),
+        Some(Some(version)) if version < OLDEST_AGENT_PROTOCOL => ApiError::new(
+            StatusCode::UPGRADE_REQUIRED,
+            ErrorCode::AgentTooOld,
+            format!(
+                "this Surplus speaks protocol {version}, and the hub needs {OLDEST_AGENT_PROTOCOL} \
+                 or newer: update Surplus on this computer"
+            ),
+        )
+        .into_response(),
+        _ => next.run(request).await,
+    };
+    response.headers_mut().insert(
+        PROTOCOL_HEADER,
+        axum::http::HeaderValue::from(PROTOCOL_VERSION),
     );
     response
 }

@@ -283,6 +283,117 @@ fn report() -> Value {
     })
 }
 
+/// A request as an agent of protocol `version` sends it.
+fn as_agent(version: &str, method: Method, path: &str, token: &str, body: &str) -> Request<Body> {
+    Request::builder()
+        .method(method)
+        .uri(path)
+        .header(surplus_protocol::PROTOCOL_HEADER, version)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_owned()))
+        .expect("request")
+}
+
+/// Agents of protocol 1, as they are in the field, keep working: their messages (frozen in
+/// `tests/protocol-v1/`) are served, fields a later agent adds are ignored, and every answer
+/// names the hub's protocol. An agent older than the hub serves is told to update, with a code
+/// of its own; a request with no version (a script, a browser) is served.
+#[tokio::test]
+async fn agents_of_protocol_1_keep_working_and_older_ones_are_told_to_update() {
+    const HEARTBEAT: &str = include_str!("protocol-v1/heartbeat.json");
+    const LATER: &str = include_str!("protocol-v1/heartbeat-with-fields-from-later.json");
+    const ACK: &str = include_str!("protocol-v1/ack-unsupported.json");
+    for hub in hubs().await {
+        let session = hub.signup("ann@example.org").await;
+        let (id, device) = hub.device(&session, "ann-pc").await;
+        for body in [HEARTBEAT, LATER] {
+            let reply = hub
+                .send(as_agent(
+                    "1",
+                    Method::POST,
+                    "/v1/device/heartbeat",
+                    &device,
+                    body,
+                ))
+                .await;
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+            assert_eq!(
+                reply.headers[surplus_protocol::PROTOCOL_HEADER],
+                surplus_protocol::PROTOCOL_VERSION.to_string()
+            );
+        }
+        // An instruction, and the answer of an agent that does not know it.
+        let probe = hub
+            .call(
+                Method::POST,
+                &format!("/v1/devices/{id}/probe"),
+                Some(&session),
+                None,
+            )
+            .await;
+        assert_eq!(probe.status, StatusCode::ACCEPTED, "{}", probe.body);
+        let batch = hub
+            .send(as_agent(
+                "1",
+                Method::GET,
+                "/v1/device/instructions?wait=0",
+                &device,
+                "",
+            ))
+            .await;
+        assert_eq!(batch.status, StatusCode::OK, "{}", batch.body);
+        let instruction = batch.body["instructions"][0]["id"]
+            .as_str()
+            .expect("an instruction");
+        let acked = hub
+            .send(as_agent(
+                "1",
+                Method::POST,
+                &format!("/v1/device/instructions/{instruction}/ack"),
+                &device,
+                ACK,
+            ))
+            .await;
+        assert_eq!(acked.status, StatusCode::NO_CONTENT, "{}", acked.body);
+
+        let old = hub
+            .send(as_agent(
+                "0",
+                Method::POST,
+                "/v1/device/heartbeat",
+                &device,
+                HEARTBEAT,
+            ))
+            .await;
+        assert_eq!(old.status, StatusCode::UPGRADE_REQUIRED);
+        assert_eq!(old.code(), "agent_too_old");
+        assert!(
+            old.body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("update Surplus")),
+            "{}",
+            old.body
+        );
+        let garbled = hub
+            .send(as_agent(
+                "one",
+                Method::POST,
+                "/v1/device/heartbeat",
+                &device,
+                HEARTBEAT,
+            ))
+            .await;
+        assert_eq!(garbled.code(), "bad_request");
+        let script = hub.heartbeat(&device, report()).await;
+        assert_eq!(script.status, StatusCode::OK, "{}", script.body);
+        assert_eq!(
+            script.headers[surplus_protocol::PROTOCOL_HEADER],
+            surplus_protocol::PROTOCOL_VERSION.to_string()
+        );
+    }
+}
+
 #[tokio::test]
 async fn sign_up_log_in_and_see_yourself() {
     for hub in hubs().await {

@@ -56,6 +56,11 @@ pub enum ErrorCode {
     Unavailable,
     /// A fault inside the hub. The details are in the hub's log, never in the response.
     Internal,
+    /// The agent speaks a protocol older than the hub serves: update Surplus.
+    AgentTooOld,
+    /// A code newer than this client: read the message and the status.
+    #[serde(other)]
+    Unknown,
 }
 
 impl ErrorCode {
@@ -81,6 +86,8 @@ impl ErrorCode {
             Self::RateLimited => "rate_limited",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
+            Self::AgentTooOld => "agent_too_old",
+            Self::Unknown => "unknown",
         }
     }
 }
@@ -103,9 +110,20 @@ mod tests {
             ErrorCode::HashMismatch,
             ErrorCode::SubscriberSuspended,
             ErrorCode::Internal,
+            ErrorCode::AgentTooOld,
         ] {
             let json = serde_json::to_string(&code).expect("serialises");
             assert_eq!(json, format!("\"{}\"", code.as_str()));
         }
+    }
+
+    #[test]
+    fn a_code_from_a_newer_hub_is_read_as_unknown() {
+        let body: ErrorBody = serde_json::from_str(
+            r#"{"error": "code_from_the_future", "message": "try later", "retryable": true}"#,
+        )
+        .expect("an error body with a new code still reads");
+        assert_eq!(body.error, ErrorCode::Unknown);
+        assert_eq!(body.message, "try later");
     }
 }

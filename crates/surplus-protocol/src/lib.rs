@@ -32,6 +32,19 @@ pub use report::*;
 /// The path prefix of every versioned endpoint.
 pub const API_PREFIX: &str = "/v1";
 
+/// The version of the messages between agents and the hub. Within a version, either side may
+/// add optional fields (the other ignores what it does not know), instructions (answered
+/// `unsupported`) and error codes (read as [`ErrorCode::Unknown`]); anything else raises it.
+/// Agents send it as the [`PROTOCOL_HEADER`] of every request, and the hub of every answer.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The oldest agents' protocol the hub still serves: an older agent is answered
+/// `426 agent_too_old` and tells its user to update.
+pub const OLDEST_AGENT_PROTOCOL: u32 = 1;
+
+/// The header that carries [`PROTOCOL_VERSION`] both ways.
+pub const PROTOCOL_HEADER: &str = "surplus-protocol";
+
 /// Milliseconds since the Unix epoch, UTC.
 pub type UnixMillis = i64;
 
