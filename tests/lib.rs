@@ -75,7 +75,7 @@ pub fn databases(dir: &Path) -> Vec<String> {
 }
 
 /// A database of its own on the shared test server.
-fn fresh_postgres(base: &str) -> String {
+pub fn fresh_postgres(base: &str) -> String {
     use sqlx::Connection;
     let name = format!("e{}", uuid::Uuid::new_v4().simple());
     block_on(async {
@@ -238,6 +238,19 @@ impl Hub {
             Duration::from_secs(30),
             || https_get_ok(&url, &self.tls.ca),
         );
+    }
+
+    /// The database the hub serves from.
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    /// Starts the hub again on `database`, as an operator does after restoring a backup into a
+    /// new one. The hub must be stopped.
+    pub fn start_on(&mut self, database: &str) {
+        assert!(self.process.is_none(), "stop the hub first");
+        self.database = database.to_owned();
+        self.spawn();
     }
 
     /// Sends the hub SIGHUP, as an operator does after renewing its certificate.

@@ -22,6 +22,8 @@ pub enum AdminError {
     Inactive { email: String, status: &'static str },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Backup(#[from] crate::backup_db::BackupError),
 }
 
 impl AdminError {
@@ -30,7 +32,8 @@ impl AdminError {
         match self {
             AdminError::NoSuchSubscriber(_) => 2,
             AdminError::Inactive { .. } => 3,
-            AdminError::Store(_) => 1,
+            AdminError::Backup(crate::backup_db::BackupError::Exists(_)) => 2,
+            AdminError::Store(_) | AdminError::Backup(_) => 1,
         }
     }
 }

@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod api;
 pub mod auth;
+pub mod backup_db;
 pub mod challenge;
 pub mod compute;
 pub mod config;

@@ -148,6 +148,9 @@ enum AdminCommand {
     /// Durability: packs by health, the repair queue, bytes moved for repair, audits and
     /// hand-overs over the last day, and each holder's presence and integrity.
     Health,
+    /// Write a consistent copy of the database to FILE while the hub serves (SQLite: VACUUM
+    /// INTO; PostgreSQL: pg_dump's custom format). See the README for restoring it.
+    BackupDb { file: PathBuf },
     /// Start the service for a subscriber: ask their devices for fresh reports, then allocate.
     Start {
         email: String,
@@ -184,16 +187,20 @@ fn main() -> ExitCode {
     }
 }
 
+fn database_url(file: &FileConfig, data: &DataArgs) -> String {
+    data.database
+        .clone()
+        .or_else(|| file.database.clone())
+        .unwrap_or_else(config::default_database)
+}
+
 async fn open(
     file: &FileConfig,
     data: DataArgs,
     settings: surplus_hub::Settings,
     background: bool,
 ) -> anyhow::Result<std::sync::Arc<Hub>> {
-    let database = data
-        .database
-        .or_else(|| file.database.clone())
-        .unwrap_or_else(config::default_database);
+    let database = database_url(file, &data);
     let staging_dir = data
         .staging
         .or_else(|| file.staging.clone())
@@ -260,8 +267,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
             command,
         } => {
+            let database = database_url(&file, &data);
             let hub = open(&file, data, file.settings(), false).await?;
-            let outcome = run_admin(&hub, command, json).await;
+            let outcome = run_admin(&hub, &database, command, json).await;
             hub.store.close().await;
             match outcome {
                 Ok(()) => Ok(ExitCode::SUCCESS),
@@ -321,7 +329,12 @@ fn print_json(value: &impl serde::Serialize) {
     }
 }
 
-async fn run_admin(hub: &Hub, command: AdminCommand, json: bool) -> Result<(), admin::AdminError> {
+async fn run_admin(
+    hub: &Hub,
+    database: &str,
+    command: AdminCommand,
+    json: bool,
+) -> Result<(), admin::AdminError> {
     match command {
         AdminCommand::Subscribers => {
             let subscribers = admin::subscribers(hub).await?;
@@ -418,6 +431,10 @@ async fn run_admin(hub: &Hub, command: AdminCommand, json: bool) -> Result<(), a
                     );
                 }
             }
+        }
+        AdminCommand::BackupDb { file } => {
+            surplus_hub::backup_db::backup(&hub.store, database, &file).await?;
+            println!("wrote a copy of the database to {}", file.display());
         }
         AdminCommand::Health => {
             let report = surplus_hub::health::report(hub, surplus_hub::now_ms()).await?;

@@ -220,6 +220,19 @@ impl Store {
         self.pool.close().await;
     }
 
+    /// SQLite only: writes a consistent copy of the database into `to`, an empty file, while it
+    /// keeps serving.
+    pub async fn vacuum_into(&self, to: &Path) -> Result<()> {
+        let to = to
+            .to_str()
+            .ok_or_else(|| StoreError::Corrupt(format!("{} is not UTF-8", to.display())))?;
+        sqlx::query("VACUUM INTO $1")
+            .bind(to)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     // ---- subscribers and sessions ----
 
     pub async fn create_subscriber(
