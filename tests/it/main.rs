@@ -4,6 +4,7 @@
 mod admin;
 mod backup;
 mod compute;
+mod doctor;
 mod hostile_hub;
 mod resilience;
 mod storage;

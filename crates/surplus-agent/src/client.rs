@@ -149,6 +149,18 @@ fn causes(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// What `/healthz` told about the hub.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HubProbe {
+    pub round_trip: Duration,
+    /// The hub's protocol version, when it names one.
+    pub protocol: Option<u32>,
+    /// The hub's clock (its `Date` header, to the second).
+    pub clock: Option<surplus_protocol::UnixMillis>,
+    /// Whether the way there is TLS, its certificate verified (else plain HTTP).
+    pub encrypted: bool,
+}
+
 /// The protocol this agent speaks: [`surplus_protocol::PROTOCOL_VERSION`], or, in a build with
 /// the `test-hooks` feature only, `SURPLUS_TEST_PROTOCOL` (to play an agent too old for the hub).
 fn protocol_version() -> u32 {
@@ -163,6 +175,21 @@ fn protocol_version() -> u32 {
     surplus_protocol::PROTOCOL_VERSION
 }
 
+/// Whether the URL names this machine (`localhost`, 127.0.0.0/8, `::1`): nothing sent there
+/// crosses a network.
+pub fn on_loopback(base: &str) -> bool {
+    let Ok(url) = reqwest::Url::parse(base) else {
+        return false;
+    };
+    let host = url.host_str().unwrap_or_default();
+    host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// The hub's base URL, checked: `https://`, or `http://` on loopback or when `insecure` allows.
 fn check_url(base: &str, insecure: bool) -> Result<String> {
     let base = base.trim_end_matches('/').to_owned();
@@ -172,14 +199,7 @@ fn check_url(base: &str, insecure: bool) -> Result<String> {
     match url.scheme() {
         "https" => Ok(base),
         "http" => {
-            let host = url.host_str().unwrap_or_default();
-            let loopback = host == "localhost"
-                || host
-                    .trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback());
-            if loopback || insecure {
+            if on_loopback(&base) || insecure {
                 Ok(base)
             } else {
                 Err(ClientError::InsecureUrl(base))
@@ -233,6 +253,31 @@ impl HubClient {
 
     pub fn base(&self) -> &str {
         &self.base
+    }
+
+    /// Asks `/healthz`: whether the hub and its database answer, how fast, its protocol and its
+    /// clock.
+    pub async fn probe(&self) -> Result<HubProbe> {
+        let started = std::time::Instant::now();
+        let response = self
+            .send(self.request(Method::GET, "/healthz", None))
+            .await?;
+        let round_trip = started.elapsed();
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned)
+        };
+        Ok(HubProbe {
+            round_trip,
+            protocol: header(surplus_protocol::PROTOCOL_HEADER).and_then(|v| v.parse().ok()),
+            clock: header("date")
+                .and_then(|date| chrono::DateTime::parse_from_rfc2822(&date).ok())
+                .map(|date| date.timestamp_millis()),
+            encrypted: self.base.starts_with("https://"),
+        })
     }
 
     fn request(&self, method: Method, path: &str, token: Option<&str>) -> RequestBuilder {

@@ -377,6 +377,11 @@ static PROBES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::
 ///
 /// This runs on its own thread with a timeout, because a locked keyring may block on an unlock
 /// prompt that nobody answers; a probe that never returns leaves only its thread behind.
+/// Whether the OS keyring answers now: stores, reads and deletes an entry (`surplus doctor`).
+pub fn keyring_answers() -> Result<(), String> {
+    keyring_probe("doctor")
+}
+
 fn keyring_works(scope: &str) -> Result<(), String> {
     let probed = || PROBED.lock().unwrap_or_else(|p| p.into_inner());
     if probed().iter().any(|s| s == scope) {

@@ -16,6 +16,7 @@ pub mod client;
 pub mod compute;
 pub mod control;
 pub mod credentials;
+pub mod doctor;
 pub mod passphrase;
 pub mod private_fs;
 pub mod probe;

@@ -102,6 +102,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check what this computer needs to do its part, and say what is wrong: the hub and its
+    /// certificate, the clock, credentials and keyring, the vault, the agent, the last backup.
+    /// Exits 1 when something does not work.
+    Doctor {
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the allocations serving you and those of your devices' resources.
     Ledger {
         #[arg(long)]
@@ -522,6 +529,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Status { json } => status(&context, json).await,
+        Command::Doctor { json } => doctor(&context, json).await,
         Command::Ledger { json } => {
             let ledger = context
                 .client()?
@@ -925,6 +933,31 @@ struct StatusView {
     /// Snapshots per state (`protected`, `uploading`, `repairing`, `at_risk`, `lost`); absent
     /// when the hub cannot be asked or this device has no backup key.
     snapshots: Option<std::collections::BTreeMap<&'static str, u64>>,
+}
+
+async fn doctor(context: &Local, json: bool) -> anyhow::Result<()> {
+    use surplus_agent::doctor::Verdict;
+    let checks = surplus_agent::doctor::examine(&context.control()).await;
+    if json {
+        print_json(&checks)?;
+    } else {
+        for check in &checks {
+            let mark = match check.verdict {
+                Verdict::Ok => "ok     ",
+                Verdict::Warning => "WARNING",
+                Verdict::Problem => "PROBLEM",
+            };
+            println!("{mark}  {:<12} {}", check.name, check.detail);
+        }
+    }
+    let problems = checks
+        .iter()
+        .filter(|check| check.verdict == Verdict::Problem)
+        .count();
+    if problems > 0 {
+        bail!("{problems} problem(s) found");
+    }
+    Ok(())
 }
 
 async fn status(context: &Local, json: bool) -> anyhow::Result<()> {
