@@ -182,3 +182,35 @@ pub fn default_staging() -> PathBuf {
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7420";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The configuration the hub's package installs as /etc/surplus-hub/hub.toml.
+    const SHIPPED: &str = include_str!("../../../installers/linux/hub/hub.toml");
+
+    #[test]
+    fn the_shipped_configuration_parses_and_its_commented_defaults_are_the_defaults() {
+        let shipped: FileConfig = toml::from_str(SHIPPED).expect("hub.toml parses");
+        assert_eq!(
+            shipped.database.as_deref(),
+            Some("sqlite:///var/lib/surplus-hub/hub.db")
+        );
+        // Every commented-out key, uncommented, is a known key with the default value.
+        let uncommented: String = SHIPPED
+            .lines()
+            .filter_map(|line| line.strip_prefix("# "))
+            .filter(|line| line.contains(" = ") && !line.starts_with(' '))
+            .map(|line| line.split(" #").next().unwrap_or(line))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let defaults: FileConfig = toml::from_str(&uncommented)
+            .unwrap_or_else(|error| panic!("{error}\n{uncommented}"));
+        assert_eq!(
+            format!("{:?}", defaults.settings()),
+            format!("{:?}", Settings::default())
+        );
+        assert_eq!(defaults.listen, DEFAULT_LISTEN.parse().ok());
+    }
+}
