@@ -205,8 +205,8 @@ mod tests {
             .map(|line| line.split(" #").next().unwrap_or(line))
             .map(|line| format!("{line}\n"))
             .collect();
-        let defaults: FileConfig = toml::from_str(&uncommented)
-            .unwrap_or_else(|error| panic!("{error}\n{uncommented}"));
+        let defaults: FileConfig =
+            toml::from_str(&uncommented).unwrap_or_else(|error| panic!("{error}\n{uncommented}"));
         assert_eq!(
             format!("{:?}", defaults.settings()),
             format!("{:?}", Settings::default())
