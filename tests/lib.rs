@@ -166,13 +166,49 @@ pub fn https_get_ok(url: &str, ca: &Path) -> bool {
     })
 }
 
+/// Where a test hub stages blobs: a folder beside its database for SQLite, and, when the test
+/// script started an S3 server (scripts/s3.sh), a prefix of its bucket for PostgreSQL: the
+/// embedded default, and what a hub that scales out runs on.
+struct Staging {
+    /// What `--staging` is given.
+    address: String,
+    /// Where the blobs land on disk.
+    on_disk: PathBuf,
+}
+
+impl Staging {
+    fn for_database(dir: &Path, database: &str) -> Staging {
+        let s3_root = std::env::var_os("SURPLUS_TEST_S3_ROOT").filter(|root| !root.is_empty());
+        match s3_root {
+            Some(root) if database.starts_with("postgres") => {
+                let prefix = uuid::Uuid::new_v4().simple().to_string();
+                Staging {
+                    address: format!("s3://surplus-test/{prefix}"),
+                    on_disk: Path::new(&root).join("surplus-test").join(prefix),
+                }
+            }
+            _ => {
+                assert!(
+                    std::env::var_os("CI").is_none() || !database.starts_with("postgres"),
+                    "CI runs the end-to-end tests on S3 staging too: set SURPLUS_TEST_S3_ROOT"
+                );
+                let folder = dir.join("staging");
+                Staging {
+                    address: folder.to_str().expect("utf-8").to_owned(),
+                    on_disk: folder,
+                }
+            }
+        }
+    }
+}
+
 pub struct Hub {
     pub url: String,
     /// The hub serves HTTPS with a certificate from this test CA.
     pub tls: TestCa,
     port: u16,
     database: String,
-    staging: PathBuf,
+    staging: Staging,
     log: PathBuf,
     config: PathBuf,
     process: Option<Child>,
@@ -186,7 +222,7 @@ impl Hub {
             tls: TestCa::make(dir, "hub"),
             port,
             database: database.to_owned(),
-            staging: dir.join("staging"),
+            staging: Staging::for_database(dir, database),
             log: dir.join("hub.log"),
             config: dir.join("hub.toml"),
             process: None,
@@ -218,7 +254,7 @@ impl Hub {
                 &self.database,
             ])
             .arg("--staging")
-            .arg(&self.staging)
+            .arg(&self.staging.address)
             .arg("--tls-cert")
             .arg(&self.tls.cert)
             .arg("--tls-key")
@@ -295,6 +331,12 @@ impl Hub {
         serde_json::from_slice(&output.stdout).expect("admin --json prints JSON")
     }
 
+    /// The folder where the hub's staged blobs land: its staging folder, or the S3 test
+    /// server's folder for its prefix.
+    pub fn staging_dir(&self) -> &Path {
+        &self.staging.on_disk
+    }
+
     pub fn admin(&self, args: &[&str]) -> Output {
         // With the hub's config file, as an operator runs it: the same settings.
         Command::new(binary("surplus-hub"))
@@ -303,7 +345,7 @@ impl Hub {
             .arg("admin")
             .args(["--database", &self.database])
             .arg("--staging")
-            .arg(&self.staging)
+            .arg(&self.staging.address)
             .args(args)
             .env("SURPLUS_LOG", "warn")
             .output()

@@ -329,7 +329,7 @@ fn a_hostile_hub_cannot_write_or_read_outside_the_agents_data_directory() {
             );
         }
         // Nothing private reached the hub either.
-        for path in files_under(&root.join("staging")) {
+        for path in files_under(cluster.hub.staging_dir()) {
             let bytes = std::fs::read(&path).unwrap_or_default();
             assert!(
                 !bytes

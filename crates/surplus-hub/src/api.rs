@@ -19,7 +19,6 @@ use surplus_protocol::{
     HeartbeatResponse, Holder, InstructionBatch, PlaceBlobRequest, Placement, Plan, ProbeRequested,
     RegisterDevice, Session, SessionInfo, SignupAccepted, StatusReport, Subscriber, is_blob_hash,
 };
-use tokio_util::io::ReaderStream;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 use uuid::Uuid;
@@ -934,7 +933,7 @@ async fn download_blob(
             "no staged blob {hash} for you"
         )));
     }
-    let Some((file, size)) = hub
+    let Some((bytes, size)) = hub
         .staging
         .open_blob(&hash)
         .await
@@ -949,7 +948,7 @@ async fn download_blob(
             (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
             (header::CONTENT_LENGTH, size.to_string()),
         ],
-        Body::from_stream(ReaderStream::new(file)),
+        Body::from_stream(bytes),
     )
         .into_response())
 }

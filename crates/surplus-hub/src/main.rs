@@ -64,7 +64,9 @@ struct DataArgs {
     /// sqlite://PATH (default: <data dir>/surplus-hub/hub.db) or postgres://...
     #[arg(long, env = "SURPLUS_HUB_DATABASE")]
     database: Option<String>,
-    /// The staging folder for blobs in transit (default: <data dir>/surplus-hub/staging).
+    /// Where blobs in transit wait: a folder (default: <data dir>/surplus-hub/staging), or
+    /// s3://BUCKET[/PREFIX] on S3-compatible storage (AWS_ENDPOINT_URL, AWS_REGION,
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY).
     #[arg(long, env = "SURPLUS_HUB_STAGING")]
     staging: Option<PathBuf>,
 }
@@ -208,7 +210,7 @@ async fn open(
     let store = Store::connect(&database)
         .await
         .with_context(|| format!("opening the database {}", redact_password(&database)))?;
-    let staging = Staging::open(&staging_dir).await?;
+    let staging = Staging::at(&staging_dir).await?;
     Ok(if background {
         Hub::start(store, staging, settings)
     } else {

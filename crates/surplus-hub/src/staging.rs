@@ -1,15 +1,23 @@
 //! The hub's staging store: blobs on their way between devices (store-and-forward).
 //!
-//! Blobs are content-addressed by BLAKE3: an upload is streamed to a temporary file while it is
-//! hashed and counted, and only a complete upload whose hash matches its name is renamed into
-//! place, so a reader never sees a partial or wrong blob. This is the local-folder store, the
-//! embedded default; an S3-compatible store takes the same four operations.
+//! Blobs are content-addressed by BLAKE3. An upload is streamed to its backend while it is
+//! hashed and counted, and only a complete upload whose hash matches its name is committed, so a
+//! reader never sees a partial or wrong blob. Where the bytes rest is a [`Backend`]: a local
+//! folder ([`LocalFolder`], the embedded default) or S3-compatible object storage
+//! ([`S3Bucket`]).
 
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt};
-use tokio::io::AsyncWriteExt;
+
+mod local;
+mod s3;
+
+pub use local::LocalFolder;
+pub use s3::S3Bucket;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StagingError {
@@ -21,32 +29,69 @@ pub enum StagingError {
     Interrupted(String),
     #[error("staging I/O on {path}: {source}")]
     Io {
-        path: PathBuf,
+        path: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error("staging on {0}")]
+    Remote(String),
+}
+
+/// A staged blob's bytes, as they are read.
+pub type BlobStream = BoxStream<'static, std::io::Result<Bytes>>;
+
+/// One upload on its way into a backend: invisible to readers until committed.
+pub trait Upload: Send {
+    fn write(&mut self, chunk: Bytes) -> BoxFuture<'_, Result<(), StagingError>>;
+    /// Makes the blob readable under its name, durably.
+    fn commit(self: Box<Self>) -> BoxFuture<'static, Result<(), StagingError>>;
+    /// Drops what was written.
+    fn abort(self: Box<Self>) -> BoxFuture<'static, ()>;
+}
+
+/// Where staged blobs rest. Names are BLAKE3 hashes the caller has checked.
+pub trait Backend: Send + Sync + std::fmt::Debug {
+    fn begin<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<Box<dyn Upload>, StagingError>>;
+    /// A blob's bytes and size; `None` if it is not staged.
+    fn open<'a>(
+        &'a self,
+        hash: &'a str,
+    ) -> BoxFuture<'a, Result<Option<(BlobStream, u64)>, StagingError>>;
+    /// Bytes `offset..offset + length` of a blob (fewer at its end); `None` if it is not staged.
+    fn read_range<'a>(
+        &'a self,
+        hash: &'a str,
+        offset: u64,
+        length: u64,
+    ) -> BoxFuture<'a, Result<Option<Vec<u8>>, StagingError>>;
+    /// Drops a blob; dropping one that is not there is not an error.
+    fn delete<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<(), StagingError>>;
 }
 
 #[derive(Debug, Clone)]
 pub struct Staging {
-    root: PathBuf,
+    backend: Arc<dyn Backend>,
 }
 
 impl Staging {
-    pub async fn open(root: &Path) -> Result<Staging, StagingError> {
-        let tmp = root.join("tmp");
-        crate::private_dir_all(&tmp).map_err(|source| StagingError::Io { path: tmp, source })?;
-        Ok(Staging {
-            root: root.to_owned(),
-        })
+    /// Staging in a local folder, created (owner-only) if need be.
+    pub async fn open(root: &std::path::Path) -> Result<Staging, StagingError> {
+        Ok(Staging::on(Arc::new(LocalFolder::open(root)?)))
     }
 
-    /// Where a staged blob's file is (whether or not it is there).
-    pub fn path_of(&self, hash: &str) -> PathBuf {
-        self.path(hash)
+    /// Staging at `address`: `s3://BUCKET[/PREFIX]` for S3-compatible storage (configured by the
+    /// `AWS_*` variables), anything else a local folder.
+    pub async fn at(address: &std::path::Path) -> Result<Staging, StagingError> {
+        match address.to_str() {
+            Some(url) if url.starts_with("s3://") => {
+                Ok(Staging::on(Arc::new(S3Bucket::open(url)?)))
+            }
+            _ => Staging::open(address).await,
+        }
     }
 
-    fn path(&self, hash: &str) -> PathBuf {
-        self.root.join(&hash[..2]).join(hash)
+    /// Staging on `backend`.
+    pub fn on(backend: Arc<dyn Backend>) -> Staging {
+        Staging { backend }
     }
 
     /// Streams a blob in, verifying its size and hash. Returns its size.
@@ -55,20 +100,7 @@ impl Staging {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let tmp = self
-            .root
-            .join("tmp")
-            .join(uuid::Uuid::new_v4().simple().to_string());
-        let io = |source| StagingError::Io {
-            path: tmp.clone(),
-            source,
-        };
-        let mut file = tokio::fs::File::from_std(
-            crate::private_file()
-                .truncate(true)
-                .open(&tmp)
-                .map_err(io)?,
-        );
+        let mut upload = self.backend.begin(hash).await?;
         let mut hasher = blake3::Hasher::new();
         let mut size = 0u64;
         let outcome = async {
@@ -79,57 +111,30 @@ impl Staging {
                     return Err(StagingError::TooLarge { limit });
                 }
                 hasher.update(&chunk);
-                file.write_all(&chunk).await.map_err(io)?;
+                upload.write(chunk).await?;
             }
             let actual = hasher.finalize().to_hex().to_string();
             if actual != hash {
                 return Err(StagingError::HashMismatch { actual });
             }
-            file.sync_all().await.map_err(io)?;
             Ok(())
         }
         .await;
-        drop(file);
-        if let Err(error) = outcome {
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(error);
+        match outcome {
+            Ok(()) => {
+                upload.commit().await?;
+                Ok(size)
+            }
+            Err(error) => {
+                upload.abort().await;
+                Err(error)
+            }
         }
-        let path = self.path(hash);
-        if let Some(parent) = path.parent() {
-            tokio::fs::create_dir_all(parent)
-                .await
-                .map_err(|source| StagingError::Io {
-                    path: parent.to_owned(),
-                    source,
-                })?;
-        }
-        tokio::fs::rename(&tmp, &path)
-            .await
-            .map_err(|source| StagingError::Io {
-                path: path.clone(),
-                source,
-            })?;
-        Ok(size)
     }
 
-    /// Opens a staged blob for reading, with its size; `None` if it is not staged.
-    pub async fn open_blob(
-        &self,
-        hash: &str,
-    ) -> Result<Option<(tokio::fs::File, u64)>, StagingError> {
-        let path = self.path(hash);
-        match tokio::fs::File::open(&path).await {
-            Ok(file) => {
-                let size = file
-                    .metadata()
-                    .await
-                    .map_err(|source| StagingError::Io { path, source })?
-                    .len();
-                Ok(Some((file, size)))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(StagingError::Io { path, source }),
-        }
+    /// A staged blob's bytes and size; `None` if it is not staged.
+    pub async fn open_blob(&self, hash: &str) -> Result<Option<(BlobStream, u64)>, StagingError> {
+        self.backend.open(hash).await
     }
 
     /// Reads a range of a staged blob (for checking a holder's proof while the hub still has it).
@@ -139,33 +144,11 @@ impl Staging {
         offset: u64,
         length: u64,
     ) -> Result<Option<Vec<u8>>, StagingError> {
-        use tokio::io::{AsyncReadExt, AsyncSeekExt};
-        let Some((mut file, size)) = self.open_blob(hash).await? else {
-            return Ok(None);
-        };
-        let start = offset.min(size);
-        let end = offset.saturating_add(length).min(size);
-        let path = self.path(hash);
-        file.seek(std::io::SeekFrom::Start(start))
-            .await
-            .map_err(|source| StagingError::Io {
-                path: path.clone(),
-                source,
-            })?;
-        let mut buffer = vec![0; usize::try_from(end - start).unwrap_or(0)];
-        file.read_exact(&mut buffer)
-            .await
-            .map_err(|source| StagingError::Io { path, source })?;
-        Ok(Some(buffer))
+        self.backend.read_range(hash, offset, length).await
     }
 
     /// Drops a staged blob. Dropping one that is not there is not an error.
     pub async fn delete(&self, hash: &str) -> Result<(), StagingError> {
-        let path = self.path(hash);
-        match tokio::fs::remove_file(&path).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(StagingError::Io { path, source }),
-        }
+        self.backend.delete(hash).await
     }
 }

@@ -19,8 +19,30 @@ struct TestHub {
     router: Router,
     hub: Arc<Hub>,
     database: String,
+    /// Where staged blobs land on disk: the local staging folder, or the S3 server's folder for
+    /// this hub's prefix (`<first two hex digits>/<hash>` under it either way).
     staging: std::path::PathBuf,
+    /// Whether staging is the local folder (else an S3 bucket).
+    local_staging: bool,
     _dir: tempfile::TempDir,
+}
+
+/// The S3 test server's bucket: (its folder on disk, its name), when the test script started
+/// one (scripts/s3.sh; in CI it must have). The endpoint and keys are in the `AWS_*` variables.
+fn s3_bucket() -> Option<(std::path::PathBuf, &'static str)> {
+    match std::env::var_os("SURPLUS_TEST_S3_ROOT") {
+        Some(root) if !root.is_empty() => Some((
+            std::path::Path::new(&root).join("surplus-test"),
+            "surplus-test",
+        )),
+        _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must run the hub's tests on S3 staging too: set SURPLUS_TEST_S3_ROOT (scripts/test does)"
+            );
+            None
+        }
+    }
 }
 
 /// The engines to test against: SQLite always; PostgreSQL when the test script started one (and
@@ -82,7 +104,22 @@ async fn test_hubs(change: impl Fn(Settings) -> Settings, background: bool) -> V
         } else {
             fresh_postgres(&url).await
         };
-        let staging = dir.path().join("staging");
+        // SQLite with a local staging folder, PostgreSQL with S3 staging: the embedded default,
+        // and what a hub that scales out runs on.
+        let (staging_address, staging, local_staging) = match s3_bucket() {
+            Some((root, bucket)) if !database.starts_with("sqlite://") => {
+                let prefix = uuid::Uuid::new_v4().simple().to_string();
+                (
+                    std::path::PathBuf::from(format!("s3://{bucket}/{prefix}")),
+                    root.join(prefix),
+                    false,
+                )
+            }
+            _ => {
+                let folder = dir.path().join("staging");
+                (folder.clone(), folder, true)
+            }
+        };
         let settings = Settings {
             max_blob_bytes: 1 << 20,
             max_json_bytes: 64 << 10,
@@ -92,12 +129,13 @@ async fn test_hubs(change: impl Fn(Settings) -> Settings, background: bool) -> V
             long_poll_recheck: Duration::from_secs(120),
             ..Settings::default()
         };
-        let hub = open_hub(&database, &staging, change(settings), background).await;
+        let hub = open_hub(&database, &staging_address, change(settings), background).await;
         hubs.push(TestHub {
             router: api::router(hub.clone()),
             hub,
             database,
             staging,
+            local_staging,
             _dir: dir,
         });
     }
@@ -111,7 +149,7 @@ async fn open_hub(
     background: bool,
 ) -> Arc<Hub> {
     let store = Store::connect(database).await.expect("open the store");
-    let staging = Staging::open(staging).await.expect("open staging");
+    let staging = Staging::at(staging).await.expect("open staging");
     if background {
         Hub::start(store, staging, settings)
     } else {
@@ -926,10 +964,14 @@ async fn blobs_are_verified_on_upload_and_private_to_their_owner() {
             (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
         );
         // Nothing of a refused upload is left in staging.
-        let leftovers = std::fs::read_dir(hub.staging.join("tmp"))
-            .expect("tmp")
-            .count();
-        assert_eq!(leftovers, 0);
+        if hub.local_staging {
+            let leftovers = std::fs::read_dir(hub.staging.join("tmp"))
+                .expect("tmp")
+                .count();
+            assert_eq!(leftovers, 0);
+        }
+        let huge_hash = blake3::hash(&huge).to_hex().to_string();
+        assert!(!hub.staging.join(&huge_hash[..2]).join(&huge_hash).exists());
 
         let mine = hub
             .call(Method::GET, &format!("/v1/blobs/{hash}"), Some(&ada), None)
@@ -3111,13 +3153,16 @@ async fn the_database_and_staging_are_the_hubs_alone() {
             & 0o777
     };
     for hub in hubs().await {
+        if !hub.local_staging {
+            // On S3, the bucket's permissions are the object store's business.
+            continue;
+        }
         let session = hub.signup("ada@example.org").await;
         let blob = staged(&hub, &session, b"staged for a while").await;
         assert_eq!(mode(&hub.staging), 0o700);
         assert_eq!(mode(&hub.staging.join("tmp")), 0o700);
         let hash = blob["hash"].as_str().expect("hash");
-        let staged_file = surplus_hub::staging::Staging::open(&hub.staging)
-            .await
+        let staged_file = surplus_hub::staging::LocalFolder::open(&hub.staging)
             .expect("staging")
             .path_of(hash);
         assert_eq!(mode(&staged_file), 0o600);
@@ -3145,7 +3190,7 @@ async fn a_holder_giving_storage_up_hands_each_blob_over_before_deleting_it() {
         surplus_hub::scheduler::place_pending(&hub.hub, None)
             .await
             .expect("place");
-        assert!(!hub.staging.join(&hash).exists());
+        assert!(!hub.staging.join(&hash[..2]).join(&hash).exists());
         let holdings = || async {
             let reply = hub
                 .call(Method::GET, "/v1/device/holdings", Some(&bob_pc), None)
@@ -3637,5 +3682,67 @@ async fn a_returning_copy_is_either_taken_back_or_deleted_never_both() {
             .await
             .expect("readopt");
         assert!(!store.claim_delete(bobs, later, later).await.expect("claim"));
+    }
+}
+
+/// Blobs larger than one part of a multipart upload (8 MiB) stream through either staging in
+/// pieces, read back whole and by range; one whose content does not match its name is dropped
+/// without a trace, however far its upload got.
+#[tokio::test]
+async fn large_blobs_stream_through_staging_and_a_wrong_one_leaves_nothing() {
+    use futures_util::TryStreamExt;
+    let content: Vec<u8> = (0..20u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    let hash = blake3::hash(&content).to_hex().to_string();
+    let chunks = |bytes: &[u8]| {
+        futures_util::stream::iter(
+            bytes
+                .chunks(1 << 20)
+                .map(|chunk| Ok::<_, std::io::Error>(bytes::Bytes::copy_from_slice(chunk)))
+                .collect::<Vec<_>>(),
+        )
+    };
+    for hub in quiet_hubs().await {
+        let staging = &hub.hub.staging;
+        let size = staging
+            .put(&hash, chunks(&content), 64 << 20)
+            .await
+            .expect("a large blob stages");
+        assert_eq!(size, content.len() as u64);
+        let (stream, size) = staging
+            .open_blob(&hash)
+            .await
+            .expect("open")
+            .expect("staged");
+        assert_eq!(size, content.len() as u64);
+        let read: Vec<bytes::Bytes> = stream.try_collect().await.expect("read");
+        assert_eq!(blake3::hash(&read.concat()).to_hex().to_string(), hash);
+        let range = staging
+            .read_range(&hash, (9 << 20) - 5, 10)
+            .await
+            .expect("range")
+            .expect("staged");
+        assert_eq!(range, content[(9 << 20) - 5..(9 << 20) + 5]);
+        let tail = staging
+            .read_range(&hash, content.len() as u64 - 3, 100)
+            .await
+            .expect("range")
+            .expect("staged");
+        assert_eq!(tail, content[content.len() - 3..]);
+
+        // The same bytes under another name: refused, and nothing of it is staged.
+        let wrong = blake3::hash(b"another name").to_hex().to_string();
+        let refused = staging.put(&wrong, chunks(&content), 64 << 20).await;
+        assert!(matches!(
+            refused,
+            Err(surplus_hub::staging::StagingError::HashMismatch { .. })
+        ));
+        assert!(staging.open_blob(&wrong).await.expect("open").is_none());
+        assert!(!hub.staging.join(&wrong[..2]).join(&wrong).exists());
+
+        staging.delete(&hash).await.expect("delete");
+        assert!(staging.open_blob(&hash).await.expect("open").is_none());
+        staging.delete(&hash).await.expect("deleting twice is fine");
     }
 }

@@ -11,7 +11,6 @@ use axum::routing::{get, post, put};
 use surplus_protocol::{
     BlobRef, Credits, ErrorCode, Job, JobInput, JobRequest, TASK_OUTPUT_BYTES, is_blob_hash,
 };
-use tokio::io::AsyncReadExt;
 use uuid::Uuid;
 
 use super::{Json, Path, Query, check_hash};
@@ -174,9 +173,9 @@ fn check_request(request: &JobRequest, max_tasks: u32) -> ApiResult<()> {
 
 /// A module must at least be WebAssembly: the first bytes tell, before any donor fetches it.
 async fn check_module(hub: &Hub, hash: &str) -> ApiResult<()> {
-    let Some((mut file, _)) = hub
+    let Some(read) = hub
         .staging
-        .open_blob(hash)
+        .read_range(hash, 0, 8)
         .await
         .map_err(ApiError::internal)?
     else {
@@ -184,13 +183,7 @@ async fn check_module(hub: &Hub, hash: &str) -> ApiResult<()> {
             "the module {hash} is no longer staged"
         )));
     };
-    let mut magic = [0u8; 8];
-    let read = file
-        .read_exact(&mut magic)
-        .await
-        .map(|_| magic)
-        .unwrap_or_default();
-    if read[..4] != *b"\0asm" || read[4..] != [1, 0, 0, 0] {
+    if read.len() < 8 || read[..4] != *b"\0asm" || read[4..8] != [1, 0, 0, 0] {
         return Err(ApiError::validation(
             "the module is not a WebAssembly core module (a WASI preview 1 command is expected)",
         ));
