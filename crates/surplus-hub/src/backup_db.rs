@@ -34,40 +34,31 @@ pub enum BackupError {
 /// Writes a consistent copy of the database at `url`, served by `store`, to `to` (a new file,
 /// readable by its owner only).
 pub async fn backup(store: &Store, url: &str, to: &Path) -> Result<(), BackupError> {
-    if to.exists() {
-        return Err(BackupError::Exists(to.to_owned()));
-    }
-    match store.backend() {
-        Backend::Sqlite => {
-            // Made owner-only and empty first: VACUUM INTO fills an empty file, and keeps its
-            // permissions.
-            crate::private_file()
-                .create_new(true)
-                .open(to)
-                .map_err(|source| BackupError::Create {
-                    path: to.to_owned(),
-                    source,
-                })?;
-            if let Err(error) = store.vacuum_into(to).await {
-                let _ = std::fs::remove_file(to);
-                return Err(error.into());
-            }
-            Ok(())
-        }
+    // Made new and owner-only first: a backup never overwrites a file, and both VACUUM INTO (into
+    // an empty file) and pg_dump write into it keeping its permissions.
+    crate::private_file()
+        .create_new(true)
+        .open(to)
+        .map_err(|source| match source.kind() {
+            std::io::ErrorKind::AlreadyExists => BackupError::Exists(to.to_owned()),
+            _ => BackupError::Create {
+                path: to.to_owned(),
+                source,
+            },
+        })?;
+    let written = match store.backend() {
+        Backend::Sqlite => store.vacuum_into(to).await.map_err(BackupError::from),
         Backend::Postgres => pg_dump(url, to),
+    };
+    if written.is_err() {
+        let _ = std::fs::remove_file(to);
     }
+    written
 }
 
 fn pg_dump(url: &str, to: &Path) -> Result<(), BackupError> {
     let program = find_pg_dump().ok_or(BackupError::NoPgDump)?;
     let (url, password) = split_password(url);
-    crate::private_file()
-        .create_new(true)
-        .open(to)
-        .map_err(|source| BackupError::Create {
-            path: to.to_owned(),
-            source,
-        })?;
     let mut command = Command::new(program);
     command
         .arg("--format=custom")
@@ -83,7 +74,6 @@ fn pg_dump(url: &str, to: &Path) -> Result<(), BackupError> {
         .output()
         .map_err(|error| BackupError::PgDump(error.to_string()))?;
     if !output.status.success() {
-        let _ = std::fs::remove_file(to);
         return Err(BackupError::PgDump(
             String::from_utf8_lossy(&output.stderr).trim().to_owned(),
         ));
