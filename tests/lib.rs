@@ -571,6 +571,14 @@ impl Cluster {
         }
     }
 
+    /// A hub on SQLite and no agents yet, in a temporary directory of its own: for tests of
+    /// what does not depend on the database engine.
+    pub fn on_sqlite() -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let database = format!("sqlite://{}", dir.path().join("hub.db").display());
+        Cluster::new(dir, database)
+    }
+
     /// Signs up `email`, registers a device `name` in its own data directory, and applies the
     /// given consent and quota. The agent is not started.
     pub fn add_agent(&mut self, name: &str, email: &str, storage: bool, quota: &str) -> usize {

@@ -31,9 +31,7 @@ fn find<'a>(checks: &'a [(String, String, String)], name: &str) -> (&'a str, &'a
 
 #[test]
 fn doctor_says_what_works_and_names_what_does_not() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let database = format!("sqlite://{}", dir.path().join("hub.db").display());
-    let mut cluster = Cluster::new(dir, database);
+    let mut cluster = Cluster::on_sqlite();
     let ada = cluster.add_agent("ada-pc", "ada@example.org", true, "64MiB");
     cluster.agent(ada).start();
     cluster.agent(ada).wait_connected_after(0);

@@ -8,9 +8,7 @@ use surplus_e2e::{Cluster, TestCa, https_get_ok, wait_for};
 
 #[test]
 fn devices_trust_the_hubs_private_ca_only_when_told_and_a_renewed_certificate_loads_on_sighup() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let database = format!("sqlite://{}", dir.path().join("hub.db").display());
-    let cluster = Cluster::new(dir, database);
+    let cluster = Cluster::on_sqlite();
     let mut eve = cluster.new_agent("eve-pc", "eve@example.org");
 
     // Not told about the private CA: refused, with what to do about it.

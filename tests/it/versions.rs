@@ -7,9 +7,7 @@ use surplus_e2e::{Cluster, wait_for};
 
 #[test]
 fn an_agent_too_old_for_the_hub_tells_its_user_to_update() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let database = format!("sqlite://{}", dir.path().join("hub.db").display());
-    let mut cluster = Cluster::new(dir, database);
+    let mut cluster = Cluster::on_sqlite();
     let old = cluster.add_agent("old-pc", "ann@example.org", false, "1MiB");
     let agent = cluster.agent(old);
     // From now on this device speaks a protocol older than the hub's oldest.

@@ -2102,19 +2102,7 @@ async fn a_task_settled_while_a_pass_was_deciding_is_not_sent_again() {
         let donor_session = hub.signup("donor@example.com").await;
         let (_, donor) = hub.device(&donor_session, "donor-pc").await;
         assert_eq!(hub.heartbeat(&donor, report()).await.status, StatusCode::OK);
-        let module = staged(&hub, &submitter, WASM).await;
-        let input = staged(&hub, &submitter, b"1 100").await;
-        let job = hub
-            .call(
-                Method::POST,
-                "/v1/compute/jobs",
-                Some(&submitter),
-                Some(json!({"module": module,
-                    "inputs": [{"name": "a.txt", "hash": input["hash"], "size": input["size"]}]})),
-            )
-            .await;
-        assert_eq!(job.status, StatusCode::CREATED, "{}", job.body);
-        let job_id = job.body["id"].as_str().expect("id").to_owned();
+        let job_id = one_task_job(&hub, &submitter, 2).await;
         let store = &hub.hub.store;
         let now = surplus_hub::now_ms();
         // The pass reads the task and the donor...
@@ -2185,18 +2173,7 @@ async fn a_lost_run_that_was_trusted_alone_gives_the_task_its_quorum_back() {
             assert_eq!(hub.heartbeat(&token, report()).await.status, StatusCode::OK);
             devices.push(id.parse::<uuid::Uuid>().expect("uuid"));
         }
-        let module = staged(&hub, &submitter, WASM).await;
-        let input = staged(&hub, &submitter, b"1 100").await;
-        let job = hub
-            .call(
-                Method::POST,
-                "/v1/compute/jobs",
-                Some(&submitter),
-                Some(json!({"module": module,
-                    "inputs": [{"name": "a.txt", "hash": input["hash"], "size": input["size"]}]})),
-            )
-            .await;
-        assert_eq!(job.status, StatusCode::CREATED, "{}", job.body);
+        one_task_job(&hub, &submitter, 2).await;
         let store = &hub.hub.store;
         let candidates = store.compute_candidates(0).await.expect("candidates");
         let donor_of = |device: uuid::Uuid| {
@@ -2238,6 +2215,24 @@ async fn a_lost_run_that_was_trusted_alone_gives_the_task_its_quorum_back() {
     }
 }
 
+/// Stages a module and one input (`a.txt`, "1 100") as `submitter`, and submits them as a job
+/// of one task that needs `replicas` identical results. Returns the job's id.
+async fn one_task_job(hub: &TestHub, submitter: &str, replicas: u32) -> String {
+    let module = staged(hub, submitter, WASM).await;
+    let input = staged(hub, submitter, b"1 100").await;
+    let job = hub
+        .call(
+            Method::POST,
+            "/v1/compute/jobs",
+            Some(submitter),
+            Some(json!({"module": module, "replicas": replicas,
+                "inputs": [{"name": "a.txt", "hash": input["hash"], "size": input["size"]}]})),
+        )
+        .await;
+    assert_eq!(job.status, StatusCode::CREATED, "{}", job.body);
+    job.body["id"].as_str().expect("id").to_owned()
+}
+
 /// Uploads `output` as the output of `run` from the device with `token`.
 async fn upload_output(hub: &TestHub, token: &str, run: &str, output: &[u8]) -> Reply {
     let hash = blake3::hash(output).to_hex().to_string();
@@ -2258,19 +2253,7 @@ async fn a_run_uploads_one_output_and_an_ended_jobs_leftovers_leave_staging() {
         let donor_session = hub.signup("donor@example.com").await;
         let (_, donor) = hub.device(&donor_session, "donor-pc").await;
         assert_eq!(hub.heartbeat(&donor, report()).await.status, StatusCode::OK);
-        let module = staged(&hub, &submitter, WASM).await;
-        let input = staged(&hub, &submitter, b"1 100").await;
-        let job = hub
-            .call(
-                Method::POST,
-                "/v1/compute/jobs",
-                Some(&submitter),
-                Some(json!({"module": module, "replicas": 1,
-                    "inputs": [{"name": "a.txt", "hash": input["hash"], "size": input["size"]}]})),
-            )
-            .await;
-        assert_eq!(job.status, StatusCode::CREATED, "{}", job.body);
-        let job_id = job.body["id"].as_str().expect("id").to_owned();
+        let job_id = one_task_job(&hub, &submitter, 1).await;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         let run = loop {
             let sent = hub.poll(&donor, 1).await;
