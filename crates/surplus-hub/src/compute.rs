@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::hub::Hub;
 use crate::now_ms;
-use crate::store::{InstructionRow, NewRun, RunEnd, Settlement, StoreError};
+use crate::store::{Duty, InstructionRow, NewRun, RunEnd, Settlement, StoreError};
 use crate::validation::{self, Verdict};
 
 /// The most open tasks one pass looks at.
@@ -31,7 +31,8 @@ fn deadline(now: i64, timeout_ms: u64) -> i64 {
 
 /// One scheduling pass. Returns how many runs were sent out.
 pub async fn schedule(hub: &Hub) -> Result<usize, StoreError> {
-    let _one_pass = hub.computing.lock().await;
+    // One pass at a time, across replicas too: two passes would count the same free slots.
+    let _one_pass = hub.store.exclusive(Duty::Dispatch).await?;
     let store = &hub.store;
     let now = now_ms();
     let online_since = now - hub.settings.online_window_ms();

@@ -19,7 +19,7 @@ use uuid::Uuid;
 use crate::metrics::Metrics;
 use crate::scheduler;
 use crate::staging::Staging;
-use crate::store::{HeartbeatRow, PRESENCE_SLOT_MS, Store, StoreError};
+use crate::store::{Duty, HeartbeatRow, PRESENCE_SLOT_MS, Store, StoreError};
 use crate::{now_ms, policy};
 
 /// Tunables of a running hub.
@@ -131,10 +131,6 @@ pub struct Hub {
     waiters: Mutex<HashMap<Uuid, Arc<Notify>>>,
     heartbeats: mpsc::Sender<PendingHeartbeat>,
     scheduler_kick: Arc<Notify>,
-    /// Held while placing, so that two runs in this process never place the same copy twice.
-    pub(crate) placing: tokio::sync::Mutex<()>,
-    /// Held while sending tasks out, for the same reason.
-    pub(crate) computing: tokio::sync::Mutex<()>,
     /// Devices' usual weeks, for placement, and when they were counted.
     pub(crate) weeks: tokio::sync::Mutex<Option<(UnixMillis, crate::scheduler::Weeks)>>,
     /// Cancelled when the hub begins to shut down: long polls return at once.
@@ -174,8 +170,6 @@ impl Hub {
             waiters: Mutex::new(HashMap::new()),
             heartbeats: sender,
             scheduler_kick: Arc::new(Notify::new()),
-            placing: tokio::sync::Mutex::new(()),
-            computing: tokio::sync::Mutex::new(()),
             weeks: tokio::sync::Mutex::new(None),
             shutdown: tokio_util::sync::CancellationToken::new(),
         })
@@ -585,7 +579,16 @@ async fn run_scheduler(hub: std::sync::Weak<Hub>) {
     loop {
         let Some(hub) = hub.upgrade() else { return };
         let now = now_ms();
-        if now - last_expiry > 10_000 {
+        // The sweeps run in one replica at a time; a replica that finds another sweeping leaves
+        // this round to it.
+        let upkeep = hub
+            .store
+            .try_exclusive(Duty::Upkeep)
+            .await
+            .inspect_err(|error| tracing::warn!(%error, "taking the upkeep duty"))
+            .ok()
+            .flatten();
+        if upkeep.is_some() && now - last_expiry > 10_000 {
             last_expiry = now;
             match hub.store.expire_instructions(now).await {
                 Ok(0) => {}
@@ -618,18 +621,24 @@ async fn run_scheduler(hub: std::sync::Weak<Hub>) {
             if let Err(error) = hub.store.prune_traffic(now - 30 * 24 * 3_600_000).await {
                 tracing::warn!(%error, "pruning old traffic counts");
             }
-            // The durability figures of /metrics, counted once a minute.
-            if now - last_health >= 60_000 {
-                last_health = now;
-                match crate::health::report(&hub, now).await {
-                    Ok(report) => hub.metrics.durability(&report),
-                    Err(error) => tracing::warn!(%error, "counting packs by health"),
-                }
-            }
-            hub.limits.shrink();
         }
-        if let Err(error) = scheduler::hand_over(&hub, now).await {
-            tracing::warn!(%error, "moving hand-overs along");
+        // The durability figures of /metrics, counted once a minute by every replica: each
+        // answers its own scrapes.
+        if now - last_health >= 60_000 {
+            last_health = now;
+            hub.limits.shrink();
+            match crate::health::report(&hub, now).await {
+                Ok(report) => hub.metrics.durability(&report),
+                Err(error) => tracing::warn!(%error, "counting packs by health"),
+            }
+        }
+        if let Some(upkeep) = upkeep {
+            if let Err(error) = scheduler::hand_over(&hub, now).await {
+                tracing::warn!(%error, "moving hand-overs along");
+            }
+            if let Err(error) = upkeep.release().await {
+                tracing::warn!(%error, "releasing the upkeep duty");
+            }
         }
         if let Err(error) = scheduler::place_pending(&hub, None).await {
             tracing::warn!(%error, "placing blobs");

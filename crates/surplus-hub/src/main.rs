@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use surplus_hub::config::{self, FileConfig};
 use surplus_hub::staging::Staging;
-use surplus_hub::store::Store;
+use surplus_hub::store::{ServingClaim, Store};
 use surplus_hub::transport::{self, Transport};
 use surplus_hub::{Hub, admin, api};
 use surplus_protocol::{Plan, SubscriberStatus, UnixMillis};
@@ -201,7 +201,7 @@ async fn open(
     data: DataArgs,
     settings: surplus_hub::Settings,
     background: bool,
-) -> anyhow::Result<std::sync::Arc<Hub>> {
+) -> anyhow::Result<(std::sync::Arc<Hub>, Option<ServingClaim>)> {
     let database = database_url(file, &data);
     let staging_dir = data
         .staging
@@ -212,9 +212,12 @@ async fn open(
         .with_context(|| format!("opening the database {}", redact_password(&database)))?;
     let staging = Staging::at(&staging_dir).await?;
     Ok(if background {
-        Hub::start(store, staging, settings)
+        // SQLite is served by one process (replicas share PostgreSQL): claimed before any
+        // background work starts.
+        let serving = store.claim_serving()?;
+        (Hub::start(store, staging, settings), serving)
     } else {
-        Hub::without_background(store, staging, settings)
+        (Hub::without_background(store, staging, settings), None)
     })
 }
 
@@ -246,7 +249,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 tls.tls_key.or_else(|| file.tls_key.clone()),
                 tls.behind_proxy || file.behind_proxy.unwrap_or(false),
             )?;
-            let hub = open(&file, data, settings, true).await?;
+            let (hub, _serving) = open(&file, data, settings, true).await?;
             let listener = std::net::TcpListener::bind(listen)
                 .with_context(|| format!("listening on {listen}"))?;
             tracing::info!(
@@ -270,7 +273,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command,
         } => {
             let database = database_url(&file, &data);
-            let hub = open(&file, data, file.settings(), false).await?;
+            let (hub, _) = open(&file, data, file.settings(), false).await?;
             let outcome = run_admin(&hub, &database, command, json).await;
             hub.store.close().await;
             match outcome {

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::hub::Hub;
 use crate::now_ms;
-use crate::store::{StoreError, Traffic};
+use crate::store::{Duty, StoreError, Traffic};
 
 /// One allocation the scheduler made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,9 +72,9 @@ pub async fn place_pending(
     hub: &Hub,
     donors: Option<&[Uuid]>,
 ) -> Result<Vec<NewAllocation>, StoreError> {
-    // One placement run at a time in this process; across processes (replicas, an admin
-    // command) the database's unique index on live copies keeps two runs from doubling a copy.
-    let _placing = hub.placing.lock().await;
+    // One placement run at a time, across replicas too: two runs reading the same free space
+    // would both fill it. The unique index on live copies is the last line behind this.
+    let _placing = hub.store.exclusive(Duty::Placement).await?;
     let store = &hub.store;
     let placements = store.open_placements().await?;
     if placements.is_empty() {

@@ -19,11 +19,13 @@ use uuid::Uuid;
 
 mod audits;
 mod compute;
+mod exclusive;
 mod forgotten;
 mod handover;
 mod holders;
 pub use audits::AuditRow;
 pub use compute::*;
+pub use exclusive::{Duty, Exclusive, ServingClaim};
 pub use forgotten::{ForgottenRows, LetGo};
 pub use handover::{EvacuatingRow, Traffic};
 pub use holders::{HolderRow, PackShardRow, PlacedShardRow};
@@ -67,6 +69,10 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// The database file, on SQLite.
+    sqlite_path: Option<std::path::PathBuf>,
+    /// The locks of each [`Duty`] on SQLite, which one process serves.
+    duties: std::sync::Arc<exclusive::ProcessDuties>,
 }
 
 /// What authenticating a device yields.
@@ -159,6 +165,7 @@ impl Store {
     /// Opens (creating and migrating on first use) the database at `url`.
     pub async fn connect(url: &str) -> Result<Store> {
         sqlx::any::install_default_drivers();
+        let mut sqlite_path = None;
         let (backend, url) = if let Some(path) = url.strip_prefix("sqlite://") {
             let path_only = path.split('?').next().unwrap_or(path);
             if let Some(parent) = Path::new(path_only).parent()
@@ -171,6 +178,9 @@ impl Store {
             }
             // Made here, owner-only, before SQLite opens it: SQLite gives its journal files the
             // database's own permissions.
+            if path_only != ":memory:" {
+                sqlite_path = Some(Path::new(path_only).to_path_buf());
+            }
             if path_only != ":memory:" && !Path::new(path_only).exists() {
                 crate::private_file()
                     .open(path_only)
@@ -209,7 +219,12 @@ impl Store {
             .connect(&url)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            sqlite_path,
+            duties: Default::default(),
+        })
     }
 
     pub fn backend(&self) -> Backend {

@@ -926,6 +926,79 @@ async fn an_instruction_queued_by_another_process_reaches_a_long_poll() {
 }
 
 #[tokio::test]
+async fn each_duty_is_held_by_one_replica_at_a_time() {
+    use surplus_hub::store::Duty;
+    for hub in quiet_hubs().await {
+        // A second process on the same database, as another replica would be.
+        let other = Store::connect(&hub.database).await.expect("open the store");
+        if hub.database.starts_with("sqlite://") {
+            // SQLite is served by one process: a second serving hub is refused, by name.
+            let serving = hub
+                .hub
+                .store
+                .claim_serving()
+                .expect("claim")
+                .expect("a claim");
+            let refused = other.claim_serving().expect_err("a second hub is refused");
+            let message = refused.to_string();
+            assert!(
+                message.contains("another hub already serves")
+                    && message.contains(&std::process::id().to_string())
+                    && message.contains("PostgreSQL"),
+                "{message}"
+            );
+            drop(serving);
+            assert!(other.claim_serving().expect("claim").is_some());
+            continue;
+        }
+        let placing = hub
+            .hub
+            .store
+            .exclusive(Duty::Placement)
+            .await
+            .expect("take the placement duty");
+        assert!(
+            other
+                .try_exclusive(Duty::Placement)
+                .await
+                .expect("ask")
+                .is_none(),
+            "while one replica places, another cannot"
+        );
+        let dispatching = other
+            .try_exclusive(Duty::Dispatch)
+            .await
+            .expect("ask")
+            .expect("another duty is free");
+        placing.release().await.expect("release");
+        let placing = other
+            .try_exclusive(Duty::Placement)
+            .await
+            .expect("ask")
+            .expect("released, the duty is free again");
+        assert!(
+            hub.hub
+                .store
+                .try_exclusive(Duty::Dispatch)
+                .await
+                .expect("ask")
+                .is_none()
+        );
+        // A duty dropped without release is given back with its connection's transaction.
+        drop(placing);
+        dispatching.release().await.expect("release");
+        let again = hub
+            .hub
+            .store
+            .exclusive(Duty::Placement)
+            .await
+            .expect("a dropped duty is released");
+        again.release().await.expect("release");
+        other.close().await;
+    }
+}
+
+#[tokio::test]
 async fn blobs_are_verified_on_upload_and_private_to_their_owner() {
     for hub in hubs().await {
         let ada = hub.signup("ada@example.org").await;
