@@ -96,7 +96,12 @@ pub fn fresh_postgres(base: &str) -> String {
 pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub database: String,
+    /// The hub, or the first of its replicas.
     pub hub: Hub,
+    /// The other replicas, when the hub is replicated ([`Cluster::replicated`]).
+    pub replicas: Vec<Hub>,
+    /// The load balancer in front of the replicas, which devices talk to.
+    pub balancer: Option<Balancer>,
     pub agents: Vec<Agent>,
 }
 
@@ -143,32 +148,32 @@ impl TestCa {
 
 /// Whether an HTTPS GET of `url`, trusting only `ca`, is answered 200.
 pub fn https_get_ok(url: &str, ca: &Path) -> bool {
-    let Ok(pem) = std::fs::read(ca) else {
-        return false;
-    };
-    let Ok(certificate) = reqwest::Certificate::from_pem(&pem) else {
-        return false;
-    };
-    let Ok(client) = reqwest::Client::builder()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(certificate)
-        .timeout(Duration::from_secs(5))
-        .build()
-    else {
-        return false;
-    };
+    get_text(url, Some(ca)).is_some()
+}
+
+/// The body of a GET of `url` answered 200 (over HTTPS trusting only `ca`, when given).
+pub fn get_text(url: &str, ca: Option<&Path>) -> Option<String> {
+    let mut client = reqwest::Client::builder().timeout(Duration::from_secs(5));
+    if let Some(ca) = ca {
+        let certificate = reqwest::Certificate::from_pem(&std::fs::read(ca).ok()?).ok()?;
+        client = client
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(certificate);
+    }
+    let client = client.build().ok()?;
     block_on(async {
-        client
-            .get(url)
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
+        let response = client.get(url).send().await.ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        response.text().await.ok()
     })
 }
 
 /// Where a test hub stages blobs: a folder beside its database for SQLite, and, when the test
 /// script started an S3 server (scripts/s3.sh), a prefix of its bucket for PostgreSQL: the
 /// embedded default, and what a hub that scales out runs on.
+#[derive(Debug, Clone)]
 struct Staging {
     /// What `--staging` is given.
     address: String,
@@ -204,9 +209,12 @@ impl Staging {
 
 pub struct Hub {
     pub url: String,
-    /// The hub serves HTTPS with a certificate from this test CA.
+    /// The hub serves HTTPS with a certificate from this test CA (unless it is a replica behind
+    /// the balancer, which serves plain HTTP on loopback).
     pub tls: TestCa,
-    port: u16,
+    /// A replica behind the load balancer: plain HTTP, `--behind-proxy`.
+    behind_proxy: bool,
+    pub port: u16,
     database: String,
     staging: Staging,
     log: PathBuf,
@@ -216,15 +224,28 @@ pub struct Hub {
 
 impl Hub {
     fn start(dir: &Path, database: &str) -> Hub {
+        Hub::launch(
+            dir,
+            "hub",
+            database,
+            Staging::for_database(dir, database),
+            false,
+        )
+    }
+
+    /// Starts a hub named `name` (its log and config file are named after it).
+    fn launch(dir: &Path, name: &str, database: &str, staging: Staging, behind_proxy: bool) -> Hub {
         let port = free_port();
+        let scheme = if behind_proxy { "http" } else { "https" };
         let mut hub = Hub {
-            url: format!("https://127.0.0.1:{port}"),
-            tls: TestCa::make(dir, "hub"),
+            url: format!("{scheme}://127.0.0.1:{port}"),
+            tls: TestCa::make(dir, name),
+            behind_proxy,
             port,
             database: database.to_owned(),
-            staging: Staging::for_database(dir, database),
-            log: dir.join("hub.log"),
-            config: dir.join("hub.toml"),
+            staging,
+            log: dir.join(format!("{name}.log")),
+            config: dir.join(format!("{name}.toml")),
             process: None,
         };
         // An instruction whose acknowledgement does not come within 3 s is delivered again, so
@@ -255,10 +276,16 @@ impl Hub {
             ])
             .arg("--staging")
             .arg(&self.staging.address)
-            .arg("--tls-cert")
-            .arg(&self.tls.cert)
-            .arg("--tls-key")
-            .arg(&self.tls.key)
+            .args(if self.behind_proxy {
+                vec!["--behind-proxy".as_ref()]
+            } else {
+                vec![
+                    "--tls-cert".as_ref(),
+                    self.tls.cert.as_os_str(),
+                    "--tls-key".as_ref(),
+                    self.tls.key.as_os_str(),
+                ]
+            })
             .args(["--heartbeat-interval", "1"])
             .arg("--config")
             .arg(&self.config)
@@ -268,12 +295,37 @@ impl Hub {
             .spawn()
             .expect("start surplus-hub");
         self.process = Some(child);
-        let url = format!("{}/healthz", self.url);
         wait_for(
             "the hub to answer /healthz",
             Duration::from_secs(30),
-            || https_get_ok(&url, &self.tls.ca),
+            || self.get("/healthz").is_some(),
         );
+    }
+
+    /// The body of a GET of `path` from this hub itself (not through a balancer), if answered.
+    pub fn get(&self, path: &str) -> Option<String> {
+        let ca = (!self.behind_proxy).then_some(self.tls.ca.as_path());
+        get_text(&format!("{}{path}", self.url), ca)
+    }
+
+    /// A counter or gauge of this hub's `/metrics` (summed over its labels).
+    pub fn metric(&self, name: &str) -> f64 {
+        let text = self.get("/metrics").unwrap_or_default();
+        text.lines()
+            .filter(|line| {
+                line.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+            })
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Kills the hub without warning (SIGKILL), as a crash or an OOM kill would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.process.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     /// The database the hub serves from.
@@ -359,10 +411,94 @@ impl Hub {
 
 impl Drop for Hub {
     fn drop(&mut self) {
-        if let Some(mut child) = self.process.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.kill();
+    }
+}
+
+/// HAProxy in front of hub replicas, as an operator runs it: it terminates TLS with a
+/// certificate from its own test CA, balances requests round robin, checks `/healthz` every
+/// quarter second, and adds `X-Forwarded-For`.
+pub struct Balancer {
+    pub url: String,
+    pub tls: TestCa,
+    process: Child,
+}
+
+impl Balancer {
+    fn start(dir: &Path, replicas: &[&Hub]) -> Balancer {
+        let haproxy = [
+            "/usr/sbin/haproxy",
+            "/usr/bin/haproxy",
+            "/usr/local/sbin/haproxy",
+        ]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|path| path.exists())
+        .expect("HAProxy is missing: apt-get install haproxy (scripts/test does)");
+        let tls = TestCa::make(dir, "balancer");
+        // HAProxy takes the certificate and its key in one file.
+        let pem = dir.join("balancer.pem");
+        let both = [
+            std::fs::read(&tls.cert).expect("certificate"),
+            std::fs::read(&tls.key).expect("key"),
+        ]
+        .concat();
+        std::fs::write(&pem, both).expect("write the balancer's PEM");
+        let port = free_port();
+        let servers: String = replicas
+            .iter()
+            .enumerate()
+            .map(|(at, hub)| format!("    server replica{at} 127.0.0.1:{}\n", hub.port))
+            .collect();
+        let config = format!(
+            "defaults\n\
+             \x20   mode http\n\
+             \x20   timeout connect 2s\n\
+             \x20   timeout client 120s\n\
+             \x20   timeout server 120s\n\
+             \x20   retries 3\n\
+             \x20   option redispatch\n\
+             \x20   option forwardfor\n\
+             \x20   option httpchk GET /healthz\n\
+             \x20   default-server check inter 250ms fall 1 rise 1\n\
+             frontend hub\n\
+             \x20   bind 127.0.0.1:{port} ssl crt {pem}\n\
+             \x20   default_backend replicas\n\
+             backend replicas\n\
+             \x20   balance roundrobin\n\
+             {servers}",
+            pem = pem.display(),
+        );
+        let config_path = dir.join("haproxy.cfg");
+        std::fs::write(&config_path, config).expect("write haproxy.cfg");
+        let log = std::fs::File::create(dir.join("haproxy.log")).expect("haproxy log");
+        let process = Command::new(haproxy)
+            .arg("-db")
+            .arg("-f")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start haproxy");
+        let balancer = Balancer {
+            url: format!("https://127.0.0.1:{port}"),
+            tls,
+            process,
+        };
+        wait_for(
+            "the balancer to answer /healthz",
+            Duration::from_secs(30),
+            || https_get_ok(&format!("{}/healthz", balancer.url), &balancer.tls.ca),
+        );
+        balancer
+    }
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
     }
 }
 
@@ -567,8 +703,50 @@ impl Cluster {
             dir,
             database,
             hub,
+            replicas: Vec::new(),
+            balancer: None,
             agents: Vec::new(),
         }
+    }
+
+    /// `count` hub replicas on one PostgreSQL `database` and one staging, behind HAProxy, and
+    /// no agents yet: a hub that scales out.
+    pub fn replicated(dir: tempfile::TempDir, database: String, count: usize) -> Cluster {
+        assert!(
+            database.starts_with("postgres"),
+            "replicas share PostgreSQL"
+        );
+        let staging = Staging::for_database(dir.path(), &database);
+        let mut replicas: Vec<Hub> = (0..count)
+            .map(|at| {
+                let name = format!("replica{at}");
+                Hub::launch(dir.path(), &name, &database, staging.clone(), true)
+            })
+            .collect();
+        let balancer = Balancer::start(dir.path(), &replicas.iter().collect::<Vec<_>>());
+        let hub = replicas.remove(0);
+        Cluster {
+            dir,
+            database,
+            hub,
+            replicas,
+            balancer: Some(balancer),
+            agents: Vec::new(),
+        }
+    }
+
+    /// Where devices reach the hub, and the CA they trust for it: the balancer's when there is
+    /// one.
+    fn front(&self) -> (&str, &Path) {
+        match &self.balancer {
+            Some(balancer) => (&balancer.url, &balancer.tls.ca),
+            None => (&self.hub.url, &self.hub.tls.ca),
+        }
+    }
+
+    /// Every hub process: the hub and its other replicas.
+    pub fn hubs(&self) -> impl Iterator<Item = &Hub> {
+        std::iter::once(&self.hub).chain(&self.replicas)
     }
 
     /// A hub on SQLite and no agents yet, in a temporary directory of its own: for tests of
@@ -584,7 +762,7 @@ impl Cluster {
     pub fn add_agent(&mut self, name: &str, email: &str, storage: bool, quota: &str) -> usize {
         let mut agent = self.new_agent(name, email);
         // Every device of the cluster trusts the hub's private CA.
-        let ca = self.hub.tls.ca.to_str().expect("utf-8").to_owned();
+        let ca = self.front().1.to_str().expect("utf-8").to_owned();
         agent.set_env("SURPLUS_CA_FILE", &ca);
         if agent.cli(&["login", "--email", email]).status.success() {
             // Another device of an existing subscriber.
@@ -605,7 +783,7 @@ impl Cluster {
             name: name.to_owned(),
             email: email.to_owned(),
             data_dir: self.dir.path().join(name),
-            hub_url: self.hub.url.clone(),
+            hub_url: self.front().0.to_owned(),
             log: self.dir.path().join(format!("{name}.log")),
             process: None,
             env: Vec::new(),
@@ -618,7 +796,9 @@ impl Cluster {
 
     /// Prints every log, for a failing test.
     pub fn dump_logs(&self) {
-        eprintln!("---- hub log ----\n{}", tail(&self.hub.log(), 60));
+        for (at, hub) in self.hubs().enumerate() {
+            eprintln!("---- hub {at} log ----\n{}", tail(&hub.log(), 60));
+        }
         for agent in &self.agents {
             eprintln!("---- {} log ----\n{}", agent.name, tail(&agent.log(), 40));
         }
@@ -666,6 +846,25 @@ pub fn count_in_database(database: &str, sql: &str) -> i64 {
             .expect("count");
         pool.close().await;
         count
+    })
+}
+
+/// Runs one query against the hub's database and returns its rows; every column must be TEXT
+/// (cast the others).
+pub fn rows_in_database(database: &str, sql: &str) -> Vec<Vec<String>> {
+    use sqlx::Row;
+    block_on(async {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(database).await.expect("database");
+        let rows = sqlx::query(sql).fetch_all(&pool).await.expect("query");
+        pool.close().await;
+        rows.iter()
+            .map(|row| {
+                (0..row.len())
+                    .map(|at| row.try_get::<String, _>(at).expect("a TEXT column"))
+                    .collect()
+            })
+            .collect()
     })
 }
 
