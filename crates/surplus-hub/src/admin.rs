@@ -172,7 +172,14 @@ pub async fn start(hub: &Hub, email: &str, wait: Duration) -> Result<Started, Ad
         }
         ticker.tick().await;
     }
-    let made = scheduler::place_pending(hub, Some(&ids)).await?;
+    let made = scheduler::place_pending(
+        hub,
+        scheduler::Scope {
+            donors: Some(&ids),
+            ..Default::default()
+        },
+    )
+    .await?;
     let mut report = Vec::with_capacity(devices.len());
     for id in ids {
         let row = hub.store.device(id).await?;

@@ -1039,7 +1039,11 @@ async fn place_blob(
             now_ms(),
         )
         .await?;
-    crate::scheduler::place_pending(&hub, None).await?;
+    let scope = crate::scheduler::Scope {
+        blob: Some((&request.hash, subscriber.id)),
+        ..Default::default()
+    };
+    crate::scheduler::place_pending(&hub, scope).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(placement_view(&hub, &request.hash, subscriber.id).await?),

@@ -640,7 +640,7 @@ async fn run_scheduler(hub: std::sync::Weak<Hub>) {
                 tracing::warn!(%error, "releasing the upkeep duty");
             }
         }
-        if let Err(error) = scheduler::place_pending(&hub, None).await {
+        if let Err(error) = scheduler::place_pending(&hub, scheduler::Scope::default()).await {
             tracing::warn!(%error, "placing blobs");
         }
         if let Err(error) = crate::compute::schedule(&hub).await {

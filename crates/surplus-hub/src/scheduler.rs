@@ -66,22 +66,32 @@ async fn usual_weeks(hub: &Hub, now: i64) -> Result<Weeks, StoreError> {
     Ok(weeks)
 }
 
-/// Places every open placement it can. With `donors`, only those devices are allocated from
-/// (the operator's `start` for one subscriber).
-pub async fn place_pending(
-    hub: &Hub,
-    donors: Option<&[Uuid]>,
-) -> Result<Vec<NewAllocation>, StoreError> {
+/// Which open placements a run of [`place_pending`] looks at, and which devices it may use.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Scope<'a> {
+    /// Only this blob of this subscriber: the placement a request just asked for. Every other
+    /// open placement is left to the scheduler loop, so that a request costs the same however
+    /// many placements wait for their holders to confirm.
+    pub blob: Option<(&'a str, Uuid)>,
+    /// Only these devices as holders (the operator's `start` for one subscriber).
+    pub donors: Option<&'a [Uuid]>,
+}
+
+/// Places every open placement in `scope` that it can.
+pub async fn place_pending(hub: &Hub, scope: Scope<'_>) -> Result<Vec<NewAllocation>, StoreError> {
     // One placement run at a time, across replicas too: two runs reading the same free space
     // would both fill it. The unique index on live copies is the last line behind this.
     let _placing = hub.store.exclusive(Duty::Placement).await?;
     let store = &hub.store;
-    let placements = store.open_placements().await?;
+    let mut placements = store.open_placements().await?;
+    if let Some((hash, subscriber)) = scope.blob {
+        placements.retain(|p| p.hash == hash && p.subscriber_id == subscriber);
+    }
     if placements.is_empty() {
         return Ok(Vec::new());
     }
     let mut candidates = store.storage_candidates().await?;
-    if let Some(donors) = donors {
+    if let Some(donors) = scope.donors {
         candidates.retain(|c| donors.contains(&c.device_id));
     }
     let now = now_ms();

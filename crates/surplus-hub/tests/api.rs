@@ -3100,7 +3100,7 @@ async fn an_owner_sees_each_pack_uploading_protected_repairing_or_lost() {
             let (id, token) = hub.device(&session, &format!("{who}-pc")).await;
             hub.heartbeat(&token, report()).await;
             hub.hub.kick_scheduler();
-            surplus_hub::scheduler::place_pending(&hub.hub, None)
+            surplus_hub::scheduler::place_pending(&hub.hub, Default::default())
                 .await
                 .expect("place");
             for instruction in hub.poll(&token, 0).await {
@@ -3115,7 +3115,7 @@ async fn an_owner_sees_each_pack_uploading_protected_repairing_or_lost() {
             }
             donors.push((session, id));
         }
-        surplus_hub::scheduler::place_pending(&hub.hub, None)
+        surplus_hub::scheduler::place_pending(&hub.hub, Default::default())
             .await
             .expect("finish");
         assert_eq!(
@@ -3243,7 +3243,7 @@ async fn a_holder_giving_storage_up_hands_each_blob_over_before_deleting_it() {
         let stale = [8u8; 1000];
         let stale_hash = store_one_copy(&hub, &ada_pc, &bob_pc, &stale).await;
         // Both confirmed: the hub drops its staged copies, so only Bob has them now.
-        surplus_hub::scheduler::place_pending(&hub.hub, None)
+        surplus_hub::scheduler::place_pending(&hub.hub, Default::default())
             .await
             .expect("place");
         assert!(!hub.staging.join(&hash[..2]).join(&hash).exists());
@@ -3297,7 +3297,7 @@ async fn a_holder_giving_storage_up_hands_each_blob_over_before_deleting_it() {
         // Carol takes it over, recorded in the ledger as a hand-over; Bob's copy stays until
         // hers is confirmed.
         hub.heartbeat(&carol_pc, report()).await;
-        let made = surplus_hub::scheduler::place_pending(&hub.hub, None)
+        let made = surplus_hub::scheduler::place_pending(&hub.hub, Default::default())
             .await
             .expect("place");
         assert_eq!(made.len(), 1, "{made:?}");
@@ -3327,7 +3327,7 @@ async fn a_holder_giving_storage_up_hands_each_blob_over_before_deleting_it() {
         let path = format!("/v1/device/instructions/{id}/ack");
         hub.call(Method::POST, &path, Some(&carol_pc), Some(ack))
             .await;
-        surplus_hub::scheduler::place_pending(&hub.hub, None)
+        surplus_hub::scheduler::place_pending(&hub.hub, Default::default())
             .await
             .expect("place");
         let delete = hub
@@ -3397,7 +3397,7 @@ async fn a_lost_holder_that_comes_back_before_the_rebuild_has_its_copy_audited_a
         assert_eq!(holder_state(&hub, &ada, &altered).await, "lost");
         hub.heartbeat(&bob_pc, report()).await;
         let at_bob = store_one_copy(&hub, &ada_pc, &bob_pc, &[5u8; 3000]).await;
-        surplus_hub::scheduler::place_pending(&hub.hub, None)
+        surplus_hub::scheduler::place_pending(&hub.hub, Default::default())
             .await
             .expect("place");
 
@@ -3527,7 +3527,7 @@ async fn a_packs_holders_are_chosen_to_cover_the_week_not_all_night_owls() {
                 .await;
             assert_eq!(placed.status, StatusCode::ACCEPTED, "{}", placed.body);
         }
-        surplus_hub::scheduler::place_pending(&hub.hub, None)
+        surplus_hub::scheduler::place_pending(&hub.hub, Default::default())
             .await
             .expect("place");
         let ledger = hub
@@ -3598,7 +3598,7 @@ async fn a_packs_shards_go_to_distinct_networks() {
                 .await;
             assert_eq!(placed.status, StatusCode::ACCEPTED, "{}", placed.body);
         }
-        surplus_hub::scheduler::place_pending(&hub.hub, None)
+        surplus_hub::scheduler::place_pending(&hub.hub, Default::default())
             .await
             .expect("place");
         let ledger = hub
@@ -3664,7 +3664,7 @@ async fn a_returning_copy_is_either_taken_back_or_deleted_never_both() {
         let content = [4u8; 2500];
         let hash = store_one_copy(&hub, &ada_pc, &bob_pc, &content).await;
         let store = &hub.hub.store;
-        let place = || surplus_hub::scheduler::place_pending(&hub.hub, None);
+        let place = || surplus_hub::scheduler::place_pending(&hub.hub, Default::default());
         // Bob is counted lost while the hub still has the blob staged; Carol takes it over and
         // confirms it.
         let lost_after = i64::try_from(hub.hub.settings.lost_after.as_millis()).expect("ms");

@@ -7,30 +7,21 @@
 //!    own reports. Nothing is recorded during the warm-up; after it, every heartbeat's latency goes
 //!    into an HDR histogram (microseconds) until `seconds` have passed.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use hdrhistogram::Histogram;
+use reqwest::Client;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
-use reqwest::{Client, StatusCode};
-use surplus_protocol::{Credentials, DeviceCredentials, RegisterDevice, Session};
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use crate::api::{self, Tally};
 use crate::reports;
 
-/// Devices per subscriber: the standard plan's limit.
-const DEVICES_PER_SUBSCRIBER: usize = 5;
 /// Reports each device cycles through.
 const REPORTS_PER_DEVICE: usize = 4;
 /// The longest one request may take before it counts as failed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// The longest registration as a whole may take.
-const REGISTRATION_DEADLINE: Duration = Duration::from_secs(300);
-/// The most latency the histogram tracks: one minute, in microseconds.
-const HISTOGRAM_MAX_US: u64 = 60_000_000;
 
 #[derive(Debug, clap::Args)]
 pub struct Options {
@@ -66,61 +57,24 @@ struct SimDevice {
     reports: Vec<Vec<u8>>,
 }
 
-/// What one worker measured.
-struct Tally {
-    latency_us: Histogram<u64>,
-    ok: u64,
-    /// Failures by kind: an HTTP status code, or `transport` for requests that got no answer.
-    errors: BTreeMap<String, u64>,
-}
-
-impl Tally {
-    fn new() -> anyhow::Result<Self> {
-        Ok(Tally {
-            latency_us: Histogram::new_with_bounds(1, HISTOGRAM_MAX_US, 3)
-                .context("creating the latency histogram")?,
-            ok: 0,
-            errors: BTreeMap::new(),
-        })
-    }
-
-    fn merge(&mut self, other: Tally) -> anyhow::Result<()> {
-        self.latency_us
-            .add(&other.latency_us)
-            .context("merging latency histograms")?;
-        self.ok += other.ok;
-        for (kind, count) in other.errors {
-            *self.errors.entry(kind).or_default() += count;
-        }
-        Ok(())
-    }
-
-    fn error_count(&self) -> u64 {
-        self.errors.values().sum()
-    }
-}
-
 pub async fn run(options: Options) -> anyhow::Result<()> {
     if options.devices == 0 || options.concurrency == 0 || options.seconds == 0 {
         bail!("--devices, --concurrency and --seconds must be at least 1");
     }
     let base = options.hub.trim_end_matches('/').to_owned();
-    let client = Client::builder()
-        .http1_only()
-        .no_proxy()
-        .tcp_nodelay(true)
-        .pool_max_idle_per_host(options.concurrency)
-        .pool_idle_timeout(Duration::from_secs(90))
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(REQUEST_TIMEOUT)
-        .build()
-        .context("building the HTTP client")?;
+    let client = api::client(options.concurrency, REQUEST_TIMEOUT)?;
 
     let registering = Instant::now();
-    let subscribers = options.devices.div_ceil(DEVICES_PER_SUBSCRIBER);
+    let subscribers = options.devices.div_ceil(api::DEVICES_PER_SUBSCRIBER);
     let credentials = tokio::time::timeout(
-        REGISTRATION_DEADLINE,
-        register(&client, &base, &options, subscribers),
+        api::REGISTRATION_DEADLINE,
+        api::register(
+            &client,
+            &base,
+            &options.password,
+            options.devices,
+            options.register_concurrency,
+        ),
     )
     .await
     .context("registration took too long")??;
@@ -135,7 +89,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
 
     let mut devices = Vec::with_capacity(credentials.len());
     for (index, device) in credentials.iter().enumerate() {
-        let token = surplus_protocol::device_token(device.device_id, &device.secret);
+        let token = api::device_token(device);
         let reports = reports::for_device(index, REPORTS_PER_DEVICE)
             .iter()
             .map(serde_json::to_vec)
@@ -181,8 +135,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let measured = measure_from.elapsed().as_secs_f64();
 
     let rate = total.ok as f64 / measured;
-    let ms = |quantile: f64| total.latency_us.value_at_quantile(quantile) as f64 / 1000.0;
-    let (p50, p90, p99) = (ms(0.50), ms(0.90), ms(0.99));
+    let (p50, p90, p99) = (total.ms(0.50), total.ms(0.90), total.ms(0.99));
     let max = total.latency_us.max() as f64 / 1000.0;
     let mean = total.latency_us.mean() / 1000.0;
     let errors = total.error_count();
@@ -215,118 +168,12 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         println!(
             "latency ms:  p50 {p50:.2}  p90 {p90:.2}  p99 {p99:.2}  max {max:.2}  (mean {mean:.2})"
         );
-        if errors == 0 {
-            println!("errors:      0");
-        } else {
-            let kinds: Vec<String> = total
-                .errors
-                .iter()
-                .map(|(kind, count)| format!("{kind}: {count}"))
-                .collect();
-            println!("errors:      {errors} ({})", kinds.join(", "));
-        }
+        println!("errors:      {}", total.errors_line());
     }
     if total.ok == 0 {
         bail!("no heartbeat succeeded");
     }
     Ok(())
-}
-
-/// Signs up `subscribers` subscribers and registers `options.devices` devices among them.
-async fn register(
-    client: &Client,
-    base: &str,
-    options: &Options,
-    subscribers: usize,
-) -> anyhow::Result<Vec<DeviceCredentials>> {
-    let permits = Arc::new(Semaphore::new(options.register_concurrency.max(1)));
-    let run_id = uuid::Uuid::new_v4().simple().to_string();
-    let mut tasks = JoinSet::new();
-    let mut remaining = options.devices;
-    for subscriber in 0..subscribers {
-        let count = remaining.min(DEVICES_PER_SUBSCRIBER);
-        remaining -= count;
-        let client = client.clone();
-        let base = base.to_owned();
-        let permits = permits.clone();
-        let credentials = Credentials {
-            email: format!("loadgen-{}-{subscriber}@bench.example", &run_id[..12]),
-            password: options.password.clone(),
-        };
-        tasks.spawn(async move {
-            let _permit = permits.acquire_owned().await?;
-            let session = signup(&client, &base, &credentials).await?;
-            // One subscriber's devices one after another: the hub checks the plan's limit
-            // against the devices already registered.
-            let mut devices = Vec::with_capacity(count);
-            for device in 0..count {
-                let name = format!("loadgen-{subscriber}-{device}");
-                devices.push(register_device(&client, &base, &session.token, name).await?);
-            }
-            anyhow::Ok(devices)
-        });
-    }
-    let mut all = Vec::with_capacity(options.devices);
-    while let Some(joined) = tasks.join_next().await {
-        all.extend(joined.context("a registration task panicked")??);
-    }
-    Ok(all)
-}
-
-/// Signs up (the hub answers 202 either way) and logs in.
-async fn signup(client: &Client, base: &str, credentials: &Credentials) -> anyhow::Result<Session> {
-    let response = client
-        .post(format!("{base}/v1/signup"))
-        .json(credentials)
-        .send()
-        .await
-        .with_context(|| format!("signing up {} at {base}", credentials.email))?;
-    expect(response, StatusCode::ACCEPTED, "signing up").await?;
-    let response = client
-        .post(format!("{base}/v1/login"))
-        .json(credentials)
-        .send()
-        .await
-        .with_context(|| format!("logging in {} at {base}", credentials.email))?;
-    expect(response, StatusCode::OK, "logging in")
-        .await?
-        .json()
-        .await
-        .context("reading the session")
-}
-
-async fn register_device(
-    client: &Client,
-    base: &str,
-    session: &str,
-    name: String,
-) -> anyhow::Result<DeviceCredentials> {
-    let response = client
-        .post(format!("{base}/v1/devices"))
-        .bearer_auth(session)
-        .json(&RegisterDevice { name })
-        .send()
-        .await
-        .context("registering a device")?;
-    expect(response, StatusCode::CREATED, "registering a device")
-        .await?
-        .json()
-        .await
-        .context("reading the device credential")
-}
-
-/// The response if it has the wanted status, else an error carrying the hub's answer.
-async fn expect(
-    response: reqwest::Response,
-    wanted: StatusCode,
-    doing: &str,
-) -> anyhow::Result<reqwest::Response> {
-    if response.status() == wanted {
-        return Ok(response);
-    }
-    let status = response.status();
-    let body = response.text().await.unwrap_or_default();
-    bail!("{doing}: the hub answered {status}: {}", body.trim())
 }
 
 /// One worker: sends its devices' heartbeats one at a time until `until`, recording those that
@@ -374,12 +221,8 @@ async fn send_heartbeats(
         let transport_failed = failure.as_deref() == Some("transport");
         if started >= measure_from {
             match failure {
-                None => {
-                    tally.ok += 1;
-                    let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-                    tally.latency_us.saturating_record(micros.max(1));
-                }
-                Some(kind) => *tally.errors.entry(kind).or_default() += 1,
+                None => tally.success(latency),
+                Some(kind) => tally.failure(kind),
             }
         }
         if transport_failed {

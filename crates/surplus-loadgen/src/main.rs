@@ -12,9 +12,15 @@
 //!   `POST /v1/device/heartbeat`, each simulated device cycling through its own realistic status
 //!   reports. After a warm-up it measures for `--seconds` and prints heartbeats per second, the
 //!   latency distribution (p50/p90/p99/max) and the errors (non-2xx answers and failed requests).
+//! * `placements`: devices lend storage, an owner stages small blobs, then asks for each to be
+//!   placed; prints placements per second and their latency.
+//! * `staging`: uploads large blobs into staging and downloads them back; prints MiB/s each way.
 
+mod api;
 mod heartbeats;
+mod placements;
 mod reports;
+mod staging;
 
 use std::process::ExitCode;
 
@@ -39,6 +45,11 @@ struct Cli {
 enum Command {
     /// Register devices, then send heartbeats as fast as the hub answers and measure latency.
     Heartbeats(heartbeats::Options),
+    /// Stage small blobs, then ask for each to be placed on holders and measure how fast the hub
+    /// decides.
+    Placements(placements::Options),
+    /// Upload large blobs into staging and download them back, and measure the throughput.
+    Staging(staging::Options),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +67,8 @@ fn main() -> ExitCode {
     };
     let outcome = match cli.command {
         Command::Heartbeats(options) => runtime.block_on(heartbeats::run(options)),
+        Command::Placements(options) => runtime.block_on(placements::run(options)),
+        Command::Staging(options) => runtime.block_on(staging::run(options)),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

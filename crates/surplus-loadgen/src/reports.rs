@@ -138,6 +138,19 @@ pub fn for_device(index: usize, count: usize) -> Vec<StatusReport> {
         .collect()
 }
 
+/// A report of the device numbered `index` lending storage: consenting, running, with a 64 GiB
+/// quota of which nothing is used yet.
+pub fn lending_storage(index: usize) -> StatusReport {
+    let mut report = for_device(index, 1).remove(0);
+    report.consent.storage = true;
+    report.pause = PauseState::Running;
+    report.vault.quota_bytes = 64 * GIB;
+    report.vault.used_bytes = 0;
+    report.disk.free_bytes = report.disk.free_bytes.max(200 * GIB);
+    report.disk.total_bytes = report.disk.total_bytes.max(report.disk.free_bytes);
+    report
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

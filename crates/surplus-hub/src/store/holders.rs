@@ -157,8 +157,10 @@ impl Store {
     /// Takes back the copies of holders that were counted lost and are back (heard from since
     /// `since`), where their shard still wants a copy (not yet rebuilt and confirmed elsewhere):
     /// each becomes active again, marked as taken back at `now` so that it is audited first.
-    /// Copies lost to a failed audit or upload, given up in a hand-over, or already told to go,
-    /// and those of holders with integrity failures since `clean_since`, are not taken back.
+    /// Only copies the holder confirmed storing are taken back: one still pending when its holder
+    /// was counted lost was never there. Copies lost to a failed audit or upload, given up in a
+    /// hand-over, or already told to go, and those of holders with integrity failures since
+    /// `clean_since`, are not taken back either.
     /// One copy at a time, each by a statement that checks the shard still wants it, so a shard
     /// never gets more copies than it asked for this way. Returns how many.
     pub async fn readopt_returned(
@@ -176,7 +178,9 @@ impl Store {
              AND NOT EXISTS (SELECT 1 FROM challenges c WHERE c.device_id = a.device_id AND c.state = 'failed' \
                AND (c.allocation_id = a.id OR c.answered_at >= $2)) \
              AND NOT EXISTS (SELECT 1 FROM instructions i WHERE i.allocation_id = a.id \
-               AND i.kind IN ('upload_blob', 'delete_blob') AND i.state IN ('queued', 'delivered', 'failed'))",
+               AND i.kind IN ('upload_blob', 'delete_blob') AND i.state IN ('queued', 'delivered', 'failed')) \
+             AND EXISTS (SELECT 1 FROM instructions i WHERE i.allocation_id = a.id \
+               AND i.kind = 'store_blob' AND i.state = 'done')",
         )
         .bind(since)
         .bind(clean_since)
