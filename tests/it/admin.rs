@@ -231,7 +231,21 @@ fn a_hub_restored_from_its_backup_carries_on() {
             || protected(&cluster.agents[ada], 2).is_some(),
         );
 
-        // The database is lost, and restored from the copy.
+        // The database is lost, and restored from the copy, an hour later: holders leave alone
+        // a blob stored moments before they ask the hub what to keep (it may not be on the
+        // list yet).
+        for &index in &holders {
+            let vault = cluster.agents[index].data_dir.join(".vault/blobs");
+            for blob in surplus_e2e::files_under(&vault) {
+                std::fs::File::options()
+                    .write(true)
+                    .open(&blob)
+                    .and_then(|file| {
+                        file.set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))
+                    })
+                    .expect("age a held blob");
+            }
+        }
         let restarted = surplus_hub::now_ms();
         cluster.database = restore_database(&mut cluster.hub, &copy);
         for &index in &holders {
@@ -245,6 +259,43 @@ fn a_hub_restored_from_its_backup_carries_on() {
         let snapshots = cluster.agents[ada].json(&["snapshots"]);
         assert_eq!(snapshots.as_array().map(Vec::len), Some(1), "{snapshots}");
         assert_eq!(snapshots[0]["id"], first_id.as_str());
+
+        // The shards placed after the copy, the restored hub does not know: back in touch, each
+        // holder keeps exactly what the hub's ledger has it hold, and moves the rest to its
+        // vault's trash (kept a week, and given back if the hub asks after all).
+        let mut trashed = 0;
+        for &index in &holders {
+            let holder = &cluster.agents[index];
+            let device = holder.device_id();
+            let mut known: Vec<String> = surplus_e2e::rows_in_database(
+                &cluster.database,
+                &format!(
+                    "SELECT DISTINCT blob_hash FROM allocations WHERE device_id = '{device}' \
+                     AND kind = 'storage' AND state IN ('pending', 'active', 'evacuating', 'lost')"
+                ),
+            )
+            .into_iter()
+            .map(|row| row[0].clone())
+            .collect();
+            known.sort();
+            wait_for(
+                &format!("{} to hold just what the restored hub knows", holder.name),
+                Duration::from_secs(30),
+                || {
+                    let held: Vec<String> = holder
+                        .vault_blobs()
+                        .into_iter()
+                        .map(|(hash, _)| hash)
+                        .collect();
+                    held == known
+                },
+            );
+            trashed += surplus_e2e::files_under(&holder.data_dir.join(".vault/trash")).len();
+        }
+        assert!(
+            trashed > 0,
+            "the shards placed after the copy went to the trash"
+        );
 
         // A new laptop restores the first snapshot: the shard map and the escrowed key held.
         let laptop = cluster.add_agent("ada-laptop", "ada@example.org", false, "64MiB");

@@ -415,6 +415,12 @@ impl HubClient {
             .await
     }
 
+    /// Every blob the hub records the calling device holding for someone.
+    pub async fn retain(&self, device: &str) -> Result<surplus_protocol::RetainList> {
+        self.json(self.request(Method::GET, "/v1/device/retain", Some(device)))
+            .await
+    }
+
     pub async fn probe_devices(&self, session: &str) -> Result<ProbeRequested> {
         self.json(self.request(Method::POST, "/v1/devices/probe", Some(session)))
             .await

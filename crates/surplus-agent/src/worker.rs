@@ -29,6 +29,8 @@ use crate::settings::Settings;
 use crate::untrusted;
 use crate::vault::{Vault, VaultError};
 
+mod garbage;
+
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
     #[error("no hub is set: log in with `surplus --hub URL login` first")]
@@ -167,6 +169,9 @@ struct Shared {
     on_battery: Mutex<Option<bool>>,
     /// The machine's logical cores at the latest full sample (0 before the first).
     cores: std::sync::atomic::AtomicU32,
+    /// Whether a request to the hub failed to reach it since the vault was last checked against
+    /// what the hub knows (`garbage`): a hub restored from a backup was away.
+    out_of_touch: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -406,6 +411,7 @@ impl Worker {
             compute: crate::compute::Compute::new(data_dir),
             on_battery: Mutex::new(None),
             cores: std::sync::atomic::AtomicU32::new(0),
+            out_of_touch: std::sync::atomic::AtomicBool::new(false),
         });
         tracing::info!(device_id = %device.device_id, %hub, "agent starting");
         Ok(Worker {
@@ -751,6 +757,9 @@ async fn report_loop(
     let mut away = None;
     let mut next_heartbeat = tokio::time::Instant::now();
     let mut history_at: Option<UnixMillis> = None;
+    // When the vault was last checked against what the hub knows; and whether the hub was out of
+    // touch since (a hub restored from a backup was).
+    let mut collected_at: Option<tokio::time::Instant> = None;
     let mut watch = tokio::time::interval(options.watch_interval);
     watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -819,6 +828,13 @@ async fn report_loop(
                     state.handover = response.handover;
                     state.vault = Some(report.vault.clone());
                 });
+                let was_away = shared
+                    .out_of_touch
+                    .swap(false, std::sync::atomic::Ordering::Relaxed);
+                if was_away || collected_at.is_none_or(|at| at.elapsed() >= garbage::INTERVAL) {
+                    collected_at = Some(tokio::time::Instant::now());
+                    tokio::spawn(garbage::collect(shared.clone()));
+                }
                 // The chart's history takes a point a quarter of an hour: the file is only
                 // read and written when one is due, not on every heartbeat.
                 let now = now_ms();
@@ -844,6 +860,9 @@ async fn report_loop(
                 if let Some(fatal) = fatal(&error) {
                     return Err(fatal);
                 }
+                shared
+                    .out_of_touch
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
                 let wait = backoff.step().min(interval);
                 tracing::warn!(%error, retry_in = ?wait, "heartbeat failed");
                 next_heartbeat = tokio::time::Instant::now() + wait;
@@ -903,6 +922,9 @@ async fn execute_loop(
                     transfer_task.abort();
                     return Err(fatal);
                 }
+                shared
+                    .out_of_touch
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
                 let wait = backoff.step();
                 tracing::warn!(%error, retry_in = ?wait, "polling for instructions failed");
                 tokio::select! {

@@ -74,6 +74,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/device/heartbeat", post(heartbeat))
         .route("/device", delete(leave))
         .route("/device/holdings", get(holdings))
+        .route("/device/retain", get(retain))
         .route("/device/instructions", get(poll_instructions))
         .route("/device/instructions/{id}/ack", post(acknowledge))
         .route("/blobs/{hash}", put(upload_blob).get(download_blob))
@@ -679,6 +680,19 @@ async fn holdings(
     DeviceCaller(device): DeviceCaller,
 ) -> ApiResult<Json<surplus_protocol::Holdings>> {
     Ok(Json(hub.holdings(device.device_id).await?))
+}
+
+/// Every blob the hub records the device holding for someone: the device may let go of the
+/// others (what a hub restored from an older backup no longer knows about).
+#[utoipa::path(get, path = "/v1/device/retain",
+    responses((status = 200, body = surplus_protocol::RetainList), (status = 401, body = surplus_protocol::ErrorBody)),
+    security(("device" = [])))]
+async fn retain(
+    State(hub): State<Arc<Hub>>,
+    DeviceCaller(device): DeviceCaller,
+) -> ApiResult<Json<surplus_protocol::RetainList>> {
+    let hashes = hub.store.blobs_to_retain(device.device_id).await?;
+    Ok(Json(surplus_protocol::RetainList { hashes }))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -15,7 +15,7 @@ use utoipa::{Modify, OpenApi};
         crate::api::list_sessions, crate::api::end_current_session, crate::api::end_session, crate::api::end_all_sessions,
         crate::api::list_devices, crate::api::register_device, crate::api::get_device, crate::api::revoke_device,
         crate::api::probe_device, crate::api::probe_all, crate::api::allocations,
-        crate::api::heartbeat, crate::api::holdings, crate::api::leave, crate::api::poll_instructions, crate::api::acknowledge,
+        crate::api::heartbeat, crate::api::holdings, crate::api::retain, crate::api::leave, crate::api::poll_instructions, crate::api::acknowledge,
         crate::api::upload_blob, crate::api::download_blob, crate::api::retrieve_blob, crate::api::drop_placement, crate::api::place_blob, crate::api::get_placement,
         crate::api::put_wrapped_key, crate::api::get_wrapped_key, crate::api::put_backup_object,
         crate::api::get_backup_object, crate::api::list_backup_objects, crate::api::delete_backup_object,

@@ -184,6 +184,15 @@ impl Handover {
     }
 }
 
+/// Every blob the hub's ledger has a device holding for someone, as a copy that counts or may
+/// count again (`GET /v1/device/retain`). The device may let go of any other blob it stored
+/// before it asked: the agent moves those to its vault's trash, from which a blob comes back if
+/// the hub asks for it before the trash is emptied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RetainList {
+    pub hashes: Vec<crate::BlobHash>,
+}
+
 /// What a device holds for others, as the hub's ledger has it (`GET /v1/device/holdings`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Holdings {

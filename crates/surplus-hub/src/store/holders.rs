@@ -154,6 +154,23 @@ impl Store {
 }
 
 impl Store {
+    /// Every blob `device` holds for someone as far as the ledger knows: copies pending, active
+    /// or being handed over, and lost ones (which may be taken back, or are told to go by
+    /// [`Store::claim_delete`]). Anything else in its vault, the ledger does not know.
+    pub async fn blobs_to_retain(&self, device: Uuid) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT blob_hash FROM allocations WHERE device_id = $1 AND kind = 'storage' \
+             AND blob_hash IS NOT NULL AND state IN ('pending', 'active', 'evacuating', 'lost') \
+             ORDER BY blob_hash",
+        )
+        .bind(device.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok(row.try_get("blob_hash")?))
+            .collect()
+    }
+
     /// Takes back the copies of holders that were counted lost and are back (heard from since
     /// `since`), where their shard still wants a copy (not yet rebuilt and confirmed elsewhere):
     /// each becomes active again, marked as taken back at `now` so that it is audited first.
