@@ -47,21 +47,50 @@ fn store_error(error: ClientError) -> io::Error {
     io::Error::other(error.to_string())
 }
 
+/// How often one request to the hub is tried before the backup gives up on it.
+const ATTEMPTS: u32 = 5;
+
+impl HubStore {
+    /// Runs `request` until it succeeds, fails for good, or has been tried [`ATTEMPTS`] times,
+    /// waiting longer each time (0.25 s, 0.5 s, 1 s, 2 s). Every request the engine makes is
+    /// idempotent (blobs and objects are named by their content, placements are upserts), so
+    /// trying again is safe; and a hub replica that dies under a request, or a hub restarting,
+    /// does not fail a backup that the next replica would have taken.
+    fn retried<T, F>(&self, what: &str, mut request: impl FnMut() -> F) -> io::Result<T>
+    where
+        F: std::future::Future<Output = Result<T, ClientError>>,
+    {
+        let mut pause = Duration::from_millis(250);
+        for attempt in 1.. {
+            match self.runtime.block_on(request()) {
+                Ok(value) => return Ok(value),
+                Err(error) if attempt < ATTEMPTS && error.retryable() => {
+                    tracing::info!(%error, attempt, retry_in = ?pause, "{what} failed; trying again");
+                    std::thread::sleep(pause);
+                    pause *= 2;
+                }
+                Err(error) => return Err(store_error(error)),
+            }
+        }
+        unreachable!("the loop returns by its last attempt")
+    }
+}
+
 impl Store for HubStore {
     fn put_shards(&mut self, pack: &str, shards: &[Vec<u8>]) -> io::Result<()> {
         for shard in shards {
             let hash = blake3::hash(shard).to_hex().to_string();
-            let bytes = futures_util::stream::iter([Ok(bytes::Bytes::from(shard.clone()))]);
-            let body = reqwest::Body::wrap_stream(crate::client::throttle(bytes, self.upload_rate));
-            self.runtime
-                .block_on(
-                    self.client
-                        .upload_blob(&self.token, &hash, shard.len() as u64, body),
-                )
-                .map_err(store_error)?;
-            self.runtime
-                .block_on(self.client.place_shard(&self.token, &hash, pack))
-                .map_err(store_error)?;
+            let shard = bytes::Bytes::from(shard.clone());
+            self.retried("uploading a shard", || {
+                let bytes = futures_util::stream::iter([Ok(shard.clone())]);
+                let body =
+                    reqwest::Body::wrap_stream(crate::client::throttle(bytes, self.upload_rate));
+                self.client
+                    .upload_blob(&self.token, &hash, shard.len() as u64, body)
+            })?;
+            self.retried("placing a shard", || {
+                self.client.place_shard(&self.token, &hash, pack)
+            })?;
         }
         Ok(())
     }
@@ -106,18 +135,16 @@ impl Store for HubStore {
     }
 
     fn put_object(&mut self, kind: ObjectKind, name: &str, bytes: &[u8]) -> io::Result<()> {
-        self.runtime
-            .block_on(
-                self.client
-                    .put_object(&self.token, kind.as_str(), name, bytes.to_vec()),
-            )
-            .map_err(store_error)
+        self.retried("keeping a backup object", || {
+            self.client
+                .put_object(&self.token, kind.as_str(), name, bytes.to_vec())
+        })
     }
 
     fn get_object(&mut self, kind: ObjectKind, name: &str) -> io::Result<Vec<u8>> {
-        self.runtime
-            .block_on(self.client.get_object(&self.token, kind.as_str(), name))
-            .map_err(store_error)
+        self.retried("reading a backup object", || {
+            self.client.get_object(&self.token, kind.as_str(), name)
+        })
     }
 
     fn delete_object(&mut self, kind: ObjectKind, name: &str) -> io::Result<()> {
@@ -142,9 +169,9 @@ impl Store for HubStore {
     }
 
     fn list_objects(&mut self, kind: ObjectKind) -> io::Result<Vec<String>> {
-        self.runtime
-            .block_on(self.client.list_objects(&self.token, kind.as_str()))
-            .map_err(store_error)
+        self.retried("listing backup objects", || {
+            self.client.list_objects(&self.token, kind.as_str())
+        })
     }
 }
 
