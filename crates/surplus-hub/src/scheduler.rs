@@ -103,6 +103,16 @@ pub async fn place_pending(hub: &Hub, scope: Scope<'_>) -> Result<Vec<NewAllocat
     }
     let mut made = Vec::new();
     for placement in placements {
+        // Copies on their way, or nothing staged to place from: the rules can only wait, and
+        // loading what they would need for more costs five queries a placement.
+        if placement::waits(
+            placement.active,
+            placement.live,
+            placement.copies,
+            placement.staged,
+        ) {
+            continue;
+        }
         // Load what the decision needs, decide with the rules, then write.
         let allocations: Vec<Allocation> = store
             .blob_allocations(&placement.hash, placement.subscriber_id)

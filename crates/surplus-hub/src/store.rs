@@ -115,6 +115,9 @@ pub struct OpenPlacement {
     pub pack_data: Option<u32>,
     /// Whether the owner lets their own other devices hold it.
     pub household: bool,
+    /// Its copies confirmed, and confirmed or on their way.
+    pub active: u32,
+    pub live: u32,
 }
 
 /// Who a challenge of one shard is for: the run it belongs to, the shard's owner, and the
@@ -1024,7 +1027,12 @@ impl Store {
     pub async fn open_placements(&self) -> Result<Vec<OpenPlacement>> {
         let rows = sqlx::query(
             "SELECT p.hash, b.size, p.subscriber_id, p.source_device_id, p.copies, b.staged, p.pack, \
-             p.pack_data, s.backup_household FROM placements p JOIN blobs b ON b.hash = p.hash JOIN subscribers s ON s.id = p.subscriber_id \
+             p.pack_data, s.backup_household, \
+             (SELECT COUNT(*) FROM allocations a WHERE a.blob_hash = p.hash AND a.subscriber_id = p.subscriber_id \
+               AND a.kind = 'storage' AND a.state = 'active') AS active, \
+             (SELECT COUNT(*) FROM allocations a WHERE a.blob_hash = p.hash AND a.subscriber_id = p.subscriber_id \
+               AND a.kind = 'storage' AND a.state IN ('pending', 'active')) AS live \
+             FROM placements p JOIN blobs b ON b.hash = p.hash JOIN subscribers s ON s.id = p.subscriber_id \
              WHERE p.satisfied_at IS NULL AND p.dropped_at IS NULL AND s.status = 'active' ORDER BY p.created_at",
         )
         .fetch_all(&self.pool)
@@ -1047,6 +1055,8 @@ impl Store {
                         .try_get::<Option<i64>, _>("pack_data")?
                         .and_then(|n| u32::try_from(n).ok()),
                     household: row.try_get::<i64, _>("backup_household")? != 0,
+                    active: u32::try_from(row.try_get::<i64, _>("active")?).unwrap_or(u32::MAX),
+                    live: u32::try_from(row.try_get::<i64, _>("live")?).unwrap_or(u32::MAX),
                 })
             })
             .collect()

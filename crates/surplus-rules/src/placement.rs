@@ -118,6 +118,14 @@ pub enum Decision {
 }
 
 /// Decides what one placement needs.
+/// Whether a placement with `active` confirmed copies and `live` copies confirmed or on their
+/// way (of `copies` wanted) can only wait: it is not done, and either enough copies are on their
+/// way or there is nothing staged to place from. [`decide`] answers `Wait` exactly then; the hub
+/// asks this first, from counts alone, to skip loading what deciding needs.
+pub fn waits(active: u32, live: u32, copies: u32, staged: bool) -> bool {
+    active < copies && (live >= copies || !staged)
+}
+
 pub fn decide(want: &Want<'_>, candidates: &[Candidate], online_since: Millis) -> Decision {
     let count = |states: &[AllocationState]| {
         want.allocations
@@ -137,7 +145,7 @@ pub fn decide(want: &Want<'_>, candidates: &[Candidate], online_since: Millis) -
         };
     }
     let live = count(&[Pending, Active]);
-    if live >= want.copies || !want.staged {
+    if waits(count(&[Active]), live, want.copies, want.staged) {
         return Decision::Wait;
     }
     let mut excluded: HashSet<Uuid> = want
@@ -281,6 +289,25 @@ fn gain(expected: &[f32; HOURS_PER_WEEK], week: Option<&Week>, goal: f32) -> f32
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_placement_waits_while_its_copies_are_on_their_way_or_nothing_is_staged() {
+        // (active, live, copies, staged) -> waits
+        for (active, live, staged, waits_) in [
+            (2, 2, true, false),  // done: not waiting, finishing
+            (1, 2, true, true),   // the second copy is on its way
+            (1, 1, true, false),  // one more to place, and it is staged
+            (1, 1, false, true),  // one more to place, but nothing to place it from
+            (0, 3, false, true),  // more on their way than wanted
+            (3, 3, false, false), // done even without staging
+        ] {
+            assert_eq!(
+                waits(active, live, 2, staged),
+                waits_,
+                "{active} active, {live} live, staged {staged}"
+            );
+        }
+    }
 
     fn candidate(n: u128, free: u64, heard: Option<i64>) -> Candidate {
         Candidate {
