@@ -83,10 +83,7 @@ pub async fn place_pending(hub: &Hub, scope: Scope<'_>) -> Result<Vec<NewAllocat
     // would both fill it. The unique index on live copies is the last line behind this.
     let _placing = hub.store.exclusive(Duty::Placement).await?;
     let store = &hub.store;
-    let mut placements = store.open_placements().await?;
-    if let Some((hash, subscriber)) = scope.blob {
-        placements.retain(|p| p.hash == hash && p.subscriber_id == subscriber);
-    }
+    let placements = store.open_placements(scope.blob).await?;
     if placements.is_empty() {
         return Ok(Vec::new());
     }

@@ -1024,7 +1024,13 @@ impl Store {
     }
 
     /// Placements that still want holders, from active subscribers only.
-    pub async fn open_placements(&self) -> Result<Vec<OpenPlacement>> {
+    /// The placements that want holders, oldest first; with `only`, just that blob's of that
+    /// subscriber (if it wants any).
+    pub async fn open_placements(&self, only: Option<(&str, Uuid)>) -> Result<Vec<OpenPlacement>> {
+        let (hash, subscriber) = match only {
+            Some((hash, subscriber)) => (Some(hash), Some(subscriber.to_string())),
+            None => (None, None),
+        };
         let rows = sqlx::query(
             "SELECT p.hash, b.size, p.subscriber_id, p.source_device_id, p.copies, b.staged, p.pack, \
              p.pack_data, s.backup_household, \
@@ -1033,8 +1039,11 @@ impl Store {
              (SELECT COUNT(*) FROM allocations a WHERE a.blob_hash = p.hash AND a.subscriber_id = p.subscriber_id \
                AND a.kind = 'storage' AND a.state IN ('pending', 'active')) AS live \
              FROM placements p JOIN blobs b ON b.hash = p.hash JOIN subscribers s ON s.id = p.subscriber_id \
-             WHERE p.satisfied_at IS NULL AND p.dropped_at IS NULL AND s.status = 'active' ORDER BY p.created_at",
+             WHERE p.satisfied_at IS NULL AND p.dropped_at IS NULL AND s.status = 'active' \
+             AND ($1 IS NULL OR p.hash = $1) AND ($2 IS NULL OR p.subscriber_id = $2) ORDER BY p.created_at",
         )
+        .bind(hash)
+        .bind(subscriber)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
