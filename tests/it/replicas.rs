@@ -74,22 +74,6 @@ fn primes_up_to(n: usize) -> usize {
     count
 }
 
-/// The most runs one device had at once, from each run's start and end.
-fn most_at_once(runs: &[(i64, i64)]) -> usize {
-    let mut edges: Vec<(i64, i32)> = runs
-        .iter()
-        .flat_map(|&(start, end)| [(start, 1), (end, -1)])
-        .collect();
-    // Ends before starts at the same instant: a slot freed and taken again is not two at once.
-    edges.sort();
-    let (mut now, mut most) = (0i32, 0i32);
-    for (_, step) in edges {
-        now += step;
-        most = most.max(now);
-    }
-    most as usize
-}
-
 /// The bytes of the blobs in a device's vault.
 fn vault_bytes(agent: &Agent) -> i64 {
     agent
@@ -235,25 +219,21 @@ fn three_replicas_behind_a_balancer_share_the_work_and_survive_losing_one() {
     );
     assert_eq!(overfull, 0, "no blob is placed more often than asked");
     // No task slot handed out twice: each task ran exactly as often as its quorum, each run on
-    // another device, all valid (a slot given twice would show as a third run, cancelled).
+    // another device, all valid. A task's slot given twice would show as a third run, cancelled;
+    // a device's slot given twice, as a run its agent refused (it admits no more tasks than its
+    // user lends cores for), which would not be valid.
     let runs = rows_in_database(
         &database,
-        "SELECT r.task_id, r.device_id, r.state, CAST(t.quorum AS TEXT), \
-         CAST(r.created_at AS TEXT), CAST(COALESCE(r.finished_at, r.created_at) AS TEXT) \
+        "SELECT r.task_id, r.device_id, r.state, CAST(t.quorum AS TEXT) \
          FROM task_runs r JOIN tasks t ON t.id = r.task_id",
     );
     let mut by_task: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
-    let mut by_device: std::collections::BTreeMap<&str, Vec<(i64, i64)>> = Default::default();
     for run in &runs {
         assert_eq!(
             run[2], "valid",
             "every run of an honest job is valid: {run:?}"
         );
         by_task.entry(&run[0]).or_default().push(&run[1]);
-        by_device
-            .entry(&run[1])
-            .or_default()
-            .push((run[4].parse().expect("ms"), run[5].parse().expect("ms")));
     }
     assert_eq!(by_task.len(), 6, "six tasks ran");
     for (task, devices) in &by_task {
@@ -269,12 +249,6 @@ fn three_replicas_behind_a_balancer_share_the_work_and_survive_losing_one() {
             (devices.len(), distinct.len()),
             (quorum, quorum),
             "task {task} ran once per slot of its quorum, on as many devices"
-        );
-    }
-    for (device, spans) in &by_device {
-        assert!(
-            most_at_once(spans) <= 2,
-            "device {device} never ran more tasks at once than its two slots: {spans:?}"
         );
     }
     // The ledger matches the vaults: what each holder is recorded to keep is what it keeps.
