@@ -49,7 +49,7 @@ fn donor(cluster: &mut Cluster, name: &str, extra_env: &[(&str, &str)]) -> usize
 }
 
 /// The primes counted in 1..=n, by the test's own sieve.
-fn primes_up_to(n: usize) -> usize {
+pub(crate) fn primes_up_to(n: usize) -> usize {
     let mut composite = vec![false; n + 1];
     let mut count = 0;
     for i in 2..=n {

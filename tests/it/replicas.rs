@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::compute::primes_up_to;
 use surplus_e2e::{Agent, Cluster, count_in_database, fresh_postgres, rows_in_database, wait_for};
 
 const AWAY: &str = r#"{"user": {"session": "none"}, "cores": 4, "busy_percent": 0}"#;
@@ -58,20 +59,6 @@ fn assert_same_files(expected: &Path, actual: &Path) {
             file.display()
         );
     }
-}
-
-fn primes_up_to(n: usize) -> usize {
-    let mut composite = vec![false; n + 1];
-    let mut count = 0;
-    for i in 2..=n {
-        if !composite[i] {
-            count += 1;
-            for j in (i * i..=n).step_by(i) {
-                composite[j] = true;
-            }
-        }
-    }
-    count
 }
 
 /// The bytes of the blobs in a device's vault.
