@@ -19,6 +19,27 @@ pub const REGISTRATION_DEADLINE: Duration = Duration::from_secs(300);
 /// The most latency the histogram tracks: one minute, in microseconds.
 const HISTOGRAM_MAX_US: u64 = 60_000_000;
 
+/// Where every scenario sends its load, and how it reports.
+#[derive(Debug, clap::Args)]
+pub struct Target {
+    /// The hub's base URL, e.g. http://127.0.0.1:7420.
+    #[arg(long)]
+    pub hub: String,
+    /// The password of the throwaway subscribers.
+    #[arg(long, default_value = "loadgen-password")]
+    pub password: String,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl Target {
+    /// The hub's base URL without a trailing slash.
+    pub fn base(&self) -> String {
+        self.hub.trim_end_matches('/').to_owned()
+    }
+}
+
 /// A client with `connections` keep-alive connections, each request failing after `timeout`.
 pub fn client(connections: usize, timeout: Duration) -> anyhow::Result<Client> {
     Client::builder()

@@ -25,9 +25,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, clap::Args)]
 pub struct Options {
-    /// The hub's base URL, e.g. http://127.0.0.1:7420.
-    #[arg(long)]
-    hub: String,
+    #[command(flatten)]
+    target: api::Target,
     /// Simulated devices (registered under devices/5 subscribers).
     #[arg(long, default_value_t = 1000)]
     devices: usize,
@@ -43,12 +42,6 @@ pub struct Options {
     /// Subscribers signing up at once during registration.
     #[arg(long, default_value_t = 16)]
     register_concurrency: usize,
-    /// The password of the throwaway subscribers.
-    #[arg(long, default_value = "loadgen-password")]
-    password: String,
-    /// Print one JSON object instead of text.
-    #[arg(long)]
-    json: bool,
 }
 
 /// One simulated device: its credential and its reports, already encoded.
@@ -61,7 +54,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     if options.devices == 0 || options.concurrency == 0 || options.seconds == 0 {
         bail!("--devices, --concurrency and --seconds must be at least 1");
     }
-    let base = options.hub.trim_end_matches('/').to_owned();
+    let base = options.target.base();
     let client = api::client(options.concurrency, REQUEST_TIMEOUT)?;
 
     let registering = Instant::now();
@@ -71,7 +64,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         api::register(
             &client,
             &base,
-            &options.password,
+            &options.target.password,
             options.devices,
             options.register_concurrency,
         ),
@@ -79,7 +72,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     .await
     .context("registration took too long")??;
     let registration = registering.elapsed();
-    if !options.json {
+    if !options.target.json {
         println!(
             "registered {} devices under {subscribers} subscribers in {:.1} s",
             credentials.len(),
@@ -105,7 +98,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
 
     // More workers than devices would send one device's heartbeats in parallel: no agent does.
     let workers = options.concurrency.min(devices.len());
-    if !options.json {
+    if !options.target.json {
         println!(
             "sending heartbeats on {workers} connections: {} s warm-up, then {} s measured",
             options.warmup, options.seconds
@@ -139,7 +132,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let max = total.latency_us.max() as f64 / 1000.0;
     let mean = total.latency_us.mean() / 1000.0;
     let errors = total.error_count();
-    if options.json {
+    if options.target.json {
         let report = serde_json::json!({
             "scenario": "heartbeats",
             "hub": base,

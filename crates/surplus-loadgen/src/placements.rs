@@ -29,9 +29,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, clap::Args)]
 pub struct Options {
-    /// The hub's base URL, e.g. http://127.0.0.1:7420.
-    #[arg(long)]
-    hub: String,
+    #[command(flatten)]
+    target: api::Target,
     /// Devices lending storage.
     #[arg(long, default_value_t = 60)]
     holders: usize,
@@ -44,22 +43,23 @@ pub struct Options {
     /// Placement requests in flight at once.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
-    /// The password of the throwaway subscribers.
-    #[arg(long, default_value = "loadgen-password")]
-    password: String,
-    /// Print one JSON object instead of text.
-    #[arg(long)]
-    json: bool,
 }
 
 pub async fn run(options: Options) -> anyhow::Result<()> {
     if options.holders == 0 || options.blobs == 0 || options.concurrency == 0 {
         bail!("--holders, --blobs and --concurrency must be at least 1");
     }
-    let base = options.hub.trim_end_matches('/').to_owned();
+    let base = options.target.base();
     let client = api::client(options.concurrency, REQUEST_TIMEOUT)?;
 
-    let holders = api::register(&client, &base, &options.password, options.holders, 16).await?;
+    let holders = api::register(
+        &client,
+        &base,
+        &options.target.password,
+        options.holders,
+        16,
+    )
+    .await?;
     let tokens: Vec<String> = holders.iter().map(api::device_token).collect();
     report_storage(&client, &base, &tokens).await?;
     let keep_online = tokio::spawn({
@@ -79,13 +79,13 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             "loadgen-owner-{}@bench.example",
             uuid::Uuid::new_v4().simple()
         ),
-        password: options.password.clone(),
+        password: options.target.password.clone(),
     };
     let session = api::signup(&client, &base, &owner).await?;
     let device = api::register_device(&client, &base, &session.token, "owner".into()).await?;
     let token = Arc::<str>::from(api::device_token(&device));
     let hashes = upload_blobs(&client, &base, &token, options.blobs, options.concurrency).await?;
-    if !options.json {
+    if !options.target.json {
         println!(
             "{} holders online, {} blobs staged; placing {} copies of each on {} connections",
             holders.len(),
@@ -129,7 +129,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         total.ms(0.99),
         total.latency_us.max() as f64 / 1000.0,
     );
-    if options.json {
+    if options.target.json {
         let report = serde_json::json!({
             "scenario": "placements",
             "hub": base,

@@ -19,9 +19,8 @@ const MIB: usize = 1 << 20;
 
 #[derive(Debug, clap::Args)]
 pub struct Options {
-    /// The hub's base URL, e.g. http://127.0.0.1:7420.
-    #[arg(long)]
-    hub: String,
+    #[command(flatten)]
+    target: api::Target,
     /// Blobs to upload and download.
     #[arg(long, default_value_t = 8)]
     blobs: usize,
@@ -31,26 +30,20 @@ pub struct Options {
     /// Transfers at once.
     #[arg(long, default_value_t = 2)]
     concurrency: usize,
-    /// The password of the throwaway subscriber.
-    #[arg(long, default_value = "loadgen-password")]
-    password: String,
-    /// Print one JSON object instead of text.
-    #[arg(long)]
-    json: bool,
 }
 
 pub async fn run(options: Options) -> anyhow::Result<()> {
     if options.blobs == 0 || options.mib == 0 || options.concurrency == 0 {
         bail!("--blobs, --mib and --concurrency must be at least 1");
     }
-    let base = options.hub.trim_end_matches('/').to_owned();
+    let base = options.target.base();
     let client = api::client(options.concurrency, Duration::from_secs(600))?;
     let owner = Credentials {
         email: format!(
             "loadgen-staging-{}@bench.example",
             uuid::Uuid::new_v4().simple()
         ),
-        password: options.password.clone(),
+        password: options.target.password.clone(),
     };
     let session = api::signup(&client, &base, &owner).await?;
     let device = api::register_device(&client, &base, &session.token, "staging".into()).await?;
@@ -97,7 +90,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let download_seconds = started.elapsed().as_secs_f64();
 
     let (up, down) = (total_mib / upload_seconds, total_mib / download_seconds);
-    if options.json {
+    if options.target.json {
         let report = serde_json::json!({
             "scenario": "staging",
             "hub": base,
