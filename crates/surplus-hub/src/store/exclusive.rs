@@ -26,30 +26,20 @@ use super::{Backend, Result, Store, StoreError};
 /// A kind of decision only one hub process makes at a time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Duty {
-    /// Choosing holders for blobs, and hand-overs.
+    /// Choosing holders for blobs.
     Placement,
     /// Sending compute tasks to devices.
     Dispatch,
-    /// The periodic sweeps: expiry, repair, audits, losses, returns, purges.
+    /// The periodic sweeps: expiry, repair, audits, losses, returns, hand-overs, purges.
     Upkeep,
 }
 
 impl Duty {
-    const ALL: [Duty; 3] = [Duty::Placement, Duty::Dispatch, Duty::Upkeep];
-
-    /// The advisory lock's key: "surplus" in ASCII in the high bytes, so that another
+    /// The advisory lock's key: "surplu" in ASCII in the high bytes, so that another
     /// application's locks on the same server do not collide with the hub's.
     fn key(self) -> i64 {
         const BASE: i64 = 0x7375_7270_6c75_0000;
         BASE + self as i64
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Duty::Placement => "placement",
-            Duty::Dispatch => "dispatch",
-            Duty::Upkeep => "upkeep",
-        }
     }
 }
 
@@ -59,7 +49,7 @@ pub(super) struct ProcessDuties([Arc<tokio::sync::Mutex<()>>; 3]);
 
 impl ProcessDuties {
     fn of(&self, duty: Duty) -> Arc<tokio::sync::Mutex<()>> {
-        self.0[Duty::ALL.iter().position(|d| *d == duty).unwrap_or(0)].clone()
+        self.0[duty as usize].clone()
     }
 }
 
