@@ -1,8 +1,9 @@
-//! Writes the deterministic benchmark dataset of `scripts/bench-backup`: a few thousand small
-//! files and some large ones, part compressible, part random, about 1 GiB in all; or changes 1% of
-//! its files in place.
+//! Writes the deterministic benchmark datasets of `scripts/bench-backup`, part compressible, part
+//! random, about 1 GiB in all unless told: by default a few thousand small files and some large
+//! ones; with FILES, that many files and nothing large (a home folder's shape: 20,000 files of
+//! 1-100 KiB). Or changes 1% of a dataset's files in place.
 //!
-//!     make_dataset create DIR [MiB]
+//!     make_dataset create DIR [MiB [FILES]]
 //!     make_dataset change DIR
 
 use std::path::Path;
@@ -62,6 +63,27 @@ impl Noise {
     }
 }
 
+/// `files` files of 1 KiB up to twice their mean size, 100 to a folder, half text, half random.
+fn create_many(dir: &Path, mebibytes: usize, files: usize) -> Result<()> {
+    let mut noise = Noise(0x5eed_1234_abcd_0002);
+    let mean = (mebibytes << 20) / files.max(1);
+    let spread = (2 * mean).saturating_sub(1024).max(1) as u64;
+    for n in 0..files {
+        let folder = dir.join(format!("many/{:04}", n / 100));
+        if n % 100 == 0 {
+            std::fs::create_dir_all(&folder)?;
+        }
+        let len = 1024 + (noise.next() % spread) as usize;
+        let bytes = if n % 2 == 0 {
+            noise.text(len)
+        } else {
+            noise.random(len)
+        };
+        std::fs::write(folder.join(format!("file-{n:06}.dat")), &bytes)?;
+    }
+    Ok(())
+}
+
 fn create(dir: &Path, mebibytes: usize) -> Result<()> {
     let mut noise = Noise(0x5eed_1234_abcd_0001);
     let budget = mebibytes << 20;
@@ -96,11 +118,24 @@ fn create(dir: &Path, mebibytes: usize) -> Result<()> {
     Ok(())
 }
 
-/// Rewrites every hundredth small file with new content.
+/// Rewrites every hundredth file of either shape with new content.
 fn change(dir: &Path) -> Result<()> {
     let mut noise = Noise(0xc4a1_9e00_0000_0007);
-    for n in (0..4000).step_by(100) {
-        let path = dir.join(format!("small/{:02}/file-{n:05}.dat", n % 50));
+    let mut paths = Vec::new();
+    if dir.join("many").is_dir() {
+        for n in (0..).step_by(100) {
+            let path = dir.join(format!("many/{:04}/file-{n:06}.dat", n / 100));
+            if !path.exists() {
+                break;
+            }
+            paths.push(path);
+        }
+    } else {
+        for n in (0..4000).step_by(100) {
+            paths.push(dir.join(format!("small/{:02}/file-{n:05}.dat", n % 50)));
+        }
+    }
+    for path in paths {
         let len = std::fs::metadata(&path)?.len() as usize;
         std::fs::write(&path, noise.random(len))?;
     }
@@ -117,7 +152,10 @@ fn main() -> Result<()> {
     {
         ["create", dir] => create(Path::new(dir), 1024),
         ["create", dir, mebibytes] => create(Path::new(dir), mebibytes.parse()?),
+        ["create", dir, mebibytes, files] => {
+            create_many(Path::new(dir), mebibytes.parse()?, files.parse()?)
+        }
         ["change", dir] => change(Path::new(dir)),
-        _ => Err("usage: make_dataset create DIR [MiB] | change DIR".into()),
+        _ => Err("usage: make_dataset create DIR [MiB [FILES]] | change DIR".into()),
     }
 }

@@ -56,46 +56,46 @@ fn payload_len(pack_len: usize, data: u16) -> usize {
 }
 
 /// Cuts a pack into `coding.shards()` shards: the data shards first, then the parity shards.
+/// Each shard is built once, header and payload in one buffer.
 pub fn encode(pack: &[u8], coding: Coding) -> Result<Vec<Vec<u8>>> {
     let payload = payload_len(pack.len(), coding.data);
-    let originals: Vec<Vec<u8>> = (0..usize::from(coding.data))
+    let pack_len = pack.len() as u64;
+    let header = |index: usize| {
+        let mut shard = Vec::with_capacity(HEADER + payload);
+        shard.push(VERSION);
+        shard.extend_from_slice(&coding.data.to_le_bytes());
+        shard.extend_from_slice(&coding.parity.to_le_bytes());
+        shard.extend_from_slice(&(index as u16).to_le_bytes());
+        shard.extend_from_slice(&pack_len.to_le_bytes());
+        shard
+    };
+    let mut shards: Vec<Vec<u8>> = (0..usize::from(coding.data))
         .map(|i| {
             let start = (i * payload).min(pack.len());
             let end = ((i + 1) * payload).min(pack.len());
-            let mut shard = pack[start..end].to_vec();
-            shard.resize(payload, 0);
+            let mut shard = header(i);
+            shard.extend_from_slice(&pack[start..end]);
+            shard.resize(HEADER + payload, 0);
             shard
         })
         .collect();
-    let recovery = if coding.parity == 0 {
-        Vec::new()
-    } else {
-        reed_solomon_simd::encode(
+    if coding.parity > 0 {
+        let recovery = reed_solomon_simd::encode(
             usize::from(coding.data),
             usize::from(coding.parity),
-            &originals,
+            shards.iter().map(|shard| &shard[HEADER..]),
         )
         .map_err(|e| Error::Malformed {
             what: "erasure coding",
             detail: e.to_string(),
-        })?
-    };
-    let pack_len = pack.len() as u64;
-    Ok(originals
-        .iter()
-        .chain(recovery.iter())
-        .enumerate()
-        .map(|(index, payload)| {
-            let mut shard = Vec::with_capacity(HEADER + payload.len());
-            shard.push(VERSION);
-            shard.extend_from_slice(&coding.data.to_le_bytes());
-            shard.extend_from_slice(&coding.parity.to_le_bytes());
-            shard.extend_from_slice(&(index as u16).to_le_bytes());
-            shard.extend_from_slice(&pack_len.to_le_bytes());
-            shard.extend_from_slice(payload);
-            shard
-        })
-        .collect())
+        })?;
+        for (i, parity) in recovery.iter().enumerate() {
+            let mut shard = header(usize::from(coding.data) + i);
+            shard.extend_from_slice(parity);
+            shards.push(shard);
+        }
+    }
+    Ok(shards)
 }
 
 /// A shard's name: the BLAKE3 hash of its bytes.

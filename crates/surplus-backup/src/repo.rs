@@ -26,12 +26,16 @@ use crate::{Error, seal};
 
 /// Packs are cut when they reach this size.
 pub const PACK_TARGET: usize = 16 << 20;
-/// Chunks are sealed in parallel batches of about this many bytes.
-const BATCH_BYTES: usize = 32 << 20;
-/// Files up to this size are read whole and cut in memory; larger ones are streamed.
-const WHOLE_FILE_LIMIT: u64 = 128 << 20;
+/// A pack's buffer: its target and the largest sealed chunk that may cross it.
+const PACK_ROOM: usize = PACK_TARGET + MAX_SIZE as usize + seal::OVERHEAD;
+/// Chunks are sealed in parallel batches of about this many bytes, one batch on the thread pool
+/// while the next is read.
+const BATCH_BYTES: usize = 8 << 20;
+/// Files up to this size are read whole and cut in memory; larger ones are streamed. Together
+/// with the batches and the open pack, this bounds a backup's memory whatever the tree.
+const WHOLE_FILE_LIMIT: u64 = 16 << 20;
 /// Packs kept rebuilt in memory while restoring (trees and data interleave).
-const CACHED_PACKS: usize = 4;
+const CACHED_PACKS: usize = 3;
 /// The largest plaintext a blob (a chunk or a tree) may open to.
 const MAX_BLOB: usize = 256 << 20;
 /// A backup records its packs in an index every this many packs, so that an interrupted backup
@@ -137,6 +141,12 @@ struct Location {
     length: usize,
 }
 
+/// A batch of chunks being sealed on the thread pool.
+struct Sealing {
+    ids: std::collections::HashSet<ChunkId>,
+    done: std::sync::mpsc::Receiver<Vec<(ChunkId, Vec<u8>)>>,
+}
+
 /// What a backup could not include, by path: the snapshot is complete but for these.
 #[derive(Debug, Default)]
 pub struct BackupReport {
@@ -163,6 +173,8 @@ pub struct Repository<S: Store> {
     pending: Vec<(ChunkId, Vec<u8>)>,
     pending_ids: std::collections::HashSet<ChunkId>,
     pending_bytes: usize,
+    /// The batch being sealed on the thread pool, if any.
+    sealing: Option<Sealing>,
     progress: std::sync::Arc<dyn Progress>,
     /// Where sealed trees are kept on this device (see [`Repository::set_tree_cache`]).
     tree_cache: Option<PathBuf>,
@@ -187,7 +199,7 @@ impl<S: Store> Repository<S> {
             coding,
             index: HashMap::new(),
             packs: HashMap::new(),
-            open_pack: Vec::new(),
+            open_pack: Vec::with_capacity(PACK_ROOM),
             open_blobs: Vec::new(),
             unwritten: Vec::new(),
             cached_packs: std::collections::VecDeque::new(),
@@ -195,6 +207,7 @@ impl<S: Store> Repository<S> {
             pending: Vec::new(),
             pending_ids: std::collections::HashSet::new(),
             pending_bytes: 0,
+            sealing: None,
             progress: std::sync::Arc::new(Quiet),
             tree_cache: None,
         };
@@ -272,7 +285,10 @@ impl<S: Store> Repository<S> {
     }
 
     fn has(&self, id: &ChunkId) -> bool {
-        self.index.contains_key(id) || self.open_ids.contains(id) || self.pending_ids.contains(id)
+        self.index.contains_key(id)
+            || self.open_ids.contains(id)
+            || self.pending_ids.contains(id)
+            || self.sealing.as_ref().is_some_and(|s| s.ids.contains(id))
     }
 
     /// Adds a sealed blob to the open pack unless it is already there; whether it was added.
@@ -296,9 +312,11 @@ impl<S: Store> Repository<S> {
         if self.open_blobs.is_empty() {
             return Ok(());
         }
-        let pack = std::mem::take(&mut self.open_pack);
-        let id = blake3::hash(&pack).to_hex().to_string();
-        let shards = erasure::encode(&pack, self.coding)?;
+        let id = blake3::hash(&self.open_pack).to_hex().to_string();
+        let shards = erasure::encode(&self.open_pack, self.coding)?;
+        // The buffer is kept for the next pack: its room was set aside once, so that it never
+        // grows by doubling past its target, and is not allocated again for every pack.
+        self.open_pack.clear();
         self.store
             .put_shards(&id, &shards)
             .map_err(BackupError::Store)?;
@@ -327,6 +345,7 @@ impl<S: Store> Repository<S> {
     /// Flushes the open pack and records the new packs in a sealed index object.
     fn commit(&mut self) -> Result<(), BackupError> {
         self.seal_pending()?;
+        self.finish_sealing()?;
         self.flush_pack()?;
         if self.unwritten.is_empty() {
             return Ok(());
@@ -781,8 +800,14 @@ impl<S: Store> Repository<S> {
             // Read at once and cut in place: no copying of a streaming window.
             let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
             io::Read::read_to_end(&mut file, &mut data).map_err(at(path))?;
-            for range in crate::chunker::cut(&data) {
-                self.add_chunk(data[range].to_vec(), &mut chunks, summary)?;
+            let ranges: Vec<_> = crate::chunker::cut(&data).collect();
+            if ranges.len() == 1 {
+                // A small file is one chunk: it is queued as it was read.
+                self.add_chunk(data, &mut chunks, summary)?;
+            } else {
+                for range in ranges {
+                    self.add_chunk(data[range].to_vec(), &mut chunks, summary)?;
+                }
             }
         } else {
             for chunk in fastcdc::v2020::StreamCDC::new(file, MIN_SIZE, AVERAGE_SIZE, MAX_SIZE) {
@@ -818,20 +843,42 @@ impl<S: Store> Repository<S> {
         Ok(())
     }
 
-    /// Seals the chunks waiting (from however many files) on every core, then adds them to the
-    /// open pack in order. Sealing, compression above all, is the costly part of a backup; small
-    /// files share a batch, so they are sealed in parallel too.
+    /// Sends the chunks waiting (from however many files) to be sealed on every core, while the
+    /// caller reads on; the batch sent before is added to the open pack first, in order. Sealing,
+    /// compression above all, is the costly part of a backup; small files share a batch, so they
+    /// are sealed in parallel too.
     fn seal_pending(&mut self) -> Result<(), BackupError> {
         use rayon::prelude::*;
+        self.finish_sealing()?;
+        if self.pending.is_empty() {
+            return Ok(());
+        }
         let pending = std::mem::take(&mut self.pending);
-        self.pending_ids.clear();
+        let ids = std::mem::take(&mut self.pending_ids);
         self.pending_bytes = 0;
-        let data = &self.data;
-        let sealed: Vec<(ChunkId, Vec<u8>)> = pending
-            .par_iter()
-            .map(|(id, plaintext)| (*id, seal::seal(data, &id.0, plaintext)))
-            .collect();
-        for (id, sealed) in sealed {
+        let data = self.data.clone();
+        let (sealed, done) = std::sync::mpsc::sync_channel(1);
+        rayon::spawn(move || {
+            let batch: Vec<(ChunkId, Vec<u8>)> = pending
+                .par_iter()
+                .map(|(id, plaintext)| (*id, seal::seal(&data, &id.0, plaintext)))
+                .collect();
+            // The repository may have given up on this backup meanwhile.
+            let _ = sealed.send(batch);
+        });
+        self.sealing = Some(Sealing { ids, done });
+        Ok(())
+    }
+
+    /// Waits for the batch being sealed, if any, and adds it to the open pack.
+    fn finish_sealing(&mut self) -> Result<(), BackupError> {
+        let Some(sealing) = self.sealing.take() else {
+            return Ok(());
+        };
+        let batch = sealing.done.recv().map_err(|_| {
+            BackupError::Store(io::Error::other("sealing a batch of chunks stopped"))
+        })?;
+        for (id, sealed) in batch {
             self.add_sealed(id, sealed)?;
         }
         Ok(())
@@ -903,13 +950,15 @@ impl<S: Store> Repository<S> {
                 &root.node,
                 &entry_path(target, &root.name.0)?,
                 &wanted[wanted.len().min(1)..],
+                false,
                 &mut state,
             )?;
         }
         self.write_batch(&mut state)?;
         // Directories' times last, deepest first: writing into a directory changes its time.
         for (path, node) in state.dirs.iter().rev() {
-            apply_metadata(path, node)?;
+            let dir = std::fs::File::open(path).map_err(at(path))?;
+            apply_metadata(&dir, path, node)?;
         }
         if !found {
             return Err(BackupError::NoSuchPath(
@@ -920,18 +969,27 @@ impl<S: Store> Repository<S> {
     }
 
     /// Restores `node` at `path`, or only the part of it along `wanted`. Returns whether `wanted`
-    /// was found. Small files wait in `state` to be written together.
+    /// was found. Small files wait in `state` to be written together. `in_new_dir` says that
+    /// this restore made the folder `path` is in, so nothing can be in place there already.
     fn restore_node(
         &mut self,
         node: &Node,
         path: &Path,
         wanted: &[Vec<u8>],
+        in_new_dir: bool,
         state: &mut Restoring,
     ) -> Result<bool, BackupError> {
         match &node.kind {
             NodeKind::Dir { tree } => {
                 let tree = self.read_tree(tree)?;
-                std::fs::create_dir_all(path).map_err(at(path))?;
+                let new_dir = match std::fs::create_dir(path) {
+                    Ok(()) => true,
+                    Err(error) if error.kind() == io::ErrorKind::AlreadyExists => false,
+                    Err(_) => {
+                        std::fs::create_dir_all(path).map_err(at(path))?;
+                        true
+                    }
+                };
                 let mut found = wanted.is_empty();
                 for child in &tree.nodes {
                     if let Some(first) = wanted.first()
@@ -943,6 +1001,7 @@ impl<S: Store> Repository<S> {
                         child,
                         &entry_path(path, &child.name.0)?,
                         &wanted[wanted.len().min(1)..],
+                        new_dir,
                         state,
                     )?;
                 }
@@ -953,15 +1012,15 @@ impl<S: Store> Repository<S> {
             }
             _ if !wanted.is_empty() => Ok(false),
             NodeKind::File { size, chunks } => {
-                if in_place(path, node, *size) {
+                if !in_new_dir && in_place(path, node, *size) {
                     state.report.in_place += 1;
                     self.progress.bytes(*size);
                     self.progress.file();
                 } else if *size > RESTORE_BATCH_BYTES / 4 {
                     // A large file is written on its own, its chunks opened in parallel.
                     let temp = restore_temp(path);
-                    let written = self.write_file(&temp, chunks)?;
-                    finish_file(&temp, path, node, written)?;
+                    let (file, written) = self.write_file(&temp, chunks)?;
+                    finish_file(file, &temp, path, node, written)?;
                     state.report.files += 1;
                     state.report.bytes += written;
                     self.progress.file();
@@ -1014,8 +1073,7 @@ impl<S: Store> Repository<S> {
                     written += bytes.len() as u64;
                     progress.bytes(bytes.len() as u64);
                 }
-                drop(file);
-                finish_file(&temp, path, node, written)?;
+                finish_file(file, &temp, path, node, written)?;
                 progress.file();
                 Ok(written)
             })
@@ -1027,7 +1085,7 @@ impl<S: Store> Repository<S> {
 }
 
 /// Files up to this many bytes wait to be restored together, several at once.
-const RESTORE_BATCH_BYTES: u64 = 32 << 20;
+const RESTORE_BATCH_BYTES: u64 = 16 << 20;
 
 /// A restore under way.
 #[derive(Debug, Default)]
@@ -1049,9 +1107,15 @@ fn restore_temp(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.surplus-restore"))
 }
 
-/// Checks a file written at `temp`, gives it its metadata, and puts it under its name: a file
-/// appears under its name only once it is whole.
-fn finish_file(temp: &Path, path: &Path, node: &Node, written: u64) -> Result<(), BackupError> {
+/// Checks a file written at `temp`, gives it its metadata through the handle it was written
+/// with, and puts it under its name: a file appears under its name only once it is whole.
+fn finish_file(
+    file: std::fs::File,
+    temp: &Path,
+    path: &Path,
+    node: &Node,
+    written: u64,
+) -> Result<(), BackupError> {
     let size = match &node.kind {
         NodeKind::File { size, .. } => *size,
         _ => written,
@@ -1065,14 +1129,19 @@ fn finish_file(temp: &Path, path: &Path, node: &Node, written: u64) -> Result<()
         }
         .into());
     }
-    apply_metadata(temp, node)?;
+    apply_metadata(&file, temp, node)?;
+    drop(file);
     std::fs::rename(temp, path).map_err(at(path))
 }
 
 impl<S: Store> Repository<S> {
     /// Writes the chunks of a file to `path`, opening (decrypting, decompressing) several at a
-    /// time on every core. Returns the bytes written.
-    fn write_file(&mut self, path: &Path, chunks: &[ChunkId]) -> Result<u64, BackupError> {
+    /// time on every core. Returns the file and the bytes written.
+    fn write_file(
+        &mut self,
+        path: &Path,
+        chunks: &[ChunkId],
+    ) -> Result<(std::fs::File, u64), BackupError> {
         use rayon::prelude::*;
         use std::io::Write;
         let file = std::fs::File::create(path).map_err(at(path))?;
@@ -1094,8 +1163,11 @@ impl<S: Store> Repository<S> {
                 self.progress.bytes(bytes.len() as u64);
             }
         }
-        writer.flush().map_err(at(path))?;
-        Ok(written)
+        let file = writer.into_inner().map_err(|e| BackupError::Io {
+            path: path.to_owned(),
+            source: e.into_error(),
+        })?;
+        Ok((file, written))
     }
 }
 
@@ -1198,20 +1270,16 @@ fn in_place(path: &Path, node: &Node, size: u64) -> bool {
     meta.is_file() && meta.len() == size && mtime_ns == Some(node.mtime_ns)
 }
 
-fn apply_metadata(path: &Path, node: &Node) -> Result<(), BackupError> {
+/// Gives an open file or folder the node's permissions and modification time.
+fn apply_metadata(file: &std::fs::File, path: &Path, node: &Node) -> Result<(), BackupError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(node.mode))
+        file.set_permissions(std::fs::Permissions::from_mode(node.mode))
             .map_err(at(path))?;
     }
     let mtime = std::time::UNIX_EPOCH
         + std::time::Duration::from_nanos(u64::try_from(node.mtime_ns).unwrap_or(0));
-    let file = std::fs::File::options()
-        .write(!path.is_dir())
-        .read(path.is_dir())
-        .open(path)
-        .map_err(at(path))?;
     file.set_modified(mtime).map_err(at(path))?;
     Ok(())
 }

@@ -4,8 +4,10 @@
 //! random (XChaCha20's 192 bits make collisions a non-issue); the associated data binds the blob
 //! to the name it is stored under, so a holder cannot pass one chunk off as another.
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use std::cell::RefCell;
+
+use chacha20poly1305::aead::{AeadInPlace, KeyInit};
+use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
 use rand::RngCore;
 
 use crate::keys::DataKey;
@@ -23,35 +25,69 @@ pub const COMPRESSION_LEVEL: i32 = 3;
 pub const OVERHEAD: usize = HEADER + TAG;
 
 /// Compresses (when that saves at least 1/32) and encrypts `plaintext`, bound to `name`.
+///
+/// Compression runs in a buffer and a context kept per thread, so that sealing many small
+/// chunks sets up neither for each; the blob is then built at its exact size and encrypted where
+/// it lies.
 pub fn seal(key: &DataKey, name: &[u8], plaintext: &[u8]) -> Vec<u8> {
-    let compressed = worth_compressing(plaintext)
-        .then(|| zstd::bulk::compress(plaintext, COMPRESSION_LEVEL).ok())
-        .flatten()
-        .filter(|c| c.len() < plaintext.len() - plaintext.len() / 32);
-    let (flags, body) = match &compressed {
-        Some(compressed) => (COMPRESSED, compressed.as_slice()),
-        None => (0, plaintext),
-    };
     let mut nonce = [0u8; 24];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
+    let (flags, mut sealed) = COMPRESSION.with_borrow_mut(|compression| {
+        let compressed = worth_compressing(compression, plaintext)
+            .then(|| compression.compress(plaintext, plaintext.len() / 32))
+            .flatten();
+        let body = compressed.unwrap_or(plaintext);
+        let mut sealed = Vec::with_capacity(HEADER + body.len() + TAG);
+        sealed.push(VERSION);
+        sealed.push(if compressed.is_some() { COMPRESSED } else { 0 });
+        sealed.extend_from_slice(&nonce);
+        sealed.extend_from_slice(body);
+        (sealed[1], sealed)
+    });
     let cipher = XChaCha20Poly1305::new((&key.0).into());
     let aad = associated_data(flags, name);
-    let ciphertext = cipher
-        .encrypt(
-            XNonce::from_slice(&nonce),
-            Payload {
-                msg: body,
-                aad: &aad,
-            },
-        )
+    let tag = cipher
+        .encrypt_in_place_detached(XNonce::from_slice(&nonce), &aad, &mut sealed[HEADER..])
         // Encryption fails only for messages beyond 256 GiB, which no chunk comes near.
         .unwrap_or_default();
-    let mut sealed = Vec::with_capacity(HEADER + ciphertext.len());
-    sealed.push(VERSION);
-    sealed.push(flags);
-    sealed.extend_from_slice(&nonce);
-    sealed.extend_from_slice(&ciphertext);
+    sealed.extend_from_slice(&tag);
     sealed
+}
+
+thread_local! {
+    static COMPRESSION: RefCell<Compression> = const { RefCell::new(Compression::new()) };
+}
+
+/// A thread's zstd context and the buffer it compresses into.
+struct Compression {
+    context: Option<zstd::bulk::Compressor<'static>>,
+    out: Vec<u8>,
+}
+
+impl Compression {
+    const fn new() -> Compression {
+        Compression {
+            context: None,
+            out: Vec::new(),
+        }
+    }
+
+    /// `plaintext` compressed, if that saves more than `saving` bytes.
+    fn compress(&mut self, plaintext: &[u8], saving: usize) -> Option<&[u8]> {
+        if self.context.is_none() {
+            self.context = zstd::bulk::Compressor::new(COMPRESSION_LEVEL).ok();
+        }
+        let room = plaintext.len().checked_sub(saving + 1)?;
+        self.out.clear();
+        self.out.reserve(room);
+        // zstd stops with an error when the output would not fit the room.
+        let len = self
+            .context
+            .as_mut()?
+            .compress_to_buffer(plaintext, &mut self.out)
+            .ok()?;
+        (len <= room).then_some(&self.out[..len])
+    }
 }
 
 /// Opens what [`seal`] made under the same key and name. `max_size` bounds the plaintext, so
@@ -68,36 +104,71 @@ pub fn open(key: &DataKey, name: &[u8], sealed: &[u8], max_size: usize) -> Resul
     }
     let flags = sealed[1];
     let nonce = XNonce::from_slice(&sealed[2..HEADER]);
+    let (ciphertext, tag) = sealed[HEADER..].split_at(sealed.len() - HEADER - TAG);
     let cipher = XChaCha20Poly1305::new((&key.0).into());
     let aad = associated_data(flags, name);
-    let body = cipher
-        .decrypt(
-            nonce,
-            Payload {
-                msg: &sealed[HEADER..],
-                aad: &aad,
-            },
-        )
+    let mut body = ciphertext.to_vec();
+    cipher
+        .decrypt_in_place_detached(nonce, &aad, &mut body, Tag::from_slice(tag))
         .map_err(|_| Error::Unauthentic)?;
     if flags & COMPRESSED == 0 {
         return Ok(body);
     }
-    zstd::bulk::decompress(&body, max_size).map_err(|e| Error::Malformed {
+    decompress(&body, max_size)
+}
+
+/// Decompresses a zstd frame into a buffer of exactly its size (which [`seal`] records in the
+/// frame), refused when that is above `max_size` or missing.
+fn decompress(body: &[u8], max_size: usize) -> Result<Vec<u8>> {
+    let malformed = |detail: String| Error::Malformed {
         what: "compressed blob",
-        detail: e.to_string(),
+        detail,
+    };
+    let size = match zstd::zstd_safe::get_frame_content_size(body) {
+        Ok(Some(size)) => usize::try_from(size).unwrap_or(usize::MAX),
+        Ok(None) => return Err(malformed("the frame does not say its size".into())),
+        Err(_) => return Err(malformed("not a zstd frame".into())),
+    };
+    if size > max_size {
+        return Err(malformed(format!(
+            "it opens to {size} bytes, more than the {max_size} allowed"
+        )));
+    }
+    thread_local! {
+        static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+            const { RefCell::new(None) };
+    }
+    DECOMPRESSOR.with_borrow_mut(|slot| {
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Decompressor::new().map_err(|e| malformed(e.to_string()))?);
+        }
+        let decompressor = slot
+            .as_mut()
+            .ok_or_else(|| malformed("no context".into()))?;
+        let mut plain = Vec::with_capacity(size);
+        decompressor
+            .decompress_to_buffer(body, &mut plain)
+            .map_err(|e| malformed(e.to_string()))?;
+        if plain.len() != size {
+            return Err(malformed(format!(
+                "it opened to {} bytes, not the {size} its frame says",
+                plain.len()
+            )));
+        }
+        Ok(plain)
     })
 }
 
-/// Whether compressing looks worth trying: for a large blob, a sample of its start must shrink.
-/// Compressed or encrypted data (photos, videos, archives) is then stored as it is at once,
-/// without spending a compression pass on it.
-fn worth_compressing(plaintext: &[u8]) -> bool {
-    const SAMPLE: usize = 64 * 1024;
-    if plaintext.len() <= 2 * SAMPLE {
-        return true;
-    }
-    let sample = &plaintext[..SAMPLE];
-    zstd::bulk::compress(sample, 1).is_ok_and(|c| c.len() < SAMPLE - SAMPLE / 16)
+/// Whether compressing looks worth trying: unless the blob is tiny, a sample of its start (a
+/// sixteenth of it, 4 to 64 KiB) must shrink by a sixteenth. Compressed or encrypted data
+/// (photos, videos, archives) is then stored as it is at once, without spending a compression
+/// pass on it.
+fn worth_compressing(compression: &mut Compression, plaintext: &[u8]) -> bool {
+    let sample = (plaintext.len() / 16).clamp(4 << 10, 64 << 10);
+    plaintext.len() <= 2 * sample
+        || compression
+            .compress(&plaintext[..sample], sample / 16)
+            .is_some()
 }
 
 fn associated_data(flags: u8, name: &[u8]) -> Vec<u8> {
@@ -160,6 +231,68 @@ mod tests {
         let zeros = vec![0u8; 1 << 20];
         let sealed = seal(&key(), b"bomb", &zeros);
         assert!(open(&key(), b"bomb", &sealed, 1024).is_err());
+    }
+
+    /// Seals `body` as it is, with `flags`: what a repository written by another program (or a
+    /// holder that has the key) could hold.
+    fn seal_raw(flags: u8, name: &[u8], body: &[u8]) -> Vec<u8> {
+        let nonce = [3u8; 24];
+        let mut sealed = vec![VERSION, flags];
+        sealed.extend_from_slice(&nonce);
+        sealed.extend_from_slice(body);
+        let tag = XChaCha20Poly1305::new((&key().0).into())
+            .encrypt_in_place_detached(
+                XNonce::from_slice(&nonce),
+                &associated_data(flags, name),
+                &mut sealed[HEADER..],
+            )
+            .expect("encrypt");
+        sealed.extend_from_slice(&tag);
+        sealed
+    }
+
+    #[test]
+    fn a_compressed_blob_opens_only_to_the_size_its_frame_says() {
+        let text = b"words and more words ".repeat(500);
+        let framed = zstd::bulk::compress(&text, 3).expect("compress");
+        let sealed = seal_raw(COMPRESSED, b"f", &framed);
+        assert_eq!(open(&key(), b"f", &sealed, text.len()).expect("open"), text);
+        assert!(open(&key(), b"f", &sealed, text.len() - 1).is_err());
+
+        // A stream without its size up front is not opened: its size cannot be bounded first.
+        let mut encoder = zstd::stream::Encoder::new(Vec::new(), 3).expect("encoder");
+        encoder.include_contentsize(false).expect("no size");
+        std::io::Write::write_all(&mut encoder, &text).expect("write");
+        let unsized_frame = encoder.finish().expect("finish");
+        let sealed = seal_raw(COMPRESSED, b"g", &unsized_frame);
+        assert!(matches!(
+            open(&key(), b"g", &sealed, 1 << 20),
+            Err(Error::Malformed { .. })
+        ));
+        assert!(matches!(
+            open(
+                &key(),
+                b"h",
+                &seal_raw(COMPRESSED, b"h", b"not zstd at all"),
+                1 << 20
+            ),
+            Err(Error::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn a_large_blob_is_compressed_by_its_sample() {
+        let mut noise = vec![0u8; 1 << 20];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut noise);
+        assert_eq!(
+            seal(&key(), b"n", &noise)[1],
+            0,
+            "random bytes stored as they are"
+        );
+        let text = b"the same words again and again ".repeat(40_000);
+        let sealed = seal(&key(), b"t", &text);
+        assert_eq!(sealed[1], COMPRESSED);
+        assert_eq!(open(&key(), b"t", &sealed, text.len()).expect("open"), text);
     }
 
     proptest! {
