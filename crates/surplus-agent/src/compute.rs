@@ -23,7 +23,7 @@ use surplus_protocol::{
     UserActivity,
 };
 use surplus_sandbox::{Limits, Outcome, Sandbox, Task};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 
 use crate::client::HubClient;
@@ -57,6 +57,8 @@ pub struct Compute {
     sandbox: Mutex<Option<Arc<Sandbox>>>,
     pause: watch::Sender<bool>,
     cancels: Mutex<HashMap<Uuid, watch::Sender<bool>>>,
+    /// Woken when a task is admitted, so that the guard sleeps while nothing runs.
+    admitted: Notify,
     corrupt: bool,
 }
 
@@ -145,6 +147,7 @@ impl Compute {
             sandbox: Mutex::new(None),
             pause: watch::Sender::new(false),
             cancels: Mutex::new(HashMap::new()),
+            admitted: Notify::new(),
             corrupt,
         }
     }
@@ -190,6 +193,11 @@ impl Compute {
         *self.pause.borrow()
     }
 
+    /// Waits until a task is admitted (at once if one was since the last wait).
+    pub async fn admitted(&self) {
+        self.admitted.notified().await;
+    }
+
     /// Takes one of `slots` places for `run`, or refuses when all are taken: the count and the
     /// taking happen under one lock, so tasks started at the same moment never exceed `slots`.
     /// Returns the run's cancel switch.
@@ -203,6 +211,7 @@ impl Compute {
         }
         let (cancel, cancelled) = watch::channel(false);
         cancels.insert(run, cancel);
+        self.admitted.notify_one();
         Ok(cancelled)
     }
 

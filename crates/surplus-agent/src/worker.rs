@@ -505,7 +505,8 @@ async fn flatten(
 /// Pauses running tasks as soon as the machine is not free for them (the user is back, donation
 /// paused or consent withdrawn, on battery, outside the window) and resumes them when it is again.
 /// The user's activity is read every [`crate::compute::GUARD_INTERVAL`] while tasks run, so that a
-/// task is paused well within a second of the user's return.
+/// task is paused well within a second of the user's return; while none runs, the guard sleeps
+/// until one is admitted, so an idle agent is not woken five times a second.
 async fn compute_guard(
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
@@ -523,6 +524,12 @@ async fn compute_guard(
         if shared.compute.running() == 0 && !shared.compute.is_paused() {
             busy = None;
             busy_held = false;
+            tokio::select! {
+                _ = stop.wait_for(|&s| s) => return Ok(()),
+                () = shared.compute.admitted() => {}
+            }
+            // A task that starts is judged at once, then every interval.
+            tick.reset_immediately();
             continue;
         }
         let settings = shared.settings();
