@@ -7,19 +7,27 @@
 //! passphrase is escrowed at the hub by the first backup, so a new device can restore with log-in
 //! and passphrase alone.
 
-use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::io;
 use std::path::Path;
 use std::time::Duration;
 
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use surplus_backup::keys::{MasterKey, WrapCost, WrappedKey};
-use surplus_backup::store::{ObjectKind, Store};
+use surplus_backup::store::{ObjectKind, PackWant, Store};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 
 use crate::client::{ClientError, HubClient};
 use crate::credentials::CredentialStore;
 use crate::passphrase::Request;
 
 /// The engine's store, over the hub. Its methods block: call them off the async runtime.
+///
+/// Shards are uploaded in the background, in order, while the engine seals the next pack (at
+/// most [`UPLOADS_QUEUED`] packs wait); a restore's packs are fetched [`FETCHED_AHEAD`] at a
+/// time ahead of the engine, each from whichever `data` of its holders send their shard first.
 #[derive(Debug)]
 pub struct HubStore {
     client: HubClient,
@@ -29,6 +37,27 @@ pub struct HubStore {
     pub fetch_wait: Duration,
     /// The most bytes per second shards are uploaded at (the user's bandwidth cap).
     pub upload_rate: Option<u64>,
+    uploads: Option<mpsc::Sender<Upload>>,
+    /// The packs a restore will ask for, in order; the first [`FETCHED_AHEAD`] being fetched.
+    ahead: VecDeque<(PackWant, Option<Fetch>)>,
+}
+
+/// A pack's shards being fetched.
+type Fetch = JoinHandle<io::Result<Vec<Vec<u8>>>>;
+
+/// Packs handed to the uploader and not yet uploaded, at most.
+pub const UPLOADS_QUEUED: usize = 2;
+/// Packs a restore fetches ahead of the one it writes, at most: with the engine's own cache of
+/// rebuilt packs, this bounds a restore's memory.
+pub const FETCHED_AHEAD: usize = 3;
+
+enum Upload {
+    Pack {
+        pack: String,
+        shards: Vec<Vec<u8>>,
+    },
+    /// Answered once every pack before it is uploaded, with the first failure if any.
+    Flush(oneshot::Sender<Result<(), String>>),
 }
 
 impl HubStore {
@@ -39,6 +68,52 @@ impl HubStore {
             runtime,
             fetch_wait: Duration::from_secs(120),
             upload_rate: None,
+            uploads: None,
+            ahead: VecDeque::new(),
+        }
+    }
+
+    /// The uploader, started with the first pack.
+    fn uploader(&mut self) -> mpsc::Sender<Upload> {
+        if let Some(uploads) = &self.uploads {
+            return uploads.clone();
+        }
+        let (sender, mut queue) = mpsc::channel::<Upload>(UPLOADS_QUEUED);
+        let (client, token, rate) = (self.client.clone(), self.token.clone(), self.upload_rate);
+        self.runtime.spawn(async move {
+            let mut failed: Option<String> = None;
+            while let Some(upload) = queue.recv().await {
+                match upload {
+                    // After a failure the backup fails at its next flush: what follows is not
+                    // uploaded.
+                    Upload::Pack { pack, shards } if failed.is_none() => {
+                        if let Err(error) = upload_pack(&client, &token, rate, &pack, shards).await
+                        {
+                            failed = Some(error.to_string());
+                        }
+                    }
+                    Upload::Pack { .. } => {}
+                    Upload::Flush(answer) => {
+                        let _ = answer.send(failed.clone().map_or(Ok(()), Err));
+                    }
+                }
+            }
+        });
+        self.uploads = Some(sender.clone());
+        sender
+    }
+
+    /// Starts fetching the first [`FETCHED_AHEAD`] packs waiting that are not being fetched.
+    fn top_up(&mut self) {
+        for (want, fetch) in self.ahead.iter_mut().take(FETCHED_AHEAD) {
+            if fetch.is_none() {
+                let (client, token) = (self.client.clone(), self.token.clone());
+                let (want, wait) = (want.clone(), self.fetch_wait);
+                *fetch = Some(
+                    self.runtime
+                        .spawn(async move { fetch_pack(&client, &token, &want, wait).await }),
+                );
+            }
         }
     }
 }
@@ -50,101 +125,171 @@ fn store_error(error: ClientError) -> io::Error {
 /// How often one request to the hub is tried before the backup gives up on it.
 const ATTEMPTS: u32 = 5;
 
-impl HubStore {
-    /// Runs `request` until it succeeds, fails for good, or has been tried [`ATTEMPTS`] times,
-    /// waiting longer each time (0.25 s, 0.5 s, 1 s, 2 s). Every request the engine makes is
-    /// idempotent (blobs and objects are named by their content, placements are upserts), so
-    /// trying again is safe; and a hub replica that dies under a request, or a hub restarting,
-    /// does not fail a backup that the next replica would have taken.
-    fn retried<T, F>(&self, what: &str, mut request: impl FnMut() -> F) -> io::Result<T>
-    where
-        F: std::future::Future<Output = Result<T, ClientError>>,
-    {
-        let mut pause = Duration::from_millis(250);
-        for attempt in 1.. {
-            match self.runtime.block_on(request()) {
-                Ok(value) => return Ok(value),
-                Err(error) if attempt < ATTEMPTS && error.retryable() => {
-                    tracing::info!(%error, attempt, retry_in = ?pause, "{what} failed; trying again");
-                    std::thread::sleep(pause);
-                    pause *= 2;
-                }
-                Err(error) => return Err(store_error(error)),
+/// Runs `request` until it succeeds, fails for good, or has been tried [`ATTEMPTS`] times,
+/// waiting longer each time (0.25 s, 0.5 s, 1 s, 2 s). Every request the engine makes is
+/// idempotent (blobs and objects are named by their content, placements are upserts), so trying
+/// again is safe; and a hub replica that dies under a request, or a hub restarting, does not fail
+/// a backup that the next replica would have taken.
+async fn retried<T, F>(what: &str, mut request: impl FnMut() -> F) -> io::Result<T>
+where
+    F: std::future::Future<Output = Result<T, ClientError>>,
+{
+    let mut pause = Duration::from_millis(250);
+    for attempt in 1.. {
+        match request().await {
+            Ok(value) => return Ok(value),
+            Err(error) if attempt < ATTEMPTS && error.retryable() => {
+                tracing::info!(%error, attempt, retry_in = ?pause, "{what} failed; trying again");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
             }
+            Err(error) => return Err(store_error(error)),
         }
-        unreachable!("the loop returns by its last attempt")
     }
+    unreachable!("the loop returns by its last attempt")
+}
+
+/// Uploads a pack's shards to staging and places each as a shard of the pack.
+async fn upload_pack(
+    client: &HubClient,
+    token: &str,
+    rate: Option<u64>,
+    pack: &str,
+    shards: Vec<Vec<u8>>,
+) -> io::Result<()> {
+    for shard in shards {
+        let hash = blake3::hash(&shard).to_hex().to_string();
+        let shard = bytes::Bytes::from(shard);
+        retried("uploading a shard", || {
+            let bytes = futures_util::stream::iter([Ok(shard.clone())]);
+            let body = reqwest::Body::wrap_stream(crate::client::throttle(bytes, rate));
+            client.upload_blob(token, &hash, shard.len() as u64, body)
+        })
+        .await?;
+        retried("placing a shard", || client.place_shard(token, &hash, pack)).await?;
+    }
+    Ok(())
+}
+
+/// Whatever shards of a pack its holders send back within `wait`: all are asked at once, and
+/// the answer comes as soon as `needed` of them are here (or the wait is over).
+async fn fetch_pack(
+    client: &HubClient,
+    token: &str,
+    want: &PackWant,
+    wait: Duration,
+) -> io::Result<Vec<Vec<u8>>> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut fetches: FuturesUnordered<_> = want
+        .shards
+        .iter()
+        .map(|hash| async move {
+            // A shard no holder keeps any more is simply not among those that come back.
+            if !client.until_staged(token, hash, deadline).await.ok()? {
+                return None;
+            }
+            client
+                .download_bytes(token, hash, crate::client::MAX_OBJECT_BYTES)
+                .await
+                .ok()
+        })
+        .collect();
+    let mut got = Vec::new();
+    while let Some(shard) = fetches.next().await {
+        got.extend(shard);
+        if got.len() >= want.needed {
+            break;
+        }
+    }
+    Ok(got)
 }
 
 impl Store for HubStore {
-    fn put_shards(&mut self, pack: &str, shards: &[Vec<u8>]) -> io::Result<()> {
-        for shard in shards {
-            let hash = blake3::hash(shard).to_hex().to_string();
-            let shard = bytes::Bytes::from(shard.clone());
-            self.retried("uploading a shard", || {
-                let bytes = futures_util::stream::iter([Ok(shard.clone())]);
-                let body =
-                    reqwest::Body::wrap_stream(crate::client::throttle(bytes, self.upload_rate));
-                self.client
-                    .upload_blob(&self.token, &hash, shard.len() as u64, body)
-            })?;
-            self.retried("placing a shard", || {
-                self.client.place_shard(&self.token, &hash, pack)
-            })?;
+    fn put_shards(&mut self, pack: &str, shards: Vec<Vec<u8>>) -> io::Result<()> {
+        let uploads = self.uploader();
+        let pack = pack.to_owned();
+        self.runtime
+            .block_on(uploads.send(Upload::Pack { pack, shards }))
+            .map_err(|_| io::Error::other("the uploader stopped"))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let Some(uploads) = &self.uploads else {
+            return Ok(());
+        };
+        let (answer, answered) = oneshot::channel();
+        self.runtime.block_on(async {
+            uploads
+                .send(Upload::Flush(answer))
+                .await
+                .map_err(|_| io::Error::other("the uploader stopped"))?;
+            answered
+                .await
+                .map_err(|_| io::Error::other("the uploader stopped"))?
+                .map_err(io::Error::other)
+        })
+    }
+
+    fn fetches_ahead(&self) -> bool {
+        true
+    }
+
+    fn fetch_ahead(&mut self, packs: Vec<PackWant>) {
+        for (_, fetch) in self.ahead.drain(..) {
+            fetch.inspect(JoinHandle::abort);
         }
-        Ok(())
+        self.ahead = packs.into_iter().map(|want| (want, None)).collect();
+        self.top_up();
     }
 
     fn get_shards(
         &mut self,
-        _pack: &str,
+        pack: &str,
         hashes: &[String],
         needed: usize,
     ) -> io::Result<Vec<Vec<u8>>> {
-        let deadline = std::time::Instant::now() + self.fetch_wait;
-        let mut got: HashMap<&str, Vec<u8>> = HashMap::new();
-        let mut pause = Duration::from_millis(100);
-        loop {
-            for hash in hashes {
-                if got.contains_key(hash.as_str()) {
-                    continue;
+        let fetch = match self.ahead.iter().position(|(want, _)| want.pack == pack) {
+            Some(position) => {
+                // The engine asks in about the order it was told; packs well behind the one it
+                // asks for now were skipped (in place already, or in its own cache).
+                let (_, fetch) = self
+                    .ahead
+                    .remove(position)
+                    .unwrap_or_else(|| unreachable!());
+                for (_, skipped) in self.ahead.drain(..position.saturating_sub(FETCHED_AHEAD)) {
+                    skipped.inspect(JoinHandle::abort);
                 }
-                // A shard no holder keeps any more is simply not among those that come back.
-                let Ok(retrieval) = self
-                    .runtime
-                    .block_on(self.client.retrieve_blob(&self.token, hash))
-                else {
-                    continue;
-                };
-                if retrieval.staged
-                    && let Ok(bytes) = self.runtime.block_on(self.client.download_bytes(
-                        &self.token,
-                        hash,
-                        crate::client::MAX_OBJECT_BYTES,
-                    ))
-                {
-                    got.insert(hash, bytes);
-                }
+                fetch
             }
-            if got.len() >= needed || std::time::Instant::now() >= deadline {
-                return Ok(got.into_values().collect());
+            None => None,
+        };
+        self.top_up();
+        let want = PackWant {
+            pack: pack.to_owned(),
+            shards: hashes.to_vec(),
+            needed,
+        };
+        self.runtime.block_on(async {
+            match fetch {
+                Some(fetch) => fetch.await.map_err(io::Error::other)?,
+                None => fetch_pack(&self.client, &self.token, &want, self.fetch_wait).await,
             }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_secs(2));
-        }
+        })
     }
 
     fn put_object(&mut self, kind: ObjectKind, name: &str, bytes: &[u8]) -> io::Result<()> {
-        self.retried("keeping a backup object", || {
-            self.client
-                .put_object(&self.token, kind.as_str(), name, bytes.to_vec())
-        })
+        self.runtime
+            .block_on(retried("keeping a backup object", || {
+                self.client
+                    .put_object(&self.token, kind.as_str(), name, bytes.to_vec())
+            }))
     }
 
     fn get_object(&mut self, kind: ObjectKind, name: &str) -> io::Result<Vec<u8>> {
-        self.retried("reading a backup object", || {
-            self.client.get_object(&self.token, kind.as_str(), name)
-        })
+        self.runtime
+            .block_on(retried("reading a backup object", || {
+                self.client.get_object(&self.token, kind.as_str(), name)
+            }))
     }
 
     fn delete_object(&mut self, kind: ObjectKind, name: &str) -> io::Result<()> {
@@ -169,9 +314,9 @@ impl Store for HubStore {
     }
 
     fn list_objects(&mut self, kind: ObjectKind) -> io::Result<Vec<String>> {
-        self.retried("listing backup objects", || {
+        self.runtime.block_on(retried("listing backup objects", || {
             self.client.list_objects(&self.token, kind.as_str())
-        })
+        }))
     }
 }
 

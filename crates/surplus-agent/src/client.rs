@@ -213,6 +213,9 @@ fn check_url(base: &str, insecure: bool) -> Result<String> {
 /// the hub's own largest blob by default. A hub that sends more is cut off.
 pub const MAX_OBJECT_BYTES: u64 = 256 << 20;
 
+/// The longest one request waits for a holder to send a blob back (the hub may cut it shorter).
+pub const RETRIEVE_POLL: Duration = Duration::from_secs(20);
+
 /// A client of one hub.
 #[derive(Debug, Clone)]
 pub struct HubClient {
@@ -658,13 +661,41 @@ impl HubClient {
         &self,
         token: &str,
         hash: &str,
+        wait: Duration,
     ) -> Result<surplus_protocol::Retrieval> {
-        self.json(self.request(
-            Method::POST,
-            &format!("/v1/blobs/{hash}/retrieve"),
-            Some(token),
-        ))
-        .await
+        let path = match wait.as_secs() {
+            0 => format!("/v1/blobs/{hash}/retrieve"),
+            seconds => format!("/v1/blobs/{hash}/retrieve?wait={seconds}"),
+        };
+        self.json(self.request(Method::POST, &path, Some(token)))
+            .await
+    }
+
+    /// Asks for a blob back and waits until a holder has sent it to the hub (long polls of up
+    /// to [`RETRIEVE_POLL`]), or until `deadline`. Whether it is staged. A hub that answers at
+    /// once (one from before long polls) is asked again after a growing pause.
+    pub async fn until_staged(
+        &self,
+        token: &str,
+        hash: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<bool> {
+        let mut pause = Duration::from_millis(200);
+        loop {
+            let asked = tokio::time::Instant::now();
+            let wait = deadline.saturating_duration_since(asked).min(RETRIEVE_POLL);
+            if self.retrieve_blob(token, hash, wait).await?.staged {
+                return Ok(true);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            if now - asked < wait / 2 {
+                tokio::time::sleep(pause.min(deadline - now)).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+        }
     }
 
     /// Gets a blob back into `path`: asks for it, waits up to `wait` for a holder to send it to
@@ -678,19 +709,14 @@ impl HubClient {
     ) -> Result<u64> {
         use tokio::io::AsyncWriteExt;
         let deadline = tokio::time::Instant::now() + wait;
-        let mut backoff = Duration::from_millis(200);
-        while !self.retrieve_blob(token, hash).await?.staged {
-            if tokio::time::Instant::now() >= deadline {
-                return Err(ClientError::Unexpected {
-                    status: StatusCode::GATEWAY_TIMEOUT,
-                    detail: format!(
-                        "no holder of {hash} sent it back within {}s; its holders may be offline",
-                        wait.as_secs()
-                    ),
-                });
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(2));
+        if !self.until_staged(token, hash, deadline).await? {
+            return Err(ClientError::Unexpected {
+                status: StatusCode::GATEWAY_TIMEOUT,
+                detail: format!(
+                    "no holder of {hash} sent it back within {}s; its holders may be offline",
+                    wait.as_secs()
+                ),
+            });
         }
         let io = |error: std::io::Error| ClientError::File {
             path: path.to_owned(),

@@ -5,7 +5,8 @@
 //!     local_backup backup SOURCE STORE     (with the previous snapshot as parent, if any)
 //!     local_backup restore STORE TARGET
 //!
-//! For benchmarking only: the master key is kept in clear in `STORE/bench.key`.
+//! For benchmarking only: the master key is kept in clear in `STORE/bench.key`. Sealed trees are
+//! cached beside the store, in `STORE.trees`, as the agent caches them on the device.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -29,6 +30,16 @@ fn key(store: &Path) -> Result<MasterKey> {
     Ok(key)
 }
 
+/// The repository in `store`, with its tree cache.
+fn open(store: &Path, coding: Coding) -> Result<Repository<LocalStore>> {
+    let key = key(store)?;
+    let mut repo = Repository::open(LocalStore::open(store)?, &key, coding)?;
+    let mut cache = store.as_os_str().to_owned();
+    cache.push(".trees");
+    repo.set_tree_cache(PathBuf::from(cache));
+    Ok(repo)
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -36,9 +47,7 @@ fn main() -> Result<()> {
     let coding = Coding::new(1, 0)?;
     match args.as_slice() {
         ["backup", source, store] => {
-            let store = Path::new(store);
-            let key = key(store)?;
-            let mut repo = Repository::open(LocalStore::open(store)?, &key, coding)?;
+            let mut repo = open(Path::new(store), coding)?;
             let parent = repo.snapshots()?.pop().map(|(_, s)| s);
             let started = Instant::now();
             let report = repo.backup(
@@ -55,9 +64,7 @@ fn main() -> Result<()> {
             );
         }
         ["restore", store, target] => {
-            let store = Path::new(store);
-            let key = key(store)?;
-            let mut repo = Repository::open(LocalStore::open(store)?, &key, coding)?;
+            let mut repo = open(Path::new(store), coding)?;
             let (_, snapshot) = repo.snapshots()?.pop().ok_or("no snapshot")?;
             let started = Instant::now();
             let bytes = repo.restore(&snapshot, Path::new(target), None)?.bytes;

@@ -317,18 +317,19 @@ impl<S: Store> Repository<S> {
         // The buffer is kept for the next pack: its room was set aside once, so that it never
         // grows by doubling past its target, and is not allocated again for every pack.
         self.open_pack.clear();
+        let hashes = shards
+            .iter()
+            .map(|s| hex(&erasure::shard_hash(s)))
+            .collect();
+        let bytes = shards.iter().map(|s| s.len() as u64).sum();
         self.store
-            .put_shards(&id, &shards)
+            .put_shards(&id, shards)
             .map_err(BackupError::Store)?;
-        self.progress
-            .pack_stored(shards.iter().map(|s| s.len() as u64).sum());
+        self.progress.pack_stored(bytes);
         let entry = PackEntry {
             id: id.clone(),
             coding: self.coding,
-            shards: shards
-                .iter()
-                .map(|s| hex(&erasure::shard_hash(s)))
-                .collect(),
+            shards: hashes,
             blobs: std::mem::take(&mut self.open_blobs),
         };
         self.open_ids.clear();
@@ -355,8 +356,11 @@ impl<S: Store> Repository<S> {
         Ok(())
     }
 
-    /// Seals pack entries into one index object named by the hash of its content; returns the name.
+    /// Seals pack entries into one index object named by the hash of its content; returns the
+    /// name. The store has kept every shard handed to it first: an index never names a pack
+    /// that is not there.
     fn write_index(&mut self, entries: &[PackEntry]) -> Result<String, BackupError> {
+        self.store.flush().map_err(BackupError::Store)?;
         let json = serde_json::to_vec(entries).map_err(|e| Error::Malformed {
             what: "index",
             detail: e.to_string(),
@@ -939,6 +943,10 @@ impl<S: Store> Repository<S> {
         let wanted: Vec<Vec<u8>> = only
             .map(|p| p.iter().map(os_bytes).collect())
             .unwrap_or_default();
+        if self.store.fetches_ahead() {
+            let wants = self.packs_in_restore_order(snapshot, &wanted)?;
+            self.store.fetch_ahead(wants);
+        }
         let mut found = wanted.is_empty();
         for root in &snapshot.roots {
             if let Some(first) = wanted.first()
@@ -966,6 +974,57 @@ impl<S: Store> Repository<S> {
             ));
         }
         Ok(state.report)
+    }
+
+    /// The packs of the files a restore of `wanted` writes, in the order it writes them (each
+    /// once, where first needed), for a store that fetches ahead. The trees are read now: their
+    /// packs are fetched as they are met, and a tree cache keeps them for the restore.
+    fn packs_in_restore_order(
+        &mut self,
+        snapshot: &Snapshot,
+        wanted: &[Vec<u8>],
+    ) -> Result<Vec<crate::store::PackWant>, BackupError> {
+        let mut order = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut stack: Vec<(Node, &[Vec<u8>])> = Vec::new();
+        for root in snapshot.roots.iter().rev() {
+            if wanted.first().is_none_or(|first| *first == root.name.0) {
+                stack.push((root.node.clone(), &wanted[wanted.len().min(1)..]));
+            }
+        }
+        while let Some((node, wanted)) = stack.pop() {
+            match node.kind {
+                NodeKind::Dir { tree } => {
+                    let tree = self.read_tree(&tree)?;
+                    for child in tree.nodes.into_iter().rev() {
+                        if wanted.first().is_none_or(|first| *first == child.name.0) {
+                            stack.push((child, &wanted[wanted.len().min(1)..]));
+                        }
+                    }
+                }
+                NodeKind::File { chunks, .. } if wanted.is_empty() => {
+                    for chunk in &chunks {
+                        if let Some(location) = self.index.get(chunk)
+                            && seen.insert(location.pack.clone())
+                        {
+                            order.push(location.pack.clone());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(order
+            .into_iter()
+            .filter_map(|pack| {
+                let entry = self.packs.get(&pack)?;
+                Some(crate::store::PackWant {
+                    shards: entry.shards.clone(),
+                    needed: usize::from(entry.coding.data),
+                    pack,
+                })
+            })
+            .collect())
     }
 
     /// Restores `node` at `path`, or only the part of it along `wanted`. Returns whether `wanted`

@@ -25,10 +25,32 @@ impl ObjectKind {
     }
 }
 
+/// A pack a restore will need: its shards' names, in index order, and how many rebuild it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackWant {
+    pub pack: String,
+    pub shards: Vec<String>,
+    pub needed: usize,
+}
+
 /// What the engine needs of a place to keep backups. Everything handed to it is ciphertext.
 pub trait Store {
-    /// Keeps a pack's shards, in index order.
-    fn put_shards(&mut self, pack: &str, shards: &[Vec<u8>]) -> io::Result<()>;
+    /// Keeps a pack's shards, in index order. A store may keep them in the background; they
+    /// must be kept by the time [`Store::flush`] returns.
+    fn put_shards(&mut self, pack: &str, shards: Vec<Vec<u8>>) -> io::Result<()>;
+    /// Returns once every shard handed to [`Store::put_shards`] is kept, or with the first
+    /// failure. The engine calls it before it writes an index naming them.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+    /// Whether the store fetches packs ahead when told which a restore will need
+    /// ([`Store::fetch_ahead`]); the engine then works the list out before it restores.
+    fn fetches_ahead(&self) -> bool {
+        false
+    }
+    /// The packs a restore will ask for, in the order it will ask ([`Store::get_shards`]); it may
+    /// skip some (what is already in place) and ask for others again.
+    fn fetch_ahead(&mut self, _packs: Vec<PackWant>) {}
     /// Whatever shards of a pack can be had, in any order: at least `needed` if it can be done.
     /// `hashes` are the shards' names, in index order. Some shards may be missing or altered: the
     /// engine checks them against their hashes.
@@ -70,7 +92,7 @@ impl LocalStore {
 }
 
 impl Store for LocalStore {
-    fn put_shards(&mut self, pack: &str, shards: &[Vec<u8>]) -> io::Result<()> {
+    fn put_shards(&mut self, pack: &str, shards: Vec<Vec<u8>>) -> io::Result<()> {
         let dir = self.pack_dir(pack);
         std::fs::create_dir_all(&dir)?;
         for (index, shard) in shards.iter().enumerate() {

@@ -376,7 +376,7 @@ struct Failing {
 }
 
 impl surplus_backup::store::Store for Failing {
-    fn put_shards(&mut self, pack: &str, shards: &[Vec<u8>]) -> std::io::Result<()> {
+    fn put_shards(&mut self, pack: &str, shards: Vec<Vec<u8>>) -> std::io::Result<()> {
         if self.budget == 0 {
             return Err(std::io::Error::other("the connection dropped"));
         }

@@ -810,6 +810,7 @@ async fn upload_blob(
     let size = stage(&hub, &hash, body, declared).await?;
     if returning {
         hub.store.set_blob_staged(&hash, true, now_ms()).await?;
+        hub.blob_staged_back();
     } else {
         hub.store
             .record_blob(
@@ -863,19 +864,30 @@ pub(crate) async fn stage(hub: &Hub, hash: &str, body: Body, declared: u64) -> A
     }
 }
 
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+struct RetrieveQuery {
+    /// Seconds to wait for a holder to send the blob back when it is not staged (default 0:
+    /// answer at once; at most the hub's long-poll limit).
+    wait: Option<u64>,
+}
+
 /// Asks for a blob back: if the hub no longer has it staged, its holders are told to upload it.
-/// Download it with `GET /v1/blobs/{hash}` once `staged` is true.
-#[utoipa::path(post, path = "/v1/blobs/{hash}/retrieve", params(("hash" = String, Path)),
+/// With `wait`, the answer comes once a holder has sent it (long poll) or when `wait` seconds
+/// pass. Download it with `GET /v1/blobs/{hash}` once `staged` is true.
+#[utoipa::path(post, path = "/v1/blobs/{hash}/retrieve", params(("hash" = String, Path), RetrieveQuery),
     responses((status = 202, body = surplus_protocol::Retrieval), (status = 404, body = surplus_protocol::ErrorBody)),
     security(("session" = []), ("device" = [])))]
 async fn retrieve_blob(
     State(hub): State<Arc<Hub>>,
     caller: Caller,
     Path(hash): Path<String>,
+    Query(query): Query<RetrieveQuery>,
 ) -> ApiResult<(StatusCode, Json<surplus_protocol::Retrieval>)> {
     check_hash(&hash)?;
     let subscriber = caller.subscriber_id();
-    let Some((_, staged)) = hub.store.owned_blob(&hash, subscriber).await? else {
+    // Watched from before the first look, so that a blob staged meanwhile is not missed.
+    let mut staged_back = hub.staged_back_changes();
+    let Some((_, mut staged)) = hub.store.owned_blob(&hash, subscriber).await? else {
         return Err(ApiError::not_found(format!("no blob {hash} of yours")));
     };
     let mut requested_from = Vec::new();
@@ -905,6 +917,26 @@ async fn retrieve_blob(
                 ErrorCode::Conflict,
                 format!("no holder keeps {hash} any more, and the hub has no copy"),
             ));
+        }
+        let wait = Duration::from_secs(query.wait.unwrap_or(0)).min(hub.settings.max_long_poll);
+        let deadline = tokio::time::Instant::now() + wait;
+        // Woken when a holder sends a blob back to this hub; the database is read again twice a
+        // second as well, for a holder that sent it to another replica.
+        let recheck = hub
+            .settings
+            .long_poll_recheck
+            .min(Duration::from_millis(500));
+        while !staged && tokio::time::Instant::now() < deadline && !hub.shutdown.is_cancelled() {
+            let until = (tokio::time::Instant::now() + recheck).min(deadline);
+            tokio::select! {
+                _ = tokio::time::timeout_at(until, staged_back.changed()) => {}
+                _ = hub.shutdown.cancelled() => {}
+            }
+            staged = hub
+                .store
+                .owned_blob(&hash, subscriber)
+                .await?
+                .is_some_and(|(_, staged)| staged);
         }
     }
     Ok((

@@ -131,6 +131,8 @@ pub struct Hub {
     waiters: Mutex<HashMap<Uuid, Arc<Notify>>>,
     heartbeats: mpsc::Sender<PendingHeartbeat>,
     scheduler_kick: Arc<Notify>,
+    /// Counts blobs a holder sent back to staging, so that owners waiting for one wake at once.
+    staged_back: tokio::sync::watch::Sender<u64>,
     /// Devices' usual weeks, for placement, and when they were counted.
     pub(crate) weeks: tokio::sync::Mutex<Option<(UnixMillis, crate::scheduler::Weeks)>>,
     /// Cancelled when the hub begins to shut down: long polls return at once.
@@ -170,6 +172,7 @@ impl Hub {
             waiters: Mutex::new(HashMap::new()),
             heartbeats: sender,
             scheduler_kick: Arc::new(Notify::new()),
+            staged_back: tokio::sync::watch::Sender::new(0),
             weeks: tokio::sync::Mutex::new(None),
             shutdown: tokio_util::sync::CancellationToken::new(),
         })
@@ -187,6 +190,17 @@ impl Hub {
         waiters
             .get(&device_id)
             .is_some_and(|notify| Arc::strong_count(notify) > 1)
+    }
+
+    /// Tells owners waiting on this hub that a holder sent a blob back to staging.
+    pub fn blob_staged_back(&self) {
+        self.staged_back
+            .send_modify(|count| *count = count.wrapping_add(1));
+    }
+
+    /// What an owner waiting for a blob to come back watches (see [`Hub::blob_staged_back`]).
+    pub fn staged_back_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.staged_back.subscribe()
     }
 
     /// Wakes a device's long poll, if one is waiting here.

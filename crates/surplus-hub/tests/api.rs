@@ -1381,6 +1381,68 @@ async fn store_one_copy(hub: &TestHub, owner: &str, holder: &str, content: &[u8]
     hash
 }
 
+/// An owner asking for a blob back may wait (long poll) until a holder has sent it: the answer
+/// comes as soon as the holder's upload lands, and, with nobody sending it, when the wait ends,
+/// saying it is not staged.
+#[tokio::test]
+async fn an_owner_waiting_for_a_blob_hears_as_soon_as_its_holder_sends_it() {
+    for hub in hubs().await {
+        let ada = hub.signup("ada@example.org").await;
+        let bob = hub.signup("bob@example.org").await;
+        let (_, ada_pc) = hub.device(&ada, "ada-pc").await;
+        let (bob_pc_id, bob_pc) = hub.device(&bob, "bob-pc").await;
+        hub.heartbeat(&bob_pc, report()).await;
+        let content = b"wanted back".repeat(100);
+        let hash = store_one_copy(&hub, &ada_pc, &bob_pc, &content).await;
+        wait_until(|| async {
+            hub.call(
+                Method::GET,
+                &format!("/v1/placements/{hash}"),
+                Some(&ada),
+                None,
+            )
+            .await
+            .body["staged"]
+                == json!(false)
+        })
+        .await;
+        let retrieve = |wait: u64| {
+            let path = format!("/v1/blobs/{hash}/retrieve?wait={wait}");
+            let token = ada_pc.clone();
+            let hub = &hub;
+            async move { hub.call(Method::POST, &path, Some(&token), None).await }
+        };
+
+        // Nobody sends it: the answer comes when the wait is over, and says so.
+        let asked = tokio::time::Instant::now();
+        let alone = retrieve(1).await;
+        assert_eq!(alone.status, StatusCode::ACCEPTED, "{}", alone.body);
+        assert_eq!(alone.body["staged"], false);
+        assert_eq!(alone.body["requested_from"], json!([bob_pc_id]));
+        assert!(asked.elapsed() >= Duration::from_secs(1), "it did not wait");
+
+        // Bob is told to send it back; Ada's second request waits while he does.
+        let asked = tokio::time::Instant::now();
+        let (answer, ()) = tokio::join!(retrieve(30), async {
+            let batch = hub.poll(&bob_pc, 5).await;
+            assert!(
+                batch.iter().any(|i| i["kind"]["type"] == "upload_blob"),
+                "{batch:?}"
+            );
+            assert_eq!(
+                hub.upload(&bob_pc, &content).await.status,
+                StatusCode::CREATED
+            );
+        });
+        assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.body);
+        assert_eq!(answer.body["staged"], true, "{}", answer.body);
+        assert!(
+            asked.elapsed() < Duration::from_secs(30),
+            "the answer waited out its wait"
+        );
+    }
+}
+
 #[tokio::test]
 async fn shrinking_a_quota_below_what_is_held_marks_the_newest_data_to_move() {
     for hub in hubs().await {
