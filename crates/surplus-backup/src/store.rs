@@ -69,9 +69,54 @@ pub trait Store {
 }
 
 /// A store in a local folder: `packs/<pack>/<shard index>` and `<kind>/<name>`.
-#[derive(Debug, Clone)]
+///
+/// Shards are written by a thread of the store's own while the engine seals the next packs (at
+/// most [`WRITES_QUEUED`] packs wait): writing them, the kernel copying every byte into the page
+/// cache, is a large part of a local backup's work. Reads, listings and deletions wait for the
+/// writes before them; so does dropping the store. A clone shares the folder, not the writes in
+/// flight.
+#[derive(Debug)]
 pub struct LocalStore {
     root: PathBuf,
+    writer: Option<Writer>,
+}
+
+/// Packs handed to a [`LocalStore`]'s writer and not yet written, at most.
+pub const WRITES_QUEUED: usize = 2;
+
+#[derive(Debug)]
+struct Writer {
+    queue: std::sync::mpsc::SyncSender<Write>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+enum Write {
+    Pack {
+        dir: PathBuf,
+        shards: Vec<Vec<u8>>,
+    },
+    /// Answered once every pack before it is written, with the first failure if any.
+    Flush(std::sync::mpsc::SyncSender<Result<(), String>>),
+}
+
+impl Clone for LocalStore {
+    fn clone(&self) -> LocalStore {
+        LocalStore {
+            root: self.root.clone(),
+            writer: None,
+        }
+    }
+}
+
+impl Drop for LocalStore {
+    fn drop(&mut self) {
+        if let Some(mut writer) = self.writer.take() {
+            drop(writer.queue);
+            if let Some(thread) = writer.thread.take() {
+                let _ = thread.join();
+            }
+        }
+    }
 }
 
 impl LocalStore {
@@ -82,6 +127,7 @@ impl LocalStore {
         }
         Ok(LocalStore {
             root: root.to_owned(),
+            writer: None,
         })
     }
 
@@ -89,16 +135,78 @@ impl LocalStore {
     pub fn pack_dir(&self, pack: &str) -> PathBuf {
         self.root.join("packs").join(pack)
     }
+
+    /// The writer thread, started with the first pack.
+    fn writer(&mut self) -> io::Result<&std::sync::mpsc::SyncSender<Write>> {
+        if self.writer.is_none() {
+            let (queue, writes) = std::sync::mpsc::sync_channel::<Write>(WRITES_QUEUED);
+            let thread = std::thread::Builder::new()
+                .name("surplus-store-writer".into())
+                .spawn(move || {
+                    let mut failed: Option<String> = None;
+                    for write in writes {
+                        match write {
+                            // After a failure the backup fails at its next flush: what follows
+                            // is not written.
+                            Write::Pack { dir, shards } if failed.is_none() => {
+                                if let Err(error) = write_shards(&dir, &shards) {
+                                    failed = Some(format!("{}: {error}", dir.display()));
+                                }
+                            }
+                            Write::Pack { .. } => {}
+                            Write::Flush(answer) => {
+                                let _ = answer.send(failed.clone().map_or(Ok(()), Err));
+                            }
+                        }
+                    }
+                })?;
+            self.writer = Some(Writer {
+                queue,
+                thread: Some(thread),
+            });
+        }
+        match &self.writer {
+            Some(writer) => Ok(&writer.queue),
+            None => Err(io::Error::other("the store's writer did not start")),
+        }
+    }
+
+    /// Waits for the writes handed to the writer so far.
+    fn wait_for_writes(&mut self) -> io::Result<()> {
+        let Some(writer) = &self.writer else {
+            return Ok(());
+        };
+        let stopped = || io::Error::other("the store's writer stopped");
+        let (answer, answered) = std::sync::mpsc::sync_channel(1);
+        writer
+            .queue
+            .send(Write::Flush(answer))
+            .map_err(|_| stopped())?;
+        answered
+            .recv()
+            .map_err(|_| stopped())?
+            .map_err(io::Error::other)
+    }
+}
+
+fn write_shards(dir: &Path, shards: &[Vec<u8>]) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for (index, shard) in shards.iter().enumerate() {
+        std::fs::write(dir.join(index.to_string()), shard)?;
+    }
+    Ok(())
 }
 
 impl Store for LocalStore {
     fn put_shards(&mut self, pack: &str, shards: Vec<Vec<u8>>) -> io::Result<()> {
         let dir = self.pack_dir(pack);
-        std::fs::create_dir_all(&dir)?;
-        for (index, shard) in shards.iter().enumerate() {
-            std::fs::write(dir.join(index.to_string()), shard)?;
-        }
-        Ok(())
+        self.writer()?
+            .send(Write::Pack { dir, shards })
+            .map_err(|_| io::Error::other("the store's writer stopped"))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.wait_for_writes()
     }
 
     fn get_shards(
@@ -107,6 +215,7 @@ impl Store for LocalStore {
         _hashes: &[String],
         _needed: usize,
     ) -> io::Result<Vec<Vec<u8>>> {
+        self.wait_for_writes()?;
         let mut shards = Vec::new();
         for entry in std::fs::read_dir(self.pack_dir(pack))? {
             shards.push(std::fs::read(entry?.path())?);
@@ -123,6 +232,7 @@ impl Store for LocalStore {
     }
 
     fn list_objects(&mut self, kind: ObjectKind) -> io::Result<Vec<String>> {
+        self.wait_for_writes()?;
         let mut names = Vec::new();
         for entry in std::fs::read_dir(self.root.join(kind.as_str()))? {
             names.push(entry?.file_name().to_string_lossy().into_owned());
@@ -136,6 +246,7 @@ impl Store for LocalStore {
     }
 
     fn delete_shards(&mut self, pack: &str, _hashes: &[String]) -> io::Result<()> {
+        self.wait_for_writes()?;
         std::fs::remove_dir_all(self.pack_dir(pack))
     }
 }

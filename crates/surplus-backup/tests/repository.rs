@@ -383,6 +383,9 @@ impl surplus_backup::store::Store for Failing {
         self.budget -= 1;
         self.inner.put_shards(pack, shards)
     }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
     fn get_shards(
         &mut self,
         pack: &str,
