@@ -46,7 +46,7 @@ pub struct HubStore {
 type Fetch = JoinHandle<io::Result<Vec<Vec<u8>>>>;
 
 /// Packs handed to the uploader and not yet uploaded, at most.
-pub const UPLOADS_QUEUED: usize = 2;
+pub const UPLOADS_QUEUED: usize = 1;
 /// Packs a restore fetches ahead of the one it writes, at most: with the engine's own cache of
 /// rebuilt packs, this bounds a restore's memory.
 pub const FETCHED_AHEAD: usize = 3;

@@ -30,10 +30,10 @@ pub const PACK_TARGET: usize = 16 << 20;
 const PACK_ROOM: usize = PACK_TARGET + MAX_SIZE as usize + seal::OVERHEAD;
 /// Chunks are sealed in parallel batches of about this many bytes, one batch on the thread pool
 /// while the next is read.
-const BATCH_BYTES: usize = 8 << 20;
+const BATCH_BYTES: usize = 4 << 20;
 /// Files up to this size are read whole and cut in memory; larger ones are streamed. Together
 /// with the batches and the open pack, this bounds a backup's memory whatever the tree.
-const WHOLE_FILE_LIMIT: u64 = 16 << 20;
+const WHOLE_FILE_LIMIT: u64 = 8 << 20;
 /// Packs kept rebuilt in memory while restoring (trees and data interleave).
 const CACHED_PACKS: usize = 3;
 /// The largest plaintext a blob (a chunk or a tree) may open to.

@@ -82,7 +82,7 @@ pub struct LocalStore {
 }
 
 /// Packs handed to a [`LocalStore`]'s writer and not yet written, at most.
-pub const WRITES_QUEUED: usize = 2;
+pub const WRITES_QUEUED: usize = 1;
 
 #[derive(Debug)]
 struct Writer {
