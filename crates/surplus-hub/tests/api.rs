@@ -1168,18 +1168,7 @@ async fn a_placed_blob_is_allocated_stored_confirmed_and_recorded() {
             .await;
         assert_eq!(placement.body["holders"][0]["state"], "active");
         // Once every copy is confirmed the hub drops its staged copy.
-        wait_until(|| async {
-            hub.call(
-                Method::GET,
-                &format!("/v1/placements/{hash}"),
-                Some(&ada),
-                None,
-            )
-            .await
-            .body["staged"]
-                == json!(false)
-        })
-        .await;
+        until_staged_copy_dropped(&hub, &ada, &hash).await;
         assert!(!hub.staging.join(&hash[..2]).join(&hash).exists());
 
         // The ledger records who, where, what, how much, why and which instruction.
@@ -1348,6 +1337,22 @@ where
     }
 }
 
+/// Waits until the hub has dropped its staged copy of `owner`'s blob (every copy confirmed).
+async fn until_staged_copy_dropped(hub: &TestHub, owner: &str, hash: &str) {
+    wait_until(|| async {
+        hub.call(
+            Method::GET,
+            &format!("/v1/placements/{hash}"),
+            Some(owner),
+            None,
+        )
+        .await
+        .body["staged"]
+            == json!(false)
+    })
+    .await;
+}
+
 /// Uploads `content` as the owner, places one copy, and has the holder fetch and confirm it.
 async fn store_one_copy(hub: &TestHub, owner: &str, holder: &str, content: &[u8]) -> String {
     let hash = blake3::hash(content).to_hex().to_string();
@@ -1394,18 +1399,7 @@ async fn an_owner_waiting_for_a_blob_hears_as_soon_as_its_holder_sends_it() {
         hub.heartbeat(&bob_pc, report()).await;
         let content = b"wanted back".repeat(100);
         let hash = store_one_copy(&hub, &ada_pc, &bob_pc, &content).await;
-        wait_until(|| async {
-            hub.call(
-                Method::GET,
-                &format!("/v1/placements/{hash}"),
-                Some(&ada),
-                None,
-            )
-            .await
-            .body["staged"]
-                == json!(false)
-        })
-        .await;
+        until_staged_copy_dropped(&hub, &ada, &hash).await;
         let retrieve = |wait: u64| {
             let path = format!("/v1/blobs/{hash}/retrieve?wait={wait}");
             let token = ada_pc.clone();
