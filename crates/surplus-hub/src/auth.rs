@@ -167,7 +167,6 @@ async fn device(hub: &Hub, token: &str) -> Result<DeviceAuth, ApiError> {
     let (device_id, secret) = parse_device_token(token)
         .ok_or_else(|| ApiError::unauthorized("this request needs a device credential"))?;
     let auth = hub
-        .store
         .device_auth(device_id)
         .await?
         .ok_or_else(|| ApiError::unauthorized("unknown device credential"))?;

@@ -19,7 +19,7 @@ use uuid::Uuid;
 use crate::metrics::Metrics;
 use crate::scheduler;
 use crate::staging::Staging;
-use crate::store::{Duty, HeartbeatRow, PRESENCE_SLOT_MS, Store, StoreError};
+use crate::store::{DeviceAuth, Duty, HeartbeatRow, PRESENCE_SLOT_MS, Store, StoreError};
 use crate::{now_ms, policy};
 
 /// Tunables of a running hub.
@@ -130,7 +130,10 @@ pub struct Hub {
     pub limits: crate::limits::Limiters,
     waiters: Mutex<HashMap<Uuid, Arc<Notify>>>,
     heartbeats: mpsc::Sender<PendingHeartbeat>,
+    device_lookups: mpsc::Sender<PendingLookup>,
     scheduler_kick: Arc<Notify>,
+    /// Asks for a scheduler pass once the scheduler has rested (see [`SCHEDULER_REST`]).
+    scheduler_soon: Arc<Notify>,
     /// Counts blobs a holder sent back to staging, so that owners waiting for one wake at once.
     staged_back: tokio::sync::watch::Sender<u64>,
     /// Devices' usual weeks, for placement, and when they were counted.
@@ -139,13 +142,16 @@ pub struct Hub {
     pub shutdown: tokio_util::sync::CancellationToken,
 }
 
+/// A device credential to look up, and who waits for it.
+#[derive(Debug)]
+struct PendingLookup {
+    device_id: Uuid,
+    found: oneshot::Sender<Result<Option<DeviceAuth>, String>>,
+}
+
 #[derive(Debug)]
 struct PendingHeartbeat {
-    device_id: Uuid,
-    network: Option<String>,
-    at: UnixMillis,
-    report: StatusReport,
-    spare: Spare,
+    row: HeartbeatRow,
     done: oneshot::Sender<Result<(), String>>,
 }
 
@@ -162,7 +168,14 @@ impl Hub {
     /// same database as the serving hubs without scheduling work of its own.
     pub fn without_background(store: Store, staging: Staging, settings: Settings) -> Arc<Hub> {
         let (sender, receiver) = mpsc::channel(16 * 1024);
-        tokio::spawn(write_heartbeats(store.clone(), receiver));
+        let scheduler_soon = Arc::new(Notify::new());
+        tokio::spawn(write_heartbeats(
+            store.clone(),
+            receiver,
+            scheduler_soon.clone(),
+        ));
+        let (device_lookups, lookups) = mpsc::channel(16 * 1024);
+        tokio::spawn(look_devices_up(store.clone(), lookups));
         Arc::new(Hub {
             store,
             staging,
@@ -171,7 +184,9 @@ impl Hub {
             metrics: Metrics::default(),
             waiters: Mutex::new(HashMap::new()),
             heartbeats: sender,
+            device_lookups,
             scheduler_kick: Arc::new(Notify::new()),
+            scheduler_soon,
             staged_back: tokio::sync::watch::Sender::new(0),
             weeks: tokio::sync::Mutex::new(None),
             shutdown: tokio_util::sync::CancellationToken::new(),
@@ -209,6 +224,20 @@ impl Hub {
         if let Some(notify) = waiters.get(&device_id) {
             notify.notify_one();
         }
+    }
+
+    /// A device's credential and standing, looked up together with the other requests' that
+    /// arrive meanwhile (see [`look_devices_up`]).
+    pub async fn device_auth(&self, device_id: Uuid) -> Result<Option<DeviceAuth>, StoreError> {
+        let (found, answer) = oneshot::channel();
+        self.device_lookups
+            .send(PendingLookup { device_id, found })
+            .await
+            .map_err(|_| StoreError::Batch("the device lookup has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Batch("the device lookup has stopped".into()))?
+            .map_err(StoreError::Batch)
     }
 
     /// Asks the scheduler to look for work now.
@@ -263,28 +292,29 @@ impl Hub {
         let vault = report.vault.clone();
         let consent = report.consent.storage;
         let pending = PendingHeartbeat {
-            device_id,
-            network: address.and_then(surplus_rules::placement::network_of),
-            at: now,
-            report,
-            spare,
+            row: HeartbeatRow {
+                device_id,
+                at: now,
+                report: serde_json::to_string(&report)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                spare,
+                new_slot: None,
+                network: address.and_then(surplus_rules::placement::network_of),
+            },
             done,
         };
         self.heartbeats
             .send(pending)
             .await
-            .map_err(|_| StoreError::Corrupt("the heartbeat writer has stopped".into()))?;
+            .map_err(|_| StoreError::Batch("the heartbeat writer has stopped".into()))?;
         written
             .await
-            .map_err(|_| StoreError::Corrupt("the heartbeat writer has stopped".into()))?
-            .map_err(StoreError::Corrupt)?;
+            .map_err(|_| StoreError::Batch("the heartbeat writer has stopped".into()))?
+            .map_err(StoreError::Batch)?;
         self.metrics.heartbeat();
         if needs_evacuation {
             self.evacuate(device_id, consent, vault.used_bytes, vault.quota_bytes)
                 .await?;
-        }
-        if spare.storage_bytes > 0 || spare.compute_slots > 0 {
-            self.kick_scheduler();
         }
         Ok(spare)
     }
@@ -524,41 +554,86 @@ impl Hub {
 /// Writes heartbeats in batches: whatever arrived while the previous batch was being committed
 /// goes into the next transaction. One commit per batch, not per heartbeat, is what lets SQLite
 /// keep up with thousands of devices.
-async fn write_heartbeats(store: Store, mut receiver: mpsc::Receiver<PendingHeartbeat>) {
+///
+/// A device that has something spare, when its previous heartbeat here had nothing, asks for a
+/// scheduler pass: there may be work for it now. One still spare since its last heartbeat does
+/// not; its regular tick looks again.
+async fn write_heartbeats(
+    store: Store,
+    mut receiver: mpsc::Receiver<PendingHeartbeat>,
+    scheduler_soon: Arc<Notify>,
+) {
     const MAX_BATCH: usize = 2048;
     let mut last_slot: HashMap<Uuid, i64> = HashMap::new();
+    let mut spare_before: std::collections::HashSet<Uuid> = std::collections::HashSet::new();
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let rows: Vec<HeartbeatRow> = batch
-            .iter()
-            .map(|beat| {
-                let slot = beat.at.div_euclid(PRESENCE_SLOT_MS);
-                let new_slot = (last_slot.get(&beat.device_id) != Some(&slot)).then_some(slot);
-                HeartbeatRow {
-                    device_id: beat.device_id,
-                    at: beat.at,
-                    report: beat.report.clone(),
-                    spare: beat.spare,
-                    new_slot,
-                    network: beat.network.clone(),
-                }
-            })
-            .collect();
+        let mut rows = Vec::with_capacity(batch.len());
+        let mut waiting = Vec::with_capacity(batch.len());
+        for PendingHeartbeat { mut row, done } in batch.drain(..) {
+            let slot = row.at.div_euclid(PRESENCE_SLOT_MS);
+            row.new_slot = (last_slot.get(&row.device_id) != Some(&slot)).then_some(slot);
+            rows.push(row);
+            waiting.push(done);
+        }
         let outcome = store
             .record_heartbeats(&rows)
             .await
             .map_err(|e| e.to_string());
-        if outcome.is_ok() {
-            for row in &rows {
-                if let Some(slot) = row.new_slot {
-                    last_slot.insert(row.device_id, slot);
+        match &outcome {
+            Ok(()) => {
+                let mut newly_spare = false;
+                for row in &rows {
+                    if let Some(slot) = row.new_slot {
+                        last_slot.insert(row.device_id, slot);
+                    }
+                    if row.spare.storage_bytes > 0 || row.spare.compute_slots > 0 {
+                        newly_spare |= spare_before.insert(row.device_id);
+                    } else {
+                        spare_before.remove(&row.device_id);
+                    }
+                }
+                if newly_spare {
+                    scheduler_soon.notify_one();
                 }
             }
-        } else if let Err(error) = &outcome {
-            tracing::error!(%error, heartbeats = rows.len(), "writing heartbeats failed");
+            Err(error) => {
+                tracing::error!(%error, heartbeats = rows.len(), "writing heartbeats failed");
+            }
         }
-        for beat in batch.drain(..) {
-            let _ = beat.done.send(outcome.clone());
+        for done in waiting {
+            let _ = done.send(outcome.clone());
+        }
+    }
+}
+
+/// Looks device credentials up in batches, as [`write_heartbeats`] writes: whatever arrived while
+/// the previous lookup ran goes into the next query. Every device request starts with one, so
+/// under load this turns thousands of queries a second into tens.
+async fn look_devices_up(store: Store, mut receiver: mpsc::Receiver<PendingLookup>) {
+    const MAX_BATCH: usize = 1024;
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let mut ids: Vec<Uuid> = batch.iter().map(|lookup| lookup.device_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        match store.device_auths(&ids).await {
+            Ok(found) => {
+                let found: HashMap<Uuid, DeviceAuth> = found
+                    .into_iter()
+                    .map(|auth| (auth.device_id, auth))
+                    .collect();
+                for lookup in batch.drain(..) {
+                    let _ = lookup.found.send(Ok(found.get(&lookup.device_id).cloned()));
+                }
+            }
+            Err(error) => {
+                let error = error.to_string();
+                tracing::error!(%error, devices = ids.len(), "looking device credentials up failed");
+                for lookup in batch.drain(..) {
+                    let _ = lookup.found.send(Err(error.clone()));
+                }
+            }
         }
     }
 }
@@ -586,6 +661,11 @@ async fn watch_instructions(hub: std::sync::Weak<Hub>) {
         tokio::time::sleep(tick).await;
     }
 }
+
+/// The least time between the end of a scheduler pass and the next one that heartbeats asked for.
+/// Devices becoming spare arrive by the hundred a second on a large hub; each needs a pass soon,
+/// not a pass of its own. A request that needs one now (a placement, a job) still gets it at once.
+const SCHEDULER_REST: Duration = Duration::from_millis(250);
 
 async fn run_scheduler(hub: std::sync::Weak<Hub>) {
     let mut last_expiry = 0;
@@ -662,9 +742,18 @@ async fn run_scheduler(hub: std::sync::Weak<Hub>) {
         }
         let tick = hub.settings.scheduler_tick;
         let kick = hub.scheduler_kick.clone();
+        let soon = hub.scheduler_soon.clone();
         // Hold no strong reference while waiting, so the hub can shut down.
         drop(hub);
-        let _ = tokio::time::timeout(tick, kick.notified()).await;
+        let rested = tokio::time::Instant::now() + SCHEDULER_REST;
+        tokio::select! {
+            () = kick.notified() => {}
+            () = async {
+                soon.notified().await;
+                tokio::time::sleep_until(rested).await;
+            } => {}
+            () = tokio::time::sleep(tick) => {}
+        }
     }
 }
 

@@ -8,7 +8,7 @@
 
 use surplus_protocol::InstructionKind;
 use surplus_rules::handover::{self, Evacuating, Purpose, Step};
-use surplus_rules::placement::{self, Allocation, Decision, PackHolders, Want};
+use surplus_rules::placement::{self, Decision, PackHolders, Want};
 use surplus_rules::presence::{SLOT_MS, SLOTS_PER_WEEK, Week};
 use uuid::Uuid;
 
@@ -83,8 +83,15 @@ pub async fn place_pending(hub: &Hub, scope: Scope<'_>) -> Result<Vec<NewAllocat
     // would both fill it. The unique index on live copies is the last line behind this.
     let _placing = hub.store.exclusive(Duty::Placement).await?;
     let store = &hub.store;
-    let placements = store.open_placements(scope.blob).await?;
-    if placements.is_empty() {
+    // Copies on their way, or nothing staged to place from: the rules can only wait. Over a
+    // hundred thousand open placements, most are such, and cost the pass nothing but this query.
+    let deciding: Vec<_> = store
+        .open_placements(scope.blob)
+        .await?
+        .into_iter()
+        .filter(|p| !placement::waits(p.active, p.live, p.copies, p.staged))
+        .collect();
+    if deciding.is_empty() {
         return Ok(Vec::new());
     }
     let mut candidates = store.storage_candidates().await?;
@@ -98,55 +105,34 @@ pub async fn place_pending(hub: &Hub, scope: Scope<'_>) -> Result<Vec<NewAllocat
     for candidate in &mut candidates {
         candidate.week = weeks.get(&candidate.device_id).cloned();
     }
+    // Everything the decisions need, for every placement that has one to make, in two queries.
+    let mut context = store
+        .placement_context(scope.blob, now - FAILURE_BACKOFF_MS)
+        .await?;
     let mut made = Vec::new();
-    for placement in placements {
-        // Copies on their way, or nothing staged to place from: the rules can only wait, and
-        // loading what they would need for more costs five queries a placement.
-        if placement::waits(
-            placement.active,
-            placement.live,
-            placement.copies,
-            placement.staged,
-        ) {
-            continue;
-        }
-        // Load what the decision needs, decide with the rules, then write.
-        let allocations: Vec<Allocation> = store
-            .blob_allocations(&placement.hash, placement.subscriber_id)
-            .await?
-            .into_iter()
-            .map(|(id, device, state, _)| Allocation { id, device, state })
-            .collect();
-        let holding = store.devices_holding(&placement.hash).await?;
-        let failed_lately = store
-            .recent_failures(&placement.hash, now - FAILURE_BACKOFF_MS)
-            .await?;
-        let pack_holders = match &placement.pack {
-            Some(pack) => store.pack_holders(placement.subscriber_id, pack).await?,
-            None => Vec::new(),
-        };
+    for placement in deciding {
+        let owner = placement.subscriber_id;
+        let pack = placement.pack.as_deref();
+        let pack_holders = pack.map_or(&[][..], |pack| context.pack_holders(owner, pack));
         let pack_weeks: Vec<Week> = pack_holders
             .iter()
             .filter_map(|(device, _)| weeks.get(device).cloned())
             .collect();
-        let pack_networks: Vec<String> = match &placement.pack {
-            Some(pack) => store.pack_networks(placement.subscriber_id, pack).await?,
-            None => Vec::new(),
-        };
+        let allocations = context.allocations(&placement.hash, owner);
         let want = Want {
-            owner: placement.subscriber_id,
+            owner,
             source: placement.source_device_id,
             copies: placement.copies,
             size: placement.size,
             staged: placement.staged,
             household: placement.household,
-            allocations: &allocations,
-            holding: &holding,
-            failed_lately: &failed_lately,
-            pack: placement.pack.as_ref().map(|_| PackHolders {
-                holders: &pack_holders,
+            allocations,
+            holding: context.holding(&placement.hash),
+            failed_lately: context.failed(&placement.hash),
+            pack: pack.map(|pack| PackHolders {
+                holders: pack_holders,
                 weeks: &pack_weeks,
-                networks: &pack_networks,
+                networks: context.pack_networks(owner, pack),
                 needed: placement.pack_data,
             }),
         };
@@ -158,7 +144,7 @@ pub async fn place_pending(hub: &Hub, scope: Scope<'_>) -> Result<Vec<NewAllocat
             }
             Decision::Allocate(chosen) => chosen,
         };
-        let purpose = Purpose::of(&allocations);
+        let purpose = Purpose::of(allocations);
         let expires_at =
             now + i64::try_from(hub.settings.instruction_ttl.as_millis()).unwrap_or(i64::MAX / 2);
         for device_id in chosen {
@@ -197,6 +183,15 @@ pub async fn place_pending(hub: &Hub, scope: Scope<'_>) -> Result<Vec<NewAllocat
             hub.wake(device_id);
             if let Some(candidate) = candidates.iter_mut().find(|c| c.device_id == device_id) {
                 candidate.free_bytes = candidate.free_bytes.saturating_sub(placement.size);
+                context.allocated(
+                    allocation_id,
+                    &placement.hash,
+                    owner,
+                    pack,
+                    device_id,
+                    candidate.subscriber_id,
+                    candidate.network.as_deref(),
+                );
             }
             tracing::info!(%device_id, hash = %placement.hash, %allocation_id, "allocated storage");
             made.push(NewAllocation {

@@ -22,13 +22,16 @@ mod compute;
 mod exclusive;
 mod forgotten;
 mod handover;
+mod heartbeats;
 mod holders;
+mod placing;
 pub use audits::AuditRow;
 pub use compute::*;
 pub use exclusive::{Duty, Exclusive, ServingClaim};
 pub use forgotten::{ForgottenRows, LetGo};
 pub use handover::{EvacuatingRow, Traffic};
 pub use holders::{HolderRow, PackShardRow, PlacedShardRow};
+pub use placing::PlacementContext;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
@@ -46,6 +49,9 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migrating the database: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A batch this request joined failed: every request in it gets the batch's error.
+    #[error("{0}")]
+    Batch(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("creating the database directory {path}: {source}")]
@@ -91,7 +97,9 @@ pub struct DeviceAuth {
 pub struct HeartbeatRow {
     pub device_id: Uuid,
     pub at: UnixMillis,
-    pub report: StatusReport,
+    /// The device's report as JSON, encoded by the request that brought it rather than by the
+    /// one writer.
+    pub report: String,
     pub spare: Spare,
     /// The presence slot to record, when it is one the writer has not recorded yet.
     pub new_slot: Option<i64>,
@@ -205,6 +213,10 @@ impl Store {
         };
         let pool = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 8 } else { 16 })
+            // No ping before each use: on SQLite it is a second trip to the connection's thread
+            // for every query, on PostgreSQL a second trip to the server. A connection that broke
+            // fails the query it was used for, and the pool replaces it.
+            .test_before_acquire(false)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
@@ -535,25 +547,6 @@ impl Store {
         Ok(u32::try_from(count).unwrap_or(u32::MAX))
     }
 
-    pub async fn device_auth(&self, device_id: Uuid) -> Result<Option<DeviceAuth>> {
-        let row = sqlx::query(
-            "SELECT d.subscriber_id, d.secret_hash, d.revoked_at, s.status, s.plan FROM devices d \
-             JOIN subscribers s ON s.id = d.subscriber_id WHERE d.id = $1",
-        )
-        .bind(device_id.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        Ok(Some(DeviceAuth {
-            device_id,
-            subscriber_id: parse_uuid(&row.try_get::<String, _>("subscriber_id")?)?,
-            secret_hash: row.try_get("secret_hash")?,
-            revoked: row.try_get::<Option<i64>, _>("revoked_at")?.is_some(),
-            status: parse_status(&row.try_get::<String, _>("status")?)?,
-            plan: parse_plan(&row.try_get::<String, _>("plan")?)?,
-        }))
-    }
-
     /// Devices, all of them or one subscriber's, oldest first.
     pub async fn devices(&self, subscriber_id: Option<Uuid>) -> Result<Vec<DeviceRow>> {
         const SELECT: &str = "SELECT d.id, d.name, d.subscriber_id, s.email, d.created_at, d.revoked_at, \
@@ -649,46 +642,6 @@ impl Store {
         .bind(device_id.to_string())
         .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Writes a batch of heartbeats in one transaction (group commit).
-    pub async fn record_heartbeats(&self, batch: &[HeartbeatRow]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        for beat in batch {
-            let report = serde_json::to_string(&beat.report)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let spare = serde_json::to_string(&beat.spare)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            // Back after a long absence: noted, so that its shards are audited first.
-            sqlx::query(
-                "UPDATE devices SET last_heartbeat = $1, report = $2, spare = $3, spare_storage_bytes = $4, \
-                 compute_slots = $5, returned_at = CASE WHEN last_heartbeat < $7 THEN $1 ELSE returned_at END \
-                 WHERE id = $6",
-            )
-            .bind(beat.at)
-            .bind(report)
-            .bind(spare)
-            .bind(to_i64(beat.spare.storage_bytes))
-            .bind(i64::from(beat.spare.compute_slots))
-            .bind(beat.device_id.to_string())
-            .bind(beat.at - LONG_ABSENCE_MS)
-            .execute(&mut *tx)
-            .await?;
-            if let Some(slot) = beat.new_slot {
-                sqlx::query("INSERT INTO device_presence (device_id, slot) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                    .bind(beat.device_id.to_string())
-                    .bind(slot)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query("UPDATE devices SET network = $1 WHERE id = $2")
-                    .bind(beat.network.as_deref())
-                    .bind(beat.device_id.to_string())
-                    .execute(&mut *tx)
-                    .await?;
-            }
-        }
         tx.commit().await?;
         Ok(())
     }
@@ -1204,44 +1157,6 @@ impl Store {
         .is_some())
     }
 
-    /// The known networks of the devices that hold, or are to hold, a shard of the pack.
-    pub async fn pack_networks(&self, subscriber_id: Uuid, pack: &str) -> Result<Vec<String>> {
-        let rows = sqlx::query(
-            "SELECT DISTINCT d.network FROM allocations a \
-             JOIN placements p ON p.hash = a.blob_hash AND p.subscriber_id = a.subscriber_id \
-             JOIN devices d ON d.id = a.device_id \
-             WHERE p.subscriber_id = $1 AND p.pack = $2 AND a.state IN ('pending', 'active', 'evacuating') \
-             AND d.network IS NOT NULL",
-        )
-        .bind(subscriber_id.to_string())
-        .bind(pack)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(|row| Ok(row.try_get("network")?)).collect()
-    }
-
-    /// The devices that hold, or are to hold, a shard of the pack, with their subscribers.
-    pub async fn pack_holders(&self, subscriber_id: Uuid, pack: &str) -> Result<Vec<(Uuid, Uuid)>> {
-        let rows = sqlx::query(
-            "SELECT DISTINCT d.id, d.subscriber_id FROM allocations a \
-             JOIN placements p ON p.hash = a.blob_hash AND p.subscriber_id = a.subscriber_id \
-             JOIN devices d ON d.id = a.device_id \
-             WHERE p.subscriber_id = $1 AND p.pack = $2 AND a.state IN ('pending', 'active', 'evacuating')",
-        )
-        .bind(subscriber_id.to_string())
-        .bind(pack)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok((
-                    parse_uuid(&row.try_get::<String, _>("id")?)?,
-                    parse_uuid(&row.try_get::<String, _>("subscriber_id")?)?,
-                ))
-            })
-            .collect()
-    }
-
     pub async fn backup_settings(&self, subscriber_id: Uuid) -> Result<BackupSettings> {
         let row = sqlx::query(
             "SELECT backup_household, backup_data, backup_parity FROM subscribers WHERE id = $1",
@@ -1545,23 +1460,6 @@ impl Store {
             "SELECT device_id FROM allocations WHERE blob_hash = $1 AND state IN ('pending', 'active', 'evacuating')",
         )
         .bind(hash)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| parse_uuid(&row.try_get::<String, _>("device_id")?))
-            .collect()
-    }
-
-    /// Devices to leave out of the blob's next placement: those that failed to take it since
-    /// `since`, and those that lost it (a holder that failed its audit is not given the blob
-    /// back).
-    pub async fn recent_failures(&self, hash: &str, since: UnixMillis) -> Result<Vec<Uuid>> {
-        let rows = sqlx::query(
-            "SELECT DISTINCT device_id FROM allocations WHERE blob_hash = $1 \
-             AND ((state = 'failed' AND released_at >= $2) OR state = 'lost')",
-        )
-        .bind(hash)
-        .bind(since)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()

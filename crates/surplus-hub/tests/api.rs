@@ -3858,3 +3858,90 @@ async fn large_blobs_stream_through_staging_and_a_wrong_one_leaves_nothing() {
         staging.delete(&hash).await.expect("deleting twice is fine");
     }
 }
+
+#[tokio::test]
+async fn a_batch_of_heartbeats_keeps_each_devices_newest_report_and_every_new_slot() {
+    use surplus_hub::store::{HeartbeatRow, PRESENCE_SLOT_MS};
+    for hub in quiet_hubs().await {
+        let ada = hub.signup("ada@example.org").await;
+        let (pc, _) = hub.device(&ada, "ada-pc").await;
+        let (laptop, _) = hub.device(&ada, "ada-laptop").await;
+        let (pc, laptop): (uuid::Uuid, uuid::Uuid) =
+            (pc.parse().expect("id"), laptop.parse().expect("id"));
+        let report: surplus_protocol::StatusReport =
+            serde_json::from_value(report()).expect("report");
+        let beat = |device, at: i64, storage_bytes, new_slot: bool| HeartbeatRow {
+            device_id: device,
+            at,
+            report: serde_json::to_string(&report).expect("report"),
+            spare: surplus_protocol::Spare {
+                storage_bytes,
+                compute_slots: 1,
+                storage_reason: None,
+                compute_reason: None,
+            },
+            new_slot: new_slot.then(|| at.div_euclid(PRESENCE_SLOT_MS)),
+            network: Some(format!("net-{storage_bytes}")),
+        };
+        let start = surplus_hub::now_ms() - 10 * PRESENCE_SLOT_MS;
+        // The pc's newer heartbeat comes first in the batch: the newer one still wins.
+        hub.hub
+            .store
+            .record_heartbeats(&[
+                beat(pc, start + PRESENCE_SLOT_MS, 2000, true),
+                beat(pc, start, 1000, true),
+                beat(laptop, start, 500, true),
+            ])
+            .await
+            .expect("batch");
+        let devices = hub.hub.store.devices(None).await.expect("devices");
+        let shown = |id| devices.iter().find(|d| d.id == id).expect("device");
+        assert_eq!(shown(pc).last_heartbeat, Some(start + PRESENCE_SLOT_MS));
+        assert_eq!(shown(pc).spare.storage_bytes, 2000);
+        assert_eq!(shown(laptop).spare.storage_bytes, 500);
+        let first_slot = start.div_euclid(PRESENCE_SLOT_MS);
+        assert_eq!(
+            hub.hub
+                .store
+                .presence_slots(pc, first_slot)
+                .await
+                .expect("slots"),
+            2
+        );
+        assert_eq!(
+            hub.hub
+                .store
+                .presence_slots(laptop, first_slot)
+                .await
+                .expect("slots"),
+            1
+        );
+        assert!(hub.hub.store.returned().await.expect("returned").is_empty());
+        let store = hub.hub.store.clone();
+        let network = |id| {
+            let store = store.clone();
+            async move {
+                let candidates = store.storage_candidates().await.expect("candidates");
+                candidates
+                    .into_iter()
+                    .find(|c| c.device_id == id)
+                    .and_then(|c| c.network)
+            }
+        };
+        assert_eq!(network(pc).await.as_deref(), Some("net-2000"));
+
+        // Back after a long absence: the hub notes when, so that its shards are audited first.
+        let absence = surplus_rules::presence::PresencePolicy::DEFAULT.at_risk_floor;
+        let back = start + PRESENCE_SLOT_MS + absence + 1;
+        hub.hub
+            .store
+            .record_heartbeats(&[beat(pc, back, 3000, false)])
+            .await
+            .expect("second batch");
+        let returned = hub.hub.store.returned().await.expect("returned");
+        assert_eq!(returned.get(&pc), Some(&back));
+        assert_eq!(returned.get(&laptop), None);
+        // A heartbeat in a slot already recorded leaves the network as it was.
+        assert_eq!(network(pc).await.as_deref(), Some("net-2000"));
+    }
+}

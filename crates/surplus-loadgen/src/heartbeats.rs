@@ -42,6 +42,10 @@ pub struct Options {
     /// Subscribers signing up at once during registration.
     #[arg(long, default_value_t = 16)]
     register_concurrency: usize,
+    /// Also write every device's credential and first report into this file, one device a line
+    /// (`TOKEN<TAB>REPORT`), for another load tool to replay: `scripts/wrk/heartbeats.lua`.
+    #[arg(long, value_name = "FILE")]
+    save_devices: Option<std::path::PathBuf>,
 }
 
 /// One simulated device: its credential and its reports, already encoded.
@@ -81,13 +85,18 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     }
 
     let mut devices = Vec::with_capacity(credentials.len());
+    let mut saved = String::new();
     for (index, device) in credentials.iter().enumerate() {
         let token = api::device_token(device);
-        let reports = reports::for_device(index, REPORTS_PER_DEVICE)
+        let reports: Vec<Vec<u8>> = reports::for_device(index, REPORTS_PER_DEVICE)
             .iter()
             .map(serde_json::to_vec)
             .collect::<Result<_, _>>()
             .context("encoding a report")?;
+        if options.save_devices.is_some() {
+            let report = std::str::from_utf8(&reports[0]).context("a report is not UTF-8")?;
+            saved.push_str(&format!("{token}\t{report}\n"));
+        }
         devices.push(SimDevice {
             authorization: HeaderValue::from_str(&format!("Bearer {token}"))
                 .context("a device token is not a valid header")?,
@@ -95,6 +104,10 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         });
     }
     let devices = Arc::new(devices);
+    if let Some(path) = &options.save_devices {
+        std::fs::write(path, saved)
+            .with_context(|| format!("writing the devices into {}", path.display()))?;
+    }
 
     // More workers than devices would send one device's heartbeats in parallel: no agent does.
     let workers = options.concurrency.min(devices.len());
