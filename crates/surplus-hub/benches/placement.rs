@@ -70,7 +70,9 @@ async fn bench(devices: usize, placements: usize) {
         .expect("second pass");
     let second_ms = second.elapsed().as_secs_f64() * 1000.0;
     assert!(again.is_empty(), "nothing is placed twice");
-    println!("second pass: {placements} open placements, all waiting for holders, in {second_ms:.0} ms");
+    println!(
+        "second pass: {placements} open placements, all waiting for holders, in {second_ms:.0} ms"
+    );
     println!("PLACEMENT {placements} {devices} {first:.3} {rate:.0} {second_ms:.1}");
 }
 
@@ -89,7 +91,12 @@ async fn fill(database: &str, devices: usize, placements: usize) {
             subscriber(s)
         ));
     }
-    insert(&mut conn, "subscribers (id, email, password_hash, plan, status, created_at)", &rows).await;
+    insert(
+        &mut conn,
+        "subscribers (id, email, password_hash, plan, status, created_at)",
+        &rows,
+    )
+    .await;
     rows.clear();
     for d in 0..devices {
         rows.push(format!(
