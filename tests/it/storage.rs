@@ -201,13 +201,16 @@ fn force_allocations(database: &str, device: &str, hashes: &[String]) {
             }
             store
                 .allocate_blob_storage(
-                    subscriber,
-                    device,
-                    &surplus_protocol::BlobRef {
-                        hash: (*hash).to_owned(),
-                        size: 200_000,
-                    },
-                    surplus_rules::handover::Purpose::Store,
+                    &[surplus_hub::store::NewBlobAllocation {
+                        id: uuid::Uuid::now_v7(),
+                        owner: subscriber,
+                        device,
+                        blob: surplus_protocol::BlobRef {
+                            hash: (*hash).to_owned(),
+                            size: 200_000,
+                        },
+                        purpose: surplus_rules::handover::Purpose::Store,
+                    }],
                     now,
                     now + 3_600_000,
                 )

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::hub::Hub;
 use crate::now_ms;
-use crate::store::{Duty, StoreError, Traffic};
+use crate::store::{Duty, NewBlobAllocation, StoreError, Traffic};
 
 /// One allocation the scheduler made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,11 +105,19 @@ pub async fn place_pending(hub: &Hub, scope: Scope<'_>) -> Result<Vec<NewAllocat
     for candidate in &mut candidates {
         candidate.week = weeks.get(&candidate.device_id).cloned();
     }
+    // Once a pass, so that each decision looks at the first devices with room and no further.
+    placement::by_presence(&mut candidates, online_since);
+    let position: std::collections::HashMap<Uuid, usize> = candidates
+        .iter()
+        .enumerate()
+        .map(|(at, c)| (c.device_id, at))
+        .collect();
     // Everything the decisions need, for every placement that has one to make, in two queries.
     let mut context = store
         .placement_context(scope.blob, now - FAILURE_BACKOFF_MS)
         .await?;
     let mut made = Vec::new();
+    let mut decided = Vec::with_capacity(WRITE_BATCH);
     for placement in deciding {
         let owner = placement.subscriber_id;
         let pack = placement.pack.as_deref();
@@ -145,43 +153,11 @@ pub async fn place_pending(hub: &Hub, scope: Scope<'_>) -> Result<Vec<NewAllocat
             Decision::Allocate(chosen) => chosen,
         };
         let purpose = Purpose::of(allocations);
-        let expires_at =
-            now + i64::try_from(hub.settings.instruction_ttl.as_millis()).unwrap_or(i64::MAX / 2);
         for device_id in chosen {
-            let allocated = store
-                .allocate_blob_storage(
-                    placement.subscriber_id,
-                    device_id,
-                    &surplus_protocol::BlobRef {
-                        hash: placement.hash.clone(),
-                        size: placement.size,
-                    },
-                    purpose,
-                    now,
-                    expires_at,
-                )
-                .await;
-            let (allocation_id, instruction) = match allocated {
-                Ok(made) => made,
-                // Another process placed this content on the device in the meantime.
-                Err(StoreError::Conflict(reason)) => {
-                    tracing::debug!(%reason, "skipping a holder");
-                    continue;
-                }
-                Err(other) => return Err(other),
-            };
-            hub.metrics.allocation("storage");
-            hub.metrics.instructions_queued("store_blob");
-            let traffic = match purpose {
-                Purpose::Store => None,
-                Purpose::HandOver => Some(Traffic::Handover),
-                Purpose::Repair => Some(Traffic::Repair),
-            };
-            if let Some(traffic) = traffic {
-                store.count_traffic(traffic, placement.size, now).await?;
-            }
-            hub.wake(device_id);
-            if let Some(candidate) = candidates.iter_mut().find(|c| c.device_id == device_id) {
+            let allocation_id = Uuid::now_v7();
+            // What the next decisions of this pass see: the holder has less room, and holds this.
+            if let Some(&at) = position.get(&device_id) {
+                let candidate = &mut candidates[at];
                 candidate.free_bytes = candidate.free_bytes.saturating_sub(placement.size);
                 context.allocated(
                     allocation_id,
@@ -193,18 +169,73 @@ pub async fn place_pending(hub: &Hub, scope: Scope<'_>) -> Result<Vec<NewAllocat
                     candidate.network.as_deref(),
                 );
             }
-            tracing::info!(%device_id, hash = %placement.hash, %allocation_id, "allocated storage");
-            made.push(NewAllocation {
-                allocation_id,
-                instruction_id: instruction.id,
-                device_id,
-                subscriber_id: placement.subscriber_id,
-                hash: placement.hash.clone(),
-                size: placement.size,
+            decided.push(NewBlobAllocation {
+                id: allocation_id,
+                owner,
+                device: device_id,
+                blob: surplus_protocol::BlobRef {
+                    hash: placement.hash.clone(),
+                    size: placement.size,
+                },
+                purpose,
             });
         }
+        if decided.len() >= WRITE_BATCH {
+            write(hub, &mut decided, &mut made).await?;
+        }
     }
+    write(hub, &mut decided, &mut made).await?;
     Ok(made)
+}
+
+/// How many allocations a placement pass writes in one transaction.
+const WRITE_BATCH: usize = 256;
+
+/// Writes the allocations a pass decided on, with their instructions, and wakes their holders.
+/// One that another process made meanwhile (the same content on the same device) is skipped.
+async fn write(
+    hub: &Hub,
+    decided: &mut Vec<NewBlobAllocation>,
+    made: &mut Vec<NewAllocation>,
+) -> Result<(), StoreError> {
+    let now = now_ms();
+    let expires_at =
+        now + i64::try_from(hub.settings.instruction_ttl.as_millis()).unwrap_or(i64::MAX / 2);
+    let queued = hub
+        .store
+        .allocate_blob_storage(decided, now, expires_at)
+        .await?;
+    for (allocation, instruction) in decided.drain(..).zip(queued) {
+        let Some(instruction) = instruction else {
+            tracing::debug!(device_id = %allocation.device, hash = %allocation.blob.hash,
+                "skipping a holder that already holds this content");
+            continue;
+        };
+        hub.metrics.allocation("storage");
+        hub.metrics.instructions_queued("store_blob");
+        let traffic = match allocation.purpose {
+            Purpose::Store => None,
+            Purpose::HandOver => Some(Traffic::Handover),
+            Purpose::Repair => Some(Traffic::Repair),
+        };
+        if let Some(traffic) = traffic {
+            hub.store
+                .count_traffic(traffic, allocation.blob.size, now)
+                .await?;
+        }
+        hub.wake(allocation.device);
+        tracing::info!(device_id = %allocation.device, hash = %allocation.blob.hash,
+            allocation_id = %allocation.id, "allocated storage");
+        made.push(NewAllocation {
+            allocation_id: allocation.id,
+            instruction_id: instruction.id,
+            device_id: allocation.device,
+            subscriber_id: allocation.owner,
+            hash: allocation.blob.hash,
+            size: allocation.blob.size,
+        });
+    }
+    Ok(())
 }
 
 /// Every copy is confirmed: close the placement, drop the staged copy if no other placement

@@ -31,7 +31,7 @@ pub use exclusive::{Duty, Exclusive, ServingClaim};
 pub use forgotten::{ForgottenRows, LetGo};
 pub use handover::{EvacuatingRow, Traffic};
 pub use holders::{HolderRow, PackShardRow, PlacedShardRow};
-pub use placing::PlacementContext;
+pub use placing::{NewBlobAllocation, PlacementContext};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
@@ -1468,61 +1468,6 @@ impl Store {
     }
 
     // ---- the allocation ledger ----
-
-    /// Allocates storage on a device for a blob (for `purpose`: first store, hand-over or repair)
-    /// and queues the instruction that uses it, in one transaction: the ledger never shows an allocation without its instruction, nor the reverse.
-    pub async fn allocate_blob_storage(
-        &self,
-        subscriber_id: Uuid,
-        device_id: Uuid,
-        blob: &surplus_protocol::BlobRef,
-        purpose: surplus_rules::handover::Purpose,
-        now: UnixMillis,
-        expires_at: UnixMillis,
-    ) -> Result<(Uuid, Instruction)> {
-        let (hash, size) = (blob.hash.as_str(), blob.size);
-        let allocation_id = Uuid::now_v7();
-        let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO allocations (id, subscriber_id, device_id, kind, amount, purpose, blob_hash, state, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8)",
-        )
-        .bind(allocation_id.to_string())
-        .bind(subscriber_id.to_string())
-        .bind(device_id.to_string())
-        .bind(ResourceKind::Storage.as_str())
-        .bind(to_i64(size))
-        .bind(purpose.describe(hash))
-        .bind(hash)
-        .bind(now)
-        .execute(&mut *tx)
-        .await;
-        match inserted {
-            Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
-                return Err(StoreError::Conflict(format!(
-                    "device {device_id} already holds {hash}"
-                )));
-            }
-            other => {
-                other?;
-            }
-        }
-        let kind = InstructionKind::StoreBlob {
-            blob: blob.clone(),
-            allocation_id,
-        };
-        let instruction = enqueue_on(
-            &mut tx,
-            device_id,
-            Some(allocation_id),
-            &kind,
-            now,
-            expires_at,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok((allocation_id, instruction))
-    }
 
     pub async fn set_allocation_state(
         &self,

@@ -3945,3 +3945,79 @@ async fn a_batch_of_heartbeats_keeps_each_devices_newest_report_and_every_new_sl
         assert_eq!(network(pc).await.as_deref(), Some("net-2000"));
     }
 }
+
+#[tokio::test]
+async fn a_batch_of_allocations_leaves_out_a_second_live_copy_on_one_device_and_writes_the_rest() {
+    use surplus_hub::store::NewBlobAllocation;
+    for hub in quiet_hubs().await {
+        let ada = hub.signup("ada@example.org").await;
+        let (_, ada_pc) = hub.device(&ada, "ada-pc").await;
+        let bob = hub.signup("bob@example.org").await;
+        let (bob_pc, _) = hub.device(&bob, "bob-pc").await;
+        let bob_pc: uuid::Uuid = bob_pc.parse().expect("id");
+        let ada_id = hub
+            .hub
+            .store
+            .subscriber_by_email("ada@example.org")
+            .await
+            .expect("query")
+            .expect("ada")
+            .0
+            .id;
+        let mut blobs = Vec::new();
+        for fill in [1u8, 2] {
+            let body = vec![fill; 3000];
+            assert_eq!(hub.upload(&ada_pc, &body).await.status, StatusCode::CREATED);
+            blobs.push(surplus_protocol::BlobRef {
+                hash: blake3::hash(&body).to_hex().to_string(),
+                size: 3000,
+            });
+        }
+        let allocation = |blob: &surplus_protocol::BlobRef| NewBlobAllocation {
+            id: uuid::Uuid::now_v7(),
+            owner: ada_id,
+            device: bob_pc,
+            blob: blob.clone(),
+            purpose: surplus_rules::handover::Purpose::Store,
+        };
+        let now = surplus_hub::now_ms();
+        let first = hub
+            .hub
+            .store
+            .allocate_blob_storage(&[allocation(&blobs[0])], now, now + 60_000)
+            .await
+            .expect("first");
+        assert!(first[0].is_some());
+        // The first blob again (another process placed it meanwhile), and a new one.
+        let batch = [allocation(&blobs[0]), allocation(&blobs[1])];
+        let second = hub
+            .hub
+            .store
+            .allocate_blob_storage(&batch, now, now + 60_000)
+            .await
+            .expect("second");
+        assert!(second[0].is_none(), "no second live copy on one device");
+        let queued = second[1].as_ref().expect("the new blob is allocated");
+        assert_eq!(
+            queued.kind,
+            surplus_protocol::InstructionKind::StoreBlob {
+                blob: blobs[1].clone(),
+                allocation_id: batch[1].id,
+            }
+        );
+        // The ledger shows the two allocations that were made, each with its instruction.
+        let ledger = hub
+            .call(Method::GET, "/v1/allocations", Some(&ada), None)
+            .await;
+        let ids: Vec<&str> = ledger
+            .body
+            .as_array()
+            .expect("ledger")
+            .iter()
+            .filter_map(|a| a["id"].as_str())
+            .collect();
+        assert_eq!(ids.len(), 2, "{}", ledger.body);
+        assert!(!ids.contains(&batch[0].id.to_string().as_str()));
+        assert!(ids.contains(&batch[1].id.to_string().as_str()));
+    }
+}

@@ -159,57 +159,48 @@ pub fn decide(want: &Want<'_>, candidates: &[Candidate], online_since: Millis) -
     excluded.extend(want.source);
     let mut weeks: &[Week] = &[];
     let mut needed = None;
-    // Devices on a network that already holds a shard of the pack: taken only when no other
-    // device will do (a small network, or many devices behind one address).
-    let mut same_network: HashSet<Uuid> = HashSet::new();
+    // Subscribers who hold a shard of the pack already (and the owner, unless in household
+    // mode) take no other. A handful: a list, looked through, costs less than hashing every
+    // candidate's subscriber.
+    let mut barred: Vec<Uuid> = Vec::new();
+    // Networks that already hold a shard of the pack: their devices are taken only when no
+    // other device will do (a small network, or many devices behind one address).
+    let mut networks: &[String] = &[];
     if let Some(pack) = want.pack {
         excluded.extend(pack.holders.iter().map(|(device, _)| *device));
-        let mut barred: HashSet<Uuid> = pack
-            .holders
-            .iter()
-            .map(|(_, subscriber)| *subscriber)
-            .filter(|subscriber| *subscriber != want.owner)
-            .collect();
+        barred.extend(
+            pack.holders
+                .iter()
+                .map(|(_, subscriber)| *subscriber)
+                .filter(|subscriber| *subscriber != want.owner),
+        );
         if !want.household {
-            barred.insert(want.owner);
+            barred.push(want.owner);
         }
-        excluded.extend(
-            candidates
-                .iter()
-                .filter(|c| barred.contains(&c.subscriber_id))
-                .map(|c| c.device_id),
-        );
-        same_network.extend(
-            candidates
-                .iter()
-                .filter(|c| {
-                    c.network
-                        .as_ref()
-                        .is_some_and(|n| pack.networks.contains(n))
-                })
-                .map(|c| c.device_id),
-        );
+        networks = pack.networks;
         weeks = pack.weeks;
         needed = pack.needed;
     }
+    let left_out =
+        |c: &Candidate| excluded.contains(&c.device_id) || barred.contains(&c.subscriber_id);
+    let same_network = |c: &Candidate| c.network.as_ref().is_some_and(|n| networks.contains(n));
     let wanted = want.copies - live;
-    let elsewhere: HashSet<Uuid> = excluded.union(&same_network).copied().collect();
     let mut chosen = choose_holders(
         candidates,
         want.size,
         wanted,
-        &elsewhere,
+        &|c| left_out(c) || same_network(c),
         online_since,
         weeks,
         needed,
     );
-    if (chosen.len() as u32) < wanted && !same_network.is_empty() {
-        excluded.extend(chosen.iter().copied());
+    if (chosen.len() as u32) < wanted && !networks.is_empty() {
+        let first = chosen.clone();
         chosen.extend(choose_holders(
             candidates,
             want.size,
             wanted - chosen.len() as u32,
-            &excluded,
+            &|c| left_out(c) || first.contains(&c.device_id),
             online_since,
             weeks,
             needed,
@@ -222,30 +213,57 @@ pub fn decide(want: &Want<'_>, candidates: &[Candidate], online_since: Millis) -
     }
 }
 
-/// Chooses up to `wanted` distinct holders with room for `size` bytes, none of them `excluded`.
+/// The most devices one choice weighs by their weeks: the first this many with room, in presence
+/// order. Beyond a few hundred a better week is rarely found, and weighing each costs a pass over
+/// the 168 hours of its week; with this bound a decision costs the same on a hub of a hundred
+/// devices and on one of a hundred thousand.
+pub const SHORTLIST: usize = 256;
+
+/// The order devices are considered in: online devices first, then those heard from most
+/// recently. [`decide`] and [`choose_holders`] take candidates fastest in this order (a
+/// scheduler sorts them once a pass with [`by_presence`]), and sort them themselves otherwise.
+fn presence_key(
+    c: &Candidate,
+    online_since: Millis,
+) -> (bool, std::cmp::Reverse<Option<Millis>>, Uuid) {
+    let online = c.last_heartbeat.is_some_and(|t| t >= online_since);
+    (!online, std::cmp::Reverse(c.last_heartbeat), c.device_id)
+}
+
+/// Sorts candidates in the order placement considers them (see [`presence_key`]).
+pub fn by_presence(candidates: &mut [Candidate], online_since: Millis) {
+    candidates.sort_by_cached_key(|c| presence_key(c, online_since));
+}
+
+/// Chooses up to `wanted` distinct holders with room for `size` bytes, none of them
+/// `left_out`.
 ///
 /// With `needed` known and weeks to go by, each choice is the device that adds most to the
 /// hours of the week in which fewer than `needed` of the holders (`weeks` already, and those
 /// chosen) are expected to be there. Ties, and devices with no history, go by presence: online
 /// devices first, then those heard from most recently (a device that is off now fetches its
-/// blob when it comes back).
+/// blob when it comes back). Only the first [`SHORTLIST`] devices with room, by presence, are
+/// weighed.
 pub fn choose_holders(
     candidates: &[Candidate],
     size: u64,
     wanted: u32,
-    excluded: &HashSet<Uuid>,
+    left_out: &dyn Fn(&Candidate) -> bool,
     online_since: Millis,
     weeks: &[Week],
     needed: Option<u32>,
 ) -> Vec<Uuid> {
-    let mut eligible: Vec<&Candidate> = candidates
-        .iter()
-        .filter(|c| c.free_bytes >= size && !excluded.contains(&c.device_id))
-        .collect();
-    eligible.sort_by_key(|c| {
-        let online = c.last_heartbeat.is_some_and(|t| t >= online_since);
-        (!online, std::cmp::Reverse(c.last_heartbeat), c.device_id)
-    });
+    let room = |c: &&Candidate| c.free_bytes >= size && !left_out(c);
+    let shortlist = SHORTLIST.max(wanted as usize);
+    let mut eligible: Vec<&Candidate> =
+        if candidates.is_sorted_by_key(|c| presence_key(c, online_since)) {
+            candidates.iter().filter(room).take(shortlist).collect()
+        } else {
+            let mut all: Vec<&Candidate> = candidates.iter().filter(room).collect();
+            all.sort_by_key(|c| presence_key(c, online_since));
+            all.truncate(shortlist);
+            all
+        };
     let mut expected = [0f32; HOURS_PER_WEEK];
     for week in weeks {
         for (hour, sum) in expected.iter_mut().enumerate() {
@@ -352,7 +370,7 @@ mod tests {
             candidate(4, 1_000, None),
             candidate(5, 1_000, Some(950)),
         ];
-        let chosen = choose_holders(&candidates, 100, 3, &HashSet::new(), 800, &[], None);
+        let chosen = choose_holders(&candidates, 100, 3, &|_| false, 800, &[], None);
         assert_eq!(
             chosen,
             vec![Uuid::from_u128(5), Uuid::from_u128(3), Uuid::from_u128(2)]
@@ -362,12 +380,20 @@ mod tests {
     #[test]
     fn never_chooses_an_excluded_device_or_one_twice() {
         let candidates = [candidate(1, 1_000, Some(1)), candidate(2, 1_000, Some(2))];
-        let excluded = HashSet::from([Uuid::from_u128(2)]);
+        let excluded = Uuid::from_u128(2);
         assert_eq!(
-            choose_holders(&candidates, 1, 5, &excluded, 0, &[], None),
+            choose_holders(
+                &candidates,
+                1,
+                5,
+                &|c| c.device_id == excluded,
+                0,
+                &[],
+                None
+            ),
             vec![Uuid::from_u128(1)]
         );
-        assert!(choose_holders(&candidates, 2_000, 1, &HashSet::new(), 0, &[], None).is_empty());
+        assert!(choose_holders(&candidates, 2_000, 1, &|_| false, 0, &[], None).is_empty());
     }
 
     #[test]
@@ -398,15 +424,46 @@ mod tests {
             &candidates,
             1,
             1,
-            &HashSet::new(),
+            &|_| false,
             0,
             std::slice::from_ref(&nights),
             Some(1),
         );
         assert_eq!(chosen, vec![Uuid::from_u128(4)]);
         // Without weeks, presence order alone would have taken another night owl.
-        let plain = choose_holders(&candidates, 1, 1, &HashSet::new(), 0, &[], None);
+        let plain = choose_holders(&candidates, 1, 1, &|_| false, 0, &[], None);
         assert_eq!(plain, vec![Uuid::from_u128(1)]);
+    }
+
+    #[test]
+    fn only_the_shortlist_of_the_most_present_devices_is_weighed_in_any_order() {
+        let days = Week::from_hours(std::array::from_fn(|h| {
+            if (8..18).contains(&(h % 24)) {
+                1.0
+            } else {
+                0.0
+            }
+        }));
+        // Devices heard from in order of their number; none has a week but two: one inside the
+        // shortlist, one just past it.
+        let mut candidates: Vec<Candidate> = (1..=SHORTLIST as u128 + 10)
+            .map(|n| candidate(n, 1_000, Some(10_000 - n as i64)))
+            .collect();
+        candidates[SHORTLIST - 1].week = Some(days.clone());
+        candidates[SHORTLIST + 5].week = Some(days.clone());
+        let inside = candidates[SHORTLIST - 1].device_id;
+        let choose = |candidates: &[Candidate]| {
+            choose_holders(candidates, 1, 2, &|_| false, 0, &[], Some(1))
+        };
+        // The week inside the shortlist wins; the one past it is never weighed, and presence
+        // order takes the next holder.
+        assert_eq!(choose(&candidates), vec![inside, Uuid::from_u128(1)]);
+        // The same choice however the candidates come.
+        candidates.reverse();
+        assert_eq!(choose(&candidates), vec![inside, Uuid::from_u128(1)]);
+        by_presence(&mut candidates, 0);
+        assert_eq!(candidates[0].device_id, Uuid::from_u128(1));
+        assert_eq!(choose(&candidates), vec![inside, Uuid::from_u128(1)]);
     }
 
     #[test]

@@ -5,15 +5,15 @@
 //! [`PlacementContext`] so that the next decisions of the pass see it (two shards of one pack
 //! never go to one holder, whichever order they are decided in).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
+use serde::Serialize;
 use sqlx::Row;
-use surplus_protocol::UnixMillis;
+use surplus_protocol::{AllocationState, Instruction, InstructionKind, ResourceKind, UnixMillis};
 use surplus_rules::placement::Allocation;
 use uuid::Uuid;
 
-use super::{Result, Store, parse_allocation_state, parse_uuid};
-use surplus_protocol::AllocationState;
+use super::{Backend, Result, Store, StoreError, parse_allocation_state, parse_uuid, to_i64};
 
 /// What deciding on the open placements needs, keyed by placement (`(hash, owner)`), by content
 /// (`hash`) and by pack (`(owner, pack)`).
@@ -180,4 +180,134 @@ impl Store {
         }
         Ok(context)
     }
+}
+
+/// One allocation a placement pass decided on, to be written with the others of its batch.
+#[derive(Debug, Clone)]
+pub struct NewBlobAllocation {
+    pub id: Uuid,
+    pub owner: Uuid,
+    pub device: Uuid,
+    pub blob: surplus_protocol::BlobRef,
+    pub purpose: surplus_rules::handover::Purpose,
+}
+
+#[derive(Serialize)]
+struct AllocationRow<'a> {
+    id: Uuid,
+    owner: Uuid,
+    device: Uuid,
+    amount: i64,
+    purpose: String,
+    hash: &'a str,
+}
+
+#[derive(Serialize)]
+struct InstructionRow {
+    id: Uuid,
+    device: Uuid,
+    allocation: Uuid,
+    body: String,
+}
+
+const SQLITE_INSERT_ALLOCATIONS: &str = "INSERT INTO allocations (id, subscriber_id, device_id, kind, amount, purpose, blob_hash, state, created_at) \
+     SELECT value ->> 'id', value ->> 'owner', value ->> 'device', $2, value ->> 'amount', \
+     value ->> 'purpose', value ->> 'hash', 'pending', $3 FROM json_each($1) WHERE true \
+     ON CONFLICT DO NOTHING RETURNING id";
+
+const POSTGRES_INSERT_ALLOCATIONS: &str = "INSERT INTO allocations (id, subscriber_id, device_id, kind, amount, purpose, blob_hash, state, created_at) \
+     SELECT v.id, v.owner, v.device, $2, v.amount, v.purpose, v.hash, 'pending', $3 \
+     FROM jsonb_to_recordset($1::jsonb) AS v(id TEXT, owner TEXT, device TEXT, amount BIGINT, purpose TEXT, hash TEXT) \
+     ON CONFLICT DO NOTHING RETURNING id";
+
+const SQLITE_INSERT_INSTRUCTIONS: &str = "INSERT INTO instructions (id, device_id, allocation_id, kind, body, state, created_at, expires_at) \
+     SELECT value ->> 'id', value ->> 'device', value ->> 'allocation', $2, value ->> 'body', 'queued', $3, $4 \
+     FROM json_each($1)";
+
+const POSTGRES_INSERT_INSTRUCTIONS: &str = "INSERT INTO instructions (id, device_id, allocation_id, kind, body, state, created_at, expires_at) \
+     SELECT v.id, v.device, v.allocation, $2, v.body, 'queued', $3, $4 \
+     FROM jsonb_to_recordset($1::jsonb) AS v(id TEXT, device TEXT, allocation TEXT, body TEXT)";
+
+impl Store {
+    /// Allocates storage for a batch of blobs (each for its purpose: first store, hand-over or
+    /// repair) and queues the instructions that use them, in one transaction: the ledger never
+    /// shows an allocation without its instruction, nor the reverse. An allocation that would
+    /// put a second live copy of a content on one device (another process placed it meanwhile)
+    /// is left out: its place in the answer is `None`.
+    pub async fn allocate_blob_storage(
+        &self,
+        batch: &[NewBlobAllocation],
+        now: UnixMillis,
+        expires_at: UnixMillis,
+    ) -> Result<Vec<Option<Instruction>>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = batch
+            .iter()
+            .map(|a| AllocationRow {
+                id: a.id,
+                owner: a.owner,
+                device: a.device,
+                amount: to_i64(a.blob.size),
+                purpose: a.purpose.describe(&a.blob.hash),
+                hash: &a.blob.hash,
+            })
+            .collect::<Vec<_>>();
+        let (insert_allocations, insert_instructions) = match self.backend {
+            Backend::Sqlite => (SQLITE_INSERT_ALLOCATIONS, SQLITE_INSERT_INSTRUCTIONS),
+            Backend::Postgres => (POSTGRES_INSERT_ALLOCATIONS, POSTGRES_INSERT_INSTRUCTIONS),
+        };
+        let mut tx = self.pool.begin().await?;
+        let inserted: HashSet<Uuid> = sqlx::query(insert_allocations)
+            .bind(to_json(&rows)?)
+            .bind(ResourceKind::Storage.as_str())
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|row| parse_uuid(&row.try_get::<String, _>("id")?))
+            .collect::<Result<_>>()?;
+        let mut queued = Vec::with_capacity(batch.len());
+        let mut instructions = Vec::with_capacity(inserted.len());
+        for allocation in batch {
+            if !inserted.contains(&allocation.id) {
+                queued.push(None);
+                continue;
+            }
+            // Version 7 UUIDs sort by creation time, which keeps a device's queue in order.
+            let id = Uuid::now_v7();
+            let kind = InstructionKind::StoreBlob {
+                blob: allocation.blob.clone(),
+                allocation_id: allocation.id,
+            };
+            instructions.push(InstructionRow {
+                id,
+                device: allocation.device,
+                allocation: allocation.id,
+                body: to_json(&kind)?,
+            });
+            queued.push(Some(Instruction {
+                id,
+                created_at: now,
+                expires_at,
+                kind,
+            }));
+        }
+        if !instructions.is_empty() {
+            sqlx::query(insert_instructions)
+                .bind(to_json(&instructions)?)
+                .bind("store_blob")
+                .bind(now)
+                .bind(expires_at)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(queued)
+    }
+}
+
+fn to_json(value: &(impl Serialize + ?Sized)) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
