@@ -655,10 +655,8 @@ impl Store {
         report: &StatusReport,
         spare: Spare,
     ) -> Result<()> {
-        let report =
-            serde_json::to_string(report).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let spare_json =
-            serde_json::to_string(&spare).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let report = to_json(report)?;
+        let spare_json = to_json(&spare)?;
         sqlx::query(
             "UPDATE devices SET report = $1, spare = $2, spare_storage_bytes = $3, compute_slots = $4 \
              WHERE id = $5 AND last_heartbeat = $6",
@@ -1674,7 +1672,7 @@ async fn enqueue_on(
 ) -> Result<Instruction> {
     // Version 7 UUIDs sort by creation time, which keeps a device's queue in order.
     let id = Uuid::now_v7();
-    let body = serde_json::to_string(kind).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let body = to_json(kind)?;
     sqlx::query(
         "INSERT INTO instructions (id, device_id, allocation_id, kind, body, state, created_at, expires_at) \
          VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7)",
@@ -1744,6 +1742,11 @@ fn parse_status(text: &str) -> Result<SubscriberStatus> {
 fn parse_allocation_state(text: &str) -> Result<AllocationState> {
     AllocationState::parse(text)
         .ok_or_else(|| StoreError::Corrupt(format!("bad allocation state {text:?}")))
+}
+
+/// A value as JSON text, for a TEXT column or a statement's batch parameter.
+fn to_json(value: &(impl serde::Serialize + ?Sized)) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 /// Sizes are u64 in Rust and BIGINT in SQL; nothing real comes near 2^63.

@@ -10,7 +10,7 @@ use surplus_protocol::{
 };
 use uuid::Uuid;
 
-use super::{Result, Store, StoreError, enqueue_on, parse_uuid, to_i64, to_u64};
+use super::{Result, Store, StoreError, enqueue_on, parse_uuid, to_i64, to_json, to_u64};
 
 /// A task that wants more runs, with what a run of it needs.
 #[derive(Debug, Clone)]
@@ -97,8 +97,7 @@ impl Store {
         now: UnixMillis,
     ) -> Result<Uuid> {
         let id = Uuid::now_v7();
-        let args =
-            serde_json::to_string(&request.args).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let args = to_json(&request.args)?;
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO jobs (id, subscriber_id, module_hash, module_size, args, replicas, timeout_ms, \

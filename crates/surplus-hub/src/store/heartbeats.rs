@@ -19,8 +19,8 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::{
-    Backend, DeviceAuth, HeartbeatRow, LONG_ABSENCE_MS, Result, Store, StoreError, parse_plan,
-    parse_status, parse_uuid, to_i64,
+    Backend, DeviceAuth, HeartbeatRow, LONG_ABSENCE_MS, Result, Store, parse_plan, parse_status,
+    parse_uuid, to_i64, to_json,
 };
 
 /// Back after a long absence: `returned_at` notes when, so that its shards are audited first.
@@ -159,8 +159,4 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
-}
-
-fn to_json(value: &(impl Serialize + ?Sized)) -> Result<String> {
-    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
 }

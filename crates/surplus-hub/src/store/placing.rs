@@ -13,7 +13,7 @@ use surplus_protocol::{AllocationState, Instruction, InstructionKind, ResourceKi
 use surplus_rules::placement::Allocation;
 use uuid::Uuid;
 
-use super::{Backend, Result, Store, StoreError, parse_allocation_state, parse_uuid, to_i64};
+use super::{Backend, Result, Store, parse_allocation_state, parse_uuid, to_i64, to_json};
 
 /// What deciding on the open placements needs, keyed by placement (`(hash, owner)`), by content
 /// (`hash`) and by pack (`(owner, pack)`).
@@ -306,8 +306,4 @@ impl Store {
         tx.commit().await?;
         Ok(queued)
     }
-}
-
-fn to_json(value: &(impl Serialize + ?Sized)) -> Result<String> {
-    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
