@@ -169,6 +169,7 @@ fn a_hostile_hub_cannot_write_or_read_outside_the_agents_data_directory() {
             args: vec![format!("{climb}/id_ed25519")],
             seed: 7,
             limits,
+            floats: surplus_protocol::Floats::Native,
         };
         let mut hostile: Vec<InstructionKind> = hostile_names
             .iter()
@@ -209,6 +210,7 @@ fn a_hostile_hub_cannot_write_or_read_outside_the_agents_data_directory() {
                 args: vec![],
                 seed: 7,
                 limits,
+                floats: surplus_protocol::Floats::Portable,
             });
         }
         let bad_hashes = [

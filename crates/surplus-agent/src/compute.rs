@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use surplus_protocol::{
-    BlobRef, FailureCode, InstructionResult, JobInput, TaskLimits, TaskOutcome, UnixMillis,
+    BlobRef, FailureCode, Floats, InstructionResult, JobInput, TaskLimits, TaskOutcome, UnixMillis,
     UserActivity,
 };
 use surplus_sandbox::{Limits, Outcome, Sandbox, Task};
@@ -48,6 +48,8 @@ pub struct TaskOrder {
     pub args: Vec<String>,
     pub seed: u64,
     pub limits: TaskLimits,
+    /// How its floating point must agree with the task's other runs.
+    pub floats: Floats,
     pub deadline: UnixMillis,
 }
 
@@ -289,7 +291,11 @@ impl Compute {
             Ok(sandbox) => sandbox,
             Err(error) => return Some(failed(FailureCode::Io, error.to_string())),
         };
-        let program = match sandbox.program(&module) {
+        let floats = match order.floats {
+            Floats::Portable => surplus_sandbox::Floats::Portable,
+            Floats::Native => surplus_sandbox::Floats::Native,
+        };
+        let program = match sandbox.program(&module, floats) {
             Ok(program) => program,
             // The module is the job's fault: the run failed, and so will every other.
             Err(error) => return Some(ran(order.run, trap(error.to_string()), None, 0)),

@@ -227,6 +227,7 @@ mod tests {
             args: vec![],
             seed: 0,
             limits,
+            floats: surplus_protocol::Floats::Native,
         }
     }
 

@@ -299,6 +299,7 @@ pub fn build_report(settings: &Settings, sample: &Sample, vault: VaultReport) ->
     StatusReport {
         agent_version: env!("CARGO_PKG_VERSION").to_owned(),
         os: std::env::consts::OS.to_owned(),
+        arch: std::env::consts::ARCH.to_owned(),
         utc_offset_minutes: utc_offset_minutes(),
         cpu: surplus_protocol::CpuReport {
             cores: sample.cores,
@@ -1112,6 +1113,7 @@ async fn execute(shared: &Arc<Shared>, instruction: &Instruction) -> Option<Inst
             args,
             seed,
             limits,
+            floats,
         } => {
             let settings = shared.settings();
             if !settings.consent.compute {
@@ -1133,6 +1135,7 @@ async fn execute(shared: &Arc<Shared>, instruction: &Instruction) -> Option<Inst
                 args: args.clone(),
                 seed: *seed,
                 limits: *limits,
+                floats: *floats,
                 deadline: instruction.expires_at,
             };
             shared.update_state(|state| state.tasks_running += 1);

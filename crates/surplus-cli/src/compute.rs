@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, anyhow, bail};
 use clap::Subcommand;
 use surplus_agent::settings::{self, Size};
-use surplus_protocol::{Job, JobInput, JobRequest, JobState, TaskState};
+use surplus_protocol::{Floats, Job, JobInput, JobRequest, JobState, TaskState};
 
 use crate::{Local, print_json};
 
@@ -37,6 +37,11 @@ pub enum ComputeCommand {
         /// How long the job may take, e.g. 24h or 30m: then its unfinished tasks expire.
         #[arg(long, default_value = "24h", value_parser = settings::parse_duration)]
         deadline: Duration,
+        /// Its outputs must agree bit for bit across CPU architectures (x86 and Arm): any
+        /// donor may run a task, with slower floating point (NaNs canonicalised). Without it,
+        /// the runs of each task go to donors of one architecture.
+        #[arg(long)]
+        cross_architecture: bool,
         #[arg(long)]
         json: bool,
     },
@@ -77,6 +82,7 @@ pub async fn compute(context: &Local, command: ComputeCommand) -> anyhow::Result
             memory,
             own_devices,
             deadline,
+            cross_architecture,
             json,
         } => {
             let mut names = std::collections::HashSet::new();
@@ -124,6 +130,7 @@ pub async fn compute(context: &Local, command: ComputeCommand) -> anyhow::Result
                         memory_bytes: memory,
                         own_devices,
                         deadline_seconds: deadline.as_secs().max(1),
+                        cross_architecture,
                     },
                 )
                 .await?;
@@ -282,8 +289,12 @@ fn print_job(job: &Job) {
         c.expired
     );
     println!(
-        "  {} matching output(s) per task, timeout {}s, memory {}, {:.1} core-seconds used",
+        "  {} matching output(s) per task, {}, timeout {}s, memory {}, {:.1} core-seconds used",
         job.replicas,
+        match job.floats {
+            Floats::Native => "each task on one CPU architecture",
+            Floats::Portable => "agreeing across CPU architectures",
+        },
         job.timeout_seconds,
         Size(job.memory_bytes),
         job.core_seconds

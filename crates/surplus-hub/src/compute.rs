@@ -4,18 +4,23 @@
 //! Each pass of [`schedule`] first writes off runs whose device went away or missed the deadline,
 //! then gives each task that needs runs (by [`validation::judge`]) to devices with a free slot:
 //! never to the submitter's own devices unless the job allows it, never twice to one device, and
-//! to at most one device of each donor, so that one subscriber's machines cannot vote together.
+//! to at most one device of each donor, so that one subscriber's machines cannot vote together;
+//! and, unless its job asks for agreement across architectures, only to devices of the
+//! architecture class its runs are bound to (homogeneous redundancy: `validation::bound_class`).
 //! A run is an allocation in the ledger (its budget in core-milliseconds), a `run_task`
 //! instruction and a row in `task_runs`, written in one transaction.
 
 use surplus_protocol::{
-    Acknowledgement, BlobRef, InstructionKind, InstructionResult, RunState, TaskOutcome, TaskState,
+    Acknowledgement, BlobRef, Floats, InstructionKind, InstructionResult, RunState, TaskOutcome,
+    TaskState,
 };
 use uuid::Uuid;
 
 use crate::hub::Hub;
 use crate::now_ms;
-use crate::store::{Duty, InstructionRow, NewRun, RunEnd, Settlement, StoreError};
+use crate::store::{
+    ComputeCandidate, Donor, Duty, InstructionRow, NewRun, RunEnd, Settlement, StoreError,
+};
 use crate::validation::{self, Verdict};
 
 /// The most open tasks one pass looks at.
@@ -55,7 +60,7 @@ pub async fn schedule(hub: &Hub) -> Result<usize, StoreError> {
     let mut candidates = store.compute_candidates(online_since).await?;
     // Every device that donates compute at all, busy or not: loaded once a pass, when a task
     // finds no device free, to tell waiting from hopeless.
-    let mut donating: Option<Vec<(Uuid, Uuid)>> = None;
+    let mut donating: Option<Vec<Donor>> = None;
     let mut sent = 0;
     'tasks: for task in store.open_tasks(TASKS_PER_PASS).await? {
         let needed = match validation::judge(task.quorum, &task.runs) {
@@ -90,14 +95,28 @@ pub async fn schedule(hub: &Hub) -> Result<usize, StoreError> {
             .collect();
         let first = task.runs.is_empty();
         let sent_before = sent;
+        let may_take = |c: &ComputeCandidate, devices: &[Uuid], donors: &[Uuid]| {
+            c.free_slots > 0
+                && !devices.contains(&c.device_id)
+                && !donors.contains(&c.subscriber_id)
+                && (task.own_devices || c.subscriber_id != task.submitter)
+        };
+        let mut class = validation::bound_class(task.floats, &task.runs).map(str::to_owned);
+        if class.is_none() && task.floats == Floats::Native {
+            class = validation::roomiest_class(
+                candidates
+                    .iter()
+                    .filter(|c| may_take(c, &devices, &donors))
+                    .map(|c| (c.arch_class.as_str(), c.subscriber_id)),
+            )
+            .map(str::to_owned);
+        }
         for _ in 0..needed {
             let Some(choice) = candidates
                 .iter_mut()
                 .filter(|c| {
-                    c.free_slots > 0
-                        && !devices.contains(&c.device_id)
-                        && !donors.contains(&c.subscriber_id)
-                        && (task.own_devices || c.subscriber_id != task.submitter)
+                    may_take(c, &devices, &donors)
+                        && class.as_ref().is_none_or(|class| *class == c.arch_class)
                 })
                 .max_by_key(|c| (c.free_slots, c.trust_streak, std::cmp::Reverse(c.device_id)))
             else {
@@ -113,6 +132,7 @@ pub async fn schedule(hub: &Hub) -> Result<usize, StoreError> {
                         task: &task,
                         device_id: choice.device_id,
                         donor_id: choice.subscriber_id,
+                        arch_class: choice.arch_class.clone(),
                         alone,
                         deadline: deadline(now, task.limits.timeout_ms),
                     },
@@ -135,11 +155,18 @@ pub async fn schedule(hub: &Hub) -> Result<usize, StoreError> {
             }
         }
         if sent == sent_before {
-            let eligible = match &donating {
-                Some(eligible) => eligible,
+            let donating = match &donating {
+                Some(donating) => donating,
                 None => donating.insert(store.compute_donors().await?),
             };
-            if validation::no_donor_left(eligible, &task.runs, task.submitter, task.own_devices) {
+            // Only donors of the class the task is bound to could help it.
+            let bound = validation::bound_class(task.floats, &task.runs);
+            let eligible: Vec<(Uuid, Uuid)> = donating
+                .iter()
+                .filter(|d| bound.is_none_or(|class| class == d.arch_class))
+                .map(|d| (d.device_id, d.subscriber_id))
+                .collect();
+            if validation::no_donor_left(&eligible, &task.runs, task.submitter, task.own_devices) {
                 let reason = validation::no_donor_reason(&task.runs);
                 tracing::info!(task = %task.id, %reason, "a task failed");
                 store

@@ -300,6 +300,7 @@ impl Hub {
                 spare,
                 new_slot: None,
                 network: address.and_then(surplus_rules::placement::network_of),
+                arch_class: crate::store::arch_class(&report),
             },
             done,
         };

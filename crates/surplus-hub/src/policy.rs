@@ -199,6 +199,7 @@ mod tests {
         StatusReport {
             agent_version: "test".into(),
             os: "linux".into(),
+            arch: "x86_64".into(),
             utc_offset_minutes: 0,
             cpu: CpuReport {
                 cores: 8,

@@ -106,6 +106,17 @@ pub struct HeartbeatRow {
     /// The network it came from (`surplus_rules::placement::network_of`), recorded with each
     /// new presence slot.
     pub network: Option<String>,
+    /// Its architecture class (`surplus_protocol::architecture_class` of its report's).
+    pub arch_class: String,
+}
+
+/// The architecture class a device's report puts it in, as the hub keeps it: at most 32
+/// characters of whatever an agent claims.
+pub fn arch_class(report: &StatusReport) -> String {
+    surplus_protocol::architecture_class(&report.arch)
+        .chars()
+        .take(32)
+        .collect()
 }
 
 /// A placement that still wants holders.
@@ -655,11 +666,12 @@ impl Store {
         report: &StatusReport,
         spare: Spare,
     ) -> Result<()> {
+        let class = arch_class(report);
         let report = to_json(report)?;
         let spare_json = to_json(&spare)?;
         sqlx::query(
-            "UPDATE devices SET report = $1, spare = $2, spare_storage_bytes = $3, compute_slots = $4 \
-             WHERE id = $5 AND last_heartbeat = $6",
+            "UPDATE devices SET report = $1, spare = $2, spare_storage_bytes = $3, compute_slots = $4, \
+             arch_class = $7 WHERE id = $5 AND last_heartbeat = $6",
         )
         .bind(report)
         .bind(spare_json)
@@ -667,6 +679,7 @@ impl Store {
         .bind(i64::from(spare.compute_slots))
         .bind(device_id.to_string())
         .bind(seen_heartbeat)
+        .bind(class)
         .execute(&self.pool)
             .await?;
         Ok(())

@@ -15,11 +15,16 @@
 //! that needs a run no device can give it (every eligible donor has tried it) fails too
 //! ([`no_donor_left`]), so that no job waits for donors that do not exist.
 //!
+//! Homogeneous redundancy, as BOINC calls it: unless its job asks for agreement across
+//! architectures, every run of a task goes to donors of one architecture class
+//! ([`bound_class`], chosen by [`roomiest_class`]), so that honest runs agree bit for bit while
+//! their floating point runs as the hardware does it, without NaN canonicalisation.
+//!
 //! Everything here is pure, so that the rules are tested without a database.
 
 use std::collections::HashMap;
 
-use surplus_protocol::{BlobRef, MAX_TASK_ERRORS, RunState, TaskOutcome};
+use surplus_protocol::{BlobRef, Floats, MAX_TASK_ERRORS, RunState, TaskOutcome};
 use uuid::Uuid;
 
 use crate::store::RunRow;
@@ -66,6 +71,44 @@ fn failure_words(outcome: &TaskOutcome) -> String {
         TaskOutcome::Trap { message } => format!("trapped: {}", trap_reason(message)),
         other => other.describe(),
     }
+}
+
+/// The architecture class a task's next runs must go to: that of its runs whose output is out or
+/// counted, for a task whose floats are [`Floats::Native`]. `None` when any class may take it:
+/// its job asks for agreement across architectures, or no run binds it yet (none was sent, or
+/// every one was lost or failed, which sets the class free again).
+pub fn bound_class(floats: Floats, runs: &[RunRow]) -> Option<&str> {
+    if floats == Floats::Portable {
+        return None;
+    }
+    runs.iter()
+        .find(|r| {
+            matches!(
+                r.state,
+                RunState::Assigned | RunState::Returned | RunState::Valid
+            )
+        })
+        .map(|r| r.arch_class.as_str())
+}
+
+/// The class to bind a task's runs to, when none is bound: the one with the most subscribers
+/// among `free` (the devices free to take the task now, with their class and subscriber), so
+/// that its replicas can go out at once. A tie goes to the class seen first.
+pub fn roomiest_class<'a>(free: impl IntoIterator<Item = (&'a str, Uuid)>) -> Option<&'a str> {
+    let mut seen: Vec<(&str, Uuid)> = Vec::new();
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for (class, subscriber) in free {
+        if seen.contains(&(class, subscriber)) {
+            continue;
+        }
+        seen.push((class, subscriber));
+        match counts.iter_mut().find(|(c, _)| *c == class) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((class, 1)),
+        }
+    }
+    let most = counts.iter().map(|(_, n)| *n).max()?;
+    counts.into_iter().find(|(_, n)| *n == most).map(|(c, _)| c)
 }
 
 /// Runs a device may lose of one task (away, paused, its files unreachable) and still be sent
@@ -267,6 +310,7 @@ mod tests {
             }),
             running_ms: 10,
             outcome: None,
+            arch_class: "x86".into(),
         }
     }
 
@@ -275,6 +319,41 @@ mod tests {
             outcome: Some(outcome),
             ..run(n, RunState::Failed, None)
         }
+    }
+
+    #[test]
+    fn a_task_is_bound_to_the_class_of_its_runs_out_or_counted_unless_portable() {
+        let on = |n, state, class: &str| RunRow {
+            arch_class: class.into(),
+            ..run(n, state, None)
+        };
+        assert_eq!(bound_class(Floats::Native, &[]), None);
+        let runs = [
+            on(1, RunState::Lost, "arm"),
+            on(2, RunState::Failed, "riscv"),
+            on(3, RunState::Returned, "x86"),
+            on(4, RunState::Assigned, "x86"),
+        ];
+        assert_eq!(bound_class(Floats::Native, &runs), Some("x86"));
+        assert_eq!(bound_class(Floats::Portable, &runs), None);
+        // Lost and failed runs bind nothing: the class is free again.
+        assert_eq!(bound_class(Floats::Native, &runs[..2]), None);
+        assert_eq!(
+            bound_class(Floats::Native, &[on(5, RunState::Valid, "arm")]),
+            Some("arm")
+        );
+    }
+
+    #[test]
+    fn the_roomiest_class_counts_subscribers_not_devices() {
+        let (a, b, c) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+        assert_eq!(roomiest_class([]), None);
+        // Three x86 devices of one subscriber weigh less than two Arm devices of two.
+        let free = [("x86", a), ("x86", a), ("x86", a), ("arm", b), ("arm", c)];
+        assert_eq!(roomiest_class(free), Some("arm"));
+        // A tie goes to the class seen first.
+        assert_eq!(roomiest_class([("arm", a), ("x86", b)]), Some("arm"));
+        assert_eq!(roomiest_class([("x86", b), ("arm", a)]), Some("x86"));
     }
 
     #[test]

@@ -2257,6 +2257,7 @@ async fn a_task_settled_while_a_pass_was_deciding_is_not_sent_again() {
                     task,
                     device_id: candidates[0].device_id,
                     donor_id: candidates[0].subscriber_id,
+                    arch_class: candidates[0].arch_class.clone(),
                     alone: false,
                     deadline: now + 60_000,
                 },
@@ -2321,6 +2322,7 @@ async fn a_lost_run_that_was_trusted_alone_gives_the_task_its_quorum_back() {
                         task: &tasks[0],
                         device_id: device,
                         donor_id: donor_of(device),
+                        arch_class: "x86".into(),
                         alone,
                         deadline: now + 60_000,
                     },
@@ -2346,6 +2348,69 @@ async fn a_lost_run_that_was_trusted_alone_gives_the_task_its_quorum_back() {
 
 /// Stages a module and one input (`a.txt`, "1 100") as `submitter`, and submits them as a job
 /// of one task that needs `replicas` identical results. Returns the job's id.
+#[tokio::test]
+async fn a_tasks_runs_go_to_one_architecture_unless_its_job_asks_to_agree_across_them() {
+    for hub in hubs().await {
+        let submitter = hub.signup("submitter@example.com").await;
+        // One x86 donor, two Arm donors of two subscribers.
+        let mut donors = Vec::new();
+        for (name, arch) in [("ann", "x86_64"), ("ben", "aarch64"), ("cat", "aarch64")] {
+            let session = hub.signup(&format!("{name}@example.com")).await;
+            let (_, token) = hub.device(&session, name).await;
+            let mut report = report();
+            report["arch"] = json!(arch);
+            assert_eq!(hub.heartbeat(&token, report).await.status, StatusCode::OK);
+            donors.push((name, token));
+        }
+        let module = staged(&hub, &submitter, WASM).await;
+        let input = staged(&hub, &submitter, b"1 100").await;
+        let submit = |cross: Option<bool>| {
+            let mut body = json!({"module": module, "replicas": 2,
+                "inputs": [{"name": "a.txt", "hash": input["hash"], "size": input["size"]}]});
+            if let Some(cross) = cross {
+                body["cross_architecture"] = json!(cross);
+            }
+            hub.call(
+                Method::POST,
+                "/v1/compute/jobs",
+                Some(&submitter),
+                Some(body),
+            )
+        };
+        let job = submit(None).await;
+        assert_eq!(job.status, StatusCode::CREATED, "{}", job.body);
+        assert_eq!(job.body["floats"], "native");
+        // Both runs go to the class with the most donors, Arm, in one pass, and say so.
+        for (_, token) in &donors[1..] {
+            let got = hub.poll(token, 5).await;
+            assert_eq!(got.len(), 1, "{got:?}");
+            assert_eq!(got[0]["kind"]["type"], "run_task");
+            assert_eq!(got[0]["kind"]["floats"], "native");
+        }
+        assert!(hub.poll(&donors[0].1, 0).await.is_empty(), "no x86 run");
+        // A job that asks for agreement across architectures may run anywhere, NaNs canonical.
+        let job = submit(Some(true)).await;
+        assert_eq!(job.status, StatusCode::CREATED, "{}", job.body);
+        assert_eq!(job.body["floats"], "portable");
+        let mut ran_by = Vec::new();
+        for _round in 0..10 {
+            for (name, token) in &donors {
+                for instruction in hub.poll(token, 1).await {
+                    assert_eq!(instruction["kind"]["floats"], "portable");
+                    ran_by.push(*name);
+                }
+            }
+            if ran_by.len() >= 2 {
+                break;
+            }
+        }
+        assert_eq!(ran_by.len(), 2, "{ran_by:?}");
+        // The x86 donor has the most free slots (two; the Arm donors one each), so it is sent
+        // one run, beside an Arm donor.
+        assert!(ran_by.contains(&"ann"), "{ran_by:?}");
+    }
+}
+
 async fn one_task_job(hub: &TestHub, submitter: &str, replicas: u32) -> String {
     let module = staged(hub, submitter, WASM).await;
     let input = staged(hub, submitter, b"1 100").await;
@@ -3882,6 +3947,7 @@ async fn a_batch_of_heartbeats_keeps_each_devices_newest_report_and_every_new_sl
             },
             new_slot: new_slot.then(|| at.div_euclid(PRESENCE_SLOT_MS)),
             network: Some(format!("net-{storage_bytes}")),
+            arch_class: "x86".into(),
         };
         let start = surplus_hub::now_ms() - 10 * PRESENCE_SLOT_MS;
         // The pc's newer heartbeat comes first in the batch: the newer one still wins.

@@ -105,6 +105,7 @@ pub fn for_device(index: usize, count: usize) -> Vec<StatusReport> {
             StatusReport {
                 agent_version: "0.1.0".to_owned(),
                 os: os.to_owned(),
+                arch: std::env::consts::ARCH.to_owned(),
                 utc_offset_minutes,
                 cpu: CpuReport {
                     cores,

@@ -50,6 +50,51 @@ pub struct JobRequest {
     /// How long the job may take, from now: its unfinished tasks then expire (default a day).
     #[serde(default = "default_deadline")]
     pub deadline_seconds: u64,
+    /// Whether the runs of a task must agree bit for bit across CPU architectures (x86 and
+    /// Arm). Off by default: the runs of each task then go to donors of one architecture class
+    /// and run floating point at full speed ([`Floats::Native`]). On, any donor may run them,
+    /// with NaNs canonicalised ([`Floats::Portable`]): float-heavy code runs slower.
+    #[serde(default)]
+    pub cross_architecture: bool,
+}
+
+/// How a run's floating point must agree with the other runs of its task.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Floats {
+    /// The same bits on every architecture: NaNs are canonicalised after every float operation.
+    /// What a run is told when its hub does not say.
+    #[default]
+    Portable,
+    /// The same bits within one architecture class (every run of the task is sent to one):
+    /// NaNs are left as the hardware makes them.
+    Native,
+}
+
+impl Floats {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Portable => "portable",
+            Self::Native => "native",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "portable" => Some(Self::Portable),
+            "native" => Some(Self::Native),
+            _ => None,
+        }
+    }
+
+    /// What a job asks of its runs.
+    pub fn of_job(cross_architecture: bool) -> Self {
+        if cross_architecture {
+            Self::Portable
+        } else {
+            Self::Native
+        }
+    }
 }
 
 fn default_deadline() -> u64 {
@@ -325,6 +370,9 @@ pub struct Job {
     pub timeout_seconds: u64,
     pub memory_bytes: u64,
     pub own_devices: bool,
+    /// How its runs' floating point must agree: across architectures, or within one class.
+    #[serde(default)]
+    pub floats: Floats,
     /// When its unfinished tasks expire.
     pub deadline: Option<UnixMillis>,
     /// When its results were dropped, kept the hub's retention time after it ended.

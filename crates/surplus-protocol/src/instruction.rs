@@ -3,7 +3,8 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::{
-    BlobHash, BlobRef, JobInput, StatusReport, TaskLimits, TaskOutcome, UnixMillis, VaultReport,
+    BlobHash, BlobRef, Floats, JobInput, StatusReport, TaskLimits, TaskOutcome, UnixMillis,
+    VaultReport,
 };
 
 /// One unit of work the hub asks a device to do.
@@ -65,6 +66,9 @@ pub enum InstructionKind {
         /// The seed of the random numbers the task may ask for: the same on every device.
         seed: u64,
         limits: TaskLimits,
+        /// How its floating point must agree with the task's other runs.
+        #[serde(default)]
+        floats: Floats,
     },
     /// Stop a run (its job was cancelled, or its task finished without it).
     CancelTask { run: Uuid },

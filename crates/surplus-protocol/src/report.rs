@@ -12,6 +12,10 @@ pub struct StatusReport {
     pub agent_version: String,
     /// The operating system family (`linux`, `windows`, `macos`, ...).
     pub os: String,
+    /// The CPU architecture, as Rust names it (`x86_64`, `aarch64`, ...); empty from agents that
+    /// predate it. Replicas of a compute task go to donors of one [`architecture_class`].
+    #[serde(default)]
+    pub arch: String,
     /// The device's offset from UTC, so that the hub can evaluate its schedule window.
     pub utc_offset_minutes: i32,
     pub cpu: CpuReport,
@@ -33,6 +37,23 @@ impl StatusReport {
     pub fn gives_storage_up(&self) -> bool {
         !self.consent.storage && self.vault.used_bytes > 0
             || self.vault.used_bytes > self.vault.quota_bytes
+    }
+}
+
+/// The class of CPU architectures whose floating point gives the same bits for the same
+/// WebAssembly, NaNs included: x86 and x86-64 are one class, 32- and 64-bit Arm another. Runs of
+/// a task that does not ask for agreement across architectures all go to one class, so the
+/// sandbox can leave NaNs as the hardware makes them. Agents that do not report their
+/// architecture (empty) are a class of their own: they canonicalise NaNs whatever the hub says.
+pub fn architecture_class(arch: &str) -> &str {
+    match arch {
+        "x86_64" | "x86" => "x86",
+        "aarch64" | "arm" | "arm64ec" => "arm",
+        "riscv64" | "riscv32" => "riscv",
+        "powerpc64" | "powerpc" => "powerpc",
+        "loongarch64" | "loongarch32" => "loongarch",
+        "mips64" | "mips" | "mips32r6" | "mips64r6" => "mips",
+        other => other,
     }
 }
 

@@ -10,11 +10,14 @@
 //! checked per memory would be a cap times their number), imports only WASI preview 1
 //! functions, and is at most [`MAX_MODULE_BYTES`]; anything else is refused before it runs.
 //!
-//! Everything a task could observe that might differ between two honest donors is fixed: NaNs
-//! are canonicalised, relaxed SIMD instructions take their deterministic lowering (the fast one
-//! differs between x86 and Arm), the clocks stand still at the epoch, and the random numbers it
-//! may ask for come from a seed that is part of the task. So every honest run of a task gives
-//! the same bytes, which is what validation by quorum relies on.
+//! Everything a task could observe that might differ between two honest donors is fixed:
+//! relaxed SIMD instructions take their deterministic lowering (the fast one differs between x86
+//! and Arm), the clocks stand still at the epoch, and the random numbers it may ask for come from
+//! a seed that is part of the task. So every honest run of a task gives the same bytes, which is
+//! what validation by quorum relies on. The one thing left to the caller is the bits of NaNs,
+//! which differ between architectures ([`Floats`]): canonicalising them after every float
+//! operation makes float-heavy code several times slower, so it is done only for tasks whose
+//! runs go to donors of different architectures.
 //!
 //! The time budget is enforced with epoch interruption rather than fuel: a ticker advances the
 //! engine's epoch every [`TICK`], and at each tick the running task checks its budget and whether
@@ -56,6 +59,18 @@ const TABLE_ENTRY_BYTES: usize = std::mem::size_of::<usize>();
 
 /// The module name every import must come from.
 const WASI_MODULE: &str = "wasi_snapshot_preview1";
+
+/// How a program's floating point must agree with runs of it elsewhere. Each has an engine of
+/// its own: NaN canonicalisation is compiled into the code.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Floats {
+    /// The same bits on every architecture: every float operation's NaN result is canonicalised.
+    #[default]
+    Portable,
+    /// The same bits on every machine of one architecture class (x86 or Arm): NaNs are as the
+    /// hardware makes them, and float code runs at native speed.
+    Native,
+}
 
 /// What one run of a task may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,6 +177,7 @@ pub enum SandboxError {
 pub struct Program {
     module: InstancePre<TaskState>,
     pub hash: String,
+    pub floats: Floats,
 }
 
 impl std::fmt::Debug for Program {
@@ -170,11 +186,18 @@ impl std::fmt::Debug for Program {
     }
 }
 
-/// The engine, its compiled modules, and the ticker that drives time budgets and pauses.
-pub struct Sandbox {
+/// One engine and the WASI functions linked for it.
+struct Engined {
     engine: Engine,
     linker: Linker<TaskState>,
-    programs: Mutex<HashMap<String, Program>>,
+}
+
+/// The engines (one for each kind of [`Floats`]), their compiled modules, and the ticker that
+/// drives time budgets and pauses.
+pub struct Sandbox {
+    portable: Engined,
+    native: Engined,
+    programs: Mutex<HashMap<(String, Floats), Program>>,
     ticker: Option<std::thread::JoinHandle<()>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
     /// How many tasks are paused right now.
@@ -321,51 +344,66 @@ impl Budget {
     }
 }
 
-impl Sandbox {
-    /// A sandbox with its own engine and epoch ticker; `cache_dir` keeps compiled code across
-    /// restarts (wasmtime's own cache, keyed by the module's bytes and the engine).
-    pub fn new(cache_dir: Option<&Path>) -> Result<Sandbox, SandboxError> {
+impl Engined {
+    /// An engine with the sandbox's code generation: epoch checks, deterministic relaxed SIMD,
+    /// one memory at most, and NaNs canonicalised for [`Floats::Portable`].
+    fn new(floats: Floats, cache: Option<wasmtime::Cache>) -> Result<Engined, SandboxError> {
         let mut config = Config::new();
         config
             .epoch_interruption(true)
-            .cranelift_nan_canonicalization(true)
+            .cranelift_nan_canonicalization(floats == Floats::Portable)
             .relaxed_simd_deterministic(true)
             .wasm_multi_memory(false)
             .cranelift_opt_level(OptLevel::Speed)
             .max_wasm_stack(STACK_BYTES);
-        if let Some(dir) = cache_dir {
-            std::fs::create_dir_all(dir).map_err(|source| SandboxError::Io {
-                path: dir.to_owned(),
-                source,
-            })?;
-            let mut cache = wasmtime::CacheConfig::new();
-            cache.with_directory(dir);
-            let cache = wasmtime::Cache::new(cache).map_err(engine_error)?;
-            config.cache(Some(cache));
-        }
+        config.cache(cache);
         let engine = Engine::new(&config).map_err(engine_error)?;
         let mut linker: Linker<TaskState> = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut TaskState| {
             &mut state.wasi
         })
         .map_err(engine_error)?;
+        Ok(Engined { engine, linker })
+    }
+}
+
+impl Sandbox {
+    /// A sandbox with its own engine and epoch ticker; `cache_dir` keeps compiled code across
+    /// restarts (wasmtime's own cache, keyed by the module's bytes and the engine).
+    pub fn new(cache_dir: Option<&Path>) -> Result<Sandbox, SandboxError> {
+        let cache = match cache_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|source| SandboxError::Io {
+                    path: dir.to_owned(),
+                    source,
+                })?;
+                let mut cache = wasmtime::CacheConfig::new();
+                cache.with_directory(dir);
+                Some(wasmtime::Cache::new(cache).map_err(engine_error)?)
+            }
+            None => None,
+        };
+        let portable = Engined::new(Floats::Portable, cache.clone())?;
+        let native = Engined::new(Floats::Native, cache)?;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let ticker = {
-            let engine = engine.clone();
+            let engines = [portable.engine.clone(), native.engine.clone()];
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name("surplus-sandbox-ticker".into())
                 .spawn(move || {
                     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                         std::thread::sleep(TICK);
-                        engine.increment_epoch();
+                        for engine in &engines {
+                            engine.increment_epoch();
+                        }
                     }
                 })
                 .map_err(|e| SandboxError::Engine(e.to_string()))?
         };
         Ok(Sandbox {
-            engine,
-            linker,
+            portable,
+            native,
             programs: Mutex::new(HashMap::new()),
             ticker: Some(ticker),
             stop,
@@ -382,13 +420,14 @@ impl Sandbox {
     /// The module compiled, from memory if it was compiled before. Text (WAT) is not accepted:
     /// a job is a binary module of at most [`MAX_MODULE_BYTES`], with one memory at most, that
     /// imports WASI preview 1 functions only.
-    pub fn program(&self, bytes: &[u8]) -> Result<Program, SandboxError> {
+    pub fn program(&self, bytes: &[u8], floats: Floats) -> Result<Program, SandboxError> {
         let hash = blake3::hash(bytes).to_hex().to_string();
+        let key = (hash, floats);
         if let Some(program) = self
             .programs
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(&hash)
+            .get(&key)
         {
             return Ok(program.clone());
         }
@@ -403,7 +442,11 @@ impl Sandbox {
                 "it does not start with the WebAssembly magic number".into(),
             ));
         }
-        let module = Module::from_binary(&self.engine, bytes)
+        let engined = match floats {
+            Floats::Portable => &self.portable,
+            Floats::Native => &self.native,
+        };
+        let module = Module::from_binary(&engined.engine, bytes)
             .map_err(|e| SandboxError::InvalidModule(format!("{e:#}")))?;
         if module.get_export("_start").is_none() {
             return Err(SandboxError::NotACommand(
@@ -417,16 +460,21 @@ impl Sandbox {
                 import.name()
             )));
         }
-        let module = self.linker.instantiate_pre(&module).map_err(|e| {
+        let module = engined.linker.instantiate_pre(&module).map_err(|e| {
             SandboxError::NotACommand(format!(
                 "it needs an import WASI preview 1 does not offer: {e:#}"
             ))
         })?;
-        let program = Program { module, hash };
+        let (hash, floats) = key;
+        let program = Program {
+            module,
+            hash,
+            floats,
+        };
         self.programs
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(program.hash.clone(), program.clone());
+            .insert((program.hash.clone(), floats), program.clone());
         Ok(program)
     }
 
@@ -462,7 +510,7 @@ impl Sandbox {
             .allow_ip_name_lookup(false)
             .build_p1();
         let mut store = Store::new(
-            &self.engine,
+            program.module.module().engine(),
             TaskState {
                 wasi,
                 limiter: Limiter {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use surplus_sandbox::{Limits, Outcome, Run, Sandbox, Task};
+use surplus_sandbox::{Floats, Limits, Outcome, Run, Sandbox, Task};
 use tokio::sync::watch;
 
 fn examples() -> PathBuf {
@@ -39,8 +39,18 @@ fn input(name: &str) -> Input {
 }
 
 async fn run(sandbox: &Sandbox, job: &str, input: &Input, args: &[&str]) -> Run {
+    run_floats(sandbox, job, Floats::Native, input, args).await
+}
+
+async fn run_floats(
+    sandbox: &Sandbox,
+    job: &str,
+    floats: Floats,
+    input: &Input,
+    args: &[&str],
+) -> Run {
     let program = sandbox
-        .program(&read(&examples().join(format!("{job}.wasm"))))
+        .program(&read(&examples().join(format!("{job}.wasm"))), floats)
         .expect("the committed module compiles");
     let task = Task {
         input_dir: input.path.parent().expect("folder").to_owned(),
@@ -218,13 +228,19 @@ async fn mandelbrot_draws_the_same_image_as_the_test() {
         ("33 1 50 -2 -0.01 0.5 0.01", 33, 1),
     ] {
         let input = input_text("view.txt", text);
-        let run = run(&sandbox, "mandelbrot", &input, &[]).await;
-        assert_eq!(run.outcome, Outcome::Success, "{text:?}");
-        let header = format!("P5\n{width} {height}\n255\n");
-        assert!(run.output.starts_with(header.as_bytes()), "{text:?}");
-        assert_eq!(run.output.len(), header.len() + width * height, "{text:?}");
-        let expected = mandelbrot_pgm(text);
-        assert!(run.output == expected, "{text:?}: the images differ");
+        // Floats as the hardware does them, and with NaNs canonicalised: the same image.
+        for floats in [Floats::Native, Floats::Portable] {
+            let run = run_floats(&sandbox, "mandelbrot", floats, &input, &[]).await;
+            assert_eq!(run.outcome, Outcome::Success, "{text:?} {floats:?}");
+            let header = format!("P5\n{width} {height}\n255\n");
+            assert!(run.output.starts_with(header.as_bytes()), "{text:?}");
+            assert_eq!(run.output.len(), header.len() + width * height, "{text:?}");
+            let expected = mandelbrot_pgm(text);
+            assert!(
+                run.output == expected,
+                "{text:?} {floats:?}: the images differ"
+            );
+        }
     }
     // Not a blank image: both the set (black) and a range of greys around it.
     let image = &mandelbrot_pgm("64 48 200")["P5\n64 48\n255\n".len()..];

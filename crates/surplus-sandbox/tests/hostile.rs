@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use surplus_sandbox::{Limits, Outcome, Sandbox, SandboxError, TICK, Task};
+use surplus_sandbox::{Floats, Limits, Outcome, Sandbox, SandboxError, TICK, Task};
 use tokio::sync::watch;
 
 const WASI: &str = "wasi_snapshot_preview1";
@@ -88,7 +88,10 @@ impl Fixture {
     }
 
     async fn run(&self, wasm: &[u8], limits: Limits) -> surplus_sandbox::Run {
-        let program = self.sandbox.program(wasm).expect("compiles");
+        let program = self
+            .sandbox
+            .program(wasm, Floats::Native)
+            .expect("compiles");
         let task = self.task(vec!["--fast".into()], 42);
         let (_pause, paused) = watch::channel(false);
         self.sandbox
@@ -238,7 +241,10 @@ async fn clocks_and_random_numbers_are_the_same_on_every_run() {
     assert_eq!(first.output, second.output);
     assert_ne!(first.output[..32], [0u8; 32], "random bytes were given");
 
-    let program = fixture.sandbox.program(&observe).expect("cached");
+    let program = fixture
+        .sandbox
+        .program(&observe, Floats::Native)
+        .expect("cached");
     let other_seed = fixture.task(vec![], 7);
     let (_pause, paused) = watch::channel(false);
     let reseeded = fixture
@@ -275,7 +281,10 @@ async fn relaxed_simd_gives_the_same_result_on_every_host() {
 async fn a_paused_task_resumes_where_it_stopped_and_pauses_do_not_count() {
     let fixture = fixture(b"");
     let spin = module(r#"(func (export "_start") (loop $forever (br $forever)))"#);
-    let program = fixture.sandbox.program(&spin).expect("compiles");
+    let program = fixture
+        .sandbox
+        .program(&spin, Floats::Native)
+        .expect("compiles");
     let task = fixture.task(vec![], 1);
     let limits = Limits {
         timeout: Duration::from_millis(400),
@@ -326,7 +335,10 @@ async fn eventually(limit: Duration, done: impl Fn() -> bool) -> bool {
 async fn paused_tasks_counts_a_task_while_it_is_held() {
     let fixture = Arc::new(fixture(b""));
     let spin = module(r#"(func (export "_start") (loop $forever (br $forever)))"#);
-    let program = fixture.sandbox.program(&spin).expect("compiles");
+    let program = fixture
+        .sandbox
+        .program(&spin, Floats::Native)
+        .expect("compiles");
     let limits = Limits {
         timeout: Duration::from_millis(500),
         ..small_limits()
@@ -367,7 +379,10 @@ async fn paused_tasks_counts_a_task_while_it_is_held() {
 async fn a_run_dropped_while_paused_is_no_longer_counted() {
     let fixture = Arc::new(fixture(b""));
     let spin = module(r#"(func (export "_start") (loop $forever (br $forever)))"#);
-    let program = fixture.sandbox.program(&spin).expect("compiles");
+    let program = fixture
+        .sandbox
+        .program(&spin, Floats::Native)
+        .expect("compiles");
     let (_pause, paused) = watch::channel(true);
     let running = tokio::spawn({
         let fixture = fixture.clone();
@@ -399,16 +414,16 @@ async fn a_run_dropped_while_paused_is_no_longer_counted() {
 #[test]
 fn modules_are_compiled_once_and_bad_ones_are_refused() {
     let sandbox = Sandbox::new(None).expect("sandbox");
-    let first = sandbox.program(&cat()).expect("compiles");
-    let again = sandbox.program(&cat()).expect("cached");
+    let first = sandbox.program(&cat(), Floats::Native).expect("compiles");
+    let again = sandbox.program(&cat(), Floats::Native).expect("cached");
     assert_eq!(first.hash, again.hash);
     assert!(matches!(
-        sandbox.program(b"hello"),
+        sandbox.program(b"hello", Floats::Native),
         Err(SandboxError::InvalidModule(_))
     ));
     let library = wat::parse_str("(module (func (export \"helper\")))").expect("wat");
     assert!(matches!(
-        sandbox.program(&library),
+        sandbox.program(&library, Floats::Native),
         Err(SandboxError::NotACommand(_))
     ));
 }
@@ -424,7 +439,7 @@ fn a_module_with_more_than_one_memory_is_refused() {
     let memories: String = (0..16).map(|_| "(memory 16)").collect();
     let many = bare(&format!(r#"{memories} (func (export "_start"))"#));
     let sandbox = Sandbox::new(None).expect("sandbox");
-    match sandbox.program(&many) {
+    match sandbox.program(&many, Floats::Native) {
         Err(SandboxError::InvalidModule(message)) => {
             assert!(message.contains("memor"), "{message}");
         }
@@ -519,7 +534,7 @@ fn imports_from_outside_wasi_preview_1_are_refused() {
         r#"(import "env" "memory" (memory 1))"#,
     ] {
         let wasm = bare(&format!(r#"{import} (func (export "_start"))"#));
-        match sandbox.program(&wasm) {
+        match sandbox.program(&wasm, Floats::Native) {
             Err(SandboxError::NotACommand(message)) => {
                 assert!(message.contains("import"), "{import}: {message}");
             }

@@ -5,8 +5,9 @@ use std::collections::HashMap;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use surplus_protocol::{
-    BlobRef, Credits, InstructionKind, Job, JobInput, JobRequest, JobState, JobTask, ResourceKind,
-    RunState, TaskCounts, TaskLimits, TaskOutcome, TaskRun, TaskState, UnixMillis, core_seconds,
+    BlobRef, Credits, Floats, InstructionKind, Job, JobInput, JobRequest, JobState, JobTask,
+    ResourceKind, RunState, TaskCounts, TaskLimits, TaskOutcome, TaskRun, TaskState, UnixMillis,
+    core_seconds,
 };
 use uuid::Uuid;
 
@@ -26,6 +27,7 @@ pub struct OpenTask {
     pub args: Vec<String>,
     pub seed: u64,
     pub limits: TaskLimits,
+    pub floats: Floats,
     pub runs: Vec<RunRow>,
 }
 
@@ -40,6 +42,8 @@ pub struct RunRow {
     pub running_ms: u64,
     /// How it ended on its device, once it did.
     pub outcome: Option<TaskOutcome>,
+    /// The architecture class of its device.
+    pub arch_class: String,
 }
 
 /// Whose a run is, for accepting its output and dropping outputs that are no result.
@@ -59,6 +63,15 @@ pub struct ComputeCandidate {
     /// Slots its latest report leaves spare, less the runs it has now.
     pub free_slots: u32,
     pub trust_streak: u32,
+    pub arch_class: String,
+}
+
+/// A device that donates compute, busy or not, online or not.
+#[derive(Debug, Clone)]
+pub struct Donor {
+    pub device_id: Uuid,
+    pub subscriber_id: Uuid,
+    pub arch_class: String,
 }
 
 /// A run that is being sent out: the allocation, the instruction and the run row are written
@@ -68,6 +81,8 @@ pub struct NewRun<'a> {
     pub task: &'a OpenTask,
     pub device_id: Uuid,
     pub donor_id: Uuid,
+    /// The device's architecture class.
+    pub arch_class: String,
     /// Accept this run's result alone (the device is trusted and the dice said so).
     pub alone: bool,
     pub deadline: UnixMillis,
@@ -101,8 +116,8 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO jobs (id, subscriber_id, module_hash, module_size, args, replicas, timeout_ms, \
-             memory_bytes, output_bytes, own_devices, state, created_at, deadline) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'queued', $11, $12)",
+             memory_bytes, output_bytes, own_devices, state, created_at, deadline, floats) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'queued', $11, $12, $13)",
         )
         .bind(id.to_string())
         .bind(subscriber_id.to_string())
@@ -116,6 +131,7 @@ impl Store {
         .bind(i64::from(request.own_devices))
         .bind(now)
         .bind(now.saturating_add(to_i64(request.deadline_seconds.saturating_mul(1000))))
+        .bind(Floats::of_job(request.cross_architecture).as_str())
         .execute(&mut *tx)
         .await?;
         for (position, input) in request.inputs.iter().enumerate() {
@@ -321,7 +337,7 @@ impl Store {
         online_since: UnixMillis,
     ) -> Result<Vec<ComputeCandidate>> {
         let rows = sqlx::query(
-            "SELECT d.id, d.subscriber_id, d.compute_slots, d.trust_streak, \
+            "SELECT d.id, d.subscriber_id, d.compute_slots, d.trust_streak, d.arch_class, \
              (SELECT COUNT(*) FROM task_runs r WHERE r.device_id = d.id AND r.state = 'assigned') AS busy \
              FROM devices d JOIN subscribers s ON s.id = d.subscriber_id \
              WHERE d.revoked_at IS NULL AND s.status = 'active' AND d.compute_slots > 0 \
@@ -342,16 +358,17 @@ impl Store {
                 subscriber_id: parse_uuid(&row.try_get::<String, _>("subscriber_id")?)?,
                 free_slots: u32::try_from(slots - busy).unwrap_or(u32::MAX),
                 trust_streak: u32::try_from(row.try_get::<i64, _>("trust_streak")?).unwrap_or(0),
+                arch_class: row.try_get("arch_class")?,
             });
         }
         Ok(candidates)
     }
 
     /// Every device that donates compute at all (its latest report consents to it), online or
-    /// not, busy or not, of an active subscriber: (device, subscriber).
-    pub async fn compute_donors(&self) -> Result<Vec<(Uuid, Uuid)>> {
+    /// not, busy or not, of an active subscriber.
+    pub async fn compute_donors(&self) -> Result<Vec<Donor>> {
         let rows = sqlx::query(
-            "SELECT d.id, d.subscriber_id, d.report FROM devices d JOIN subscribers s ON s.id = d.subscriber_id \
+            "SELECT d.id, d.subscriber_id, d.arch_class, d.report FROM devices d JOIN subscribers s ON s.id = d.subscriber_id \
              WHERE d.revoked_at IS NULL AND s.status = 'active' AND d.report IS NOT NULL",
         )
         .fetch_all(&self.pool)
@@ -361,10 +378,11 @@ impl Store {
             let report: Option<surplus_protocol::StatusReport> =
                 serde_json::from_str(&row.try_get::<String, _>("report")?).ok();
             if report.is_some_and(|r| r.consent.compute) {
-                donors.push((
-                    parse_uuid(&row.try_get::<String, _>("id")?)?,
-                    parse_uuid(&row.try_get::<String, _>("subscriber_id")?)?,
-                ));
+                donors.push(Donor {
+                    device_id: parse_uuid(&row.try_get::<String, _>("id")?)?,
+                    subscriber_id: parse_uuid(&row.try_get::<String, _>("subscriber_id")?)?,
+                    arch_class: row.try_get("arch_class")?,
+                });
             }
         }
         Ok(donors)
@@ -376,7 +394,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT t.id, t.job_id, t.input_name, t.input_hash, t.input_size, t.seed, t.quorum, \
              j.subscriber_id, j.own_devices, j.replicas, j.module_hash, j.module_size, j.args, \
-             j.timeout_ms, j.memory_bytes, j.output_bytes FROM tasks t JOIN jobs j ON j.id = t.job_id \
+             j.timeout_ms, j.memory_bytes, j.output_bytes, j.floats FROM tasks t JOIN jobs j ON j.id = t.job_id \
              WHERE t.state IN ('queued', 'running') AND j.state IN ('queued', 'running') \
              AND (SELECT COALESCE(SUM(c.amount_ms), 0) FROM credits c WHERE c.subscriber_id = j.subscriber_id) > 0 \
              ORDER BY j.created_at, j.id, t.position LIMIT $1",
@@ -412,6 +430,7 @@ impl Store {
                     memory_bytes: to_u64(row.try_get("memory_bytes")?),
                     output_bytes: to_u64(row.try_get("output_bytes")?),
                 },
+                floats: parse_floats(&row.try_get::<String, _>("floats")?)?,
                 runs: Vec::new(),
             });
         }
@@ -419,7 +438,7 @@ impl Store {
         // that ended between the two queries shows no runs; `assign_run` then refuses it.
         let runs = sqlx::query(
             "SELECT r.id, r.task_id, r.device_id, r.donor_id, r.state, r.output_hash, r.output_size, \
-             r.running_ms, r.outcome FROM task_runs r JOIN tasks t ON t.id = r.task_id JOIN jobs j ON j.id = t.job_id \
+             r.running_ms, r.outcome, r.arch_class FROM task_runs r JOIN tasks t ON t.id = r.task_id JOIN jobs j ON j.id = t.job_id \
              WHERE t.state IN ('queued', 'running') AND j.state IN ('queued', 'running') \
              ORDER BY r.created_at, r.id",
         )
@@ -439,7 +458,7 @@ impl Store {
     /// The runs of one task, oldest first.
     pub async fn task_runs(&self, task_id: Uuid) -> Result<Vec<RunRow>> {
         let rows = sqlx::query(
-            "SELECT id, device_id, donor_id, state, output_hash, output_size, running_ms, outcome \
+            "SELECT id, device_id, donor_id, state, output_hash, output_size, running_ms, outcome, arch_class \
              FROM task_runs WHERE task_id = $1 ORDER BY created_at, id",
         )
         .bind(task_id.to_string())
@@ -496,12 +515,13 @@ impl Store {
             args: task.args.clone(),
             seed: task.seed,
             limits: task.limits,
+            floats: task.floats,
         };
         let instruction =
             enqueue_on(&mut tx, new.device_id, Some(run), &kind, now, new.deadline).await?;
         sqlx::query(
-            "INSERT INTO task_runs (id, task_id, device_id, donor_id, instruction_id, state, deadline, created_at) \
-             VALUES ($1, $2, $3, $4, $5, 'assigned', $6, $7)",
+            "INSERT INTO task_runs (id, task_id, device_id, donor_id, instruction_id, state, deadline, created_at, arch_class) \
+             VALUES ($1, $2, $3, $4, $5, 'assigned', $6, $7, $8)",
         )
         .bind(run.to_string())
         .bind(task.id.to_string())
@@ -510,6 +530,7 @@ impl Store {
         .bind(instruction.id.to_string())
         .bind(new.deadline)
         .bind(now)
+        .bind(&new.arch_class)
         .execute(&mut *tx)
         .await?;
         sqlx::query("UPDATE jobs SET state = 'running' WHERE id = $1 AND state = 'queued'")
@@ -1062,7 +1083,7 @@ async fn end_run_on(
 }
 
 const JOB_SELECT: &str = "SELECT j.id, j.state, j.module_hash, j.args, j.replicas, j.timeout_ms, \
-     j.memory_bytes, j.own_devices, j.created_at, j.finished_at, j.deadline, j.outputs_dropped_at, \
+     j.memory_bytes, j.own_devices, j.floats, j.created_at, j.finished_at, j.deadline, j.outputs_dropped_at, \
      (SELECT COUNT(*) FROM tasks t WHERE t.job_id = j.id AND t.state = 'queued') AS queued, \
      (SELECT COUNT(*) FROM tasks t WHERE t.job_id = j.id AND t.state = 'running') AS running, \
      (SELECT COUNT(*) FROM tasks t WHERE t.job_id = j.id AND t.state = 'completed') AS completed, \
@@ -1087,6 +1108,7 @@ fn job_from_row(row: &AnyRow) -> Result<Job> {
         timeout_seconds: to_u64(row.try_get("timeout_ms")?) / 1000,
         memory_bytes: to_u64(row.try_get("memory_bytes")?),
         own_devices: row.try_get::<i64, _>("own_devices")? != 0,
+        floats: parse_floats(&row.try_get::<String, _>("floats")?)?,
         deadline: row.try_get("deadline")?,
         results_dropped_at: row.try_get("outputs_dropped_at")?,
         counts: TaskCounts {
@@ -1180,7 +1202,12 @@ fn run_from_row(row: &AnyRow) -> Result<RunRow> {
         outcome: row
             .try_get::<Option<String>, _>("outcome")?
             .and_then(|text| serde_json::from_str(&text).ok()),
+        arch_class: row.try_get("arch_class")?,
     })
+}
+
+fn parse_floats(text: &str) -> Result<Floats> {
+    Floats::parse(text).ok_or_else(|| StoreError::Corrupt(format!("bad floats {text:?}")))
 }
 
 fn parse_run_state(text: &str) -> Result<RunState> {

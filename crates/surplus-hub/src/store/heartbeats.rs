@@ -26,19 +26,20 @@ use super::{
 /// Back after a long absence: `returned_at` notes when, so that its shards are audited first.
 /// The network is noted with each new presence slot.
 const UPDATE_SET: &str = "UPDATE devices SET last_heartbeat = v.at, report = v.report, spare = v.spare, \
-     spare_storage_bytes = v.storage, compute_slots = v.slots, \
+     spare_storage_bytes = v.storage, compute_slots = v.slots, arch_class = v.arch_class, \
      returned_at = CASE WHEN devices.last_heartbeat < v.absent_before THEN v.at ELSE devices.returned_at END, \
      network = CASE WHEN v.new_slot = 1 THEN v.network ELSE devices.network END";
 
 const SQLITE_UPDATE_FROM: &str = "FROM (SELECT value ->> 'id' AS id, value ->> 'at' AS at, \
      value ->> 'report' AS report, value ->> 'spare' AS spare, value ->> 'storage' AS storage, \
      value ->> 'slots' AS slots, value ->> 'absent_before' AS absent_before, \
-     value ->> 'new_slot' AS new_slot, value ->> 'network' AS network FROM json_each($1)) AS v \
+     value ->> 'new_slot' AS new_slot, value ->> 'network' AS network, \
+     value ->> 'arch_class' AS arch_class FROM json_each($1)) AS v \
      WHERE devices.id = v.id";
 
 const POSTGRES_UPDATE_FROM: &str = "FROM jsonb_to_recordset($1::jsonb) AS v(id TEXT, at BIGINT, \
      report TEXT, spare TEXT, storage BIGINT, slots BIGINT, absent_before BIGINT, new_slot BIGINT, \
-     network TEXT) WHERE devices.id = v.id";
+     network TEXT, arch_class TEXT) WHERE devices.id = v.id";
 
 /// (`WHERE true` keeps SQLite from reading `ON CONFLICT` as part of the `SELECT`.)
 const SQLITE_INSERT_PRESENCE: &str = "INSERT INTO device_presence (device_id, slot) \
@@ -67,6 +68,7 @@ struct DeviceUpdate<'a> {
     absent_before: i64,
     new_slot: i64,
     network: Option<&'a str>,
+    arch_class: &'a str,
 }
 
 #[derive(Serialize)]
@@ -125,6 +127,7 @@ impl Store {
                     absent_before: beat.at - LONG_ABSENCE_MS,
                     new_slot: i64::from(beat.new_slot.is_some()),
                     network: beat.network.as_deref(),
+                    arch_class: &beat.arch_class,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
