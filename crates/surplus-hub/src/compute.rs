@@ -101,7 +101,8 @@ pub async fn schedule(hub: &Hub) -> Result<usize, StoreError> {
                 && !donors.contains(&c.subscriber_id)
                 && (task.own_devices || c.subscriber_id != task.submitter)
         };
-        let mut class = validation::bound_class(task.floats, &task.runs).map(str::to_owned);
+        let bound = validation::bound_class(task.floats, &task.runs).map(str::to_owned);
+        let mut class = bound.clone();
         if class.is_none() && task.floats == Floats::Native {
             class = validation::roomiest_class(
                 candidates
@@ -160,10 +161,9 @@ pub async fn schedule(hub: &Hub) -> Result<usize, StoreError> {
                 None => donating.insert(store.compute_donors().await?),
             };
             // Only donors of the class the task is bound to could help it.
-            let bound = validation::bound_class(task.floats, &task.runs);
             let eligible: Vec<(Uuid, Uuid)> = donating
                 .iter()
-                .filter(|d| bound.is_none_or(|class| class == d.arch_class))
+                .filter(|d| bound.as_ref().is_none_or(|class| *class == d.arch_class))
                 .map(|d| (d.device_id, d.subscriber_id))
                 .collect();
             if validation::no_donor_left(&eligible, &task.runs, task.submitter, task.own_devices) {
