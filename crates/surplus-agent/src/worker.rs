@@ -169,9 +169,9 @@ struct Shared {
     on_battery: Mutex<Option<bool>>,
     /// The machine's logical cores at the latest full sample (0 before the first).
     cores: std::sync::atomic::AtomicU32,
-    /// Whether a request to the hub failed to reach it since the vault was last checked against
-    /// what the hub knows (`garbage`): a hub restored from a backup was away.
-    out_of_touch: std::sync::atomic::AtomicBool,
+    /// Requests that failed to reach the hub: after one, the vault is checked again against what
+    /// the hub knows (`garbage`), since a hub restored from a backup was away.
+    failures: garbage::Failures,
 }
 
 impl Shared {
@@ -412,7 +412,7 @@ impl Worker {
             compute: crate::compute::Compute::new(data_dir),
             on_battery: Mutex::new(None),
             cores: std::sync::atomic::AtomicU32::new(0),
-            out_of_touch: std::sync::atomic::AtomicBool::new(false),
+            failures: garbage::Failures::default(),
         });
         tracing::info!(device_id = %device.device_id, %hub, "agent starting");
         Ok(Worker {
@@ -765,9 +765,8 @@ async fn report_loop(
     let mut away = None;
     let mut next_heartbeat = tokio::time::Instant::now();
     let mut history_at: Option<UnixMillis> = None;
-    // When the vault was last checked against what the hub knows; and whether the hub was out of
-    // touch since (a hub restored from a backup was).
-    let mut collected_at: Option<tokio::time::Instant> = None;
+    // When the vault is next checked against what the hub knows.
+    let mut collection = garbage::Due::default();
     let mut watch = tokio::time::interval(options.watch_interval);
     watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -822,6 +821,7 @@ async fn report_loop(
                     source: std::io::Error::other(e),
                 })?
         };
+        let failed_before = shared.failures.so_far();
         match shared.client.heartbeat(&shared.token, &report).await {
             Ok(response) => {
                 backoff.reset();
@@ -836,11 +836,7 @@ async fn report_loop(
                     state.handover = response.handover;
                     state.vault = Some(report.vault.clone());
                 });
-                let was_away = shared
-                    .out_of_touch
-                    .swap(false, std::sync::atomic::Ordering::Relaxed);
-                if was_away || collected_at.is_none_or(|at| at.elapsed() >= garbage::INTERVAL) {
-                    collected_at = Some(tokio::time::Instant::now());
+                if collection.answered(failed_before, tokio::time::Instant::now()) {
                     tokio::spawn(garbage::collect(shared.clone()));
                 }
                 // The chart's history takes a point a quarter of an hour: the file is only
@@ -868,9 +864,7 @@ async fn report_loop(
                 if let Some(fatal) = fatal(&error) {
                     return Err(fatal);
                 }
-                shared
-                    .out_of_touch
-                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                shared.failures.count();
                 let wait = backoff.step().min(interval);
                 tracing::warn!(%error, retry_in = ?wait, "heartbeat failed");
                 next_heartbeat = tokio::time::Instant::now() + wait;
@@ -930,9 +924,7 @@ async fn execute_loop(
                     transfer_task.abort();
                     return Err(fatal);
                 }
-                shared
-                    .out_of_touch
-                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                shared.failures.count();
                 let wait = backoff.step();
                 tracing::warn!(%error, retry_in = ?wait, "polling for instructions failed");
                 tokio::select! {

@@ -7,9 +7,15 @@
 //! blob it stored before asking to the vault's trash. The trash keeps them for a week, counted as
 //! used, and gives one back if the hub asks for it: a wrong answer from the hub loses nothing at
 //! once.
+//!
+//! "After a reconnection" means after an answer to a heartbeat *sent* once a request had failed:
+//! a heartbeat in flight while a hub shuts down may still be answered by it, and a collection
+//! started on that answer would ask the old hub, or nobody ([`Due`]). A collection that could
+//! not ask counts as a failed request, so the next answered heartbeat tries again.
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use surplus_protocol::is_blob_hash;
@@ -17,7 +23,7 @@ use surplus_protocol::is_blob_hash;
 use super::{Shared, with_vault};
 
 /// How often the agent checks without a reason to.
-pub(super) const INTERVAL: Duration = Duration::from_secs(24 * 3600);
+const INTERVAL: Duration = Duration::from_secs(24 * 3600);
 
 /// How long a blob stays in the trash.
 const TRASH_KEEPS: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -27,13 +33,52 @@ const TRASH_KEEPS: Duration = Duration::from_secs(7 * 24 * 3600);
 /// (2 s on FAT), so blobs written this shortly before asking are left for the next time.
 const MARGIN: Duration = Duration::from_secs(5);
 
+/// Requests that failed to reach the hub, counted: the agent's loops count each failure, and
+/// the report loop reads the count before each heartbeat it sends.
+#[derive(Debug, Default)]
+pub(super) struct Failures(AtomicU64);
+
+impl Failures {
+    /// A request failed to reach the hub (or a collection could not ask it).
+    pub(super) fn count(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub(super) fn so_far(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// When a collection is due: on the first answered heartbeat, on one sent after a failure that
+/// no collection has followed yet, and a day after the last.
+#[derive(Debug, Default)]
+pub(super) struct Due {
+    /// The failures counted before the heartbeat that started the last collection, and when.
+    last: Option<(u64, tokio::time::Instant)>,
+}
+
+impl Due {
+    /// A heartbeat was answered: `failed_before` is [`Failures::so_far`] read before it was sent.
+    /// True when a collection is due now (and is then counted as started).
+    pub(super) fn answered(&mut self, failed_before: u64, now: tokio::time::Instant) -> bool {
+        let due = self.last.is_none_or(|(failed, at)| {
+            failed_before > failed || now.duration_since(at) >= INTERVAL
+        });
+        if due {
+            self.last = Some((failed_before, now));
+        }
+        due
+    }
+}
+
 /// One collection: ask the hub, then trash what it does not know and empty what expired.
 pub(super) async fn collect(shared: Arc<Shared>) {
     let asked_at = SystemTime::now();
     let list = match shared.client.retain(&shared.token).await {
         Ok(list) => list,
         Err(error) => {
-            tracing::warn!(%error, "asking the hub which blobs to keep");
+            tracing::warn!(%error, "asking the hub which blobs to keep; trying again after the next heartbeat");
+            shared.failures.count();
             return;
         }
     };
@@ -69,5 +114,52 @@ pub(super) async fn collect(shared: Arc<Shared>) {
             }
         }
         Some(Err(error)) => tracing::warn!(%error, "letting go of blobs the hub does not know"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_collection_is_due_first_then_after_a_failure_then_daily() {
+        let failures = Failures::default();
+        let mut due = Due::default();
+        let start = tokio::time::Instant::now();
+        assert!(
+            due.answered(failures.so_far(), start),
+            "once after starting"
+        );
+        assert!(!due.answered(failures.so_far(), start));
+
+        failures.count();
+        assert!(due.answered(failures.so_far(), start), "back in touch");
+        assert!(!due.answered(failures.so_far(), start), "only once for it");
+
+        let a_day_on = start + INTERVAL;
+        assert!(due.answered(failures.so_far(), a_day_on));
+        assert!(!due.answered(failures.so_far(), a_day_on));
+    }
+
+    /// The race a hub restored from its backup met: a heartbeat is sent to the old hub, the
+    /// instruction poll fails as that hub shuts down, and the old hub still answers the
+    /// heartbeat. That answer is no sign the hub is back; the next one is.
+    #[test]
+    fn an_answer_to_a_heartbeat_sent_before_a_failure_is_not_a_reconnection() {
+        let failures = Failures::default();
+        let mut due = Due::default();
+        let now = tokio::time::Instant::now();
+        assert!(due.answered(failures.so_far(), now));
+
+        let sent_with = failures.so_far();
+        failures.count();
+        assert!(
+            !due.answered(sent_with, now),
+            "answered by the hub going away"
+        );
+        assert!(
+            due.answered(failures.so_far(), now),
+            "answered by the hub back"
+        );
     }
 }
