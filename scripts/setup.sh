@@ -1,6 +1,14 @@
 # Shared by scripts/demo and scripts/test: checks the toolchain and installs the system packages a
 # fresh Debian or Ubuntu machine lacks. Sourced, not run.
 
+# Starts a stage of a run, with the seconds since the run began: the log then shows where a run's
+# time goes. Scripts that scripts/test runs count from its start.
+: "${SURPLUS_RUN_STARTED:=$(date +%s)}"
+export SURPLUS_RUN_STARTED
+stage() {
+  echo "== [$(($(date +%s) - SURPLUS_RUN_STARTED)) s] $*"
+}
+
 # Installs Debian packages that are missing, as root through apt, or says exactly what to install.
 need_packages() {
   local missing=()
