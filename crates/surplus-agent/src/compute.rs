@@ -62,6 +62,8 @@ pub struct Compute {
     /// Woken when a task is admitted, so that the guard sleeps while nothing runs.
     admitted: Notify,
     corrupt: bool,
+    /// How to start a task's own process, when tasks run in processes of their own.
+    runner: Option<surplus_sandbox::Runner>,
 }
 
 impl std::fmt::Debug for Compute {
@@ -71,6 +73,15 @@ impl std::fmt::Debug for Compute {
             .field("running", &self.running())
             .finish_non_exhaustive()
     }
+}
+
+pub use surplus_sandbox::Runner;
+
+/// Runs the one compute task that standard input asks for, in this process of its own: the body
+/// of the argument a [`surplus_sandbox::Runner`] gives the program that embeds the agent.
+#[cfg(unix)]
+pub fn serve_task() -> std::process::ExitCode {
+    surplus_sandbox::isolated::serve()
 }
 
 /// Why the machine's compute is not free now, if it is not.
@@ -135,7 +146,9 @@ pub fn local_minute() -> u16 {
 }
 
 impl Compute {
-    pub fn new(data_dir: &Path) -> Compute {
+    /// Compute in `data_dir`; tasks in processes of their own started by `runner`, if given
+    /// (on Unix).
+    pub fn new(data_dir: &Path, runner: Option<surplus_sandbox::Runner>) -> Compute {
         // Compiled out of a build without the feature: a shipped binary never reads it.
         #[cfg(feature = "test-hooks")]
         let corrupt = std::env::var_os(CORRUPT_OUTPUTS_ENV).is_some_and(|v| !v.is_empty());
@@ -151,16 +164,31 @@ impl Compute {
             cancels: Mutex::new(HashMap::new()),
             admitted: Notify::new(),
             corrupt,
+            runner,
         }
     }
 
-    /// The sandbox, made on first use (its engine and ticker cost nothing until a task comes).
+    /// The sandbox, made on first use (its engines cost nothing until a task comes). On Unix,
+    /// given a runner, each task runs in a process of its own, at nearly native speed; otherwise
+    /// tasks run here, with epoch checks.
     pub fn sandbox(&self) -> Result<Arc<Sandbox>, surplus_sandbox::SandboxError> {
         let mut slot = self.sandbox.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(sandbox) = slot.as_ref() {
             return Ok(sandbox.clone());
         }
-        let sandbox = Arc::new(Sandbox::new(Some(&self.dir.join("cache")))?);
+        let cache = self.dir.join("cache");
+        let sandbox = match self.runner.clone() {
+            #[cfg(unix)]
+            Some(runner) => {
+                tracing::info!(runner = %runner.program.display(), "compute tasks run in processes of their own");
+                Sandbox::isolated(Some(&cache), runner)?
+            }
+            _ => {
+                tracing::info!("compute tasks run in the agent's process, with epoch checks");
+                Sandbox::new(Some(&cache))?
+            }
+        };
+        let sandbox = Arc::new(sandbox);
         *slot = Some(sandbox.clone());
         Ok(sandbox)
     }
@@ -543,7 +571,7 @@ mod tests {
     #[test]
     fn no_more_tasks_run_at_once_than_the_user_lends_cores_for() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let compute = Compute::new(dir.path());
+        let compute = Compute::new(dir.path(), None);
         let (first, second, third) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
         assert!(compute.admit(first, 2).is_ok());
         assert!(compute.admit(second, 2).is_ok());
@@ -560,7 +588,7 @@ mod tests {
             .remove(&first);
         assert!(compute.admit(third, 2).is_ok());
         // Two threads racing for the last place: exactly one gets it.
-        let compute = std::sync::Arc::new(Compute::new(dir.path()));
+        let compute = std::sync::Arc::new(Compute::new(dir.path(), None));
         let taken: usize = (0..8)
             .map(|_| {
                 let compute = compute.clone();

@@ -132,6 +132,10 @@ pub struct WorkerOptions {
     pub backup_interval: Duration,
     /// Whether this worker backs the chosen folders up (not while `surplus leave` hands over).
     pub backups: bool,
+    /// How to start a compute task's own process (on Unix): the program that embeds the agent,
+    /// with an argument that makes it run one task ([`crate::compute::serve_task`]). Without
+    /// one, tasks run in the agent's process, with epoch checks.
+    pub task_runner: Option<surplus_sandbox::Runner>,
 }
 
 impl Default for WorkerOptions {
@@ -143,6 +147,7 @@ impl Default for WorkerOptions {
             backup_debounce: Duration::from_secs(30),
             backup_interval: Duration::from_secs(3600),
             backups: true,
+            task_runner: None,
         }
     }
 }
@@ -409,7 +414,7 @@ impl Worker {
             report_now: Notify::new(),
             settings_changed: Notify::new(),
             backup_now: Notify::new(),
-            compute: crate::compute::Compute::new(data_dir),
+            compute: crate::compute::Compute::new(data_dir, options.task_runner.clone()),
             on_battery: Mutex::new(None),
             cores: std::sync::atomic::AtomicU32::new(0),
             failures: garbage::Failures::default(),

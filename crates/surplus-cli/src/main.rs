@@ -175,6 +175,13 @@ enum Command {
     },
     /// Run the agent in the foreground: heartbeats and the hub's instructions.
     Agent,
+    /// Run one compute task, sent by the agent on standard input, in this process of its own.
+    #[command(hide = true)]
+    RunTask {
+        /// The agent that started this process: the task ends if the agent is gone.
+        #[arg(long)]
+        parent: Option<u32>,
+    },
     /// Stop donating for good: hand everything this device holds for others over to other
     /// holders (nothing is deleted before its new copy is confirmed), then deregister the device.
     /// Exits 0 once nothing of anyone else's is left on it.
@@ -319,6 +326,11 @@ fn on_off(text: &str) -> Result<bool, String> {
 fn main() -> ExitCode {
     quiet_on_broken_pipe();
     let cli = Cli::parse();
+    // A task's own process: nothing of the CLI's set-up, no logging, no data folder.
+    #[cfg(unix)]
+    if let Command::RunTask { .. } = cli.command {
+        return surplus_agent::compute::serve_task();
+    }
     let default_level = if matches!(cli.command, Command::Agent) {
         "info"
     } else {
@@ -657,6 +669,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Verify { wait, json } => verify(&context, wait, json).await,
         Command::Agent => agent(&context).await,
+        // Served before anything else in `main` where tasks run in processes of their own.
+        Command::RunTask { .. } => {
+            anyhow::bail!("tasks run in processes of their own on Unix only")
+        }
         Command::Leave { wait } => leave(&context, wait).await,
     }
 }
@@ -1595,7 +1611,17 @@ async fn verify(context: &Local, wait: Duration, json: bool) -> anyhow::Result<(
 
 async fn agent(context: &Local) -> anyhow::Result<()> {
     let probe = Box::new(OverrideProbe::from_env(SystemProbe::new()));
-    let mut options = WorkerOptions::default();
+    let mut options = WorkerOptions {
+        // Each compute task runs in a process of its own: this program, run as `run-task`.
+        task_runner: std::env::current_exe()
+            .ok()
+            .filter(|_| cfg!(unix))
+            .map(|program| surplus_agent::compute::Runner {
+                program,
+                args: vec!["run-task".to_owned()],
+            }),
+        ..WorkerOptions::default()
+    };
     // How long the agent waits after a change in a backed-up folder before backing it up.
     if let Some(seconds) = std::env::var("SURPLUS_BACKUP_DEBOUNCE_SECONDS")
         .ok()

@@ -15,6 +15,10 @@
 //!   module that returns at once), median and p99;
 //! - the pause latency: from setting `paused` to the task being counted by `paused_tasks()`.
 //!
+//! The sandbox is the one the agent uses on Unix: each task in a process of its own, started
+//! from `surplus-task` next to this program (built beside it), with a compiled-code cache; or,
+//! without `surplus-task`, the in-process sandbox with epoch checks. The first line says which.
+//!
 //!   bench_compute NATIVE_DIR WASM_DIR [PRIMES_RANGE [MANDELBROT_INPUT]]
 //!
 //! NATIVE_DIR holds `primes` and `mandelbrot` built for the host (`cargo build --release
@@ -58,7 +62,7 @@ fn main() -> Result<()> {
         .worker_threads(1)
         .enable_all()
         .build()?;
-    let sandbox = Arc::new(Sandbox::new(None)?);
+    let sandbox = Arc::new(sandbox_as_the_agent_has_it(&work.path().join("cache"))?);
     let limits = Limits {
         memory_bytes: 256 << 20,
         timeout: Duration::from_secs(600),
@@ -180,6 +184,34 @@ fn main() -> Result<()> {
         TICK.as_millis()
     );
     Ok(())
+}
+
+/// The sandbox as the agent makes it: each task in a process of its own on Unix, when
+/// `surplus-task` is next to this program.
+fn sandbox_as_the_agent_has_it(cache: &Path) -> Result<Sandbox> {
+    #[cfg(unix)]
+    {
+        let exe = std::env::current_exe()?;
+        // Examples are built in `examples/` beside the package's binaries.
+        let runner = exe
+            .parent()
+            .and_then(Path::parent)
+            .map(|dir| dir.join("surplus-task"))
+            .filter(|path| path.is_file());
+        if let Some(program) = runner {
+            println!(
+                "== the sandbox: each task in a process of its own ({}), no epoch checks",
+                program.display()
+            );
+            let runner = surplus_sandbox::Runner {
+                program,
+                args: Vec::new(),
+            };
+            return Ok(Sandbox::isolated(Some(cache), runner)?);
+        }
+    }
+    println!("== the sandbox: tasks in this process, with epoch checks");
+    Ok(Sandbox::new(None)?)
 }
 
 /// An example job, natively and in the sandbox, on one input.

@@ -30,6 +30,15 @@
 //!
 //! Compiled modules are kept by the hash of their bytes, so a task of a module seen before starts
 //! without compiling.
+//!
+//! On Unix, a sandbox made with [`Sandbox::isolated`] runs each task in a process of its own
+//! ([`isolated`]), compiled without epoch checks: the operating system pauses it (`SIGSTOP`,
+//! `SIGCONT`) and ends it at its budget (`SIGKILL`). The checks cost float-heavy loops about
+//! twice their native time, because the call on their slow path makes Cranelift keep the loop's
+//! values on the stack; without them, the examples run within a few percent of native.
+
+#[cfg(unix)]
+pub mod isolated;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -62,7 +71,9 @@ const WASI_MODULE: &str = "wasi_snapshot_preview1";
 
 /// How a program's floating point must agree with runs of it elsewhere. Each has an engine of
 /// its own: NaN canonicalisation is compiled into the code.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum Floats {
     /// The same bits on every architecture: every float operation's NaN result is canonicalised.
     #[default]
@@ -91,6 +102,14 @@ impl Default for Limits {
             output_bytes: 64 << 20,
         }
     }
+}
+
+/// How to start a task's process ([`Sandbox::isolated`]): a program that calls
+/// [`isolated::serve`] (the agent's own, with an argument that says so), and its arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Runner {
+    pub program: PathBuf,
+    pub args: Vec<String>,
 }
 
 /// One task: its input file `input_name` in `input_dir` (a directory of the task's own, holding
@@ -125,7 +144,7 @@ impl Task {
 }
 
 /// How a run ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Outcome {
     /// It exited with status 0: its output is the result.
     Success,
@@ -176,6 +195,9 @@ pub enum SandboxError {
 #[derive(Clone)]
 pub struct Program {
     module: InstancePre<TaskState>,
+    /// The module's bytes, for a task's own process to compile (from the cache, if the sandbox
+    /// has one).
+    bytes: Arc<[u8]>,
     pub hash: String,
     pub floats: Floats,
 }
@@ -198,10 +220,16 @@ pub struct Sandbox {
     portable: Engined,
     native: Engined,
     programs: Mutex<HashMap<(String, Floats), Program>>,
+    /// Advances the engines' epochs, when their code checks them.
     ticker: Option<std::thread::JoinHandle<()>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
     /// How many tasks are paused right now.
     paused: Arc<AtomicUsize>,
+    /// Where compiled code is kept across runs and processes.
+    cache_dir: Option<PathBuf>,
+    /// Runs each task in a process of its own, when set.
+    #[cfg(unix)]
+    runner: Option<Runner>,
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -345,12 +373,17 @@ impl Budget {
 }
 
 impl Engined {
-    /// An engine with the sandbox's code generation: epoch checks, deterministic relaxed SIMD,
-    /// one memory at most, and NaNs canonicalised for [`Floats::Portable`].
-    fn new(floats: Floats, cache: Option<wasmtime::Cache>) -> Result<Engined, SandboxError> {
+    /// An engine with the sandbox's code generation: deterministic relaxed SIMD, one memory at
+    /// most, NaNs canonicalised for [`Floats::Portable`], and epoch checks when the sandbox
+    /// interrupts tasks itself (`epochs`) rather than through the operating system.
+    fn new(
+        floats: Floats,
+        cache: Option<wasmtime::Cache>,
+        epochs: bool,
+    ) -> Result<Engined, SandboxError> {
         let mut config = Config::new();
         config
-            .epoch_interruption(true)
+            .epoch_interruption(epochs)
             .cranelift_nan_canonicalization(floats == Floats::Portable)
             .relaxed_simd_deterministic(true)
             .wasm_multi_memory(false)
@@ -371,6 +404,28 @@ impl Sandbox {
     /// A sandbox with its own engine and epoch ticker; `cache_dir` keeps compiled code across
     /// restarts (wasmtime's own cache, keyed by the module's bytes and the engine).
     pub fn new(cache_dir: Option<&Path>) -> Result<Sandbox, SandboxError> {
+        Sandbox::build(cache_dir, true)
+    }
+
+    /// A sandbox that runs each task in a process of its own, started by `runner`: a program
+    /// that calls [`isolated::serve`]. Its code has no epoch checks.
+    #[cfg(unix)]
+    pub fn isolated(cache_dir: Option<&Path>, runner: Runner) -> Result<Sandbox, SandboxError> {
+        let mut sandbox = Sandbox::build(cache_dir, false)?;
+        sandbox.runner = Some(runner);
+        Ok(sandbox)
+    }
+
+    /// Whether tasks run in processes of their own.
+    pub fn is_isolated(&self) -> bool {
+        #[cfg(unix)]
+        return self.runner.is_some();
+        #[cfg(not(unix))]
+        false
+    }
+
+    /// The engines, with epoch checks and their ticker when `epochs`.
+    fn build(cache_dir: Option<&Path>, epochs: bool) -> Result<Sandbox, SandboxError> {
         let cache = match cache_dir {
             Some(dir) => {
                 std::fs::create_dir_all(dir).map_err(|source| SandboxError::Io {
@@ -383,10 +438,12 @@ impl Sandbox {
             }
             None => None,
         };
-        let portable = Engined::new(Floats::Portable, cache.clone())?;
-        let native = Engined::new(Floats::Native, cache)?;
+        let portable = Engined::new(Floats::Portable, cache.clone(), epochs)?;
+        let native = Engined::new(Floats::Native, cache, epochs)?;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let ticker = {
+        let ticker = if !epochs {
+            None
+        } else {
             let engines = [portable.engine.clone(), native.engine.clone()];
             let stop = stop.clone();
             std::thread::Builder::new()
@@ -399,15 +456,19 @@ impl Sandbox {
                         }
                     }
                 })
+                .map(Some)
                 .map_err(|e| SandboxError::Engine(e.to_string()))?
         };
         Ok(Sandbox {
             portable,
             native,
             programs: Mutex::new(HashMap::new()),
-            ticker: Some(ticker),
+            ticker,
             stop,
             paused: Arc::new(AtomicUsize::new(0)),
+            cache_dir: cache_dir.map(Path::to_owned),
+            #[cfg(unix)]
+            runner: None,
         })
     }
 
@@ -468,6 +529,7 @@ impl Sandbox {
         let (hash, floats) = key;
         let program = Program {
             module,
+            bytes: bytes.into(),
             hash,
             floats,
         };
@@ -478,9 +540,25 @@ impl Sandbox {
         Ok(program)
     }
 
-    /// Runs one task. `paused` pauses it (within a tick) while it is true; the task resumes
-    /// where it stopped when it turns false again.
+    /// Runs one task. `paused` pauses it (within a tick, or at once in a process of its own)
+    /// while it is true; the task resumes where it stopped when it turns false again.
     pub async fn run(
+        &self,
+        program: &Program,
+        task: &Task,
+        limits: Limits,
+        paused: watch::Receiver<bool>,
+    ) -> Result<Run, SandboxError> {
+        #[cfg(unix)]
+        if let Some(runner) = &self.runner {
+            return isolated::run(self, runner, program, task, limits, paused).await;
+        }
+        self.run_here(program, task, limits, paused).await
+    }
+
+    /// Runs one task in this process. Without epoch checks, nothing pauses or stops it: the
+    /// process it runs in is paused and stopped from outside.
+    async fn run_here(
         &self,
         program: &Program,
         task: &Task,
@@ -526,8 +604,8 @@ impl Sandbox {
             running: Duration::ZERO,
             timed_out: false,
         }));
-        store.set_epoch_deadline(1);
-        {
+        if self.ticker.is_some() {
+            store.set_epoch_deadline(1);
             let budget = budget.clone();
             let timeout = limits.timeout;
             let paused_tasks = self.paused.clone();
