@@ -119,7 +119,7 @@ fn main() -> Result<()> {
     println!(
         "note: primes (a sieve: each inner-loop step is a store and an add) is the tight-loop \
          worst case for the epoch checks, one at every loop back-edge, which pausing and time \
-         budgets rely on"
+         budgets rely on in a sandbox that runs tasks in its own process"
     );
     println!(
         "note: NaN canonicalization (so that NaN bits agree on x86 and Arm), which only jobs \
@@ -325,7 +325,7 @@ impl Kernel {
         let bytes = std::fs::read(&self.wasm)?;
         let input = std::fs::read(&self.input)?;
         let mut line = format!(
-            "{}: the sandbox, epochs {:.3} s ({:.2}x)",
+            "{}: the sandbox {:.3} s ({:.2}x)",
             self.job,
             measured.wasm.as_secs_f64(),
             measured.ratio()

@@ -143,7 +143,8 @@ fn stdin_error(source: std::io::Error) -> SandboxError {
 }
 
 fn run_request(request: &Request, module: &[u8]) -> Result<Run, SandboxError> {
-    let sandbox = Sandbox::build(request.cache_dir.as_deref(), false)?;
+    // One engine, for the task's kind of floats: each costs start-up time.
+    let sandbox = Sandbox::build(request.cache_dir.as_deref(), false, &[request.floats])?;
     let program = sandbox.program(module, request.floats)?;
     let task = Task {
         input_dir: request.input_dir.clone(),

@@ -217,8 +217,9 @@ struct Engined {
 /// The engines (one for each kind of [`Floats`]), their compiled modules, and the ticker that
 /// drives time budgets and pauses.
 pub struct Sandbox {
-    portable: Engined,
-    native: Engined,
+    /// The engine for each kind of floats this sandbox runs (a task's own process needs one).
+    portable: Option<Engined>,
+    native: Option<Engined>,
     programs: Mutex<HashMap<(String, Floats), Program>>,
     /// Advances the engines' epochs, when their code checks them.
     ticker: Option<std::thread::JoinHandle<()>>,
@@ -404,14 +405,14 @@ impl Sandbox {
     /// A sandbox with its own engine and epoch ticker; `cache_dir` keeps compiled code across
     /// restarts (wasmtime's own cache, keyed by the module's bytes and the engine).
     pub fn new(cache_dir: Option<&Path>) -> Result<Sandbox, SandboxError> {
-        Sandbox::build(cache_dir, true)
+        Sandbox::build(cache_dir, true, &[Floats::Portable, Floats::Native])
     }
 
     /// A sandbox that runs each task in a process of its own, started by `runner`: a program
     /// that calls [`isolated::serve`]. Its code has no epoch checks.
     #[cfg(unix)]
     pub fn isolated(cache_dir: Option<&Path>, runner: Runner) -> Result<Sandbox, SandboxError> {
-        let mut sandbox = Sandbox::build(cache_dir, false)?;
+        let mut sandbox = Sandbox::build(cache_dir, false, &[Floats::Portable, Floats::Native])?;
         sandbox.runner = Some(runner);
         Ok(sandbox)
     }
@@ -424,8 +425,12 @@ impl Sandbox {
         false
     }
 
-    /// The engines, with epoch checks and their ticker when `epochs`.
-    fn build(cache_dir: Option<&Path>, epochs: bool) -> Result<Sandbox, SandboxError> {
+    /// The engines for `kinds` of floats, with epoch checks and their ticker when `epochs`.
+    fn build(
+        cache_dir: Option<&Path>,
+        epochs: bool,
+        kinds: &[Floats],
+    ) -> Result<Sandbox, SandboxError> {
         let cache = match cache_dir {
             Some(dir) => {
                 std::fs::create_dir_all(dir).map_err(|source| SandboxError::Io {
@@ -438,13 +443,23 @@ impl Sandbox {
             }
             None => None,
         };
-        let portable = Engined::new(Floats::Portable, cache.clone(), epochs)?;
-        let native = Engined::new(Floats::Native, cache, epochs)?;
+        let engined = |floats: Floats| -> Result<Option<Engined>, SandboxError> {
+            kinds
+                .contains(&floats)
+                .then(|| Engined::new(floats, cache.clone(), epochs))
+                .transpose()
+        };
+        let portable = engined(Floats::Portable)?;
+        let native = engined(Floats::Native)?;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let ticker = if !epochs {
             None
         } else {
-            let engines = [portable.engine.clone(), native.engine.clone()];
+            let engines: Vec<Engine> = [&portable, &native]
+                .into_iter()
+                .flatten()
+                .map(|engined| engined.engine.clone())
+                .collect();
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name("surplus-sandbox-ticker".into())
@@ -507,6 +522,9 @@ impl Sandbox {
             Floats::Portable => &self.portable,
             Floats::Native => &self.native,
         };
+        let engined = engined.as_ref().ok_or_else(|| {
+            SandboxError::Engine(format!("this sandbox has no engine for {floats:?} floats"))
+        })?;
         let module = Module::from_binary(&engined.engine, bytes)
             .map_err(|e| SandboxError::InvalidModule(format!("{e:#}")))?;
         if module.get_export("_start").is_none() {
