@@ -271,14 +271,17 @@ pub(crate) async fn run(
                 .map_or(Duration::ZERO, |(since, _)| since.elapsed()),
     );
     drop(held);
-    if let Ended::OutOfTime = ended {
-        let _ = child.kill().await;
-        return Ok(Run {
-            outcome: Outcome::Timeout,
-            output: Vec::new(),
-            running,
-        });
-    }
+    let status = match ended {
+        Ended::Exited(status) => status,
+        Ended::OutOfTime => {
+            let _ = child.kill().await;
+            return Ok(Run {
+                outcome: Outcome::Timeout,
+                output: Vec::new(),
+                running,
+            });
+        }
+    };
     let _ = feeding.await;
     let answer = match reading.await {
         Ok(Ok(answer)) => answer,
@@ -290,10 +293,9 @@ pub(crate) async fn run(
         .position(|&b| b == b'\n')
         .map(|at| (&answer[..at], &answer[at + 1..]))
     else {
-        let status = match ended {
-            Ended::Exited(Ok(status)) => status.to_string(),
-            Ended::Exited(Err(error)) => error.to_string(),
-            Ended::OutOfTime => unreachable!("handled above"),
+        let status = match status {
+            Ok(status) => status.to_string(),
+            Err(error) => error.to_string(),
         };
         return Ok(Run {
             outcome: Outcome::Trap(format!(
