@@ -1,11 +1,12 @@
-//! The agent core's worker, on a tokio runtime of its own in a background thread: the tray app
-//! donates exactly as the headless agent does.
+//! The agent core's worker, on a tokio runtime of its own in a background thread of the tray
+//! process: the tray app donates exactly as the headless agent does.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use surplus_agent::compute::Runner;
 use surplus_agent::probe::{OverrideProbe, SystemProbe};
 use surplus_agent::worker::{Worker, WorkerHandle, WorkerOptions};
 use tokio::sync::watch;
@@ -18,8 +19,9 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Starts the worker of the device registered in `data_dir`.
-    pub fn start(data_dir: &Path) -> anyhow::Result<Agent> {
+    /// Starts the worker of the device registered in `data_dir`; it runs each compute task with
+    /// `task_runner` when there is one, and in this process when not.
+    pub fn start(data_dir: &Path, task_runner: Option<Runner>) -> anyhow::Result<Agent> {
         let (shutdown, stop) = watch::channel(false);
         let (ready, started) = mpsc::channel();
         let data_dir: PathBuf = data_dir.to_owned();
@@ -40,8 +42,11 @@ impl Agent {
                 };
                 runtime.block_on(async move {
                     let probe = Box::new(OverrideProbe::from_env(SystemProbe::new()));
-                    let worker = match Worker::new(&data_dir, None, probe, WorkerOptions::default())
-                    {
+                    let options = WorkerOptions {
+                        task_runner,
+                        ..WorkerOptions::default()
+                    };
+                    let worker = match Worker::new(&data_dir, None, probe, options) {
                         Ok(worker) => worker,
                         Err(error) => {
                             let _ = ready.send(Err(error.into()));

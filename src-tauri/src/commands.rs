@@ -11,11 +11,11 @@ use surplus_agent::control::{
 };
 use surplus_agent::settings::Settings;
 use surplus_agent::worker::{AgentState, now_ms};
-use surplus_protocol::PauseState;
+use surplus_desktop::autostart;
+use surplus_desktop::link::Message;
 use tauri::{AppHandle, Emitter, Manager, State};
-use tauri_plugin_autostart::ManagerExt as _;
 
-use crate::{Shell, lock};
+use crate::Shell;
 
 type Answer<T> = Result<T, String>;
 
@@ -68,7 +68,7 @@ pub struct Overview {
 }
 
 #[tauri::command]
-fn overview(app: AppHandle, shell: State<'_, Shell>) -> Answer<Overview> {
+fn overview(shell: State<'_, Shell>) -> Answer<Overview> {
     let (tray, state, settings) = shell.status();
     let email = shell
         .control
@@ -78,7 +78,7 @@ fn overview(app: AppHandle, shell: State<'_, Shell>) -> Answer<Overview> {
         .map(|s| s.email);
     Ok(Overview {
         registered: shell.registered.load(std::sync::atomic::Ordering::SeqCst),
-        wizard_done: shell.wizard_done(),
+        wizard_done: surplus_desktop::wizard_done(shell.data_dir()),
         email,
         hub_url: settings
             .hub_url
@@ -89,7 +89,7 @@ fn overview(app: AppHandle, shell: State<'_, Shell>) -> Answer<Overview> {
             .clone()
             .unwrap_or_else(control::host_name),
         has_backup_key: shell.control.has_backup_key(),
-        autostart: app.autolaunch().is_enabled().unwrap_or(false),
+        autostart: autostart::is_enabled(),
         data_dir: shell.control.data_dir().to_owned(),
         restore_to: control::default_restore_dir(),
         settings,
@@ -112,14 +112,15 @@ fn suggested_folders() -> Vec<PathBuf> {
 #[tauri::command]
 async fn enroll(shell: State<'_, Shell>, enrollment: Enrollment) -> Answer<Enrolled> {
     let enrolled = shell.control.enroll(enrollment).await.map_err(text)?;
-    shell.start_agent();
+    shell.registered.store(true, Ordering::SeqCst);
+    shell.tell_if_running(&Message::Enrolled);
     Ok(enrolled)
 }
 
 #[tauri::command]
 fn apply(shell: State<'_, Shell>, choices: Choices) -> Answer<Settings> {
     let settings = shell.control.apply(choices).map_err(text)?;
-    shell.settings_changed();
+    shell.tell_if_running(&Message::SettingsChanged);
     Ok(settings)
 }
 
@@ -147,8 +148,8 @@ async fn set_recovery_passphrase(
         .await
         .map_err(text)?;
     // Backups waiting for the key can start.
-    if let Some(agent) = lock(&shell.agent).as_ref() {
-        agent.handle().back_up_now();
+    if shell.registered.load(Ordering::SeqCst) {
+        shell.tell_if_running(&Message::BackUpNow);
     }
     Ok(too_weak)
 }
@@ -172,80 +173,38 @@ async fn log_out_everywhere(shell: State<'_, Shell>) -> Answer<()> {
 
 /// The wizard's last page: start at login (unless the user said no) and take the first backup.
 #[tauri::command]
-fn finish_wizard(app: AppHandle, shell: State<'_, Shell>, autostart: bool) -> Answer<()> {
-    set_autostart(app, autostart)?;
-    shell.set_wizard_done().map_err(text)?;
-    shell.start_agent();
-    if let Some(agent) = lock(&shell.agent).as_ref() {
-        agent.handle().settings_changed();
-        agent.handle().back_up_now();
-    }
+fn finish_wizard(shell: State<'_, Shell>, autostart: bool) -> Answer<()> {
+    set_autostart(autostart)?;
+    surplus_desktop::set_wizard_done(shell.data_dir()).map_err(text)?;
+    shell.tell(&Message::Enrolled)?;
+    shell.tell(&Message::BackUpNow)
+}
+
+#[tauri::command]
+fn set_autostart(on: bool) -> Answer<()> {
+    autostart::set(on)
+}
+
+#[tauri::command]
+fn pause(shell: State<'_, Shell>, until: String) -> Answer<()> {
+    surplus_desktop::pause(&shell.control, &until)?;
+    shell.tell_if_running(&Message::SettingsChanged);
     Ok(())
 }
 
 #[tauri::command]
-fn set_autostart(app: AppHandle, on: bool) -> Answer<()> {
-    let autolaunch = app.autolaunch();
-    if on {
-        // The XDG autostart folder may not exist yet on a fresh account; the plugin does not
-        // make it.
-        #[cfg(target_os = "linux")]
-        if let Some(config) = std::env::var_os("XDG_CONFIG_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".config")))
-        {
-            std::fs::create_dir_all(config.join("autostart")).map_err(text)?;
-        }
-        autolaunch.enable().map_err(text)
-    } else if autolaunch.is_enabled().unwrap_or(true) {
-        autolaunch.disable().map_err(text)
-    } else {
-        Ok(())
-    }
-}
-
-pub fn pause_for(shell: &Shell, how_long: &str) -> Result<(), String> {
-    let until = control::pause_until(how_long).map_err(text)?;
-    shell
-        .control
-        .update(|s| s.pause = PauseState::Until { until })
-        .map_err(text)?;
-    shell.settings_changed();
-    Ok(())
-}
-
-pub fn resume_donating(shell: &Shell) -> Result<(), String> {
-    shell
-        .control
-        .update(|s| s.pause = PauseState::Running)
-        .map_err(text)?;
-    shell.settings_changed();
-    Ok(())
-}
-
-#[tauri::command]
-fn pause(app: AppHandle, shell: State<'_, Shell>, until: String) -> Answer<()> {
-    pause_for(&shell, &until)?;
-    crate::refresh(&app);
-    Ok(())
-}
-
-#[tauri::command]
-fn resume(app: AppHandle, shell: State<'_, Shell>) -> Answer<()> {
-    resume_donating(&shell)?;
-    crate::refresh(&app);
+fn resume(shell: State<'_, Shell>) -> Answer<()> {
+    surplus_desktop::resume(&shell.control)?;
+    shell.tell_if_running(&Message::SettingsChanged);
     Ok(())
 }
 
 #[tauri::command]
 fn back_up_now(shell: State<'_, Shell>) -> Answer<()> {
-    match lock(&shell.agent).as_ref() {
-        Some(agent) => {
-            agent.handle().back_up_now();
-            Ok(())
-        }
-        None => Err("this PC is not set up yet".to_owned()),
+    if !shell.registered.load(Ordering::SeqCst) {
+        return Err("this PC is not set up yet".to_owned());
     }
+    shell.tell(&Message::BackUpNow)
 }
 
 #[tauri::command]

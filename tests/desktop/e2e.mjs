@@ -9,7 +9,7 @@
 
 import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 
 const { APP, HUB_URL, OUT, FOLDER, DATA_DIR, PROBE_FILE } = process.env;
 const DRIVER = process.env.DRIVER_URL ?? "http://127.0.0.1:4444";
@@ -120,13 +120,17 @@ function agentState() {
   return JSON.parse(readFileSync(join(DATA_DIR, "agent-state.json"), "utf8"));
 }
 
-function appPid() {
+/// The pid of a running program of the app: the windows (`APP`) or the tray beside it.
+function pidOf(program) {
   try {
-    return execFileSync("pgrep", ["-f", "-x", `${APP}( .*)?`]).toString().trim().split("\n")[0];
+    return execFileSync("pgrep", ["-f", "-x", `${program}( .*)?`]).toString().trim().split("\n")[0];
   } catch {
     return null;
   }
 }
+const TRAY = join(dirname(APP), "surplus-tray");
+const appPid = () => pidOf(APP);
+const trayPid = () => pidOf(TRAY);
 
 /// Opens the tray menu by clicking the app's icon in trayer, then presses a menu item's mnemonic.
 async function trayMenu(key, shot) {
@@ -139,7 +143,7 @@ async function trayMenu(key, shot) {
   // The menu is a new override-redirect window; wait until GTK has mapped it.
   await until("the tray menu to open", () => {
     try {
-      return execFileSync("xdotool", ["search", "--onlyvisible", "--class", "surplus-desktop"]).toString().trim().split("\n").length > 0;
+      return execFileSync("xdotool", ["search", "--onlyvisible", "--class", "surplus-tray"]).toString().trim().split("\n").length > 0;
     } catch {
       return false;
     }
@@ -158,6 +162,10 @@ async function main() {
   // Welcome.
   await onPage("welcome");
   check("a first launch opens the wizard", (await text("title")) === "Welcome to Surplus");
+  // The windows start the tray beside them; what runs all day has no webview.
+  const tray = await until("the tray process", () => trayPid(), 20);
+  const trayMaps = readFileSync(`/proc/${tray}/maps`, "utf8");
+  check("the tray process loads no WebKit", !trayMaps.includes("libwebkit2gtk") && !trayMaps.includes("libjavascriptcore"), tray);
   screenshot("wizard-welcome");
   await click("next");
 
@@ -368,12 +376,33 @@ async function main() {
     const d = (await hub("GET", "/v1/devices", token)).find((x) => x.name === "ann-desktop");
     return d.report.pause.paused === "running";
   });
-  const pid = appPid();
-  check("the app runs", !!pid);
-  await trayMenu("q");
-  await until("the app to exit", () => appPid() === null, 20);
-  check("Quit stops the agent cleanly", agentState().connected === false);
+  // Closing the last window ends the windows' process; the tray and its agent go on.
+  for (const handle of await wd("GET", s("/window/handles"))) {
+    await wd("POST", s("/window"), { handle });
+    await wd("DELETE", s("/window")).catch(() => {});
+  }
+  await until("the windows' process to end with its last window", () => appPid() === null, 20);
   await wd("DELETE", s("")).catch(() => {});
+  check("the tray goes on without windows", trayPid() === tray && agentState().connected === true);
+  // The tray opens the status window again, in a new windows process.
+  await trayMenu("s");
+  await until("the status window from the tray", () => appPid() !== null, 20);
+  // Drawn, not blank: a uniform window has no spread in its pixels.
+  const spread = await until("the status window drawn", () => {
+    try {
+      const id = execFileSync("xdotool", ["search", "--onlyvisible", "--name", "^Surplus$"]).toString().trim().split("\n")[0];
+      const value = Number(execFileSync("sh", ["-c", `import -window ${id} png:- | convert png:- -format "%[fx:standard_deviation]" info:`]).toString());
+      return value > 0.05 ? value : false;
+    } catch {
+      return false;
+    }
+  }, 30);
+  check("the tray opens the status window in a new windows process", spread > 0.05, `${spread}`);
+  screenshot("status-from-tray");
+  await trayMenu("q");
+  await until("the tray to exit", () => trayPid() === null, 20);
+  await until("the windows to close with it", () => appPid() === null, 20);
+  check("Quit stops the agent cleanly", agentState().connected === false);
 }
 
 main()
