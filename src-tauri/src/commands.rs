@@ -259,7 +259,7 @@ impl Reporter {
     }
 }
 
-impl control::RestoreProgress for Reporter {
+impl control::FileProgress for Reporter {
     fn start(&self, files: u64, bytes: u64) {
         self.total_files.store(files, Ordering::Relaxed);
         self.total_bytes.store(bytes, Ordering::Relaxed);

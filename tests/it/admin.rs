@@ -1,4 +1,4 @@
-//! The operator's commands against a running system (claims 2-5).
+//! The operator's commands against a running system.
 
 use std::time::Duration;
 

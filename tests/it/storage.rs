@@ -347,3 +347,62 @@ fn a_blob_comes_back_from_its_holders_and_an_altered_copy_is_routed_around() {
         );
     });
 }
+
+/// Moving the vault is one rule, whichever front end asks: the tray's settings (a disk from the
+/// list it offers) and `surplus quota --path` put it in the same place, on every disk of this
+/// machine, the data directory's own among them.
+#[test]
+fn the_tray_and_the_cli_move_a_vault_to_the_same_place() {
+    use surplus_agent::control::{Choices, Control};
+    use surplus_agent::settings::Settings;
+
+    let work = tempfile::tempdir().expect("a temporary folder");
+    let (tray_dir, cli_dir) = (work.path().join("tray"), work.path().join("cli"));
+    let tray = Control::new(&tray_dir);
+    let disks = tray.disks().expect("this machine's disks");
+    assert!(
+        disks.iter().any(|d| d.current),
+        "the data directory's disk is listed: {disks:?}"
+    );
+    for disk in &disks {
+        let chosen = Choices {
+            vault_disk: Some(disk.mount_point.clone()),
+            ..Choices::default()
+        };
+        let by_tray = tray
+            .apply(chosen)
+            .expect("the tray's choice")
+            .vault_dir(&tray_dir);
+        let output = std::process::Command::new(surplus_e2e::binary("surplus"))
+            .arg("--data-dir")
+            .arg(&cli_dir)
+            .args(["quota", "--path"])
+            .arg(&disk.mount_point)
+            .output()
+            .expect("run surplus");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let by_cli = Settings::load(&cli_dir)
+            .expect("settings")
+            .vault_dir(&cli_dir);
+        // The same place, or the same place inside each one's own data directory.
+        let relative = |dir: &std::path::Path, data_dir: &std::path::Path| {
+            dir.strip_prefix(data_dir).map(|p| p.to_owned()).ok()
+        };
+        match (relative(&by_tray, &tray_dir), relative(&by_cli, &cli_dir)) {
+            (None, None) => assert_eq!(by_tray, by_cli, "on {}", disk.mount_point.display()),
+            (tray_inside, cli_inside) => {
+                assert_eq!(tray_inside, cli_inside, "on {}", disk.mount_point.display());
+            }
+        }
+        if disk.current {
+            assert!(
+                by_tray.starts_with(&tray_dir),
+                "the data directory's disk keeps it inside"
+            );
+        }
+    }
+}

@@ -450,6 +450,26 @@ pub fn tree_cache_dir(data_dir: &Path) -> std::path::PathBuf {
     data_dir.join("cache").join("trees")
 }
 
+/// The name a device's snapshots carry: the device's name, or "this device".
+pub fn snapshot_host(settings: &crate::settings::Settings) -> String {
+    settings
+        .device_name
+        .clone()
+        .unwrap_or_else(|| "this device".to_owned())
+}
+
+/// Takes one snapshot of `folders`: on top of the newest snapshot, whose unchanged files are
+/// recognised without being read again. The one rule for "back up now", from the worker's loop
+/// and from `surplus backup now` alike.
+pub fn take_snapshot(
+    repository: &mut surplus_backup::repo::Repository<HubStore>,
+    folders: &[std::path::PathBuf],
+    host: &str,
+) -> Result<surplus_backup::repo::BackupReport, surplus_backup::repo::BackupError> {
+    let parent = repository.snapshots()?.pop().map(|(_, snapshot)| snapshot);
+    repository.backup(folders, host, crate::worker::now_ms(), parent.as_ref())
+}
+
 /// The subscriber's repository over the hub, for the device whose data directory is
 /// `data_dir`: uploads within `upload_rate`, trees cached in the data directory. Blocks: call it
 /// off the async runtime.

@@ -21,12 +21,18 @@ use crate::passphrase::Request;
 use crate::settings::Settings;
 use crate::worker::AgentState;
 
+mod status;
+
+pub use status::StatusView;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
     #[error("no hub is set: sign up or log in first")]
     NoHub,
     #[error("not logged in: sign up or log in first")]
     NotLoggedIn,
+    #[error("no folders to back up")]
+    NoFolders,
     #[error("{0}")]
     Input(String),
     #[error("no snapshot {0}")]
@@ -195,6 +201,11 @@ impl Control {
             None => self.settings()?.hub_trust,
         };
         Ok(trust.with_environment())
+    }
+
+    /// The hub given for this use ([`Control::with_hub`]), over the settings', if any.
+    pub fn hub(&self) -> Option<&str> {
+        self.hub.as_deref()
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -518,20 +529,7 @@ impl Control {
         }
         let current_dir = settings.vault_dir(&self.data_dir);
         let vault_dir = match &choices.vault_disk {
-            Some(mount) => {
-                let dir = self.vault_dir_on(mount);
-                if dir != current_dir {
-                    let held = crate::vault::held_bytes(&current_dir).unwrap_or(0);
-                    if held > 0 {
-                        return Err(ControlError::Input(format!(
-                            "the vault holds {} for others: withdraw storage consent, wait until \
-                             it is empty, then move it",
-                            crate::settings::format_size(held)
-                        )));
-                    }
-                }
-                Some(dir)
-            }
+            Some(mount) => Some(self.vault_move(mount)?),
             None => None,
         };
         if let Some(quota) = choices.quota_bytes {
@@ -572,8 +570,7 @@ impl Control {
                 s.consent.compute = compute;
             }
             if let Some(dir) = vault_dir {
-                s.storage.vault_path =
-                    (dir != self.data_dir.join(crate::settings::DEFAULT_VAULT_DIR)).then_some(dir);
+                self.put_vault(s, dir);
             }
             if let Some(quota) = choices.quota_bytes {
                 s.storage.quota_bytes = Some(quota);
@@ -587,9 +584,11 @@ impl Control {
         })
     }
 
-    /// Where the vault goes on the disk mounted at `mount_point`: inside the data directory when
-    /// that is on the disk, else a hidden folder at the disk's top.
-    pub fn vault_dir_on(&self, mount_point: &Path) -> PathBuf {
+    /// Where the vault goes when the user puts it in `folder`: a disk's top from the tray's list
+    /// of disks, or any folder from `surplus quota --path`. Inside the data directory when
+    /// `folder` is the top of the disk the data directory is on (or the data directory itself);
+    /// else a hidden folder inside `folder`. One rule, whichever front end asks.
+    pub fn vault_dir_in(&self, folder: &Path) -> PathBuf {
         let data_mount = self
             .disks()
             .ok()
@@ -600,11 +599,36 @@ impl Control {
                     .max_by_key(|d| d.mount_point.as_os_str().len())
             })
             .map(|d| d.mount_point);
-        if data_mount.as_deref() == Some(mount_point) {
+        if data_mount.as_deref() == Some(folder) || folder == self.data_dir {
             self.data_dir.join(crate::settings::DEFAULT_VAULT_DIR)
         } else {
-            mount_point.join(crate::settings::VAULT_DIR_NAME)
+            folder.join(crate::settings::VAULT_DIR_NAME)
         }
+    }
+
+    /// The vault's new place for a move into `folder` ([`Control::vault_dir_in`]), refused while
+    /// the vault holds data for others: it must be handed over first.
+    pub fn vault_move(&self, folder: &Path) -> Result<PathBuf> {
+        let current = self.settings()?.vault_dir(&self.data_dir);
+        let target = self.vault_dir_in(folder);
+        if target != current {
+            let held = crate::vault::held_bytes(&current).unwrap_or(0);
+            if held > 0 {
+                return Err(ControlError::Input(format!(
+                    "the vault in {} holds {} for others: withdraw storage consent, wait until \
+                     it is empty, then move it",
+                    current.display(),
+                    crate::settings::format_size(held)
+                )));
+            }
+        }
+        Ok(target)
+    }
+
+    /// Records `dir` as the vault's place in `settings` (none when it is the default one).
+    pub fn put_vault(&self, settings: &mut Settings, dir: PathBuf) {
+        settings.storage.vault_path =
+            (dir != self.data_dir.join(crate::settings::DEFAULT_VAULT_DIR)).then_some(dir);
     }
 
     /// Sets up the backup key with the recovery passphrase: unlocks the key kept at the hub (made
@@ -815,7 +839,7 @@ impl Control {
         snapshot: &str,
         path: Option<PathBuf>,
         target: &Path,
-        progress: Arc<dyn RestoreProgress>,
+        progress: Arc<dyn FileProgress>,
     ) -> Result<surplus_backup::repo::RestoreReport> {
         if !target.is_absolute() {
             return Err(ControlError::Input(format!(
@@ -834,6 +858,39 @@ impl Control {
             progress.start(files, bytes);
             repository.set_progress(Arc::new(Forward(progress)));
             Ok(repository.restore(&snapshot, &target, path.as_deref())?)
+        })
+        .await
+    }
+
+    /// Takes a snapshot of the backed-up folders now, with `progress`, by the same rule as the
+    /// worker's loop ([`crate::backup::take_snapshot`]). A backup already running on this data
+    /// directory is waited for, and `waiting` told so; `warn` is told when the hub has too few
+    /// holders for the coding.
+    pub async fn back_up_now(
+        &self,
+        progress: Arc<dyn FileProgress>,
+        warn: impl FnOnce(&str),
+        waiting: fn(),
+    ) -> Result<surplus_backup::repo::BackupReport> {
+        let settings = self.settings()?;
+        if settings.backup.folders.is_empty() {
+            return Err(ControlError::NoFolders);
+        }
+        let host = crate::backup::snapshot_host(&settings);
+        let folders = settings.backup.folders;
+        let data_dir = self.data_dir.clone();
+        self.with_repository(self.passphrase, warn, move |repository, _, _| {
+            let _lock =
+                crate::backup::BackupLock::acquire(&data_dir, waiting).map_err(|source| {
+                    ControlError::Io {
+                        path: data_dir.join("backup.lock"),
+                        source,
+                    }
+                })?;
+            let (files, bytes) = surplus_backup::repo::scan_totals(&folders);
+            progress.start(files, bytes);
+            repository.set_progress(Arc::new(Forward(progress)));
+            Ok(crate::backup::take_snapshot(repository, &folders, &host)?)
         })
         .await
     }
@@ -894,14 +951,14 @@ fn entry_view(node: &surplus_backup::tree::Node) -> EntryView {
 }
 
 /// What a restore tells its front end.
-pub trait RestoreProgress: Send + Sync {
-    /// The restore will write `files` files of `bytes` bytes in all.
+pub trait FileProgress: Send + Sync {
+    /// The work covers `files` files of `bytes` bytes in all.
     fn start(&self, files: u64, bytes: u64);
     fn bytes(&self, bytes: u64);
     fn file(&self);
 }
 
-struct Forward(Arc<dyn RestoreProgress>);
+struct Forward(Arc<dyn FileProgress>);
 
 impl Progress for Forward {
     fn bytes(&self, bytes: u64) {

@@ -646,10 +646,7 @@ async fn backup_loop(
             });
             continue;
         };
-        let host = shared
-            .settings()
-            .device_name
-            .unwrap_or_else(|| "this device".to_owned());
+        let host = crate::backup::snapshot_host(&shared.settings());
         let (client, token, handle) = (
             shared.client.clone(),
             shared.token.clone(),
@@ -680,8 +677,7 @@ async fn backup_loop(
             store.upload_rate = rate;
             let key = surplus_backup::keys::MasterKey::from_bytes(key);
             let mut repository = crate::backup::open_repository(store, &key, coding, &data_dir)?;
-            let parent = repository.snapshots()?.pop().map(|(_, s)| s);
-            repository.backup(&folders, &host, now_ms(), parent.as_ref())
+            crate::backup::take_snapshot(&mut repository, &folders, &host)
         })
         .await
         .map_err(|e| WorkerError::Io {
@@ -1198,7 +1194,9 @@ async fn store_blob(shared: &Arc<Shared>, hash: &str, size: u64) -> Option<Instr
     }
     // Make sure the vault is open with current limits, and refuse early what cannot fit.
     let refresh = shared.clone();
-    let _ = tokio::task::spawn_blocking(move || refresh.report()).await;
+    if let Err(error) = tokio::task::spawn_blocking(move || refresh.report()).await {
+        tracing::warn!(%error, "refreshing the vault's report");
+    }
     let owned_hash = hash.to_owned();
     match with_vault(shared, move |vault| {
         (vault.contains(&owned_hash), vault.report())
@@ -1411,16 +1409,21 @@ impl Journal {
 
     fn record(&mut self, id: Uuid, result: &InstructionResult) {
         self.remember(id, result.clone());
-        let line = serde_json::to_string(&JournalEntry {
+        let entry = JournalEntry {
             id,
             result: result.clone(),
-        })
-        .unwrap_or_default();
-        let appended = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .and_then(|mut file| writeln!(file, "{line}").and_then(|()| file.sync_data()));
+        };
+        // Never an empty line in place of a result that cannot be written down.
+        let appended = serde_json::to_string(&entry)
+            .map_err(std::io::Error::from)
+            .and_then(|line| {
+                let mut file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.path)?;
+                writeln!(file, "{line}")?;
+                file.sync_data()
+            });
         if let Err(error) = appended {
             tracing::warn!(%error, "writing the instruction journal");
         }

@@ -9,7 +9,10 @@
 //! never leaves its owner in the clear: a copy wrapped with a passphrase (Argon2id) may be kept by
 //! the hub for a new device to restore with ([`keys`]).
 //!
-//! The engine is pure: no files, sockets or clocks of its own. Callers hand it bytes and a store.
+//! The engine has no sockets and no clocks of its own, and knows nothing of the hub or the agent.
+//! Its file I/O is the user's side of the work: [`repo`] reads the folders being backed up and
+//! writes the files being restored, and [`store::LocalStore`] keeps a repository in a local
+//! folder. Where the rest of a backup goes is the caller's [`store::Store`].
 
 pub mod chunker;
 pub mod erasure;

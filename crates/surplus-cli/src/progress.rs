@@ -59,31 +59,41 @@ impl surplus_backup::repo::Progress for Bar {
     }
 }
 
-/// A restore's bar, drawn once the restore knows how much it will write.
-#[derive(Debug, Default)]
-pub struct RestoreBar(std::sync::OnceLock<Bar>);
+/// A bar drawn once the work knows how much it covers (a backup's scan, a restore's snapshot).
+#[derive(Debug)]
+pub struct LateBar {
+    verb: &'static str,
+    bar: std::sync::OnceLock<Bar>,
+}
 
-impl RestoreBar {
+impl LateBar {
+    pub fn new(verb: &'static str) -> LateBar {
+        LateBar {
+            verb,
+            bar: std::sync::OnceLock::new(),
+        }
+    }
+
     pub fn finish(&self) {
-        if let Some(bar) = self.0.get() {
+        if let Some(bar) = self.bar.get() {
             bar.finish();
         }
     }
 }
 
-impl surplus_agent::control::RestoreProgress for RestoreBar {
+impl surplus_agent::control::FileProgress for LateBar {
     fn start(&self, files: u64, bytes: u64) {
-        let _ = self.0.set(Bar::new("restoring", files, bytes));
+        let _ = self.bar.set(Bar::new(self.verb, files, bytes));
     }
 
     fn bytes(&self, bytes: u64) {
-        if let Some(bar) = self.0.get() {
+        if let Some(bar) = self.bar.get() {
             surplus_backup::repo::Progress::bytes(bar, bytes);
         }
     }
 
     fn file(&self) {
-        if let Some(bar) = self.0.get() {
+        if let Some(bar) = self.bar.get() {
             surplus_backup::repo::Progress::file(bar);
         }
     }

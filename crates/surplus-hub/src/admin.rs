@@ -1,4 +1,4 @@
-//! The operator's commands (claim 2): `surplus-hub admin ...`.
+//! The operator's commands: `surplus-hub admin ...`.
 //!
 //! They act on the database directly, so they work whether or not a hub is serving; what they
 //! queue reaches devices through the serving hubs, which watch the database for new instructions.
@@ -133,7 +133,7 @@ impl From<NewAllocation> for StartedAllocation {
     }
 }
 
-/// Starts the service for a subscriber (claims 2-5): checks their standing, asks every one of
+/// Starts the service for a subscriber: checks their standing, asks every one of
 /// their devices for a fresh report, waits up to `wait` for the answers, then allocates from
 /// what those devices have spare. Devices that are offline keep their request queued.
 pub async fn start(hub: &Hub, email: &str, wait: Duration) -> Result<Started, AdminError> {

@@ -1027,7 +1027,7 @@ async fn placement_view(hub: &Hub, hash: &str, subscriber_id: Uuid) -> ApiResult
 }
 
 /// Asks the hub to keep a staged blob on `copies` other devices' vaults. The hub allocates
-/// spare storage for it and instructs the holders (claims 1, 10).
+/// spare storage for it and instructs the holders.
 #[utoipa::path(post, path = "/v1/placements", request_body = PlaceBlobRequest,
     responses((status = 202, body = Placement), (status = 403, body = surplus_protocol::ErrorBody, description = "subscriber not active"),
                (status = 404, body = surplus_protocol::ErrorBody), (status = 422, body = surplus_protocol::ErrorBody)),

@@ -229,7 +229,7 @@ impl FromRequestParts<Arc<Hub>> for Caller {
     }
 }
 
-/// Refuses new data for a subscriber who is not active, saying why (claim 3). A suspended or
+/// Refuses new data for a subscriber who is not active, saying why. A suspended or
 /// cancelled account is read-only: its owner may still list, download and restore what is
 /// theirs, and delete it, but nothing new is staged, placed, kept or run for them.
 pub fn require_active(status: SubscriberStatus) -> Result<(), ApiError> {

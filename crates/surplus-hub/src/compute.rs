@@ -1,5 +1,5 @@
 //! Donated compute on the hub's side: sending tasks to devices whose compute is spare, taking
-//! their results, and judging them (claims 8, 12, 13, 21, 25).
+//! their results, and judging them.
 //!
 //! Each pass of [`schedule`] first writes off runs whose device went away or missed the deadline,
 //! then gives each task that needs runs (by [`validation::judge`]) to devices with a free slot:

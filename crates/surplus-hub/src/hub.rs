@@ -265,7 +265,7 @@ impl Hub {
         Ok(instruction)
     }
 
-    /// Records a heartbeat (claims 4 and 5: the device's operating information) and decides what
+    /// Records a heartbeat (the device's operating information) and decides what
     /// is spare on the device. Returns once the report is durable.
     pub async fn heartbeat(
         &self,
@@ -542,7 +542,7 @@ impl Hub {
         Ok(())
     }
 
-    /// Queues a `report_status` for each of the given devices (claims 4 and 5).
+    /// Queues a `report_status` for each of the given devices.
     pub async fn probe(&self, devices: &[Uuid]) -> Result<Vec<Instruction>, StoreError> {
         let mut queued = Vec::with_capacity(devices.len());
         for &device in devices {

@@ -1,4 +1,4 @@
-//! Which of a device's resources are spare right now (claims 1 and 14), and how a subscriber's
+//! Which of a device's resources are spare right now, and how a subscriber's
 //! backups are coded across the holders there are.
 //!
 //! Pure functions of the device's latest report (which carries the user's consent, quota and

@@ -1,4 +1,4 @@
-//! Placement: which devices hold a subscriber's blobs (claims 1, 7, 9, 10, 13).
+//! Placement: which devices hold a subscriber's blobs.
 //!
 //! For each placement that wants more holders, the scheduler takes the devices whose storage is
 //! spare (from their latest reports, less what is already promised), decides with the rules of

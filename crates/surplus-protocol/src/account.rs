@@ -1,3 +1,5 @@
+//! Subscribers' accounts: signing up, logging in, sessions, and what the hub says of an account.
+
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;

@@ -27,7 +27,7 @@ pub fn is_object_name(name: &str) -> bool {
 /// A subscriber's backup settings, as they set them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 pub struct BackupSettings {
-    /// Whether the subscriber's own other devices may hold their shards (claim 9). Off, shards go
+    /// Whether the subscriber's own other devices may hold their shards. Off, shards go
     /// only to other subscribers' devices, one shard of a pack per subscriber.
     #[serde(default)]
     pub household: bool,

@@ -1,3 +1,6 @@
+//! Blobs: content-addressed bytes in transit through the hub's staging area, and where their
+//! copies are placed.
+
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;

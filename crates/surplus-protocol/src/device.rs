@@ -1,3 +1,5 @@
+//! Devices: registering one under a subscriber, and what the hub knows and decided of each.
+
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;

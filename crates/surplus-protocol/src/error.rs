@@ -1,3 +1,5 @@
+//! The one shape of every error the hub returns, with its stable, machine-readable code.
+
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 

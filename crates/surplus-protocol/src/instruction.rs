@@ -1,3 +1,5 @@
+//! Instructions: the work the hub queues for a device, and the acknowledgements that settle it.
+
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;

@@ -1,3 +1,6 @@
+//! The allocation ledger: every portion of a device's spare resources given to a subscriber,
+//! and what used it.
+
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;

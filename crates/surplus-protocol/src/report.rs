@@ -1,3 +1,5 @@
+//! A device's status report: its measurements and its user's settings, sent with every heartbeat.
+
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 

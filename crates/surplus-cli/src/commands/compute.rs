@@ -8,7 +8,9 @@ use clap::Subcommand;
 use surplus_agent::settings::{self, Size};
 use surplus_protocol::{Floats, Job, JobInput, JobRequest, JobState, TaskState};
 
-use crate::{Local, print_json};
+use surplus_agent::control::Control;
+
+use crate::print::{print_json, when};
 
 #[derive(Debug, Subcommand)]
 pub enum ComputeCommand {
@@ -69,7 +71,7 @@ pub enum ComputeCommand {
     },
 }
 
-pub async fn compute(context: &Local, command: ComputeCommand) -> anyhow::Result<()> {
+pub async fn compute(context: &Control, command: ComputeCommand) -> anyhow::Result<()> {
     let client = context.client()?;
     let token = context.any_token()?;
     match command {
@@ -244,7 +246,7 @@ pub async fn compute(context: &Local, command: ComputeCommand) -> anyhow::Result
                     job.counts.completed,
                     job.counts.failed,
                     job.core_seconds,
-                    crate::when(job.created_at)
+                    when(job.created_at)
                 );
             }
             Ok(())
