@@ -211,3 +211,69 @@ impl Store {
         Ok(())
     }
 }
+
+impl Store {
+    /// Active allocations on a device, newest first: (id, amount, blob hash, subscriber).
+    pub async fn active_allocations_on(
+        &self,
+        device_id: Uuid,
+    ) -> Result<Vec<(Uuid, u64, Option<String>, Uuid)>> {
+        let rows = sqlx::query(
+            "SELECT id, amount, blob_hash, subscriber_id FROM allocations WHERE device_id = $1 AND state = 'active' \
+             ORDER BY created_at DESC, id",
+        )
+        .bind(device_id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    parse_uuid(&row.try_get::<String, _>("id")?)?,
+                    to_u64(row.try_get("amount")?),
+                    row.try_get("blob_hash")?,
+                    parse_uuid(&row.try_get::<String, _>("subscriber_id")?)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Bytes on a device already marked to move away.
+    pub async fn evacuating_bytes(&self, device_id: Uuid) -> Result<u64> {
+        let total: Option<i64> = sqlx::query(
+            "SELECT CAST(SUM(amount) AS BIGINT) AS total FROM allocations WHERE device_id = $1 AND state = 'evacuating'",
+        )
+        .bind(device_id.to_string())
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("total")?;
+        Ok(total.map(to_u64).unwrap_or(0))
+    }
+
+    /// Marks allocations as evacuating (handed over from `now`) and reopens their placements so
+    /// the scheduler finds them new holders.
+    pub async fn evacuate(
+        &self,
+        allocations: &[(Uuid, Option<String>, Uuid)],
+        now: UnixMillis,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for (id, hash, subscriber_id) in allocations {
+            sqlx::query(
+                "UPDATE allocations SET state = 'evacuating', evacuating_since = $2 WHERE id = $1 AND state = 'active'",
+            )
+            .bind(id.to_string())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if let Some(hash) = hash {
+                sqlx::query("UPDATE placements SET satisfied_at = NULL WHERE hash = $1 AND subscriber_id = $2")
+                    .bind(hash)
+                    .bind(subscriber_id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -16,12 +16,46 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use sqlx::Row;
+use surplus_protocol::{Plan, Spare, SubscriberStatus, UnixMillis};
 use uuid::Uuid;
 
-use super::{
-    Backend, DeviceAuth, HeartbeatRow, LONG_ABSENCE_MS, Result, Store, parse_plan, parse_status,
-    parse_uuid, to_i64, to_json,
-};
+use super::{Backend, Result, Store, parse_plan, parse_status, parse_uuid, to_i64, to_json};
+
+/// What authenticating a device yields.
+#[derive(Debug, Clone)]
+pub struct DeviceAuth {
+    pub device_id: Uuid,
+    pub subscriber_id: Uuid,
+    pub secret_hash: String,
+    pub revoked: bool,
+    pub status: SubscriberStatus,
+    pub plan: Plan,
+}
+
+/// One heartbeat, ready to be written.
+#[derive(Debug, Clone)]
+pub struct HeartbeatRow {
+    pub device_id: Uuid,
+    pub at: UnixMillis,
+    /// The device's report as JSON, encoded by the request that brought it rather than by the
+    /// one writer.
+    pub report: String,
+    pub spare: Spare,
+    /// The presence slot to record, when it is one the writer has not recorded yet.
+    pub new_slot: Option<i64>,
+    /// The network it came from (`surplus_rules::placement::network_of`), recorded with each
+    /// new presence slot.
+    pub network: Option<String>,
+    /// Its architecture class (`surplus_protocol::architecture_class` of its report's).
+    pub arch_class: String,
+}
+
+/// The length of one presence slot.
+pub const PRESENCE_SLOT_MS: i64 = 5 * 60 * 1000;
+
+/// Away longer than this, a device that comes back is audited first: the at-risk floor of
+/// [`surplus_rules::presence::PresencePolicy`].
+const LONG_ABSENCE_MS: i64 = surplus_rules::presence::PresencePolicy::DEFAULT.at_risk_floor;
 
 /// Back after a long absence: `returned_at` notes when, so that its shards are audited first.
 /// The network is noted with each new presence slot.

@@ -1,0 +1,255 @@
+//! Subscribers and their log-in sessions.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use surplus_protocol::{Plan, Subscriber, SubscriberStatus, UnixMillis};
+use uuid::Uuid;
+
+use super::{Result, Store, StoreError, parse_plan, parse_status, parse_uuid, to_i64};
+
+fn subscriber_from_row(row: &AnyRow) -> Result<Subscriber> {
+    Ok(Subscriber {
+        id: parse_uuid(&row.try_get::<String, _>("id")?)?,
+        email: row.try_get("email")?,
+        plan: parse_plan(&row.try_get::<String, _>("plan")?)?,
+        status: parse_status(&row.try_get::<String, _>("status")?)?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+impl Store {
+    pub async fn create_subscriber(
+        &self,
+        email: &str,
+        password_hash: &str,
+        plan: Plan,
+        now: UnixMillis,
+    ) -> Result<Subscriber> {
+        let id = Uuid::now_v7();
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO subscribers (id, email, password_hash, plan, status, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (email) DO NOTHING",
+        )
+        .bind(id.to_string())
+        .bind(email)
+        .bind(password_hash)
+        .bind(plan.as_str())
+        .bind(SubscriberStatus::Active.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!(
+                "{email} has already signed up"
+            )));
+        }
+        // The plan's starting credit, so that a new subscriber can run small jobs at once.
+        sqlx::query(
+            "INSERT INTO credits (id, subscriber_id, amount_ms, reason, run_id, created_at) \
+             VALUES ($1, $2, $3, 'granted', NULL, $4)",
+        )
+        .bind(format!("grant-{id}"))
+        .bind(id.to_string())
+        .bind(to_i64(plan.limits().starting_credit.saturating_mul(1000)))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Subscriber {
+            id,
+            email: email.to_owned(),
+            plan,
+            status: SubscriberStatus::Active,
+            created_at: now,
+        })
+    }
+
+    /// The subscriber with this email and their password hash.
+    pub async fn subscriber_by_email(&self, email: &str) -> Result<Option<(Subscriber, String)>> {
+        let row = sqlx::query(
+            "SELECT id, email, plan, status, created_at, password_hash FROM subscribers WHERE email = $1",
+        )
+        .bind(email)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| Ok((subscriber_from_row(&row)?, row.try_get("password_hash")?)))
+            .transpose()
+    }
+
+    pub async fn subscriber(&self, id: Uuid) -> Result<Subscriber> {
+        let row = sqlx::query(
+            "SELECT id, email, plan, status, created_at FROM subscribers WHERE id = $1",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        subscriber_from_row(&row)
+    }
+
+    pub async fn subscribers(&self) -> Result<Vec<Subscriber>> {
+        let rows = sqlx::query(
+            "SELECT id, email, plan, status, created_at FROM subscribers ORDER BY email",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(subscriber_from_row).collect()
+    }
+
+    /// How many subscribers there are (also the health check's database round trip).
+    pub async fn subscribers_count(&self) -> Result<i64> {
+        Ok(sqlx::query("SELECT COUNT(*) AS n FROM subscribers")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?)
+    }
+
+    pub async fn set_subscriber_status(
+        &self,
+        email: &str,
+        status: SubscriberStatus,
+    ) -> Result<Subscriber> {
+        self.update_subscriber(
+            "UPDATE subscribers SET status = $1 WHERE email = $2",
+            status.as_str(),
+            email,
+        )
+        .await
+    }
+
+    pub async fn set_subscriber_plan(&self, email: &str, plan: Plan) -> Result<Subscriber> {
+        self.update_subscriber(
+            "UPDATE subscribers SET plan = $1 WHERE email = $2",
+            plan.as_str(),
+            email,
+        )
+        .await
+    }
+
+    /// Runs one of the subscriber updates above and returns the subscriber as it now is.
+    async fn update_subscriber(
+        &self,
+        statement: &'static str,
+        value: &str,
+        email: &str,
+    ) -> Result<Subscriber> {
+        let done = sqlx::query(statement)
+            .bind(value)
+            .bind(email)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        self.subscriber_by_email(email)
+            .await?
+            .map(|(s, _)| s)
+            .ok_or(StoreError::NotFound)
+    }
+
+    pub async fn create_session(
+        &self,
+        token_hash: &str,
+        subscriber_id: Uuid,
+        now: UnixMillis,
+        expires_at: UnixMillis,
+    ) -> Result<()> {
+        sqlx::query("INSERT INTO sessions (token_hash, subscriber_id, created_at, expires_at, last_used_at) VALUES ($1, $2, $3, $4, $3)")
+            .bind(token_hash)
+            .bind(subscriber_id.to_string())
+            .bind(now)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The subscriber a live session belongs to, with the session's creation and expiry.
+    pub async fn session_subscriber(
+        &self,
+        token_hash: &str,
+        now: UnixMillis,
+    ) -> Result<Option<(Subscriber, UnixMillis, UnixMillis)>> {
+        let row = sqlx::query(
+            "SELECT s.id, s.email, s.plan, s.status, s.created_at, t.created_at AS session_created, \
+             t.expires_at FROM sessions t JOIN subscribers s ON s.id = t.subscriber_id \
+             WHERE t.token_hash = $1 AND t.expires_at > $2",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref()
+            .map(|row| {
+                Ok((
+                    subscriber_from_row(row)?,
+                    row.try_get("session_created")?,
+                    row.try_get("expires_at")?,
+                ))
+            })
+            .transpose()
+    }
+
+    /// Moves a session's expiry to `expires_at` and records its use.
+    pub async fn renew_session(
+        &self,
+        token_hash: &str,
+        expires_at: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<()> {
+        sqlx::query("UPDATE sessions SET expires_at = $1, last_used_at = $2 WHERE token_hash = $3")
+            .bind(expires_at)
+            .bind(now)
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// A subscriber's live sessions, newest first: (token hash, created, last used, expires).
+    pub async fn sessions(
+        &self,
+        subscriber_id: Uuid,
+        now: UnixMillis,
+    ) -> Result<Vec<(String, UnixMillis, UnixMillis, UnixMillis)>> {
+        let rows = sqlx::query(
+            "SELECT token_hash, created_at, last_used_at, expires_at FROM sessions \
+             WHERE subscriber_id = $1 AND expires_at > $2 ORDER BY created_at DESC",
+        )
+        .bind(subscriber_id.to_string())
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("token_hash")?,
+                    row.try_get("created_at")?,
+                    row.try_get("last_used_at")?,
+                    row.try_get("expires_at")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Ends one session of the subscriber's (`Some`) or all of them (`None`); returns how many.
+    pub async fn end_sessions(&self, subscriber_id: Uuid, token_hash: Option<&str>) -> Result<u64> {
+        let done = match token_hash {
+            Some(hash) => {
+                sqlx::query("DELETE FROM sessions WHERE subscriber_id = $1 AND token_hash = $2")
+                    .bind(subscriber_id.to_string())
+                    .bind(hash)
+                    .execute(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query("DELETE FROM sessions WHERE subscriber_id = $1")
+                    .bind(subscriber_id.to_string())
+                    .execute(&self.pool)
+                    .await?
+            }
+        };
+        Ok(done.rows_affected())
+    }
+}

@@ -1,0 +1,182 @@
+//! A task's verdict and what it moves: credit from the submitter to the donors of valid runs,
+//! and each device's trust.
+
+use sqlx::Row;
+use surplus_protocol::{Credits, UnixMillis, core_seconds};
+use uuid::Uuid;
+
+use super::super::{Result, Store, to_i64, to_u64};
+use super::Settlement;
+
+impl Store {
+    /// Records a task's verdict: its output (or why it failed), which runs were valid and which
+    /// not, the credit that moves for valid runs (the donor earns what the submitter spends), and
+    /// each device's trust.
+    pub async fn settle_task(
+        &self,
+        task_id: Uuid,
+        submitter: Uuid,
+        settlement: &Settlement,
+        now: UnixMillis,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        match settlement {
+            Settlement::Completed {
+                output,
+                valid,
+                invalid,
+            } => {
+                sqlx::query(
+                    "UPDATE tasks SET state = 'completed', output_hash = $1, output_size = $2, \
+                     finished_at = $3 WHERE id = $4 AND state IN ('queued', 'running', 'completed')",
+                )
+                .bind(&output.hash)
+                .bind(to_i64(output.size))
+                .bind(now)
+                .bind(task_id.to_string())
+                .execute(&mut *tx)
+                .await?;
+                // Devices' rows are updated in one order (by id) in every transaction, so that
+                // two settlements at once never wait on each other's locks.
+                let mut trust: Vec<(String, bool)> = Vec::new();
+                for run in valid {
+                    let row = sqlx::query(
+                        "UPDATE task_runs SET state = 'valid' WHERE id = $1 AND state = 'returned' \
+                         RETURNING device_id, donor_id, running_ms",
+                    )
+                    .bind(run.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    let Some(row) = row else { continue };
+                    let device: String = row.try_get("device_id")?;
+                    let donor: String = row.try_get("donor_id")?;
+                    let used: i64 = row.try_get("running_ms")?;
+                    for (subscriber, amount, reason) in [
+                        (donor, used, "earned"),
+                        (submitter.to_string(), -used, "spent"),
+                    ] {
+                        sqlx::query(
+                            "INSERT INTO credits (id, subscriber_id, amount_ms, reason, run_id, created_at) \
+                             VALUES ($1, $2, $3, $4, $5, $6)",
+                        )
+                        .bind(Uuid::now_v7().to_string())
+                        .bind(subscriber)
+                        .bind(amount)
+                        .bind(reason)
+                        .bind(run.to_string())
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    trust.push((device, true));
+                }
+                for run in invalid {
+                    let row = sqlx::query(
+                        "UPDATE task_runs SET state = 'invalid' WHERE id = $1 AND state = 'returned' \
+                         RETURNING device_id",
+                    )
+                    .bind(run.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    let Some(row) = row else { continue };
+                    trust.push((row.try_get("device_id")?, false));
+                }
+                trust.sort();
+                for (device, valid) in trust {
+                    let statement = if valid {
+                        "UPDATE devices SET trust_streak = trust_streak + 1, results_valid = results_valid + 1 \
+                         WHERE id = $1"
+                    } else {
+                        "UPDATE devices SET trust_streak = 0, results_invalid = results_invalid + 1 \
+                         WHERE id = $1"
+                    };
+                    sqlx::query(statement)
+                        .bind(device)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            Settlement::Failed(reason) => {
+                sqlx::query(
+                    "UPDATE tasks SET state = 'failed', error = $1, finished_at = $2 WHERE id = $3 \
+                     AND state IN ('queued', 'running')",
+                )
+                .bind(reason)
+                .bind(now)
+                .bind(task_id.to_string())
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The subscriber's credit, and the validated runs their devices did.
+    pub async fn credits(&self, subscriber_id: Uuid) -> Result<Credits> {
+        let rows = sqlx::query(
+            "SELECT reason, CAST(SUM(amount_ms) AS BIGINT) AS total, COUNT(*) AS n FROM credits \
+             WHERE subscriber_id = $1 GROUP BY reason",
+        )
+        .bind(subscriber_id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut credits = Credits {
+            balance: 0.0,
+            earned: 0.0,
+            spent: 0.0,
+            granted: 0.0,
+            runs_done: 0,
+        };
+        let mut balance = 0i64;
+        for row in &rows {
+            let total: i64 = row.try_get::<Option<i64>, _>("total")?.unwrap_or(0);
+            balance += total;
+            match row.try_get::<String, _>("reason")?.as_str() {
+                "earned" => {
+                    credits.earned = core_seconds(total);
+                    credits.runs_done = to_u64(row.try_get("n")?);
+                }
+                "spent" => credits.spent = core_seconds(-total),
+                _ => credits.granted += core_seconds(total),
+            }
+        }
+        credits.balance = core_seconds(balance);
+        Ok(credits)
+    }
+
+    /// Grants credit (a new subscriber's starting credit, or the operator's grant).
+    pub async fn grant_credit(
+        &self,
+        subscriber_id: Uuid,
+        amount_ms: i64,
+        now: UnixMillis,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO credits (id, subscriber_id, amount_ms, reason, run_id, created_at) \
+             VALUES ($1, $2, $3, 'granted', NULL, $4)",
+        )
+        .bind(Uuid::now_v7().to_string())
+        .bind(subscriber_id.to_string())
+        .bind(amount_ms)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A device's trust: its streak of valid results, and its valid and invalid results.
+    pub async fn device_trust(&self, device_id: Uuid) -> Result<(u32, u64, u64)> {
+        let row = sqlx::query(
+            "SELECT trust_streak, results_valid, results_invalid FROM devices WHERE id = $1",
+        )
+        .bind(device_id.to_string())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((
+            u32::try_from(row.try_get::<i64, _>("trust_streak")?).unwrap_or(0),
+            to_u64(row.try_get("results_valid")?),
+            to_u64(row.try_get("results_invalid")?),
+        ))
+    }
+}
