@@ -85,9 +85,9 @@ pub async fn ledger(
 async fn subscriber_by_email(hub: &Hub, email: &str) -> Result<Subscriber, AdminError> {
     let email = email.trim().to_lowercase();
     hub.store
-        .subscriber_by_email(&email)
+        .login(&email)
         .await?
-        .map(|(subscriber, _)| subscriber)
+        .map(|login| login.subscriber)
         .ok_or(AdminError::NoSuchSubscriber(email))
 }
 
@@ -159,7 +159,7 @@ pub async fn start(hub: &Hub, email: &str, wait: Duration) -> Result<Started, Ad
     loop {
         for probe in &probes {
             let row = hub.store.instruction(probe.id).await?;
-            let answered = row.state == "done"
+            let answered = row.state == crate::store::InstructionState::Done
                 && row
                     .result
                     .as_deref()

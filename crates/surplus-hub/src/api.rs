@@ -268,8 +268,7 @@ async fn new_session(hub: &Hub, subscriber: Subscriber) -> ApiResult<Session> {
         random_secret()
     );
     let now = now_ms();
-    let expires_at =
-        now + i64::try_from(hub.settings.session_ttl.as_millis()).unwrap_or(i64::MAX / 2);
+    let expires_at = now + crate::millis(hub.settings.session_ttl);
     hub.store
         .create_session(&token_hash(&token), subscriber.id, now, expires_at)
         .await?;
@@ -332,17 +331,18 @@ async fn login(
 ) -> ApiResult<Json<Session>> {
     let email = credentials.email.trim().to_lowercase();
     hub.limits.login(address, &email)?;
-    let found = hub.store.subscriber_by_email(&email).await?;
-    let stored = found
-        .as_ref()
-        .map_or_else(|| decoy_hash().to_owned(), |(_, hash)| hash.clone());
+    let found = hub.store.login(&email).await?;
+    let stored = found.as_ref().map_or_else(
+        || decoy_hash().to_owned(),
+        |login| login.password_hash.clone(),
+    );
     let password = credentials.password;
     let matches = hub
         .limits
         .hash(move || verify_password(&password, &stored))
         .await?;
     match found {
-        Some((subscriber, _)) if matches => Ok(Json(new_session(&hub, subscriber).await?)),
+        Some(login) if matches => Ok(Json(new_session(&hub, login.subscriber).await?)),
         _ => {
             // `?` escapes control characters: a crafted email cannot write to the operator's
             // terminal through the log.
@@ -364,12 +364,12 @@ async fn list_sessions(
         .sessions(session.subscriber.id, now_ms())
         .await?
         .into_iter()
-        .map(|(id, created_at, last_used_at, expires_at)| SessionInfo {
-            current: id == session.token_hash,
-            id,
-            created_at,
-            last_used_at,
-            expires_at,
+        .map(|row| SessionInfo {
+            current: row.token_hash == session.token_hash,
+            id: row.token_hash,
+            created_at: row.created_at,
+            last_used_at: row.last_used_at,
+            expires_at: row.expires_at,
         })
         .collect();
     Ok(Json(sessions))
@@ -711,7 +711,7 @@ async fn poll_instructions(
 ) -> ApiResult<Json<InstructionBatch>> {
     let wait = Duration::from_secs(query.wait.unwrap_or(25)).min(hub.settings.max_long_poll);
     let deadline = tokio::time::Instant::now() + wait;
-    let lease = i64::try_from(hub.settings.instruction_lease.as_millis()).unwrap_or(60_000);
+    let lease = crate::millis(hub.settings.instruction_lease);
     let waiter = hub.waiter(device.device_id);
     loop {
         let instructions = hub
@@ -887,24 +887,24 @@ async fn retrieve_blob(
     let subscriber = caller.subscriber_id();
     // Watched from before the first look, so that a blob staged meanwhile is not missed.
     let mut staged_back = hub.staged_back_changes();
-    let Some((_, mut staged)) = hub.store.owned_blob(&hash, subscriber).await? else {
+    let Some(owned) = hub.store.owned_blob(&hash, subscriber).await? else {
         return Err(ApiError::not_found(format!("no blob {hash} of yours")));
     };
+    let mut staged = owned.staged;
     let mut requested_from = Vec::new();
     if !staged {
-        for (allocation, device, state, _) in hub.store.blob_allocations(&hash, subscriber).await? {
+        for allocation in hub.store.blob_allocations(&hash, subscriber).await? {
             use surplus_protocol::AllocationState::{Active, Evacuating};
-            if !matches!(state, Active | Evacuating) {
+            if !matches!(allocation.state, Active | Evacuating) {
                 continue;
             }
+            let device = allocation.device_id;
             if !hub.store.upload_requested(device, &hash).await? {
                 let kind = surplus_protocol::InstructionKind::UploadBlob { hash: hash.clone() };
                 let now = now_ms();
-                let expires = now
-                    + i64::try_from(hub.settings.instruction_ttl.as_millis())
-                        .unwrap_or(i64::MAX / 2);
+                let expires = hub.settings.instruction_expiry(now);
                 hub.store
-                    .enqueue(device, Some(allocation), &kind, now, expires)
+                    .enqueue(device, Some(allocation.id), &kind, now, expires)
                     .await?;
                 hub.metrics.instructions_queued(kind.name());
                 hub.wake(device);
@@ -936,7 +936,7 @@ async fn retrieve_blob(
                 .store
                 .owned_blob(&hash, subscriber)
                 .await?
-                .is_some_and(|(_, staged)| staged);
+                .is_some_and(|owned| owned.staged);
         }
     }
     Ok((
@@ -1000,7 +1000,7 @@ async fn download_blob(
 }
 
 async fn placement_view(hub: &Hub, hash: &str, subscriber_id: Uuid) -> ApiResult<Placement> {
-    let (size, copies, created_at, staged) = hub
+    let placement = hub
         .store
         .placement(hash, subscriber_id)
         .await?
@@ -1010,19 +1010,19 @@ async fn placement_view(hub: &Hub, hash: &str, subscriber_id: Uuid) -> ApiResult
         .blob_allocations(hash, subscriber_id)
         .await?
         .into_iter()
-        .map(|(allocation_id, device_id, state, _)| Holder {
-            device_id,
-            allocation_id,
-            state,
+        .map(|allocation| Holder {
+            device_id: allocation.device_id,
+            allocation_id: allocation.id,
+            state: allocation.state,
         })
         .collect();
     Ok(Placement {
         hash: hash.to_owned(),
-        size,
-        copies,
-        created_at,
+        size: placement.size,
+        copies: placement.copies,
+        created_at: placement.created_at,
         holders,
-        staged,
+        staged: placement.staged,
     })
 }
 
@@ -1367,17 +1367,17 @@ async fn get_forgotten(
     caller: Caller,
 ) -> ApiResult<Json<surplus_protocol::Forgotten>> {
     let rows = hub.store.forgotten(caller.subscriber_id()).await?;
-    let grace_ms = i64::try_from(hub.settings.forget_grace.as_millis()).unwrap_or(i64::MAX / 2);
+    let grace_ms = crate::millis(hub.settings.forget_grace);
     Ok(Json(surplus_protocol::Forgotten {
         grace_seconds: hub.settings.forget_grace.as_secs(),
         objects: rows
             .objects
             .into_iter()
-            .map(|(kind, name, at)| surplus_protocol::ForgottenObject {
-                kind,
-                name,
-                forgotten_at: at,
-                purged_at: at.saturating_add(grace_ms),
+            .map(|object| surplus_protocol::ForgottenObject {
+                purged_at: object.forgotten_at.saturating_add(grace_ms),
+                kind: object.kind,
+                name: object.name,
+                forgotten_at: object.forgotten_at,
             })
             .collect(),
         shards: rows.shards,

@@ -99,20 +99,21 @@ async fn current_session(hub: &Hub, token: &str) -> Result<CurrentSession, ApiEr
     }
     let hash = token_hash(token);
     let now = now_ms();
-    let (subscriber, created_at, expires_at) = hub
+    let session = hub
         .store
         .session_subscriber(&hash, now)
         .await?
         .ok_or_else(|| {
             ApiError::unauthorized("the session token is unknown or has expired: log in again")
         })?;
-    let ttl = i64::try_from(hub.settings.session_ttl.as_millis()).unwrap_or(i64::MAX / 4);
-    let max_age = i64::try_from(hub.settings.session_max_age.as_millis()).unwrap_or(i64::MAX / 4);
-    if let Some(renewed) = renewed_expiry(now, created_at, expires_at, ttl, max_age) {
+    let ttl = crate::millis(hub.settings.session_ttl);
+    let max_age = crate::millis(hub.settings.session_max_age);
+    if let Some(renewed) = renewed_expiry(now, session.created_at, session.expires_at, ttl, max_age)
+    {
         hub.store.renew_session(&hash, renewed, now).await?;
     }
     Ok(CurrentSession {
-        subscriber,
+        subscriber: session.subscriber,
         token_hash: hash,
     })
 }

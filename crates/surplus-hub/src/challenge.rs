@@ -61,26 +61,25 @@ pub async fn start(hub: &Hub, subscriber_id: Uuid) -> Result<VerifyRun, StoreErr
         });
     }
     let run_id = Uuid::now_v7();
-    let expires_at =
-        now + i64::try_from(hub.settings.instruction_ttl.as_millis()).unwrap_or(i64::MAX / 2);
-    for (allocation_id, device_id, hash, size) in shards {
-        let (offset, length) = pick_range(size, &mut rand::thread_rng());
+    let expires_at = hub.settings.instruction_expiry(now);
+    for shard in shards {
+        let (offset, length) = pick_range(shard.size, &mut rand::thread_rng());
         let kind = InstructionKind::VerifyBlob {
-            hash,
+            hash: shard.hash,
             offset,
             length,
         };
         let challenge = crate::store::Challenge {
             run_id,
             subscriber_id,
-            allocation_id,
-            device_id,
+            allocation_id: shard.allocation_id,
+            device_id: shard.device_id,
         };
         hub.store
             .add_challenge(&challenge, &kind, now, expires_at)
             .await?;
         hub.metrics.instructions_queued(kind.name());
-        hub.wake(device_id);
+        hub.wake(challenge.device_id);
     }
     hub.store.verify_run(subscriber_id, run_id).await
 }
@@ -94,10 +93,10 @@ pub async fn start(hub: &Hub, subscriber_id: Uuid) -> Result<VerifyRun, StoreErr
 pub async fn audit_round(hub: &Hub, now: i64) -> Result<usize, StoreError> {
     use surplus_rules::audit::{AuditPolicy, Held, Holder};
     let policy = AuditPolicy {
-        interval: i64::try_from(hub.settings.audit_interval.as_millis()).unwrap_or(i64::MAX),
+        interval: crate::millis(hub.settings.audit_interval),
         ..AuditPolicy::DEFAULT
     };
-    let ttl = i64::try_from(hub.settings.instruction_ttl.as_millis()).unwrap_or(i64::MAX / 2);
+    let ttl = hub.settings.instruction_ttl_ms();
     let rows = hub.store.audit_rows(now.saturating_sub(ttl)).await?;
     if rows.is_empty() {
         return Ok(0);

@@ -19,7 +19,8 @@ use uuid::Uuid;
 use crate::hub::Hub;
 use crate::now_ms;
 use crate::store::{
-    ComputeCandidate, Donor, Duty, InstructionRow, NewRun, RunEnd, Settlement, StoreError,
+    Cancelled, ComputeCandidate, Donor, Duty, InstructionRow, NewRun, OwnedBlob, RunEnd,
+    Settlement, StoreError, TaskHeader,
 };
 use crate::validation::{self, Verdict};
 
@@ -47,8 +48,8 @@ pub async fn schedule(hub: &Hub) -> Result<usize, StoreError> {
             continue;
         };
         tracing::info!(%job, "a job reached its deadline; its unfinished tasks expired");
-        for (device, run) in started {
-            hub.instruct(device, InstructionKind::CancelTask { run })
+        for Cancelled { device_id, run } in started {
+            hub.instruct(device_id, InstructionKind::CancelTask { run })
                 .await?;
         }
         release_job_files(hub, job).await?;
@@ -272,7 +273,7 @@ async fn output_staged(
     };
     Ok(matches!(
         hub.store.owned_blob(&output.hash, owner.submitter).await?,
-        Some((size, true)) if size == output.size
+        Some(OwnedBlob { size, staged: true }) if size == output.size
     ))
 }
 
@@ -281,7 +282,12 @@ async fn output_staged(
 pub async fn review_task(hub: &Hub, task: Uuid) -> Result<(), StoreError> {
     let store = &hub.store;
     let now = now_ms();
-    let (state, quorum, job, submitter) = store.task_header(task).await?;
+    let TaskHeader {
+        state,
+        quorum,
+        job_id: job,
+        submitter,
+    } = store.task_header(task).await?;
     if matches!(
         state,
         TaskState::Failed | TaskState::Cancelled | TaskState::Expired
@@ -337,8 +343,8 @@ pub async fn cancel_job(hub: &Hub, subscriber: Uuid, job: Uuid) -> Result<bool, 
     let Some(started) = hub.store.cancel_job(subscriber, job, now_ms()).await? else {
         return Ok(false);
     };
-    for (device, run) in started {
-        hub.instruct(device, InstructionKind::CancelTask { run })
+    for Cancelled { device_id, run } in started {
+        hub.instruct(device_id, InstructionKind::CancelTask { run })
             .await?;
     }
     release_job_files(hub, job).await?;
@@ -363,7 +369,7 @@ async fn release_job_files(hub: &Hub, job: Uuid) -> Result<(), StoreError> {
 /// copies go unless something else needs them. Each job's are dropped once, by whichever
 /// process claims it. Returns how many jobs'.
 pub async fn drop_old_results(hub: &Hub, now: i64) -> Result<usize, StoreError> {
-    let keep = i64::try_from(hub.settings.output_retention.as_millis()).unwrap_or(i64::MAX);
+    let keep = crate::millis(hub.settings.output_retention);
     let mut dropped = 0;
     for job in hub
         .store

@@ -197,7 +197,8 @@ pub async fn report(hub: &Hub, now: i64) -> Result<DurabilityReport, StoreError>
     let standings = standings(hub, ids, now).await?;
     let mut devices = Vec::with_capacity(rows.len());
     for row in rows {
-        let (passed, failed) = scores.get(&row.id).copied().unwrap_or((0, 0));
+        let crate::store::AuditScore { passed, failed } =
+            scores.get(&row.id).copied().unwrap_or_default();
         let answered = passed + failed;
         let standing = standings.get(&row.id).copied().unwrap_or(Standing::Lost);
         let view = hub.device_view(row).await?;

@@ -19,7 +19,10 @@ use uuid::Uuid;
 use crate::metrics::Metrics;
 use crate::scheduler;
 use crate::staging::Staging;
-use crate::store::{DeviceAuth, Duty, HeartbeatRow, PRESENCE_SLOT_MS, Store, StoreError};
+use crate::store::{
+    ActiveAllocation, DeviceAuth, Duty, HeartbeatRow, InstructionState, PRESENCE_SLOT_MS, Store,
+    StoreError,
+};
 use crate::{now_ms, policy};
 
 /// Tunables of a running hub.
@@ -103,7 +106,17 @@ impl Default for Settings {
 impl Settings {
     /// A device is online while its heartbeats keep coming: three missed ones and it is not.
     pub fn online_window_ms(&self) -> i64 {
-        i64::try_from(self.heartbeat_interval.as_millis() * 3).unwrap_or(i64::MAX)
+        crate::millis(self.heartbeat_interval).saturating_mul(3)
+    }
+
+    /// How long an instruction stays wanted, in milliseconds.
+    pub fn instruction_ttl_ms(&self) -> i64 {
+        crate::millis(self.instruction_ttl)
+    }
+
+    /// When an instruction queued at `now` expires.
+    pub fn instruction_expiry(&self, now: UnixMillis) -> UnixMillis {
+        now.saturating_add(self.instruction_ttl_ms())
     }
 
     /// How presence becomes a holder's standing: online within the online window, lost after
@@ -111,9 +124,7 @@ impl Settings {
     pub fn presence_policy(&self) -> surplus_rules::presence::PresencePolicy {
         surplus_rules::presence::PresencePolicy {
             online_window: self.online_window_ms(),
-            lost_after: i64::try_from(self.lost_after.as_millis())
-                .unwrap_or(i64::MAX)
-                .max(2 * self.online_window_ms()),
+            lost_after: crate::millis(self.lost_after).max(2 * self.online_window_ms()),
             ..surplus_rules::presence::PresencePolicy::DEFAULT
         }
     }
@@ -245,10 +256,6 @@ impl Hub {
         self.scheduler_kick.notify_one();
     }
 
-    fn expiry(&self, now: UnixMillis) -> UnixMillis {
-        now + i64::try_from(self.settings.instruction_ttl.as_millis()).unwrap_or(i64::MAX / 2)
-    }
-
     /// Queues an instruction and wakes the device's long poll.
     pub async fn instruct(
         &self,
@@ -258,7 +265,13 @@ impl Hub {
         let now = now_ms();
         let instruction = self
             .store
-            .enqueue(device_id, None, &kind, now, self.expiry(now))
+            .enqueue(
+                device_id,
+                None,
+                &kind,
+                now,
+                self.settings.instruction_expiry(now),
+            )
             .await?;
         self.metrics.instructions_queued(kind.name());
         self.wake(device_id);
@@ -325,8 +338,7 @@ impl Hub {
         &self,
         device_id: Uuid,
     ) -> Result<surplus_protocol::Holdings, StoreError> {
-        let deadline =
-            i64::try_from(self.settings.handover_deadline.as_millis()).unwrap_or(i64::MAX / 2);
+        let deadline = crate::millis(self.settings.handover_deadline);
         self.store.holdings(device_id, deadline).await
     }
 
@@ -344,15 +356,12 @@ impl Hub {
         let sizes: Vec<(usize, u64)> = active
             .iter()
             .enumerate()
-            .map(|(at, (_, amount, ..))| (at, *amount))
+            .map(|(at, allocation)| (at, allocation.amount))
             .collect();
-        let moving: Vec<(Uuid, Option<String>, Uuid)> =
+        let moving: Vec<ActiveAllocation> =
             surplus_rules::handover::to_give_up(&sizes, consent, used, quota, already)
                 .into_iter()
-                .map(|at| {
-                    let (id, _, hash, subscriber) = &active[at];
-                    (*id, hash.clone(), *subscriber)
-                })
+                .filter_map(|at| active.get(at).cloned())
                 .collect();
         if !moving.is_empty() {
             tracing::info!(%device_id, allocations = moving.len(), "device gave up storage; data marked to move");
@@ -399,7 +408,11 @@ impl Hub {
             || matches!(challenge, Some(Err(_)));
         let result_json =
             serde_json::to_string(&ack.result).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let state = if failed { "failed" } else { "done" };
+        let state = if failed {
+            InstructionState::Failed
+        } else {
+            InstructionState::Done
+        };
         // What the result means for the allocation the instruction served.
         let allocation = match (&row.instruction.kind, &ack.result, row.allocation_id) {
             (

@@ -39,6 +39,12 @@ pub fn now_ms() -> surplus_protocol::UnixMillis {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// A duration in milliseconds, as times are counted: at most `i64::MAX / 2`, so that adding one
+/// to a time cannot overflow (whatever a setting says).
+pub fn millis(duration: std::time::Duration) -> i64 {
+    i64::try_from(duration.as_millis()).map_or(i64::MAX / 2, |ms| ms.min(i64::MAX / 2))
+}
+
 /// Makes the folder `path` and its missing parents, each new one open to the hub's user only
 /// (0700 on Unix): the database and staging are nobody else's business on the machine.
 pub(crate) fn private_dir_all(path: &std::path::Path) -> std::io::Result<()> {

@@ -156,32 +156,32 @@ async fn gather(
     online: &HashSet<Uuid>,
     now: i64,
 ) -> Result<(), StoreError> {
-    let expires =
-        now + i64::try_from(hub.settings.instruction_ttl.as_millis()).unwrap_or(i64::MAX / 2);
+    let expires = hub.settings.instruction_expiry(now);
     let mut asked = 0;
     for shard in shards.iter().filter(|s| !s.staged) {
         if asked >= wanted {
             break;
         }
-        let Some((allocation, device, _)) = shard
+        let Some(holder) = shard
             .holders
             .iter()
-            .find(|(_, device, confirmed)| *confirmed && online.contains(device))
+            .find(|holder| holder.confirmed && online.contains(&holder.device))
         else {
             continue;
         };
+        let (allocation, device) = (holder.allocation, holder.device);
         asked += 1;
-        if hub.store.upload_requested(*device, &shard.hash).await? {
+        if hub.store.upload_requested(device, &shard.hash).await? {
             continue;
         }
         let kind = InstructionKind::UploadBlob {
             hash: shard.hash.clone(),
         };
         hub.store
-            .enqueue(*device, Some(*allocation), &kind, now, expires)
+            .enqueue(device, Some(allocation), &kind, now, expires)
             .await?;
         hub.metrics.instructions_queued(kind.name());
-        hub.wake(*device);
+        hub.wake(device);
     }
     Ok(())
 }

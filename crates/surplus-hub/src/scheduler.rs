@@ -55,10 +55,10 @@ async fn usual_weeks(hub: &Hub, now: i64) -> Result<Weeks, StoreError> {
             .presence_by_hour(first)
             .await?
             .into_iter()
-            .filter(|(_, (registered, _))| now - registered >= WEEK_KNOWN_AFTER_MS)
-            .map(|(device, (registered, counts))| {
-                let since = first.max(registered.div_euclid(SLOT_MS));
-                (device, Week::from_hour_counts(&counts, since, last))
+            .filter(|(_, week)| now - week.registered_at >= WEEK_KNOWN_AFTER_MS)
+            .map(|(device, week)| {
+                let since = first.max(week.registered_at.div_euclid(SLOT_MS));
+                (device, Week::from_hour_counts(&week.heard, since, last))
             })
             .collect(),
     );
@@ -199,8 +199,7 @@ async fn write(
     made: &mut Vec<NewAllocation>,
 ) -> Result<(), StoreError> {
     let now = now_ms();
-    let expires_at =
-        now + i64::try_from(hub.settings.instruction_ttl.as_millis()).unwrap_or(i64::MAX / 2);
+    let expires_at = hub.settings.instruction_expiry(now);
     let queued = hub
         .store
         .allocate_blob_storage(decided, now, expires_at)
@@ -261,8 +260,7 @@ async fn finish(
             hash: hash.to_owned(),
             allocation_id: Some(*allocation_id),
         };
-        let expires_at =
-            now + i64::try_from(hub.settings.instruction_ttl.as_millis()).unwrap_or(i64::MAX / 2);
+        let expires_at = hub.settings.instruction_expiry(now);
         store
             .enqueue(*device_id, Some(*allocation_id), &kind, now, expires_at)
             .await?;
@@ -278,7 +276,7 @@ async fn finish(
 /// Drops the copies holders sent back for restores once their owners have had
 /// `Settings::restore_staging` to fetch them. Returns how many were dropped.
 pub async fn drop_stale_staging(hub: &Hub, now: i64) -> Result<usize, StoreError> {
-    let keep_ms = i64::try_from(hub.settings.restore_staging.as_millis()).unwrap_or(i64::MAX);
+    let keep_ms = crate::millis(hub.settings.restore_staging);
     let stale = hub
         .store
         .stale_staged_blobs(now.saturating_sub(keep_ms))
@@ -295,16 +293,16 @@ pub async fn drop_stale_staging(hub: &Hub, now: i64) -> Result<usize, StoreError
 /// ended by one transaction that only one sweeping process can win. Returns (objects deleted,
 /// placements ended).
 pub async fn purge_forgotten(hub: &Hub, now: i64) -> Result<(u64, usize), StoreError> {
-    let grace_ms = i64::try_from(hub.settings.forget_grace.as_millis()).unwrap_or(i64::MAX);
+    let grace_ms = crate::millis(hub.settings.forget_grace);
     let cutoff = now.saturating_sub(grace_ms);
     let objects = hub.store.purge_forgotten_objects(cutoff).await?;
-    let expires =
-        now + i64::try_from(hub.settings.instruction_ttl.as_millis()).unwrap_or(i64::MAX / 2);
+    let expires = hub.settings.instruction_expiry(now);
     let mut ended = 0;
-    for (hash, subscriber) in hub.store.placements_dropped_before(cutoff).await? {
+    for dropped in hub.store.placements_dropped_before(cutoff).await? {
+        let hash = dropped.hash;
         let Some(holders) = hub
             .store
-            .end_dropped_placement(&hash, subscriber, cutoff, now, expires)
+            .end_dropped_placement(&hash, dropped.subscriber_id, cutoff, now, expires)
             .await?
         else {
             continue;
@@ -371,10 +369,9 @@ pub async fn detect_losses(hub: &Hub, now: i64) -> Result<Vec<Uuid>, StoreError>
 /// the new one is confirmed. What is not handed over by `Settings::handover_deadline` is counted
 /// lost, once, and repaired. Returns (uploads asked, allocations given up).
 pub async fn hand_over(hub: &Hub, now: i64) -> Result<(usize, usize), StoreError> {
-    let deadline = i64::try_from(hub.settings.handover_deadline.as_millis()).unwrap_or(i64::MAX);
+    let deadline = crate::millis(hub.settings.handover_deadline);
     let online_since = now - hub.settings.online_window_ms();
-    let expires =
-        now + i64::try_from(hub.settings.instruction_ttl.as_millis()).unwrap_or(i64::MAX / 2);
+    let expires = hub.settings.instruction_expiry(now);
     let (mut asked, mut given_up) = (0, 0);
     for row in hub.store.evacuating(now).await? {
         let allocation = Evacuating {
@@ -431,34 +428,34 @@ pub async fn release_returned(hub: &Hub, now: i64) -> Result<usize, StoreError> 
         );
         hub.kick_scheduler();
     }
-    let ttl = i64::try_from(hub.settings.instruction_ttl.as_millis()).unwrap_or(i64::MAX / 2);
-    let expires = now.saturating_add(ttl);
+    let ttl = hub.settings.instruction_ttl_ms();
+    let expires = hub.settings.instruction_expiry(now);
     // A delete asked longer ago than an instruction lives went unanswered: ask again.
     let retry_before = now.saturating_sub(ttl);
     let mut surplus = Vec::new();
-    for (allocation, device, hash) in hub
+    for copy in hub
         .store
         .surplus_copies_of_returned(since, retry_before)
         .await?
     {
         if hub
             .store
-            .claim_delete(allocation, retry_before, now)
+            .claim_delete(copy.allocation, retry_before, now)
             .await?
         {
-            surplus.push((allocation, device, hash));
+            surplus.push(copy);
         }
     }
-    for (allocation, device, hash) in &surplus {
+    for copy in &surplus {
         let kind = InstructionKind::DeleteBlob {
-            hash: hash.clone(),
-            allocation_id: Some(*allocation),
+            hash: copy.hash.clone(),
+            allocation_id: Some(copy.allocation),
         };
         hub.store
-            .enqueue(*device, Some(*allocation), &kind, now, expires)
+            .enqueue(copy.device, Some(copy.allocation), &kind, now, expires)
             .await?;
         hub.metrics.instructions_queued(kind.name());
-        hub.wake(*device);
+        hub.wake(copy.device);
     }
     if !surplus.is_empty() {
         tracing::info!(

@@ -29,22 +29,67 @@ mod instructions;
 mod ledger;
 mod placements;
 mod placing;
-pub use audits::AuditRow;
-pub use challenges::Challenge;
+pub use accounts::{LiveSession, Login, SessionRow};
+pub use audits::{AuditRow, AuditScore};
+pub use blobs::OwnedBlob;
+pub use challenges::{Challenge, ChallengeState, HeldShard};
 pub use compute::*;
 pub use devices::{DeviceRow, arch_class};
 pub use exclusive::{Duty, Exclusive, ServingClaim};
-pub use forgotten::{ForgottenRows, LetGo};
-pub use handover::{EvacuatingRow, Traffic};
+pub use forgotten::{DroppedPlacement, ForgottenObject, ForgottenRows, LetGo};
+pub use handover::{ActiveAllocation, EvacuatingRow, Traffic};
 pub use heartbeats::{DeviceAuth, HeartbeatRow, PRESENCE_SLOT_MS};
-pub use holders::{HolderRow, PackShardRow, PlacedShardRow};
-pub use instructions::InstructionRow;
+pub use holders::{
+    DeviceWeek, HolderRow, PackShardHolder, PackShardRow, PlacedShardRow, SurplusCopy,
+};
+pub use instructions::{InstructionRow, InstructionState};
 pub use ledger::{OTHER_DEVICE, OTHER_SUBSCRIBER};
-pub use placements::{Candidate, OpenPlacement};
+pub use placements::{BlobAllocation, Candidate, OpenPlacement, PlacementRow};
 pub use placing::{NewBlobAllocation, PlacementContext};
 
 use instructions::enqueue_on;
 use ledger::set_allocation_state_on;
+
+/// A state the database keeps as TEXT: an enum whose variants are each written as exactly one
+/// string (`as_str`) and read back from it (`FromStr`; any other string is corrupt data).
+macro_rules! text_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident {
+            $($(#[$variant_meta:meta])* $variant:ident = $text:literal,)*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$variant_meta])* $variant,)*
+        }
+
+        impl $name {
+            /// The string the database keeps.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text,)*
+                }
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = $crate::store::StoreError;
+
+            fn from_str(text: &str) -> std::result::Result<Self, Self::Err> {
+                match text {
+                    $($text => Ok(Self::$variant),)*
+                    _ => Err($crate::store::StoreError::Corrupt(format!(
+                        concat!("bad ", stringify!($name), " {:?}"),
+                        text
+                    ))),
+                }
+            }
+        }
+    };
+}
+pub(crate) use text_enum;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 

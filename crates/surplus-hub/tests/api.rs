@@ -2168,7 +2168,11 @@ async fn tasks_run_on_other_subscribers_devices_and_a_dishonest_result_is_outvot
         }
         // Cat's results were all outvoted: its trust is gone; the others' grew.
         for (name, id, _, session) in &donors {
-            let (streak, valid, invalid) = hub
+            let surplus_hub::store::DeviceTrust {
+                streak,
+                valid,
+                invalid,
+            } = hub
                 .hub
                 .store
                 .device_trust(id.parse().expect("uuid"))
@@ -2335,14 +2339,14 @@ async fn a_lost_run_that_was_trusted_alone_gives_the_task_its_quorum_back() {
         // Ann is trusted and the dice said "alone": one result will do.
         send(devices[0], true).await;
         let task = store.open_tasks(10).await.expect("open tasks")[0].id;
-        assert_eq!(store.task_header(task).await.expect("task").1, 1);
+        assert_eq!(store.task_header(task).await.expect("task").quorum, 1);
         // Ann's run misses its deadline; the task goes to Ben, and needs two results again.
         assert_eq!(
             store.lose_runs(now + 60_000, 0).await.expect("lose"),
             vec![task]
         );
         send(devices[1], false).await;
-        assert_eq!(store.task_header(task).await.expect("task").1, 2);
+        assert_eq!(store.task_header(task).await.expect("task").quorum, 2);
     }
 }
 
@@ -4024,11 +4028,11 @@ async fn a_batch_of_allocations_leaves_out_a_second_live_copy_on_one_device_and_
         let ada_id = hub
             .hub
             .store
-            .subscriber_by_email("ada@example.org")
+            .login("ada@example.org")
             .await
             .expect("query")
             .expect("ada")
-            .0
+            .subscriber
             .id;
         let mut blobs = Vec::new();
         for fill in [1u8, 2] {

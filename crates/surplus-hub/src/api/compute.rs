@@ -18,7 +18,7 @@ use crate::auth::{Caller, DeviceCaller, require_active};
 use crate::error::{ApiError, ApiResult};
 use crate::hub::Hub;
 use crate::now_ms;
-use crate::store::StoreError;
+use crate::store::{OwnedBlob, StoreError};
 
 /// The most replicas a job may ask for.
 pub const MAX_REPLICAS: u32 = 8;
@@ -68,8 +68,8 @@ pub(crate) async fn submit_job(
         }),
     ) {
         match hub.store.owned_blob(&blob.hash, subscriber.id).await? {
-            Some((size, true)) if size == blob.size => {}
-            Some((size, true)) => {
+            Some(OwnedBlob { size, staged: true }) if size == blob.size => {}
+            Some(OwnedBlob { size, staged: true }) => {
                 return Err(ApiError::validation(format!(
                     "{what} {} is {size} bytes, not {}",
                     blob.hash, blob.size

@@ -7,6 +7,30 @@ use uuid::Uuid;
 
 use super::{Result, Store, StoreError, parse_plan, parse_status, parse_uuid, to_i64};
 
+/// A subscriber as logging in finds them: with their password hash.
+#[derive(Debug, Clone)]
+pub struct Login {
+    pub subscriber: Subscriber,
+    pub password_hash: String,
+}
+
+/// A live session: whose it is, when it began and when it expires unless used.
+#[derive(Debug, Clone)]
+pub struct LiveSession {
+    pub subscriber: Subscriber,
+    pub created_at: UnixMillis,
+    pub expires_at: UnixMillis,
+}
+
+/// One of a subscriber's live sessions, as they list them.
+#[derive(Debug, Clone)]
+pub struct SessionRow {
+    pub token_hash: String,
+    pub created_at: UnixMillis,
+    pub last_used_at: UnixMillis,
+    pub expires_at: UnixMillis,
+}
+
 fn subscriber_from_row(row: &AnyRow) -> Result<Subscriber> {
     Ok(Subscriber {
         id: parse_uuid(&row.try_get::<String, _>("id")?)?,
@@ -66,15 +90,28 @@ impl Store {
     }
 
     /// The subscriber with this email and their password hash.
-    pub async fn subscriber_by_email(&self, email: &str) -> Result<Option<(Subscriber, String)>> {
+    pub async fn login(&self, email: &str) -> Result<Option<Login>> {
         let row = sqlx::query(
             "SELECT id, email, plan, status, created_at, password_hash FROM subscribers WHERE email = $1",
         )
         .bind(email)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|row| Ok((subscriber_from_row(&row)?, row.try_get("password_hash")?)))
-            .transpose()
+        row.map(|row| {
+            Ok(Login {
+                subscriber: subscriber_from_row(&row)?,
+                password_hash: row.try_get("password_hash")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// [`Store::login`] as a pair, as the end-to-end tests (`tests/it/storage.rs`) read it.
+    pub async fn subscriber_by_email(&self, email: &str) -> Result<Option<(Subscriber, String)>> {
+        Ok(self
+            .login(email)
+            .await?
+            .map(|login| (login.subscriber, login.password_hash)))
     }
 
     pub async fn subscriber(&self, id: Uuid) -> Result<Subscriber> {
@@ -142,9 +179,9 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
-        self.subscriber_by_email(email)
+        self.login(email)
             .await?
-            .map(|(s, _)| s)
+            .map(|login| login.subscriber)
             .ok_or(StoreError::NotFound)
     }
 
@@ -170,7 +207,7 @@ impl Store {
         &self,
         token_hash: &str,
         now: UnixMillis,
-    ) -> Result<Option<(Subscriber, UnixMillis, UnixMillis)>> {
+    ) -> Result<Option<LiveSession>> {
         let row = sqlx::query(
             "SELECT s.id, s.email, s.plan, s.status, s.created_at, t.created_at AS session_created, \
              t.expires_at FROM sessions t JOIN subscribers s ON s.id = t.subscriber_id \
@@ -182,11 +219,11 @@ impl Store {
         .await?;
         row.as_ref()
             .map(|row| {
-                Ok((
-                    subscriber_from_row(row)?,
-                    row.try_get("session_created")?,
-                    row.try_get("expires_at")?,
-                ))
+                Ok(LiveSession {
+                    subscriber: subscriber_from_row(row)?,
+                    created_at: row.try_get("session_created")?,
+                    expires_at: row.try_get("expires_at")?,
+                })
             })
             .transpose()
     }
@@ -207,12 +244,8 @@ impl Store {
         Ok(())
     }
 
-    /// A subscriber's live sessions, newest first: (token hash, created, last used, expires).
-    pub async fn sessions(
-        &self,
-        subscriber_id: Uuid,
-        now: UnixMillis,
-    ) -> Result<Vec<(String, UnixMillis, UnixMillis, UnixMillis)>> {
+    /// A subscriber's live sessions, newest first.
+    pub async fn sessions(&self, subscriber_id: Uuid, now: UnixMillis) -> Result<Vec<SessionRow>> {
         let rows = sqlx::query(
             "SELECT token_hash, created_at, last_used_at, expires_at FROM sessions \
              WHERE subscriber_id = $1 AND expires_at > $2 ORDER BY created_at DESC",
@@ -223,12 +256,12 @@ impl Store {
         .await?;
         rows.iter()
             .map(|row| {
-                Ok((
-                    row.try_get("token_hash")?,
-                    row.try_get("created_at")?,
-                    row.try_get("last_used_at")?,
-                    row.try_get("expires_at")?,
-                ))
+                Ok(SessionRow {
+                    token_hash: row.try_get("token_hash")?,
+                    created_at: row.try_get("created_at")?,
+                    last_used_at: row.try_get("last_used_at")?,
+                    expires_at: row.try_get("expires_at")?,
+                })
             })
             .collect()
     }

@@ -26,6 +26,13 @@ pub struct AuditRow {
     pub readopted_at: Option<UnixMillis>,
 }
 
+/// A device's answered challenges: how many passed and how many failed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AuditScore {
+    pub passed: u64,
+    pub failed: u64,
+}
+
 impl Store {
     /// Every shard held for someone (active or being moved), with its audit history.
     pub async fn audit_rows(&self, pending_since: UnixMillis) -> Result<Vec<AuditRow>> {
@@ -76,8 +83,8 @@ impl Store {
             .collect()
     }
 
-    /// Challenges answered since `since`, per device: (passed, failed).
-    pub async fn audit_scores(&self, since: UnixMillis) -> Result<HashMap<Uuid, (u64, u64)>> {
+    /// Challenges answered since `since`, per device.
+    pub async fn audit_scores(&self, since: UnixMillis) -> Result<HashMap<Uuid, AuditScore>> {
         let rows = sqlx::query(
             "SELECT device_id, \
              CAST(SUM(CASE WHEN state = 'passed' THEN 1 ELSE 0 END) AS BIGINT) AS passed, \
@@ -91,10 +98,10 @@ impl Store {
             .map(|row| {
                 Ok((
                     parse_uuid(&row.try_get::<String, _>("device_id")?)?,
-                    (
-                        to_u64(row.try_get("passed")?),
-                        to_u64(row.try_get("failed")?),
-                    ),
+                    AuditScore {
+                        passed: to_u64(row.try_get("passed")?),
+                        failed: to_u64(row.try_get("failed")?),
+                    },
                 ))
             })
             .collect()

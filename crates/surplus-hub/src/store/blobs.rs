@@ -6,6 +6,13 @@ use uuid::Uuid;
 
 use super::{Result, Store, parse_uuid, to_i64, to_u64};
 
+/// A blob a subscriber owns: its size, and whether the hub has it staged now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnedBlob {
+    pub size: u64,
+    pub staged: bool,
+}
+
 impl Store {
     /// Bytes of blobs a subscriber owns that sit in staging now.
     pub async fn staged_bytes(&self, subscriber_id: Uuid) -> Result<u64> {
@@ -54,7 +61,7 @@ impl Store {
     }
 
     /// The blob's size and whether it is staged, if `subscriber_id` owns it.
-    pub async fn owned_blob(&self, hash: &str, subscriber_id: Uuid) -> Result<Option<(u64, bool)>> {
+    pub async fn owned_blob(&self, hash: &str, subscriber_id: Uuid) -> Result<Option<OwnedBlob>> {
         let row = sqlx::query(
             "SELECT b.size, b.staged FROM blobs b JOIN blob_owners o ON o.hash = b.hash \
              WHERE b.hash = $1 AND o.subscriber_id = $2",
@@ -64,10 +71,10 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         row.map(|row| {
-            Ok((
-                to_u64(row.try_get("size")?),
-                row.try_get::<i64, _>("staged")? != 0,
-            ))
+            Ok(OwnedBlob {
+                size: to_u64(row.try_get("size")?),
+                staged: row.try_get::<i64, _>("staged")? != 0,
+            })
         })
         .transpose()
     }

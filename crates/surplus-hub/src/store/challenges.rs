@@ -5,7 +5,7 @@ use sqlx::Row;
 use surplus_protocol::{InstructionKind, ShardFailure, UnixMillis, VerifyRun};
 use uuid::Uuid;
 
-use super::{Result, Store, StoreError, enqueue_on, parse_uuid, to_i64, to_u64};
+use super::{Result, Store, StoreError, enqueue_on, parse_uuid, text_enum, to_i64, to_u64};
 
 /// Who a challenge of one shard is for: the run it belongs to, the shard's owner, and the
 /// holder's allocation and device.
@@ -17,10 +17,27 @@ pub struct Challenge {
     pub device_id: Uuid,
 }
 
+text_enum! {
+    /// Where a challenge stands: waiting for its holder's answer, or answered.
+    pub enum ChallengeState {
+        Waiting = "waiting",
+        Passed = "passed",
+        Failed = "failed",
+    }
+}
+
+/// A shard at a holder that confirmed it, as a challenge run sees it.
+#[derive(Debug, Clone)]
+pub struct HeldShard {
+    pub allocation_id: Uuid,
+    pub device_id: Uuid,
+    pub hash: String,
+    pub size: u64,
+}
+
 impl Store {
-    /// The subscriber's shards at holders that have confirmed them: (allocation, device, hash,
-    /// size).
-    pub async fn held_shards(&self, subscriber_id: Uuid) -> Result<Vec<(Uuid, Uuid, String, u64)>> {
+    /// The subscriber's shards at holders that have confirmed them.
+    pub async fn held_shards(&self, subscriber_id: Uuid) -> Result<Vec<HeldShard>> {
         let rows = sqlx::query(
             "SELECT a.id, a.device_id, a.blob_hash, b.size FROM allocations a \
              JOIN blobs b ON b.hash = a.blob_hash \
@@ -32,12 +49,12 @@ impl Store {
         .await?;
         rows.iter()
             .map(|row| {
-                Ok((
-                    parse_uuid(&row.try_get::<String, _>("id")?)?,
-                    parse_uuid(&row.try_get::<String, _>("device_id")?)?,
-                    row.try_get("blob_hash")?,
-                    to_u64(row.try_get("size")?),
-                ))
+                Ok(HeldShard {
+                    allocation_id: parse_uuid(&row.try_get::<String, _>("id")?)?,
+                    device_id: parse_uuid(&row.try_get::<String, _>("device_id")?)?,
+                    hash: row.try_get("blob_hash")?,
+                    size: to_u64(row.try_get("size")?),
+                })
             })
             .collect()
     }
@@ -109,7 +126,14 @@ impl Store {
             "UPDATE challenges SET state = $1, detail = $2, answered_at = $3 \
              WHERE instruction_id = $4 AND state = 'waiting'",
         )
-        .bind(if passed { "passed" } else { "failed" })
+        .bind(
+            if passed {
+                ChallengeState::Passed
+            } else {
+                ChallengeState::Failed
+            }
+            .as_str(),
+        )
         .bind(detail)
         .bind(now)
         .bind(instruction_id.to_string())
@@ -142,9 +166,9 @@ impl Store {
         };
         for row in &rows {
             run.challenged += 1;
-            match row.try_get::<String, _>("state")?.as_str() {
-                "passed" => run.passed += 1,
-                "failed" => {
+            match row.try_get::<String, _>("state")?.parse()? {
+                ChallengeState::Passed => run.passed += 1,
+                ChallengeState::Failed => {
                     run.failed += 1;
                     run.failures.push(ShardFailure {
                         hash: row.try_get("blob_hash")?,
@@ -154,7 +178,7 @@ impl Store {
                             .unwrap_or_default(),
                     });
                 }
-                _ => run.waiting += 1,
+                ChallengeState::Waiting => run.waiting += 1,
             }
         }
         Ok(run)

@@ -14,6 +14,7 @@ mod jobs;
 mod results;
 mod runs;
 
+pub use credit::CreditReason;
 pub use runs::RunEnd;
 
 /// A task that wants more runs, with what a run of it needs.
@@ -102,8 +103,30 @@ pub enum Settlement {
     Failed(String),
 }
 
-/// A run a device should stop: the device and the run.
-pub type Cancelled = (Uuid, Uuid);
+/// A run a device should stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cancelled {
+    pub device_id: Uuid,
+    pub run: Uuid,
+}
+
+/// What judging a task starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskHeader {
+    pub state: TaskState,
+    /// How many identical results it needs.
+    pub quorum: u32,
+    pub job_id: Uuid,
+    pub submitter: Uuid,
+}
+
+/// A device's trust: its streak of valid results, and all its valid and invalid ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceTrust {
+    pub streak: u32,
+    pub valid: u64,
+    pub invalid: u64,
+}
 
 fn run_from_row(row: &AnyRow) -> Result<RunRow> {
     let hash: Option<String> = row.try_get("output_hash")?;

@@ -20,11 +20,26 @@ pub enum LetGo {
     NotPlaced,
 }
 
+/// A backup object forgotten but still kept.
+#[derive(Debug, Clone)]
+pub struct ForgottenObject {
+    pub kind: String,
+    pub name: String,
+    pub forgotten_at: UnixMillis,
+}
+
+/// A placement let go: the blob and its owner.
+#[derive(Debug, Clone)]
+pub struct DroppedPlacement {
+    pub hash: String,
+    pub subscriber_id: Uuid,
+}
+
 /// A subscriber's forgotten objects and let-go shards.
 #[derive(Debug, Clone, Default)]
 pub struct ForgottenRows {
-    /// (kind, name, forgotten at), oldest first.
-    pub objects: Vec<(String, String, UnixMillis)>,
+    /// Oldest first.
+    pub objects: Vec<ForgottenObject>,
     pub shards: u64,
     pub shard_bytes: u64,
     /// When the first shard was let go.
@@ -89,11 +104,11 @@ impl Store {
         .await?
         .iter()
         .map(|row| {
-            Ok((
-                row.try_get("kind")?,
-                row.try_get("name")?,
-                row.try_get("deleted_at")?,
-            ))
+            Ok(ForgottenObject {
+                kind: row.try_get("kind")?,
+                name: row.try_get("name")?,
+                forgotten_at: row.try_get("deleted_at")?,
+            })
         })
         .collect::<Result<Vec<_>>>()?;
         let row = sqlx::query(
@@ -154,11 +169,11 @@ impl Store {
         .rows_affected())
     }
 
-    /// Placements let go at or before `cutoff`: (hash, subscriber).
+    /// Placements let go at or before `cutoff`, first let go first.
     pub async fn placements_dropped_before(
         &self,
         cutoff: UnixMillis,
-    ) -> Result<Vec<(String, Uuid)>> {
+    ) -> Result<Vec<DroppedPlacement>> {
         let rows = sqlx::query(
             "SELECT hash, subscriber_id FROM placements \
              WHERE dropped_at IS NOT NULL AND dropped_at <= $1 ORDER BY dropped_at",
@@ -168,10 +183,10 @@ impl Store {
         .await?;
         rows.iter()
             .map(|row| {
-                Ok((
-                    row.try_get("hash")?,
-                    parse_uuid(&row.try_get::<String, _>("subscriber_id")?)?,
-                ))
+                Ok(DroppedPlacement {
+                    hash: row.try_get("hash")?,
+                    subscriber_id: parse_uuid(&row.try_get::<String, _>("subscriber_id")?)?,
+                })
             })
             .collect()
     }

@@ -9,6 +9,18 @@ use uuid::Uuid;
 
 use super::{Result, Store, parse_uuid, to_i64, to_u64};
 
+/// An active allocation on a device: what giving storage up chooses from.
+#[derive(Debug, Clone)]
+pub struct ActiveAllocation {
+    pub id: Uuid,
+    /// Its bytes.
+    pub amount: u64,
+    /// The blob it keeps (storage allocations).
+    pub blob_hash: Option<String>,
+    /// Whom it serves.
+    pub subscriber_id: Uuid,
+}
+
 /// An allocation being handed over, with what deciding its next step needs.
 #[derive(Debug, Clone)]
 pub struct EvacuatingRow {
@@ -213,11 +225,8 @@ impl Store {
 }
 
 impl Store {
-    /// Active allocations on a device, newest first: (id, amount, blob hash, subscriber).
-    pub async fn active_allocations_on(
-        &self,
-        device_id: Uuid,
-    ) -> Result<Vec<(Uuid, u64, Option<String>, Uuid)>> {
+    /// Active allocations on a device, newest first.
+    pub async fn active_allocations_on(&self, device_id: Uuid) -> Result<Vec<ActiveAllocation>> {
         let rows = sqlx::query(
             "SELECT id, amount, blob_hash, subscriber_id FROM allocations WHERE device_id = $1 AND state = 'active' \
              ORDER BY created_at DESC, id",
@@ -227,12 +236,12 @@ impl Store {
         .await?;
         rows.iter()
             .map(|row| {
-                Ok((
-                    parse_uuid(&row.try_get::<String, _>("id")?)?,
-                    to_u64(row.try_get("amount")?),
-                    row.try_get("blob_hash")?,
-                    parse_uuid(&row.try_get::<String, _>("subscriber_id")?)?,
-                ))
+                Ok(ActiveAllocation {
+                    id: parse_uuid(&row.try_get::<String, _>("id")?)?,
+                    amount: to_u64(row.try_get("amount")?),
+                    blob_hash: row.try_get("blob_hash")?,
+                    subscriber_id: parse_uuid(&row.try_get::<String, _>("subscriber_id")?)?,
+                })
             })
             .collect()
     }
@@ -251,24 +260,20 @@ impl Store {
 
     /// Marks allocations as evacuating (handed over from `now`) and reopens their placements so
     /// the scheduler finds them new holders.
-    pub async fn evacuate(
-        &self,
-        allocations: &[(Uuid, Option<String>, Uuid)],
-        now: UnixMillis,
-    ) -> Result<()> {
+    pub async fn evacuate(&self, allocations: &[ActiveAllocation], now: UnixMillis) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        for (id, hash, subscriber_id) in allocations {
+        for allocation in allocations {
             sqlx::query(
                 "UPDATE allocations SET state = 'evacuating', evacuating_since = $2 WHERE id = $1 AND state = 'active'",
             )
-            .bind(id.to_string())
+            .bind(allocation.id.to_string())
             .bind(now)
             .execute(&mut *tx)
             .await?;
-            if let Some(hash) = hash {
+            if let Some(hash) = &allocation.blob_hash {
                 sqlx::query("UPDATE placements SET satisfied_at = NULL WHERE hash = $1 AND subscriber_id = $2")
                     .bind(hash)
-                    .bind(subscriber_id.to_string())
+                    .bind(allocation.subscriber_id.to_string())
                     .execute(&mut *tx)
                     .await?;
             }

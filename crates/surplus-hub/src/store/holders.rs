@@ -90,9 +90,17 @@ pub struct PackShardRow {
     pub index: u32,
     pub size: u64,
     pub staged: bool,
-    /// A storage allocation of it that is still live (pending, active or being moved), with
-    /// its holder: (allocation, device, whether the holder confirmed it).
-    pub holders: Vec<(Uuid, Uuid, bool)>,
+    /// Its storage allocations that are still live (pending, active or being moved).
+    pub holders: Vec<PackShardHolder>,
+}
+
+/// A live storage allocation of a shard, with its holder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackShardHolder {
+    pub allocation: Uuid,
+    pub device: Uuid,
+    /// The holder confirmed it (the allocation is not pending).
+    pub confirmed: bool,
 }
 
 impl Store {
@@ -120,11 +128,12 @@ impl Store {
             let owner = parse_uuid(&row.try_get::<String, _>("subscriber_id")?)?;
             let hash: String = row.try_get("hash")?;
             let holder = match row.try_get::<Option<String>, _>("allocation")? {
-                Some(allocation) => Some((
-                    parse_uuid(&allocation)?,
-                    parse_uuid(&row.try_get::<String, _>("device_id")?)?,
-                    row.try_get::<String, _>("state")? != "pending",
-                )),
+                Some(allocation) => Some(PackShardHolder {
+                    allocation: parse_uuid(&allocation)?,
+                    device: parse_uuid(&row.try_get::<String, _>("device_id")?)?,
+                    confirmed: row.try_get::<String, _>("state")?
+                        != surplus_protocol::AllocationState::Pending.as_str(),
+                }),
                 None => None,
             };
             if let Some(last) = shards.last_mut()
@@ -151,6 +160,14 @@ impl Store {
         }
         Ok(shards)
     }
+}
+
+/// A copy kept by a holder that came back after it was counted lost, that nobody needs.
+#[derive(Debug, Clone)]
+pub struct SurplusCopy {
+    pub allocation: Uuid,
+    pub device: Uuid,
+    pub hash: String,
 }
 
 impl Store {
@@ -227,13 +244,13 @@ impl Store {
 
     /// Copies kept by holders that were counted lost and are back (heard from since `since`),
     /// that nobody needs any more: their shard is confirmed on enough other holders again, or
-    /// was let go altogether. (allocation, device, hash). Only a candidate list: each delete
-    /// is asked for after [`Store::claim_delete`].
+    /// was let go altogether. Only a candidate list: each delete is asked for after
+    /// [`Store::claim_delete`].
     pub async fn surplus_copies_of_returned(
         &self,
         since: UnixMillis,
         retry_before: UnixMillis,
-    ) -> Result<Vec<(Uuid, Uuid, String)>> {
+    ) -> Result<Vec<SurplusCopy>> {
         let rows = sqlx::query(
             "SELECT a.id, a.device_id, a.blob_hash FROM allocations a JOIN devices d ON d.id = a.device_id \
              LEFT JOIN placements p ON p.hash = a.blob_hash AND p.subscriber_id = a.subscriber_id \
@@ -247,11 +264,11 @@ impl Store {
         .await?;
         rows.iter()
             .map(|row| {
-                Ok((
-                    parse_uuid(&row.try_get::<String, _>("id")?)?,
-                    parse_uuid(&row.try_get::<String, _>("device_id")?)?,
-                    row.try_get("blob_hash")?,
-                ))
+                Ok(SurplusCopy {
+                    allocation: parse_uuid(&row.try_get::<String, _>("id")?)?,
+                    device: parse_uuid(&row.try_get::<String, _>("device_id")?)?,
+                    hash: row.try_get("blob_hash")?,
+                })
             })
             .collect()
     }
@@ -351,14 +368,19 @@ impl Store {
     }
 }
 
+/// How often a device was heard in each hour of the week, and when it registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceWeek {
+    pub registered_at: UnixMillis,
+    /// Presence slots heard in each hour of the week.
+    pub heard: [u32; surplus_rules::presence::HOURS_PER_WEEK],
+}
+
 impl Store {
     /// How many presence slots of each hour of the week each device was heard in, from slot
     /// `first` on, with when it registered: what its usual week is made from, counted by the
     /// database (168 numbers a device) rather than read slot by slot.
-    pub async fn presence_by_hour(
-        &self,
-        first: i64,
-    ) -> Result<HashMap<Uuid, (UnixMillis, [u32; surplus_rules::presence::HOURS_PER_WEEK])>> {
+    pub async fn presence_by_hour(&self, first: i64) -> Result<HashMap<Uuid, DeviceWeek>> {
         // A slot is 5 minutes, so an hour is 12 of them; the epoch fell 72 hours into its week.
         let rows = sqlx::query(
             "SELECT p.device_id, d.created_at, (p.slot / 12 + 72) % 168 AS hour, COUNT(*) AS heard \
@@ -374,11 +396,11 @@ impl Store {
             let device = parse_uuid(&row.try_get::<String, _>("device_id")?)?;
             let hour = usize::try_from(row.try_get::<i64, _>("hour")?).unwrap_or(0);
             let heard = u32::try_from(row.try_get::<i64, _>("heard")?).unwrap_or(u32::MAX);
-            let entry = counts.entry(device).or_insert((
-                row.try_get("created_at")?,
-                [0u32; surplus_rules::presence::HOURS_PER_WEEK],
-            ));
-            if let Some(count) = entry.1.get_mut(hour) {
+            let entry = counts.entry(device).or_insert(DeviceWeek {
+                registered_at: row.try_get("created_at")?,
+                heard: [0u32; surplus_rules::presence::HOURS_PER_WEEK],
+            });
+            if let Some(count) = entry.heard.get_mut(hour) {
                 *count = heard;
             }
         }

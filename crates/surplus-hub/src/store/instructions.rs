@@ -4,7 +4,25 @@ use sqlx::Row;
 use surplus_protocol::{AllocationState, Instruction, InstructionKind, UnixMillis};
 use uuid::Uuid;
 
-use super::{Result, Store, StoreError, parse_uuid, set_allocation_state_on, to_json};
+use super::{Result, Store, StoreError, parse_uuid, set_allocation_state_on, text_enum, to_json};
+
+text_enum! {
+    /// Where an instruction stands in its device's queue.
+    pub enum InstructionState {
+        /// Waiting for the device's next poll.
+        Queued = "queued",
+        /// Handed to the device; handed out again if no acknowledgement comes within the lease.
+        Delivered = "delivered",
+        /// Acknowledged as carried out.
+        Done = "done",
+        /// Acknowledged as failed.
+        Failed = "failed",
+        /// Withdrawn by the hub (the device was revoked, the run was cancelled).
+        Cancelled = "cancelled",
+        /// Not acknowledged before it expired.
+        Expired = "expired",
+    }
+}
 
 /// An instruction's stored state.
 #[derive(Debug, Clone)]
@@ -12,7 +30,7 @@ pub struct InstructionRow {
     pub instruction: Instruction,
     pub device_id: Uuid,
     pub allocation_id: Option<Uuid>,
-    pub state: String,
+    pub state: InstructionState,
     pub result: Option<String>,
 }
 
@@ -129,7 +147,7 @@ impl Store {
                 .as_deref()
                 .map(parse_uuid)
                 .transpose()?,
-            state: row.try_get("state")?,
+            state: row.try_get::<String, _>("state")?.parse()?,
             result: row.try_get("result")?,
         })
     }
@@ -140,7 +158,7 @@ impl Store {
     pub async fn complete_instruction(
         &self,
         id: Uuid,
-        state: &str,
+        state: InstructionState,
         result: &str,
         now: UnixMillis,
         allocation: Option<(Uuid, AllocationState)>,
@@ -150,7 +168,7 @@ impl Store {
             "UPDATE instructions SET state = $1, result = $2, completed_at = $3 \
              WHERE id = $4 AND state IN ('queued', 'delivered')",
         )
-        .bind(state)
+        .bind(state.as_str())
         .bind(result)
         .bind(now)
         .bind(id.to_string())

@@ -8,6 +8,24 @@ use uuid::Uuid;
 
 pub use surplus_rules::placement::Candidate;
 
+/// A subscriber's placement of a blob, as they see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlacementRow {
+    pub size: u64,
+    pub copies: u32,
+    pub created_at: UnixMillis,
+    pub staged: bool,
+}
+
+/// One allocation of a blob's storage on a holder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobAllocation {
+    pub id: Uuid,
+    pub device_id: Uuid,
+    pub state: AllocationState,
+    pub created_at: UnixMillis,
+}
+
 use super::{Result, Store, parse_allocation_state, parse_uuid, to_u64};
 
 /// A placement that still wants holders.
@@ -66,12 +84,8 @@ impl Store {
         Ok(())
     }
 
-    /// The placement of a blob for a subscriber: (size, copies, created_at, staged).
-    pub async fn placement(
-        &self,
-        hash: &str,
-        subscriber_id: Uuid,
-    ) -> Result<Option<(u64, u32, UnixMillis, bool)>> {
+    /// The placement of a blob for a subscriber.
+    pub async fn placement(&self, hash: &str, subscriber_id: Uuid) -> Result<Option<PlacementRow>> {
         let row = sqlx::query(
             "SELECT b.size, p.copies, p.created_at, b.staged FROM placements p JOIN blobs b ON b.hash = p.hash \
              WHERE p.hash = $1 AND p.subscriber_id = $2",
@@ -81,12 +95,12 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         row.map(|row| {
-            Ok((
-                to_u64(row.try_get("size")?),
-                u32::try_from(row.try_get::<i64, _>("copies")?).unwrap_or(0),
-                row.try_get("created_at")?,
-                row.try_get::<i64, _>("staged")? != 0,
-            ))
+            Ok(PlacementRow {
+                size: to_u64(row.try_get("size")?),
+                copies: u32::try_from(row.try_get::<i64, _>("copies")?).unwrap_or(0),
+                created_at: row.try_get("created_at")?,
+                staged: row.try_get::<i64, _>("staged")? != 0,
+            })
         })
         .transpose()
     }
@@ -162,12 +176,12 @@ impl Store {
         Ok(closed > 0)
     }
 
-    /// Storage allocations of one blob for one subscriber: (allocation, device, state).
+    /// Storage allocations of one blob for one subscriber, oldest first.
     pub async fn blob_allocations(
         &self,
         hash: &str,
         subscriber_id: Uuid,
-    ) -> Result<Vec<(Uuid, Uuid, AllocationState, UnixMillis)>> {
+    ) -> Result<Vec<BlobAllocation>> {
         let rows = sqlx::query(
             "SELECT id, device_id, state, created_at FROM allocations WHERE blob_hash = $1 AND subscriber_id = $2 \
              ORDER BY created_at, id",
@@ -178,12 +192,12 @@ impl Store {
         .await?;
         rows.iter()
             .map(|row| {
-                Ok((
-                    parse_uuid(&row.try_get::<String, _>("id")?)?,
-                    parse_uuid(&row.try_get::<String, _>("device_id")?)?,
-                    parse_allocation_state(&row.try_get::<String, _>("state")?)?,
-                    row.try_get("created_at")?,
-                ))
+                Ok(BlobAllocation {
+                    id: parse_uuid(&row.try_get::<String, _>("id")?)?,
+                    device_id: parse_uuid(&row.try_get::<String, _>("device_id")?)?,
+                    state: parse_allocation_state(&row.try_get::<String, _>("state")?)?,
+                    created_at: row.try_get("created_at")?,
+                })
             })
             .collect()
     }

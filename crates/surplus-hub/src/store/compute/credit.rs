@@ -5,8 +5,18 @@ use sqlx::Row;
 use surplus_protocol::{Credits, UnixMillis, core_seconds};
 use uuid::Uuid;
 
-use super::super::{Result, Store, to_i64, to_u64};
-use super::Settlement;
+use super::super::{Result, Store, text_enum, to_i64, to_u64};
+use super::{DeviceTrust, Settlement};
+
+text_enum! {
+    /// Why credit moved: a grant (a new subscriber's, or the operator's), a valid run's donor
+    /// earning it, or its submitter spending it.
+    pub enum CreditReason {
+        Granted = "granted",
+        Earned = "earned",
+        Spent = "spent",
+    }
+}
 
 impl Store {
     /// Records a task's verdict: its output (or why it failed), which runs were valid and which
@@ -52,8 +62,8 @@ impl Store {
                     let donor: String = row.try_get("donor_id")?;
                     let used: i64 = row.try_get("running_ms")?;
                     for (subscriber, amount, reason) in [
-                        (donor, used, "earned"),
-                        (submitter.to_string(), -used, "spent"),
+                        (donor, used, CreditReason::Earned),
+                        (submitter.to_string(), -used, CreditReason::Spent),
                     ] {
                         sqlx::query(
                             "INSERT INTO credits (id, subscriber_id, amount_ms, reason, run_id, created_at) \
@@ -62,7 +72,7 @@ impl Store {
                         .bind(Uuid::now_v7().to_string())
                         .bind(subscriber)
                         .bind(amount)
-                        .bind(reason)
+                        .bind(reason.as_str())
                         .bind(run.to_string())
                         .bind(now)
                         .execute(&mut *tx)
@@ -132,13 +142,14 @@ impl Store {
         for row in &rows {
             let total: i64 = row.try_get::<Option<i64>, _>("total")?.unwrap_or(0);
             balance += total;
-            match row.try_get::<String, _>("reason")?.as_str() {
-                "earned" => {
+            match row.try_get::<String, _>("reason")?.parse() {
+                Ok(CreditReason::Earned) => {
                     credits.earned = core_seconds(total);
                     credits.runs_done = to_u64(row.try_get("n")?);
                 }
-                "spent" => credits.spent = core_seconds(-total),
-                _ => credits.granted += core_seconds(total),
+                Ok(CreditReason::Spent) => credits.spent = core_seconds(-total),
+                // Whatever else credit came from counts as granted.
+                Ok(CreditReason::Granted) | Err(_) => credits.granted += core_seconds(total),
             }
         }
         credits.balance = core_seconds(balance);
@@ -166,17 +177,17 @@ impl Store {
     }
 
     /// A device's trust: its streak of valid results, and its valid and invalid results.
-    pub async fn device_trust(&self, device_id: Uuid) -> Result<(u32, u64, u64)> {
+    pub async fn device_trust(&self, device_id: Uuid) -> Result<DeviceTrust> {
         let row = sqlx::query(
             "SELECT trust_streak, results_valid, results_invalid FROM devices WHERE id = $1",
         )
         .bind(device_id.to_string())
         .fetch_one(&self.pool)
         .await?;
-        Ok((
-            u32::try_from(row.try_get::<i64, _>("trust_streak")?).unwrap_or(0),
-            to_u64(row.try_get("results_valid")?),
-            to_u64(row.try_get("results_invalid")?),
-        ))
+        Ok(DeviceTrust {
+            streak: u32::try_from(row.try_get::<i64, _>("trust_streak")?).unwrap_or(0),
+            valid: to_u64(row.try_get("results_valid")?),
+            invalid: to_u64(row.try_get("results_invalid")?),
+        })
     }
 }

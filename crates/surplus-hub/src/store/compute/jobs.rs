@@ -91,7 +91,10 @@ pub(super) async fn end_unfinished_on(
         let run = parse_uuid(&row.try_get::<String, _>("id")?)?;
         let device = parse_uuid(&row.try_get::<String, _>("device_id")?)?;
         if end_run_on(tx, run, RunState::Cancelled, now).await? {
-            started.push((device, run));
+            started.push(Cancelled {
+                device_id: device,
+                run,
+            });
         }
     }
     Ok(started)

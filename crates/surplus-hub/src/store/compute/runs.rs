@@ -5,15 +5,17 @@ use std::collections::HashMap;
 
 use sqlx::Row;
 use surplus_protocol::{
-    BlobRef, InstructionKind, JobInput, ResourceKind, RunState, TaskLimits, TaskOutcome, TaskState,
-    UnixMillis,
+    AllocationState, BlobRef, InstructionKind, JobInput, ResourceKind, RunState, TaskLimits,
+    TaskOutcome, UnixMillis,
 };
 use uuid::Uuid;
 
-use super::super::{Result, Store, StoreError, enqueue_on, parse_uuid, to_i64, to_u64};
+use super::super::{
+    InstructionState, Result, Store, StoreError, enqueue_on, parse_uuid, to_i64, to_u64,
+};
 use super::{
-    ComputeCandidate, Donor, NewRun, OpenTask, RunOwner, RunRow, parse_floats, parse_run_state,
-    parse_task_state, run_from_row,
+    ComputeCandidate, Donor, NewRun, OpenTask, RunOwner, RunRow, TaskHeader, parse_floats,
+    parse_run_state, parse_task_state, run_from_row,
 };
 
 /// How a run ended, as `finish_run` records it.
@@ -23,6 +25,15 @@ pub struct RunEnd {
     pub outcome: Option<TaskOutcome>,
     pub output: Option<BlobRef>,
     pub running_ms: u64,
+}
+
+/// What a run's end makes of its allocation: failed when the run was lost, released otherwise.
+fn allocation_after(run: RunState) -> AllocationState {
+    if run == RunState::Lost {
+        AllocationState::Failed
+    } else {
+        AllocationState::Released
+    }
 }
 
 /// Ends an assigned run that never reported (lost, or cancelled): the run, its allocation
@@ -45,11 +56,7 @@ pub(super) async fn end_run_on(
     if done.rows_affected() != 1 {
         return Ok(false);
     }
-    let allocation = if state == RunState::Lost {
-        "failed"
-    } else {
-        "released"
-    };
+    let allocation = allocation_after(state).as_str();
     sqlx::query(
         "UPDATE allocations SET state = $1, amount = 0, released_at = $2 WHERE id = $3 AND state = 'pending'",
     )
@@ -320,11 +327,14 @@ impl Store {
             "UPDATE instructions SET state = $1, result = $2, completed_at = $3 \
              WHERE id = $4 AND state IN ('queued', 'delivered')",
         )
-        .bind(if ended.state == RunState::Returned {
-            "done"
-        } else {
-            "failed"
-        })
+        .bind(
+            if ended.state == RunState::Returned {
+                InstructionState::Done
+            } else {
+                InstructionState::Failed
+            }
+            .as_str(),
+        )
         .bind(result)
         .bind(now)
         .bind(instruction_id.to_string())
@@ -356,11 +366,7 @@ impl Store {
             tx.commit().await?;
             return Ok(None);
         }
-        let allocation = if ended.state == RunState::Lost {
-            "failed"
-        } else {
-            "released"
-        };
+        let allocation = allocation_after(ended.state).as_str();
         sqlx::query(
             "UPDATE allocations SET state = $1, amount = $2, released_at = $3 WHERE id = $4",
         )
@@ -379,7 +385,7 @@ impl Store {
     }
 
     /// The task's state, quorum, job and submitter.
-    pub async fn task_header(&self, task_id: Uuid) -> Result<(TaskState, u32, Uuid, Uuid)> {
+    pub async fn task_header(&self, task_id: Uuid) -> Result<TaskHeader> {
         let row = sqlx::query(
             "SELECT t.state, t.quorum, t.job_id, j.subscriber_id FROM tasks t JOIN jobs j ON j.id = t.job_id \
              WHERE t.id = $1",
@@ -387,12 +393,12 @@ impl Store {
         .bind(task_id.to_string())
         .fetch_one(&self.pool)
         .await?;
-        Ok((
-            parse_task_state(&row.try_get::<String, _>("state")?)?,
-            u32::try_from(row.try_get::<i64, _>("quorum")?).unwrap_or(1),
-            parse_uuid(&row.try_get::<String, _>("job_id")?)?,
-            parse_uuid(&row.try_get::<String, _>("subscriber_id")?)?,
-        ))
+        Ok(TaskHeader {
+            state: parse_task_state(&row.try_get::<String, _>("state")?)?,
+            quorum: u32::try_from(row.try_get::<i64, _>("quorum")?).unwrap_or(1),
+            job_id: parse_uuid(&row.try_get::<String, _>("job_id")?)?,
+            submitter: parse_uuid(&row.try_get::<String, _>("subscriber_id")?)?,
+        })
     }
 
     /// Whether a device runs a task now that needs this blob (its module or input).
