@@ -144,7 +144,7 @@ fn stdin_error(source: std::io::Error) -> SandboxError {
 
 fn run_request(request: &Request, module: &[u8]) -> Result<Run, SandboxError> {
     // One engine, for the task's kind of floats: each costs start-up time.
-    let sandbox = Sandbox::build(request.cache_dir.as_deref(), false, &[request.floats])?;
+    let sandbox = Sandbox::build(request.cache_dir.as_deref(), false, &[request.floats], None)?;
     let program = sandbox.program(module, request.floats)?;
     let task = Task {
         input_dir: request.input_dir.clone(),
@@ -234,7 +234,8 @@ pub(crate) async fn run(
             .map(|_| answer)
     });
 
-    let started = Instant::now();
+    let clock = &sandbox.clock;
+    let started = clock.now();
     let mut paused_for = Duration::ZERO;
     let mut held: Option<(Instant, PausedTask)> = None;
     let mut watching = true;
@@ -242,16 +243,16 @@ pub(crate) async fn run(
     let ended = loop {
         if hold && held.is_none() {
             signal(pid, Signal::STOP);
-            held = Some((Instant::now(), PausedTask::new(&sandbox.paused)));
+            held = Some((clock.now(), PausedTask::new(&sandbox.paused)));
         } else if !hold && let Some((since, counted)) = held.take() {
             signal(pid, Signal::CONT);
-            paused_for += since.elapsed();
+            paused_for += clock.now().saturating_duration_since(since);
             drop(counted);
         }
         let deadline = started + paused_for + limits.timeout;
         tokio::select! {
             status = child.wait() => break Ended::Exited(status),
-            () = tokio::time::sleep_until(deadline.into()), if held.is_none() => {
+            () = clock.sleep_until(deadline), if held.is_none() => {
                 break Ended::OutOfTime;
             }
             changed = paused.changed(), if watching => match changed {
@@ -264,11 +265,12 @@ pub(crate) async fn run(
             },
         }
     };
-    let running = started.elapsed().saturating_sub(
+    let now = clock.now();
+    let running = now.saturating_duration_since(started).saturating_sub(
         paused_for
-            + held
-                .as_ref()
-                .map_or(Duration::ZERO, |(since, _)| since.elapsed()),
+            + held.as_ref().map_or(Duration::ZERO, |(since, _)| {
+                now.saturating_duration_since(*since)
+            }),
     );
     drop(held);
     let status = match ended {

@@ -26,7 +26,9 @@
 //! result: a run that hits it fails, and the task is tried elsewhere. Pausing is an async yield
 //! at the next tick: the task's stack stays in memory and it resumes exactly where it stopped.
 //! [`Sandbox::paused_tasks`] counts the tasks that are paused right now, so a caller can see
-//! how long a pause takes to land.
+//! how long a pause takes to land. Running time is read from a [`Clock`]: the machine's
+//! ([`SystemClock`]), or one a test advances by hand ([`Sandbox::with_clock`]), ticking the
+//! epochs itself ([`Sandbox::tick`]) so that it decides exactly how much time a task has used.
 //!
 //! Compiled modules are kept by the hash of their bytes, so a task of a module seen before starts
 //! without compiling.
@@ -41,7 +43,9 @@
 pub mod isolated;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -68,6 +72,30 @@ const TABLE_ENTRY_BYTES: usize = std::mem::size_of::<usize>();
 
 /// The module name every import must come from.
 const WASI_MODULE: &str = "wasi_snapshot_preview1";
+
+/// Where a sandbox reads the time: the running time it charges a task (pauses not counted), and
+/// the deadline at which a task in a process of its own has spent its budget.
+pub trait Clock: Send + Sync {
+    /// The time now: never earlier than any time it gave before.
+    fn now(&self) -> Instant;
+
+    /// Resolves once [`Clock::now`] has reached `deadline`.
+    fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+}
+
+/// The machine's clock, and tokio's timers: what a sandbox uses unless it is given another.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(tokio::time::sleep_until(deadline.into()))
+    }
+}
 
 /// How a program's floating point must agree with runs of it elsewhere. Each has an engine of
 /// its own: NaN canonicalisation is compiled into the code.
@@ -221,8 +249,13 @@ pub struct Sandbox {
     portable: Option<Engined>,
     native: Option<Engined>,
     programs: Mutex<HashMap<(String, Floats), Program>>,
-    /// Advances the engines' epochs, when their code checks them.
+    /// Whether the engines' code checks their epochs (else the operating system stops tasks).
+    epochs: bool,
+    /// Advances the engines' epochs every [`TICK`], unless the sandbox's owner does
+    /// ([`Sandbox::tick`]).
     ticker: Option<std::thread::JoinHandle<()>>,
+    /// Where running time is read.
+    clock: Arc<dyn Clock>,
     stop: Arc<std::sync::atomic::AtomicBool>,
     /// How many tasks are paused right now.
     paused: Arc<AtomicUsize>,
@@ -364,10 +397,9 @@ struct Budget {
 }
 
 impl Budget {
-    /// Counts the time since the last tick as running; returns the running time so far.
-    fn tick(&mut self) -> Duration {
-        let now = Instant::now();
-        self.running += now - self.last;
+    /// Counts the time from the last tick to `now` as running; returns the running time so far.
+    fn tick(&mut self, now: Instant) -> Duration {
+        self.running += now.saturating_duration_since(self.last);
         self.last = now;
         self.running
     }
@@ -405,14 +437,50 @@ impl Sandbox {
     /// A sandbox with its own engine and epoch ticker; `cache_dir` keeps compiled code across
     /// restarts (wasmtime's own cache, keyed by the module's bytes and the engine).
     pub fn new(cache_dir: Option<&Path>) -> Result<Sandbox, SandboxError> {
-        Sandbox::build(cache_dir, true, &[Floats::Portable, Floats::Native])
+        Sandbox::build(cache_dir, true, &[Floats::Portable, Floats::Native], None)
+    }
+
+    /// A sandbox like [`Sandbox::new`] whose time is `clock`'s and which has no ticker: its
+    /// tasks check their budgets and whether to pause only when its owner calls
+    /// [`Sandbox::tick`]. For tests and simulations that decide when time passes.
+    pub fn with_clock(
+        cache_dir: Option<&Path>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Sandbox, SandboxError> {
+        Sandbox::build(
+            cache_dir,
+            true,
+            &[Floats::Portable, Floats::Native],
+            Some(clock),
+        )
     }
 
     /// A sandbox that runs each task in a process of its own, started by `runner`: a program
     /// that calls [`isolated::serve`]. Its code has no epoch checks.
     #[cfg(unix)]
     pub fn isolated(cache_dir: Option<&Path>, runner: Runner) -> Result<Sandbox, SandboxError> {
-        let mut sandbox = Sandbox::build(cache_dir, false, &[Floats::Portable, Floats::Native])?;
+        Sandbox::isolated_on(cache_dir, runner, None)
+    }
+
+    /// A sandbox like [`Sandbox::isolated`] whose time is `clock`'s: a task's budget is spent
+    /// when `clock` says so. For tests that decide when time passes.
+    #[cfg(unix)]
+    pub fn isolated_with_clock(
+        cache_dir: Option<&Path>,
+        runner: Runner,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Sandbox, SandboxError> {
+        Sandbox::isolated_on(cache_dir, runner, Some(clock))
+    }
+
+    #[cfg(unix)]
+    fn isolated_on(
+        cache_dir: Option<&Path>,
+        runner: Runner,
+        clock: Option<Arc<dyn Clock>>,
+    ) -> Result<Sandbox, SandboxError> {
+        let mut sandbox =
+            Sandbox::build(cache_dir, false, &[Floats::Portable, Floats::Native], clock)?;
         sandbox.runner = Some(runner);
         Ok(sandbox)
     }
@@ -425,11 +493,13 @@ impl Sandbox {
         false
     }
 
-    /// The engines for `kinds` of floats, with epoch checks and their ticker when `epochs`.
+    /// The engines for `kinds` of floats, with epoch checks when `epochs`; on `clock`, or on
+    /// the machine's with a ticker for the epochs.
     fn build(
         cache_dir: Option<&Path>,
         epochs: bool,
         kinds: &[Floats],
+        clock: Option<Arc<dyn Clock>>,
     ) -> Result<Sandbox, SandboxError> {
         let cache = match cache_dir {
             Some(dir) => {
@@ -452,7 +522,7 @@ impl Sandbox {
         let portable = engined(Floats::Portable)?;
         let native = engined(Floats::Native)?;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let ticker = if !epochs {
+        let ticker = if !epochs || clock.is_some() {
             None
         } else {
             let engines: Vec<Engine> = [&portable, &native]
@@ -478,13 +548,24 @@ impl Sandbox {
             portable,
             native,
             programs: Mutex::new(HashMap::new()),
+            epochs,
             ticker,
+            clock: clock.unwrap_or_else(|| Arc::new(SystemClock)),
             stop,
             paused: Arc::new(AtomicUsize::new(0)),
             cache_dir: cache_dir.map(Path::to_owned),
             #[cfg(unix)]
             runner: None,
         })
+    }
+
+    /// Advances the epochs by one tick, as the ticker of a sandbox on the machine's clock does
+    /// every [`TICK`]: each running task checks its budget and whether to pause. Tasks in
+    /// processes of their own have no checks; nothing changes for them.
+    pub fn tick(&self) {
+        for engined in [&self.portable, &self.native].into_iter().flatten() {
+            engined.engine.increment_epoch();
+        }
     }
 
     /// How many tasks are paused right now: stopped at a tick, waiting for their `paused` to
@@ -618,18 +699,19 @@ impl Sandbox {
         );
         store.limiter(|state| &mut state.limiter);
         let budget = Arc::new(Mutex::new(Budget {
-            last: Instant::now(),
+            last: self.clock.now(),
             running: Duration::ZERO,
             timed_out: false,
         }));
-        if self.ticker.is_some() {
+        if self.epochs {
             store.set_epoch_deadline(1);
             let budget = budget.clone();
             let timeout = limits.timeout;
             let paused_tasks = self.paused.clone();
+            let clock = self.clock.clone();
             store.epoch_deadline_callback(move |_| {
                 let mut b = budget.lock().unwrap_or_else(PoisonError::into_inner);
-                if b.tick() >= timeout {
+                if b.tick(clock.now()) >= timeout {
                     b.timed_out = true;
                     return Ok(UpdateDeadline::Interrupt);
                 }
@@ -637,17 +719,19 @@ impl Sandbox {
                     let mut waiting = paused.clone();
                     let budget = budget.clone();
                     let paused_tasks = paused_tasks.clone();
+                    let clock = clock.clone();
                     return Ok(UpdateDeadline::YieldCustom(
                         1,
                         Box::pin(async move {
                             // Counted while it waits. The future lives on the task's stack, so if
                             // the run is dropped meanwhile, wasmtime unwinds it and the count
-                            // drops too.
+                            // drops too. Time counts again before the count drops, so that
+                            // whoever sees it drop knows the task's time runs from then.
                             let counted = PausedTask::new(&paused_tasks);
                             let _ = waiting.wait_for(|p| !*p).await;
-                            drop(counted);
                             budget.lock().unwrap_or_else(PoisonError::into_inner).last =
-                                Instant::now();
+                                clock.now();
+                            drop(counted);
                         }),
                     ));
                 }
@@ -664,7 +748,7 @@ impl Sandbox {
         };
         let (running, timed_out) = {
             let mut b = budget.lock().unwrap_or_else(PoisonError::into_inner);
-            (b.tick(), b.timed_out)
+            (b.tick(self.clock.now()), b.timed_out)
         };
         let memory_hit = store.data().limiter.hit;
         drop(store);

@@ -3,6 +3,14 @@
 
 mod suite;
 
-fn sandbox() -> surplus_sandbox::Sandbox {
-    surplus_sandbox::Sandbox::new(None).expect("sandbox")
+use std::sync::Arc;
+
+use surplus_sandbox::{Clock, Sandbox};
+
+fn sandbox() -> Sandbox {
+    Sandbox::new(None).expect("sandbox")
+}
+
+fn sandbox_on(clock: Arc<dyn Clock>) -> Sandbox {
+    Sandbox::with_clock(None, clock).expect("sandbox")
 }

@@ -6,10 +6,10 @@ mod suite;
 
 use std::io::Write as _;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use surplus_sandbox::Runner;
-use surplus_sandbox::Sandbox;
+use surplus_sandbox::{Clock, Runner, Sandbox};
 
 fn runner() -> Runner {
     Runner {
@@ -20,6 +20,10 @@ fn runner() -> Runner {
 
 fn sandbox() -> Sandbox {
     Sandbox::isolated(None, runner()).expect("sandbox")
+}
+
+fn sandbox_on(clock: Arc<dyn Clock>) -> Sandbox {
+    Sandbox::isolated_with_clock(None, runner(), clock).expect("sandbox")
 }
 
 #[test]

@@ -1,14 +1,23 @@
 //! The sandbox against well-behaved and hostile modules, written in WAT so that no toolchain is
 //! needed: each is contained without harming the host, and honest runs agree bit for bit. Run
 //! twice: with tasks in the test's process (`hostile.rs`) and in processes of their own
-//! (`isolated.rs`); each names the sandbox under test as `sandbox()`.
+//! (`isolated.rs`); each names the sandbox under test as `sandbox()`, and the same on a clock
+//! of the test's as `sandbox_on(clock)`.
+//!
+//! Tasks run on a [`ManualClock`] that moves only when a test advances it, so no task runs out
+//! of time because the machine is slow, and a test of budgets and pauses decides exactly how
+//! much time a task uses and checks the exact result. Tests wait only for what they can see (a
+//! task counted paused, a run ended), never for time to pass.
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use surplus_sandbox::{Floats, Limits, Outcome, Sandbox, SandboxError, TICK, Task};
+use surplus_sandbox::{Clock, Floats, Limits, Outcome, Run, Sandbox, SandboxError, TICK, Task};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 const WASI: &str = "wasi_snapshot_preview1";
 
@@ -58,12 +67,69 @@ fn open(path: &str, oflags: i32, rights: i64) -> Vec<u8> {
     ))
 }
 
+/// A clock that stands still until the test advances it.
+pub struct ManualClock {
+    origin: Instant,
+    advanced: watch::Sender<Duration>,
+}
+
+impl ManualClock {
+    pub fn new() -> Arc<ManualClock> {
+        Arc::new(ManualClock {
+            origin: Instant::now(),
+            advanced: watch::Sender::new(Duration::ZERO),
+        })
+    }
+
+    pub fn advance(&self, by: Duration) {
+        self.advanced.send_modify(|advanced| *advanced += by);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Instant {
+        self.origin + *self.advanced.borrow()
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let origin = self.origin;
+        let mut advanced = self.advanced.subscribe();
+        Box::pin(async move {
+            if advanced
+                .wait_for(|advanced| origin + *advanced >= deadline)
+                .await
+                .is_err()
+            {
+                // The clock is gone: it will never get there.
+                std::future::pending::<()>().await;
+            }
+        })
+    }
+}
+
+/// Polls until `done` holds, ticking the sandbox's epochs meanwhile so that a task in the test's
+/// process reaches its next check. Only a failure waits out the limit.
+async fn until(sandbox: &Sandbox, what: &str, done: impl Fn() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "waited a minute for {what}"
+        );
+        sandbox.tick();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
 struct Fixture {
     _dir: tempfile::TempDir,
     input: PathBuf,
+    /// The time of the fixture's sandbox.
+    clock: Arc<ManualClock>,
     sandbox: Sandbox,
 }
 
+/// A fixture whose sandbox runs on a [`ManualClock`].
 fn fixture(content: &[u8]) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let task_dir = dir.path().join("task");
@@ -71,10 +137,12 @@ fn fixture(content: &[u8]) -> Fixture {
     std::fs::write(dir.path().join("secret.txt"), b"not for the task").expect("secret");
     let input = task_dir.join("numbers.txt");
     std::fs::write(&input, content).expect("input");
+    let clock = ManualClock::new();
     Fixture {
         _dir: dir,
         input,
-        sandbox: super::sandbox(),
+        sandbox: super::sandbox_on(clock.clone()),
+        clock,
     }
 }
 
@@ -103,6 +171,71 @@ impl Fixture {
     }
 }
 
+/// An endless loop, run by the fixture's sandbox in a task of its own. It starts held, so that
+/// once it is counted paused the test knows that it has started and read the clock: from then
+/// on, the time it runs is exactly what the test advances the clock by while it is not held.
+struct Spinning {
+    fixture: Arc<Fixture>,
+    pause: watch::Sender<bool>,
+    run: JoinHandle<Result<Run, SandboxError>>,
+}
+
+impl Spinning {
+    async fn start(fixture: &Arc<Fixture>, limits: Limits) -> Spinning {
+        let spin = module(r#"(func (export "_start") (loop $forever (br $forever)))"#);
+        let program = fixture
+            .sandbox
+            .program(&spin, Floats::Native)
+            .expect("compiles");
+        let task = fixture.task(vec![], 1);
+        let (pause, paused) = watch::channel(true);
+        let run = tokio::spawn({
+            let fixture = fixture.clone();
+            async move { fixture.sandbox.run(&program, &task, limits, paused).await }
+        });
+        let spinning = Spinning {
+            fixture: fixture.clone(),
+            pause,
+            run,
+        };
+        spinning.held().await;
+        spinning
+    }
+
+    /// Pauses the task; returns once it is held.
+    async fn hold(&self) {
+        self.pause.send(true).expect("pause");
+        self.held().await;
+    }
+
+    async fn held(&self) {
+        let sandbox = &self.fixture.sandbox;
+        until(sandbox, "the task to pause", || {
+            sandbox.paused_tasks() == 1 || self.run.is_finished()
+        })
+        .await;
+        assert!(!self.run.is_finished(), "the task ended instead of pausing");
+    }
+
+    /// Lets the task run again; returns once it is no longer held, and from then on the time
+    /// the clock is advanced counts.
+    async fn release(&self) {
+        self.pause.send(false).expect("resume");
+        let sandbox = &self.fixture.sandbox;
+        until(sandbox, "the task to resume", || {
+            sandbox.paused_tasks() == 0
+        })
+        .await;
+    }
+
+    /// Waits for the run to end, ticking meanwhile; its result.
+    async fn end(self) -> Run {
+        let sandbox = &self.fixture.sandbox;
+        until(sandbox, "the run to end", || self.run.is_finished()).await;
+        self.run.await.expect("joins").expect("runs")
+    }
+}
+
 fn small_limits() -> Limits {
     Limits {
         memory_bytes: 4 << 20,
@@ -124,19 +257,40 @@ async fn a_well_behaved_task_reads_its_input_and_writes_its_output() {
     assert_eq!(run.outcome, Outcome::Success, "reading /input/numbers.txt");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endless_loop_is_stopped_at_its_budget() {
-    let fixture = fixture(b"");
-    let spin = module(r#"(func (export "_start") (loop $forever (br $forever)))"#);
-    let started = Instant::now();
-    let run = fixture.run(&spin, small_limits()).await;
+    let fixture = Arc::new(fixture(b""));
+    let limits = small_limits();
+    let spinning = Spinning::start(&fixture, limits).await;
+    spinning.release().await;
+    // A millisecond short of its budget it still runs: it pauses when asked, rather than end.
+    fixture
+        .clock
+        .advance(limits.timeout - Duration::from_millis(1));
+    spinning.hold().await;
+    spinning.release().await;
+    fixture.clock.advance(Duration::from_millis(1));
+    let run = spinning.end().await;
     assert_eq!(run.outcome, Outcome::Timeout);
-    assert!(
-        run.running >= Duration::from_millis(300),
-        "{:?}",
-        run.running
-    );
-    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(run.running, limits.timeout);
+}
+
+/// The sandbox as the agent makes it, on the machine's clock with its own ticker (or, isolated,
+/// tokio's timers): a task that never ends is stopped once it has run its budget.
+#[tokio::test]
+async fn on_the_machines_clock_an_endless_loop_is_stopped_too() {
+    let fixture = fixture(b"");
+    let sandbox = super::sandbox();
+    let spin = module(r#"(func (export "_start") (loop $forever (br $forever)))"#);
+    let program = sandbox.program(&spin, Floats::Native).expect("compiles");
+    let (_pause, paused) = watch::channel(false);
+    let run = sandbox
+        .run(&program, &fixture.task(vec![], 1), small_limits(), paused)
+        .await
+        .expect("runs");
+    assert_eq!(run.outcome, Outcome::Timeout);
+    // Stopped only once its budget is spent; how long after depends on the machine.
+    assert!(run.running >= small_limits().timeout, "{:?}", run.running);
 }
 
 #[tokio::test]
@@ -279,138 +433,75 @@ async fn relaxed_simd_gives_the_same_result_on_every_host() {
     assert_eq!(run.output, expected);
 }
 
-#[tokio::test]
-async fn a_paused_task_resumes_where_it_stopped_and_pauses_do_not_count() {
-    let fixture = fixture(b"");
-    let spin = module(r#"(func (export "_start") (loop $forever (br $forever)))"#);
-    let program = fixture
-        .sandbox
-        .program(&spin, Floats::Native)
-        .expect("compiles");
-    let task = fixture.task(vec![], 1);
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_held_paused_does_not_count_toward_the_budget() {
+    let fixture = Arc::new(fixture(b""));
     let limits = Limits {
         timeout: Duration::from_millis(400),
         ..small_limits()
     };
-    let (pause, paused) = watch::channel(true);
-    let started = Instant::now();
-    let running = {
-        let sandbox = &fixture.sandbox;
-        let run = sandbox.run(&program, &task, limits, paused);
-        let resume = async {
-            // Held paused for a second from its first tick; then let go.
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            pause.send(false).expect("resume");
-        };
-        let (run, ()) = tokio::join!(run, resume);
-        run.expect("runs")
-    };
-    assert_eq!(running.outcome, Outcome::Timeout);
-    assert!(running.running >= limits.timeout, "{:?}", running.running);
-    // The task runs until its first tick before it can pause (that counts as running); the
-    // rest of the second it was held did not count toward its budget.
-    let not_counted = started.elapsed().saturating_sub(running.running);
-    assert!(
-        not_counted >= Duration::from_millis(900),
-        "the pause counted toward the budget: {not_counted:?} not counted"
+    let spinning = Spinning::start(&fixture, limits).await;
+    // Held for an hour, far past its budget, before it runs at all.
+    fixture.clock.advance(Duration::from_secs(3600));
+    spinning.release().await;
+    fixture.clock.advance(Duration::from_millis(250));
+    // Held again between two stretches of running, for another hour.
+    spinning.hold().await;
+    fixture.clock.advance(Duration::from_secs(3600));
+    spinning.release().await;
+    fixture.clock.advance(Duration::from_millis(149));
+    // 399 ms of running: not out of time, so it pauses when asked.
+    spinning.hold().await;
+    spinning.release().await;
+    fixture.clock.advance(Duration::from_millis(1));
+    let run = spinning.end().await;
+    assert_eq!(run.outcome, Outcome::Timeout);
+    assert_eq!(
+        run.running, limits.timeout,
+        "running time counts only while running"
     );
-    assert!(
-        running.running < Duration::from_millis(800),
-        "running time counts only while running: {:?}",
-        running.running
-    );
-}
-
-/// Waits, polling, until `done` holds; false if it did not within `limit`.
-async fn eventually(limit: Duration, done: impl Fn() -> bool) -> bool {
-    let started = Instant::now();
-    while !done() {
-        if started.elapsed() > limit {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    true
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paused_tasks_counts_a_task_while_it_is_held() {
     let fixture = Arc::new(fixture(b""));
-    let spin = module(r#"(func (export "_start") (loop $forever (br $forever)))"#);
-    let program = fixture
-        .sandbox
-        .program(&spin, Floats::Native)
-        .expect("compiles");
     let limits = Limits {
         timeout: Duration::from_millis(500),
         ..small_limits()
     };
-    let (pause, paused) = watch::channel(false);
-    let running = tokio::spawn({
-        let fixture = fixture.clone();
-        async move {
-            let task = fixture.task(vec![], 1);
-            fixture.sandbox.run(&program, &task, limits, paused).await
-        }
-    });
-    assert_eq!(fixture.sandbox.paused_tasks(), 0, "running, not paused");
-    pause.send(true).expect("pause");
-    assert!(
-        eventually(Duration::from_secs(10), || fixture.sandbox.paused_tasks()
-            == 1)
-        .await,
-        "the task never paused"
-    );
-    // Held, it stays counted (however long this takes, the task cannot be running meanwhile).
-    tokio::time::sleep(TICK * 5).await;
+    let spinning = Spinning::start(&fixture, limits).await;
+    spinning.release().await;
+    // Counted from the tick at which it stops running (`hold` waits for that).
+    spinning.hold().await;
+    // Held, it stays counted, however much time passes and however often it is ticked.
+    for _ in 0..5 {
+        fixture.clock.advance(TICK);
+        fixture.sandbox.tick();
+    }
     assert_eq!(fixture.sandbox.paused_tasks(), 1);
-    pause.send(false).expect("resume");
-    assert!(
-        eventually(Duration::from_secs(10), || fixture.sandbox.paused_tasks()
-            == 0)
-        .await,
-        "the task never resumed"
-    );
-    let run = running.await.expect("joins").expect("runs");
+    spinning.release().await;
+    fixture.clock.advance(limits.timeout);
+    let run = spinning.end().await;
     assert_eq!(run.outcome, Outcome::Timeout);
-    assert!(run.running >= limits.timeout, "{:?}", run.running);
+    assert_eq!(run.running, limits.timeout);
     assert_eq!(fixture.sandbox.paused_tasks(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_dropped_while_paused_is_no_longer_counted() {
     let fixture = Arc::new(fixture(b""));
-    let spin = module(r#"(func (export "_start") (loop $forever (br $forever)))"#);
-    let program = fixture
-        .sandbox
-        .program(&spin, Floats::Native)
-        .expect("compiles");
-    let (_pause, paused) = watch::channel(true);
-    let running = tokio::spawn({
-        let fixture = fixture.clone();
-        async move {
-            let task = fixture.task(vec![], 1);
-            let limits = Limits {
-                timeout: Duration::from_secs(60),
-                ..small_limits()
-            };
-            fixture.sandbox.run(&program, &task, limits, paused).await
-        }
-    });
-    assert!(
-        eventually(Duration::from_secs(10), || fixture.sandbox.paused_tasks()
-            == 1)
-        .await,
-        "the task never paused"
-    );
-    running.abort();
-    assert!(running.await.is_err_and(|e| e.is_cancelled()));
-    assert!(
-        eventually(Duration::from_secs(10), || fixture.sandbox.paused_tasks()
-            == 0)
-        .await,
-        "a dropped run is still counted as paused"
-    );
+    let limits = Limits {
+        timeout: Duration::from_secs(60),
+        ..small_limits()
+    };
+    let spinning = Spinning::start(&fixture, limits).await;
+    spinning.run.abort();
+    assert!(spinning.run.await.is_err_and(|e| e.is_cancelled()));
+    let sandbox = &fixture.sandbox;
+    until(sandbox, "the dropped run to be uncounted", || {
+        sandbox.paused_tasks() == 0
+    })
+    .await;
 }
 
 #[test]
