@@ -29,6 +29,7 @@ mod instructions;
 mod ledger;
 mod placements;
 mod placing;
+pub(crate) mod sql;
 pub use accounts::{LiveSession, Login, SessionRow};
 pub use audits::{AuditRow, AuditScore};
 pub use blobs::OwnedBlob;
@@ -49,6 +50,7 @@ pub use placing::{NewBlobAllocation, PlacementContext};
 
 use instructions::enqueue_on;
 use ledger::set_allocation_state_on;
+use sql::sql;
 
 /// A state the database keeps as TEXT: an enum whose variants are each written as exactly one
 /// string (`as_str`) and read back from it (`FromStr`; any other string is corrupt data).
@@ -71,6 +73,13 @@ macro_rules! text_enum {
                 match self {
                     $(Self::$variant => $text,)*
                 }
+            }
+        }
+
+        impl<'q> $crate::store::sql::Param<'q> for $name {
+            type Value = &'q str;
+            fn param(self) -> Self::Value {
+                self.as_str()
             }
         }
 
@@ -223,10 +232,7 @@ impl Store {
         let to = to
             .to_str()
             .ok_or_else(|| StoreError::Corrupt(format!("{} is not UTF-8", to.display())))?;
-        sqlx::query("VACUUM INTO $1")
-            .bind(to)
-            .execute(&self.pool)
-            .await?;
+        sql!("VACUUM INTO $1", to).execute(&self.pool).await?;
         Ok(())
     }
 }

@@ -5,7 +5,8 @@ use sqlx::any::AnyRow;
 use surplus_protocol::{Plan, Subscriber, SubscriberStatus, UnixMillis};
 use uuid::Uuid;
 
-use super::{Result, Store, StoreError, parse_plan, parse_status, parse_uuid, to_i64};
+use super::sql;
+use super::{Result, Store, StoreError, parse_plan, parse_status, parse_uuid};
 
 /// A subscriber as logging in finds them: with their password hash.
 #[derive(Debug, Clone)]
@@ -50,51 +51,52 @@ impl Store {
         now: UnixMillis,
     ) -> Result<Subscriber> {
         let id = Uuid::now_v7();
-        let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO subscribers (id, email, password_hash, plan, status, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (email) DO NOTHING",
-        )
-        .bind(id.to_string())
-        .bind(email)
-        .bind(password_hash)
-        .bind(plan.as_str())
-        .bind(SubscriberStatus::Active.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        if inserted.rows_affected() == 0 {
-            return Err(StoreError::Conflict(format!(
-                "{email} has already signed up"
-            )));
-        }
-        // The plan's starting credit, so that a new subscriber can run small jobs at once.
-        sqlx::query(
-            "INSERT INTO credits (id, subscriber_id, amount_ms, reason, run_id, created_at) \
-             VALUES ($1, $2, $3, 'granted', NULL, $4)",
-        )
-        .bind(format!("grant-{id}"))
-        .bind(id.to_string())
-        .bind(to_i64(plan.limits().starting_credit.saturating_mul(1000)))
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(Subscriber {
-            id,
-            email: email.to_owned(),
-            plan,
-            status: SubscriberStatus::Active,
-            created_at: now,
+        self.transaction(async |tx| {
+            let inserted = sql!(
+                "INSERT INTO subscribers (id, email, password_hash, plan, status, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (email) DO NOTHING",
+                id,
+                email,
+                password_hash,
+                plan.as_str(),
+                SubscriberStatus::Active.as_str(),
+                now
+            )
+            .execute(&mut *tx)
+            .await?;
+            if inserted.rows_affected() == 0 {
+                return Err(StoreError::Conflict(format!(
+                    "{email} has already signed up"
+                )));
+            }
+            // The plan's starting credit, so that a new subscriber can run small jobs at once.
+            sql!(
+                "INSERT INTO credits (id, subscriber_id, amount_ms, reason, run_id, created_at) \
+                 VALUES ($1, $2, $3, 'granted', NULL, $4)",
+                format!("grant-{id}"),
+                id,
+                plan.limits().starting_credit.saturating_mul(1000),
+                now
+            )
+            .execute(&mut *tx)
+            .await?;
+            Ok(Subscriber {
+                id,
+                email: email.to_owned(),
+                plan,
+                status: SubscriberStatus::Active,
+                created_at: now,
+            })
         })
+        .await
     }
 
     /// The subscriber with this email and their password hash.
     pub async fn login(&self, email: &str) -> Result<Option<Login>> {
-        let row = sqlx::query(
+        let row = sql!(
             "SELECT id, email, plan, status, created_at, password_hash FROM subscribers WHERE email = $1",
+            email
         )
-        .bind(email)
         .fetch_optional(&self.pool)
         .await?;
         row.map(|row| {
@@ -115,10 +117,10 @@ impl Store {
     }
 
     pub async fn subscriber(&self, id: Uuid) -> Result<Subscriber> {
-        let row = sqlx::query(
+        let row = sql!(
             "SELECT id, email, plan, status, created_at FROM subscribers WHERE id = $1",
+            id
         )
-        .bind(id.to_string())
         .fetch_optional(&self.pool)
         .await?
         .ok_or(StoreError::NotFound)?;
@@ -126,17 +128,16 @@ impl Store {
     }
 
     pub async fn subscribers(&self) -> Result<Vec<Subscriber>> {
-        let rows = sqlx::query(
-            "SELECT id, email, plan, status, created_at FROM subscribers ORDER BY email",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let rows =
+            sql!("SELECT id, email, plan, status, created_at FROM subscribers ORDER BY email")
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter().map(subscriber_from_row).collect()
     }
 
     /// How many subscribers there are (also the health check's database round trip).
     pub async fn subscribers_count(&self) -> Result<i64> {
-        Ok(sqlx::query("SELECT COUNT(*) AS n FROM subscribers")
+        Ok(sql!("SELECT COUNT(*) AS n FROM subscribers")
             .fetch_one(&self.pool)
             .await?
             .try_get("n")?)
@@ -171,11 +172,7 @@ impl Store {
         value: &str,
         email: &str,
     ) -> Result<Subscriber> {
-        let done = sqlx::query(statement)
-            .bind(value)
-            .bind(email)
-            .execute(&self.pool)
-            .await?;
+        let done = sql!(statement, value, email).execute(&self.pool).await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
@@ -192,11 +189,13 @@ impl Store {
         now: UnixMillis,
         expires_at: UnixMillis,
     ) -> Result<()> {
-        sqlx::query("INSERT INTO sessions (token_hash, subscriber_id, created_at, expires_at, last_used_at) VALUES ($1, $2, $3, $4, $3)")
-            .bind(token_hash)
-            .bind(subscriber_id.to_string())
-            .bind(now)
-            .bind(expires_at)
+        sql!(
+            "INSERT INTO sessions (token_hash, subscriber_id, created_at, expires_at, last_used_at) VALUES ($1, $2, $3, $4, $3)",
+            token_hash,
+            subscriber_id,
+            now,
+            expires_at
+        )
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -208,13 +207,13 @@ impl Store {
         token_hash: &str,
         now: UnixMillis,
     ) -> Result<Option<LiveSession>> {
-        let row = sqlx::query(
+        let row = sql!(
             "SELECT s.id, s.email, s.plan, s.status, s.created_at, t.created_at AS session_created, \
              t.expires_at FROM sessions t JOIN subscribers s ON s.id = t.subscriber_id \
              WHERE t.token_hash = $1 AND t.expires_at > $2",
+            token_hash,
+            now
         )
-        .bind(token_hash)
-        .bind(now)
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref()
@@ -235,23 +234,25 @@ impl Store {
         expires_at: UnixMillis,
         now: UnixMillis,
     ) -> Result<()> {
-        sqlx::query("UPDATE sessions SET expires_at = $1, last_used_at = $2 WHERE token_hash = $3")
-            .bind(expires_at)
-            .bind(now)
-            .bind(token_hash)
-            .execute(&self.pool)
-            .await?;
+        sql!(
+            "UPDATE sessions SET expires_at = $1, last_used_at = $2 WHERE token_hash = $3",
+            expires_at,
+            now,
+            token_hash
+        )
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
     /// A subscriber's live sessions, newest first.
     pub async fn sessions(&self, subscriber_id: Uuid, now: UnixMillis) -> Result<Vec<SessionRow>> {
-        let rows = sqlx::query(
+        let rows = sql!(
             "SELECT token_hash, created_at, last_used_at, expires_at FROM sessions \
              WHERE subscriber_id = $1 AND expires_at > $2 ORDER BY created_at DESC",
+            subscriber_id,
+            now
         )
-        .bind(subscriber_id.to_string())
-        .bind(now)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -270,17 +271,21 @@ impl Store {
     pub async fn end_sessions(&self, subscriber_id: Uuid, token_hash: Option<&str>) -> Result<u64> {
         let done = match token_hash {
             Some(hash) => {
-                sqlx::query("DELETE FROM sessions WHERE subscriber_id = $1 AND token_hash = $2")
-                    .bind(subscriber_id.to_string())
-                    .bind(hash)
-                    .execute(&self.pool)
-                    .await?
+                sql!(
+                    "DELETE FROM sessions WHERE subscriber_id = $1 AND token_hash = $2",
+                    subscriber_id,
+                    hash
+                )
+                .execute(&self.pool)
+                .await?
             }
             None => {
-                sqlx::query("DELETE FROM sessions WHERE subscriber_id = $1")
-                    .bind(subscriber_id.to_string())
-                    .execute(&self.pool)
-                    .await?
+                sql!(
+                    "DELETE FROM sessions WHERE subscriber_id = $1",
+                    subscriber_id
+                )
+                .execute(&self.pool)
+                .await?
             }
         };
         Ok(done.rows_affected())

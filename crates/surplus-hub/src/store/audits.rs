@@ -7,6 +7,7 @@ use sqlx::Row;
 use surplus_protocol::UnixMillis;
 use uuid::Uuid;
 
+use super::sql;
 use super::{Result, Store, parse_uuid, to_u64};
 
 /// A shard held for someone, as an audit round sees it.
@@ -36,15 +37,15 @@ pub struct AuditScore {
 impl Store {
     /// Every shard held for someone (active or being moved), with its audit history.
     pub async fn audit_rows(&self, pending_since: UnixMillis) -> Result<Vec<AuditRow>> {
-        let rows = sqlx::query(
+        let rows = sql!(
             "SELECT a.id, a.device_id, a.subscriber_id, a.blob_hash, b.size, a.created_at, a.readopted_at, \
              (SELECT MAX(c.answered_at) FROM challenges c WHERE c.allocation_id = a.id AND c.state = 'passed') AS last_audit, \
              (SELECT COUNT(*) FROM challenges c WHERE c.allocation_id = a.id AND c.state = 'waiting' \
               AND c.created_at > $1) AS pending \
              FROM allocations a JOIN blobs b ON b.hash = a.blob_hash \
              WHERE a.kind = 'storage' AND a.state IN ('active', 'evacuating')",
+            pending_since
         )
-        .bind(pending_since)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -66,11 +67,11 @@ impl Store {
 
     /// Failed challenges (integrity failures) per device answered since `since`.
     pub async fn integrity_failures(&self, since: UnixMillis) -> Result<HashMap<Uuid, u32>> {
-        let rows = sqlx::query(
+        let rows = sql!(
             "SELECT device_id, COUNT(*) AS failures FROM challenges \
              WHERE state = 'failed' AND answered_at >= $1 GROUP BY device_id",
+            since
         )
-        .bind(since)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -85,13 +86,13 @@ impl Store {
 
     /// Challenges answered since `since`, per device.
     pub async fn audit_scores(&self, since: UnixMillis) -> Result<HashMap<Uuid, AuditScore>> {
-        let rows = sqlx::query(
+        let rows = sql!(
             "SELECT device_id, \
              CAST(SUM(CASE WHEN state = 'passed' THEN 1 ELSE 0 END) AS BIGINT) AS passed, \
              CAST(SUM(CASE WHEN state = 'failed' THEN 1 ELSE 0 END) AS BIGINT) AS failed \
              FROM challenges WHERE answered_at >= $1 GROUP BY device_id",
+            since
         )
-        .bind(since)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -109,7 +110,7 @@ impl Store {
 
     /// When each device that ever came back after a long absence last did.
     pub async fn returned(&self) -> Result<HashMap<Uuid, UnixMillis>> {
-        let rows = sqlx::query("SELECT id, returned_at FROM devices WHERE returned_at IS NOT NULL")
+        let rows = sql!("SELECT id, returned_at FROM devices WHERE returned_at IS NOT NULL")
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
@@ -124,11 +125,12 @@ impl Store {
 
     /// Devices heard from since `since`.
     pub async fn devices_heard_since(&self, since: UnixMillis) -> Result<Vec<Uuid>> {
-        let rows =
-            sqlx::query("SELECT id FROM devices WHERE revoked_at IS NULL AND last_heartbeat >= $1")
-                .bind(since)
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sql!(
+            "SELECT id FROM devices WHERE revoked_at IS NULL AND last_heartbeat >= $1",
+            since
+        )
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|row| parse_uuid(&row.try_get::<String, _>("id")?))
             .collect()

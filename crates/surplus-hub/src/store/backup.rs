@@ -5,14 +5,15 @@ use sqlx::Row;
 use surplus_protocol::{BackupSettings, Coding, UnixMillis};
 use uuid::Uuid;
 
-use super::{Result, Store, StoreError, to_i64};
+use super::sql;
+use super::{Result, Store, StoreError};
 
 impl Store {
     pub async fn backup_settings(&self, subscriber_id: Uuid) -> Result<BackupSettings> {
-        let row = sqlx::query(
+        let row = sql!(
             "SELECT backup_household, backup_data, backup_parity FROM subscribers WHERE id = $1",
+            subscriber_id
         )
-        .bind(subscriber_id.to_string())
         .fetch_optional(&self.pool)
         .await?
         .ok_or(StoreError::NotFound)?;
@@ -37,14 +38,14 @@ impl Store {
         subscriber_id: Uuid,
         settings: BackupSettings,
     ) -> Result<()> {
-        sqlx::query(
+        sql!(
             "UPDATE subscribers SET backup_household = $1, backup_data = $2, backup_parity = $3 \
              WHERE id = $4",
+            i64::from(settings.household),
+            settings.coding.map(|c| i64::from(c.data)),
+            settings.coding.map(|c| i64::from(c.parity)),
+            subscriber_id
         )
-        .bind(i64::from(settings.household))
-        .bind(settings.coding.map(|c| i64::from(c.data)))
-        .bind(settings.coding.map(|c| i64::from(c.parity)))
-        .bind(subscriber_id.to_string())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -64,23 +65,27 @@ impl Store {
         } else {
             "DO NOTHING"
         };
-        let done = sqlx::query(&format!(
-            "INSERT INTO wrapped_keys (subscriber_id, body, updated_at) VALUES ($1, $2, $3) \
+        let done = sql!(
+            &format!(
+                "INSERT INTO wrapped_keys (subscriber_id, body, updated_at) VALUES ($1, $2, $3) \
              ON CONFLICT (subscriber_id) {conflict}"
-        ))
-        .bind(subscriber_id.to_string())
-        .bind(body)
-        .bind(now)
+            ),
+            subscriber_id,
+            body,
+            now
+        )
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
     }
 
     pub async fn wrapped_key(&self, subscriber_id: Uuid) -> Result<Option<String>> {
-        let row = sqlx::query("SELECT body FROM wrapped_keys WHERE subscriber_id = $1")
-            .bind(subscriber_id.to_string())
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sql!(
+            "SELECT body FROM wrapped_keys WHERE subscriber_id = $1",
+            subscriber_id
+        )
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(|row| Ok(row.try_get("body")?)).transpose()
     }
 
@@ -95,16 +100,16 @@ impl Store {
         body: &[u8],
         now: UnixMillis,
     ) -> Result<()> {
-        sqlx::query(
+        sql!(
             "INSERT INTO backup_objects (subscriber_id, kind, name, body, size, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (subscriber_id, kind, name) DO UPDATE SET deleted_at = NULL",
+            subscriber_id,
+            kind,
+            name,
+            hex::encode(body),
+            body.len() as u64,
+            now
         )
-        .bind(subscriber_id.to_string())
-        .bind(kind)
-        .bind(name)
-        .bind(hex::encode(body))
-        .bind(to_i64(body.len() as u64))
-        .bind(now)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -116,13 +121,13 @@ impl Store {
         kind: &str,
         name: &str,
     ) -> Result<Option<Vec<u8>>> {
-        let row = sqlx::query(
+        let row = sql!(
             "SELECT body FROM backup_objects WHERE subscriber_id = $1 AND kind = $2 AND name = $3 \
              AND deleted_at IS NULL",
+            subscriber_id,
+            kind,
+            name
         )
-        .bind(subscriber_id.to_string())
-        .bind(kind)
-        .bind(name)
         .fetch_optional(&self.pool)
         .await?;
         row.map(|row| {
@@ -137,12 +142,12 @@ impl Store {
         subscriber_id: Uuid,
         kind: &str,
     ) -> Result<Vec<String>> {
-        let rows = sqlx::query(
+        let rows = sql!(
             "SELECT name FROM backup_objects WHERE subscriber_id = $1 AND kind = $2 AND deleted_at IS NULL \
              ORDER BY name",
+            subscriber_id,
+            kind
         )
-        .bind(subscriber_id.to_string())
-        .bind(kind)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(|row| Ok(row.try_get("name")?)).collect()

@@ -5,7 +5,8 @@ use sqlx::Row;
 use surplus_protocol::{InstructionKind, ShardFailure, UnixMillis, VerifyRun};
 use uuid::Uuid;
 
-use super::{Result, Store, StoreError, enqueue_on, parse_uuid, text_enum, to_i64, to_u64};
+use super::sql;
+use super::{Result, Store, StoreError, enqueue_on, parse_uuid, text_enum, to_u64};
 
 /// Who a challenge of one shard is for: the run it belongs to, the shard's owner, and the
 /// holder's allocation and device.
@@ -38,13 +39,13 @@ pub struct HeldShard {
 impl Store {
     /// The subscriber's shards at holders that have confirmed them.
     pub async fn held_shards(&self, subscriber_id: Uuid) -> Result<Vec<HeldShard>> {
-        let rows = sqlx::query(
+        let rows = sql!(
             "SELECT a.id, a.device_id, a.blob_hash, b.size FROM allocations a \
              JOIN blobs b ON b.hash = a.blob_hash \
              WHERE a.subscriber_id = $1 AND a.kind = 'storage' AND a.state IN ('active', 'evacuating') \
              ORDER BY a.device_id, a.blob_hash",
+            subscriber_id
         )
-        .bind(subscriber_id.to_string())
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -83,35 +84,36 @@ impl Store {
                 "a challenge must be a verify_blob".into(),
             ));
         };
-        let mut tx = self.pool.begin().await?;
-        let instruction = enqueue_on(
-            &mut tx,
-            device_id,
-            Some(allocation_id),
-            kind,
-            now,
-            expires_at,
-        )
-        .await?;
-        sqlx::query(
-            "INSERT INTO challenges (id, run_id, subscriber_id, allocation_id, device_id, instruction_id, \
-             blob_hash, slice_offset, slice_length, state, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'waiting', $10)",
-        )
-        .bind(Uuid::now_v7().to_string())
-        .bind(run_id.to_string())
-        .bind(subscriber_id.to_string())
-        .bind(allocation_id.to_string())
-        .bind(device_id.to_string())
-        .bind(instruction.id.to_string())
-        .bind(hash)
-        .bind(to_i64(*offset))
-        .bind(to_i64(*length))
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        self.transaction(async |tx| {
+            let instruction = enqueue_on(
+                tx,
+                device_id,
+                Some(allocation_id),
+                kind,
+                now,
+                expires_at,
+            )
+            .await?;
+            sql!(
+                "INSERT INTO challenges (id, run_id, subscriber_id, allocation_id, device_id, instruction_id, \
+                 blob_hash, slice_offset, slice_length, state, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'waiting', $10)",
+                Uuid::now_v7().to_string(),
+                run_id,
+                subscriber_id,
+                allocation_id,
+                device_id,
+                instruction.id,
+                hash,
+                *offset,
+                *length,
+                now
+            )
+            .execute(&mut *tx)
+            .await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Records a holder's answer to the challenge an instruction carried (if it carried one).
@@ -122,21 +124,19 @@ impl Store {
         detail: Option<&str>,
         now: UnixMillis,
     ) -> Result<()> {
-        sqlx::query(
+        let state = if passed {
+            ChallengeState::Passed
+        } else {
+            ChallengeState::Failed
+        };
+        sql!(
             "UPDATE challenges SET state = $1, detail = $2, answered_at = $3 \
              WHERE instruction_id = $4 AND state = 'waiting'",
+            state,
+            detail,
+            now,
+            instruction_id
         )
-        .bind(
-            if passed {
-                ChallengeState::Passed
-            } else {
-                ChallengeState::Failed
-            }
-            .as_str(),
-        )
-        .bind(detail)
-        .bind(now)
-        .bind(instruction_id.to_string())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -144,12 +144,12 @@ impl Store {
 
     /// One challenge run of a subscriber, as it stands.
     pub async fn verify_run(&self, subscriber_id: Uuid, run_id: Uuid) -> Result<VerifyRun> {
-        let rows = sqlx::query(
+        let rows = sql!(
             "SELECT device_id, blob_hash, state, detail, created_at FROM challenges \
              WHERE subscriber_id = $1 AND run_id = $2 ORDER BY blob_hash",
+            subscriber_id,
+            run_id
         )
-        .bind(subscriber_id.to_string())
-        .bind(run_id.to_string())
         .fetch_all(&self.pool)
         .await?;
         if rows.is_empty() {

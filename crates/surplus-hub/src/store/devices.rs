@@ -5,7 +5,8 @@ use sqlx::any::AnyRow;
 use surplus_protocol::{Spare, StatusReport, UnixMillis};
 use uuid::Uuid;
 
-use super::{Result, Store, StoreError, parse_uuid, to_i64, to_json};
+use super::sql;
+use super::{Result, Store, StoreError, parse_uuid, to_json};
 
 /// The architecture class a device's report puts it in, as the hub keeps it: at most 32
 /// characters of whatever an agent claims.
@@ -62,24 +63,24 @@ impl Store {
         now: UnixMillis,
     ) -> Result<Uuid> {
         let id = Uuid::now_v7();
-        sqlx::query(
+        sql!(
             "INSERT INTO devices (id, subscriber_id, name, secret_hash, created_at) VALUES ($1, $2, $3, $4, $5)",
+            id,
+            subscriber_id,
+            name,
+            secret_hash,
+            now
         )
-        .bind(id.to_string())
-        .bind(subscriber_id.to_string())
-        .bind(name)
-        .bind(secret_hash)
-        .bind(now)
         .execute(&self.pool)
         .await?;
         Ok(id)
     }
 
     pub async fn count_live_devices(&self, subscriber_id: Uuid) -> Result<u32> {
-        let count: i64 = sqlx::query(
+        let count: i64 = sql!(
             "SELECT COUNT(*) AS n FROM devices WHERE subscriber_id = $1 AND revoked_at IS NULL",
+            subscriber_id
         )
-        .bind(subscriber_id.to_string())
         .fetch_one(&self.pool)
         .await?
         .try_get("n")?;
@@ -92,16 +93,18 @@ impl Store {
              d.last_heartbeat, d.report, d.spare FROM devices d JOIN subscribers s ON s.id = d.subscriber_id";
         let rows = match subscriber_id {
             Some(id) => {
-                sqlx::query(&format!(
-                    "{SELECT}{}",
-                    " WHERE d.subscriber_id = $1 ORDER BY d.created_at, d.id"
-                ))
-                .bind(id.to_string())
+                sql!(
+                    &format!(
+                        "{SELECT}{}",
+                        " WHERE d.subscriber_id = $1 ORDER BY d.created_at, d.id"
+                    ),
+                    id
+                )
                 .fetch_all(&self.pool)
                 .await?
             }
             None => {
-                sqlx::query(&format!(
+                sql!(&format!(
                     "{SELECT}{}",
                     " ORDER BY s.email, d.created_at, d.id"
                 ))
@@ -113,12 +116,12 @@ impl Store {
     }
 
     pub async fn device(&self, device_id: Uuid) -> Result<DeviceRow> {
-        let row = sqlx::query(
+        let row = sql!(
             "SELECT d.id, d.name, d.subscriber_id, s.email, d.created_at, d.revoked_at, \
              d.last_heartbeat, d.report, d.spare FROM devices d JOIN subscribers s ON s.id = d.subscriber_id \
              WHERE d.id = $1",
+            device_id
         )
-        .bind(device_id.to_string())
         .fetch_optional(&self.pool)
         .await?
         .ok_or(StoreError::NotFound)?;
@@ -132,57 +135,59 @@ impl Store {
         device_id: Uuid,
         now: UnixMillis,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "UPDATE devices SET revoked_at = $1 WHERE id = $2 AND subscriber_id = $3 AND revoked_at IS NULL",
-        )
-        .bind(now)
-        .bind(device_id.to_string())
-        .bind(subscriber_id.to_string())
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            let exists =
-                sqlx::query("SELECT 1 AS one FROM devices WHERE id = $1 AND subscriber_id = $2")
-                    .bind(device_id.to_string())
-                    .bind(subscriber_id.to_string())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            return if exists.is_some() {
-                Ok(())
-            } else {
-                Err(StoreError::NotFound)
-            };
-        }
-        sqlx::query(
-            "UPDATE instructions SET state = 'cancelled', completed_at = $1 \
-             WHERE device_id = $2 AND state IN ('queued', 'delivered')",
-        )
-        .bind(now)
-        .bind(device_id.to_string())
-        .execute(&mut *tx)
-        .await?;
-        // What the device held is lost with it: its placements want a new holder.
-        sqlx::query(
-            "UPDATE placements SET satisfied_at = NULL WHERE EXISTS (SELECT 1 FROM allocations a \
-             WHERE a.device_id = $1 AND a.blob_hash = placements.hash AND a.subscriber_id = placements.subscriber_id \
-             AND a.state IN ('pending', 'active', 'evacuating'))",
-        )
-        .bind(device_id.to_string())
-        .execute(&mut *tx)
-        .await?;
-        // A revoked holder has left for good: what it held counts as lost at once (runs it had
-        // simply fail).
-        sqlx::query(
-            "UPDATE allocations SET state = CASE WHEN kind = 'storage' THEN 'lost' ELSE 'failed' END, \
-             released_at = $1 WHERE device_id = $2 AND state IN ('pending', 'active', 'evacuating')",
-        )
-        .bind(now)
-        .bind(device_id.to_string())
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        self.transaction(async |tx| {
+            let done = sql!(
+                "UPDATE devices SET revoked_at = $1 WHERE id = $2 AND subscriber_id = $3 AND revoked_at IS NULL",
+                now,
+                device_id,
+                subscriber_id
+            )
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                let exists = sql!(
+                    "SELECT 1 AS one FROM devices WHERE id = $1 AND subscriber_id = $2",
+                    device_id,
+                    subscriber_id
+                )
+                .fetch_optional(&mut *tx)
+                .await?;
+                return if exists.is_some() {
+                    Ok(())
+                } else {
+                    Err(StoreError::NotFound)
+                };
+            }
+            sql!(
+                "UPDATE instructions SET state = 'cancelled', completed_at = $1 \
+                 WHERE device_id = $2 AND state IN ('queued', 'delivered')",
+                now,
+                device_id
+            )
+            .execute(&mut *tx)
+            .await?;
+            // What the device held is lost with it: its placements want a new holder.
+            sql!(
+                "UPDATE placements SET satisfied_at = NULL WHERE EXISTS (SELECT 1 FROM allocations a \
+                 WHERE a.device_id = $1 AND a.blob_hash = placements.hash AND a.subscriber_id = placements.subscriber_id \
+                 AND a.state IN ('pending', 'active', 'evacuating'))",
+                device_id
+            )
+            .execute(&mut *tx)
+            .await?;
+            // A revoked holder has left for good: what it held counts as lost at once (runs it had
+            // simply fail).
+            sql!(
+                "UPDATE allocations SET state = CASE WHEN kind = 'storage' THEN 'lost' ELSE 'failed' END, \
+                 released_at = $1 WHERE device_id = $2 AND state IN ('pending', 'active', 'evacuating')",
+                now,
+                device_id
+            )
+            .execute(&mut *tx)
+            .await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Replaces a device's latest report and spare resources, unless a newer heartbeat has been
@@ -197,17 +202,17 @@ impl Store {
         let class = arch_class(report);
         let report = to_json(report)?;
         let spare_json = to_json(&spare)?;
-        sqlx::query(
+        sql!(
             "UPDATE devices SET report = $1, spare = $2, spare_storage_bytes = $3, compute_slots = $4, \
              arch_class = $7 WHERE id = $5 AND last_heartbeat = $6",
+            report,
+            spare_json,
+            spare.storage_bytes,
+            i64::from(spare.compute_slots),
+            device_id,
+            seen_heartbeat,
+            class
         )
-        .bind(report)
-        .bind(spare_json)
-        .bind(to_i64(spare.storage_bytes))
-        .bind(i64::from(spare.compute_slots))
-        .bind(device_id.to_string())
-        .bind(seen_heartbeat)
-        .bind(class)
         .execute(&self.pool)
             .await?;
         Ok(())
@@ -215,11 +220,11 @@ impl Store {
 
     /// How many presence slots a device has since `since`.
     pub async fn presence_slots(&self, device_id: Uuid, since_slot: i64) -> Result<i64> {
-        Ok(sqlx::query(
+        Ok(sql!(
             "SELECT COUNT(*) AS n FROM device_presence WHERE device_id = $1 AND slot >= $2",
+            device_id,
+            since_slot
         )
-        .bind(device_id.to_string())
-        .bind(since_slot)
         .fetch_one(&self.pool)
         .await?
         .try_get("n")?)

@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use sqlx::{Any, Row, Transaction};
 
+use super::sql;
 use super::{Backend, Result, Store, StoreError};
 
 /// A kind of decision only one hub process makes at a time.
@@ -83,8 +84,7 @@ impl Store {
             Backend::Sqlite => Held::Process(self.duties.of(duty).lock_owned().await),
             Backend::Postgres => {
                 let mut transaction = self.pool.begin().await?;
-                sqlx::query("SELECT true FROM pg_advisory_xact_lock($1)")
-                    .bind(duty.key())
+                sql!("SELECT true FROM pg_advisory_xact_lock($1)", duty.key())
                     .execute(&mut *transaction)
                     .await?;
                 Held::Database(transaction)
@@ -102,8 +102,7 @@ impl Store {
             },
             Backend::Postgres => {
                 let mut transaction = self.pool.begin().await?;
-                let taken: bool = sqlx::query("SELECT pg_try_advisory_xact_lock($1)")
-                    .bind(duty.key())
+                let taken: bool = sql!("SELECT pg_try_advisory_xact_lock($1)", duty.key())
                     .fetch_one(&mut *transaction)
                     .await?
                     .try_get(0)?;

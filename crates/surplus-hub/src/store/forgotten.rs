@@ -7,6 +7,7 @@ use sqlx::Row;
 use surplus_protocol::{AllocationState, InstructionKind, Recovered, UnixMillis};
 use uuid::Uuid;
 
+use super::sql;
 use super::{
     Result, Store, enqueue_on, parse_allocation_state, parse_uuid, set_allocation_state_on, to_u64,
 };
@@ -55,14 +56,14 @@ impl Store {
         name: &str,
         now: UnixMillis,
     ) -> Result<bool> {
-        let done = sqlx::query(
+        let done = sql!(
             "UPDATE backup_objects SET deleted_at = $1 \
              WHERE subscriber_id = $2 AND kind = $3 AND name = $4 AND deleted_at IS NULL",
+            now,
+            subscriber_id,
+            kind,
+            name
         )
-        .bind(now)
-        .bind(subscriber_id.to_string())
-        .bind(kind)
-        .bind(name)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() > 0)
@@ -76,13 +77,13 @@ impl Store {
         subscriber_id: Uuid,
         now: UnixMillis,
     ) -> Result<LetGo> {
-        let done = sqlx::query(
+        let done = sql!(
             "UPDATE placements SET dropped_at = COALESCE(dropped_at, $1) \
              WHERE hash = $2 AND subscriber_id = $3",
+            now,
+            hash,
+            subscriber_id
         )
-        .bind(now)
-        .bind(hash)
-        .bind(subscriber_id.to_string())
         .execute(&self.pool)
         .await?;
         Ok(if done.rows_affected() > 0 {
@@ -95,11 +96,11 @@ impl Store {
     /// What the subscriber forgot that is still kept.
     pub async fn forgotten(&self, subscriber_id: Uuid) -> Result<ForgottenRows> {
         let subscriber = subscriber_id.to_string();
-        let objects = sqlx::query(
+        let objects = sql!(
             "SELECT kind, name, deleted_at FROM backup_objects \
              WHERE subscriber_id = $1 AND deleted_at IS NOT NULL ORDER BY deleted_at, kind, name",
+            &subscriber
         )
-        .bind(&subscriber)
         .fetch_all(&self.pool)
         .await?
         .iter()
@@ -111,12 +112,12 @@ impl Store {
             })
         })
         .collect::<Result<Vec<_>>>()?;
-        let row = sqlx::query(
+        let row = sql!(
             "SELECT COUNT(*) AS shards, CAST(COALESCE(SUM(b.size), 0) AS BIGINT) AS bytes, \
              MIN(p.dropped_at) AS first FROM placements p JOIN blobs b ON b.hash = p.hash \
              WHERE p.subscriber_id = $1 AND p.dropped_at IS NOT NULL",
+            &subscriber
         )
-        .bind(&subscriber)
         .fetch_one(&self.pool)
         .await?;
         Ok(ForgottenRows {
@@ -130,40 +131,41 @@ impl Store {
     /// Brings back everything the subscriber forgot that is still kept, in one transaction.
     pub async fn recover_forgotten(&self, subscriber_id: Uuid) -> Result<Recovered> {
         let subscriber = subscriber_id.to_string();
-        let mut tx = self.pool.begin().await?;
-        let mut objects = [0u64; 2];
-        for (count, kind) in objects.iter_mut().zip(["snapshot", "index"]) {
-            *count = sqlx::query(
-                "UPDATE backup_objects SET deleted_at = NULL \
-                 WHERE subscriber_id = $1 AND kind = $2 AND deleted_at IS NOT NULL",
+        self.transaction(async |tx| {
+            let mut objects = [0u64; 2];
+            for (count, kind) in objects.iter_mut().zip(["snapshot", "index"]) {
+                *count = sql!(
+                    "UPDATE backup_objects SET deleted_at = NULL \
+                     WHERE subscriber_id = $1 AND kind = $2 AND deleted_at IS NOT NULL",
+                    &subscriber,
+                    kind
+                )
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            }
+            let shards = sql!(
+                "UPDATE placements SET dropped_at = NULL WHERE subscriber_id = $1 AND dropped_at IS NOT NULL",
+                &subscriber
             )
-            .bind(&subscriber)
-            .bind(kind)
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        }
-        let shards = sqlx::query(
-            "UPDATE placements SET dropped_at = NULL WHERE subscriber_id = $1 AND dropped_at IS NOT NULL",
-        )
-        .bind(&subscriber)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
-        Ok(Recovered {
-            snapshots: objects[0],
-            indexes: objects[1],
-            shards,
+            Ok(Recovered {
+                snapshots: objects[0],
+                indexes: objects[1],
+                shards,
+            })
         })
+        .await
     }
 
     /// Deletes the backup objects forgotten at or before `cutoff`; how many.
     pub async fn purge_forgotten_objects(&self, cutoff: UnixMillis) -> Result<u64> {
-        Ok(sqlx::query(
+        Ok(sql!(
             "DELETE FROM backup_objects WHERE deleted_at IS NOT NULL AND deleted_at <= $1",
+            cutoff
         )
-        .bind(cutoff)
         .execute(&self.pool)
         .await?
         .rows_affected())
@@ -174,11 +176,11 @@ impl Store {
         &self,
         cutoff: UnixMillis,
     ) -> Result<Vec<DroppedPlacement>> {
-        let rows = sqlx::query(
+        let rows = sql!(
             "SELECT hash, subscriber_id FROM placements \
              WHERE dropped_at IS NOT NULL AND dropped_at <= $1 ORDER BY dropped_at",
+            cutoff
         )
-        .bind(cutoff)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -205,55 +207,58 @@ impl Store {
         expires_at: UnixMillis,
     ) -> Result<Option<Vec<Uuid>>> {
         let subscriber = subscriber_id.to_string();
-        let mut tx = self.pool.begin().await?;
-        let ended = sqlx::query(
-            "DELETE FROM placements WHERE hash = $1 AND subscriber_id = $2 \
-             AND dropped_at IS NOT NULL AND dropped_at <= $3",
-        )
-        .bind(hash)
-        .bind(&subscriber)
-        .bind(cutoff)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if ended == 0 {
-            return Ok(None);
-        }
-        sqlx::query("DELETE FROM blob_owners WHERE hash = $1 AND subscriber_id = $2")
-            .bind(hash)
-            .bind(&subscriber)
+        self.transaction(async |tx| {
+            let ended = sql!(
+                "DELETE FROM placements WHERE hash = $1 AND subscriber_id = $2 \
+                 AND dropped_at IS NOT NULL AND dropped_at <= $3",
+                hash,
+                &subscriber,
+                cutoff
+            )
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if ended == 0 {
+                return Ok(None);
+            }
+            sql!(
+                "DELETE FROM blob_owners WHERE hash = $1 AND subscriber_id = $2",
+                hash,
+                &subscriber
+            )
             .execute(&mut *tx)
             .await?;
-        let allocations = sqlx::query(
-            "SELECT id, device_id, state FROM allocations WHERE blob_hash = $1 AND subscriber_id = $2 \
-             ORDER BY created_at, id",
-        )
-        .bind(hash)
-        .bind(&subscriber)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut told = Vec::new();
-        for row in &allocations {
-            let allocation = parse_uuid(&row.try_get::<String, _>("id")?)?;
-            let device = parse_uuid(&row.try_get::<String, _>("device_id")?)?;
-            match parse_allocation_state(&row.try_get::<String, _>("state")?)? {
-                // Not stored yet: given back now (a late store is deleted when it is acknowledged).
-                AllocationState::Pending => {
-                    set_allocation_state_on(&mut tx, allocation, AllocationState::Failed, now)
-                        .await?;
+            let allocations = sql!(
+                "SELECT id, device_id, state FROM allocations WHERE blob_hash = $1 AND subscriber_id = $2 \
+                 ORDER BY created_at, id",
+                hash,
+                &subscriber
+            )
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut told = Vec::new();
+            for row in &allocations {
+                let allocation = parse_uuid(&row.try_get::<String, _>("id")?)?;
+                let device = parse_uuid(&row.try_get::<String, _>("device_id")?)?;
+                match parse_allocation_state(&row.try_get::<String, _>("state")?)? {
+                    // Not stored yet: given back now (a late store is deleted when it is acknowledged).
+                    AllocationState::Pending => {
+                        set_allocation_state_on(tx, allocation, AllocationState::Failed, now)
+                            .await?;
+                    }
+                    AllocationState::Active | AllocationState::Evacuating => {
+                        let kind = InstructionKind::DeleteBlob {
+                            hash: hash.to_owned(),
+                            allocation_id: Some(allocation),
+                        };
+                        enqueue_on(tx, device, Some(allocation), &kind, now, expires_at).await?;
+                        told.push(device);
+                    }
+                    _ => {}
                 }
-                AllocationState::Active | AllocationState::Evacuating => {
-                    let kind = InstructionKind::DeleteBlob {
-                        hash: hash.to_owned(),
-                        allocation_id: Some(allocation),
-                    };
-                    enqueue_on(&mut tx, device, Some(allocation), &kind, now, expires_at).await?;
-                    told.push(device);
-                }
-                _ => {}
             }
-        }
-        tx.commit().await?;
-        Ok(Some(told))
+            Ok(Some(told))
+        })
+        .await
     }
 }

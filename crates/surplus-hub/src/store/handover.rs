@@ -7,7 +7,8 @@ use sqlx::Row;
 use surplus_protocol::{Handover, Holdings, UnixMillis};
 use uuid::Uuid;
 
-use super::{Result, Store, parse_uuid, to_i64, to_u64};
+use super::sql;
+use super::{Result, Store, parse_uuid, to_u64};
 
 /// An active allocation on a device: what giving storage up chooses from.
 #[derive(Debug, Clone)]
@@ -43,20 +44,20 @@ impl Store {
     /// given up before the hub recorded when (older versions) count from the first sweep that
     /// sees them, so that an upgrade gives nobody up at once.
     pub async fn evacuating(&self, now: UnixMillis) -> Result<Vec<EvacuatingRow>> {
-        sqlx::query(
+        sql!(
             "UPDATE allocations SET evacuating_since = $1 WHERE state = 'evacuating' AND evacuating_since IS NULL",
+            now
         )
-        .bind(now)
         .execute(&self.pool)
         .await?;
-        let rows = sqlx::query(
+        let rows = sql!(
             "SELECT a.id, a.device_id, a.blob_hash, b.size, a.evacuating_since, a.created_at, b.staged, d.last_heartbeat, \
              CASE WHEN EXISTS (SELECT 1 FROM instructions i WHERE i.allocation_id = a.id AND i.kind = 'upload_blob' \
                AND i.state IN ('queued', 'delivered')) THEN 1 ELSE 0 END AS asked, \
              CASE WHEN EXISTS (SELECT 1 FROM placements p WHERE p.hash = a.blob_hash \
                AND p.subscriber_id = a.subscriber_id AND p.satisfied_at IS NULL) THEN 0 ELSE 1 END AS replaced \
              FROM allocations a JOIN blobs b ON b.hash = a.blob_hash JOIN devices d ON d.id = a.device_id \
-             WHERE a.state = 'evacuating' AND a.kind = 'storage'",
+             WHERE a.state = 'evacuating' AND a.kind = 'storage'"
         )
         .fetch_all(&self.pool)
         .await?;
@@ -82,52 +83,53 @@ impl Store {
     /// placement so repair rebuilds the copy. False when it was no longer being handed over (it
     /// finished, or another process gave up on it first).
     pub async fn give_up_handover(&self, allocation: Uuid, now: UnixMillis) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        let lost = sqlx::query(
-            "UPDATE allocations SET state = 'lost', released_at = $1 WHERE id = $2 AND state = 'evacuating'",
-        )
-        .bind(now)
-        .bind(allocation.to_string())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if lost == 0 {
-            return Ok(false);
-        }
-        sqlx::query(
-            "UPDATE placements SET satisfied_at = NULL WHERE EXISTS (SELECT 1 FROM allocations a \
-             WHERE a.id = $1 AND a.blob_hash = placements.hash AND a.subscriber_id = placements.subscriber_id)",
-        )
-        .bind(allocation.to_string())
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(true)
+        self.transaction(async |tx| {
+            let lost = sql!(
+                "UPDATE allocations SET state = 'lost', released_at = $1 WHERE id = $2 AND state = 'evacuating'",
+                now,
+                allocation
+            )
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if lost == 0 {
+                return Ok(false);
+            }
+            sql!(
+                "UPDATE placements SET satisfied_at = NULL WHERE EXISTS (SELECT 1 FROM allocations a \
+                 WHERE a.id = $1 AND a.blob_hash = placements.hash AND a.subscriber_id = placements.subscriber_id)",
+                allocation
+            )
+            .execute(&mut *tx)
+            .await?;
+            Ok(true)
+        })
+        .await
     }
 
     /// What the device holds for others, and how far its hand-over is when it gave storage up.
     /// A hand-over that times out after `deadline` ms.
     pub async fn holdings(&self, device_id: Uuid, deadline: i64) -> Result<Holdings> {
         let device = device_id.to_string();
-        let row = sqlx::query(
+        let row = sql!(
             "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS held, COUNT(*) AS blobs, \
              CAST(COALESCE(SUM(CASE WHEN state = 'evacuating' THEN amount ELSE 0 END), 0) AS BIGINT) AS remaining, \
              CAST(COALESCE(SUM(CASE WHEN state = 'evacuating' THEN 1 ELSE 0 END), 0) AS BIGINT) AS remaining_blobs, \
              MIN(CASE WHEN state = 'evacuating' THEN COALESCE(evacuating_since, created_at) END) AS since \
              FROM allocations WHERE device_id = $1 AND kind = 'storage' AND state IN ('pending', 'active', 'evacuating')",
+            &device
         )
-        .bind(&device)
         .fetch_one(&self.pool)
         .await?;
         let since: Option<i64> = row.try_get("since")?;
         let handover = match since {
             Some(since) => {
-                let moved: i64 = sqlx::query(
+                let moved: i64 = sql!(
                     "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS moved FROM allocations \
                      WHERE device_id = $1 AND kind = 'storage' AND state = 'released' AND evacuating_since >= $2",
+                    &device,
+                    since
                 )
-                .bind(&device)
-                .bind(since)
                 .fetch_one(&self.pool)
                 .await?
                 .try_get("moved")?;
@@ -152,9 +154,9 @@ impl Store {
 impl Store {
     /// Bytes of backups the hub keeps on holders (confirmed storage allocations).
     pub async fn stored_bytes(&self) -> Result<u64> {
-        let total: i64 = sqlx::query(
+        let total: i64 = sql!(
             "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS total FROM allocations \
-             WHERE kind = 'storage' AND state IN ('active', 'evacuating')",
+             WHERE kind = 'storage' AND state IN ('active', 'evacuating')"
         )
         .fetch_one(&self.pool)
         .await?
@@ -189,13 +191,13 @@ const HOUR_MS: i64 = 3_600_000;
 impl Store {
     /// Adds `bytes` moved at `now` for `kind` to its hour.
     pub async fn count_traffic(&self, kind: Traffic, bytes: u64, now: UnixMillis) -> Result<()> {
-        sqlx::query(
+        sql!(
             "INSERT INTO durability_traffic (hour, kind, bytes) VALUES ($1, $2, $3) \
              ON CONFLICT (hour, kind) DO UPDATE SET bytes = durability_traffic.bytes + excluded.bytes",
+            now.div_euclid(HOUR_MS),
+            kind.as_str(),
+            bytes
         )
-        .bind(now.div_euclid(HOUR_MS))
-        .bind(kind.as_str())
-        .bind(to_i64(bytes))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -203,10 +205,10 @@ impl Store {
 
     /// Bytes moved per kind in the hours from `since` on.
     pub async fn traffic_since(&self, since: UnixMillis) -> Result<HashMap<String, u64>> {
-        let rows = sqlx::query(
+        let rows = sql!(
             "SELECT kind, CAST(SUM(bytes) AS BIGINT) AS bytes FROM durability_traffic WHERE hour >= $1 GROUP BY kind",
+            since.div_euclid(HOUR_MS)
         )
-        .bind(since.div_euclid(HOUR_MS))
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -216,10 +218,12 @@ impl Store {
 
     /// Forgets the traffic of hours before `before`.
     pub async fn prune_traffic(&self, before: UnixMillis) -> Result<()> {
-        sqlx::query("DELETE FROM durability_traffic WHERE hour < $1")
-            .bind(before.div_euclid(HOUR_MS))
-            .execute(&self.pool)
-            .await?;
+        sql!(
+            "DELETE FROM durability_traffic WHERE hour < $1",
+            before.div_euclid(HOUR_MS)
+        )
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 }
@@ -227,11 +231,11 @@ impl Store {
 impl Store {
     /// Active allocations on a device, newest first.
     pub async fn active_allocations_on(&self, device_id: Uuid) -> Result<Vec<ActiveAllocation>> {
-        let rows = sqlx::query(
+        let rows = sql!(
             "SELECT id, amount, blob_hash, subscriber_id FROM allocations WHERE device_id = $1 AND state = 'active' \
              ORDER BY created_at DESC, id",
+            device_id
         )
-        .bind(device_id.to_string())
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -248,10 +252,10 @@ impl Store {
 
     /// Bytes on a device already marked to move away.
     pub async fn evacuating_bytes(&self, device_id: Uuid) -> Result<u64> {
-        let total: Option<i64> = sqlx::query(
+        let total: Option<i64> = sql!(
             "SELECT CAST(SUM(amount) AS BIGINT) AS total FROM allocations WHERE device_id = $1 AND state = 'evacuating'",
+            device_id
         )
-        .bind(device_id.to_string())
         .fetch_one(&self.pool)
         .await?
         .try_get("total")?;
@@ -261,24 +265,27 @@ impl Store {
     /// Marks allocations as evacuating (handed over from `now`) and reopens their placements so
     /// the scheduler finds them new holders.
     pub async fn evacuate(&self, allocations: &[ActiveAllocation], now: UnixMillis) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        for allocation in allocations {
-            sqlx::query(
-                "UPDATE allocations SET state = 'evacuating', evacuating_since = $2 WHERE id = $1 AND state = 'active'",
-            )
-            .bind(allocation.id.to_string())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            if let Some(hash) = &allocation.blob_hash {
-                sqlx::query("UPDATE placements SET satisfied_at = NULL WHERE hash = $1 AND subscriber_id = $2")
-                    .bind(hash)
-                    .bind(allocation.subscriber_id.to_string())
-                    .execute(&mut *tx)
-                    .await?;
+        self.transaction(async |tx| {
+            for allocation in allocations {
+                sql!(
+                    "UPDATE allocations SET state = 'evacuating', evacuating_since = $2 WHERE id = $1 AND state = 'active'",
+                    allocation.id,
+                    now
+                )
+                .execute(&mut *tx)
+                .await?;
+                if let Some(hash) = &allocation.blob_hash {
+                    sql!(
+                        "UPDATE placements SET satisfied_at = NULL WHERE hash = $1 AND subscriber_id = $2",
+                        hash,
+                        allocation.subscriber_id
+                    )
+                        .execute(&mut *tx)
+                        .await?;
+                }
             }
-        }
-        tx.commit().await?;
-        Ok(())
+            Ok(())
+        })
+        .await
     }
 }

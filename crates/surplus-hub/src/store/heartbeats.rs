@@ -19,6 +19,7 @@ use sqlx::Row;
 use surplus_protocol::{Plan, Spare, SubscriberStatus, UnixMillis};
 use uuid::Uuid;
 
+use super::sql;
 use super::{Backend, Result, Store, parse_plan, parse_status, parse_uuid, to_i64, to_json};
 
 /// What authenticating a device yields.
@@ -118,8 +119,7 @@ impl Store {
             Backend::Sqlite => SQLITE_IDS,
             Backend::Postgres => POSTGRES_IDS,
         };
-        let rows = sqlx::query(&format!("{SELECT_AUTH}{ids}"))
-            .bind(to_json(device_ids)?)
+        let rows = sql!(&format!("{SELECT_AUTH}{ids}"), to_json(device_ids)?)
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
@@ -181,19 +181,18 @@ impl Store {
             Backend::Postgres => (POSTGRES_UPDATE_FROM, POSTGRES_INSERT_PRESENCE),
         };
         let update_sql = format!("{UPDATE_SET} {update_from}");
-        let update = sqlx::query(&update_sql).bind(to_json(&updates)?);
+        let update = sql!(&update_sql, to_json(&updates)?);
         if slots.is_empty() {
             // One statement is a transaction of its own.
             update.execute(&self.pool).await?;
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
-        update.execute(&mut *tx).await?;
-        sqlx::query(insert_presence)
-            .bind(to_json(&slots)?)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        let slots = to_json(&slots)?;
+        self.transaction(async |tx| {
+            update.execute(&mut *tx).await?;
+            sql!(insert_presence, slots).execute(&mut *tx).await?;
+            Ok(())
+        })
+        .await
     }
 }

@@ -7,6 +7,7 @@ use sqlx::Row;
 use surplus_protocol::UnixMillis;
 use uuid::Uuid;
 
+use super::sql;
 use super::{Result, Store, parse_uuid};
 
 /// A device that holds, or is to hold, data for someone (a revoked one holds nothing: revoking
@@ -21,10 +22,10 @@ pub struct HolderRow {
 impl Store {
     /// Every device with storage allocations still live (pending, active or being moved).
     pub async fn storage_holders(&self) -> Result<Vec<HolderRow>> {
-        let rows = sqlx::query(
+        let rows = sql!(
             "SELECT d.id, d.created_at, d.last_heartbeat FROM devices d \
              WHERE EXISTS (SELECT 1 FROM allocations a WHERE a.device_id = d.id AND a.kind = 'storage' \
-             AND a.state IN ('pending', 'active', 'evacuating'))",
+             AND a.state IN ('pending', 'active', 'evacuating'))"
         )
         .fetch_all(&self.pool)
         .await?;
@@ -41,11 +42,11 @@ impl Store {
 
     /// The presence slots a device was heard in, from `since_slot` on.
     pub async fn presence_slot_list(&self, device_id: Uuid, since_slot: i64) -> Result<Vec<i64>> {
-        let rows = sqlx::query(
+        let rows = sql!(
             "SELECT slot FROM device_presence WHERE device_id = $1 AND slot >= $2 ORDER BY slot",
+            device_id,
+            since_slot
         )
-        .bind(device_id.to_string())
-        .bind(since_slot)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(|row| Ok(row.try_get("slot")?)).collect()
@@ -56,26 +57,27 @@ impl Store {
     /// another process's) finds none left and changes nothing.
     pub async fn lose_holder(&self, device_id: Uuid, now: UnixMillis) -> Result<u64> {
         let device = device_id.to_string();
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "UPDATE placements SET satisfied_at = NULL WHERE EXISTS (SELECT 1 FROM allocations a \
-             WHERE a.device_id = $1 AND a.kind = 'storage' AND a.state IN ('pending', 'active', 'evacuating') \
-             AND a.blob_hash = placements.hash AND a.subscriber_id = placements.subscriber_id)",
-        )
-        .bind(&device)
-        .execute(&mut *tx)
-        .await?;
-        let lost = sqlx::query(
-            "UPDATE allocations SET state = 'lost', released_at = $1 WHERE device_id = $2 \
-             AND kind = 'storage' AND state IN ('pending', 'active', 'evacuating')",
-        )
-        .bind(now)
-        .bind(&device)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
-        Ok(lost)
+        self.transaction(async |tx| {
+            sql!(
+                "UPDATE placements SET satisfied_at = NULL WHERE EXISTS (SELECT 1 FROM allocations a \
+                 WHERE a.device_id = $1 AND a.kind = 'storage' AND a.state IN ('pending', 'active', 'evacuating') \
+                 AND a.blob_hash = placements.hash AND a.subscriber_id = placements.subscriber_id)",
+                &device
+            )
+            .execute(&mut *tx)
+            .await?;
+            let lost = sql!(
+                "UPDATE allocations SET state = 'lost', released_at = $1 WHERE device_id = $2 \
+                 AND kind = 'storage' AND state IN ('pending', 'active', 'evacuating')",
+                now,
+                &device
+            )
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            Ok(lost)
+        })
+        .await
     }
 }
 
@@ -108,7 +110,7 @@ impl Store {
     /// is neither staged nor allocated to a live holder. Only shards whose place in their pack
     /// is known count.
     pub async fn packs_with_lost_shards(&self) -> Result<Vec<PackShardRow>> {
-        let rows = sqlx::query(
+        let rows = sql!(
             "SELECT p.subscriber_id, p.pack, p.hash, p.pack_data, p.pack_parity, p.shard_index, b.size, b.staged, \
              a.id AS allocation, a.device_id, a.state FROM placements p JOIN blobs b ON b.hash = p.hash \
              LEFT JOIN allocations a ON a.blob_hash = p.hash AND a.subscriber_id = p.subscriber_id \
@@ -119,7 +121,7 @@ impl Store {
                AND q.dropped_at IS NULL AND c.staged = 0 AND NOT EXISTS (SELECT 1 FROM allocations l \
                  WHERE l.blob_hash = q.hash AND l.subscriber_id = q.subscriber_id AND l.kind = 'storage' \
                  AND l.state IN ('pending', 'active', 'evacuating'))) \
-             ORDER BY p.subscriber_id, p.pack, p.shard_index, p.hash",
+             ORDER BY p.subscriber_id, p.pack, p.shard_index, p.hash"
         )
         .fetch_all(&self.pool)
         .await?;
@@ -175,12 +177,12 @@ impl Store {
     /// or being handed over, and lost ones (which may be taken back, or are told to go by
     /// [`Store::claim_delete`]). Anything else in its vault, the ledger does not know.
     pub async fn blobs_to_retain(&self, device: Uuid) -> Result<Vec<String>> {
-        let rows = sqlx::query(
+        let rows = sql!(
             "SELECT DISTINCT blob_hash FROM allocations WHERE device_id = $1 AND kind = 'storage' \
              AND blob_hash IS NOT NULL AND state IN ('pending', 'active', 'evacuating', 'lost') \
              ORDER BY blob_hash",
+            device
         )
-        .bind(device.to_string())
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -203,7 +205,7 @@ impl Store {
         clean_since: UnixMillis,
         now: UnixMillis,
     ) -> Result<u64> {
-        let candidates = sqlx::query(
+        let candidates = sql!(
             "SELECT a.id FROM allocations a JOIN devices d ON d.id = a.device_id \
              JOIN placements p ON p.hash = a.blob_hash AND p.subscriber_id = a.subscriber_id \
              WHERE a.state = 'lost' AND a.kind = 'storage' AND a.evacuating_since IS NULL \
@@ -215,15 +217,15 @@ impl Store {
                AND i.kind IN ('upload_blob', 'delete_blob') AND i.state IN ('queued', 'delivered', 'failed')) \
              AND EXISTS (SELECT 1 FROM instructions i WHERE i.allocation_id = a.id \
                AND i.kind = 'store_blob' AND i.state = 'done')",
+            since,
+            clean_since
         )
-        .bind(since)
-        .bind(clean_since)
         .fetch_all(&self.pool)
         .await?;
         let mut taken = 0;
         for row in &candidates {
             let id: String = row.try_get("id")?;
-            taken += sqlx::query(
+            taken += sql!(
                 "UPDATE allocations SET state = 'active', released_at = NULL, readopted_at = $1 \
                  WHERE id = $2 AND state = 'lost' AND delete_asked_at IS NULL \
                  AND NOT EXISTS (SELECT 1 FROM allocations l WHERE l.blob_hash = allocations.blob_hash \
@@ -232,9 +234,9 @@ impl Store {
                    AND l.subscriber_id = allocations.subscriber_id AND l.state IN ('pending', 'active', 'evacuating')) \
                    < (SELECT p.copies FROM placements p WHERE p.hash = allocations.blob_hash \
                       AND p.subscriber_id = allocations.subscriber_id AND p.satisfied_at IS NULL)",
+                now,
+                &id
             )
-            .bind(now)
-            .bind(&id)
             .execute(&self.pool)
             .await?
             .rows_affected();
@@ -251,15 +253,15 @@ impl Store {
         since: UnixMillis,
         retry_before: UnixMillis,
     ) -> Result<Vec<SurplusCopy>> {
-        let rows = sqlx::query(
+        let rows = sql!(
             "SELECT a.id, a.device_id, a.blob_hash FROM allocations a JOIN devices d ON d.id = a.device_id \
              LEFT JOIN placements p ON p.hash = a.blob_hash AND p.subscriber_id = a.subscriber_id \
              WHERE a.state = 'lost' AND a.kind = 'storage' AND d.revoked_at IS NULL AND d.last_heartbeat >= $1 \
              AND (p.hash IS NULL OR p.satisfied_at IS NOT NULL) \
              AND (a.delete_asked_at IS NULL OR a.delete_asked_at < $2)",
+            since,
+            retry_before
         )
-        .bind(since)
-        .bind(retry_before)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -283,7 +285,7 @@ impl Store {
         retry_before: UnixMillis,
         now: UnixMillis,
     ) -> Result<bool> {
-        let claimed = sqlx::query(
+        let claimed = sql!(
             "UPDATE allocations SET delete_asked_at = $1 WHERE id = $2 AND state = 'lost' \
              AND (delete_asked_at IS NULL OR delete_asked_at < $3) \
              AND (NOT EXISTS (SELECT 1 FROM placements p WHERE p.hash = allocations.blob_hash \
@@ -292,10 +294,10 @@ impl Store {
                     AND p.subscriber_id = allocations.subscriber_id AND p.satisfied_at IS NOT NULL \
                     AND (SELECT COUNT(*) FROM allocations l WHERE l.blob_hash = p.hash \
                       AND l.subscriber_id = p.subscriber_id AND l.state = 'active') >= p.copies))",
+            now,
+            allocation,
+            retry_before
         )
-        .bind(now)
-        .bind(allocation.to_string())
-        .bind(retry_before)
         .execute(&self.pool)
         .await?
         .rows_affected();
@@ -320,7 +322,7 @@ pub struct PlacedShardRow {
 impl Store {
     /// The placed shards whose pack is known, of one subscriber or of all, by owner and pack.
     pub async fn placed_shards(&self, subscriber_id: Option<Uuid>) -> Result<Vec<PlacedShardRow>> {
-        let rows = sqlx::query(
+        let rows = sql!(
             "SELECT p.subscriber_id, p.pack, p.hash, p.pack_data, p.pack_parity, b.staged, h.device_id AS holder, \
              (SELECT COUNT(*) FROM allocations a WHERE a.blob_hash = p.hash AND a.subscriber_id = p.subscriber_id \
               AND a.kind = 'storage' AND a.state IN ('lost', 'failed')) AS replaced \
@@ -329,8 +331,8 @@ impl Store {
                AND h.kind = 'storage' AND h.state IN ('active', 'evacuating') \
              WHERE ($1 IS NULL OR p.subscriber_id = $1) AND p.pack_data IS NOT NULL AND p.dropped_at IS NULL \
              ORDER BY p.subscriber_id, p.pack, p.hash",
+            subscriber_id.map(|id| id.to_string())
         )
-        .bind(subscriber_id.map(|id| id.to_string()))
         .fetch_all(&self.pool)
         .await?;
         let mut shards: Vec<(String, PlacedShardRow)> = Vec::new();
@@ -382,13 +384,13 @@ impl Store {
     /// database (168 numbers a device) rather than read slot by slot.
     pub async fn presence_by_hour(&self, first: i64) -> Result<HashMap<Uuid, DeviceWeek>> {
         // A slot is 5 minutes, so an hour is 12 of them; the epoch fell 72 hours into its week.
-        let rows = sqlx::query(
+        let rows = sql!(
             "SELECT p.device_id, d.created_at, (p.slot / 12 + 72) % 168 AS hour, COUNT(*) AS heard \
              FROM device_presence p JOIN devices d ON d.id = p.device_id \
              WHERE d.revoked_at IS NULL AND p.slot >= $1 \
              GROUP BY p.device_id, d.created_at, (p.slot / 12 + 72) % 168",
+            first
         )
-        .bind(first)
         .fetch_all(&self.pool)
         .await?;
         let mut counts = HashMap::new();

@@ -4,6 +4,7 @@ use sqlx::Row;
 use surplus_protocol::{AllocationState, Instruction, InstructionKind, UnixMillis};
 use uuid::Uuid;
 
+use super::sql;
 use super::{Result, Store, StoreError, parse_uuid, set_allocation_state_on, text_enum, to_json};
 
 text_enum! {
@@ -45,17 +46,17 @@ pub(super) async fn enqueue_on(
     // Version 7 UUIDs sort by creation time, which keeps a device's queue in order.
     let id = Uuid::now_v7();
     let body = to_json(kind)?;
-    sqlx::query(
+    sql!(
         "INSERT INTO instructions (id, device_id, allocation_id, kind, body, state, created_at, expires_at) \
          VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7)",
+        id,
+        device_id,
+        allocation_id.map(|a| a.to_string()),
+        kind.name(),
+        body,
+        now,
+        expires_at
     )
-    .bind(id.to_string())
-    .bind(device_id.to_string())
-    .bind(allocation_id.map(|a| a.to_string()))
-    .bind(kind.name())
-    .bind(body)
-    .bind(now)
-    .bind(expires_at)
     .execute(&mut *conn)
     .await?;
     Ok(Instruction {
@@ -89,26 +90,26 @@ impl Store {
         lease_ms: i64,
         limit: i64,
     ) -> Result<Vec<Instruction>> {
-        let rows = sqlx::query(
+        let rows = sql!(
             "SELECT id, kind, body, created_at, expires_at FROM instructions WHERE device_id = $1 \
              AND expires_at > $2 AND (state = 'queued' OR (state = 'delivered' AND delivered_at < $3)) \
              ORDER BY created_at, id LIMIT $4",
+            device_id,
+            now,
+            now - lease_ms,
+            limit
         )
-        .bind(device_id.to_string())
-        .bind(now)
-        .bind(now - lease_ms)
-        .bind(limit)
         .fetch_all(&self.pool)
         .await?;
         let mut batch = Vec::with_capacity(rows.len());
         for row in &rows {
             let id: String = row.try_get("id")?;
-            sqlx::query(
+            sql!(
                 "UPDATE instructions SET state = 'delivered', delivered_at = $1, attempts = attempts + 1 \
                  WHERE id = $2 AND state IN ('queued', 'delivered')",
+                now,
+                &id
             )
-            .bind(now)
-            .bind(&id)
             .execute(&self.pool)
             .await?;
             let body: String = row.try_get("body")?;
@@ -124,11 +125,11 @@ impl Store {
     }
 
     pub async fn instruction(&self, id: Uuid) -> Result<InstructionRow> {
-        let row = sqlx::query(
+        let row = sql!(
             "SELECT id, device_id, allocation_id, body, state, created_at, expires_at, result \
              FROM instructions WHERE id = $1",
+            id
         )
-        .bind(id.to_string())
         .fetch_optional(&self.pool)
         .await?
         .ok_or(StoreError::NotFound)?;
@@ -163,31 +164,34 @@ impl Store {
         now: UnixMillis,
         allocation: Option<(Uuid, AllocationState)>,
     ) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "UPDATE instructions SET state = $1, result = $2, completed_at = $3 \
-             WHERE id = $4 AND state IN ('queued', 'delivered')",
-        )
-        .bind(state.as_str())
-        .bind(result)
-        .bind(now)
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() != 1 {
-            return Ok(false);
-        }
-        if let Some((allocation_id, allocation_state)) = allocation {
-            set_allocation_state_on(&mut tx, allocation_id, allocation_state, now).await?;
-        }
-        tx.commit().await?;
-        Ok(true)
+        self.transaction(async |tx| {
+            let done = sql!(
+                "UPDATE instructions SET state = $1, result = $2, completed_at = $3 \
+                 WHERE id = $4 AND state IN ('queued', 'delivered')",
+                state.as_str(),
+                result,
+                now,
+                id
+            )
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() != 1 {
+                return Ok(false);
+            }
+            if let Some((allocation_id, allocation_state)) = allocation {
+                set_allocation_state_on(tx, allocation_id, allocation_state, now).await?;
+            }
+            Ok(true)
+        })
+        .await
     }
 
     /// Devices with instructions queued since `since`, for waking long polls in other processes.
     pub async fn devices_with_new_instructions(&self, since: UnixMillis) -> Result<Vec<Uuid>> {
-        let rows = sqlx::query("SELECT DISTINCT device_id FROM instructions WHERE state = 'queued' AND created_at >= $1")
-            .bind(since)
+        let rows = sql!(
+            "SELECT DISTINCT device_id FROM instructions WHERE state = 'queued' AND created_at >= $1",
+            since
+        )
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
@@ -198,35 +202,36 @@ impl Store {
     /// Marks instructions past their expiry as expired and fails the allocations they served.
     /// Returns how many expired.
     pub async fn expire_instructions(&self, now: UnixMillis) -> Result<u64> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "UPDATE allocations SET state = 'failed', released_at = $1 WHERE state = 'pending' AND id IN \
-             (SELECT allocation_id FROM instructions WHERE state IN ('queued', 'delivered') AND expires_at <= $1 \
-              AND allocation_id IS NOT NULL AND kind = 'store_blob')",
-        )
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        let done = sqlx::query(
-            "UPDATE instructions SET state = 'expired', completed_at = $1 \
-             WHERE state IN ('queued', 'delivered') AND expires_at <= $1",
-        )
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(done.rows_affected())
+        self.transaction(async |tx| {
+            sql!(
+                "UPDATE allocations SET state = 'failed', released_at = $1 WHERE state = 'pending' AND id IN \
+                 (SELECT allocation_id FROM instructions WHERE state IN ('queued', 'delivered') AND expires_at <= $1 \
+                  AND allocation_id IS NOT NULL AND kind = 'store_blob')",
+                now
+            )
+            .execute(&mut *tx)
+            .await?;
+            let done = sql!(
+                "UPDATE instructions SET state = 'expired', completed_at = $1 \
+                 WHERE state IN ('queued', 'delivered') AND expires_at <= $1",
+                now
+            )
+            .execute(&mut *tx)
+            .await?;
+            Ok(done.rows_affected())
+        })
+        .await
     }
 
     /// Whether a device already has an upload of this blob waiting or under way.
     pub async fn upload_requested(&self, device_id: Uuid, hash: &str) -> Result<bool> {
         let pattern = format!("%\"hash\":\"{hash}\"%");
-        Ok(sqlx::query(
+        Ok(sql!(
             "SELECT 1 AS one FROM instructions WHERE device_id = $1 AND kind = 'upload_blob' \
              AND state IN ('queued', 'delivered') AND body LIKE $2",
+            device_id,
+            pattern
         )
-        .bind(device_id.to_string())
-        .bind(pattern)
         .fetch_optional(&self.pool)
         .await?
         .is_some())

@@ -4,6 +4,7 @@ use sqlx::Row;
 use surplus_protocol::{Allocation, AllocationState, ResourceKind, UnixMillis};
 use uuid::Uuid;
 
+use super::sql;
 use super::{Result, Store, StoreError, parse_allocation_state, parse_uuid, to_u64};
 
 /// How a subscriber's ledger names another subscriber.
@@ -23,12 +24,12 @@ pub(super) async fn set_allocation_state_on(
         AllocationState::Released | AllocationState::Failed | AllocationState::Lost
     )
     .then_some(now);
-    sqlx::query(
+    sql!(
         "UPDATE allocations SET state = $1, released_at = COALESCE($2, released_at) WHERE id = $3",
+        state.as_str(),
+        released,
+        allocation_id
     )
-    .bind(state.as_str())
-    .bind(released)
-    .bind(allocation_id.to_string())
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -46,8 +47,7 @@ impl Store {
     }
 
     pub async fn allocation_state(&self, allocation_id: Uuid) -> Result<Option<AllocationState>> {
-        let row = sqlx::query("SELECT state FROM allocations WHERE id = $1")
-            .bind(allocation_id.to_string())
+        let row = sql!("SELECT state FROM allocations WHERE id = $1", allocation_id)
             .fetch_optional(&self.pool)
             .await?;
         row.map(|row| parse_allocation_state(&row.try_get::<String, _>("state")?))
@@ -71,16 +71,8 @@ impl Store {
                 let instructions =
                     format!("{INSTRUCTIONS}{MINE}{ORDER} LIMIT $2) ORDER BY i.created_at, i.id");
                 (
-                    sqlx::query(&page)
-                        .bind(id.to_string())
-                        .bind(limit)
-                        .fetch_all(&self.pool)
-                        .await?,
-                    sqlx::query(&instructions)
-                        .bind(id.to_string())
-                        .bind(limit)
-                        .fetch_all(&self.pool)
-                        .await?,
+                    sql!(&page, id, limit).fetch_all(&self.pool).await?,
+                    sql!(&instructions, id, limit).fetch_all(&self.pool).await?,
                 )
             }
             None => {
@@ -88,11 +80,8 @@ impl Store {
                 let instructions =
                     format!("{INSTRUCTIONS}{ORDER} LIMIT $1) ORDER BY i.created_at, i.id");
                 (
-                    sqlx::query(&page).bind(limit).fetch_all(&self.pool).await?,
-                    sqlx::query(&instructions)
-                        .bind(limit)
-                        .fetch_all(&self.pool)
-                        .await?,
+                    sql!(&page, limit).fetch_all(&self.pool).await?,
+                    sql!(&instructions, limit).fetch_all(&self.pool).await?,
                 )
             }
         };

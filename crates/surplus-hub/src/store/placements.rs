@@ -26,6 +26,7 @@ pub struct BlobAllocation {
     pub created_at: UnixMillis,
 }
 
+use super::sql;
 use super::{Result, Store, parse_allocation_state, parse_uuid, to_u64};
 
 /// A placement that still wants holders.
@@ -61,7 +62,7 @@ impl Store {
         now: UnixMillis,
     ) -> Result<()> {
         let shard = pack.and_then(|(_, shard)| shard);
-        sqlx::query(
+        sql!(
             "INSERT INTO placements (hash, subscriber_id, source_device_id, copies, created_at, pack, \
              pack_data, pack_parity, shard_index) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
              ON CONFLICT (hash, subscriber_id) DO UPDATE SET copies = excluded.copies, pack = excluded.pack, \
@@ -69,16 +70,16 @@ impl Store {
              pack_data = COALESCE(excluded.pack_data, placements.pack_data), \
              pack_parity = COALESCE(excluded.pack_parity, placements.pack_parity), \
              shard_index = COALESCE(excluded.shard_index, placements.shard_index)",
+            hash,
+            subscriber_id,
+            source_device_id.map(|d| d.to_string()),
+            i64::from(copies),
+            now,
+            pack.map(|(name, _)| name),
+            shard.map(|s| i64::from(s.coding.data)),
+            shard.map(|s| i64::from(s.coding.parity)),
+            shard.map(|s| s.index as i64)
         )
-        .bind(hash)
-        .bind(subscriber_id.to_string())
-        .bind(source_device_id.map(|d| d.to_string()))
-        .bind(i64::from(copies))
-        .bind(now)
-        .bind(pack.map(|(name, _)| name))
-        .bind(shard.map(|s| i64::from(s.coding.data)))
-        .bind(shard.map(|s| i64::from(s.coding.parity)))
-        .bind(shard.map(|s| s.index as i64))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -86,12 +87,12 @@ impl Store {
 
     /// The placement of a blob for a subscriber.
     pub async fn placement(&self, hash: &str, subscriber_id: Uuid) -> Result<Option<PlacementRow>> {
-        let row = sqlx::query(
+        let row = sql!(
             "SELECT b.size, p.copies, p.created_at, b.staged FROM placements p JOIN blobs b ON b.hash = p.hash \
              WHERE p.hash = $1 AND p.subscriber_id = $2",
+            hash,
+            subscriber_id
         )
-        .bind(hash)
-        .bind(subscriber_id.to_string())
         .fetch_optional(&self.pool)
         .await?;
         row.map(|row| {
@@ -113,7 +114,7 @@ impl Store {
             Some((hash, subscriber)) => (Some(hash), Some(subscriber.to_string())),
             None => (None, None),
         };
-        let rows = sqlx::query(
+        let rows = sql!(
             "SELECT p.hash, b.size, p.subscriber_id, p.source_device_id, p.copies, b.staged, p.pack, \
              p.pack_data, s.backup_household, \
              (SELECT COUNT(*) FROM allocations a WHERE a.blob_hash = p.hash AND a.subscriber_id = p.subscriber_id \
@@ -123,9 +124,9 @@ impl Store {
              FROM placements p JOIN blobs b ON b.hash = p.hash JOIN subscribers s ON s.id = p.subscriber_id \
              WHERE p.satisfied_at IS NULL AND p.dropped_at IS NULL AND s.status = 'active' \
              AND ($1 IS NULL OR p.hash = $1) AND ($2 IS NULL OR p.subscriber_id = $2) ORDER BY p.created_at",
+            hash,
+            subscriber
         )
-        .bind(hash)
-        .bind(subscriber)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -162,14 +163,14 @@ impl Store {
         subscriber_id: Uuid,
         now: UnixMillis,
     ) -> Result<bool> {
-        let closed = sqlx::query(
+        let closed = sql!(
             "UPDATE placements SET satisfied_at = $1 WHERE hash = $2 AND subscriber_id = $3 \
              AND satisfied_at IS NULL AND (SELECT COUNT(*) FROM allocations a WHERE a.blob_hash = placements.hash \
                AND a.subscriber_id = placements.subscriber_id AND a.kind = 'storage' AND a.state = 'active') >= copies",
+            now,
+            hash,
+            subscriber_id
         )
-        .bind(now)
-        .bind(hash)
-        .bind(subscriber_id.to_string())
         .execute(&self.pool)
         .await?
         .rows_affected();
@@ -182,12 +183,12 @@ impl Store {
         hash: &str,
         subscriber_id: Uuid,
     ) -> Result<Vec<BlobAllocation>> {
-        let rows = sqlx::query(
+        let rows = sql!(
             "SELECT id, device_id, state, created_at FROM allocations WHERE blob_hash = $1 AND subscriber_id = $2 \
              ORDER BY created_at, id",
+            hash,
+            subscriber_id
         )
-        .bind(hash)
-        .bind(subscriber_id.to_string())
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -205,11 +206,11 @@ impl Store {
     /// Devices whose storage may be allocated now: not revoked, owner active, with spare storage
     /// left after what is already promised to pending allocations.
     pub async fn storage_candidates(&self) -> Result<Vec<Candidate>> {
-        let rows = sqlx::query(
+        let rows = sql!(
             "SELECT d.id, d.subscriber_id, d.spare_storage_bytes, d.last_heartbeat, d.network, \
              CAST(COALESCE((SELECT SUM(a.amount) FROM allocations a WHERE a.device_id = d.id AND a.state = 'pending'), 0) AS BIGINT) AS promised \
              FROM devices d JOIN subscribers s ON s.id = d.subscriber_id \
-             WHERE d.revoked_at IS NULL AND s.status = 'active' AND d.spare_storage_bytes > 0",
+             WHERE d.revoked_at IS NULL AND s.status = 'active' AND d.spare_storage_bytes > 0"
         )
         .fetch_all(&self.pool)
         .await?;
@@ -231,28 +232,27 @@ impl Store {
 
     /// Forgets a subscriber's placement and ownership of a blob.
     pub async fn drop_placement(&self, hash: &str, subscriber_id: Uuid) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        for statement in [
-            "DELETE FROM placements WHERE hash = $1 AND subscriber_id = $2",
-            "DELETE FROM blob_owners WHERE hash = $1 AND subscriber_id = $2",
-        ] {
-            sqlx::query(statement)
-                .bind(hash)
-                .bind(subscriber_id.to_string())
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.transaction(async |tx| {
+            for statement in [
+                "DELETE FROM placements WHERE hash = $1 AND subscriber_id = $2",
+                "DELETE FROM blob_owners WHERE hash = $1 AND subscriber_id = $2",
+            ] {
+                sql!(statement, hash, subscriber_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// Reopens the placement an allocation served, so the scheduler finds the blob a new holder.
     pub async fn reopen_placement_of(&self, allocation_id: Uuid) -> Result<()> {
-        sqlx::query(
+        sql!(
             "UPDATE placements SET satisfied_at = NULL WHERE EXISTS (SELECT 1 FROM allocations a \
              WHERE a.id = $1 AND a.blob_hash = placements.hash AND a.subscriber_id = placements.subscriber_id)",
+            allocation_id
         )
-        .bind(allocation_id.to_string())
         .execute(&self.pool)
         .await?;
         Ok(())

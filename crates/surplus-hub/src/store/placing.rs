@@ -13,6 +13,7 @@ use surplus_protocol::{AllocationState, Instruction, InstructionKind, ResourceKi
 use surplus_rules::placement::Allocation;
 use uuid::Uuid;
 
+use super::sql;
 use super::{Backend, Result, Store, parse_allocation_state, parse_uuid, to_i64, to_json};
 
 /// What deciding on the open placements needs, keyed by placement (`(hash, owner)`), by content
@@ -118,13 +119,13 @@ impl Store {
         };
         let mut context = PlacementContext::default();
         // Every allocation of content an open placement wants, for anyone.
-        let rows = sqlx::query(
+        let rows = sql!(
             "SELECT a.id, a.blob_hash, a.subscriber_id, a.device_id, a.state, a.released_at FROM allocations a \
              WHERE a.blob_hash IN (SELECT p.hash FROM placements p WHERE p.satisfied_at IS NULL \
                AND p.dropped_at IS NULL AND ($1 IS NULL OR p.hash = $1)) \
              ORDER BY a.created_at, a.id",
+            hash
         )
-        .bind(hash)
         .fetch_all(&self.pool)
         .await?;
         for row in &rows {
@@ -149,7 +150,7 @@ impl Store {
                 .push(Allocation { id, device, state });
         }
         // The live holders of every pack an open placement belongs to.
-        let rows = sqlx::query(
+        let rows = sql!(
             "SELECT DISTINCT p.subscriber_id, p.pack, d.id, d.subscriber_id AS holder_owner, d.network \
              FROM placements p \
              JOIN allocations a ON a.blob_hash = p.hash AND a.subscriber_id = p.subscriber_id \
@@ -158,9 +159,9 @@ impl Store {
              AND EXISTS (SELECT 1 FROM placements o WHERE o.subscriber_id = p.subscriber_id \
                AND o.pack = p.pack AND o.satisfied_at IS NULL AND o.dropped_at IS NULL \
                AND ($1 IS NULL OR (o.hash = $1 AND o.subscriber_id = $2)))",
+            hash,
+            owner
         )
-        .bind(hash)
-        .bind(owner)
         .fetch_all(&self.pool)
         .await?;
         for row in &rows {
@@ -258,52 +259,57 @@ impl Store {
             Backend::Sqlite => (SQLITE_INSERT_ALLOCATIONS, SQLITE_INSERT_INSTRUCTIONS),
             Backend::Postgres => (POSTGRES_INSERT_ALLOCATIONS, POSTGRES_INSERT_INSTRUCTIONS),
         };
-        let mut tx = self.pool.begin().await?;
-        let inserted: HashSet<Uuid> = sqlx::query(insert_allocations)
-            .bind(to_json(&rows)?)
-            .bind(ResourceKind::Storage.as_str())
-            .bind(now)
+        self.transaction(async |tx| {
+            let inserted: HashSet<Uuid> = sql!(
+                insert_allocations,
+                to_json(&rows)?,
+                ResourceKind::Storage.as_str(),
+                now
+            )
             .fetch_all(&mut *tx)
             .await?
             .iter()
             .map(|row| parse_uuid(&row.try_get::<String, _>("id")?))
             .collect::<Result<_>>()?;
-        let mut queued = Vec::with_capacity(batch.len());
-        let mut instructions = Vec::with_capacity(inserted.len());
-        for allocation in batch {
-            if !inserted.contains(&allocation.id) {
-                queued.push(None);
-                continue;
+            let mut queued = Vec::with_capacity(batch.len());
+            let mut instructions = Vec::with_capacity(inserted.len());
+            for allocation in batch {
+                if !inserted.contains(&allocation.id) {
+                    queued.push(None);
+                    continue;
+                }
+                // Version 7 UUIDs sort by creation time, which keeps a device's queue in order.
+                let id = Uuid::now_v7();
+                let kind = InstructionKind::StoreBlob {
+                    blob: allocation.blob.clone(),
+                    allocation_id: allocation.id,
+                };
+                instructions.push(InstructionRow {
+                    id,
+                    device: allocation.device,
+                    allocation: allocation.id,
+                    body: to_json(&kind)?,
+                });
+                queued.push(Some(Instruction {
+                    id,
+                    created_at: now,
+                    expires_at,
+                    kind,
+                }));
             }
-            // Version 7 UUIDs sort by creation time, which keeps a device's queue in order.
-            let id = Uuid::now_v7();
-            let kind = InstructionKind::StoreBlob {
-                blob: allocation.blob.clone(),
-                allocation_id: allocation.id,
-            };
-            instructions.push(InstructionRow {
-                id,
-                device: allocation.device,
-                allocation: allocation.id,
-                body: to_json(&kind)?,
-            });
-            queued.push(Some(Instruction {
-                id,
-                created_at: now,
-                expires_at,
-                kind,
-            }));
-        }
-        if !instructions.is_empty() {
-            sqlx::query(insert_instructions)
-                .bind(to_json(&instructions)?)
-                .bind("store_blob")
-                .bind(now)
-                .bind(expires_at)
+            if !instructions.is_empty() {
+                sql!(
+                    insert_instructions,
+                    to_json(&instructions)?,
+                    "store_blob",
+                    now,
+                    expires_at
+                )
                 .execute(&mut *tx)
                 .await?;
-        }
-        tx.commit().await?;
-        Ok(queued)
+            }
+            Ok(queued)
+        })
+        .await
     }
 }

@@ -5,7 +5,8 @@ use sqlx::Row;
 use surplus_protocol::{Credits, UnixMillis, core_seconds};
 use uuid::Uuid;
 
-use super::super::{Result, Store, text_enum, to_i64, to_u64};
+use super::super::sql;
+use super::super::{Result, Store, text_enum, to_u64};
 use super::{DeviceTrust, Settlement};
 
 text_enum! {
@@ -29,106 +30,104 @@ impl Store {
         settlement: &Settlement,
         now: UnixMillis,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        match settlement {
-            Settlement::Completed {
-                output,
-                valid,
-                invalid,
-            } => {
-                sqlx::query(
-                    "UPDATE tasks SET state = 'completed', output_hash = $1, output_size = $2, \
-                     finished_at = $3 WHERE id = $4 AND state IN ('queued', 'running', 'completed')",
-                )
-                .bind(&output.hash)
-                .bind(to_i64(output.size))
-                .bind(now)
-                .bind(task_id.to_string())
-                .execute(&mut *tx)
-                .await?;
-                // Devices' rows are updated in one order (by id) in every transaction, so that
-                // two settlements at once never wait on each other's locks.
-                let mut trust: Vec<(String, bool)> = Vec::new();
-                for run in valid {
-                    let row = sqlx::query(
-                        "UPDATE task_runs SET state = 'valid' WHERE id = $1 AND state = 'returned' \
-                         RETURNING device_id, donor_id, running_ms",
+        self.transaction(async |tx| {
+            match settlement {
+                Settlement::Completed {
+                    output,
+                    valid,
+                    invalid,
+                } => {
+                    sql!(
+                        "UPDATE tasks SET state = 'completed', output_hash = $1, output_size = $2, \
+                         finished_at = $3 WHERE id = $4 AND state IN ('queued', 'running', 'completed')",
+                        &output.hash,
+                        output.size,
+                        now,
+                        task_id
                     )
-                    .bind(run.to_string())
-                    .fetch_optional(&mut *tx)
+                    .execute(&mut *tx)
                     .await?;
-                    let Some(row) = row else { continue };
-                    let device: String = row.try_get("device_id")?;
-                    let donor: String = row.try_get("donor_id")?;
-                    let used: i64 = row.try_get("running_ms")?;
-                    for (subscriber, amount, reason) in [
-                        (donor, used, CreditReason::Earned),
-                        (submitter.to_string(), -used, CreditReason::Spent),
-                    ] {
-                        sqlx::query(
-                            "INSERT INTO credits (id, subscriber_id, amount_ms, reason, run_id, created_at) \
-                             VALUES ($1, $2, $3, $4, $5, $6)",
+                    // Devices' rows are updated in one order (by id) in every transaction, so that
+                    // two settlements at once never wait on each other's locks.
+                    let mut trust: Vec<(String, bool)> = Vec::new();
+                    for run in valid {
+                        let row = sql!(
+                            "UPDATE task_runs SET state = 'valid' WHERE id = $1 AND state = 'returned' \
+                             RETURNING device_id, donor_id, running_ms",
+                            run
                         )
-                        .bind(Uuid::now_v7().to_string())
-                        .bind(subscriber)
-                        .bind(amount)
-                        .bind(reason.as_str())
-                        .bind(run.to_string())
-                        .bind(now)
-                        .execute(&mut *tx)
+                        .fetch_optional(&mut *tx)
                         .await?;
+                        let Some(row) = row else { continue };
+                        let device: String = row.try_get("device_id")?;
+                        let donor: String = row.try_get("donor_id")?;
+                        let used: i64 = row.try_get("running_ms")?;
+                        for (subscriber, amount, reason) in [
+                            (donor, used, CreditReason::Earned),
+                            (submitter.to_string(), -used, CreditReason::Spent),
+                        ] {
+                            sql!(
+                                "INSERT INTO credits (id, subscriber_id, amount_ms, reason, run_id, created_at) \
+                                 VALUES ($1, $2, $3, $4, $5, $6)",
+                                Uuid::now_v7().to_string(),
+                                subscriber,
+                                amount,
+                                reason.as_str(),
+                                run,
+                                now
+                            )
+                            .execute(&mut *tx)
+                            .await?;
+                        }
+                        trust.push((device, true));
                     }
-                    trust.push((device, true));
-                }
-                for run in invalid {
-                    let row = sqlx::query(
-                        "UPDATE task_runs SET state = 'invalid' WHERE id = $1 AND state = 'returned' \
-                         RETURNING device_id",
-                    )
-                    .bind(run.to_string())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    let Some(row) = row else { continue };
-                    trust.push((row.try_get("device_id")?, false));
-                }
-                trust.sort();
-                for (device, valid) in trust {
-                    let statement = if valid {
-                        "UPDATE devices SET trust_streak = trust_streak + 1, results_valid = results_valid + 1 \
-                         WHERE id = $1"
-                    } else {
-                        "UPDATE devices SET trust_streak = 0, results_invalid = results_invalid + 1 \
-                         WHERE id = $1"
-                    };
-                    sqlx::query(statement)
-                        .bind(device)
-                        .execute(&mut *tx)
+                    for run in invalid {
+                        let row = sql!(
+                            "UPDATE task_runs SET state = 'invalid' WHERE id = $1 AND state = 'returned' \
+                             RETURNING device_id",
+                            run
+                        )
+                        .fetch_optional(&mut *tx)
                         .await?;
+                        let Some(row) = row else { continue };
+                        trust.push((row.try_get("device_id")?, false));
+                    }
+                    trust.sort();
+                    for (device, valid) in trust {
+                        let statement = if valid {
+                            "UPDATE devices SET trust_streak = trust_streak + 1, results_valid = results_valid + 1 \
+                             WHERE id = $1"
+                        } else {
+                            "UPDATE devices SET trust_streak = 0, results_invalid = results_invalid + 1 \
+                             WHERE id = $1"
+                        };
+                        sql!(statement, device).execute(&mut *tx).await?;
+                    }
+                }
+                Settlement::Failed(reason) => {
+                    sql!(
+                        "UPDATE tasks SET state = 'failed', error = $1, finished_at = $2 WHERE id = $3 \
+                         AND state IN ('queued', 'running')",
+                        reason,
+                        now,
+                        task_id
+                    )
+                    .execute(&mut *tx)
+                    .await?;
                 }
             }
-            Settlement::Failed(reason) => {
-                sqlx::query(
-                    "UPDATE tasks SET state = 'failed', error = $1, finished_at = $2 WHERE id = $3 \
-                     AND state IN ('queued', 'running')",
-                )
-                .bind(reason)
-                .bind(now)
-                .bind(task_id.to_string())
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
-        tx.commit().await?;
-        Ok(())
+            Ok(())
+        })
+        .await
     }
 
     /// The subscriber's credit, and the validated runs their devices did.
     pub async fn credits(&self, subscriber_id: Uuid) -> Result<Credits> {
-        let rows = sqlx::query(
+        let rows = sql!(
             "SELECT reason, CAST(SUM(amount_ms) AS BIGINT) AS total, COUNT(*) AS n FROM credits \
              WHERE subscriber_id = $1 GROUP BY reason",
+            subscriber_id
         )
-        .bind(subscriber_id.to_string())
         .fetch_all(&self.pool)
         .await?;
         let mut credits = Credits {
@@ -163,14 +162,14 @@ impl Store {
         amount_ms: i64,
         now: UnixMillis,
     ) -> Result<()> {
-        sqlx::query(
+        sql!(
             "INSERT INTO credits (id, subscriber_id, amount_ms, reason, run_id, created_at) \
              VALUES ($1, $2, $3, 'granted', NULL, $4)",
+            Uuid::now_v7().to_string(),
+            subscriber_id,
+            amount_ms,
+            now
         )
-        .bind(Uuid::now_v7().to_string())
-        .bind(subscriber_id.to_string())
-        .bind(amount_ms)
-        .bind(now)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -178,10 +177,10 @@ impl Store {
 
     /// A device's trust: its streak of valid results, and its valid and invalid results.
     pub async fn device_trust(&self, device_id: Uuid) -> Result<DeviceTrust> {
-        let row = sqlx::query(
+        let row = sql!(
             "SELECT trust_streak, results_valid, results_invalid FROM devices WHERE id = $1",
+            device_id
         )
-        .bind(device_id.to_string())
         .fetch_one(&self.pool)
         .await?;
         Ok(DeviceTrust {

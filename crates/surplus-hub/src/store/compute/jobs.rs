@@ -11,6 +11,7 @@ use surplus_protocol::{
 };
 use uuid::Uuid;
 
+use super::super::sql;
 use super::super::{Result, Store, StoreError, parse_uuid, to_i64, to_json, to_u64};
 use super::runs::end_run_on;
 use super::{Cancelled, parse_floats, parse_run_state, parse_task_state};
@@ -63,28 +64,28 @@ fn job_from_row(row: &AnyRow) -> Result<Job> {
 /// out, inside the transaction that claimed the job's end: returns those runs and their
 /// devices, to be told to stop.
 pub(super) async fn end_unfinished_on(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tx: &mut sqlx::AnyConnection,
     job_id: Uuid,
     state: TaskState,
     error: Option<&str>,
     now: UnixMillis,
 ) -> Result<Vec<Cancelled>> {
-    sqlx::query(
+    sql!(
         "UPDATE tasks SET state = $1, finished_at = $2, error = COALESCE($3, error) \
          WHERE job_id = $4 AND state IN ('queued', 'running')",
+        state.as_str(),
+        now,
+        error,
+        job_id
     )
-    .bind(state.as_str())
-    .bind(now)
-    .bind(error)
-    .bind(job_id.to_string())
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
-    let runs = sqlx::query(
+    let runs = sql!(
         "SELECT r.id, r.device_id FROM task_runs r JOIN tasks t ON t.id = r.task_id \
          WHERE t.job_id = $1 AND r.state = 'assigned'",
+        job_id
     )
-    .bind(job_id.to_string())
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *tx)
     .await?;
     let mut started = Vec::new();
     for row in &runs {
@@ -111,73 +112,74 @@ impl Store {
     ) -> Result<Uuid> {
         let id = Uuid::now_v7();
         let args = to_json(&request.args)?;
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO jobs (id, subscriber_id, module_hash, module_size, args, replicas, timeout_ms, \
-             memory_bytes, output_bytes, own_devices, state, created_at, deadline, floats) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'queued', $11, $12, $13)",
-        )
-        .bind(id.to_string())
-        .bind(subscriber_id.to_string())
-        .bind(&request.module.hash)
-        .bind(to_i64(request.module.size))
-        .bind(args)
-        .bind(i64::from(request.replicas))
-        .bind(to_i64(request.timeout_seconds.saturating_mul(1000)))
-        .bind(to_i64(request.memory_bytes))
-        .bind(to_i64(output_bytes))
-        .bind(i64::from(request.own_devices))
-        .bind(now)
-        .bind(now.saturating_add(to_i64(request.deadline_seconds.saturating_mul(1000))))
-        .bind(Floats::of_job(request.cross_architecture).as_str())
-        .execute(&mut *tx)
-        .await?;
-        for (position, input) in request.inputs.iter().enumerate() {
-            // Every donor running the task gets the same seed, so honest runs agree.
-            let seed = rand::random::<i64>();
-            sqlx::query(
-                "INSERT INTO tasks (id, job_id, position, input_name, input_hash, input_size, seed, quorum, state) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'queued')",
+        self.transaction(async |tx| {
+            sql!(
+                "INSERT INTO jobs (id, subscriber_id, module_hash, module_size, args, replicas, timeout_ms, \
+                 memory_bytes, output_bytes, own_devices, state, created_at, deadline, floats) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'queued', $11, $12, $13)",
+                id,
+                subscriber_id,
+                &request.module.hash,
+                request.module.size,
+                args,
+                i64::from(request.replicas),
+                request.timeout_seconds.saturating_mul(1000),
+                request.memory_bytes,
+                output_bytes,
+                i64::from(request.own_devices),
+                now,
+                now.saturating_add(to_i64(request.deadline_seconds.saturating_mul(1000))),
+                Floats::of_job(request.cross_architecture).as_str()
             )
-            .bind(Uuid::now_v7().to_string())
-            .bind(id.to_string())
-            .bind(i64::try_from(position).unwrap_or(i64::MAX))
-            .bind(&input.name)
-            .bind(&input.hash)
-            .bind(to_i64(input.size))
-            .bind(seed)
-            .bind(i64::from(request.replicas))
             .execute(&mut *tx)
             .await?;
-        }
-        tx.commit().await?;
-        Ok(id)
+            for (position, input) in request.inputs.iter().enumerate() {
+                // Every donor running the task gets the same seed, so honest runs agree.
+                let seed = rand::random::<i64>();
+                sql!(
+                    "INSERT INTO tasks (id, job_id, position, input_name, input_hash, input_size, seed, quorum, state) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'queued')",
+                    Uuid::now_v7().to_string(),
+                    id,
+                    i64::try_from(position).unwrap_or(i64::MAX),
+                    &input.name,
+                    &input.hash,
+                    input.size,
+                    seed,
+                    i64::from(request.replicas)
+                )
+                .execute(&mut *tx)
+                .await?;
+            }
+            Ok(id)
+        })
+        .await
     }
 
     /// A subscriber's job with its tasks and their runs; `NotFound` for anyone else's.
     pub async fn job(&self, subscriber_id: Uuid, job_id: Uuid) -> Result<Job> {
-        let row = sqlx::query(&format!(
-            "{JOB_SELECT} WHERE j.id = $1 AND j.subscriber_id = $2"
-        ))
-        .bind(job_id.to_string())
-        .bind(subscriber_id.to_string())
+        let row = sql!(
+            &format!("{JOB_SELECT} WHERE j.id = $1 AND j.subscriber_id = $2"),
+            job_id,
+            subscriber_id
+        )
         .fetch_optional(&self.pool)
         .await?
         .ok_or(StoreError::NotFound)?;
         let mut job = job_from_row(&row)?;
-        let task_rows = sqlx::query(
+        let task_rows = sql!(
             "SELECT id, input_name, state, output_hash, output_size, error FROM tasks \
              WHERE job_id = $1 ORDER BY position",
+            job_id
         )
-        .bind(job_id.to_string())
         .fetch_all(&self.pool)
         .await?;
-        let run_rows = sqlx::query(
+        let run_rows = sql!(
             "SELECT r.id, r.task_id, r.state, r.outcome, r.output_hash, r.running_ms, r.created_at, \
              r.finished_at FROM task_runs r JOIN tasks t ON t.id = r.task_id WHERE t.job_id = $1 \
              ORDER BY r.created_at, r.id",
+            job_id
         )
-        .bind(job_id.to_string())
         .fetch_all(&self.pool)
         .await?;
         let mut runs: HashMap<String, Vec<TaskRun>> = HashMap::new();
@@ -219,11 +221,13 @@ impl Store {
 
     /// A subscriber's jobs, newest first, without their tasks.
     pub async fn jobs(&self, subscriber_id: Uuid, limit: i64) -> Result<Vec<Job>> {
-        let rows = sqlx::query(&format!(
-            "{JOB_SELECT} WHERE j.subscriber_id = $1 ORDER BY j.created_at DESC, j.id LIMIT $2"
-        ))
-        .bind(subscriber_id.to_string())
-        .bind(limit)
+        let rows = sql!(
+            &format!(
+                "{JOB_SELECT} WHERE j.subscriber_id = $1 ORDER BY j.created_at DESC, j.id LIMIT $2"
+            ),
+            subscriber_id,
+            limit
+        )
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(job_from_row).collect()
@@ -238,34 +242,33 @@ impl Store {
         job_id: Uuid,
         now: UnixMillis,
     ) -> Result<Option<Vec<Cancelled>>> {
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "UPDATE jobs SET state = 'cancelled', finished_at = $1 WHERE id = $2 AND subscriber_id = $3 \
-             AND state IN ('queued', 'running')",
-        )
-        .bind(now)
-        .bind(job_id.to_string())
-        .bind(subscriber_id.to_string())
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Ok(None);
-        }
-        let started = end_unfinished_on(&mut tx, job_id, TaskState::Cancelled, None, now).await?;
-        tx.commit().await?;
-        Ok(Some(started))
+        self.transaction(async |tx| {
+            let done = sql!(
+                "UPDATE jobs SET state = 'cancelled', finished_at = $1 WHERE id = $2 AND subscriber_id = $3 \
+                 AND state IN ('queued', 'running')",
+                now,
+                job_id,
+                subscriber_id
+            )
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Ok(None);
+            }
+            let started = end_unfinished_on(tx, job_id, TaskState::Cancelled, None, now).await?;
+            Ok(Some(started))
+        })
+        .await
     }
 
     /// Live jobs whose deadline has passed (jobs from before deadlines get the default one).
     pub async fn jobs_past_deadline(&self, now: UnixMillis) -> Result<Vec<Uuid>> {
-        let rows = sqlx::query(
+        let rows = sql!(
             "SELECT id FROM jobs WHERE state IN ('queued', 'running') \
              AND COALESCE(deadline, created_at + $2) <= $1",
-        )
-        .bind(now)
-        .bind(to_i64(
+            now,
             surplus_protocol::DEFAULT_JOB_DEADLINE_SECONDS * 1000,
-        ))
+        )
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -281,37 +284,39 @@ impl Store {
         job_id: Uuid,
         now: UnixMillis,
     ) -> Result<Option<Vec<Cancelled>>> {
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "UPDATE jobs SET state = 'expired', finished_at = $1 WHERE id = $2 \
-             AND state IN ('queued', 'running')",
-        )
-        .bind(now)
-        .bind(job_id.to_string())
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Ok(None);
-        }
-        let started = end_unfinished_on(
-            &mut tx,
-            job_id,
-            TaskState::Expired,
-            Some("the job reached its deadline before this task ended"),
-            now,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(Some(started))
+        self.transaction(async |tx| {
+            let done = sql!(
+                "UPDATE jobs SET state = 'expired', finished_at = $1 WHERE id = $2 \
+                 AND state IN ('queued', 'running')",
+                now,
+                job_id
+            )
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Ok(None);
+            }
+            let started = end_unfinished_on(
+                tx,
+                job_id,
+                TaskState::Expired,
+                Some("the job reached its deadline before this task ended"),
+                now,
+            )
+            .await?;
+            Ok(Some(started))
+        })
+        .await
     }
 
     /// Brings a job's state in line with its tasks. Returns the state when the job just ended.
     pub async fn refresh_job(&self, job_id: Uuid, now: UnixMillis) -> Result<Option<JobState>> {
-        let rows =
-            sqlx::query("SELECT state, COUNT(*) AS n FROM tasks WHERE job_id = $1 GROUP BY state")
-                .bind(job_id.to_string())
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sql!(
+            "SELECT state, COUNT(*) AS n FROM tasks WHERE job_id = $1 GROUP BY state",
+            job_id
+        )
+        .fetch_all(&self.pool)
+        .await?;
         let mut counts = TaskCounts::default();
         for row in &rows {
             let n = u32::try_from(row.try_get::<i64, _>("n")?).unwrap_or(u32::MAX);
@@ -332,12 +337,12 @@ impl Store {
         } else {
             JobState::Completed
         };
-        let done = sqlx::query(
+        let done = sql!(
             "UPDATE jobs SET state = $1, finished_at = $2 WHERE id = $3 AND state IN ('queued', 'running')",
+            state.as_str(),
+            now,
+            job_id
         )
-        .bind(state.as_str())
-        .bind(now)
-        .bind(job_id.to_string())
         .execute(&self.pool)
         .await?;
         Ok((done.rows_affected() == 1).then_some(state))

@@ -10,6 +10,7 @@ use surplus_protocol::{
 };
 use uuid::Uuid;
 
+use super::super::sql;
 use super::super::{
     InstructionState, Result, Store, StoreError, enqueue_on, parse_uuid, to_i64, to_u64,
 };
@@ -45,32 +46,32 @@ pub(super) async fn end_run_on(
     state: RunState,
     now: UnixMillis,
 ) -> Result<bool> {
-    let done = sqlx::query(
+    let done = sql!(
         "UPDATE task_runs SET state = $1, finished_at = $2 WHERE id = $3 AND state = 'assigned'",
+        state.as_str(),
+        now,
+        run
     )
-    .bind(state.as_str())
-    .bind(now)
-    .bind(run.to_string())
     .execute(&mut *conn)
     .await?;
     if done.rows_affected() != 1 {
         return Ok(false);
     }
     let allocation = allocation_after(state).as_str();
-    sqlx::query(
+    sql!(
         "UPDATE allocations SET state = $1, amount = 0, released_at = $2 WHERE id = $3 AND state = 'pending'",
+        allocation,
+        now,
+        run
     )
-    .bind(allocation)
-    .bind(now)
-    .bind(run.to_string())
     .execute(&mut *conn)
     .await?;
-    sqlx::query(
+    sql!(
         "UPDATE instructions SET state = 'cancelled', completed_at = $1 WHERE allocation_id = $2 \
          AND state IN ('queued', 'delivered')",
+        now,
+        run
     )
-    .bind(now)
-    .bind(run.to_string())
     .execute(&mut *conn)
     .await?;
     Ok(true)
@@ -80,23 +81,24 @@ impl Store {
     /// Runs whose device went away (not heard from since `online_since`, or revoked) or whose
     /// deadline passed: they are lost, so that their tasks run elsewhere. Returns the tasks.
     pub async fn lose_runs(&self, now: UnixMillis, online_since: UnixMillis) -> Result<Vec<Uuid>> {
-        let rows = sqlx::query(
+        let rows = sql!(
             "SELECT r.id, r.task_id FROM task_runs r JOIN devices d ON d.id = r.device_id \
              WHERE r.state = 'assigned' AND (r.deadline <= $1 OR d.revoked_at IS NOT NULL \
              OR d.last_heartbeat IS NULL OR d.last_heartbeat < $2)",
+            now,
+            online_since
         )
-        .bind(now)
-        .bind(online_since)
         .fetch_all(&self.pool)
         .await?;
         let mut tasks = Vec::new();
         for row in &rows {
             let run = parse_uuid(&row.try_get::<String, _>("id")?)?;
-            let mut tx = self.pool.begin().await?;
-            if end_run_on(&mut tx, run, RunState::Lost, now).await? {
+            let lost = self
+                .transaction(async |tx| end_run_on(tx, run, RunState::Lost, now).await)
+                .await?;
+            if lost {
                 tasks.push(parse_uuid(&row.try_get::<String, _>("task_id")?)?);
             }
-            tx.commit().await?;
         }
         Ok(tasks)
     }
@@ -106,14 +108,14 @@ impl Store {
         &self,
         online_since: UnixMillis,
     ) -> Result<Vec<ComputeCandidate>> {
-        let rows = sqlx::query(
+        let rows = sql!(
             "SELECT d.id, d.subscriber_id, d.compute_slots, d.trust_streak, d.arch_class, \
              (SELECT COUNT(*) FROM task_runs r WHERE r.device_id = d.id AND r.state = 'assigned') AS busy \
              FROM devices d JOIN subscribers s ON s.id = d.subscriber_id \
              WHERE d.revoked_at IS NULL AND s.status = 'active' AND d.compute_slots > 0 \
              AND d.last_heartbeat >= $1",
+            online_since
         )
-        .bind(online_since)
         .fetch_all(&self.pool)
         .await?;
         let mut candidates = Vec::new();
@@ -137,9 +139,9 @@ impl Store {
     /// Every device that donates compute at all (its latest report consents to it), online or
     /// not, busy or not, of an active subscriber.
     pub async fn compute_donors(&self) -> Result<Vec<Donor>> {
-        let rows = sqlx::query(
+        let rows = sql!(
             "SELECT d.id, d.subscriber_id, d.arch_class, d.report FROM devices d JOIN subscribers s ON s.id = d.subscriber_id \
-             WHERE d.revoked_at IS NULL AND s.status = 'active' AND d.report IS NOT NULL",
+             WHERE d.revoked_at IS NULL AND s.status = 'active' AND d.report IS NOT NULL"
         )
         .fetch_all(&self.pool)
         .await?;
@@ -161,15 +163,15 @@ impl Store {
     /// Tasks that may want more runs, oldest job first: unfinished tasks of live jobs whose
     /// submitter still has credit.
     pub async fn open_tasks(&self, limit: i64) -> Result<Vec<OpenTask>> {
-        let rows = sqlx::query(
+        let rows = sql!(
             "SELECT t.id, t.job_id, t.input_name, t.input_hash, t.input_size, t.seed, t.quorum, \
              j.subscriber_id, j.own_devices, j.replicas, j.module_hash, j.module_size, j.args, \
              j.timeout_ms, j.memory_bytes, j.output_bytes, j.floats FROM tasks t JOIN jobs j ON j.id = t.job_id \
              WHERE t.state IN ('queued', 'running') AND j.state IN ('queued', 'running') \
              AND (SELECT COALESCE(SUM(c.amount_ms), 0) FROM credits c WHERE c.subscriber_id = j.subscriber_id) > 0 \
              ORDER BY j.created_at, j.id, t.position LIMIT $1",
+            limit
         )
-        .bind(limit)
         .fetch_all(&self.pool)
         .await?;
         let mut tasks = Vec::with_capacity(rows.len());
@@ -206,11 +208,11 @@ impl Store {
         }
         // The runs of all those tasks in one query, not one per task: this runs every tick. A task
         // that ended between the two queries shows no runs; `assign_run` then refuses it.
-        let runs = sqlx::query(
+        let runs = sql!(
             "SELECT r.id, r.task_id, r.device_id, r.donor_id, r.state, r.output_hash, r.output_size, \
              r.running_ms, r.outcome, r.arch_class FROM task_runs r JOIN tasks t ON t.id = r.task_id JOIN jobs j ON j.id = t.job_id \
              WHERE t.state IN ('queued', 'running') AND j.state IN ('queued', 'running') \
-             ORDER BY r.created_at, r.id",
+             ORDER BY r.created_at, r.id"
         )
         .fetch_all(&self.pool)
         .await?;
@@ -227,11 +229,11 @@ impl Store {
 
     /// The runs of one task, oldest first.
     pub async fn task_runs(&self, task_id: Uuid) -> Result<Vec<RunRow>> {
-        let rows = sqlx::query(
+        let rows = sql!(
             "SELECT id, device_id, donor_id, state, output_hash, output_size, running_ms, outcome, arch_class \
              FROM task_runs WHERE task_id = $1 ORDER BY created_at, id",
+            task_id
         )
-        .bind(task_id.to_string())
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(run_from_row).collect()
@@ -244,71 +246,74 @@ impl Store {
     pub async fn assign_run(&self, new: &NewRun<'_>, now: UnixMillis) -> Result<Option<Uuid>> {
         let task = new.task;
         let run = Uuid::now_v7();
-        let mut tx = self.pool.begin().await?;
-        // The claim comes first: it takes the task's row, so that a settlement at the same time
-        // either ends the task before it (and the claim fails) or waits for this run to exist.
-        // A run accepted alone lowers the quorum to one; any other run restores the job's, so
-        // that a task whose trusted run was lost is not then accepted on anyone's result alone.
-        let quorum = if new.alone {
-            1
-        } else {
-            i64::from(task.replicas)
-        };
-        let claimed = sqlx::query(
-            "UPDATE tasks SET state = 'running', quorum = $1 WHERE id = $2 \
-             AND state IN ('queued', 'running')",
-        )
-        .bind(quorum)
-        .bind(task.id.to_string())
-        .execute(&mut *tx)
-        .await?;
-        if claimed.rows_affected() != 1 {
-            return Ok(None);
-        }
-        sqlx::query(
-            "INSERT INTO allocations (id, subscriber_id, device_id, kind, amount, purpose, blob_hash, state, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, NULL, 'pending', $7)",
-        )
-        .bind(run.to_string())
-        .bind(task.submitter.to_string())
-        .bind(new.device_id.to_string())
-        .bind(ResourceKind::Compute.as_str())
-        .bind(to_i64(task.limits.timeout_ms))
-        .bind(format!("task:{}", task.id))
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        let kind = InstructionKind::RunTask {
-            run,
-            module: task.module.clone(),
-            input: task.input.clone(),
-            args: task.args.clone(),
-            seed: task.seed,
-            limits: task.limits,
-            floats: task.floats,
-        };
-        let instruction =
-            enqueue_on(&mut tx, new.device_id, Some(run), &kind, now, new.deadline).await?;
-        sqlx::query(
-            "INSERT INTO task_runs (id, task_id, device_id, donor_id, instruction_id, state, deadline, created_at, arch_class) \
-             VALUES ($1, $2, $3, $4, $5, 'assigned', $6, $7, $8)",
-        )
-        .bind(run.to_string())
-        .bind(task.id.to_string())
-        .bind(new.device_id.to_string())
-        .bind(new.donor_id.to_string())
-        .bind(instruction.id.to_string())
-        .bind(new.deadline)
-        .bind(now)
-        .bind(&new.arch_class)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("UPDATE jobs SET state = 'running' WHERE id = $1 AND state = 'queued'")
-            .bind(task.job_id.to_string())
+        self.transaction(async |tx| {
+            // The claim comes first: it takes the task's row, so that a settlement at the same time
+            // either ends the task before it (and the claim fails) or waits for this run to exist.
+            // A run accepted alone lowers the quorum to one; any other run restores the job's, so
+            // that a task whose trusted run was lost is not then accepted on anyone's result alone.
+            let quorum = if new.alone {
+                1
+            } else {
+                i64::from(task.replicas)
+            };
+            let claimed = sql!(
+                "UPDATE tasks SET state = 'running', quorum = $1 WHERE id = $2 \
+                 AND state IN ('queued', 'running')",
+                quorum,
+                task.id
+            )
             .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
-        Ok(Some(run))
+            if claimed.rows_affected() != 1 {
+                return Ok(None);
+            }
+            sql!(
+                "INSERT INTO allocations (id, subscriber_id, device_id, kind, amount, purpose, blob_hash, state, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, NULL, 'pending', $7)",
+                run,
+                task.submitter,
+                new.device_id,
+                ResourceKind::Compute.as_str(),
+                task.limits.timeout_ms,
+                format!("task:{}", task.id),
+                now
+            )
+            .execute(&mut *tx)
+            .await?;
+            let kind = InstructionKind::RunTask {
+                run,
+                module: task.module.clone(),
+                input: task.input.clone(),
+                args: task.args.clone(),
+                seed: task.seed,
+                limits: task.limits,
+                floats: task.floats,
+            };
+            let instruction =
+                enqueue_on(tx, new.device_id, Some(run), &kind, now, new.deadline).await?;
+            sql!(
+                "INSERT INTO task_runs (id, task_id, device_id, donor_id, instruction_id, state, deadline, created_at, arch_class) \
+                 VALUES ($1, $2, $3, $4, $5, 'assigned', $6, $7, $8)",
+                run,
+                task.id,
+                new.device_id,
+                new.donor_id,
+                instruction.id,
+                new.deadline,
+                now,
+                &new.arch_class
+            )
+            .execute(&mut *tx)
+            .await?;
+            sql!(
+                "UPDATE jobs SET state = 'running' WHERE id = $1 AND state = 'queued'",
+                task.job_id
+            )
+            .execute(&mut *tx)
+            .await?;
+            Ok(Some(run))
+        })
+        .await
     }
 
     /// Records how a run ended on its device, with its instruction and its allocation (released,
@@ -322,75 +327,72 @@ impl Store {
         ended: &RunEnd,
         now: UnixMillis,
     ) -> Result<Option<Uuid>> {
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "UPDATE instructions SET state = $1, result = $2, completed_at = $3 \
-             WHERE id = $4 AND state IN ('queued', 'delivered')",
-        )
-        .bind(
-            if ended.state == RunState::Returned {
-                InstructionState::Done
-            } else {
-                InstructionState::Failed
-            }
-            .as_str(),
-        )
-        .bind(result)
-        .bind(now)
-        .bind(instruction_id.to_string())
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() != 1 {
-            return Ok(None);
-        }
-        let outcome = ended
-            .outcome
-            .as_ref()
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let updated = sqlx::query(
-            "UPDATE task_runs SET state = $1, outcome = $2, output_hash = $3, output_size = $4, \
-             running_ms = $5, finished_at = $6 WHERE id = $7 AND state = 'assigned'",
-        )
-        .bind(ended.state.as_str())
-        .bind(outcome)
-        .bind(ended.output.as_ref().map(|o| o.hash.clone()))
-        .bind(ended.output.as_ref().map(|o| to_i64(o.size)))
-        .bind(to_i64(ended.running_ms))
-        .bind(now)
-        .bind(run.to_string())
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() != 1 {
-            tx.commit().await?;
-            return Ok(None);
-        }
-        let allocation = allocation_after(ended.state).as_str();
-        sqlx::query(
-            "UPDATE allocations SET state = $1, amount = $2, released_at = $3 WHERE id = $4",
-        )
-        .bind(allocation)
-        .bind(to_i64(ended.running_ms))
-        .bind(now)
-        .bind(run.to_string())
-        .execute(&mut *tx)
-        .await?;
-        let task = sqlx::query("SELECT task_id FROM task_runs WHERE id = $1")
-            .bind(run.to_string())
-            .fetch_one(&mut *tx)
+        let instruction = if ended.state == RunState::Returned {
+            InstructionState::Done
+        } else {
+            InstructionState::Failed
+        };
+        self.transaction(async |tx| {
+            let done = sql!(
+                "UPDATE instructions SET state = $1, result = $2, completed_at = $3 \
+                 WHERE id = $4 AND state IN ('queued', 'delivered')",
+                instruction,
+                result,
+                now,
+                instruction_id
+            )
+            .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
-        Ok(Some(parse_uuid(&task.try_get::<String, _>("task_id")?)?))
+            if done.rows_affected() != 1 {
+                return Ok(None);
+            }
+            let outcome = ended
+                .outcome
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let updated = sql!(
+                "UPDATE task_runs SET state = $1, outcome = $2, output_hash = $3, output_size = $4, \
+                 running_ms = $5, finished_at = $6 WHERE id = $7 AND state = 'assigned'",
+                ended.state.as_str(),
+                outcome,
+                ended.output.as_ref().map(|o| o.hash.clone()),
+                ended.output.as_ref().map(|o| to_i64(o.size)),
+                ended.running_ms,
+                now,
+                run
+            )
+            .execute(&mut *tx)
+            .await?;
+            if updated.rows_affected() != 1 {
+                return Ok(None);
+            }
+            let allocation = allocation_after(ended.state).as_str();
+            sql!(
+                "UPDATE allocations SET state = $1, amount = $2, released_at = $3 WHERE id = $4",
+                allocation,
+                ended.running_ms,
+                now,
+                run
+            )
+            .execute(&mut *tx)
+            .await?;
+            let task = sql!("SELECT task_id FROM task_runs WHERE id = $1", run)
+                .fetch_one(&mut *tx)
+                .await?;
+            Ok(Some(parse_uuid(&task.try_get::<String, _>("task_id")?)?))
+        })
+        .await
     }
 
     /// The task's state, quorum, job and submitter.
     pub async fn task_header(&self, task_id: Uuid) -> Result<TaskHeader> {
-        let row = sqlx::query(
+        let row = sql!(
             "SELECT t.state, t.quorum, t.job_id, j.subscriber_id FROM tasks t JOIN jobs j ON j.id = t.job_id \
              WHERE t.id = $1",
+            task_id
         )
-        .bind(task_id.to_string())
         .fetch_one(&self.pool)
         .await?;
         Ok(TaskHeader {
@@ -403,13 +405,13 @@ impl Store {
 
     /// Whether a device runs a task now that needs this blob (its module or input).
     pub async fn device_runs_with(&self, device_id: Uuid, hash: &str) -> Result<bool> {
-        let row = sqlx::query(
+        let row = sql!(
             "SELECT 1 AS one FROM task_runs r JOIN tasks t ON t.id = r.task_id JOIN jobs j ON j.id = t.job_id \
              WHERE r.device_id = $1 AND r.state = 'assigned' AND (t.input_hash = $2 OR j.module_hash = $2) \
              LIMIT 1",
+            device_id,
+            hash
         )
-        .bind(device_id.to_string())
-        .bind(hash)
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.is_some())
@@ -417,11 +419,11 @@ impl Store {
 
     /// Whose a run is: its job's submitter and output cap, and the device and state of the run.
     pub async fn run_owner(&self, run: Uuid) -> Result<Option<RunOwner>> {
-        let row = sqlx::query(
+        let row = sql!(
             "SELECT j.subscriber_id, j.output_bytes, r.device_id, r.state FROM task_runs r \
              JOIN tasks t ON t.id = r.task_id JOIN jobs j ON j.id = t.job_id WHERE r.id = $1",
+            run
         )
-        .bind(run.to_string())
         .fetch_optional(&self.pool)
         .await?;
         row.map(|row| {
