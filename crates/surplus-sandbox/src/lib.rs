@@ -774,10 +774,32 @@ impl Sandbox {
     }
 }
 
-/// A random number generator from a seed.
-fn seeded(seed: u64) -> rand10::rngs::StdRng {
-    use rand10::SeedableRng;
-    rand10::rngs::StdRng::seed_from_u64(seed)
+/// A random number generator from a seed: rand's `StdRng` (ChaCha12), the numbers a task sees
+/// pinned by a test, since honest donors must agree on them bit for bit.
+fn seeded(seed: u64) -> Seeded {
+    use rand::SeedableRng;
+    Seeded(rand::rngs::StdRng::seed_from_u64(seed))
+}
+
+/// The workspace's generator (rand 0.8) as wasmtime-wasi takes one: a generator of rand_core
+/// 0.10, whose rand wasmtime-wasi is built on.
+struct Seeded(rand::rngs::StdRng);
+
+impl rand_core::TryRng for Seeded {
+    type Error = std::convert::Infallible;
+
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        Ok(rand::RngCore::next_u32(&mut self.0))
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        Ok(rand::RngCore::next_u64(&mut self.0))
+    }
+
+    fn try_fill_bytes(&mut self, bytes: &mut [u8]) -> Result<(), Self::Error> {
+        rand::RngCore::fill_bytes(&mut self.0, bytes);
+        Ok(())
+    }
 }
 
 fn engine_error(error: wasmtime::Error) -> SandboxError {

@@ -411,6 +411,48 @@ async fn clocks_and_random_numbers_are_the_same_on_every_run() {
     assert_ne!(reseeded.output[..32], first.output[..32]);
 }
 
+/// The random numbers of a seed are part of a task's result, which honest donors must agree on
+/// whatever version of the agent they run: these are the ones seed 42 gives. They change only
+/// if the generator changes, which would make older and newer donors disagree.
+#[tokio::test]
+async fn a_seed_gives_the_same_random_numbers_in_every_version() {
+    let fixture = fixture(b"");
+    // Asks for 300 random bytes and then 5 more (a generator's buffer refilled on the way), and
+    // writes them out.
+    let observe = module(
+        r#"(func (export "_start")
+            (drop (call $random (i32.const 1024) (i32.const 300)))
+            (drop (call $random (i32.const 1324) (i32.const 5)))
+            (i32.store (i32.const 0) (i32.const 1024))
+            (i32.store (i32.const 4) (i32.const 305))
+            (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))))"#,
+    );
+    let program = fixture
+        .sandbox
+        .program(&observe, Floats::Native)
+        .expect("compiles");
+    let (_pause, paused) = watch::channel(false);
+    let run = fixture
+        .sandbox
+        .run(&program, &fixture.task(vec![], 42), small_limits(), paused)
+        .await
+        .expect("runs");
+    assert_eq!(run.outcome, Outcome::Success);
+    let hex: String = run.output.iter().map(|b| format!("{b:02x}")).collect();
+    let expected = [
+        "a2637d13d171b278eadfa8a3fbe8379b5e471e1f3739092e5243da17fc8090ebca7cf321e47a1fc9",
+        "bfd032abc31b253f5063521fd5b4c431f2cdd3fee1b4ec00a9b00f69d3b033e7b64acff2672b54fb",
+        "b7c31361954251e235395dea8bd6dcac26a8a417b553b18d13027c23e8016c3466b81e7083225436",
+        "b55143c127f3c0cbaf3819c82de2e0257c0cc2177dfce6432efa42ca6c04c0b774dbb3c5ca2573cd",
+        "893443e10e393bfd0902c404727c6f04d35ef634f9630fe5228cd3a25e836794726a0a94a15fa815",
+        "f45b1cc45c3c305cfc9b3fc607b15bc69521e5d10765fb3098fa044e02183724befacd1736a808e5",
+        "73183f2f7f8d7a11215b9b09f8d2b1dd974d8ccffd2dc60147bf9495093e1d03efbb16c426761f16",
+        "7279634f743fd58e56e3aa854189e2a41f3950b79b64e1e987",
+    ]
+    .concat();
+    assert_eq!(hex, expected);
+}
+
 #[tokio::test]
 async fn relaxed_simd_gives_the_same_result_on_every_host() {
     let fixture = fixture(b"");
