@@ -127,7 +127,7 @@ pub async fn schedule(hub: &Hub) -> Result<usize, StoreError> {
             let alone = first
                 && devices.is_empty()
                 && task.replicas == surplus_protocol::DEFAULT_REPLICAS
-                && validation::accept_alone(choice.trust_streak, rand::random::<f64>());
+                && hub.settings.replication.accept_alone(choice.trust_streak);
             let Some(run) = store
                 .assign_run(
                     &NewRun {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::hub::Settings;
+use crate::hub::{Replication, Settings};
 
 /// The optional config file (`--config`, `SURPLUS_HUB_CONFIG`, or `<config dir>/surplus-hub/hub.toml`).
 #[derive(Debug, Default, Deserialize)]
@@ -43,6 +43,9 @@ pub struct FileConfig {
     pub handover_deadline_seconds: Option<u64>,
     /// How long the results of an ended compute job stay staged (default 7 days).
     pub output_retention_seconds: Option<u64>,
+    /// Whether a trusted device's result may be accepted alone, without a second donor's
+    /// (default true); false has every task agreed on by as many donors as its job asks.
+    pub adaptive_replication: Option<bool>,
     /// Rate limits: how many attempts in a burst, refilled over the period the key names.
     pub logins_per_minute_per_address: Option<u32>,
     pub logins_per_minute_per_account: Option<u32>,
@@ -115,6 +118,13 @@ impl FileConfig {
         }
         if let Some(threshold) = self.repair_threshold {
             settings.repair_threshold = threshold;
+        }
+        if let Some(adaptive) = self.adaptive_replication {
+            settings.replication = if adaptive {
+                Replication::Adaptive
+            } else {
+                Replication::Always
+            };
         }
         if let Some(seconds) = self.output_retention_seconds {
             settings.output_retention = Duration::from_secs(seconds);
@@ -212,5 +222,17 @@ mod tests {
             format!("{:?}", Settings::default())
         );
         assert_eq!(defaults.listen, DEFAULT_LISTEN.parse().ok());
+    }
+
+    #[test]
+    fn adaptive_replication_can_be_turned_off() {
+        assert_eq!(
+            FileConfig::default().settings().replication,
+            Replication::Adaptive
+        );
+        let always: FileConfig = toml::from_str("adaptive_replication = false").expect("parses");
+        assert_eq!(always.settings().replication, Replication::Always);
+        // However trusted the device, its result is never accepted alone.
+        assert!(!Replication::Always.accept_alone(u32::MAX));
     }
 }

@@ -61,6 +61,9 @@ pub struct Settings {
     /// How long the results of an ended compute job stay staged for its submitter (counted
     /// against their staging quota), before they are dropped.
     pub output_retention: Duration,
+    /// Whether a compute task first sent to a trusted device may be accepted on its result
+    /// alone.
+    pub replication: Replication,
     /// A holder that gave storage up has this long to hand what it holds over; what is left then
     /// is counted lost and rebuilt from other copies.
     pub handover_deadline: Duration,
@@ -98,7 +101,30 @@ impl Default for Settings {
             repair_threshold: surplus_rules::health::REPAIR_THRESHOLD,
             handover_deadline: Duration::from_secs(3 * 24 * 3600),
             output_retention: Duration::from_secs(7 * 24 * 3600),
+            replication: Replication::Adaptive,
             rate_limits: crate::limits::RateLimits::default(),
+        }
+    }
+}
+
+/// How many donors a compute task's result needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replication {
+    /// As many as its job asks, except that a task first sent to a trusted device may, by a
+    /// coin weighted by the device's streak (`validation::replication_probability`), be
+    /// accepted on that device's result alone.
+    Adaptive,
+    /// Always as many as its job asks.
+    Always,
+}
+
+impl Replication {
+    /// Whether a task first sent to a device with this streak of valid results is accepted on
+    /// its result alone.
+    pub fn accept_alone(self, streak: u32) -> bool {
+        match self {
+            Replication::Adaptive => crate::validation::accept_alone(streak, rand::random::<f64>()),
+            Replication::Always => false,
         }
     }
 }
