@@ -25,6 +25,7 @@ pub mod openapi;
 pub mod policy;
 pub mod repair;
 pub mod scheduler;
+pub mod settings;
 pub mod staging;
 pub mod store;
 pub mod transport;
