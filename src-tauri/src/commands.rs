@@ -10,7 +10,8 @@ use surplus_agent::control::{
     self, Choices, DiskChoice, Enrolled, Enrollment, EntryView, SnapshotView, TrayStatus,
 };
 use surplus_agent::settings::Settings;
-use surplus_agent::worker::{AgentState, now_ms};
+use surplus_agent::clock::now_ms;
+use surplus_agent::worker::AgentState;
 use surplus_desktop::autostart;
 use surplus_desktop::link::Message;
 use tauri::{AppHandle, Emitter, Manager, State};
@@ -331,8 +332,8 @@ async fn credits(shell: State<'_, Shell>) -> Answer<surplus_protocol::Credits> {
 }
 
 #[tauri::command]
-fn history(shell: State<'_, Shell>) -> Vec<control::history::Point> {
-    control::history::load(shell.control.data_dir())
+fn history(shell: State<'_, Shell>) -> Vec<surplus_agent::history::Point> {
+    surplus_agent::history::load(shell.control.data_dir())
 }
 
 #[tauri::command]

@@ -55,7 +55,7 @@ impl Shell {
             self.registered.load(std::sync::atomic::Ordering::SeqCst),
             &settings,
             &state,
-            surplus_agent::worker::now_ms(),
+            surplus_agent::clock::now_ms(),
             control::local_clock,
         );
         (status, state, settings)

@@ -467,7 +467,7 @@ pub fn take_snapshot(
     host: &str,
 ) -> Result<surplus_backup::repo::BackupReport, surplus_backup::repo::BackupError> {
     let parent = repository.snapshots()?.pop().map(|(_, snapshot)| snapshot);
-    repository.backup(folders, host, crate::worker::now_ms(), parent.as_ref())
+    repository.backup(folders, host, crate::clock::now_ms(), parent.as_ref())
 }
 
 /// The subscriber's repository over the hub, for the device whose data directory is

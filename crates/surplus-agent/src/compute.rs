@@ -40,7 +40,7 @@ pub const CORRUPT_OUTPUTS_ENV: &str = "SURPLUS_TEST_CORRUPT_OUTPUTS";
 pub const GUARD_INTERVAL: Duration = Duration::from_millis(200);
 
 /// One task to run, as the `run_task` instruction gave it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TaskOrder {
     pub run: Uuid,
     pub module: BlobRef,
@@ -98,14 +98,8 @@ pub fn hold_reason(
     if settings.pause.is_paused(now) {
         return Some("donation paused");
     }
-    match user {
-        UserActivity::None => {}
-        UserActivity::Unknown => return Some("the user's idle time cannot be read"),
-        UserActivity::Idle { idle_seconds } => {
-            if idle_seconds < u64::from(settings.compute.idle_minutes) * 60 {
-                return Some("the user is back");
-            }
-        }
+    if let Some(reason) = user_holds(user, settings) {
+        return Some(reason);
     }
     if on_battery == Some(true) && !settings.compute.on_battery {
         return Some("on battery");
@@ -116,6 +110,20 @@ pub fn hold_reason(
         return Some("outside the schedule window");
     }
     None
+}
+
+/// Why the user's activity keeps the machine's compute from being free, if it does: nobody has
+/// been away for the minutes the user chose, or whether anybody is cannot be read. The one rule
+/// for "the user is away", used by the guard that pauses tasks and by the reporter that tells
+/// the hub at once when it changes.
+pub fn user_holds(user: UserActivity, settings: &Settings) -> Option<&'static str> {
+    match user {
+        UserActivity::None => None,
+        UserActivity::Unknown => Some("the user's idle time cannot be read"),
+        UserActivity::Idle { idle_seconds } => (idle_seconds
+            < u64::from(settings.compute.idle_minutes) * 60)
+            .then_some("the user is back"),
+    }
 }
 
 /// Points below the user's busy threshold that other programs' CPU use must fall to before
@@ -136,13 +144,6 @@ pub fn busy_holds(limit: u8, busy: f32, held: bool) -> bool {
     } else {
         busy > limit
     }
-}
-
-/// Minutes after local midnight, now.
-pub fn local_minute() -> u16 {
-    use chrono::Timelike;
-    let now = chrono::Local::now();
-    u16::try_from(now.hour() * 60 + now.minute()).unwrap_or(0)
 }
 
 impl Compute {
@@ -340,7 +341,7 @@ impl Compute {
             output_bytes: usize::try_from(order.limits.output_bytes).unwrap_or(usize::MAX),
         };
         let until_deadline = Duration::from_millis(
-            u64::try_from(order.deadline - crate::worker::now_ms()).unwrap_or(0),
+            u64::try_from(order.deadline - crate::clock::now_ms()).unwrap_or(0),
         );
         let paused = self.pause.subscribe();
         let (done, finished) = tokio::sync::oneshot::channel();

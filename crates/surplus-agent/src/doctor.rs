@@ -6,10 +6,11 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::client::on_loopback;
+use crate::clock::now_ms;
 use crate::control::Control;
 use crate::credentials::{Backend, BackendChoice, keyring_answers};
-use crate::settings::format_size;
-use crate::worker::{AgentState, WorkerError, lock_data_dir, now_ms};
+use crate::units::format_size;
+use crate::worker::{AgentState, WorkerError, lock_data_dir};
 
 /// Clocks further apart than this make audits, sessions and time windows misbehave.
 const CLOCK_SKEW_WARNING: Duration = Duration::from_secs(60);
@@ -198,7 +199,7 @@ fn vault(control: &Control) -> Check {
         return Check::new("vault", Verdict::Ok, "not lending storage");
     }
     let dir = settings.vault_dir(control.data_dir());
-    let disk = match crate::probe::disk_space(&dir) {
+    let disk = match crate::disk::disk_space(&dir) {
         Ok(disk) => disk,
         Err(error) => {
             return Check::new(

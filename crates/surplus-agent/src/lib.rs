@@ -13,18 +13,22 @@
 
 pub mod backup;
 pub mod client;
+pub mod clock;
 pub mod compute;
 pub mod control;
 pub mod credentials;
+pub mod disk;
 pub mod doctor;
+pub mod history;
 pub mod passphrase;
 pub mod private_fs;
 pub mod probe;
 pub mod settings;
+pub mod units;
 pub mod untrusted;
 pub mod vault;
 pub mod worker;
 
 mod atomic_file;
 
-pub use probe::DiskSpace;
+pub use disk::DiskSpace;

@@ -16,29 +16,24 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use surplus_protocol::{DiskReport, MemoryReport, UserActivity};
+use surplus_protocol::{MemoryReport, UserActivity};
 
-use crate::vault::DiskGauge;
+use crate::disk::{DiskGauge, DiskSpace, disk_space};
 
-/// The environment variable naming a JSON file whose fields override what the probe measured.
+/// The environment variable naming a JSON file whose fields override what the probe measured:
+/// a test hook, honoured only by a build with the `test-hooks` feature.
+#[cfg(feature = "test-hooks")]
 pub const OVERRIDE_ENV: &str = "SURPLUS_PROBE_OVERRIDE";
 
-/// Size and free space of one file system.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct DiskSpace {
-    pub total_bytes: u64,
-    /// Bytes an unprivileged program can still write (the root-only reserve of ext4 is not free
-    /// to us).
-    pub free_bytes: u64,
-}
-
-impl From<DiskSpace> for DiskReport {
-    fn from(disk: DiskSpace) -> Self {
-        DiskReport {
-            total_bytes: disk.total_bytes,
-            free_bytes: disk.free_bytes,
-        }
-    }
+/// The override file the environment names for the end-to-end tests; always `None` in a build
+/// without the `test-hooks` feature, which never reads the variable.
+pub fn override_path() -> Option<PathBuf> {
+    #[cfg(feature = "test-hooks")]
+    return std::env::var_os(OVERRIDE_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
+    #[cfg(not(feature = "test-hooks"))]
+    None
 }
 
 /// One measurement of the machine.
@@ -114,62 +109,6 @@ impl<P: Probe + ?Sized> Probe for Box<P> {
     fn busy(&mut self) -> f32 {
         (**self).busy()
     }
-}
-
-/// Measures the size and free space of the file system holding `path`, or of its nearest
-/// existing ancestor (the vault directory does not exist before the user first consents).
-pub fn disk_space(path: &Path) -> io::Result<DiskSpace> {
-    let mut last_error = None;
-    for candidate in path.ancestors() {
-        let candidate = if candidate.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            candidate
-        };
-        match filesystem_space(candidate) {
-            Ok(space) => return Ok(space),
-            Err(error) if error.kind() == io::ErrorKind::NotFound => last_error = Some(error),
-            Err(error) => return Err(error),
-        }
-    }
-    Err(last_error.unwrap_or_else(|| io::Error::from(io::ErrorKind::NotFound)))
-}
-
-#[cfg(unix)]
-fn filesystem_space(path: &Path) -> io::Result<DiskSpace> {
-    let stat = rustix::fs::statvfs(path)?;
-    let block = if stat.f_frsize > 0 {
-        stat.f_frsize
-    } else {
-        stat.f_bsize
-    };
-    Ok(DiskSpace {
-        total_bytes: stat.f_blocks.saturating_mul(block),
-        free_bytes: stat.f_bavail.saturating_mul(block),
-    })
-}
-
-/// Without statvfs, the disk is the mounted volume with the longest mount point that contains the
-/// path.
-#[cfg(not(unix))]
-fn filesystem_space(path: &Path) -> io::Result<DiskSpace> {
-    let path = std::fs::canonicalize(path)?;
-    let disks = sysinfo::Disks::new_with_refreshed_list();
-    disks
-        .list()
-        .iter()
-        .filter(|disk| path.starts_with(disk.mount_point()))
-        .max_by_key(|disk| disk.mount_point().as_os_str().len())
-        .map(|disk| DiskSpace {
-            total_bytes: disk.total_space(),
-            free_bytes: disk.available_space(),
-        })
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("no mounted disk holds {}", path.display()),
-            )
-        })
 }
 
 /// The real machine.
@@ -616,13 +555,9 @@ pub struct OverrideFile {
 }
 
 impl OverrideFile {
-    /// The file named by `SURPLUS_PROBE_OVERRIDE`, if set.
+    /// The file named by `SURPLUS_PROBE_OVERRIDE` ([`override_path`]), if any.
     pub fn from_env() -> OverrideFile {
-        OverrideFile::new(
-            std::env::var_os(OVERRIDE_ENV)
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from),
-        )
+        OverrideFile::new(override_path())
     }
 
     /// The given file, or no overrides at all for `None`.
@@ -760,17 +695,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn disk_space_uses_the_nearest_existing_ancestor() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let direct = disk_space(dir.path()).expect("measure");
-        assert!(direct.total_bytes > 0);
-        assert!(direct.free_bytes <= direct.total_bytes);
-        let missing = dir.path().join("not").join("yet").join(".vault");
-        let through_ancestor = disk_space(&missing).expect("measure");
-        assert_eq!(through_ancestor.total_bytes, direct.total_bytes);
-    }
-
-    #[test]
     fn system_probe_reports_plausible_values() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut probe = SystemProbe::new();
@@ -862,7 +786,7 @@ mod tests {
     fn override_gauge_changes_the_disk_the_vault_sees() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("override.json");
-        let real = crate::vault::FilesystemGauge;
+        let real = crate::disk::FilesystemGauge;
         let mut gauge = OverrideGauge::new(real, Some(path.clone()));
         let measured = gauge.measure(dir.path()).expect("measure");
         assert!(measured.total_bytes > 0);
@@ -870,20 +794,5 @@ mod tests {
         let overridden = gauge.measure(dir.path()).expect("measure");
         assert_eq!(overridden.free_bytes, 5);
         assert_eq!(overridden.total_bytes, measured.total_bytes);
-    }
-
-    #[test]
-    fn disk_space_converts_to_the_wire_report() {
-        let report = DiskReport::from(DiskSpace {
-            total_bytes: 10,
-            free_bytes: 4,
-        });
-        assert_eq!(
-            report,
-            DiskReport {
-                total_bytes: 10,
-                free_bytes: 4
-            }
-        );
     }
 }

@@ -30,13 +30,12 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 
 use surplus_protocol::{BlobHash, FailureCode, VaultReport, is_blob_hash};
 
 use crate::atomic_file::sync_dir;
-use crate::probe::{DiskSpace, disk_space};
-use crate::settings::Size;
+use crate::disk::{DiskGauge, DiskSpace, FilesystemGauge};
+use crate::units::Size;
 
 const BLOBS_DIR: &str = "blobs";
 const TMP_DIR: &str = "tmp";
@@ -215,45 +214,6 @@ pub struct Collected {
 pub struct StoredBlob {
     pub hash: BlobHash,
     pub size: u64,
-}
-
-/// Where the vault learns how full its disk is before admitting a blob or planning its
-/// reservation. The real one asks the file system; tests and end-to-end runs substitute their
-/// own (see [`crate::probe::OverrideGauge`]).
-pub trait DiskGauge: Send {
-    /// Size and free space of the file system holding `dir`.
-    fn measure(&mut self, dir: &Path) -> io::Result<DiskSpace>;
-}
-
-/// The file system's own figures (statvfs).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct FilesystemGauge;
-
-impl DiskGauge for FilesystemGauge {
-    fn measure(&mut self, dir: &Path) -> io::Result<DiskSpace> {
-        disk_space(dir)
-    }
-}
-
-/// A gauge reporting whatever it was last told, for tests. Clones share the figure.
-#[derive(Debug, Clone)]
-pub struct FixedGauge(Arc<Mutex<DiskSpace>>);
-
-impl FixedGauge {
-    pub fn new(disk: DiskSpace) -> FixedGauge {
-        FixedGauge(Arc::new(Mutex::new(disk)))
-    }
-
-    /// Changes what later measurements report.
-    pub fn set(&self, disk: DiskSpace) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = disk;
-    }
-}
-
-impl DiskGauge for FixedGauge {
-    fn measure(&mut self, _dir: &Path) -> io::Result<DiskSpace> {
-        Ok(*self.0.lock().unwrap_or_else(PoisonError::into_inner))
-    }
 }
 
 /// The hidden vault on this device's disk.
@@ -1070,8 +1030,10 @@ fn hide(_dir: &Path) {}
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::disk::FixedGauge;
     use proptest::prelude::*;
     use proptest::test_runner::{Config as ProptestConfig, RngSeed};
+    use std::sync::{Arc, Mutex};
 
     const KIB: u64 = 1024;
 

@@ -11,7 +11,7 @@ use anyhow::anyhow;
 use clap::{Args, Parser, Subcommand};
 use surplus_agent::client::HubTrust;
 use surplus_agent::control::{Control, ControlError};
-use surplus_agent::settings;
+use surplus_agent::{settings, units};
 
 mod commands;
 mod print;
@@ -72,10 +72,10 @@ enum Command {
     /// Set how much disk the vault may use, the free space it never crosses, and where it lives.
     Quota {
         /// The most the vault may hold, e.g. 20GiB.
-        #[arg(long, value_parser = settings::parse_size)]
+        #[arg(long, value_parser = units::parse_size)]
         storage: Option<u64>,
         /// Free space the vault never pushes the disk below, e.g. 10GiB.
-        #[arg(long, value_parser = settings::parse_size)]
+        #[arg(long, value_parser = units::parse_size)]
         floor: Option<u64>,
         /// The folder for the vault: a hidden folder inside it, or inside the data directory
         /// when it is the top of the data directory's disk (as the tray app does).
@@ -86,7 +86,7 @@ enum Command {
     Limits(LimitsArgs),
     /// Pause donation, for a duration (e.g. 1h, 30m) or until `surplus resume`.
     Pause {
-        #[arg(value_parser = settings::parse_duration)]
+        #[arg(value_parser = units::parse_duration)]
         duration: Option<Duration>,
     },
     /// Resume donation.
@@ -290,13 +290,13 @@ enum BlobCommand {
 #[derive(Debug, Args)]
 struct LimitsArgs {
     /// The share of cores donated work may use (0-100, a trailing % accepted).
-    #[arg(long, value_parser = settings::parse_percent)]
+    #[arg(long, value_parser = units::parse_percent)]
     cores: Option<u8>,
     /// Minutes without input before compute starts.
     #[arg(long)]
     idle_minutes: Option<u32>,
     /// Stop when other programs use more than this share of the CPU (0-100).
-    #[arg(long, value_parser = settings::parse_percent)]
+    #[arg(long, value_parser = units::parse_percent)]
     busy_cpu: Option<u8>,
     /// Whether compute may run on battery.
     #[arg(long, value_parser = on_off)]

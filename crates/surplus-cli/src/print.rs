@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use surplus_agent::settings::{Settings, Size, format_window};
+use surplus_agent::settings::Settings;
+use surplus_agent::units::{Size, format_window};
 use surplus_protocol::{PauseState, UnixMillis};
 
 pub(crate) fn on(value: bool) -> &'static str {

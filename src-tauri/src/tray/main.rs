@@ -73,7 +73,7 @@ impl Tray {
             self.registered,
             &settings,
             &state,
-            surplus_agent::worker::now_ms(),
+            surplus_agent::clock::now_ms(),
             control::local_clock,
         );
         (status, state)

@@ -10,7 +10,8 @@ use surplus_protocol::{BackupPlan, ComputeLimits, Consent, Credits, PauseState};
 use uuid::Uuid;
 
 use super::{Control, Result, no_passphrase};
-use crate::worker::{AgentState, WorkerError, lock_data_dir, now_ms};
+use crate::clock::now_ms;
+use crate::worker::{AgentState, WorkerError, lock_data_dir};
 
 /// How long the status waits for the hub before leaving its parts out.
 const HUB_WAIT: Duration = Duration::from_secs(5);
@@ -55,7 +56,7 @@ impl Control {
         let session = credentials.session()?;
         let vault_dir = settings.vault_dir(&self.data_dir);
         let disk =
-            crate::probe::disk_space(&vault_dir).map_err(|source| super::ControlError::Io {
+            crate::disk::disk_space(&vault_dir).map_err(|source| super::ControlError::Io {
                 path: vault_dir.clone(),
                 source,
             })?;

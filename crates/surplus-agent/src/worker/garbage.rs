@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 
 use surplus_protocol::is_blob_hash;
 
-use super::{Shared, with_vault};
+use super::shared::{Shared, with_vault};
 
 /// How often the agent checks without a reason to.
 const INTERVAL: Duration = Duration::from_secs(24 * 3600);

@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use anyhow::bail;
 use surplus_agent::control::Control;
 use surplus_agent::credentials::SessionCredential;
-use surplus_agent::settings::format_size;
+use surplus_agent::units::format_size;
 use surplus_protocol::Credentials;
 
 use crate::print::{print_json, time};

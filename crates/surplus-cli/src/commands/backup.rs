@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail};
 use surplus_agent::control::Control;
 use surplus_agent::passphrase::Request;
-use surplus_agent::settings::{self, Size};
+use surplus_agent::units::{self, Size};
 use surplus_backup::forget::Retention;
 
 use crate::print::{print_backup_plan, print_json, time, when};
@@ -325,7 +325,7 @@ pub async fn forget(context: &Control, retention: Retention) -> anyhow::Result<(
     if retention.keeps_nothing() {
         bail!("say what to keep: --keep-last, --keep-daily, --keep-weekly and/or --keep-monthly");
     }
-    let offset = surplus_agent::worker::utc_offset_minutes();
+    let offset = surplus_agent::clock::utc_offset_minutes();
     let (forgotten, packs) = context.forget(retention, offset).await?;
     for id in &forgotten {
         println!("forgot snapshot {id}");
@@ -339,7 +339,7 @@ pub async fn forget(context: &Control, retention: Retention) -> anyhow::Result<(
         println!(
             "The hub keeps them for {}, until {}: `surplus unforget` brings them back.",
             humantime::format_duration(Duration::from_secs(kept.grace_seconds)),
-            when(surplus_agent::worker::now_ms().saturating_add(
+            when(surplus_agent::clock::now_ms().saturating_add(
                 i64::try_from(kept.grace_seconds.saturating_mul(1000)).unwrap_or(i64::MAX)
             )),
         );
@@ -375,7 +375,7 @@ pub async fn forgotten(context: &Control, json: bool) -> anyhow::Result<()> {
         println!(
             "{} shard(s) ({}) still held, deleted from {}",
             kept.shards,
-            settings::format_size(kept.shard_bytes),
+            units::format_size(kept.shard_bytes),
             when(from)
         );
     }

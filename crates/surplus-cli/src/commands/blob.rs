@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use surplus_agent::control::Control;
-use surplus_agent::settings::Size;
+use surplus_agent::units::Size;
 
 use crate::BlobCommand;
 use crate::print::print_json;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use clap::Subcommand;
-use surplus_agent::settings::{self, Size};
+use surplus_agent::units::{self, Size};
 use surplus_protocol::{Floats, Job, JobInput, JobRequest, JobState, TaskState};
 
 use surplus_agent::control::Control;
@@ -28,16 +28,16 @@ pub enum ComputeCommand {
         #[arg(long, default_value_t = surplus_protocol::DEFAULT_REPLICAS)]
         replicas: u32,
         /// The most one run of a task may take while running, e.g. 10m or 90s.
-        #[arg(long, default_value = "10m", value_parser = settings::parse_duration)]
+        #[arg(long, default_value = "10m", value_parser = units::parse_duration)]
         timeout: Duration,
         /// The memory cap of each run, e.g. 512MiB.
-        #[arg(long, default_value = "512MiB", value_parser = settings::parse_size)]
+        #[arg(long, default_value = "512MiB", value_parser = units::parse_size)]
         memory: u64,
         /// Let your own devices run its tasks too.
         #[arg(long)]
         own_devices: bool,
         /// How long the job may take, e.g. 24h or 30m: then its unfinished tasks expire.
-        #[arg(long, default_value = "24h", value_parser = settings::parse_duration)]
+        #[arg(long, default_value = "24h", value_parser = units::parse_duration)]
         deadline: Duration,
         /// Its outputs must agree bit for bit across CPU architectures (x86 and Arm): any
         /// donor may run a task, with slower floating point (NaNs canonicalised). Without it,

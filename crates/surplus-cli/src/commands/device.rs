@@ -6,7 +6,7 @@ use anyhow::bail;
 use surplus_agent::control::Control;
 use surplus_agent::credentials::DeviceCredential;
 use surplus_agent::probe::{OverrideProbe, SystemProbe};
-use surplus_agent::settings::{self, format_size};
+use surplus_agent::units::{self, format_size};
 
 use crate::DeviceCommand;
 use crate::print::{print_json, time};
@@ -86,14 +86,14 @@ pub(crate) async fn leave(context: &Control, wait: Duration) -> anyhow::Result<(
             let line = match &holdings.handover {
                 Some(handover) => format!(
                     "handing over {}: {}% ({} left in {} blob(s))",
-                    settings::format_size(handover.remaining_bytes + handover.moved_bytes),
+                    units::format_size(handover.remaining_bytes + handover.moved_bytes),
                     handover.percent(),
-                    settings::format_size(handover.remaining_bytes),
+                    units::format_size(handover.remaining_bytes),
                     handover.remaining_blobs
                 ),
                 None if holdings.held_blobs > 0 => format!(
                     "{} in {} blob(s) to hand over",
-                    settings::format_size(holdings.held_bytes),
+                    units::format_size(holdings.held_bytes),
                     holdings.held_blobs
                 ),
                 None => "nothing of anyone else's is left here".to_owned(),
@@ -108,7 +108,7 @@ pub(crate) async fn leave(context: &Control, wait: Duration) -> anyhow::Result<(
     if left.leftover_bytes > 0 {
         println!(
             "{} in {} belongs to nobody now: delete the folder when you like",
-            settings::format_size(left.leftover_bytes),
+            units::format_size(left.leftover_bytes),
             left.vault_dir.display()
         );
     }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use surplus_agent::control::Control;
-use surplus_agent::settings::{self, Size};
+use surplus_agent::units::{self, Size};
 use surplus_protocol::PauseState;
 
 use crate::LimitsArgs;
@@ -15,12 +15,12 @@ pub(crate) fn limits(context: &Control, args: LimitsArgs) -> anyhow::Result<()> 
     let window = match args.window.as_deref() {
         None => None,
         Some("none") => Some(None),
-        Some(text) => Some(Some(settings::parse_window(text)?)),
+        Some(text) => Some(Some(units::parse_window(text)?)),
     };
     let bandwidth = match args.bandwidth.as_deref() {
         None => None,
         Some("none") => Some(None),
-        Some(text) => Some(Some(settings::parse_rate(text)?)),
+        Some(text) => Some(Some(units::parse_rate(text)?)),
     };
     let settings = context.update(|s| {
         if let Some(cores) = args.cores {
@@ -98,7 +98,7 @@ pub fn quota(
         }
     })?;
     let vault_dir = settings.vault_dir(context.data_dir());
-    let disk = surplus_agent::probe::disk_space(&vault_dir)?;
+    let disk = surplus_agent::disk::disk_space(&vault_dir)?;
     println!("vault: {}", vault_dir.display());
     println!("quota: {}", Size(settings.effective_quota(disk)));
     println!(
@@ -112,7 +112,7 @@ pub fn quota(
 pub fn pause(context: &Control, duration: Option<Duration>) -> anyhow::Result<()> {
     let pause = match duration {
         Some(duration) => PauseState::Until {
-            until: surplus_agent::worker::now_ms()
+            until: surplus_agent::clock::now_ms()
                 + i64::try_from(duration.as_millis()).unwrap_or(i64::MAX / 2),
         },
         None => PauseState::Indefinitely,

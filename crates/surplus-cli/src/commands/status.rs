@@ -2,7 +2,7 @@
 
 use anyhow::bail;
 use surplus_agent::control::Control;
-use surplus_agent::settings::Size;
+use surplus_agent::units::Size;
 use surplus_protocol::PauseState;
 
 use crate::print::{coding_origin, describe_pause, on, print_json, time};

@@ -1,0 +1,366 @@
+//! What the tray shows: its icon and status line, and the alerts a person must see.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+use surplus_protocol::{PauseState, SpareReason, UnixMillis};
+
+use crate::settings::Settings;
+use crate::worker::AgentState;
+
+use super::{ControlError, Result};
+
+/// The state the tray icon shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrayState {
+    Donating,
+    Paused,
+    Attention,
+}
+
+/// The tray's icon and status line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TrayStatus {
+    pub state: TrayState,
+    pub line: String,
+    /// Whether the user paused donation (so the menu offers Resume).
+    pub paused: bool,
+}
+
+/// What the tray shows for a device with `settings`, whose worker last knew `state`, at `now`.
+/// `registered` says whether the device has joined a hub; `clock` formats a time of day.
+pub fn tray_status(
+    registered: bool,
+    settings: &Settings,
+    state: &AgentState,
+    now: UnixMillis,
+    clock: impl Fn(UnixMillis) -> String,
+) -> TrayStatus {
+    let attention = |line: String| TrayStatus {
+        state: TrayState::Attention,
+        line,
+        paused: false,
+    };
+    if !registered {
+        return attention("Not set up yet: open Settings".into());
+    }
+    match settings.pause {
+        PauseState::Indefinitely => {
+            return TrayStatus {
+                state: TrayState::Paused,
+                line: "Paused".into(),
+                paused: true,
+            };
+        }
+        PauseState::Until { until } if until > now => {
+            return TrayStatus {
+                state: TrayState::Paused,
+                line: format!("Paused until {}", clock(until)),
+                paused: true,
+            };
+        }
+        _ => {}
+    }
+    if state.update_needed {
+        return attention("Update needed: the hub no longer serves this version".into());
+    }
+    if !state.connected && state.last_error.is_some() {
+        return attention("Cannot reach the hub".into());
+    }
+    if state.last_backup_error.is_some() {
+        return attention("Backup failed: see Status".into());
+    }
+    if let Some(handover) = &state.handover {
+        let total = handover
+            .remaining_bytes
+            .saturating_add(handover.moved_bytes);
+        return TrayStatus {
+            state: TrayState::Donating,
+            line: format!(
+                "Handing over {} to other PCs: {}%",
+                crate::units::format_size(total),
+                handover.percent()
+            ),
+            paused: false,
+        };
+    }
+    if !settings.consent.storage && !settings.consent.compute {
+        return TrayStatus {
+            state: TrayState::Paused,
+            line: "Not donating: nothing consented".into(),
+            paused: false,
+        };
+    }
+    let mut parts = Vec::new();
+    if settings.consent.storage {
+        let offered = state.vault.as_ref().map_or(0, |v| v.quota_bytes);
+        parts.push(format!("Donating {}", crate::units::format_size(offered)));
+    } else {
+        parts.push("Donating compute".to_owned());
+    }
+    if state.tasks_running > 0 {
+        let tasks = if state.tasks_running == 1 {
+            "1 task running".to_owned()
+        } else {
+            format!("{} tasks running", state.tasks_running)
+        };
+        parts.push(match &state.compute_held {
+            Some(reason) => format!("{tasks}, held ({reason})"),
+            None => tasks,
+        });
+    }
+    TrayStatus {
+        state: TrayState::Donating,
+        line: parts.join(" · "),
+        paused: false,
+    }
+}
+
+/// A time for the status line, in local time: `18:00` today, else `Thu 08:00`.
+pub fn local_clock(at: UnixMillis) -> String {
+    use chrono::TimeZone;
+    let Some(then) = chrono::Local.timestamp_millis_opt(at).single() else {
+        return String::new();
+    };
+    if then.date_naive() == chrono::Local::now().date_naive() {
+        then.format("%H:%M").to_string()
+    } else {
+        then.format("%a %H:%M").to_string()
+    }
+}
+
+/// When a pause the tray offers ends: `hour` (an hour from now) or `tomorrow` (see
+/// [`tomorrow_morning`]).
+pub fn pause_until(how_long: &str) -> Result<UnixMillis> {
+    match how_long {
+        "hour" => Ok(crate::clock::now_ms() + 60 * 60 * 1000),
+        "tomorrow" => Ok(tomorrow_morning(chrono::Local::now())),
+        other => Err(ControlError::Input(format!("no pause called {other}"))),
+    }
+}
+
+/// The usual folders of a home that exist here (documents, pictures, desktop), for the wizard to
+/// offer for backup.
+pub fn suggested_folders() -> Vec<PathBuf> {
+    [
+        dirs::document_dir(),
+        dirs::picture_dir(),
+        dirs::desktop_dir(),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|dir| dir.is_dir())
+    .collect()
+}
+
+/// Where a restore goes unless the user says otherwise: `Restored` in the home folder.
+pub fn default_restore_dir() -> PathBuf {
+    dirs::home_dir()
+        .unwrap_or_else(std::env::temp_dir)
+        .join("Restored")
+}
+
+/// This machine's name, the device's name unless the user gives another.
+pub fn host_name() -> String {
+    sysinfo::System::host_name()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "My PC".to_owned())
+}
+
+/// When "Pause until tomorrow" ends: eight in the morning of the next day, local time.
+pub fn tomorrow_morning<Tz: chrono::TimeZone>(now: chrono::DateTime<Tz>) -> UnixMillis {
+    let day = now.date_naive().succ_opt().unwrap_or(now.date_naive());
+    let morning = day.and_hms_opt(8, 0, 0).unwrap_or_default();
+    match now.timezone().from_local_datetime(&morning).earliest() {
+        Some(at) => at.timestamp_millis(),
+        // A morning the clocks skip (a daylight-saving jump): an hour later.
+        None => (now + chrono::Duration::hours(24)).timestamp_millis(),
+    }
+}
+
+/// Something the user must be told, as an OS notification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Alert {
+    pub title: String,
+    pub body: String,
+}
+
+/// What changed between two readings of the worker's state that the user must know: a backup
+/// failed, the vault gave space back because the disk is filling, compute stopped for the
+/// battery. Each is told once, when it starts.
+pub fn alerts(before: &AgentState, after: &AgentState) -> Vec<Alert> {
+    let mut alerts = Vec::new();
+    if let Some(error) = &after.last_backup_error
+        && before.last_backup_error.as_ref() != Some(error)
+    {
+        alerts.push(Alert {
+            title: "Backup failed".into(),
+            body: format!("{error}. Surplus tries again shortly."),
+        });
+    }
+    let reason = |state: &AgentState, pick: fn(&surplus_protocol::Spare) -> Option<SpareReason>| {
+        state.spare.as_ref().and_then(pick)
+    };
+    let storage = |s: &surplus_protocol::Spare| s.storage_reason;
+    let compute = |s: &surplus_protocol::Spare| s.compute_reason;
+    if reason(after, storage) == Some(SpareReason::DiskFloor)
+        && reason(before, storage) != Some(SpareReason::DiskFloor)
+    {
+        alerts.push(Alert {
+            title: "Vault made smaller".into(),
+            body: "Your disk is filling up, so Surplus gave back the space it had set aside. \
+                   Others' data moves elsewhere as needed."
+                .into(),
+        });
+    }
+    if reason(after, compute) == Some(SpareReason::OnBattery)
+        && reason(before, compute) != Some(SpareReason::OnBattery)
+    {
+        alerts.push(Alert {
+            title: "Compute paused on battery".into(),
+            body: "Donated compute resumes when this PC is plugged in.".into(),
+        });
+    }
+    alerts
+}
+
+#[cfg(test)]
+mod tests {
+    use surplus_protocol::{Spare, VaultReport};
+
+    use super::*;
+
+    fn clock(at: UnixMillis) -> String {
+        format!("t{at}")
+    }
+
+    fn donating() -> (Settings, AgentState) {
+        let mut settings = Settings::default();
+        settings.consent.storage = true;
+        settings.consent.compute = true;
+        let state = AgentState {
+            connected: true,
+            vault: Some(VaultReport {
+                quota_bytes: 12_400_000_000,
+                used_bytes: 0,
+                reserved_bytes: 0,
+                floor_bytes: 0,
+            }),
+            ..AgentState::default()
+        };
+        (settings, state)
+    }
+
+    #[test]
+    fn the_status_line_names_the_offer_and_the_tasks() {
+        let (settings, mut state) = donating();
+        let status = tray_status(true, &settings, &state, 0, clock);
+        assert_eq!(status.state, TrayState::Donating);
+        assert_eq!(status.line, "Donating 11.5 GiB");
+        state.tasks_running = 2;
+        assert_eq!(
+            tray_status(true, &settings, &state, 0, clock).line,
+            "Donating 11.5 GiB · 2 tasks running"
+        );
+        state.compute_held = Some("user active".into());
+        state.tasks_running = 1;
+        assert_eq!(
+            tray_status(true, &settings, &state, 0, clock).line,
+            "Donating 11.5 GiB · 1 task running, held (user active)"
+        );
+    }
+
+    #[test]
+    fn a_pause_shows_until_when_and_ends_by_itself() {
+        let (mut settings, state) = donating();
+        settings.pause = PauseState::Until { until: 5_000 };
+        let paused = tray_status(true, &settings, &state, 4_999, clock);
+        assert_eq!(paused.state, TrayState::Paused);
+        assert_eq!(paused.line, "Paused until t5000");
+        assert!(paused.paused);
+        assert_eq!(
+            tray_status(true, &settings, &state, 5_000, clock).state,
+            TrayState::Donating
+        );
+        settings.pause = PauseState::Indefinitely;
+        assert_eq!(
+            tray_status(true, &settings, &state, 0, clock).line,
+            "Paused"
+        );
+    }
+
+    #[test]
+    fn trouble_asks_for_attention() {
+        let (settings, mut state) = donating();
+        assert_eq!(
+            tray_status(false, &settings, &state, 0, clock).state,
+            TrayState::Attention
+        );
+        state.last_backup_error = Some("disk gone".into());
+        assert_eq!(
+            tray_status(true, &settings, &state, 0, clock).line,
+            "Backup failed: see Status"
+        );
+        state.connected = false;
+        state.last_error = Some("connection refused".into());
+        assert_eq!(
+            tray_status(true, &settings, &state, 0, clock).line,
+            "Cannot reach the hub"
+        );
+    }
+
+    #[test]
+    fn nothing_consented_is_not_donating() {
+        let (mut settings, state) = donating();
+        settings.consent.storage = false;
+        settings.consent.compute = false;
+        let status = tray_status(true, &settings, &state, 0, clock);
+        assert_eq!(status.state, TrayState::Paused);
+        assert_eq!(status.line, "Not donating: nothing consented");
+    }
+
+    fn spare(storage: Option<SpareReason>, compute: Option<SpareReason>) -> Option<Spare> {
+        Some(Spare {
+            storage_bytes: 0,
+            compute_slots: 0,
+            storage_reason: storage,
+            compute_reason: compute,
+        })
+    }
+
+    #[test]
+    fn alerts_are_told_once_when_they_start() {
+        let calm = AgentState::default();
+        let mut failing = calm.clone();
+        failing.last_backup_error = Some("the hub refused".into());
+        let told = alerts(&calm, &failing);
+        assert_eq!(told.len(), 1);
+        assert_eq!(told[0].title, "Backup failed");
+        assert!(told[0].body.starts_with("the hub refused"));
+        assert!(alerts(&failing, &failing).is_empty(), "told again");
+
+        let mut filling = calm.clone();
+        filling.spare = spare(Some(SpareReason::DiskFloor), Some(SpareReason::OnBattery));
+        let titles: Vec<_> = alerts(&calm, &filling)
+            .into_iter()
+            .map(|a| a.title)
+            .collect();
+        assert_eq!(titles, ["Vault made smaller", "Compute paused on battery"]);
+        assert!(alerts(&filling, &filling).is_empty());
+    }
+
+    #[test]
+    fn tomorrow_is_the_next_morning() {
+        use chrono::TimeZone;
+        let late = chrono::Utc
+            .with_ymd_and_hms(2026, 11, 25, 23, 30, 0)
+            .unwrap();
+        let early = chrono::Utc
+            .with_ymd_and_hms(2026, 11, 25, 0, 10, 0)
+            .unwrap();
+        let expected = chrono::Utc.with_ymd_and_hms(2026, 11, 26, 8, 0, 0).unwrap();
+        assert_eq!(tomorrow_morning(late), expected.timestamp_millis());
+        assert_eq!(tomorrow_morning(early), expected.timestamp_millis());
+    }
+}

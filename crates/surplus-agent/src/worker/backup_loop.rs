@@ -1,0 +1,135 @@
+//! Continuous backup of the folders the user chose.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::error::WorkerError;
+use super::options::WorkerOptions;
+use super::shared::Shared;
+use crate::clock::now_ms;
+
+/// Continuous backup: the chosen folders are backed up shortly after something in them changes
+/// (file-system events, debounced) and at least every `backup_interval`. Keys must exist already
+/// (the first `surplus backup now` makes them, asking for the recovery passphrase): the agent
+/// never asks for a passphrase.
+pub(super) async fn backup_loop(
+    shared: Arc<Shared>,
+    options: WorkerOptions,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), WorkerError> {
+    use notify::Watcher;
+    let (changed, mut changes) = tokio::sync::mpsc::unbounded_channel::<()>();
+    // Kept alive while watching; replaced when the folders change.
+    let mut _watcher: Option<notify::RecommendedWatcher> = None;
+    let mut watched: Vec<PathBuf> = Vec::new();
+    let mut next_scan = tokio::time::Instant::now() + options.backup_debounce;
+    loop {
+        let folders = shared.settings().backup.folders;
+        if folders != watched {
+            let sender = changed.clone();
+            let mut fresh =
+                notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                    if event.is_ok_and(|e| !e.kind.is_access()) {
+                        let _ = sender.send(());
+                    }
+                })
+                .ok();
+            for folder in &folders {
+                if let Some(watcher) = fresh.as_mut()
+                    && let Err(error) = watcher.watch(folder, notify::RecursiveMode::Recursive)
+                {
+                    tracing::warn!(%error, folder = %folder.display(), "cannot watch a backed-up folder; it is scanned hourly");
+                }
+            }
+            _watcher = fresh;
+            watched = folders.clone();
+        }
+        let changed_now = tokio::select! {
+            _ = stop.wait_for(|&s| s) => return Ok(()),
+            _ = tokio::time::sleep_until(next_scan) => false,
+            _ = shared.backup_now.notified() => false,
+            Some(()) = changes.recv() => true,
+        };
+        if changed_now {
+            // Let a burst of changes settle, then take them all in one backup.
+            tokio::select! {
+                _ = stop.wait_for(|&s| s) => return Ok(()),
+                _ = tokio::time::sleep(options.backup_debounce) => {}
+            }
+            while changes.try_recv().is_ok() {}
+        }
+        next_scan = tokio::time::Instant::now() + options.backup_interval;
+        if folders.is_empty() {
+            continue;
+        }
+        let credentials = crate::credentials::CredentialStore::open(&shared.data_dir)?;
+        let Some(key) = credentials.backup_key()? else {
+            tracing::info!("backups wait for keys: run `surplus backup now` once to set them up");
+            shared.update_state(|state| {
+                state.last_backup_error =
+                    Some("backups wait for the recovery passphrase to be set".to_owned());
+            });
+            continue;
+        };
+        let host = crate::backup::snapshot_host(&shared.settings());
+        let (client, token, handle) = (
+            shared.client.clone(),
+            shared.token.clone(),
+            tokio::runtime::Handle::current(),
+        );
+        let (coding, warning) = match crate::backup::coding(&client, &token).await {
+            Ok(advice) => advice,
+            Err(error) => {
+                tracing::warn!(%error, "cannot ask the hub how to code backups; trying again later");
+                next_scan = tokio::time::Instant::now() + Duration::from_secs(60);
+                continue;
+            }
+        };
+        if let Some(warning) = warning {
+            tracing::warn!(%warning, "backups are not fully protected");
+        }
+        let rate = shared.settings().bandwidth_bytes_per_second;
+        let data_dir = shared.data_dir.clone();
+        let outcome = tokio::task::spawn_blocking(move || {
+            let _lock = crate::backup::BackupLock::acquire(&data_dir, || {
+                tracing::info!("another backup runs on this data directory; waiting for it");
+            })
+            .map_err(|source| surplus_backup::repo::BackupError::Io {
+                path: data_dir.join("backup.lock"),
+                source,
+            })?;
+            let mut store = crate::backup::HubStore::new(client, token, handle);
+            store.upload_rate = rate;
+            let key = surplus_backup::keys::MasterKey::from_bytes(key);
+            let mut repository = crate::backup::open_repository(store, &key, coding, &data_dir)?;
+            crate::backup::take_snapshot(&mut repository, &folders, &host)
+        })
+        .await
+        .map_err(|e| WorkerError::Io {
+            path: PathBuf::new(),
+            source: std::io::Error::other(e),
+        })?;
+        match outcome {
+            Ok(report) => {
+                let summary = report.snapshot.map(|s| s.summary).unwrap_or_default();
+                tracing::info!(snapshot = %report.snapshot_id, files = summary.files, new_bytes = summary.new_bytes, "backed up");
+                for (path, reason) in &report.skipped {
+                    tracing::warn!(path = %path.display(), %reason, "not backed up");
+                }
+                shared.update_state(|state| {
+                    state.last_backup = Some((now_ms(), report.snapshot_id.clone()));
+                    state.last_backup_error = None;
+                });
+            }
+            Err(error) => {
+                tracing::warn!(%error, "backup failed; trying again later");
+                shared.update_state(|state| state.last_backup_error = Some(error.to_string()));
+                next_scan = tokio::time::Instant::now()
+                    + options.backup_debounce.max(Duration::from_secs(60));
+            }
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! The reporter: measures the machine and sends heartbeats on the hub's schedule, and at once
+//! when the settings file changes or the user comes back.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use surplus_protocol::{StatusReport, UnixMillis, VaultReport};
+use tokio::sync::watch;
+
+use super::backoff::Backoff;
+use super::error::{WorkerError, fatal};
+use super::garbage;
+use super::options::WorkerOptions;
+use super::shared::Shared;
+use crate::clock::{now_ms, utc_offset_minutes};
+use crate::probe::Sample;
+use crate::settings::Settings;
+
+/// Puts the settings and a sample of the machine into the hub's report form.
+pub fn build_report(settings: &Settings, sample: &Sample, vault: VaultReport) -> StatusReport {
+    StatusReport {
+        agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+        os: std::env::consts::OS.to_owned(),
+        arch: std::env::consts::ARCH.to_owned(),
+        utc_offset_minutes: utc_offset_minutes(),
+        cpu: surplus_protocol::CpuReport {
+            cores: sample.cores,
+            busy_percent: sample.busy_percent.clamp(0.0, 100.0),
+        },
+        memory: sample.memory.clone(),
+        user: sample.user,
+        on_battery: sample.on_battery,
+        disk: surplus_protocol::DiskReport {
+            total_bytes: sample.disk.total_bytes,
+            free_bytes: sample.disk.free_bytes,
+        },
+        vault,
+        consent: settings.consent,
+        limits: settings.compute_limits(),
+        pause: settings.pause,
+    }
+}
+
+/// Sends heartbeats until `stop`, reading the settings again when they change.
+pub(super) async fn report_loop(
+    shared: Arc<Shared>,
+    options: WorkerOptions,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), WorkerError> {
+    let mut backoff = Backoff::new(options.max_backoff);
+    let mut interval = Duration::from_secs(30);
+    let mut last_stamp = settings_stamp(&shared.data_dir);
+    let mut away = None;
+    let mut next_heartbeat = tokio::time::Instant::now();
+    let mut history_at: Option<UnixMillis> = None;
+    // When the vault is next checked against what the hub knows.
+    let mut collection = garbage::Due::default();
+    let mut watch = tokio::time::interval(options.watch_interval);
+    watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|&s| s) => return Ok(()),
+            _ = tokio::time::sleep_until(next_heartbeat) => {}
+            _ = shared.report_now.notified() => {}
+            _ = shared.settings_changed.notified() => {
+                match Settings::load(&shared.data_dir) {
+                    Ok(settings) => {
+                        last_stamp = settings_stamp(&shared.data_dir);
+                        *shared.settings.lock().unwrap_or_else(PoisonError::into_inner) = settings;
+                    }
+                    Err(error) => tracing::warn!(%error, "the settings file is not valid; keeping the previous settings"),
+                }
+            }
+            _ = watch.tick() => {
+                let stamp = settings_stamp(&shared.data_dir);
+                let mut changed = false;
+                if stamp != last_stamp {
+                    last_stamp = stamp;
+                    match Settings::load(&shared.data_dir) {
+                        Ok(settings) => {
+                            tracing::info!("settings changed; reporting to the hub");
+                            *shared.settings.lock().unwrap_or_else(PoisonError::into_inner) = settings;
+                            changed = true;
+                        }
+                        Err(error) => tracing::warn!(%error, "the settings file is not valid; keeping the previous settings"),
+                    }
+                }
+                let settings = shared.settings();
+                let sample = shared.probe.lock().unwrap_or_else(PoisonError::into_inner).sample(&settings.vault_dir(&shared.data_dir));
+                *shared.on_battery.lock().unwrap_or_else(PoisonError::into_inner) = sample.on_battery;
+                let user = sample.user;
+                let now_away = crate::compute::user_holds(user, &settings).is_none();
+                if away.is_some_and(|was| was != now_away) {
+                    tracing::info!(away = now_away, "user activity changed; reporting to the hub");
+                    changed = true;
+                }
+                away = Some(now_away);
+                if !changed {
+                    continue;
+                }
+            }
+        }
+        let report = {
+            let shared = shared.clone();
+            tokio::task::spawn_blocking(move || shared.report())
+                .await
+                .map_err(|e| WorkerError::Io {
+                    path: PathBuf::new(),
+                    source: std::io::Error::other(e),
+                })?
+        };
+        let failed_before = shared.failures.so_far();
+        match shared.client.heartbeat(&shared.token, &report).await {
+            Ok(response) => {
+                backoff.reset();
+                interval = Duration::from_secs(u64::from(response.next_heartbeat_seconds.max(1)));
+                next_heartbeat = tokio::time::Instant::now() + interval;
+                shared.update_state(|state| {
+                    state.connected = true;
+                    state.last_heartbeat = Some(now_ms());
+                    state.last_error = None;
+                    state.update_needed = false;
+                    state.spare = Some(response.spare);
+                    state.handover = response.handover;
+                    state.vault = Some(report.vault.clone());
+                });
+                if collection.answered(failed_before, tokio::time::Instant::now()) {
+                    tokio::spawn(garbage::collect(shared.clone()));
+                }
+                // The chart's history takes a point a quarter of an hour: the file is only
+                // read and written when one is due, not on every heartbeat.
+                let now = now_ms();
+                if history_at.is_none_or(|at| now - at >= crate::history::HISTORY_STEP_MS) {
+                    history_at = Some(now);
+                    let compute_ms = shared
+                        .state
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .compute_ms_done;
+                    crate::history::record(
+                        &shared.data_dir,
+                        crate::history::Point {
+                            at: now,
+                            stored_bytes: report.vault.used_bytes,
+                            compute_ms,
+                        },
+                    );
+                }
+            }
+            Err(error) => {
+                if let Some(fatal) = fatal(&error) {
+                    return Err(fatal);
+                }
+                shared.failures.count();
+                let wait = backoff.step().min(interval);
+                tracing::warn!(%error, retry_in = ?wait, "heartbeat failed");
+                next_heartbeat = tokio::time::Instant::now() + wait;
+                let too_old = error.code() == Some(surplus_protocol::ErrorCode::AgentTooOld);
+                shared.update_state(|state| {
+                    state.connected = false;
+                    state.last_error = Some(error.to_string());
+                    state.update_needed = too_old;
+                });
+            }
+        }
+    }
+}
+
+fn settings_stamp(data_dir: &Path) -> Option<(SystemTime, u64)> {
+    let meta = std::fs::metadata(Settings::path(data_dir)).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}

@@ -1,0 +1,66 @@
+//! What the worker last knew, for `surplus status` and the tray app.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use surplus_protocol::{Spare, UnixMillis, VaultReport};
+
+/// What the worker last knew, written to `<data-dir>/agent-state.json` for `surplus status` and
+/// the tray app.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AgentState {
+    pub connected: bool,
+    /// The latest snapshot the agent made on its own: when, and its id.
+    #[serde(default)]
+    pub last_backup: Option<(UnixMillis, String)>,
+    #[serde(default)]
+    pub last_backup_error: Option<String>,
+    pub last_heartbeat: Option<UnixMillis>,
+    pub last_error: Option<String>,
+    /// The hub refused this agent as too old (`agent_too_old`): the user must update it.
+    #[serde(default)]
+    pub update_needed: bool,
+    pub spare: Option<Spare>,
+    /// While the device hands what it holds for others over (it gave storage up): how far.
+    #[serde(default)]
+    pub handover: Option<surplus_protocol::Handover>,
+    pub vault: Option<VaultReport>,
+    pub instructions_done: u64,
+    /// Compute tasks this device ran to an end, and how many run now.
+    #[serde(default)]
+    pub tasks_done: u64,
+    #[serde(default)]
+    pub tasks_running: u32,
+    /// Why running tasks are paused, while they are.
+    #[serde(default)]
+    pub compute_held: Option<String>,
+    /// Tasks stopped in the sandbox by the pause right now.
+    #[serde(default)]
+    pub tasks_paused: u32,
+    /// Milliseconds of compute this device ran to an end, all time (for the tray's chart).
+    #[serde(default)]
+    pub compute_ms_done: u64,
+    pub updated_at: UnixMillis,
+}
+
+impl AgentState {
+    pub const FILE: &'static str = "agent-state.json";
+
+    pub fn load(data_dir: &Path) -> Option<AgentState> {
+        let text = std::fs::read_to_string(data_dir.join(Self::FILE)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    pub(super) fn save(&self, data_dir: &Path) {
+        let Ok(text) = serde_json::to_vec_pretty(self) else {
+            return;
+        };
+        if let Err(error) = crate::atomic_file::write(
+            &data_dir.join(Self::FILE),
+            &text,
+            crate::atomic_file::Visibility::Ordinary,
+        ) {
+            tracing::debug!(%error, "writing the agent state");
+        }
+    }
+}
