@@ -1,7 +1,7 @@
 //! How big a disk is and how much of it is free: measured by the file system, or set by a test.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
@@ -23,6 +23,33 @@ impl From<DiskSpace> for DiskReport {
             free_bytes: disk.free_bytes,
         }
     }
+}
+
+/// One mounted file system, as the machine lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub mount_point: PathBuf,
+    /// The device's name (`/dev/sda1`), or what the system calls the disk.
+    pub name: String,
+    /// `ext4`, `ntfs`, `tmpfs`...
+    pub file_system: String,
+    pub space: DiskSpace,
+}
+
+/// The file systems mounted on this machine now.
+pub fn mounts() -> Vec<Mount> {
+    sysinfo::Disks::new_with_refreshed_list()
+        .iter()
+        .map(|disk| Mount {
+            mount_point: disk.mount_point().to_owned(),
+            name: disk.name().to_string_lossy().into_owned(),
+            file_system: disk.file_system().to_string_lossy().into_owned(),
+            space: DiskSpace {
+                total_bytes: disk.total_space(),
+                free_bytes: disk.available_space(),
+            },
+        })
+        .collect()
 }
 
 /// Measures the size and free space of the file system holding `path`, or of its nearest

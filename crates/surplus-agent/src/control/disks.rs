@@ -49,20 +49,10 @@ impl Control {
         let vault_dir = settings.vault_dir(&self.data_dir);
         // The probe's override file (tests) speaks for every disk, as it does for the agent.
         let overrides = crate::probe::OverrideFile::from_env().read();
-        let mut disks = sysinfo::Disks::new_with_refreshed_list()
-            .iter()
-            .filter(|disk| usable_disk(disk.file_system().to_string_lossy().as_ref()))
-            .map(|disk| {
-                let space = crate::DiskSpace {
-                    total_bytes: disk.total_space(),
-                    free_bytes: disk.available_space(),
-                };
-                (
-                    disk.mount_point().to_owned(),
-                    disk.name().to_string_lossy().into_owned(),
-                    space,
-                )
-            })
+        let mut disks = (self.mounts)()
+            .into_iter()
+            .filter(|mount| usable_disk(&mount.file_system))
+            .map(|mount| (mount.mount_point, mount.name, mount.space))
             .collect::<Vec<_>>();
         // The disk of the data directory is always offered, even where sysinfo sees no disks.
         if let Ok(space) = crate::disk::disk_space(&self.data_dir)
@@ -241,10 +231,33 @@ fn usable_disk(file_system: &str) -> bool {
 mod tests {
     use super::*;
 
+    use crate::disk::{DiskSpace, Mount};
+    use crate::units::GIB;
+
+    /// A machine with a 500 GiB system disk (200 GiB free) that holds every temporary folder,
+    /// a USB disk, and file systems that are not disks.
+    fn machine() -> Vec<Mount> {
+        let mount = |at: &str, file_system: &str, total: u64, free: u64| Mount {
+            mount_point: PathBuf::from(at),
+            name: format!("{file_system} at {at}"),
+            file_system: file_system.to_owned(),
+            space: DiskSpace {
+                total_bytes: total * GIB,
+                free_bytes: free * GIB,
+            },
+        };
+        vec![
+            mount("/", "ext4", 500, 200),
+            mount("/media/usb", "vfat", 64, 60),
+            mount("/proc", "proc", 0, 0),
+            mount("/dev/shm", "tmpfs", 8, 8),
+        ]
+    }
+
     #[test]
     fn choices_that_cannot_be_honoured_change_nothing() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let control = Control::new(dir.path());
+        let control = Control::new(dir.path()).with_mounts(machine);
         let missing = dir.path().join("not-there");
         let error = control
             .apply(Choices {
@@ -264,23 +277,50 @@ mod tests {
         let error = control
             .apply(Choices {
                 consent_storage: Some(true),
-                quota_bytes: Some(u64::MAX / 2),
+                quota_bytes: Some(150 * GIB + 1),
                 ..Choices::default()
             })
             .expect_err("a quota beyond the disk is refused");
-        assert!(error.to_string().contains("at most"), "{error}");
+        assert!(
+            error
+                .to_string()
+                .ends_with("leaves less than 50.0 GiB free on /: at most 150.0 GiB fits"),
+            "{error}"
+        );
         assert_eq!(control.settings().expect("settings"), Settings::default());
+    }
+
+    #[test]
+    fn the_disks_offered_are_the_machines_real_ones_with_their_limits() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let control = Control::new(dir.path()).with_mounts(machine);
+        let disks = control.disks().expect("disks");
+        let offered: Vec<_> = disks.iter().map(|d| d.mount_point.clone()).collect();
+        assert_eq!(offered, [PathBuf::from("/"), PathBuf::from("/media/usb")]);
+        let system = &disks[0];
+        assert!(system.current, "the data directory's disk holds the vault");
+        // The floor is the larger of 10 GiB and a tenth of the disk; the default quota a tenth
+        // of the free space.
+        assert_eq!(system.floor_bytes, 50 * GIB);
+        assert_eq!(system.max_quota_bytes, 150 * GIB);
+        assert_eq!(system.default_quota_bytes, 20 * GIB);
+        let usb = &disks[1];
+        assert!(!usb.current);
+        assert_eq!(usb.floor_bytes, 10 * GIB);
+        assert_eq!(usb.max_quota_bytes, 50 * GIB);
+        assert_eq!(usb.default_quota_bytes, 6 * GIB);
     }
 
     #[test]
     fn choices_are_saved() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let control = Control::new(dir.path());
+        let control = Control::new(dir.path()).with_mounts(machine);
         let settings = control
             .apply(Choices {
                 consent_storage: Some(true),
                 consent_compute: Some(false),
                 folders: Some(vec![dir.path().to_owned()]),
+                quota_bytes: Some(150 * GIB),
                 cores_percent: Some(30),
                 ..Choices::default()
             })
@@ -288,16 +328,8 @@ mod tests {
         assert_eq!(control.settings().expect("settings"), settings);
         assert!(settings.consent.storage && !settings.consent.compute);
         assert_eq!(settings.backup.folders, [dir.path().to_owned()]);
+        assert_eq!(settings.storage.quota_bytes, Some(150 * GIB));
         assert_eq!(settings.compute.cores_percent, 30);
-        let disks = control.disks().expect("disks");
-        let home = disks
-            .iter()
-            .find(|d| d.current)
-            .expect("the data directory's disk is offered and holds the vault");
-        assert_eq!(
-            home.max_quota_bytes,
-            home.free_bytes.saturating_sub(home.floor_bytes)
-        );
     }
 
     #[test]

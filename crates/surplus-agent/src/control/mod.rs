@@ -80,6 +80,8 @@ pub struct Control {
     trust: Option<HubTrust>,
     /// Asks for the recovery passphrase when a device without the backup key reads backups.
     passphrase: fn(Request<'_>) -> Option<String>,
+    /// Lists the machine's file systems ([`crate::disk::mounts`]).
+    mounts: fn() -> Vec<crate::disk::Mount>,
 }
 
 impl Control {
@@ -89,7 +91,15 @@ impl Control {
             hub: None,
             trust: None,
             passphrase: no_passphrase,
+            mounts: crate::disk::mounts,
         }
+    }
+
+    /// Lists the machine's disks with `mounts` instead of asking the system (tests give a
+    /// machine of their own).
+    pub fn with_mounts(mut self, mounts: fn() -> Vec<crate::disk::Mount>) -> Control {
+        self.mounts = mounts;
+        self
     }
 
     /// Asks `passphrase` for the recovery passphrase when this device has no backup key yet (a

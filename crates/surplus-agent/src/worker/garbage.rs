@@ -15,11 +15,13 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+
 use std::time::{Duration, SystemTime};
 
 use surplus_protocol::is_blob_hash;
 
+#[cfg(test)]
+use super::shared::Failures;
 use super::shared::{Shared, with_vault};
 
 /// How often the agent checks without a reason to.
@@ -33,22 +35,6 @@ const TRASH_KEEPS: Duration = Duration::from_secs(7 * 24 * 3600);
 /// (2 s on FAT), so blobs written this shortly before asking are left for the next time.
 const MARGIN: Duration = Duration::from_secs(5);
 
-/// Requests that failed to reach the hub, counted: the agent's loops count each failure, and
-/// the report loop reads the count before each heartbeat it sends.
-#[derive(Debug, Default)]
-pub(super) struct Failures(AtomicU64);
-
-impl Failures {
-    /// A request failed to reach the hub (or a collection could not ask it).
-    pub(super) fn count(&self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-
-    pub(super) fn so_far(&self) -> u64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
 /// When a collection is due: on the first answered heartbeat, on one sent after a failure that
 /// no collection has followed yet, and a day after the last.
 #[derive(Debug, Default)]
@@ -58,7 +44,7 @@ pub(super) struct Due {
 }
 
 impl Due {
-    /// A heartbeat was answered: `failed_before` is [`Failures::so_far`] read before it was sent.
+    /// A heartbeat was answered: `failed_before` is [`super::shared::Failures::so_far`] read before it was sent.
     /// True when a collection is due now (and is then counted as started).
     pub(super) fn answered(&mut self, failed_before: u64, now: tokio::time::Instant) -> bool {
         let due = self.last.is_none_or(|(failed, at)| {

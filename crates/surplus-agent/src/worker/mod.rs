@@ -12,8 +12,8 @@
 //! idempotently by id: a [`journal`] of recent results answers a redelivered instruction without
 //! doing it twice.
 //!
-//! The submodules depend on each other in one direction: the loops on [`shared`], [`shared`] on
-//! [`state`], [`journal`] and [`garbage`]; none of them on this module.
+//! The submodules depend on each other in one direction (`tests/modules.rs` checks it): the
+//! loops on [`shared`], [`shared`] on [`state`] and [`journal`]; none of them on this module.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -41,7 +41,7 @@ mod transfer;
 
 pub use error::WorkerError;
 pub use options::WorkerOptions;
-pub use report::build_report;
+pub use shared::build_report;
 pub use state::AgentState;
 
 use journal::Journal;
@@ -129,7 +129,7 @@ impl Worker {
             compute: crate::compute::Compute::new(data_dir, options.task_runner.clone()),
             on_battery: Mutex::new(None),
             cores: std::sync::atomic::AtomicU32::new(0),
-            failures: garbage::Failures::default(),
+            failures: shared::Failures::default(),
             disk_overrides: options.disk_overrides.clone(),
         });
         tracing::info!(device_id = %device.device_id, %hub, "agent starting");

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use surplus_protocol::{StatusReport, UnixMillis, VaultReport};
+use surplus_protocol::UnixMillis;
 use tokio::sync::watch;
 
 use super::backoff::Backoff;
@@ -13,34 +13,8 @@ use super::error::{WorkerError, fatal};
 use super::garbage;
 use super::options::WorkerOptions;
 use super::shared::Shared;
-use crate::clock::{now_ms, utc_offset_minutes};
-use crate::probe::Sample;
+use crate::clock::now_ms;
 use crate::settings::Settings;
-
-/// Puts the settings and a sample of the machine into the hub's report form.
-pub fn build_report(settings: &Settings, sample: &Sample, vault: VaultReport) -> StatusReport {
-    StatusReport {
-        agent_version: env!("CARGO_PKG_VERSION").to_owned(),
-        os: std::env::consts::OS.to_owned(),
-        arch: std::env::consts::ARCH.to_owned(),
-        utc_offset_minutes: utc_offset_minutes(),
-        cpu: surplus_protocol::CpuReport {
-            cores: sample.cores,
-            busy_percent: sample.busy_percent.clamp(0.0, 100.0),
-        },
-        memory: sample.memory.clone(),
-        user: sample.user,
-        on_battery: sample.on_battery,
-        disk: surplus_protocol::DiskReport {
-            total_bytes: sample.disk.total_bytes,
-            free_bytes: sample.disk.free_bytes,
-        },
-        vault,
-        consent: settings.consent,
-        limits: settings.compute_limits(),
-        pause: settings.pause,
-    }
-}
 
 /// Sends heartbeats until `stop`, reading the settings again when they change.
 pub(super) async fn report_loop(

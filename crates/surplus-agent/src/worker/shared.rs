@@ -1,18 +1,17 @@
 //! The state the worker's loops share: the hub connection, the settings, the vault, the probe.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use surplus_protocol::{StatusReport, VaultReport};
 use tokio::sync::Notify;
 
-use super::garbage;
 use super::journal::Journal;
-use super::report::build_report;
 use super::state::AgentState;
 use crate::client::HubClient;
-use crate::clock::now_ms;
-use crate::probe::Probe;
+use crate::clock::{now_ms, utc_offset_minutes};
+use crate::probe::{Probe, Sample};
 use crate::settings::Settings;
 use crate::untrusted;
 use crate::vault::{Vault, VaultError};
@@ -41,7 +40,7 @@ pub(super) struct Shared {
     pub(super) cores: std::sync::atomic::AtomicU32,
     /// Requests that failed to reach the hub: after one, the vault is checked again against what
     /// the hub knows (`garbage`), since a hub restored from a backup was away.
-    pub(super) failures: garbage::Failures,
+    pub(super) failures: Failures,
     /// See [`super::WorkerOptions::disk_overrides`].
     pub(super) disk_overrides: Option<PathBuf>,
 }
@@ -186,4 +185,45 @@ pub(super) async fn with_vault<T: Send + 'static>(
     .await
     .ok()
     .flatten()
+}
+
+/// Puts the settings and a sample of the machine into the hub's report form.
+pub fn build_report(settings: &Settings, sample: &Sample, vault: VaultReport) -> StatusReport {
+    StatusReport {
+        agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+        os: std::env::consts::OS.to_owned(),
+        arch: std::env::consts::ARCH.to_owned(),
+        utc_offset_minutes: utc_offset_minutes(),
+        cpu: surplus_protocol::CpuReport {
+            cores: sample.cores,
+            busy_percent: sample.busy_percent.clamp(0.0, 100.0),
+        },
+        memory: sample.memory.clone(),
+        user: sample.user,
+        on_battery: sample.on_battery,
+        disk: surplus_protocol::DiskReport {
+            total_bytes: sample.disk.total_bytes,
+            free_bytes: sample.disk.free_bytes,
+        },
+        vault,
+        consent: settings.consent,
+        limits: settings.compute_limits(),
+        pause: settings.pause,
+    }
+}
+
+/// Requests that failed to reach the hub, counted: the agent's loops count each failure, and
+/// the report loop reads the count before each heartbeat it sends.
+#[derive(Debug, Default)]
+pub(super) struct Failures(AtomicU64);
+
+impl Failures {
+    /// A request failed to reach the hub (or a collection could not ask it).
+    pub(super) fn count(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub(super) fn so_far(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
 }
