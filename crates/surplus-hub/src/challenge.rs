@@ -90,6 +90,7 @@ pub async fn start(hub: &Hub, subscriber_id: Uuid) -> Result<VerifyRun, StoreErr
 /// missing proof fails the holder's allocation and reopens the shard's placement. A holder with
 /// `disqualify_after` such failures within the window loses everything it holds. Returns how
 /// many audits were sent.
+#[tracing::instrument(skip(hub), name = "audit")]
 pub async fn audit_round(hub: &Hub, now: i64) -> Result<usize, StoreError> {
     use surplus_rules::audit::{AuditPolicy, Held, Holder};
     let policy = AuditPolicy {

@@ -36,6 +36,7 @@ fn deadline(now: i64, timeout_ms: u64) -> i64 {
 }
 
 /// One scheduling pass. Returns how many runs were sent out.
+#[tracing::instrument(skip_all, name = "dispatch")]
 pub async fn schedule(hub: &Hub) -> Result<usize, StoreError> {
     // One pass at a time, across replicas too: two passes would count the same free slots.
     let _one_pass = hub.store.exclusive(Duty::Dispatch).await?;
@@ -184,6 +185,7 @@ pub async fn schedule(hub: &Hub) -> Result<usize, StoreError> {
 }
 
 /// Takes a device's answer to a `run_task`.
+#[tracing::instrument(skip_all, fields(instruction = %row.instruction.id))]
 pub async fn acknowledge_run(
     hub: &Hub,
     row: &InstructionRow,
@@ -279,6 +281,7 @@ async fn output_staged(
 
 /// Judges a task after one of its runs changed, records the verdict, and ends the job when it
 /// was its last task.
+#[tracing::instrument(skip(hub))]
 pub async fn review_task(hub: &Hub, task: Uuid) -> Result<(), StoreError> {
     let store = &hub.store;
     let now = now_ms();
@@ -339,6 +342,7 @@ pub async fn review_task(hub: &Hub, task: Uuid) -> Result<(), StoreError> {
 
 /// Cancels a job: its runs on devices are told to stop, and its files leave staging. False if
 /// the job is not the subscriber's or had already ended.
+#[tracing::instrument(skip(hub))]
 pub async fn cancel_job(hub: &Hub, subscriber: Uuid, job: Uuid) -> Result<bool, StoreError> {
     let Some(started) = hub.store.cancel_job(subscriber, job, now_ms()).await? else {
         return Ok(false);

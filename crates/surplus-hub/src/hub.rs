@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tracing::Instrument as _;
 
 use surplus_protocol::{
     Acknowledgement, AllocationState, FailureCode, Instruction, InstructionKind, InstructionResult,
@@ -584,73 +585,78 @@ async fn run_scheduler(hub: std::sync::Weak<Hub>) {
     loop {
         let Some(hub) = hub.upgrade() else { return };
         let now = now_ms();
-        // The sweeps run in one replica at a time; a replica that finds another sweeping leaves
-        // this round to it.
-        let upkeep = hub
-            .store
-            .try_exclusive(Duty::Upkeep)
-            .await
-            .inspect_err(|error| tracing::warn!(%error, "taking the upkeep duty"))
-            .ok()
-            .flatten();
-        if upkeep.is_some() && now - last_expiry > 10_000 {
-            last_expiry = now;
-            match hub.store.expire_instructions(now).await {
-                Ok(0) => {}
-                Ok(count) => tracing::info!(count, "instructions expired"),
-                Err(error) => tracing::warn!(%error, "expiring instructions"),
+        // One span per pass, so that a slow pass is found in the logs with all it did.
+        async {
+            // The sweeps run in one replica at a time; a replica that finds another sweeping leaves
+            // this round to it.
+            let upkeep = hub
+                .store
+                .try_exclusive(Duty::Upkeep)
+                .await
+                .inspect_err(|error| tracing::warn!(%error, "taking the upkeep duty"))
+                .ok()
+                .flatten();
+            if upkeep.is_some() && now - last_expiry > 10_000 {
+                last_expiry = now;
+                match hub.store.expire_instructions(now).await {
+                    Ok(0) => {}
+                    Ok(count) => tracing::info!(count, "instructions expired"),
+                    Err(error) => tracing::warn!(%error, "expiring instructions"),
+                }
+                // Repair first: it reads shards holders sent back, which the next step drops once
+                // they are old.
+                if let Err(error) = crate::repair::round(&hub, now).await {
+                    tracing::warn!(%error, "repairing packs");
+                }
+                if let Err(error) = scheduler::drop_stale_staging(&hub, now).await {
+                    tracing::warn!(%error, "dropping copies staged for restores");
+                }
+                if let Err(error) = scheduler::purge_forgotten(&hub, now).await {
+                    tracing::warn!(%error, "purging what was forgotten past its grace period");
+                }
+                if let Err(error) = crate::challenge::audit_round(&hub, now).await {
+                    tracing::warn!(%error, "auditing held shards");
+                }
+                if let Err(error) = scheduler::detect_losses(&hub, now).await {
+                    tracing::warn!(%error, "looking for lost holders");
+                }
+                if let Err(error) = scheduler::release_returned(&hub, now).await {
+                    tracing::warn!(%error, "releasing the copies of holders that came back");
+                }
+                if let Err(error) = crate::compute::drop_old_results(&hub, now).await {
+                    tracing::warn!(%error, "dropping the results of jobs ended long ago");
+                }
+                if let Err(error) = hub.store.prune_traffic(now - 30 * 24 * 3_600_000).await {
+                    tracing::warn!(%error, "pruning old traffic counts");
+                }
             }
-            // Repair first: it reads shards holders sent back, which the next step drops once
-            // they are old.
-            if let Err(error) = crate::repair::round(&hub, now).await {
-                tracing::warn!(%error, "repairing packs");
+            // The durability figures of /metrics, counted once a minute by every replica: each
+            // answers its own scrapes.
+            if now - last_health >= 60_000 {
+                last_health = now;
+                hub.limits.shrink();
+                match crate::health::report(&hub, now).await {
+                    Ok(report) => hub.metrics.durability(&report),
+                    Err(error) => tracing::warn!(%error, "counting packs by health"),
+                }
             }
-            if let Err(error) = scheduler::drop_stale_staging(&hub, now).await {
-                tracing::warn!(%error, "dropping copies staged for restores");
+            if let Some(upkeep) = upkeep {
+                if let Err(error) = scheduler::hand_over(&hub, now).await {
+                    tracing::warn!(%error, "moving hand-overs along");
+                }
+                if let Err(error) = upkeep.release().await {
+                    tracing::warn!(%error, "releasing the upkeep duty");
+                }
             }
-            if let Err(error) = scheduler::purge_forgotten(&hub, now).await {
-                tracing::warn!(%error, "purging what was forgotten past its grace period");
+            if let Err(error) = scheduler::place_pending(&hub, scheduler::Scope::default()).await {
+                tracing::warn!(%error, "placing blobs");
             }
-            if let Err(error) = crate::challenge::audit_round(&hub, now).await {
-                tracing::warn!(%error, "auditing held shards");
-            }
-            if let Err(error) = scheduler::detect_losses(&hub, now).await {
-                tracing::warn!(%error, "looking for lost holders");
-            }
-            if let Err(error) = scheduler::release_returned(&hub, now).await {
-                tracing::warn!(%error, "releasing the copies of holders that came back");
-            }
-            if let Err(error) = crate::compute::drop_old_results(&hub, now).await {
-                tracing::warn!(%error, "dropping the results of jobs ended long ago");
-            }
-            if let Err(error) = hub.store.prune_traffic(now - 30 * 24 * 3_600_000).await {
-                tracing::warn!(%error, "pruning old traffic counts");
+            if let Err(error) = crate::compute::schedule(&hub).await {
+                tracing::warn!(%error, "sending tasks out");
             }
         }
-        // The durability figures of /metrics, counted once a minute by every replica: each
-        // answers its own scrapes.
-        if now - last_health >= 60_000 {
-            last_health = now;
-            hub.limits.shrink();
-            match crate::health::report(&hub, now).await {
-                Ok(report) => hub.metrics.durability(&report),
-                Err(error) => tracing::warn!(%error, "counting packs by health"),
-            }
-        }
-        if let Some(upkeep) = upkeep {
-            if let Err(error) = scheduler::hand_over(&hub, now).await {
-                tracing::warn!(%error, "moving hand-overs along");
-            }
-            if let Err(error) = upkeep.release().await {
-                tracing::warn!(%error, "releasing the upkeep duty");
-            }
-        }
-        if let Err(error) = scheduler::place_pending(&hub, scheduler::Scope::default()).await {
-            tracing::warn!(%error, "placing blobs");
-        }
-        if let Err(error) = crate::compute::schedule(&hub).await {
-            tracing::warn!(%error, "sending tasks out");
-        }
+        .instrument(tracing::info_span!("scheduler_pass", now))
+        .await;
         let tick = hub.settings.scheduler_tick;
         let kick = hub.scheduler_kick.clone();
         let soon = hub.scheduler_soon.clone();

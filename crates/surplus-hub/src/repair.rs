@@ -32,6 +32,7 @@ use crate::store::{PackShardRow, StoreError, Traffic};
 const ROUND_SECONDS: u64 = 10;
 
 /// One round of repairs. Returns the shards rebuilt and staged in it.
+#[tracing::instrument(skip(hub), name = "repair")]
 pub async fn round(hub: &Hub, now: i64) -> Result<usize, StoreError> {
     let rows = hub.store.packs_with_lost_shards().await?;
     if rows.is_empty() {

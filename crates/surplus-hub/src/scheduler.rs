@@ -78,6 +78,7 @@ pub struct Scope<'a> {
 }
 
 /// Places every open placement in `scope` that it can.
+#[tracing::instrument(skip_all, name = "placement")]
 pub async fn place_pending(hub: &Hub, scope: Scope<'_>) -> Result<Vec<NewAllocation>, StoreError> {
     // One placement run at a time, across replicas too: two runs reading the same free space
     // would both fill it. The unique index on live copies is the last line behind this.

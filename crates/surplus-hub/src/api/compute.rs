@@ -47,6 +47,7 @@ pub fn routes() -> Router<Arc<Hub>> {
     responses((status = 201, body = Job), (status = 400, body = surplus_protocol::ErrorBody),
               (status = 402, body = surplus_protocol::ErrorBody, description = "no compute credit left")),
     security(("session" = []), ("device" = [])))]
+#[tracing::instrument(skip_all, fields(job = tracing::field::Empty, tasks = request.inputs.len()))]
 pub(crate) async fn submit_job(
     State(hub): State<Arc<Hub>>,
     caller: Caller,
@@ -99,6 +100,8 @@ pub(crate) async fn submit_job(
         .store
         .create_job(subscriber.id, &request, TASK_OUTPUT_BYTES, now_ms())
         .await?;
+    tracing::Span::current().record("job", tracing::field::display(id));
+    tracing::info!("job submitted");
     hub.kick_scheduler();
     let job = hub.store.job(subscriber.id, id).await?;
     Ok((StatusCode::CREATED, Json(job)))
