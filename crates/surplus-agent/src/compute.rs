@@ -267,6 +267,7 @@ impl Compute {
     ///
     /// At most `slots` tasks run at once (the user's share of the cores): one past them is
     /// refused, whatever the hub thinks is free.
+    #[tracing::instrument(skip_all, name = "task_run", fields(run = %order.run, input = %order.input.name))]
     pub async fn run(
         &self,
         client: &HubClient,

@@ -274,6 +274,7 @@ impl Control {
     /// worker's loop ([`crate::backup::take_snapshot`]). A backup already running on this data
     /// directory is waited for, and `waiting` told so; `warn` is told when the hub has too few
     /// holders for the coding.
+    #[tracing::instrument(skip_all, name = "backup_now")]
     pub async fn back_up_now(
         &self,
         progress: Arc<dyn FileProgress>,

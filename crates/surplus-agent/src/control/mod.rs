@@ -1,6 +1,7 @@
 //! What a front end asks of the agent core, for the tray app and the `surplus` command alike:
 //! joining a hub ([`enrol`]), the disks a vault may go on and the user's choices ([`disks`]),
-//! the recovery passphrase, snapshots and restores ([`backups`]), the device's status
+//! the recovery passphrase, snapshots and restores ([`backups`]), proofs of storage on demand
+//! ([`verify`]), compute jobs ([`compute`]), the device's status
 //! ([`status`]) and, for the tray, the one-line status and the alerts a person must see
 //! ([`tray`]).
 //!
@@ -17,12 +18,15 @@ use crate::passphrase::Request;
 use crate::settings::Settings;
 
 mod backups;
+mod compute;
 mod disks;
 mod enrol;
 mod status;
 mod tray;
+mod verify;
 
 pub use backups::{EntryView, FileProgress, SnapshotView, find_snapshot, generate_passphrase};
+pub use compute::{JobFiles, input_name};
 pub use disks::{Choices, DiskChoice};
 pub use enrol::{Enrolled, Enrollment, Left};
 pub use status::StatusView;
@@ -49,6 +53,8 @@ pub enum ControlError {
     Credentials(#[from] crate::credentials::CredentialError),
     #[error(transparent)]
     Client(#[from] ClientError),
+    #[error("uploading {}: {source}", .path.display())]
+    Upload { path: PathBuf, source: ClientError },
     #[error(transparent)]
     Key(#[from] KeyError),
     #[error(transparent)]

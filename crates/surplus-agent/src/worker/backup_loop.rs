@@ -93,7 +93,9 @@ pub(super) async fn backup_loop(
         }
         let rate = shared.settings().bandwidth_bytes_per_second;
         let data_dir = shared.data_dir.clone();
+        let span = tracing::info_span!("backup", folders = folders.len(), changed = changed_now);
         let outcome = tokio::task::spawn_blocking(move || {
+            let _span = span.enter();
             let _lock = crate::backup::BackupLock::acquire(&data_dir, || {
                 tracing::info!("another backup runs on this data directory; waiting for it");
             })

@@ -270,16 +270,7 @@ pub(crate) async fn restore(
 }
 
 pub(crate) async fn verify(context: &Control, wait: Duration, json: bool) -> anyhow::Result<()> {
-    let client = context.client()?;
-    let token = context.any_token()?;
-    let mut run = client.start_verify(&token).await?;
-    let deadline = tokio::time::Instant::now() + wait;
-    let mut pause = Duration::from_millis(100);
-    while run.challenged > 0 && run.waiting > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(pause.min(deadline - tokio::time::Instant::now())).await;
-        pause = (pause * 2).min(Duration::from_secs(2));
-        run = client.verify_run(&token, run.id).await?;
-    }
+    let run = context.verify(wait).await?;
     if json {
         print_json(&run)?;
     } else if run.challenged == 0 {

@@ -1,14 +1,14 @@
 //! `surplus compute ...`: submit WebAssembly jobs, follow them, fetch their validated results.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, bail};
 use clap::Subcommand;
 use surplus_agent::units::{self, Size};
-use surplus_protocol::{Floats, Job, JobInput, JobRequest, JobState, TaskState};
+use surplus_protocol::{Floats, Job, JobState, TaskState};
 
-use surplus_agent::control::Control;
+use surplus_agent::control::{Control, JobFiles};
 
 use crate::print::{print_json, when};
 
@@ -87,54 +87,18 @@ pub async fn compute(context: &Control, command: ComputeCommand) -> anyhow::Resu
             cross_architecture,
             json,
         } => {
-            let mut names = std::collections::HashSet::new();
-            for input in &inputs {
-                let name = input_name(input)?;
-                if !names.insert(name.clone()) {
-                    bail!(
-                        "two inputs are named {name:?}: results are written as NAME.out, so input names must differ"
-                    );
-                }
-            }
-            let wasm = std::fs::read(&module)
-                .with_context(|| format!("reading the module {}", module.display()))?;
-            if !wasm.starts_with(b"\0asm") {
-                bail!(
-                    "{} is not a WebAssembly module (build a WASI preview 1 command, e.g. --target wasm32-wasip1)",
-                    module.display()
-                );
-            }
-            let module = client
-                .upload_file(&token, &module, None)
-                .await
-                .with_context(|| format!("uploading {}", module.display()))?;
-            let mut staged = Vec::with_capacity(inputs.len());
-            for input in &inputs {
-                let blob = client
-                    .upload_file(&token, input, None)
-                    .await
-                    .with_context(|| format!("uploading {}", input.display()))?;
-                staged.push(JobInput {
-                    name: input_name(input)?,
-                    hash: blob.hash,
-                    size: blob.size,
-                });
-            }
-            let job = client
-                .submit_job(
-                    &token,
-                    &JobRequest {
-                        module,
-                        inputs: staged,
-                        args,
-                        replicas,
-                        timeout_seconds: timeout.as_secs().max(1),
-                        memory_bytes: memory,
-                        own_devices,
-                        deadline_seconds: deadline.as_secs().max(1),
-                        cross_architecture,
-                    },
-                )
+            let job = context
+                .submit_job(JobFiles {
+                    module,
+                    inputs,
+                    args,
+                    replicas,
+                    timeout,
+                    memory_bytes: memory,
+                    own_devices,
+                    deadline,
+                    cross_architecture,
+                })
                 .await?;
             if json {
                 print_json(&serde_json::json!({
@@ -152,16 +116,7 @@ pub async fn compute(context: &Control, command: ComputeCommand) -> anyhow::Resu
             Ok(())
         }
         ComputeCommand::Status { job, wait, json } => {
-            let mut view = client.job(&token, job).await?;
-            if let Some(wait) = wait {
-                let deadline = tokio::time::Instant::now() + wait;
-                let mut pause = Duration::from_millis(200);
-                while !view.state.is_final() && tokio::time::Instant::now() < deadline {
-                    tokio::time::sleep(pause.min(deadline - tokio::time::Instant::now())).await;
-                    pause = (pause * 2).min(Duration::from_secs(2));
-                    view = client.job(&token, job).await?;
-                }
-            }
+            let view = context.follow_job(job, wait).await?;
             if json {
                 print_json(&view)?;
             } else {
@@ -252,24 +207,6 @@ pub async fn compute(context: &Control, command: ComputeCommand) -> anyhow::Resu
             Ok(())
         }
     }
-}
-
-/// An input's name as the task sees it: its file name.
-fn input_name(path: &Path) -> anyhow::Result<String> {
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| anyhow!("{} has no file name in UTF-8", path.display()))?
-        .to_owned();
-    if let Some(problem) = JobInput::name_problem(&name) {
-        bail!("{}: {problem}", path.display());
-    }
-    let meta =
-        std::fs::metadata(path).with_context(|| format!("reading the input {}", path.display()))?;
-    if !meta.is_file() {
-        bail!("the input {} is not a file", path.display());
-    }
-    Ok(name)
 }
 
 fn total(job: &Job) -> u32 {
