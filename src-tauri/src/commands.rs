@@ -5,13 +5,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde::Serialize;
+use surplus_agent::clock::now_ms;
 use surplus_agent::control::{
-    self, Choices, DiskChoice, Enrolled, Enrollment, EntryView, SnapshotView, TrayStatus,
+    self, Choices, DiskChoice, Enrolled, Enrollment, EntryView, Overview, RestoreProgress,
+    Restored, SnapshotView,
 };
 use surplus_agent::settings::Settings;
-use surplus_agent::clock::now_ms;
-use surplus_agent::worker::AgentState;
 use surplus_desktop::autostart;
 use surplus_desktop::link::Message;
 use tauri::{AppHandle, Emitter, Manager, State};
@@ -49,23 +48,6 @@ pub fn handler() -> impl Fn(tauri::ipc::Invoke) -> bool + Send + Sync + 'static 
         open_window,
         close_window,
     ]
-}
-
-/// Everything a window shows about the device.
-#[derive(Debug, Serialize)]
-pub struct Overview {
-    registered: bool,
-    wizard_done: bool,
-    email: Option<String>,
-    hub_url: String,
-    device_name: String,
-    settings: Settings,
-    state: AgentState,
-    tray: TrayStatus,
-    has_backup_key: bool,
-    autostart: bool,
-    data_dir: PathBuf,
-    restore_to: PathBuf,
 }
 
 #[tauri::command]
@@ -222,15 +204,7 @@ async fn list_snapshot(
     shell.control.list(&snapshot, path).await.map_err(text)
 }
 
-/// A restore's progress, sent to the restore window as `restore-progress` events.
-#[derive(Debug, Clone, Serialize)]
-struct Progress {
-    files: u64,
-    bytes: u64,
-    total_files: u64,
-    total_bytes: u64,
-}
-
+/// Sends a restore's progress to the restore window as `restore-progress` events.
 struct Reporter {
     app: AppHandle,
     files: AtomicU64,
@@ -250,7 +224,7 @@ impl Reporter {
         self.sent_at.store(now, Ordering::Relaxed);
         let _ = self.app.emit(
             "restore-progress",
-            Progress {
+            RestoreProgress {
                 files: self.files.load(Ordering::Relaxed),
                 bytes: self.bytes.load(Ordering::Relaxed),
                 total_files: self.total_files.load(Ordering::Relaxed),
@@ -276,13 +250,6 @@ impl control::FileProgress for Reporter {
         self.files.fetch_add(1, Ordering::Relaxed);
         self.send(false);
     }
-}
-
-#[derive(Debug, Serialize)]
-struct Restored {
-    files: u64,
-    bytes: u64,
-    in_place: u64,
 }
 
 /// Restores each of `paths` (the whole snapshot when empty) of `snapshot` under `target`.

@@ -1,10 +1,8 @@
 // The status window's chart of donated storage and CPU over the last days, as SVG paths.
 
-export interface Point {
-  at: number;
-  stored_bytes: number;
-  compute_ms: number;
-}
+import type { Point } from "./bindings";
+
+export type { Point };
 
 export interface Series {
   /// SVG path data, in a box of `width` x `height`.

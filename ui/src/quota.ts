@@ -1,17 +1,10 @@
 // The quota slider: bounded by the disk's free space minus the floor, in whole GiB steps.
 
+import type { DiskChoice } from "./bindings";
 import { formatSize, GIB } from "./format";
 
-export interface Disk {
-  mount_point: string;
-  name: string;
-  total_bytes: number;
-  free_bytes: number;
-  floor_bytes: number;
-  max_quota_bytes: number;
-  default_quota_bytes: number;
-  current: boolean;
-}
+/// A disk the vault may go on, as the core offers it.
+export type Disk = DiskChoice;
 
 export interface SliderRange {
   min: number;

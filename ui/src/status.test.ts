@@ -11,6 +11,7 @@ const overview: Overview = {
   settings: {
     hub_url: null,
     device_name: null,
+    bandwidth_bytes_per_second: null,
     consent: { storage: true, compute: false },
     storage: { quota_bytes: null, floor_bytes: null, vault_path: null },
     compute: { cores_percent: 50, idle_minutes: 5, busy_cpu_percent: 25, on_battery: false },
@@ -23,11 +24,17 @@ const overview: Overview = {
     last_backup_error: null,
     last_heartbeat: 1_000,
     last_error: null,
+    update_needed: false,
+    spare: null,
+    handover: null,
     vault: { quota_bytes: 10 * 1024 ** 3, used_bytes: 3 * 1024 ** 2, reserved_bytes: 0, floor_bytes: 0 },
     tasks_done: 7,
     tasks_running: 0,
     compute_held: null,
+    tasks_paused: 0,
     compute_ms_done: 0,
+    instructions_done: 0,
+    updated_at: 1_000,
   },
   tray: { state: "donating", line: "Donating 10.0 GiB", paused: false },
   has_backup_key: true,
@@ -38,7 +45,7 @@ const overview: Overview = {
 
 it("shows what is stored, the backups, compute and the hub", () => {
   const snapshot = { id: "abc", time: 1_000, hostname: "ann-pc", files: 3, bytes: 2048, state: "protected" as const };
-  const cards = statusCards(overview, [snapshot], { balance: 36_000, earned: 0, spent: 0 }, 2_000);
+  const cards = statusCards(overview, [snapshot], { balance: 36_000, earned: 0, spent: 0, granted: 36_000, runs_done: 0 }, 2_000);
   const text = cards.map((card) => card.textContent).join("\n");
   expect(text).toContain("3.0 MiB");
   expect(text).toContain("of up to 10.0 GiB");

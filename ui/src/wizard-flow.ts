@@ -2,6 +2,8 @@
 // donated; the passphrase page asks to type the existing passphrase when another device made the
 // backup key.
 
+import { MIN_PASSPHRASE } from "./bindings";
+
 export type Page = "welcome" | "account" | "consent" | "quota" | "folders" | "passphrase" | "done";
 
 export const PAGES: Page[] = ["welcome", "account", "consent", "quota", "folders", "passphrase", "done"];
@@ -27,7 +29,8 @@ export function previous(page: Page, answers: Answers): Page {
   return pages[Math.max(0, at - 1)];
 }
 
-export const MIN_PASSPHRASE = 12;
+// The core's rule, generated from surplus_agent::passphrase::MIN_CHARS.
+export { MIN_PASSPHRASE };
 
 /// Why a chosen passphrase cannot be used, or null when it can.
 export function passphraseProblem(passphrase: string, again: string): string | null {

@@ -85,6 +85,7 @@ pub const CA_FILE_VARIABLE: &str = "SURPLUS_CA_FILE";
 /// Remembered in the settings with the hub's address, so the background agent connects the
 /// way `surplus login` did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(default, deny_unknown_fields)]
 pub struct HubTrust {
     /// A private CA (PEM, one or more certificates) that signed the hub's certificate.

@@ -13,6 +13,7 @@ pub const HISTORY_SPAN_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 
 /// The device's donation at one moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Point {
     pub at: UnixMillis,
     /// Bytes held for others.

@@ -67,12 +67,14 @@ pub enum SettingsError {
 
 /// Everything the user decided about this device.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// The hub this device reports to, such as `https://hub.example.com`.
     pub hub_url: Option<String>,
     /// A private CA, or clear text accepted, for that hub.
     #[serde(skip_serializing_if = "HubTrust::is_default")]
+    #[cfg_attr(feature = "ts", ts(as = "Option<HubTrust>", optional))]
     pub hub_trust: HubTrust,
     /// The name shown for this device; `None` uses the host name.
     pub device_name: Option<String>,
@@ -88,6 +90,9 @@ pub struct Settings {
 
 /// What to back up.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+// Named apart from the hub's `BackupSettings` (surplus-protocol) among the TypeScript types.
+#[cfg_attr(feature = "ts", ts(rename = "BackupFolders"))]
 #[serde(default, deny_unknown_fields)]
 pub struct BackupSettings {
     /// The folders backed up, as absolute paths.
@@ -96,6 +101,7 @@ pub struct BackupSettings {
 
 /// How much disk the vault may take, and where it lives.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageSettings {
     /// The most the vault may hold. `None` means the default: 10% of the disk's free space, capped
@@ -110,6 +116,7 @@ pub struct StorageSettings {
 
 /// When and how much donated compute may run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(default, deny_unknown_fields)]
 pub struct ComputeSettings {
     /// The share of the cores donated work may use (0-100).
@@ -124,6 +131,9 @@ pub struct ComputeSettings {
     /// file. Kept parsed so that an unreadable window is refused when the file is loaded rather
     /// than silently ignored when compute is scheduled.
     #[serde(with = "window_text", skip_serializing_if = "Option::is_none")]
+    // Absent rather than null when there is none (ts-rs reads `skip_serializing_if` only beside
+    // a field's own `default`).
+    #[cfg_attr(feature = "ts", ts(type = "string", optional))]
     pub window: Option<TimeWindow>,
 }
 

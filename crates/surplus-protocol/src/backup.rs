@@ -26,6 +26,7 @@ pub fn is_object_name(name: &str) -> bool {
 
 /// A subscriber's backup settings, as they set them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct BackupSettings {
     /// Whether the subscriber's own other devices may hold their shards. Off, shards go
     /// only to other subscribers' devices, one shard of a pack per subscriber.
@@ -39,6 +40,7 @@ pub struct BackupSettings {
 /// An erasure coding: each pack is cut into `data` shards, and `parity` more protect it, so that
 /// any `data` of the `data + parity` shards rebuild it. `data = 1` keeps full copies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Coding {
     pub data: u16,
     pub parity: u16,
@@ -90,6 +92,7 @@ impl Coding {
 
 /// The coding the next backup uses, and whether there are holders enough for it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct BackupPlan {
     pub settings: BackupSettings,
     /// The coding in use: the subscriber's own, or the automatic one.

@@ -389,6 +389,7 @@ pub struct Job {
 /// A subscriber's compute credit, in core-seconds: earned by their devices for validated work,
 /// spent on their jobs' validated runs, plus what their plan started them with.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Credits {
     pub balance: f64,
     pub earned: f64,

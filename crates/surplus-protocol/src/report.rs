@@ -93,6 +93,7 @@ pub struct DiskReport {
 
 /// The hidden vault of donated storage.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct VaultReport {
     /// The most the vault may ever hold, as the user set it.
     pub quota_bytes: u64,
@@ -106,6 +107,7 @@ pub struct VaultReport {
 
 /// The user's explicit consent, per resource. Both are off until the user turns them on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Consent {
     pub storage: bool,
     pub compute: bool,
@@ -113,6 +115,7 @@ pub struct Consent {
 
 /// When donated compute may run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ComputeLimits {
     /// The share of the cores donated work may use (0-100).
     pub cores_percent: u8,
@@ -128,6 +131,7 @@ pub struct ComputeLimits {
 
 /// A daily window in local time. `end` before `start` wraps past midnight (22:00-06:00).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct TimeWindow {
     /// Minutes after local midnight (0-1439).
     pub start_minute: u16,
@@ -148,6 +152,7 @@ impl TimeWindow {
 
 /// Whether the user has paused donation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "paused", rename_all = "snake_case")]
 pub enum PauseState {
     #[default]
@@ -186,6 +191,7 @@ pub struct HeartbeatResponse {
 /// (consent withdrawn, quota lowered, `surplus leave`). Nothing is deleted from it before the
 /// new copy is confirmed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Handover {
     /// Still to hand over.
     pub remaining_bytes: u64,
@@ -227,6 +233,7 @@ pub struct Holdings {
 
 /// Spare resources on one device, as the hub's policy decided them from its latest report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Spare {
     pub storage_bytes: u64,
     pub compute_slots: u32,
@@ -237,6 +244,7 @@ pub struct Spare {
 
 /// Why a resource is not spare right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum SpareReason {
     NoConsent,

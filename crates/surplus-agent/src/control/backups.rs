@@ -16,6 +16,7 @@ use super::{Control, ControlError, Result};
 
 /// A snapshot, with how well it is protected.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct SnapshotView {
     pub id: String,
     pub time: UnixMillis,
@@ -25,13 +26,20 @@ pub struct SnapshotView {
     /// As well off as its worst pack: `protected`, `uploading`, `repairing` (restorable, shards
     /// being rebuilt), `at_risk` (restorable only if holders away longer than usual come back)
     /// or `lost`.
+    #[cfg_attr(
+        feature = "ts",
+        ts(type = r#""protected" | "uploading" | "repairing" | "at_risk" | "lost""#)
+    )]
     pub state: &'static str,
 }
 
 /// One entry of a snapshot's tree.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct EntryView {
     pub name: String,
+    /// `file`, `dir` or `symlink`.
+    #[cfg_attr(feature = "ts", ts(type = r#""file" | "dir" | "symlink""#))]
     pub kind: &'static str,
     pub size: u64,
     pub mode: String,

@@ -10,6 +10,7 @@ use super::{Control, ControlError, Result};
 
 /// A disk the vault may go on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct DiskChoice {
     /// Where it is mounted; the vault goes in a hidden folder there (or, for the disk that holds
     /// the data directory, inside it).
@@ -30,6 +31,9 @@ pub struct DiskChoice {
 /// What the user chose on a page of the wizard or of the settings; `None` leaves a setting as it
 /// is.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+// A window names only what it changes.
+#[cfg_attr(feature = "ts", ts(optional_fields))]
 #[serde(default, deny_unknown_fields)]
 pub struct Choices {
     pub consent_storage: Option<bool>,

@@ -13,6 +13,7 @@ use super::{Control, ControlError, Result};
 
 /// Signing up or logging in, and registering this device if it is not yet.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Enrollment {
     pub hub: String,
     pub email: String,
@@ -23,6 +24,7 @@ pub struct Enrollment {
 
 /// Who this device belongs to, after [`Control::enroll`].
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Enrolled {
     pub email: String,
     pub plan: String,

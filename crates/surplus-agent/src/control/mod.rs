@@ -24,6 +24,7 @@ mod enrol;
 mod status;
 mod tray;
 mod verify;
+mod window;
 
 pub use backups::{EntryView, FileProgress, SnapshotView, find_snapshot, generate_passphrase};
 pub use compute::{JobFiles, input_name};
@@ -34,6 +35,7 @@ pub use tray::{
     Alert, TrayState, TrayStatus, alerts, default_restore_dir, host_name, local_clock, pause_until,
     suggested_folders, tomorrow_morning, tray_status,
 };
+pub use window::{Overview, RestoreProgress, Restored};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {

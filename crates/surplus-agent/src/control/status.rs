@@ -18,6 +18,7 @@ const HUB_WAIT: Duration = Duration::from_secs(5);
 
 /// A device's status, for a person or a script.
 #[derive(Debug, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct StatusView {
     pub data_dir: PathBuf,
     pub hub: Option<String>,

@@ -12,6 +12,7 @@ use super::{ControlError, Result};
 
 /// The state the tray icon shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum TrayState {
     Donating,
@@ -21,6 +22,7 @@ pub enum TrayState {
 
 /// The tray's icon and status line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct TrayStatus {
     pub state: TrayState,
     pub line: String,
@@ -181,6 +183,7 @@ pub fn tomorrow_morning<Tz: chrono::TimeZone>(now: chrono::DateTime<Tz>) -> Unix
 
 /// Something the user must be told, as an OS notification.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Alert {
     pub title: String,
     pub body: String,

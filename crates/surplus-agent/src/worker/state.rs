@@ -8,6 +8,7 @@ use surplus_protocol::{Spare, UnixMillis, VaultReport};
 /// What the worker last knew, written to `<data-dir>/agent-state.json` for `surplus status` and
 /// the tray app.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct AgentState {
     pub connected: bool,
     /// The latest snapshot the agent made on its own: when, and its id.
