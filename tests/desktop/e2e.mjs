@@ -21,10 +21,11 @@ const QUOTA = 2 * 1024 ** 3;
 let passed = 0;
 let session;
 
+const started = Date.now();
 function check(what, condition, detail = "") {
   if (!condition) throw new Error(`${what}${detail ? `: ${detail}` : ""}`);
   passed += 1;
-  console.log(`ok - ${what}`);
+  console.log(`ok - ${what} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
 }
 
 async function wd(method, path, body) {
@@ -153,6 +154,7 @@ async function trayMenu(key, shot) {
 }
 
 async function main() {
+  console.log(`# started ${new Date(started).toISOString()}`);
   session = (
     await wd("POST", "/session", {
       capabilities: { alwaysMatch: { "tauri:options": { application: APP } } },
@@ -234,8 +236,10 @@ async function main() {
   screenshot("wizard-passphrase");
   await click("next");
 
-  // Done: finishing turns on start at login and starts the first backup.
+  // Done: the key set, the agent (running since enrolment) takes the first backup at once, with
+  // the folders chosen after it started; finishing turns on start at login.
   await onPage("done");
+  await eventually("the first backup is made once the passphrase is set, before the wizard ends", () => agentState().last_backup, 30);
   screenshot("wizard-done");
   await click("next");
   const autostart = join(process.env.HOME, ".config", "autostart", "Surplus.desktop");
@@ -276,11 +280,21 @@ async function main() {
     }
     return null;
   });
-  // The snapshot reached the hub after the window first asked: load the window again, once.
-  await run("location.reload()");
-  await until("the backup in the status window", async () => (await text("card-backups")).match(/protected|uploaded|uploading/), 120);
+  // The wizard's backup was made before the window opened: it is there from the start, with no
+  // reload.
+  await eventually("the status window shows the wizard's snapshot", async () => (await text("card-backups")).match(/protected|uploading/), 20);
   check("status shows the connection", (await text("connection")) === "Connected");
   screenshot("status");
+  // Back up now: the window shows the new snapshot as soon as the agent has made it, long before
+  // its once-a-minute question to the hub.
+  const shownSnapshot = () => run("return document.querySelector('[data-test=last-snapshot]')?.dataset.snapshot ?? null");
+  const before = agentState().last_backup?.[1];
+  await click("backup-now");
+  await until("the backup asked for in the status window", () => agentState().last_backup?.[1] !== before, 60);
+  await eventually("the status window shows the new snapshot within seconds", async () => {
+    const latest = agentState().last_backup?.[1];
+    return latest !== before && (await shownSnapshot()) === latest;
+  }, 10);
 
   // A second launch hands over to the first and ends.
   const second = spawnSync(APP, [], { timeout: 30_000, env: process.env });

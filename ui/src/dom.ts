@@ -47,6 +47,15 @@ export function replace(container: Element, ...children: Child[]): void {
   }
 }
 
+/// Like `replace`, but leaves the container as it is when the new children would look the same,
+/// so that a view redrawn on a timer keeps its nodes (and the focus, a selection, a hover) until
+/// something shown changes.
+export function update(container: Element, ...children: Child[]): void {
+  const fresh = document.createElement("div");
+  replace(fresh, ...children);
+  if (fresh.innerHTML !== container.innerHTML) container.replaceChildren(...fresh.childNodes);
+}
+
 /// A line under a form that says what went wrong (empty when nothing did).
 export function errorLine(): HTMLParagraphElement & { show(message: string | null): void } {
   const line = h("p", { class: "error", role: "alert", test: "error" }) as HTMLParagraphElement & {

@@ -1,14 +1,21 @@
 // Status: what this PC lends, how your backups stand, compute and credit, the hub, and a chart
-// of the last days. Refreshed every few seconds while open.
+// of the last days. The local state is read every few seconds and the view updated where it
+// changed; the hub is asked for snapshots and credit when the agent finishes a backup, when the
+// window comes back into view, and otherwise once a minute (for what changes only at the hub: a
+// snapshot's packs reaching their holders, credit earned).
 
 import { api, problem, type Credits, type Overview, type Snapshot } from "./api";
 import { cpuSeries, storedSeries, type Point } from "./chart";
-import { errorLine, h, replace } from "./dom";
+import { errorLine, h, update } from "./dom";
 import { formatAgo, formatCoreHours, formatDateTime, formatSize } from "./format";
 
 const DAYS = 7;
 const WIDTH = 600;
 const HEIGHT = 120;
+/// How often the local state is read: the agent rewrites it every few seconds.
+const LOCAL_MS = 3_000;
+/// How often the hub is asked when nothing here says that its answer changed.
+const HUB_MS = 60_000;
 
 export async function status(root: HTMLElement): Promise<void> {
   document.body.dataset.page = "status";
@@ -20,36 +27,56 @@ export async function status(root: HTMLElement): Promise<void> {
 
   let snapshots: Snapshot[] | null = null;
   let credits: Credits | null = null;
-  // The hub is asked for snapshots and credit (every 10 s) less often than the local state is read.
-  const slow = async () => {
-    try {
-      [snapshots, credits] = await Promise.all([api.snapshots(), api.credits()]);
-      error.show(null);
-    } catch (failure) {
-      error.show(problem(failure));
+  let asking: Promise<void> | null = null;
+  const askHub = (): Promise<void> =>
+    (asking ??= (async () => {
+      try {
+        [snapshots, credits] = await Promise.all([api.snapshots(), api.credits()]);
+        error.show(null);
+      } catch (failure) {
+        error.show(problem(failure));
+      } finally {
+        asking = null;
+      }
+    })());
+
+  let shown: { overview: Overview; points: Point[] } | null = null;
+  const render = () => {
+    if (!shown) return;
+    const now = Date.now();
+    drawActions(actions, shown.overview, refresh);
+    update(cards, ...statusCards(shown.overview, snapshots, credits, now));
+    update(chart, ...chartView(shown.points, now));
+  };
+  // The agent's latest snapshot when the hub was last asked (undefined: not asked yet).
+  let askedAfter: string | null | undefined;
+  const refresh = async () => {
+    const [overview, points] = await Promise.all([api.overview(), api.history()]);
+    shown = { overview, points };
+    render();
+    const latest = overview.state.last_backup?.[1] ?? null;
+    if (latest !== askedAfter) {
+      askedAfter = latest;
+      await askHub();
+      render();
     }
   };
-
-  const draw = async () => {
-    const [overview, points] = await Promise.all([api.overview(), api.history()]);
-    drawActions(actions, overview, draw);
-    replace(cards, ...statusCards(overview, snapshots, credits, Date.now()));
-    replace(chart, ...chartView(points, Date.now()));
+  await refresh();
+  setInterval(refresh, LOCAL_MS);
+  const fromHub = async () => {
+    await askHub();
+    render();
   };
-  await draw();
-  await slow();
-  await draw();
-  setInterval(draw, 3000);
-  setInterval(async () => {
-    await slow();
-    await draw();
-  }, 10000);
+  setInterval(fromHub, HUB_MS);
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible") void fromHub();
+  });
 }
 
 function drawActions(actions: HTMLElement, overview: Overview, redraw: () => Promise<void>): void {
   const button = (label: string, test: string, work: () => Promise<void>, kind = "secondary") =>
     h("button", { type: "button", class: kind, test, on: { click: async () => { await work(); await redraw(); } } }, label);
-  replace(
+  update(
     actions,
     h("span", { class: `badge ${overview.tray.state}`, test: "tray-line" }, overview.tray.line),
     overview.tray.paused
@@ -84,7 +111,12 @@ export function statusCards(overview: Overview, snapshots: Snapshot[] | null, cr
   const backupLine = state.last_backup_error
     ? h("p", { class: "error" }, state.last_backup_error)
     : latest
-      ? h("p", {}, `Last snapshot ${formatDateTime(latest.time)}: ${latest.files} files, ${formatSize(latest.bytes)}, `, h("strong", { test: "backup-state" }, snapshotState(latest.state)))
+      ? h(
+          "p",
+          { test: "last-snapshot", "data-snapshot": latest.id },
+          `Last snapshot ${formatDateTime(latest.time)}: ${latest.files} files, ${formatSize(latest.bytes)}, `,
+          h("strong", { test: "backup-state" }, snapshotState(latest.state)),
+        )
       : h("p", {}, settings.backup.folders.length === 0 ? "No folders chosen." : "No snapshot yet.");
   return [
     h(

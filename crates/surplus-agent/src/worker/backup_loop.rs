@@ -61,6 +61,10 @@ pub(super) async fn backup_loop(
             }
             while changes.try_recv().is_ok() {}
         }
+        // The folders as the settings name them now, not as they were when this began to wait:
+        // the wizard starts the agent at enrolment, chooses the folders, and then asks for the
+        // first backup, which would otherwise find none and wait an hour.
+        let folders = shared.settings().backup.folders;
         next_scan = tokio::time::Instant::now() + options.backup_interval;
         if folders.is_empty() {
             continue;
