@@ -184,11 +184,11 @@ fn force_allocations(database: &str, device: &str, hashes: &[String]) {
             .expect("store");
         let device = uuid::Uuid::parse_str(device).expect("uuid");
         let subscriber = store
-            .subscriber_by_email("ada@example.org")
+            .login("ada@example.org")
             .await
             .expect("query")
             .expect("ada")
-            .0
+            .subscriber
             .id;
         let now = surplus_hub::now_ms();
         for hash in hashes {

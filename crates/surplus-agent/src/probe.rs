@@ -663,15 +663,8 @@ pub struct OverrideGauge<G> {
 }
 
 impl<G: DiskGauge> OverrideGauge<G> {
-    /// Wraps `inner` with the overrides named by `SURPLUS_PROBE_OVERRIDE`, if any.
-    pub fn from_env(inner: G) -> OverrideGauge<G> {
-        OverrideGauge {
-            inner,
-            file: OverrideFile::from_env(),
-        }
-    }
-
-    /// Wraps `inner` with overrides from `path` (none for `None`).
+    /// Wraps `inner` with overrides from `path` (none for `None`): the worker's
+    /// [`crate::worker::WorkerOptions::disk_overrides`].
     pub fn new(inner: G, path: Option<PathBuf>) -> OverrideGauge<G> {
         OverrideGauge {
             inner,

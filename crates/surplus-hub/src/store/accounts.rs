@@ -108,14 +108,6 @@ impl Store {
         .transpose()
     }
 
-    /// [`Store::login`] as a pair, as the end-to-end tests (`tests/it/storage.rs`) read it.
-    pub async fn subscriber_by_email(&self, email: &str) -> Result<Option<(Subscriber, String)>> {
-        Ok(self
-            .login(email)
-            .await?
-            .map(|login| (login.subscriber, login.password_hash)))
-    }
-
     pub async fn subscriber(&self, id: Uuid) -> Result<Subscriber> {
         let row = sql!(
             "SELECT id, email, plan, status, created_at FROM subscribers WHERE id = $1",
