@@ -147,7 +147,7 @@ fn the_agents_modules_use_each_other_in_one_direction() {
 fn the_parts_of_each_folder_module_use_each_other_in_one_direction() {
     for folder in ["worker", "control", "vault", "client", "probe"] {
         let graph = graph(&source().join(folder), "super::");
-        assert!(graph.len() > 3, "{folder}: {graph:?}");
+        assert!(graph.len() >= 3, "{folder}: {graph:?}");
         assert_eq!(cycle(&graph), None, "{folder}: {graph:#?}");
     }
 }
