@@ -48,6 +48,7 @@ fn doctor_says_what_works_and_names_what_does_not() {
             "keyring",
             "vault",
             "agent",
+            "idle",
             "backup"
         ]
     );

@@ -33,6 +33,7 @@ const overview: Overview = {
     compute_held: null,
     tasks_paused: 0,
     compute_ms_done: 0,
+    idle: null,
     instructions_done: 0,
     updated_at: 1_000,
   },

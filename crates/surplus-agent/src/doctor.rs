@@ -28,7 +28,7 @@ pub enum Verdict {
 /// One thing looked at.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Check {
-    /// `hub`, `clock`, `credentials`, `keyring`, `vault`, `agent`, `backup`.
+    /// `hub`, `clock`, `credentials`, `keyring`, `vault`, `agent`, `idle`, `backup`.
     pub name: &'static str,
     pub verdict: Verdict,
     pub detail: String,
@@ -53,6 +53,7 @@ pub async fn examine(control: &Control) -> Vec<Check> {
     checks.extend(credentials(control));
     checks.push(vault(control));
     checks.push(agent(control));
+    checks.extend(idle(&state));
     checks.push(backup(control, &state).await);
     checks
 }
@@ -250,6 +251,29 @@ fn agent(control: &Control) -> Check {
         ),
         Err(error) => Check::new("agent", Verdict::Problem, error.to_string()),
     }
+}
+
+/// Where the running agent reads the user's idle time from, once it has reported.
+fn idle(state: &AgentState) -> Option<Check> {
+    let idle = state.idle.as_ref()?;
+    Some(if idle.unknown {
+        Check::new(
+            "idle",
+            Verdict::Warning,
+            format!(
+                "the user's idle time cannot be read ({}): donated compute never starts; on \
+                 Wayland the agent asks the compositor (ext-idle-notify-v1), GNOME's Mutter, the \
+                 freedesktop ScreenSaver and logind, so run it inside the desktop session",
+                idle.source
+            ),
+        )
+    } else {
+        Check::new(
+            "idle",
+            Verdict::Ok,
+            format!("the user's idle time comes from: {}", idle.source),
+        )
+    })
 }
 
 /// The systemd unit the agent runs as, if one is active (the packages ship

@@ -16,6 +16,7 @@ export type { Enrollment } from "./Enrollment";
 export type { EntryView } from "./EntryView";
 export type { Handover } from "./Handover";
 export type { HubTrust } from "./HubTrust";
+export type { IdleReading } from "./IdleReading";
 export type { Overview } from "./Overview";
 export type { PauseState } from "./PauseState";
 export type { Point } from "./Point";

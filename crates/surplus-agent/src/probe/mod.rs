@@ -18,17 +18,23 @@ use surplus_protocol::{MemoryReport, UserActivity};
 
 use crate::disk::{DiskSpace, disk_space};
 
+#[cfg(all(unix, not(target_os = "macos")))]
+mod dbus;
+mod idle;
 mod overrides;
 #[cfg(all(unix, not(target_os = "macos")))]
 mod terminal;
 #[cfg(all(unix, not(target_os = "macos")))]
+mod wayland;
+#[cfg(all(unix, not(target_os = "macos")))]
 mod x11;
 
+#[cfg(all(unix, not(target_os = "macos")))]
+use idle::DesktopIdle;
+pub use idle::IdleSource;
+#[cfg(all(unix, not(target_os = "macos")))]
+pub use idle::Session;
 pub use overrides::{OverrideFile, OverrideGauge, OverrideProbe, ProbeOverride};
-#[cfg(all(unix, not(target_os = "macos")))]
-use terminal::terminal_activity;
-#[cfg(all(unix, not(target_os = "macos")))]
-use x11::X11Idle;
 
 /// The environment variable naming a JSON file whose fields override what the probe measured:
 /// a test hook, honoured only by a build with the `test-hooks` feature.
@@ -105,6 +111,12 @@ pub trait Probe: Send {
     fn busy(&mut self) -> f32 {
         self.sample(Path::new(".")).busy_percent
     }
+
+    /// Where the latest reading of the user's activity came from, for `surplus status` and
+    /// `surplus doctor`; `None` for probes that read no real session (tests).
+    fn idle_source(&self) -> Option<IdleSource> {
+        None
+    }
 }
 
 impl<P: Probe + ?Sized> Probe for Box<P> {
@@ -119,6 +131,10 @@ impl<P: Probe + ?Sized> Probe for Box<P> {
     fn busy(&mut self) -> f32 {
         (**self).busy()
     }
+
+    fn idle_source(&self) -> Option<IdleSource> {
+        (**self).idle_source()
+    }
 }
 
 /// The real machine.
@@ -130,8 +146,11 @@ pub struct SystemProbe {
     has_cpu_reading: bool,
     busy_percent: f32,
     battery: Option<starship_battery::Manager>,
+    /// Where the user's idle time comes from, chosen from the session the agent runs in.
     #[cfg(all(unix, not(target_os = "macos")))]
-    x11: X11Idle,
+    idle: DesktopIdle,
+    /// The source of the latest reading of the user's activity.
+    idle_source: Option<IdleSource>,
     /// Whether a disk measurement failure was already logged, so a broken mount does not flood
     /// the log every few seconds.
     disk_warned: bool,
@@ -160,9 +179,19 @@ impl SystemProbe {
             busy_percent: 0.0,
             battery,
             #[cfg(all(unix, not(target_os = "macos")))]
-            x11: X11Idle::default(),
+            idle: DesktopIdle::new(Session::from_env()),
+            idle_source: None,
             disk_warned: false,
         }
+    }
+
+    /// Prepares the probe for a given desktop session rather than the one this process's
+    /// environment names, as tests do to point it at a private compositor or D-Bus session.
+    #[cfg(all(unix, not(target_os = "macos")))]
+    pub fn for_session(session: Session) -> SystemProbe {
+        let mut probe = SystemProbe::new();
+        probe.idle = DesktopIdle::new(session);
+        probe
     }
 
     /// CPU use since the previous reading. sysinfo needs at least
@@ -242,49 +271,29 @@ impl SystemProbe {
         Some(discharging)
     }
 
-    /// Whether someone is using the machine, decided from the session the agent runs in.
-    ///
-    /// - `DISPLAY` set: an X11 session; the input idle time comes from the X screensaver
-    ///   extension, and any failure reading it is `Unknown`.
-    /// - `WAYLAND_DISPLAY` set without `DISPLAY`, or `XDG_SESSION_TYPE` naming a graphical session
-    ///   (`x11`, `wayland`, `mir`) without a display to ask: `Unknown`. Wayland offers no portable
-    ///   way to read the idle time.
-    /// - `XDG_SESSION_TYPE=tty` (a console or SSH login): the idle time is the time since the last
-    ///   keystroke on any terminal, read from the terminals' access times as `w` and BOINC do.
-    /// - otherwise (a service started at boot, a container, a NAS): no interactive session at all,
-    ///   so `None`, which counts as idle from the start.
+    /// Whether someone is using the machine, decided from the session the agent runs in: on
+    /// Linux and the BSDs by [`DesktopIdle`] (X11, Wayland through the compositor or the desktop's
+    /// D-Bus services, a terminal login, or no session at all).
     ///
     /// On Windows and macOS the idle time comes from the system (through the `user-idle` crate:
     /// `GetLastInputInfo`, IOKit's `HIDIdleTime`); a failure to read it is `Unknown`.
     fn user_activity(&mut self) -> UserActivity {
         #[cfg(all(unix, not(target_os = "macos")))]
-        {
-            let set = |name: &str| std::env::var_os(name).is_some_and(|value| !value.is_empty());
-            if set("DISPLAY") {
-                return self.x11.user_activity();
-            }
-            if set("WAYLAND_DISPLAY") {
-                return UserActivity::Unknown;
-            }
-            match std::env::var("XDG_SESSION_TYPE").as_deref() {
-                Ok("x11" | "wayland" | "mir") => UserActivity::Unknown,
-                Ok("tty") => terminal_activity(),
-                _ => UserActivity::None,
-            }
-        }
+        let (activity, source) = self.idle.user_activity();
         #[cfg(any(windows, target_os = "macos"))]
-        {
-            match user_idle::UserIdle::get_time() {
-                Ok(idle) => UserActivity::Idle {
+        let (activity, source) = match user_idle::UserIdle::get_time() {
+            Ok(idle) => (
+                UserActivity::Idle {
                     idle_seconds: idle.as_seconds(),
                 },
-                Err(_) => UserActivity::Unknown,
-            }
-        }
+                IdleSource::System,
+            ),
+            Err(_) => (UserActivity::Unknown, IdleSource::NoneReadable),
+        };
         #[cfg(not(any(windows, unix)))]
-        {
-            UserActivity::Unknown
-        }
+        let (activity, source) = (UserActivity::Unknown, IdleSource::NoneReadable);
+        self.idle_source = Some(source);
+        activity
     }
 
     fn disk(&mut self, vault_dir: &Path) -> DiskSpace {
@@ -332,6 +341,10 @@ impl Probe for SystemProbe {
 
     fn busy(&mut self) -> f32 {
         self.busy_percent()
+    }
+
+    fn idle_source(&self) -> Option<IdleSource> {
+        self.idle_source
     }
 }
 
@@ -408,5 +421,4 @@ mod tests {
         assert_eq!(sample.busy_percent, 80.0);
         assert_eq!(sample.on_battery, Some(true));
     }
-
 }

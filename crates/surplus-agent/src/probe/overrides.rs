@@ -276,4 +276,3 @@ mod tests {
         assert_eq!(overridden.total_bytes, measured.total_bytes);
     }
 }
-

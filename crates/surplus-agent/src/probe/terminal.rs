@@ -49,4 +49,3 @@ pub(super) fn terminal_activity() -> UserActivity {
         None => UserActivity::Unknown,
     }
 }
-

@@ -20,8 +20,9 @@ pub(super) struct X11Idle {
 }
 
 impl X11Idle {
-    pub(super) fn user_activity(&mut self) -> UserActivity {
-        match self.idle_milliseconds() {
+    /// The input idle time on `display` (the session's `DISPLAY`).
+    pub(super) fn user_activity(&mut self, display: &str) -> UserActivity {
+        match self.idle_milliseconds(display) {
             Ok(milliseconds) => {
                 self.warned = false;
                 UserActivity::Idle {
@@ -41,13 +42,13 @@ impl X11Idle {
         }
     }
 
-    fn idle_milliseconds(&mut self) -> Result<u32, ProbeError> {
+    fn idle_milliseconds(&mut self, display: &str) -> Result<u32, ProbeError> {
         use x11rb::connection::Connection;
         use x11rb::protocol::screensaver::ConnectionExt;
-        let display = std::env::var("DISPLAY").unwrap_or_default();
+        let display = display.to_owned();
         if self.connection.is_none() {
             let (connection, screen) =
-                x11rb::connect(None).map_err(|error| ProbeError::X11Connect {
+                x11rb::connect(Some(&display)).map_err(|error| ProbeError::X11Connect {
                     display: display.clone(),
                     reason: error.to_string(),
                 })?;
@@ -80,4 +81,3 @@ impl X11Idle {
         Ok(reply.ms_since_user_input)
     }
 }
-

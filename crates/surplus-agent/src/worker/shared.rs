@@ -4,11 +4,11 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use surplus_protocol::{StatusReport, VaultReport};
+use surplus_protocol::{StatusReport, UserActivity, VaultReport};
 use tokio::sync::Notify;
 
 use super::journal::Journal;
-use super::state::AgentState;
+use super::state::{AgentState, IdleReading};
 use crate::client::HubClient;
 use crate::clock::{now_ms, utc_offset_minutes};
 use crate::probe::{Probe, Sample};
@@ -144,11 +144,24 @@ impl Shared {
     pub(super) fn report(&self) -> StatusReport {
         let settings = self.settings();
         let vault_dir = settings.vault_dir(&self.data_dir);
-        let sample = self
-            .probe
+        let (sample, idle_source) = {
+            let mut probe = self.probe.lock().unwrap_or_else(PoisonError::into_inner);
+            let sample = probe.sample(&vault_dir);
+            (sample, probe.idle_source())
+        };
+        // Saved with the heartbeat's outcome, which follows.
+        self.state
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .sample(&vault_dir);
+            .idle = idle_source.map(|source| IdleReading {
+            source: source.to_string(),
+            idle_seconds: match sample.user {
+                UserActivity::Idle { idle_seconds } => Some(idle_seconds),
+                UserActivity::None | UserActivity::Unknown => None,
+            },
+            unknown: sample.user == UserActivity::Unknown,
+            read_at: now_ms(),
+        });
         *self
             .on_battery
             .lock()

@@ -41,7 +41,26 @@ pub struct AgentState {
     /// Milliseconds of compute this device ran to an end, all time (for the tray's chart).
     #[serde(default)]
     pub compute_ms_done: u64,
+    /// The user's idle time at the latest heartbeat, and where it was read.
+    #[serde(default)]
+    pub idle: Option<IdleReading>,
     pub updated_at: UnixMillis,
+}
+
+/// One reading of the user's idle time, as `surplus status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct IdleReading {
+    /// Where it was read: "GNOME Mutter IdleMonitor", "no user session", "none readable"...
+    /// (`probe::IdleSource`).
+    pub source: String,
+    /// Seconds since the user's last input; absent when there is no user session or it cannot
+    /// be read.
+    pub idle_seconds: Option<u64>,
+    /// There is a user session but its idle time could not be read: donated compute waits.
+    pub unknown: bool,
+    /// When it was read.
+    pub read_at: UnixMillis,
 }
 
 impl AgentState {
