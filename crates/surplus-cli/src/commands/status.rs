@@ -97,6 +97,9 @@ pub(crate) async fn status(context: &Control, json: bool) -> anyhow::Result<()> 
         (None, true) => "running, connecting".to_owned(),
     };
     println!("agent:        {agent_line}");
+    if let Some(idle) = view.agent.as_ref().and_then(|state| state.idle.as_ref()) {
+        println!("user:         {}", describe_idle(idle));
+    }
     if let Some(counts) = view.snapshots.as_ref().filter(|c| !c.is_empty()) {
         let parts: Vec<String> = counts
             .iter()
@@ -173,4 +176,20 @@ pub(crate) async fn status(context: &Control, json: bool) -> anyhow::Result<()> 
         );
     }
     Ok(())
+}
+
+/// The user's idle time as the agent last read it, and where from.
+fn describe_idle(idle: &surplus_agent::worker::IdleReading) -> String {
+    let source = &idle.source;
+    let at = time(Some(idle.read_at));
+    match idle.idle_seconds {
+        Some(seconds) => {
+            let idle_for = humantime::format_duration(std::time::Duration::from_secs(seconds));
+            format!("idle for {idle_for} at {at} (read from {source})")
+        }
+        None if idle.unknown => format!(
+            "idle time unknown at {at} (source: {source}): donated compute waits until it can be read"
+        ),
+        None => format!("{source} at {at}: counts as idle"),
+    }
 }
