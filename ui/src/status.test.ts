@@ -14,7 +14,7 @@ const overview: Overview = {
     bandwidth_bytes_per_second: null,
     consent: { storage: true, compute: false },
     storage: { quota_bytes: null, floor_bytes: null, vault_path: null },
-    compute: { cores_percent: 50, idle_minutes: 5, busy_cpu_percent: 25, on_battery: false },
+    compute: { cores_percent: 50, idle_minutes: 5, busy_cpu_percent: 25, on_battery: false, pause_in_full_screen: true },
     pause: { paused: "running" },
     backup: { folders: ["/home/ann/Documents"] },
   },

@@ -7,8 +7,8 @@
 //! ended. Its names and limits passed [`crate::untrusted`] before it came here; its input is
 //! written into a fresh private folder of its own (`compute/runs/<run>/input`), which is the
 //! only folder the task sees, and which is removed when it ends. All running tasks share one pause switch, which [`hold_reason`] drives: when the user
-//! comes back (or pauses donation, withdraws consent, unplugs the charger, leaves the schedule
-//! window) every task is paused at its next epoch tick, and resumes where it stopped once the
+//! comes back (or pauses donation, withdraws consent, a full-screen window takes the focus, the
+//! CPU runs hot, the charger is unplugged, the schedule window ends) every task is paused at its next epoch tick, and resumes where it stopped once the
 //! machine is free again. A task that stays paused past its deadline is abandoned; the hub has
 //! sent it elsewhere by then.
 
@@ -19,15 +19,16 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use surplus_protocol::{
-    BlobRef, FailureCode, Floats, InstructionResult, JobInput, TaskLimits, TaskOutcome, UnixMillis,
-    UserActivity,
+    BlobRef, ComfortHold, FailureCode, Floats, InstructionResult, JobInput, TaskLimits,
+    TaskOutcome, UnixMillis, UserActivity,
 };
 use surplus_sandbox::{Limits, Outcome, Sandbox, Task};
 use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 
 use crate::client::HubClient;
-use crate::settings::Settings;
+use crate::probe::Comfort;
+use crate::settings::{ComputeSettings, Settings};
 use crate::untrusted;
 
 /// Set (to anything but empty) only by tests, and honoured only by a build with the `test-hooks`
@@ -88,6 +89,7 @@ pub fn serve_task() -> std::process::ExitCode {
 pub fn hold_reason(
     settings: &Settings,
     user: UserActivity,
+    comfort: Option<ComfortHold>,
     on_battery: Option<bool>,
     now: UnixMillis,
     local_minute: u16,
@@ -100,6 +102,9 @@ pub fn hold_reason(
     }
     if let Some(reason) = user_holds(user, settings) {
         return Some(reason);
+    }
+    if let Some(hold) = comfort {
+        return Some(describe_comfort(hold));
     }
     if on_battery == Some(true) && !settings.compute.on_battery {
         return Some("on battery");
@@ -123,6 +128,69 @@ pub fn user_holds(user: UserActivity, settings: &Settings) -> Option<&'static st
         UserActivity::Idle { idle_seconds } => (idle_seconds
             < u64::from(settings.compute.idle_minutes) * 60)
             .then_some("the user is back"),
+    }
+}
+
+/// A comfort rule that holds compute, as the tray says it.
+pub fn describe_comfort(hold: ComfortHold) -> &'static str {
+    match hold {
+        ComfortHold::FullScreen => "you are in a full-screen app",
+        ComfortHold::TooHot => "the CPU is too hot",
+    }
+}
+
+/// How long after a full-screen window last had the focus donated work stays held: a film that
+/// leaves full screen for a moment, or a game between two scenes, does not let it back in.
+pub const FULL_SCREEN_LINGER_MS: UnixMillis = 60_000;
+
+/// Degrees below the user's temperature limit the CPU must cool to before held work resumes:
+/// donated work heats it, so without this margin it would stop and start around the limit.
+pub const HEAT_HYSTERESIS: f32 = 5.0;
+
+/// The comfort rules and what they remember between readings, which keeps them from flapping:
+/// a full-screen window holds compute at once and for [`FULL_SCREEN_LINGER_MS`] after it last
+/// had the focus; a hot CPU holds it above the user's limit and until it is [`HEAT_HYSTERESIS`]
+/// degrees below.
+#[derive(Debug, Default)]
+pub struct ComfortRules {
+    full_screen_seen: Option<UnixMillis>,
+    hot: bool,
+}
+
+impl ComfortRules {
+    /// The rule that holds compute after this reading at `now`, if any. What cannot be read
+    /// holds nothing (the idle time remains the condition for donating).
+    pub fn judge(
+        &mut self,
+        settings: &ComputeSettings,
+        comfort: Comfort,
+        now: UnixMillis,
+    ) -> Option<ComfortHold> {
+        if comfort.full_screen == Some(true) {
+            self.full_screen_seen = Some(now);
+        }
+        let full_screen = settings.pause_in_full_screen
+            && self
+                .full_screen_seen
+                .is_some_and(|seen| now.saturating_sub(seen) < FULL_SCREEN_LINGER_MS);
+        self.hot = match (settings.max_cpu_celsius, comfort.cpu_celsius) {
+            (Some(limit), Some(celsius)) => {
+                let limit = f32::from(limit);
+                if self.hot {
+                    celsius > limit - HEAT_HYSTERESIS
+                } else {
+                    celsius > limit
+                }
+            }
+            _ => false,
+        };
+        if full_screen {
+            Some(ComfortHold::FullScreen)
+        } else if self.hot {
+            Some(ComfortHold::TooHot)
+        } else {
+            None
+        }
     }
 }
 
@@ -606,41 +674,135 @@ mod tests {
     #[test]
     fn compute_is_held_for_the_user_and_their_settings() {
         let settings = consenting();
-        assert_eq!(hold_reason(&settings, AWAY, Some(false), 0, 600), None);
         assert_eq!(
-            hold_reason(&settings, UserActivity::None, None, 0, 600),
+            hold_reason(&settings, AWAY, None, Some(false), 0, 600),
+            None
+        );
+        assert_eq!(
+            hold_reason(&settings, UserActivity::None, None, None, 0, 600),
             None
         );
         let back = UserActivity::Idle { idle_seconds: 3 };
         assert_eq!(
-            hold_reason(&settings, back, Some(false), 0, 600),
+            hold_reason(&settings, back, None, Some(false), 0, 600),
             Some("the user is back")
         );
-        assert!(hold_reason(&settings, UserActivity::Unknown, None, 0, 600).is_some());
+        assert!(hold_reason(&settings, UserActivity::Unknown, None, None, 0, 600).is_some());
         assert_eq!(
-            hold_reason(&settings, AWAY, Some(true), 0, 600),
+            hold_reason(&settings, AWAY, None, Some(true), 0, 600),
             Some("on battery")
         );
         assert_eq!(
-            hold_reason(&Settings::default(), AWAY, None, 0, 600),
+            hold_reason(&Settings::default(), AWAY, None, None, 0, 600),
             Some("compute consent withdrawn")
         );
         let mut paused = consenting();
         paused.pause = PauseState::Until { until: 1000 };
         assert_eq!(
-            hold_reason(&paused, AWAY, None, 999, 600),
+            hold_reason(&paused, AWAY, None, None, 999, 600),
             Some("donation paused")
         );
-        assert_eq!(hold_reason(&paused, AWAY, None, 1000, 600), None);
+        assert_eq!(hold_reason(&paused, AWAY, None, None, 1000, 600), None);
         let mut night = consenting();
         night.compute.window = Some(TimeWindow {
             start_minute: 22 * 60,
             end_minute: 6 * 60,
         });
-        assert_eq!(hold_reason(&night, AWAY, None, 0, 23 * 60), None);
+        assert_eq!(hold_reason(&night, AWAY, None, None, 0, 23 * 60), None);
         assert_eq!(
-            hold_reason(&night, AWAY, None, 0, 12 * 60),
+            hold_reason(&night, AWAY, None, None, 0, 12 * 60),
             Some("outside the schedule window")
+        );
+        let full_screen = Some(ComfortHold::FullScreen);
+        assert_eq!(
+            hold_reason(&settings, AWAY, full_screen, Some(false), 0, 600),
+            Some("you are in a full-screen app")
+        );
+        assert_eq!(
+            hold_reason(&settings, back, full_screen, Some(false), 0, 600),
+            Some("the user is back")
+        );
+    }
+
+    #[test]
+    fn a_full_screen_window_holds_compute_until_it_has_been_gone_a_minute() {
+        let settings = ComputeSettings::default();
+        let mut rules = ComfortRules::default();
+        let seen = |full_screen| Comfort {
+            full_screen,
+            cpu_celsius: None,
+        };
+        assert_eq!(rules.judge(&settings, seen(Some(false)), 0), None);
+        assert_eq!(
+            rules.judge(&settings, seen(Some(true)), 1_000),
+            Some(ComfortHold::FullScreen)
+        );
+        // Gone, or unreadable: held for the linger after it was last seen, then free.
+        let left = 1_000 + FULL_SCREEN_LINGER_MS;
+        assert_eq!(
+            rules.judge(&settings, seen(Some(false)), left - 1),
+            Some(ComfortHold::FullScreen)
+        );
+        assert_eq!(
+            rules.judge(&settings, seen(None), left - 1),
+            Some(ComfortHold::FullScreen)
+        );
+        assert_eq!(rules.judge(&settings, seen(Some(false)), left), None);
+        // Back in full screen for a moment: the linger starts again from then.
+        assert_eq!(
+            rules.judge(&settings, seen(Some(true)), left + 5),
+            Some(ComfortHold::FullScreen)
+        );
+        assert_eq!(
+            rules.judge(&settings, seen(Some(false)), left + 6),
+            Some(ComfortHold::FullScreen)
+        );
+        // A user who turned the rule off is never held by it.
+        let off = ComputeSettings {
+            pause_in_full_screen: false,
+            ..ComputeSettings::default()
+        };
+        assert_eq!(rules.judge(&off, seen(Some(true)), left + 7), None);
+    }
+
+    #[test]
+    fn a_hot_cpu_holds_compute_until_it_has_cooled_by_the_margin() {
+        let settings = ComputeSettings {
+            max_cpu_celsius: Some(80),
+            ..ComputeSettings::default()
+        };
+        let mut rules = ComfortRules::default();
+        let at = |celsius| Comfort {
+            full_screen: None,
+            cpu_celsius: Some(celsius),
+        };
+        assert_eq!(rules.judge(&settings, at(80.0), 0), None);
+        assert_eq!(
+            rules.judge(&settings, at(80.5), 0),
+            Some(ComfortHold::TooHot)
+        );
+        assert_eq!(
+            rules.judge(&settings, at(75.5), 0),
+            Some(ComfortHold::TooHot)
+        );
+        assert_eq!(rules.judge(&settings, at(75.0), 0), None);
+        assert_eq!(rules.judge(&settings, at(79.0), 0), None);
+        // No limit set, or no sensor to read: never held.
+        assert_eq!(rules.judge(&ComputeSettings::default(), at(99.0), 0), None);
+        let unreadable = Comfort::default();
+        assert_eq!(
+            rules.judge(&settings, at(90.0), 0),
+            Some(ComfortHold::TooHot)
+        );
+        assert_eq!(rules.judge(&settings, unreadable, 0), None);
+        // A full screen and a hot CPU at once: the full screen is named.
+        let both = Comfort {
+            full_screen: Some(true),
+            cpu_celsius: Some(90.0),
+        };
+        assert_eq!(
+            rules.judge(&settings, both, 0),
+            Some(ComfortHold::FullScreen)
         );
     }
 }

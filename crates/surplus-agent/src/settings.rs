@@ -17,7 +17,7 @@ use surplus_protocol::{ComputeLimits, Consent, PauseState, TimeWindow};
 use crate::atomic_file::{self, Visibility};
 use crate::client::HubTrust;
 use crate::disk::DiskSpace;
-use crate::units::{GIB, MINUTES_PER_DAY, format_window};
+use crate::units::{GIB, MAX_CPU_CELSIUS, MIN_CPU_CELSIUS, MINUTES_PER_DAY, format_window};
 use crate::vault::VaultLimits;
 
 /// The most the default quota grows to, however large the disk: donating more should be a choice.
@@ -135,6 +135,14 @@ pub struct ComputeSettings {
     // a field's own `default`).
     #[cfg_attr(feature = "ts", ts(type = "string", optional))]
     pub window: Option<TimeWindow>,
+    /// Whether compute waits while a full-screen window has the focus (a game, a film, a video
+    /// call), which the idle time alone misses: none of them moves the mouse.
+    pub pause_in_full_screen: bool,
+    /// Compute waits while the CPU is hotter than this, in degrees Celsius; `None` (the default)
+    /// for no limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub max_cpu_celsius: Option<u8>,
 }
 
 impl Default for ComputeSettings {
@@ -145,6 +153,8 @@ impl Default for ComputeSettings {
             busy_cpu_percent: 25,
             on_battery: false,
             window: None,
+            pause_in_full_screen: true,
+            max_cpu_celsius: None,
         }
     }
 }
@@ -264,6 +274,18 @@ impl Settings {
                 "compute.busy_cpu_percent",
                 compute.busy_cpu_percent.to_string(),
                 "must be 0-100",
+            ));
+        }
+        if let Some(celsius) = compute
+            .max_cpu_celsius
+            .filter(|c| !(MIN_CPU_CELSIUS..=MAX_CPU_CELSIUS).contains(c))
+        {
+            return Err(invalid(
+                "compute.max_cpu_celsius",
+                celsius.to_string(),
+                format!(
+                    "must be {MIN_CPU_CELSIUS}-{MAX_CPU_CELSIUS} degrees Celsius; leave it unset for no limit"
+                ),
             ));
         }
         if let Some(window) = compute.window {
@@ -510,6 +532,8 @@ mod tests {
                     start_minute: 22 * 60,
                     end_minute: 6 * 60,
                 }),
+                pause_in_full_screen: false,
+                max_cpu_celsius: Some(80),
             },
             pause: PauseState::Until {
                 until: 1_700_000_000_000,
@@ -525,6 +549,7 @@ mod tests {
         settings.save(&data).expect("save");
         let text = std::fs::read_to_string(Settings::path(&data)).expect("read");
         assert!(text.contains("window = \"22:00-06:00\""), "{text}");
+        assert!(text.contains("max_cpu_celsius = 80"), "{text}");
         assert_eq!(Settings::load(&data).expect("load"), settings);
 
         let indefinitely = Settings {
@@ -637,6 +662,16 @@ mod tests {
                     ..Default::default()
                 },
                 "compute.busy_cpu_percent 101",
+            ),
+            (
+                Settings {
+                    compute: ComputeSettings {
+                        max_cpu_celsius: Some(30),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+                "compute.max_cpu_celsius 30",
             ),
             (
                 Settings {

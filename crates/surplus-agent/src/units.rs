@@ -132,6 +132,34 @@ pub fn parse_percent(input: &str) -> Result<u8, InputError> {
     }
 }
 
+/// The range a CPU temperature limit may be set in, in degrees Celsius: below it a CPU idles
+/// warmer than the limit, above it the CPU throttles itself first.
+pub const MIN_CPU_CELSIUS: u8 = 40;
+pub const MAX_CPU_CELSIUS: u8 = 100;
+
+/// Parses a CPU temperature limit such as `80`, `80C` or `80 °C` (whole degrees Celsius, from
+/// [`MIN_CPU_CELSIUS`] to [`MAX_CPU_CELSIUS`]).
+pub fn parse_celsius(input: &str) -> Result<u8, InputError> {
+    const WHAT: &str = "temperature";
+    let text = input.trim();
+    let digits = text
+        .strip_suffix(['C', 'c'])
+        .map(|rest| rest.trim_end().trim_end_matches('°').trim_end())
+        .unwrap_or(text);
+    let range = format!("must be from {MIN_CPU_CELSIUS} to {MAX_CPU_CELSIUS} °C");
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(InputError::new(
+            WHAT,
+            input,
+            format!("expected whole degrees Celsius, such as 80C; {range}"),
+        ));
+    }
+    match digits.parse::<u8>() {
+        Ok(value) if (MIN_CPU_CELSIUS..=MAX_CPU_CELSIUS).contains(&value) => Ok(value),
+        _ => Err(InputError::new(WHAT, input, range)),
+    }
+}
+
 /// Parses a daily window such as `22:00-06:00` (local time). An end before the start wraps past
 /// midnight; `24:00` is accepted as an end and means midnight. The start and end must differ.
 pub fn parse_window(input: &str) -> Result<TimeWindow, InputError> {
@@ -346,6 +374,23 @@ mod tests {
         for input in bad {
             let error = parse_size(input).expect_err(input);
             assert_eq!(error.input, input);
+            assert!(error.to_string().contains(&format!("{input:?}")), "{error}");
+        }
+    }
+
+    #[test]
+    fn temperatures() {
+        for (input, expected) in [
+            ("80", 80),
+            ("80C", 80),
+            ("80 °C", 80),
+            (" 40c ", 40),
+            ("100", 100),
+        ] {
+            assert_eq!(parse_celsius(input), Ok(expected), "{input}");
+        }
+        for input in ["", "C", "39", "101", "-5", "80.5", "80F", "hot", "1000"] {
+            let error = parse_celsius(input).expect_err(input);
             assert!(error.to_string().contains(&format!("{input:?}")), "{error}");
         }
     }

@@ -307,6 +307,12 @@ struct LimitsArgs {
     /// The most bytes per second to move, e.g. 5MiB/s, or `none`.
     #[arg(long)]
     bandwidth: Option<String>,
+    /// Whether compute waits while a full-screen window has the focus (a game, a film, a call).
+    #[arg(long, value_parser = on_off)]
+    pause_in_full_screen: Option<bool>,
+    /// Compute waits while the CPU is hotter than this many degrees Celsius, or `none`.
+    #[arg(long)]
+    max_cpu_temperature: Option<String>,
 }
 
 fn on_off(text: &str) -> Result<bool, String> {

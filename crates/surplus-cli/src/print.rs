@@ -49,6 +49,21 @@ pub(crate) fn print_limits(settings: &Settings) {
         if c.on_battery { "allowed" } else { "never" }
     );
     println!(
+        "full screen: {}",
+        if c.pause_in_full_screen {
+            "compute waits while a full-screen app has the focus"
+        } else {
+            "compute runs whatever has the focus"
+        }
+    );
+    println!(
+        "CPU temperature: {}",
+        c.max_cpu_celsius.map_or_else(
+            || "no limit".to_owned(),
+            |celsius| format!("compute waits above {celsius} °C")
+        )
+    );
+    println!(
         "window: {}",
         c.window
             .map_or_else(|| "any time".to_owned(), format_window)

@@ -8,8 +8,8 @@
 use std::collections::HashSet;
 
 use surplus_protocol::{
-    BackupPlan, BackupSettings, Coding, Spare, SpareReason, StatusReport, SubscriberStatus,
-    UnixMillis, UserActivity,
+    BackupPlan, BackupSettings, Coding, ComfortHold, Spare, SpareReason, StatusReport,
+    SubscriberStatus, UnixMillis, UserActivity,
 };
 use uuid::Uuid;
 
@@ -75,6 +75,11 @@ fn compute(
                 return Err(SpareReason::UserActive);
             }
         }
+    }
+    match report.comfort {
+        None => {}
+        Some(ComfortHold::FullScreen) => return Err(SpareReason::FullScreen),
+        Some(ComfortHold::TooHot) => return Err(SpareReason::TooHot),
     }
     if report.on_battery == Some(true) && !limits.on_battery {
         return Err(SpareReason::OnBattery);
@@ -233,6 +238,7 @@ mod tests {
                 window: None,
             },
             pause: PauseState::Running,
+            comfort: None,
         }
     }
 
@@ -382,6 +388,29 @@ mod tests {
             Ok(1),
         );
         check(|r| r.limits.cores_percent = 100, Ok(15 * GIB), Ok(8));
+    }
+
+    #[test]
+    fn compute_keeps_to_the_comfort_rules_the_agent_judged() {
+        check(
+            |r| r.comfort = Some(ComfortHold::FullScreen),
+            Ok(15 * GIB),
+            Err(SpareReason::FullScreen),
+        );
+        check(
+            |r| r.comfort = Some(ComfortHold::TooHot),
+            Ok(15 * GIB),
+            Err(SpareReason::TooHot),
+        );
+        // The user's own return is the stronger reason, and is named first.
+        check(
+            |r| {
+                r.comfort = Some(ComfortHold::FullScreen);
+                r.user = UserActivity::Idle { idle_seconds: 0 };
+            },
+            Ok(15 * GIB),
+            Err(SpareReason::UserActive),
+        );
     }
 
     #[test]

@@ -134,6 +134,7 @@ pub fn for_device(index: usize, count: usize) -> Vec<StatusReport> {
                 consent,
                 limits: limits.clone(),
                 pause,
+                comfort: None,
             }
         })
         .collect()

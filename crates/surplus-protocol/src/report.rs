@@ -30,6 +30,23 @@ pub struct StatusReport {
     pub consent: Consent,
     pub limits: ComputeLimits,
     pub pause: PauseState,
+    /// A comfort rule of the device's user that holds donated compute now (a full-screen app is
+    /// in front, the CPU runs hot), as the agent judged it with its own hysteresis; absent when
+    /// none holds, and from agents that predate the rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comfort: Option<ComfortHold>,
+}
+
+/// A comfort rule that holds donated compute even though the user is away from the keyboard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub enum ComfortHold {
+    /// A full-screen window has the focus: a game, a film, a video call, a presentation, none of
+    /// which moves the mouse.
+    FullScreen,
+    /// The CPU is above the temperature the user set.
+    TooHot,
 }
 
 impl StatusReport {
@@ -258,6 +275,10 @@ pub enum SpareReason {
     CpuBusy,
     OutsideWindow,
     NoCores,
+    /// A full-screen app has the focus ([`ComfortHold::FullScreen`]).
+    FullScreen,
+    /// The CPU is above the user's temperature limit ([`ComfortHold::TooHot`]).
+    TooHot,
 }
 
 impl SpareReason {
@@ -274,6 +295,8 @@ impl SpareReason {
             Self::CpuBusy => "other programs busy",
             Self::OutsideWindow => "outside the schedule window",
             Self::NoCores => "no cores allowed",
+            Self::FullScreen => "a full-screen app is in use",
+            Self::TooHot => "the CPU is too hot",
         }
     }
 }

@@ -25,4 +25,14 @@ on_battery: boolean,
  * file. Kept parsed so that an unreadable window is refused when the file is loaded rather
  * than silently ignored when compute is scheduled.
  */
-window?: string, };
+window?: string, 
+/**
+ * Whether compute waits while a full-screen window has the focus (a game, a film, a video
+ * call), which the idle time alone misses: none of them moves the mouse.
+ */
+pause_in_full_screen: boolean, 
+/**
+ * Compute waits while the CPU is hotter than this, in degrees Celsius; `None` (the default)
+ * for no limit.
+ */
+max_cpu_celsius?: number, };

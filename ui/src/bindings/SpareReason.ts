@@ -3,4 +3,4 @@
 /**
  * Why a resource is not spare right now.
  */
-export type SpareReason = "no_consent" | "paused" | "subscriber_inactive" | "vault_full" | "disk_floor" | "user_active" | "idle_unknown" | "on_battery" | "cpu_busy" | "outside_window" | "no_cores";
+export type SpareReason = "no_consent" | "paused" | "subscriber_inactive" | "vault_full" | "disk_floor" | "user_active" | "idle_unknown" | "on_battery" | "cpu_busy" | "outside_window" | "no_cores" | "full_screen" | "too_hot";

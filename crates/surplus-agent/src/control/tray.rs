@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use serde::Serialize;
-use surplus_protocol::{PauseState, SpareReason, UnixMillis};
+use surplus_protocol::{ComfortHold, PauseState, SpareReason, UnixMillis};
 
 use crate::settings::Settings;
 use crate::worker::AgentState;
@@ -101,21 +101,39 @@ pub fn tray_status(
     } else {
         parts.push("Donating compute".to_owned());
     }
+    let tasks = match state.tasks_running {
+        1 => "1 task".to_owned(),
+        n => format!("{n} tasks"),
+    };
     if state.tasks_running > 0 {
-        let tasks = if state.tasks_running == 1 {
-            "1 task running".to_owned()
-        } else {
-            format!("{} tasks running", state.tasks_running)
-        };
         parts.push(match &state.compute_held {
-            Some(reason) => format!("{tasks}, held ({reason})"),
-            None => tasks,
+            Some(reason) => format!("{tasks} paused: {reason}"),
+            None => format!("{tasks} running"),
         });
+    } else if let Some(reason) = state
+        .spare
+        .and_then(|spare| spare.compute_reason)
+        .and_then(comfort_hold)
+    {
+        // Nothing runs, but the user should know why nothing will while this lasts.
+        parts.push(format!(
+            "Compute paused: {}",
+            crate::compute::describe_comfort(reason)
+        ));
     }
     TrayStatus {
         state: TrayState::Donating,
         line: parts.join(" · "),
         paused: false,
+    }
+}
+
+/// The comfort rule behind a reason the hub gave for no spare compute, if it is one.
+fn comfort_hold(reason: SpareReason) -> Option<ComfortHold> {
+    match reason {
+        SpareReason::FullScreen => Some(ComfortHold::FullScreen),
+        SpareReason::TooHot => Some(ComfortHold::TooHot),
+        _ => None,
     }
 }
 
@@ -266,11 +284,32 @@ mod tests {
             tray_status(true, &settings, &state, 0, clock).line,
             "Donating 11.5 GiB · 2 tasks running"
         );
-        state.compute_held = Some("user active".into());
+        state.compute_held = Some("you are in a full-screen app".into());
         state.tasks_running = 1;
         assert_eq!(
             tray_status(true, &settings, &state, 0, clock).line,
-            "Donating 11.5 GiB · 1 task running, held (user active)"
+            "Donating 11.5 GiB · 1 task paused: you are in a full-screen app"
+        );
+    }
+
+    #[test]
+    fn the_status_line_says_why_compute_waits_for_the_users_comfort() {
+        let (settings, mut state) = donating();
+        state.spare = spare(None, Some(SpareReason::FullScreen));
+        assert_eq!(
+            tray_status(true, &settings, &state, 0, clock).line,
+            "Donating 11.5 GiB · Compute paused: you are in a full-screen app"
+        );
+        state.spare = spare(None, Some(SpareReason::TooHot));
+        assert_eq!(
+            tray_status(true, &settings, &state, 0, clock).line,
+            "Donating 11.5 GiB · Compute paused: the CPU is too hot"
+        );
+        // Other reasons are the ordinary course of things, not worth a word in the tray.
+        state.spare = spare(None, Some(SpareReason::UserActive));
+        assert_eq!(
+            tray_status(true, &settings, &state, 0, clock).line,
+            "Donating 11.5 GiB"
         );
     }
 

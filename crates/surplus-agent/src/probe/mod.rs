@@ -20,6 +20,8 @@ use crate::disk::{DiskSpace, disk_space};
 
 #[cfg(all(unix, not(target_os = "macos")))]
 mod dbus;
+#[cfg(all(unix, not(target_os = "macos")))]
+mod full_screen;
 mod idle;
 mod overrides;
 #[cfg(all(unix, not(target_os = "macos")))]
@@ -29,6 +31,8 @@ mod wayland;
 #[cfg(all(unix, not(target_os = "macos")))]
 mod x11;
 
+#[cfg(all(unix, not(target_os = "macos")))]
+use full_screen::X11FullScreen;
 #[cfg(all(unix, not(target_os = "macos")))]
 use idle::DesktopIdle;
 pub use idle::IdleSource;
@@ -67,6 +71,19 @@ pub struct Sample {
     pub on_battery: Option<bool>,
     /// The file system that holds the vault.
     pub disk: DiskSpace,
+    /// What the user's comfort rules look at.
+    pub comfort: Comfort,
+}
+
+/// What the user's comfort rules look at: things that make donated work unwelcome even while
+/// nobody touches the keyboard. `None` where it cannot be read, which holds nothing: the rules
+/// are a courtesy on top of the idle time, not a condition for donating.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Comfort {
+    /// Whether the window with the focus covers the whole screen.
+    pub full_screen: Option<bool>,
+    /// The hottest CPU sensor, in degrees Celsius.
+    pub cpu_celsius: Option<f32>,
 }
 
 impl Sample {
@@ -87,6 +104,7 @@ impl Sample {
                 total_bytes: 500 * GIB,
                 free_bytes: 250 * GIB,
             },
+            comfort: Comfort::default(),
         }
     }
 }
@@ -117,6 +135,11 @@ pub trait Probe: Send {
     fn idle_source(&self) -> Option<IdleSource> {
         None
     }
+
+    /// Only what the comfort rules look at, as cheaply.
+    fn comfort(&mut self) -> Comfort {
+        self.sample(Path::new(".")).comfort
+    }
 }
 
 impl<P: Probe + ?Sized> Probe for Box<P> {
@@ -135,6 +158,10 @@ impl<P: Probe + ?Sized> Probe for Box<P> {
     fn idle_source(&self) -> Option<IdleSource> {
         (**self).idle_source()
     }
+
+    fn comfort(&mut self) -> Comfort {
+        (**self).comfort()
+    }
 }
 
 /// The real machine.
@@ -151,6 +178,10 @@ pub struct SystemProbe {
     idle: DesktopIdle,
     /// The source of the latest reading of the user's activity.
     idle_source: Option<IdleSource>,
+    #[cfg(all(unix, not(target_os = "macos")))]
+    full_screen: X11FullScreen,
+    /// The temperature sensors, listed once.
+    sensors: sysinfo::Components,
     /// Whether a disk measurement failure was already logged, so a broken mount does not flood
     /// the log every few seconds.
     disk_warned: bool,
@@ -181,6 +212,9 @@ impl SystemProbe {
             #[cfg(all(unix, not(target_os = "macos")))]
             idle: DesktopIdle::new(Session::from_env()),
             idle_source: None,
+            #[cfg(all(unix, not(target_os = "macos")))]
+            full_screen: X11FullScreen::default(),
+            sensors: sysinfo::Components::new_with_refreshed_list(),
             disk_warned: false,
         }
     }
@@ -296,6 +330,33 @@ impl SystemProbe {
         activity
     }
 
+    /// Whether a full-screen window has the focus: read from the window manager on X11 (which
+    /// includes the X clients of a Wayland session, such as most games); unknown elsewhere.
+    fn full_screen(&mut self) -> Option<bool> {
+        #[cfg(all(unix, not(target_os = "macos")))]
+        {
+            let set = |name: &str| std::env::var_os(name).is_some_and(|value| !value.is_empty());
+            if set("DISPLAY") {
+                return self.full_screen.full_screen();
+            }
+        }
+        None
+    }
+
+    /// The hottest CPU sensor: the package or core temperatures that Linux's `coretemp` and
+    /// `k10temp` drivers report (`Package id 0`, `Core 3`, `Tctl`), or any sensor named for the
+    /// CPU.
+    fn cpu_celsius(&mut self) -> Option<f32> {
+        self.sensors.refresh(false);
+        self.sensors
+            .list()
+            .iter()
+            .filter(|sensor| is_cpu_sensor(sensor.label()))
+            .filter_map(sysinfo::Component::temperature)
+            .filter(|celsius| celsius.is_finite())
+            .reduce(f32::max)
+    }
+
     fn disk(&mut self, vault_dir: &Path) -> DiskSpace {
         match disk_space(vault_dir) {
             Ok(space) => {
@@ -332,6 +393,7 @@ impl Probe for SystemProbe {
             user: self.user_activity(),
             on_battery: self.on_battery(),
             disk: self.disk(vault_dir),
+            comfort: self.comfort(),
         }
     }
 
@@ -346,6 +408,30 @@ impl Probe for SystemProbe {
     fn idle_source(&self) -> Option<IdleSource> {
         self.idle_source
     }
+
+    fn comfort(&mut self) -> Comfort {
+        Comfort {
+            full_screen: self.full_screen(),
+            cpu_celsius: self.cpu_celsius(),
+        }
+    }
+}
+
+/// Whether a temperature sensor's label names the CPU.
+fn is_cpu_sensor(label: &str) -> bool {
+    let label = label.to_ascii_lowercase();
+    [
+        "cpu",
+        "package id",
+        "core ",
+        "tctl",
+        "tdie",
+        "coretemp",
+        "k10temp",
+        "soc_thermal",
+    ]
+    .iter()
+    .any(|name| label.contains(name))
 }
 
 /// A probe that reports whatever was last put into it, for tests.

@@ -6,14 +6,14 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use surplus_protocol::UserActivity;
 
-use super::{Probe, Sample, override_path};
+use super::{Comfort, Probe, Sample, override_path};
 use crate::disk::{DiskGauge, DiskSpace};
 
 /// The fields an override file may set; each one present replaces the measured value.
 ///
 /// ```json
 /// {"user": {"session": "idle", "idle_seconds": 0}, "on_battery": true, "busy_percent": 90,
-///  "disk_free_bytes": 123}
+///  "disk_free_bytes": 123, "full_screen": true, "cpu_celsius": 85}
 /// ```
 ///
 /// Unknown fields make the file malformed, so that a misspelt field is reported rather than
@@ -29,6 +29,8 @@ pub struct ProbeOverride {
     pub memory_available_bytes: Option<u64>,
     pub disk_total_bytes: Option<u64>,
     pub disk_free_bytes: Option<u64>,
+    pub full_screen: Option<bool>,
+    pub cpu_celsius: Option<f32>,
 }
 
 impl ProbeOverride {
@@ -53,6 +55,17 @@ impl ProbeOverride {
             sample.memory.available_bytes = available;
         }
         self.apply_disk(&mut sample.disk);
+        self.apply_comfort(&mut sample.comfort);
+    }
+
+    /// Replaces the comfort readings this override sets.
+    pub fn apply_comfort(&self, comfort: &mut Comfort) {
+        if let Some(full_screen) = self.full_screen {
+            comfort.full_screen = Some(full_screen);
+        }
+        if let Some(celsius) = self.cpu_celsius {
+            comfort.cpu_celsius = Some(celsius);
+        }
     }
 
     /// Replaces the disk fields this override sets.
@@ -172,6 +185,14 @@ impl<P: Probe> Probe for OverrideProbe<P> {
             None => self.inner.busy(),
         }
     }
+
+    fn comfort(&mut self) -> Comfort {
+        let mut comfort = self.inner.comfort();
+        if let Some(overrides) = self.file.read() {
+            overrides.apply_comfort(&mut comfort);
+        }
+        comfort
+    }
 }
 
 /// A disk gauge for the vault that honours the disk fields of the override file, so that an
@@ -221,7 +242,7 @@ mod tests {
         std::fs::write(
             &path,
             r#"{"user": {"session": "idle", "idle_seconds": 0}, "on_battery": true,
-                "busy_percent": 90, "disk_free_bytes": 123}"#,
+                "busy_percent": 90, "disk_free_bytes": 123, "full_screen": true}"#,
         )
         .expect("write");
         let sample = probe.sample(dir.path());
@@ -229,6 +250,9 @@ mod tests {
         assert_eq!(sample.on_battery, Some(true));
         assert_eq!(sample.busy_percent, 90.0);
         assert_eq!(sample.disk.free_bytes, 123);
+        assert_eq!(sample.comfort.full_screen, Some(true));
+        assert_eq!(probe.comfort().full_screen, Some(true));
+        assert_eq!(probe.comfort().cpu_celsius, None);
         assert_eq!(
             sample.disk.total_bytes,
             Sample::idle_server().disk.total_bytes

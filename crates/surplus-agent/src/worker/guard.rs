@@ -9,7 +9,7 @@ use super::shared::Shared;
 use crate::clock::now_ms;
 
 /// Pauses running tasks as soon as the machine is not free for them (the user is back, donation
-/// paused or consent withdrawn, on battery, outside the window) and resumes them when it is again.
+/// paused or consent withdrawn, a full-screen app or a hot CPU, on battery, outside the window) and resumes them when it is again.
 /// The user's activity is read every [`crate::compute::GUARD_INTERVAL`] while tasks run, so that a
 /// task is paused well within a second of the user's return; while none runs, the guard sleeps
 /// until one is admitted, so an idle agent is not woken five times a second.
@@ -39,10 +39,11 @@ pub(super) async fn compute_guard(
             continue;
         }
         let settings = shared.settings();
-        let (user, reading) = {
+        let (user, reading, comfort) = {
             let mut probe = shared.probe.lock().unwrap_or_else(PoisonError::into_inner);
-            (probe.user(), probe.busy())
+            (probe.user(), probe.busy(), probe.comfort())
         };
+        let comfort = shared.comfort_hold(&settings, comfort);
         let smoothed = busy.map_or(reading, |before| {
             before + (reading - before) * crate::compute::BUSY_SMOOTHING
         });
@@ -56,6 +57,7 @@ pub(super) async fn compute_guard(
         let held = crate::compute::hold_reason(
             &settings,
             user,
+            comfort,
             on_battery,
             now_ms(),
             crate::clock::local_minute(),

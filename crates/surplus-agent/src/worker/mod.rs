@@ -128,6 +128,7 @@ impl Worker {
             backup_now: Notify::new(),
             compute: crate::compute::Compute::new(data_dir, options.task_runner.clone()),
             on_battery: Mutex::new(None),
+            comfort: Mutex::new(crate::compute::ComfortRules::default()),
             cores: std::sync::atomic::AtomicU32::new(0),
             failures: shared::Failures::default(),
             disk_overrides: options.disk_overrides.clone(),

@@ -26,6 +26,7 @@ pub(super) async fn report_loop(
     let mut interval = Duration::from_secs(30);
     let mut last_stamp = settings_stamp(&shared.data_dir);
     let mut away = None;
+    let mut comfort = None;
     let mut next_heartbeat = tokio::time::Instant::now();
     let mut history_at: Option<UnixMillis> = None;
     // When the vault is next checked against what the hub knows.
@@ -70,6 +71,12 @@ pub(super) async fn report_loop(
                     changed = true;
                 }
                 away = Some(now_away);
+                let now_comfort = shared.comfort_hold(&settings, sample.comfort);
+                if comfort.is_some_and(|was| was != now_comfort) {
+                    tracing::info!(hold = ?now_comfort, "comfort rules changed; reporting to the hub");
+                    changed = true;
+                }
+                comfort = Some(now_comfort);
                 if !changed {
                     continue;
                 }

@@ -4,14 +4,15 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use surplus_protocol::{StatusReport, UserActivity, VaultReport};
+use surplus_protocol::{ComfortHold, StatusReport, UserActivity, VaultReport};
 use tokio::sync::Notify;
 
 use super::journal::Journal;
 use super::state::{AgentState, IdleReading};
 use crate::client::HubClient;
 use crate::clock::{now_ms, utc_offset_minutes};
-use crate::probe::{Probe, Sample};
+use crate::compute::ComfortRules;
+use crate::probe::{Comfort, Probe, Sample};
 use crate::settings::Settings;
 use crate::untrusted;
 use crate::vault::{Vault, VaultError};
@@ -36,6 +37,8 @@ pub(super) struct Shared {
     pub(super) compute: crate::compute::Compute,
     /// Whether the machine ran on battery at the latest full sample.
     pub(super) on_battery: Mutex<Option<bool>>,
+    /// The user's comfort rules, which the reporter and the compute guard both judge by.
+    pub(super) comfort: Mutex<ComfortRules>,
     /// The machine's logical cores at the latest full sample (0 before the first).
     pub(super) cores: std::sync::atomic::AtomicU32,
     /// Requests that failed to reach the hub: after one, the vault is checked again against what
@@ -51,6 +54,18 @@ impl Shared {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// The comfort rule that holds compute after reading `comfort` now, if any.
+    pub(super) fn comfort_hold(
+        &self,
+        settings: &Settings,
+        comfort: Comfort,
+    ) -> Option<ComfortHold> {
+        self.comfort
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .judge(&settings.compute, comfort, now_ms())
     }
 
     /// What a task may ask of this device at most, from the cores last seen and the user's
@@ -181,7 +196,8 @@ impl Shared {
             reserved_bytes: 0,
             floor_bytes: settings.effective_floor(sample.disk),
         });
-        build_report(&settings, &sample, vault)
+        let comfort = self.comfort_hold(&settings, sample.comfort);
+        build_report(&settings, &sample, vault, comfort)
     }
 }
 
@@ -201,7 +217,12 @@ pub(super) async fn with_vault<T: Send + 'static>(
 }
 
 /// Puts the settings and a sample of the machine into the hub's report form.
-pub fn build_report(settings: &Settings, sample: &Sample, vault: VaultReport) -> StatusReport {
+pub fn build_report(
+    settings: &Settings,
+    sample: &Sample,
+    vault: VaultReport,
+    comfort: Option<ComfortHold>,
+) -> StatusReport {
     StatusReport {
         agent_version: env!("CARGO_PKG_VERSION").to_owned(),
         os: std::env::consts::OS.to_owned(),
@@ -222,6 +243,7 @@ pub fn build_report(settings: &Settings, sample: &Sample, vault: VaultReport) ->
         consent: settings.consent,
         limits: settings.compute_limits(),
         pause: settings.pause,
+        comfort,
     }
 }
 

@@ -22,6 +22,11 @@ pub(crate) fn limits(context: &Control, args: LimitsArgs) -> anyhow::Result<()> 
         Some("none") => Some(None),
         Some(text) => Some(Some(units::parse_rate(text)?)),
     };
+    let max_celsius = match args.max_cpu_temperature.as_deref() {
+        None => None,
+        Some("none") => Some(None),
+        Some(text) => Some(Some(units::parse_celsius(text)?)),
+    };
     let settings = context.update(|s| {
         if let Some(cores) = args.cores {
             s.compute.cores_percent = cores;
@@ -40,6 +45,12 @@ pub(crate) fn limits(context: &Control, args: LimitsArgs) -> anyhow::Result<()> 
         }
         if let Some(bandwidth) = bandwidth {
             s.bandwidth_bytes_per_second = bandwidth;
+        }
+        if let Some(pause) = args.pause_in_full_screen {
+            s.compute.pause_in_full_screen = pause;
+        }
+        if let Some(celsius) = max_celsius {
+            s.compute.max_cpu_celsius = celsius;
         }
     })?;
     print_limits(&settings);
