@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use surplus_agent::clock::now_ms;
 use surplus_agent::control::{
-    self, Choices, DiskChoice, Enrolled, Enrollment, EntryView, Overview, RestoreProgress,
-    Restored, SnapshotView,
+    self, Choices, ControlError, DiskChoice, Doing, Enrolled, Enrollment, EntryView, Overview,
+    Problem, RestoreProgress, Restored, SnapshotView,
 };
 use surplus_agent::settings::Settings;
 use surplus_desktop::autostart;
@@ -17,10 +17,10 @@ use tauri::{AppHandle, Emitter, Manager, State};
 
 use crate::Shell;
 
-type Answer<T> = Result<T, String>;
+type Answer<T> = Result<T, Problem>;
 
-fn text(error: impl std::fmt::Display) -> String {
-    error.to_string()
+fn text(error: ControlError) -> Problem {
+    error.explain(Doing::Other)
 }
 
 pub fn handler() -> impl Fn(tauri::ipc::Invoke) -> bool + Send + Sync + 'static {
@@ -29,6 +29,7 @@ pub fn handler() -> impl Fn(tauri::ipc::Invoke) -> bool + Send + Sync + 'static 
         disks,
         suggested_folders,
         enroll,
+        check_hub,
         apply,
         generate_passphrase,
         passphrase_problem,
@@ -63,10 +64,7 @@ fn overview(shell: State<'_, Shell>) -> Answer<Overview> {
         registered: shell.registered.load(std::sync::atomic::Ordering::SeqCst),
         wizard_done: surplus_desktop::wizard_done(shell.data_dir()),
         email,
-        hub_url: settings
-            .hub_url
-            .clone()
-            .unwrap_or_else(|| shell.default_hub.clone()),
+        hub_url: settings.hub_url.clone().or_else(control::packaged_hub),
         device_name: settings
             .device_name
             .clone()
@@ -94,10 +92,25 @@ fn suggested_folders() -> Vec<PathBuf> {
 
 #[tauri::command]
 async fn enroll(shell: State<'_, Shell>, enrollment: Enrollment) -> Answer<Enrolled> {
-    let enrolled = shell.control.enroll(enrollment).await.map_err(text)?;
+    let doing = if enrollment.signup {
+        Doing::SigningUp
+    } else {
+        Doing::LoggingIn
+    };
+    let enrolled = shell
+        .control
+        .enroll(enrollment)
+        .await
+        .map_err(|error| error.explain(doing))?;
     shell.registered.store(true, Ordering::SeqCst);
     shell.tell_if_running(&Message::Enrolled);
     Ok(enrolled)
+}
+
+/// Whether a Surplus hub answers at `url`, before the wizard signs up there.
+#[tauri::command]
+async fn check_hub(shell: State<'_, Shell>, url: String) -> Answer<()> {
+    shell.control.check_hub(&url).await.map_err(text)
 }
 
 #[tauri::command]
@@ -158,14 +171,24 @@ async fn log_out_everywhere(shell: State<'_, Shell>) -> Answer<()> {
 #[tauri::command]
 fn finish_wizard(shell: State<'_, Shell>, autostart: bool) -> Answer<()> {
     set_autostart(autostart)?;
-    surplus_desktop::set_wizard_done(shell.data_dir()).map_err(text)?;
+    surplus_desktop::set_wizard_done(shell.data_dir()).map_err(|source| {
+        text(ControlError::Io {
+            path: shell.data_dir().to_owned(),
+            source,
+        })
+    })?;
     shell.tell(&Message::Enrolled)?;
     shell.tell(&Message::BackUpNow)
 }
 
 #[tauri::command]
 fn set_autostart(on: bool) -> Answer<()> {
-    autostart::set(on)
+    autostart::set(on).map_err(|error| {
+        Problem::new(
+            "Surplus can't change whether it starts when you log in. See Details.",
+            error,
+        )
+    })
 }
 
 #[tauri::command]
@@ -185,7 +208,9 @@ fn resume(shell: State<'_, Shell>) -> Answer<()> {
 #[tauri::command]
 fn back_up_now(shell: State<'_, Shell>) -> Answer<()> {
     if !shell.registered.load(Ordering::SeqCst) {
-        return Err("this PC is not set up yet".to_owned());
+        return Err("This PC is not set up yet: open Settings to sign in."
+            .to_owned()
+            .into());
     }
     shell.tell(&Message::BackUpNow)
 }

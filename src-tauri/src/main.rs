@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
 use std::sync::atomic::AtomicBool;
 
-use surplus_agent::control::{self, Control, TrayStatus};
+use surplus_agent::control::{self, Control, Problem, TrayStatus};
 use surplus_agent::settings::Settings;
 use surplus_agent::worker::AgentState;
 use surplus_desktop::link::{self, Message};
@@ -25,8 +25,6 @@ use tauri::{AppHandle, Manager, WebviewUrl, WebviewWindowBuilder};
 /// The windows' state, shared by their commands.
 pub struct Shell {
     control: Control,
-    /// The hub the wizard offers: `SURPLUS_HUB`, or the hosted one.
-    default_hub: String,
     /// Whether the device is registered; read from the keyring once, then kept.
     registered: AtomicBool,
 }
@@ -37,14 +35,20 @@ impl Shell {
     }
 
     /// Tells the tray, which runs the agent, what it must act on now.
-    fn tell(&self, message: &Message) -> Result<(), String> {
-        link::send(self.data_dir(), message).map_err(|error| error.to_string())
+    fn tell(&self, message: &Message) -> Result<(), Problem> {
+        link::send(self.data_dir(), message).map_err(|error| {
+            Problem::new(
+                "Surplus's tray isn't running, so this can't happen now. Start Surplus from \
+                 your applications menu and try again.",
+                error.to_string(),
+            )
+        })
     }
 
     /// Like [`Shell::tell`], for news the tray would also find on its own within seconds.
     fn tell_if_running(&self, message: &Message) {
         if let Err(error) = self.tell(message) {
-            tracing::warn!(%error, ?message, "cannot tell the tray");
+            tracing::warn!(error = %error.details, ?message, "cannot tell the tray");
         }
     }
 
@@ -169,8 +173,6 @@ fn main() -> ExitCode {
     let shell = Shell {
         registered: AtomicBool::new(control.registered()),
         control,
-        default_hub: std::env::var("SURPLUS_HUB")
-            .unwrap_or_else(|_| "https://hub.surplus.example".to_owned()),
     };
     let app = tauri::Builder::default()
         // First: a second launch hands over to this one, which shows the page it asked for.

@@ -1,6 +1,8 @@
 // The tray app seen as a person would use it, against a real hub: WebDriver (tauri-driver and
-// WebKitWebDriver) walks the first-run wizard; the hub is then asked whether the device joined
-// with that consent and quota and whether a backup arrived; the tray menu is clicked through with
+// WebKitWebDriver) walks the first-run wizard of a build that names no hub (so it asks for one,
+// and says plainly when it cannot reach it or the password is wrong); the hub is then asked
+// whether the device joined with that consent and quota and whether a backup arrived; a real
+// window manager (openbox) puts a window in full screen and compute waits for it; the tray menu is clicked through with
 // xdotool (Pause really pauses, Resume resumes, Quit exits cleanly). Screenshots of every wizard
 // page, the status window and the tray menu go to $OUT for a person to look at.
 //
@@ -168,14 +170,35 @@ async function main() {
   const tray = await until("the tray process", () => trayPid(), 20);
   const trayMaps = readFileSync(`/proc/${tray}/maps`, "utf8");
   check("the tray process loads no WebKit", !trayMaps.includes("libwebkit2gtk") && !trayMaps.includes("libjavascriptcore"), tray);
+  // No server came with this build: the first page asks for one, and checks that it answers.
+  const said = async () => {
+    const line = await text("error");
+    return line.length > 0 ? line : null;
+  };
+  await type("hub", "http://127.0.0.1:9");
+  await click("next");
+  const unreachable = await until("an unreachable server refused", said);
+  check("with no server preset, the first page asks for one and says plainly when it cannot be reached",
+    unreachable.includes("can't reach its server") && (await page()) === "welcome", unreachable);
+  await type("hub", HUB_URL);
   screenshot("wizard-welcome");
   await click("next");
 
-  // Account: sign up and register this PC.
+  // Account: a wrong password is refused in plain words; then sign up and register this PC.
   await onPage("account");
+  await click("mode-login");
   await type("email", EMAIL);
-  await type("password", PASSWORD);
+  await type("password", "not my password");
   await type("device-name", "ann-desktop");
+  await click("next");
+  const wrong = await until("the wrong password refused", said);
+  check("a wrong password is refused with a plain sentence", wrong.startsWith("That email and password don't match"), wrong);
+  const details = await run("return document.querySelector('[data-test=error-details]')?.textContent ?? ''");
+  check("the hub's own words wait behind Details", details.includes("(unauthorized)"), details);
+  await run("document.querySelector('[data-test=error] details').open = true");
+  screenshot("wizard-wrong-password");
+  await click("mode-signup");
+  await type("password", PASSWORD);
   screenshot("wizard-account");
   await click("next");
 
@@ -372,8 +395,30 @@ async function main() {
   const disk = JSON.parse(readFileSync(PROBE_FILE, "utf8"));
   writeFileSync(PROBE_FILE, JSON.stringify({ ...disk, user: { session: "none" }, on_battery: true }));
   await eventually("running on battery is told as an OS notification", () => notified.includes("Compute paused on battery"), 30);
-  writeFileSync(PROBE_FILE, JSON.stringify(disk));
   monitor.kill();
+
+  // Comfort: a full-screen window (a film, a game, a call: none moves the mouse) pauses lending
+  // compute, and the tray says why. A real window manager decides what is full screen.
+  // Away, and nothing else busy (a build beside the test would otherwise hold compute).
+  writeFileSync(PROBE_FILE, JSON.stringify({ ...disk, user: { session: "none" }, busy_percent: 0 }));
+  const computeReason = async () => (await hub("GET", "/v1/devices", token)).find((x) => x.name === "ann-desktop").spare.compute_reason;
+  let held;
+  await eventually("compute is free while the user is away", async () => (held = await computeReason()) === null || null)
+    .catch((error) => { throw new Error(`${error.message}; the hub holds it: ${held}`); });
+  const manager = spawn("openbox", ["--sm-disable"], { stdio: "ignore" });
+  const film = spawn("xmessage", ["-title", "surplus-film", "-geometry", "320x200", "a film"], { stdio: "ignore" });
+  await until("the film's window", () => execFileSync("sh", ["-c", "wmctrl -l | grep -c surplus-film || true"]).toString().trim() !== "0", 20);
+  execFileSync("wmctrl", ["-F", "-r", "surplus-film", "-b", "add,fullscreen"]);
+  execFileSync("wmctrl", ["-F", "-a", "surplus-film"]);
+  await eventually("a full-screen window pauses compute at the hub", async () => (await computeReason()) === "full_screen");
+  screenshot("full-screen-film");
+  film.kill();
+  await eventually("the tray says compute waits for the full-screen app", async () =>
+    (await text("tray-line")).includes("Compute paused: you are in a full-screen app"));
+  execFileSync("wmctrl", ["-F", "-a", "Surplus"]);
+  screenshot("status-full-screen");
+  manager.kill();
+  writeFileSync(PROBE_FILE, JSON.stringify(disk));
 
   // The tray: Pause really pauses, Resume resumes, Quit exits cleanly.
   await trayMenu("p", "tray-menu");

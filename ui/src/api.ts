@@ -29,6 +29,7 @@ export const api = {
   disks: () => invoke<DiskChoice[]>("disks"),
   suggestedFolders: () => invoke<string[]>("suggested_folders"),
   enroll: (enrollment: Enrollment) => invoke<Enrolled>("enroll", { enrollment }),
+  checkHub: (url: string) => invoke<void>("check_hub", { url }),
   apply: (choices: Choices) => invoke<Settings>("apply", { choices }),
   generatePassphrase: () => invoke<string>("generate_passphrase"),
   passphraseProblem: (passphrase: string) => invoke<string | null>("passphrase_problem", { passphrase }),
@@ -54,9 +55,5 @@ export const api = {
     listen<RestoreProgress>("restore-progress", (event) => handler(event.payload)),
 };
 
-/// The text of an error a command returned.
-export function problem(error: unknown): string {
-  if (typeof error === "string") return error;
-  if (error instanceof Error) return error.message;
-  return String(error);
-}
+/// An error a command returned, as a `Problem` (plain words, and the technical text apart).
+export { asProblem as problem } from "./dom";

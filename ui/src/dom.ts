@@ -1,5 +1,7 @@
 // A few lines instead of a framework: build elements, swap a container's children.
 
+import type { Problem } from "./bindings";
+
 type Child = Node | string | number | null | undefined | false;
 
 export type Props = {
@@ -56,14 +58,33 @@ export function update(container: Element, ...children: Child[]): void {
   if (fresh.innerHTML !== container.innerHTML) container.replaceChildren(...fresh.childNodes);
 }
 
-/// A line under a form that says what went wrong (empty when nothing did).
-export function errorLine(): HTMLParagraphElement & { show(message: string | null): void } {
-  const line = h("p", { class: "error", role: "alert", test: "error" }) as HTMLParagraphElement & {
-    show(message: string | null): void;
-  };
-  line.show = (message) => {
-    line.textContent = message ?? "";
-    line.hidden = !message;
+/// What went wrong, in the core's plain words with its technical text apart: from a command's
+/// rejection (a `Problem`), a message, or anything thrown.
+export function asProblem(failure: unknown): Problem {
+  if (typeof failure === "string") return { message: failure, details: "" };
+  if (failure instanceof Error) return { message: failure.message, details: "" };
+  if (typeof failure === "object" && failure !== null && "message" in failure) {
+    const { message, details } = failure as Partial<Problem>;
+    return { message: String(message), details: typeof details === "string" ? details : "" };
+  }
+  return { message: String(failure), details: "" };
+}
+
+export type ErrorLine = HTMLDivElement & { show(problem: Problem | string | null): void };
+
+/// A line under a form that says what went wrong (hidden when nothing did), with the technical
+/// text behind "Details".
+export function errorLine(): ErrorLine {
+  const line = h("div", { class: "error", role: "alert", test: "error" }) as ErrorLine;
+  line.show = (shown) => {
+    const problem = shown === null ? null : asProblem(shown);
+    replace(
+      line,
+      problem && h("p", { test: "error-message" }, problem.message),
+      problem?.details &&
+        h("details", {}, h("summary", {}, "Details"), h("pre", { test: "error-details" }, problem.details)),
+    );
+    line.hidden = !problem?.message;
   };
   line.show(null);
   return line;
@@ -74,7 +95,7 @@ export function errorLine(): HTMLParagraphElement & { show(message: string | nul
 export async function busy(
   button: HTMLButtonElement,
   text: string,
-  error: { show(message: string | null): void },
+  error: { show(problem: Problem | string | null): void },
   work: () => Promise<void>,
 ): Promise<boolean> {
   const label = button.textContent;
@@ -85,7 +106,7 @@ export async function busy(
     await work();
     return true;
   } catch (failure) {
-    error.show(typeof failure === "string" ? failure : failure instanceof Error ? failure.message : String(failure));
+    error.show(asProblem(failure));
     return false;
   } finally {
     button.disabled = false;

@@ -12,4 +12,4 @@ const PAGES: Record<string, (root: HTMLElement) => Promise<void>> = { wizard, se
 
 const root = document.getElementById("app")!;
 const page = PAGES[location.hash.slice(1)] ?? status;
-page(root).catch((failure) => root.append(h("p", { class: "error", role: "alert" }, problem(failure))));
+page(root).catch((failure) => root.append(h("p", { class: "error", role: "alert" }, problem(failure).message)));

@@ -168,7 +168,10 @@ export function foldersSection(overview: Overview, suggested: string[]): Section
     show();
   };
   input.addEventListener("keydown", (event) => {
-    if ((event as KeyboardEvent).key === "Enter") add();
+    if ((event as KeyboardEvent).key !== "Enter") return;
+    // Enter here adds the folder; it does not also submit the page.
+    event.preventDefault();
+    add();
   });
   show();
   const element = h(

@@ -1,6 +1,6 @@
 // Settings: the wizard's pages, editable later, each saved on its own.
 
-import { api, type Choices } from "./api";
+import { api, problem, type Choices } from "./api";
 import { busy, errorLine, h, replace } from "./dom";
 import { consentSection, foldersSection, passphraseSection, quotaSection, type Section } from "./sections";
 
@@ -35,7 +35,7 @@ export async function settings(root: HTMLElement): Promise<void> {
       await api.setAutostart(autostart.checked);
       autostartError.show(null);
     } catch (failure) {
-      autostartError.show(String(failure));
+      autostartError.show(problem(failure));
       autostart.checked = !autostart.checked;
     }
   });

@@ -22,6 +22,9 @@ export async function wizard(root: HTMLElement): Promise<void> {
   let enrolled: Enrolled | null = null;
   const answers: Answers = { ...overview.settings.consent };
   let page: Page = overview.registered ? "consent" : "welcome";
+  // The server to sign up at: the one this build or its installer names, else the one the user
+  // gives on the first page.
+  let hubUrl = overview.hub_url ?? "";
 
   const steps = h("ol", { class: "steps" });
   const body = h("section", { class: "page" });
@@ -51,19 +54,45 @@ export async function wizard(root: HTMLElement): Promise<void> {
 
   const render = async (p: Page): Promise<() => Promise<void>> => {
     switch (p) {
-      case "welcome":
-        replace(
-          body,
+      case "welcome": {
+        const intro = [
           h("p", { class: "lead" }, "Surplus lends this PC's spare disk space and idle processor time to other subscribers, only as far as you allow."),
           h("p", {}, "In return, your folders are backed up, encrypted and spread over many PCs, and you can run compute jobs on theirs."),
           h("p", {}, "This takes about two minutes."),
+        ];
+        if (overview.hub_url) {
+          replace(body, ...intro);
+          return async () => {};
+        }
+        // No server came with this copy of Surplus: ask for it, and check that it answers
+        // before going on.
+        const hub = h("input", {
+          type: "url",
+          id: "hub",
+          value: hubUrl,
+          placeholder: "https://hub.example.com",
+          autocomplete: "url",
+          "aria-describedby": "hub-hint",
+          test: "hub",
+        });
+        replace(
+          body,
+          ...intro,
+          h("label", { for: "hub" }, "Your Surplus server"),
+          hub,
+          h("p", { class: "hint", id: "hub-hint" }, "The address your Surplus provider gave you, such as https://hub.example.com."),
         );
-        return async () => {};
+        hub.focus();
+        return async () => {
+          await api.checkHub(hub.value);
+          hubUrl = hub.value.trim();
+        };
+      }
       case "account": {
         const signup = h("input", { type: "radio", name: "mode", id: "mode-signup", test: "mode-signup" });
         const login = h("input", { type: "radio", name: "mode", id: "mode-login", test: "mode-login" });
         signup.checked = true;
-        const hub = h("input", { type: "url", id: "hub", value: overview.hub_url, test: "hub" });
+        const hub = h("input", { type: "url", id: "hub-address", value: hubUrl, test: "hub-address" });
         const email = h("input", { type: "email", id: "email", autocomplete: "email", test: "email" });
         const password = h("input", { type: "password", id: "password", autocomplete: "new-password", test: "password" });
         const name = h("input", { type: "text", id: "device-name", value: overview.device_name, test: "device-name" });
@@ -81,7 +110,7 @@ export async function wizard(root: HTMLElement): Promise<void> {
           password,
           h("label", { for: "device-name" }, "Name of this PC"),
           name,
-          h("details", {}, h("summary", {}, "Hub"), h("label", { for: "hub" }, "Hub address"), hub),
+          h("details", {}, h("summary", {}, "Server"), h("label", { for: "hub-address" }, "Surplus server address"), hub),
         );
         email.focus();
         return async () => {
@@ -161,5 +190,13 @@ export async function wizard(root: HTMLElement): Promise<void> {
     }
   });
   back.addEventListener("click", () => go(previous(page, answers)));
+  // Enter in a field submits the page, as in any form.
+  root.addEventListener("keydown", (event) => {
+    const target = event.target as HTMLElement;
+    if (event.key === "Enter" && !event.defaultPrevented && target.tagName === "INPUT" && !forward.disabled) {
+      event.preventDefault();
+      forward.click();
+    }
+  });
   await go(page);
 }

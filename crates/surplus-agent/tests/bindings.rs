@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use surplus_agent::control::{
-    Alert, Choices, DiskChoice, Enrolled, Enrollment, EntryView, Overview, RestoreProgress,
-    Restored, SnapshotView, StatusView,
+    Alert, Choices, DiskChoice, Enrolled, Enrollment, EntryView, Overview, Problem,
+    RestoreProgress, Restored, SnapshotView, StatusView,
 };
 use ts_rs::{Config, TS};
 
@@ -37,6 +37,7 @@ fn generate(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
     EntryView::export_all(&config)?;
     RestoreProgress::export_all(&config)?;
     Restored::export_all(&config)?;
+    Problem::export_all(&config)?;
     surplus_agent::history::Point::export_all(&config)?;
     // One module to import them all from.
     let mut index = String::from(

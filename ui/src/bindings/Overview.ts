@@ -14,7 +14,12 @@ wizard_done: boolean,
 /**
  * The subscriber logged in on this device, if any.
  */
-email: string | null, hub_url: string, device_name: string, settings: Settings, state: AgentState, tray: TrayStatus, has_backup_key: boolean, 
+email: string | null, 
+/**
+ * The hub this device belongs to, else the one this build or its installer names
+ * ([`super::packaged_hub`]); `None` when the wizard must ask.
+ */
+hub_url: string | null, device_name: string, settings: Settings, state: AgentState, tray: TrayStatus, has_backup_key: boolean, 
 /**
  * Whether the tray starts at login.
  */

@@ -20,6 +20,7 @@ export type { IdleReading } from "./IdleReading";
 export type { Overview } from "./Overview";
 export type { PauseState } from "./PauseState";
 export type { Point } from "./Point";
+export type { Problem } from "./Problem";
 export type { RestoreProgress } from "./RestoreProgress";
 export type { Restored } from "./Restored";
 export type { Settings } from "./Settings";

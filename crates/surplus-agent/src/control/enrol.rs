@@ -6,10 +6,24 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use surplus_protocol::Credentials;
 
-use crate::client::HubClient;
+use crate::client::{ClientError, HubClient};
 use crate::credentials::{DeviceCredential, SessionCredential};
 
 use super::{Control, ControlError, Result};
+
+/// The hub a fresh install offers: `SURPLUS_HUB` in the environment, else the one this build was
+/// made for (`SURPLUS_DEFAULT_HUB` when it was compiled, which the installers set); `None` when
+/// neither names one, and the wizard asks.
+pub fn packaged_hub() -> Option<String> {
+    std::env::var("SURPLUS_HUB")
+        .ok()
+        .filter(|hub| !hub.trim().is_empty())
+        .or_else(|| {
+            option_env!("SURPLUS_DEFAULT_HUB")
+                .filter(|hub| !hub.trim().is_empty())
+                .map(str::to_owned)
+        })
+}
 
 /// Signing up or logging in, and registering this device if it is not yet.
 #[derive(Debug, Clone, Deserialize)]
@@ -154,10 +168,31 @@ impl Control {
 
     /// Signs up or logs in at `hub`, keeps the session, and registers this machine as a device
     /// unless it already is one at that hub.
+    /// Whether a Surplus hub answers at `url`: its `/healthz` answers and names the protocol
+    /// it speaks, so that a typo or another web site is caught before signing up there.
+    pub async fn check_hub(&self, url: &str) -> Result<()> {
+        let url = url.trim().trim_end_matches('/');
+        if url.is_empty() {
+            return Err(ControlError::Input(
+                "enter the address of your Surplus server, such as https://hub.example.com".into(),
+            ));
+        }
+        let probe = HubClient::new(url, &self.trust()?)?.probe().await?;
+        if probe.protocol.is_none() {
+            return Err(ControlError::Client(ClientError::Unexpected {
+                status: reqwest::StatusCode::OK,
+                detail: format!("{url}/healthz answers, but names no Surplus protocol"),
+            }));
+        }
+        Ok(())
+    }
+
     pub async fn enroll(&self, enrollment: Enrollment) -> Result<Enrolled> {
         let hub = enrollment.hub.trim().trim_end_matches('/').to_owned();
         if hub.is_empty() {
-            return Err(ControlError::Input("the hub address is empty".into()));
+            return Err(ControlError::Input(
+                "enter the address of your Surplus server, such as https://hub.example.com".into(),
+            ));
         }
         let name = enrollment.device_name.trim().to_owned();
         if name.is_empty() {

@@ -21,6 +21,7 @@ mod backups;
 mod compute;
 mod disks;
 mod enrol;
+mod explain;
 mod status;
 mod tray;
 mod verify;
@@ -29,7 +30,8 @@ mod window;
 pub use backups::{EntryView, FileProgress, SnapshotView, find_snapshot, generate_passphrase};
 pub use compute::{JobFiles, input_name};
 pub use disks::{Choices, DiskChoice};
-pub use enrol::{Enrolled, Enrollment, Left};
+pub use enrol::{Enrolled, Enrollment, Left, packaged_hub};
+pub use explain::{Doing, Problem};
 pub use status::StatusView;
 pub use tray::{
     Alert, TrayState, TrayStatus, alerts, default_restore_dir, host_name, local_clock, pause_until,
@@ -174,11 +176,16 @@ impl Control {
         })
     }
 
-    /// The hub's address: the one given with [`Control::with_hub`], else the settings'.
+    /// The hub's address: the one given with [`Control::with_hub`], else the settings', else
+    /// the one this build or its installer names ([`packaged_hub`]).
     pub fn hub_url(&self) -> Result<String> {
         match &self.hub {
             Some(url) => Ok(url.clone()),
-            None => self.settings()?.hub_url.ok_or(ControlError::NoHub),
+            None => self
+                .settings()?
+                .hub_url
+                .or_else(packaged_hub)
+                .ok_or(ControlError::NoHub),
         }
     }
 

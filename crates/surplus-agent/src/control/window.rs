@@ -20,7 +20,9 @@ pub struct Overview {
     pub wizard_done: bool,
     /// The subscriber logged in on this device, if any.
     pub email: Option<String>,
-    pub hub_url: String,
+    /// The hub this device belongs to, else the one this build or its installer names
+    /// ([`super::packaged_hub`]); `None` when the wizard must ask.
+    pub hub_url: Option<String>,
     pub device_name: String,
     pub settings: Settings,
     pub state: AgentState,
