@@ -11,8 +11,8 @@ use surplus_agent::control::{
     Problem, RestoreProgress, Restored, SnapshotView,
 };
 use surplus_agent::settings::Settings;
-use surplus_desktop::autostart;
 use surplus_desktop::link::Message;
+use surplus_desktop::{Pausable, autostart};
 use tauri::{AppHandle, Emitter, Manager, State};
 
 use crate::Shell;
@@ -191,16 +191,17 @@ fn set_autostart(on: bool) -> Answer<()> {
     })
 }
 
+/// Pauses `what` (`lending` or `backups`) until `until` (`hour` or `tomorrow`).
 #[tauri::command]
-fn pause(shell: State<'_, Shell>, until: String) -> Answer<()> {
-    surplus_desktop::pause(&shell.control, &until)?;
+fn pause(shell: State<'_, Shell>, what: String, until: String) -> Answer<()> {
+    surplus_desktop::pause(&shell.control, Pausable::named(&what)?, &until)?;
     shell.tell_if_running(&Message::SettingsChanged);
     Ok(())
 }
 
 #[tauri::command]
-fn resume(shell: State<'_, Shell>) -> Answer<()> {
-    surplus_desktop::resume(&shell.control)?;
+fn resume(shell: State<'_, Shell>, what: String) -> Answer<()> {
+    surplus_desktop::resume(&shell.control, Pausable::named(&what)?)?;
     shell.tell_if_running(&Message::SettingsChanged);
     Ok(())
 }

@@ -79,19 +79,42 @@ pub fn page_to_show(data_dir: &Path, page: &str) -> &'static str {
         .unwrap_or("status")
 }
 
-/// Pauses donating for `how_long` (`hour` or `tomorrow`).
-pub fn pause(control: &Control, how_long: &str) -> Result<(), String> {
-    let until = control::pause_until(how_long).map_err(|error| error.to_string())?;
-    control
-        .update(|s| s.pause = PauseState::Until { until })
-        .map(drop)
-        .map_err(|error| error.to_string())
+/// What the user may pause, each on its own: lending (disk space and processor time to others)
+/// or their own backups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pausable {
+    Lending,
+    Backups,
 }
 
-/// Resumes donating after a pause.
-pub fn resume(control: &Control) -> Result<(), String> {
+impl Pausable {
+    /// `lending` or `backups`, as the windows and the tray menu name them.
+    pub fn named(name: &str) -> Result<Pausable, String> {
+        match name {
+            "lending" => Ok(Pausable::Lending),
+            "backups" => Ok(Pausable::Backups),
+            other => Err(format!("nothing called {other:?} can be paused")),
+        }
+    }
+}
+
+/// Pauses `what` for `how_long` (`hour` or `tomorrow`).
+pub fn pause(control: &Control, what: Pausable, how_long: &str) -> Result<(), String> {
+    let until = control::pause_until(how_long).map_err(|error| error.to_string())?;
+    set_pause(control, what, PauseState::Until { until })
+}
+
+/// Resumes `what` after a pause.
+pub fn resume(control: &Control, what: Pausable) -> Result<(), String> {
+    set_pause(control, what, PauseState::Running)
+}
+
+fn set_pause(control: &Control, what: Pausable, pause: PauseState) -> Result<(), String> {
     control
-        .update(|s| s.pause = PauseState::Running)
+        .update(|s| match what {
+            Pausable::Lending => s.pause = pause,
+            Pausable::Backups => s.backup.pause = pause,
+        })
         .map(drop)
         .map_err(|error| error.to_string())
 }

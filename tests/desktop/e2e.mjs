@@ -84,7 +84,12 @@ async function find(css) {
 }
 
 const byTest = (name) => find(`[data-test="${name}"]`);
-const click = async (name) => wd("POST", s(`/element/${await byTest(name)}/click`), {});
+const click = async (name) => {
+  const element = await byTest(name);
+  // In the middle of the window, clear of the Settings' Save bar that stays at its foot.
+  await run("document.querySelector(`[data-test='${arguments[0]}']`)?.scrollIntoView({ block: 'center' })", name);
+  return wd("POST", s(`/element/${element}/click`), {});
+};
 const type = async (name, text) => {
   const element = await byTest(name);
   await wd("POST", s(`/element/${element}/clear`), {});
@@ -354,22 +359,53 @@ async function main() {
     return null;
   });
   await find('[data-test="consent-storage"]:checked');
+  const shown = async (test) => run(`return !document.querySelector('[data-test="${test}"]').hidden`);
+  check("the limits of what the PC lends are all in Settings",
+    (await shown("card-disk")) && (await shown("card-compute")) && (await shown("bandwidth")) && (await shown("window-from")));
+  // Every limit in the app: an upload speed and a time window, seen at the hub once saved.
+  await click("bandwidth-limit");
+  await type("bandwidth", "2.5");
+  await click("window");
+  await run(
+    "const set = (t, v) => { const e = document.querySelector(`[data-test=${t}]`); e.value = v; e.dispatchEvent(new Event('input', { bubbles: true })); };" +
+      "set('window-from', '21:30'); set('window-to', '06:15');",
+  );
+  await click("preset-light");
+  check("a preset sets its limits, said in words", (await text("cores-value")) === "25% of the cores" && (await text("idle-minutes-value")) === "15 minutes");
+  check("a change not yet saved is said", (await text("settings-state")) === "Unsaved changes");
   screenshot("settings");
+  await click("save");
+  await until("the settings to be saved", async () => (await text("settings-state")) === "Saved");
+  const limited = await until("the hub to see the new limits", async () => {
+    const d = (await hub("GET", "/v1/devices", token)).find((x) => x.name === "ann-desktop");
+    return d.report.upload_bytes_per_second === 2_500_000 && d.report.limits.window ? d : null;
+  });
+  check("the upload limit and the time window set in Settings reach the hub",
+    limited.report.limits.window.start_minute === 21 * 60 + 30 && limited.report.limits.window.end_minute === 6 * 60 + 15
+      && limited.report.limits.cores_percent === 25 && limited.report.limits.idle_minutes === 15,
+    JSON.stringify(limited.report.limits));
+  // Lend no more disk space: its card goes at once, and saving asks first. (The window and the
+  // light preset go too, for the comfort check below.)
+  await click("window");
+  await click("preset-balanced");
   await click("consent-storage");
-  await click("consent-save");
+  check("nothing is shown for a resource the user does not lend", !(await shown("card-disk")));
+  await click("save");
   // The app asks before withdrawing: "the vault empties gracefully...".
   const question = await until("the confirmation", () => wd("GET", s("/alert/text")), 10);
   check("withdrawing storage asks first and says what happens", /empties gracefully/.test(question), question);
   await wd("POST", s("/alert/accept"), {});
-  await until("the settings to be saved", async () => (await text("consent-saved")) === "Saved");
+  await until("the settings to be saved", async () => (await text("settings-state")) === "Saved");
   const withdrawn = await until("the hub to see storage withdrawn", async () => {
     const d = (await hub("GET", "/v1/devices", token)).find((x) => x.name === "ann-desktop");
     return d.report.consent.storage === false ? d : null;
   });
   check("withdrawn consent reaches the hub", withdrawn.spare.storage_reason === "no_consent" && withdrawn.report.consent.compute);
   await click("autostart");
+  await click("save");
   await eventually("start at login can be switched off in Settings", () => !existsSync(autostart), 10);
   await click("autostart");
+  await click("save");
   await eventually(
     "start at login can be switched on again in Settings",
     () => existsSync(autostart) && readFileSync(autostart, "utf8").includes("--autostart"),
@@ -428,12 +464,19 @@ async function main() {
     return d.report.pause.paused === "until" && d.spare_storage_bytes === 0 && d.compute_slots === 0 ? d : null;
   });
   check("Pause for 1 hour pauses donation at the hub", paused.spare.compute_reason === "paused");
-  await until("the status line to say paused", async () => (await text("tray-line")).startsWith("Paused until"));
+  await until("the status line to say paused", async () => (await text("tray-line")).startsWith("Lending paused until"));
   await trayMenu("r");
   await eventually("Resume resumes donation at the hub", async () => {
     const d = (await hub("GET", "/v1/devices", token)).find((x) => x.name === "ann-desktop");
     return d.report.pause.paused === "running";
   });
+  // Backups pause on their own, and the tray says so beside what is lent.
+  await trayMenu("h");
+  await eventually("Pause backups for 1 hour pauses backups alone, and the tray says so", async () =>
+    /\[backup\.pause\]\s*paused = "until"/.test(settingsFile()) && /\[pause\]\s*paused = "running"/.test(settingsFile())
+      && (await text("tray-line")).includes("Backups paused until"), 15);
+  await trayMenu("k");
+  await eventually("Resume backups resumes them", async () => !(await text("tray-line")).includes("Backups paused"), 15);
   // Closing the last window ends the windows' process; the tray and its agent go on.
   for (const handle of await wd("GET", s("/window/handles"))) {
     await wd("POST", s("/window"), { handle });

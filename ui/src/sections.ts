@@ -3,8 +3,6 @@
 
 import { api, type Choices, type Overview } from "./api";
 import { h, replace } from "./dom";
-import { formatSize } from "./format";
-import { preferredDisk, quotaNumbers, sliderRange, type Disk } from "./quota";
 import { passphraseProblem } from "./wizard-flow";
 
 export interface Section {
@@ -47,8 +45,8 @@ export function consentSection(overview: Overview): Section {
         h(
           "p",
           {},
-          "When you have been away for 5 minutes and the PC is plugged in, Surplus runs small compute tasks for other subscribers. ",
-          "They run sealed off from your files and the network, use at most half the cores, and stop within a second when you come back.",
+          "When you are away from the PC and it is plugged in, Surplus runs small compute tasks for other subscribers, within limits you set next. ",
+          "They run sealed off from your files and the network, and stop within a second when you come back.",
         ),
       ),
     ),
@@ -61,83 +59,6 @@ export function consentSection(overview: Overview): Section {
   return {
     element,
     read: () => ({ consent_storage: storage.checked, consent_compute: compute.checked }),
-  };
-}
-
-export function quotaSection(overview: Overview, disks: Disk[], storage: boolean, compute: boolean): Section {
-  const chosen = overview.settings.storage.quota_bytes;
-  let disk = preferredDisk(disks);
-  const select = h("select", { id: "vault-disk", test: "vault-disk" });
-  for (const d of disks) {
-    const option = h("option", { value: d.mount_point }, `${d.mount_point} (${formatSize(d.free_bytes)} free)`);
-    option.selected = d === disk;
-    select.append(option);
-  }
-  const slider = h("input", { type: "range", id: "quota", test: "quota" });
-  const sliderValue = h("output", { for: "quota", test: "quota-value" });
-  const numbers = h("ul", { class: "numbers", test: "quota-numbers" });
-  const show = () => {
-    if (!disk) return;
-    sliderValue.textContent = formatSize(Number(slider.value));
-    replace(numbers, ...quotaNumbers(disk, Number(slider.value)).map((line) => h("li", {}, line)));
-  };
-  const range = (keep: number | null) => {
-    if (!disk) return;
-    const r = sliderRange(disk, keep);
-    slider.min = String(r.min);
-    slider.max = String(r.max);
-    slider.step = String(r.step);
-    slider.value = String(r.value);
-    slider.disabled = r.max === 0;
-    show();
-  };
-  select.addEventListener("change", () => {
-    disk = disks.find((d) => d.mount_point === select.value);
-    range(null);
-  });
-  slider.addEventListener("input", show);
-  range(chosen);
-
-  const cores = h("input", { type: "range", id: "cores", min: "10", max: "100", step: "10", test: "cores" });
-  cores.value = String(overview.settings.compute.cores_percent);
-  const coresValue = h("output", { for: "cores" }, `${cores.value}%`);
-  cores.addEventListener("input", () => (coresValue.textContent = `${cores.value}%`));
-
-  const element = h(
-    "div",
-    { class: "quota" },
-    storage &&
-      h(
-        "fieldset",
-        {},
-        h("legend", {}, "Disk space to lend"),
-        disks.length === 0
-          ? h("p", { class: "error" }, "No disk with room to spare was found.")
-          : h(
-              "div",
-              {},
-              h("label", { for: "vault-disk" }, "Disk"),
-              select,
-              h("label", { for: "quota" }, "At most ", sliderValue),
-              slider,
-              numbers,
-            ),
-      ),
-    compute &&
-      h(
-        "fieldset",
-        {},
-        h("legend", {}, "Processor time to lend"),
-        h("label", { for: "cores" }, "Use at most ", coresValue, " of the cores, only while you are away"),
-        cores,
-      ),
-  );
-  return {
-    element,
-    read: () => ({
-      ...(storage && disk ? { vault_disk: disk.mount_point, quota_bytes: Number(slider.value) } : {}),
-      ...(compute ? { cores_percent: Number(cores.value) } : {}),
-    }),
   };
 }
 

@@ -1,65 +1,101 @@
-// Settings: the wizard's pages, editable later, each saved on its own.
+// Settings: the wizard's choices and every limit the command line offers, in one form with one
+// Save. Only what the user lends is shown (ticking a resource shows its card at once); closing
+// the window with changes not saved asks first. The account's actions act at once.
 
-import { api, problem, type Choices } from "./api";
+import { getCurrentWindow } from "@tauri-apps/api/window";
+import { api, type Choices } from "./api";
 import { busy, errorLine, h, replace } from "./dom";
-import { consentSection, foldersSection, passphraseSection, quotaSection, type Section } from "./sections";
+import { computeSection, diskSection, networkSection } from "./lending";
+import { consentSection, foldersSection, passphraseSection, type Section } from "./sections";
 
 export async function settings(root: HTMLElement): Promise<void> {
   const [overview, disks, suggested] = await Promise.all([api.overview(), api.disks(), api.suggestedFolders()]);
   document.body.dataset.page = "settings";
-  const card = (title: string, test: string, section: Section, confirm?: (choices: Choices) => string | null) => {
-    const error = errorLine();
-    const saved = h("span", { class: "saved", test: `${test}-saved` });
-    const save = h("button", { type: "button", class: "primary", test: `${test}-save` }, "Save");
-    save.addEventListener("click", () =>
-      busy(save, "Saving...", error, async () => {
-        const choices = section.read();
-        const question = confirm?.(choices);
-        if (question && !window.confirm(question)) return;
-        await api.apply(choices);
-        saved.textContent = "Saved";
-      }),
-    );
-    return h("section", { class: "card", test }, h("h2", {}, title), section.element, error, h("div", { class: "row end" }, saved, save));
+
+  const card = (title: string, test: string, ...children: (Node | false | null)[]) =>
+    h("section", { class: "card", test }, h("h2", {}, title), ...children);
+  const consent = consentSection(overview);
+  const disk = diskSection(overview, disks);
+  const compute = computeSection(overview);
+  const network = networkSection(overview);
+  const folders = foldersSection(overview, suggested);
+  const sections: Section[] = [consent, disk, compute, network, folders];
+
+  const diskCard = card("Disk space to lend", "card-disk", disk.element);
+  const computeCard = card("Processor time to lend", "card-compute", compute.element);
+  // Nothing is shown for a resource the user does not lend.
+  const showLent = () => {
+    const choices = consent.read();
+    diskCard.hidden = !choices.consent_storage;
+    computeCard.hidden = !choices.consent_compute;
   };
+  consent.element.addEventListener("change", showLent);
+  showLent();
+
+  const autostart = h("input", { type: "checkbox", id: "autostart", test: "autostart" });
+  autostart.checked = overview.autostart;
+
+  // One Save for the whole form; what it would change is said beside it until it is saved.
+  const form = h("form", { class: "settings-form", test: "settings-form" });
+  const error = errorLine();
+  const state = h("span", { class: "saved", role: "status", "aria-live": "polite", test: "settings-state" });
+  const save = h("button", { type: "submit", class: "primary", test: "save" }, "Save");
+  let dirty = false;
+  const changed = (now: boolean) => {
+    dirty = now;
+    state.textContent = now ? "Unsaved changes" : "Saved";
+  };
+  form.addEventListener("input", () => changed(true));
+  form.addEventListener("change", () => changed(true));
   const withdrawing = (choices: Choices) =>
     overview.settings.consent.storage && choices.consent_storage === false
       ? "Stop lending disk space? The vault empties gracefully: what it holds for others moves to other PCs first, then it is deleted here."
       : null;
-
-  const autostart = h("input", { type: "checkbox", id: "autostart", test: "autostart" });
-  autostart.checked = overview.autostart;
-  const autostartError = errorLine();
-  autostart.addEventListener("change", async () => {
-    try {
-      await api.setAutostart(autostart.checked);
-      autostartError.show(null);
-    } catch (failure) {
-      autostartError.show(problem(failure));
-      autostart.checked = !autostart.checked;
-    }
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    void busy(save, "Saving...", error, async () => {
+      const lent = consent.read();
+      // A card that is hidden is not lent: its choices stay as they were.
+      const choices: Choices = Object.assign(
+        {},
+        ...sections.filter((s) => (s === disk ? lent.consent_storage : s === compute ? lent.consent_compute : true)).map((s) => s.read()),
+      );
+      const question = withdrawing(choices);
+      if (question && !window.confirm(question)) return;
+      await api.apply(choices);
+      if (autostart.checked !== overview.autostart) {
+        await api.setAutostart(autostart.checked);
+        overview.autostart = autostart.checked;
+      }
+      overview.settings.consent.storage = !!lent.consent_storage;
+      changed(false);
+    });
+  });
+  void getCurrentWindow().onCloseRequested((event) => {
+    if (dirty && !window.confirm("Close without saving your changes?")) event.preventDefault();
   });
 
   const passphraseCard = () => {
     const section = passphraseSection(true);
     const error = errorLine();
-    const save = h("button", { type: "button", class: "primary" }, "Unlock backups");
-    save.addEventListener("click", async () => {
+    const unlock = h("button", { type: "button", class: "primary" }, "Unlock backups");
+    unlock.addEventListener("click", async () => {
       let done = false;
-      if (!(await busy(save, "Unlocking...", error, async () => void (done = await section.save())))) return;
+      if (!(await busy(unlock, "Unlocking...", error, async () => void (done = await section.save())))) return;
       // Unlocked; or unlocked with a passphrase too weak to keep, and a better one is asked for.
-      save.textContent = done ? "Unlocked" : "Keep the new passphrase";
-      save.disabled = done;
+      unlock.textContent = done ? "Unlocked" : "Keep the new passphrase";
+      unlock.disabled = done;
     });
-    return h("section", { class: "card" }, h("h2", {}, "Recovery passphrase"), section.element, error, h("div", { class: "row end" }, save));
+    return card("Recovery passphrase", "card-passphrase", section.element, error, h("div", { class: "row end" }, unlock));
   };
 
   const accountCard = () => {
     const who = h("p", { test: "account" });
+    const hub = overview.hub_url ?? "no server";
     const say = (email: string | null) => {
       who.textContent = email
-        ? `Logged in as ${email} at ${overview.hub_url}. This PC is “${overview.device_name}”.`
-        : `This PC is “${overview.device_name}”, at ${overview.hub_url}. No one is logged in here; it backs up and lends on its own.`;
+        ? `Logged in as ${email} at ${hub}. This PC is “${overview.device_name}”.`
+        : `This PC is “${overview.device_name}”, at ${hub}. No one is logged in here; it backs up and lends on its own.`;
     };
     say(overview.email);
     const error = errorLine();
@@ -75,23 +111,24 @@ export async function settings(root: HTMLElement): Promise<void> {
         everywhere.hidden = true;
       }
     });
-    return h("section", { class: "card" }, h("h2", {}, "Account"), who, error, h("div", { class: "row end" }, everywhere));
+    return card("Account", "card-account", who, error, h("div", { class: "row end" }, everywhere));
   };
 
+  replace(
+    form,
+    card("Lending", "consent", consent.element),
+    diskCard,
+    computeCard,
+    card("Upload speed", "card-network", network.element),
+    card("Backed-up folders", "folders", folders.element),
+    card("Start-up", "card-startup", h("label", { class: "inline", for: "autostart" }, autostart, " Start Surplus when I log in")),
+    h("div", { class: "save-bar" }, error, h("div", { class: "row end" }, state, save)),
+  );
   replace(
     root,
     h("header", {}, h("h1", {}, "Settings")),
     accountCard(),
-    card("Lending", "consent", consentSection(overview), withdrawing),
-    card("Limits", "limits", quotaSection(overview, disks, true, true)),
-    card("Backed-up folders", "folders", foldersSection(overview, suggested)),
     !overview.has_backup_key && overview.registered && passphraseCard(),
-    h(
-      "section",
-      { class: "card" },
-      h("h2", {}, "Start-up"),
-      h("label", { class: "inline" }, autostart, " Start Surplus when I log in"),
-      autostartError,
-    ),
+    form,
   );
 }

@@ -16,7 +16,7 @@ const overview: Overview = {
     storage: { quota_bytes: null, floor_bytes: null, vault_path: null },
     compute: { cores_percent: 50, idle_minutes: 5, busy_cpu_percent: 25, on_battery: false, pause_in_full_screen: true },
     pause: { paused: "running" },
-    backup: { folders: ["/home/ann/Documents"] },
+    backup: { folders: ["/home/ann/Documents"], pause: { paused: "running" } },
   },
   state: {
     connected: true,
@@ -37,7 +37,7 @@ const overview: Overview = {
     instructions_done: 0,
     updated_at: 1_000,
   },
-  tray: { state: "donating", line: "Donating 10.0 GiB", paused: false },
+  tray: { state: "donating", line: "Donating 10.0 GiB", paused: false, backups_paused: false },
   has_backup_key: true,
   autostart: true,
   data_dir: "/home/ann/.local/share/surplus",

@@ -80,8 +80,11 @@ function drawActions(actions: HTMLElement, overview: Overview, redraw: () => Pro
     actions,
     h("span", { class: `badge ${overview.tray.state}`, test: "tray-line" }, overview.tray.line),
     overview.tray.paused
-      ? button("Resume", "resume", api.resume, "primary")
-      : button("Pause for 1 hour", "pause-hour", () => api.pause("hour")),
+      ? button("Resume lending", "resume", () => api.resume("lending"), "primary")
+      : button("Pause lending for 1 hour", "pause-hour", () => api.pause("lending", "hour")),
+    overview.tray.backups_paused
+      ? button("Resume backups", "resume-backups", () => api.resume("backups"), "primary")
+      : button("Pause backups for 1 hour", "pause-backups", () => api.pause("backups", "hour")),
     button("Back up now", "backup-now", api.backUpNow),
     button("Restore files...", "open-restore", () => api.openWindow("restore")),
     button("Settings...", "open-settings", () => api.openWindow("settings")),

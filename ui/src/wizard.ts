@@ -4,7 +4,8 @@
 
 import { api, type Enrolled } from "./api";
 import { busy, errorLine, h, replace } from "./dom";
-import { consentSection, foldersSection, passphraseSection, quotaSection } from "./sections";
+import { quotaSection } from "./lending";
+import { consentSection, foldersSection, passphraseSection } from "./sections";
 import { next, pagesFor, previous, type Answers, type Page } from "./wizard-flow";
 
 const TITLES: Record<Page, string> = {

@@ -97,6 +97,9 @@ pub struct Settings {
 pub struct BackupSettings {
     /// The folders backed up, as absolute paths.
     pub folders: Vec<PathBuf>,
+    /// Scheduled backups wait while this lasts (a backup asked for now still runs); lending is
+    /// paused apart, with [`Settings::pause`].
+    pub pause: PauseState,
 }
 
 /// How much disk the vault may take, and where it lives.
@@ -540,6 +543,9 @@ mod tests {
             },
             backup: BackupSettings {
                 folders: vec![PathBuf::from("/home/ann/photos")],
+                pause: PauseState::Until {
+                    until: 1_800_000_000_000,
+                },
             },
         };
         Settings::default().save(&data).expect("save defaults");

@@ -237,6 +237,7 @@ mod tests {
                 on_battery: false,
                 window: None,
             },
+            upload_bytes_per_second: None,
             pause: PauseState::Running,
             comfort: None,
         }

@@ -133,6 +133,7 @@ pub fn for_device(index: usize, count: usize) -> Vec<StatusReport> {
                 },
                 consent,
                 limits: limits.clone(),
+                upload_bytes_per_second: None,
                 pause,
                 comfort: None,
             }

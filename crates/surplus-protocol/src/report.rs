@@ -29,6 +29,10 @@ pub struct StatusReport {
     pub vault: VaultReport,
     pub consent: Consent,
     pub limits: ComputeLimits,
+    /// The most bytes per second the device's user lets it send (backups, blobs for others);
+    /// absent for no limit, and from agents that predate it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_bytes_per_second: Option<u64>,
     pub pause: PauseState,
     /// A comfort rule of the device's user that holds donated compute now (a full-screen app is
     /// in front, the CPU runs hot), as the agent judged it with its own hysteresis; absent when

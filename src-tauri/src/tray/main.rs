@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use surplus_agent::control::{self, Control, TrayStatus};
 use surplus_agent::worker::AgentState;
+use surplus_desktop::Pausable;
 use surplus_desktop::agent::Agent;
 use surplus_desktop::link::{self, Message};
 use tao::event::{Event, StartCause};
@@ -130,9 +131,18 @@ impl Tray {
         let done = match id {
             "pause-hour" | "pause-tomorrow" => {
                 let how_long = id.trim_start_matches("pause-");
-                surplus_desktop::pause(&self.control, how_long).map(|()| self.settings_changed())
+                surplus_desktop::pause(&self.control, Pausable::Lending, how_long)
+                    .map(|()| self.settings_changed())
             }
-            "resume" => surplus_desktop::resume(&self.control).map(|()| self.settings_changed()),
+            "resume" => surplus_desktop::resume(&self.control, Pausable::Lending)
+                .map(|()| self.settings_changed()),
+            "pause-backups-hour" | "pause-backups-tomorrow" => {
+                let how_long = id.trim_start_matches("pause-backups-");
+                surplus_desktop::pause(&self.control, Pausable::Backups, how_long)
+                    .map(|()| self.settings_changed())
+            }
+            "resume-backups" => surplus_desktop::resume(&self.control, Pausable::Backups)
+                .map(|()| self.settings_changed()),
             "backup-now" => self.back_up_now(),
             "restore" | "status" | "settings" => {
                 self.open(id);

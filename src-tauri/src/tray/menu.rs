@@ -12,6 +12,9 @@ pub struct TrayMenu {
     pause_hour: MenuItem,
     pause_tomorrow: MenuItem,
     resume: MenuItem,
+    pause_backups_hour: MenuItem,
+    pause_backups_tomorrow: MenuItem,
+    resume_backups: MenuItem,
 }
 
 fn icon(state: TrayState) -> Icon {
@@ -42,15 +45,22 @@ fn tooltip(status: &TrayStatus) -> String {
 pub fn build(status: &TrayStatus) -> Result<TrayMenu, Box<dyn std::error::Error>> {
     let item = |id: &str, text: &str| MenuItem::with_id(id, text, true, None);
     let status_item = MenuItem::with_id("status-line", &status.line, false, None);
-    let pause_hour = item("pause-hour", "&Pause for 1 hour");
-    let pause_tomorrow = item("pause-tomorrow", "Pause until &tomorrow");
-    let resume = item("resume", "&Resume");
+    let pause_hour = item("pause-hour", "&Pause lending for 1 hour");
+    let pause_tomorrow = item("pause-tomorrow", "Pause lending until &tomorrow");
+    let resume = item("resume", "&Resume lending");
+    let pause_backups_hour = item("pause-backups-hour", "Pause backups for 1 &hour");
+    let pause_backups_tomorrow = item("pause-backups-tomorrow", "Pause backups until to&morrow");
+    let resume_backups = item("resume-backups", "Resume bac&kups");
     let items = Menu::with_items(&[
         &status_item,
         &PredefinedMenuItem::separator(),
         &pause_hour,
         &pause_tomorrow,
         &resume,
+        &PredefinedMenuItem::separator(),
+        &pause_backups_hour,
+        &pause_backups_tomorrow,
+        &resume_backups,
         &PredefinedMenuItem::separator(),
         &item("backup-now", "&Back up now"),
         &item("restore", "R&estore files..."),
@@ -72,6 +82,9 @@ pub fn build(status: &TrayStatus) -> Result<TrayMenu, Box<dyn std::error::Error>
         pause_hour,
         pause_tomorrow,
         resume,
+        pause_backups_hour,
+        pause_backups_tomorrow,
+        resume_backups,
     };
     menu.show(status);
     Ok(menu)
@@ -85,6 +98,10 @@ impl TrayMenu {
         self.resume.set_enabled(paused);
         self.pause_hour.set_enabled(!paused);
         self.pause_tomorrow.set_enabled(!paused);
+        let backups_paused = status.backups_paused;
+        self.resume_backups.set_enabled(backups_paused);
+        self.pause_backups_hour.set_enabled(!backups_paused);
+        self.pause_backups_tomorrow.set_enabled(!backups_paused);
         let shown = self
             .icon
             .set_icon(Some(icon(status.state)))

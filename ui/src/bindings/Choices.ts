@@ -12,4 +12,24 @@ vault_disk?: string, quota_bytes?: number,
 /**
  * The folders backed up: all of them, replacing the list.
  */
-folders?: Array<string>, cores_percent?: number, };
+folders?: Array<string>, cores_percent?: number, 
+/**
+ * Minutes away from keyboard and mouse before compute starts.
+ */
+idle_minutes?: number, 
+/**
+ * Compute waits while other programs use more than this share of the CPU (0-100).
+ */
+busy_cpu_percent?: number, on_battery?: boolean, 
+/**
+ * The daily window compute keeps to, as `HH:MM-HH:MM`; empty for any time.
+ */
+window?: string, 
+/**
+ * The most bytes per second backups and transfers may use; 0 for no limit.
+ */
+bandwidth_bytes_per_second?: number, pause_in_full_screen?: boolean, 
+/**
+ * Compute waits while the CPU is hotter than this (degrees Celsius); 0 for no limit.
+ */
+max_cpu_celsius?: number, };

@@ -6,6 +6,10 @@ import type { TrayState } from "./TrayState";
  */
 export type TrayStatus = { state: TrayState, line: string, 
 /**
- * Whether the user paused donation (so the menu offers Resume).
+ * Whether the user paused lending (so the menu offers to resume it).
  */
-paused: boolean, };
+paused: boolean, 
+/**
+ * Whether the user paused backups (so the menu offers to resume them).
+ */
+backups_paused: boolean, };

@@ -44,6 +44,18 @@ pub struct Choices {
     /// The folders backed up: all of them, replacing the list.
     pub folders: Option<Vec<PathBuf>>,
     pub cores_percent: Option<u8>,
+    /// Minutes away from keyboard and mouse before compute starts.
+    pub idle_minutes: Option<u32>,
+    /// Compute waits while other programs use more than this share of the CPU (0-100).
+    pub busy_cpu_percent: Option<u8>,
+    pub on_battery: Option<bool>,
+    /// The daily window compute keeps to, as `HH:MM-HH:MM`; empty for any time.
+    pub window: Option<String>,
+    /// The most bytes per second backups and transfers may use; 0 for no limit.
+    pub bandwidth_bytes_per_second: Option<u64>,
+    pub pause_in_full_screen: Option<bool>,
+    /// Compute waits while the CPU is hotter than this (degrees Celsius); 0 for no limit.
+    pub max_cpu_celsius: Option<u8>,
 }
 
 impl Control {
@@ -116,8 +128,27 @@ impl Control {
                         folder.display()
                     )));
                 }
+                if let Err(error) = std::fs::read_dir(folder) {
+                    return Err(ControlError::Input(format!(
+                        "Surplus can't read {}: {}",
+                        folder.display(),
+                        match error.kind() {
+                            std::io::ErrorKind::PermissionDenied =>
+                                "you don't have permission to open it".to_owned(),
+                            _ => error.to_string(),
+                        }
+                    )));
+                }
             }
         }
+        let window = match choices.window.as_deref().map(str::trim) {
+            None => None,
+            Some("") => Some(None),
+            Some(text) => Some(Some(
+                crate::units::parse_window(text)
+                    .map_err(|error| ControlError::Input(error.to_string()))?,
+            )),
+        };
         let current_dir = settings.vault_dir(&self.data_dir);
         let vault_dir = match &choices.vault_disk {
             Some(mount) => Some(self.vault_move(mount)?),
@@ -171,6 +202,27 @@ impl Control {
             }
             if let Some(cores) = choices.cores_percent {
                 s.compute.cores_percent = cores;
+            }
+            if let Some(minutes) = choices.idle_minutes {
+                s.compute.idle_minutes = minutes;
+            }
+            if let Some(busy) = choices.busy_cpu_percent {
+                s.compute.busy_cpu_percent = busy;
+            }
+            if let Some(on_battery) = choices.on_battery {
+                s.compute.on_battery = on_battery;
+            }
+            if let Some(window) = window {
+                s.compute.window = window;
+            }
+            if let Some(rate) = choices.bandwidth_bytes_per_second {
+                s.bandwidth_bytes_per_second = (rate > 0).then_some(rate);
+            }
+            if let Some(pause) = choices.pause_in_full_screen {
+                s.compute.pause_in_full_screen = pause;
+            }
+            if let Some(celsius) = choices.max_cpu_celsius {
+                s.compute.max_cpu_celsius = (celsius > 0).then_some(celsius);
             }
         })
     }
@@ -334,6 +386,93 @@ mod tests {
         assert_eq!(settings.backup.folders, [dir.path().to_owned()]);
         assert_eq!(settings.storage.quota_bytes, Some(150 * GIB));
         assert_eq!(settings.compute.cores_percent, 30);
+    }
+
+    #[test]
+    fn every_limit_the_command_line_sets_the_windows_set_too() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let control = Control::new(dir.path()).with_mounts(machine);
+        let settings = control
+            .apply(Choices {
+                idle_minutes: Some(12),
+                busy_cpu_percent: Some(40),
+                on_battery: Some(true),
+                window: Some("22:00-06:30".into()),
+                bandwidth_bytes_per_second: Some(2_000_000),
+                pause_in_full_screen: Some(false),
+                max_cpu_celsius: Some(85),
+                ..Choices::default()
+            })
+            .expect("applied");
+        let compute = &settings.compute;
+        assert_eq!(
+            (
+                compute.idle_minutes,
+                compute.busy_cpu_percent,
+                compute.on_battery
+            ),
+            (12, 40, true)
+        );
+        assert_eq!(
+            compute.window.map(crate::units::format_window).as_deref(),
+            Some("22:00-06:30")
+        );
+        assert_eq!(settings.bandwidth_bytes_per_second, Some(2_000_000));
+        assert!(!compute.pause_in_full_screen);
+        assert_eq!(compute.max_cpu_celsius, Some(85));
+        // Empty, or 0: no limit again.
+        let cleared = control
+            .apply(Choices {
+                window: Some(String::new()),
+                bandwidth_bytes_per_second: Some(0),
+                max_cpu_celsius: Some(0),
+                ..Choices::default()
+            })
+            .expect("applied");
+        assert_eq!(cleared.compute.window, None);
+        assert_eq!(cleared.bandwidth_bytes_per_second, None);
+        assert_eq!(cleared.compute.max_cpu_celsius, None);
+        assert_eq!(cleared.compute.idle_minutes, 12);
+        // What cannot be honoured is refused, and nothing changes.
+        for bad in [
+            Choices {
+                window: Some("25:00-06:00".into()),
+                ..Choices::default()
+            },
+            Choices {
+                busy_cpu_percent: Some(101),
+                ..Choices::default()
+            },
+            Choices {
+                max_cpu_celsius: Some(20),
+                ..Choices::default()
+            },
+        ] {
+            control.apply(bad).expect_err("refused");
+            assert_eq!(control.settings().expect("settings"), cleared);
+        }
+    }
+
+    #[test]
+    fn a_folder_that_cannot_be_read_is_refused_when_added() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let control = Control::new(dir.path()).with_mounts(machine);
+        let missing = dir.path().join("gone");
+        let error = control
+            .apply(Choices {
+                folders: Some(vec![missing.clone()]),
+                ..Choices::default()
+            })
+            .expect_err("refused");
+        assert!(error.to_string().contains("is not a folder"), "{error}");
+        assert!(
+            control
+                .settings()
+                .expect("settings")
+                .backup
+                .folders
+                .is_empty()
+        );
     }
 
     #[test]

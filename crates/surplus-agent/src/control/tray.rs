@@ -26,8 +26,10 @@ pub enum TrayState {
 pub struct TrayStatus {
     pub state: TrayState,
     pub line: String,
-    /// Whether the user paused donation (so the menu offers Resume).
+    /// Whether the user paused lending (so the menu offers to resume it).
     pub paused: bool,
+    /// Whether the user paused backups (so the menu offers to resume them).
+    pub backups_paused: bool,
 }
 
 /// What the tray shows for a device with `settings`, whose worker last knew `state`, at `now`.
@@ -39,10 +41,30 @@ pub fn tray_status(
     now: UnixMillis,
     clock: impl Fn(UnixMillis) -> String,
 ) -> TrayStatus {
+    let mut status = lending_status(registered, settings, state, now, &clock);
+    if registered && settings.backup.pause.is_paused(now) {
+        status.backups_paused = true;
+        status.line.push_str(&match settings.backup.pause {
+            PauseState::Until { until } => format!(" · Backups paused until {}", clock(until)),
+            _ => " · Backups paused".to_owned(),
+        });
+    }
+    status
+}
+
+/// The status line as lending (and trouble) makes it.
+fn lending_status(
+    registered: bool,
+    settings: &Settings,
+    state: &AgentState,
+    now: UnixMillis,
+    clock: &impl Fn(UnixMillis) -> String,
+) -> TrayStatus {
     let attention = |line: String| TrayStatus {
         state: TrayState::Attention,
         line,
         paused: false,
+        backups_paused: false,
     };
     if !registered {
         return attention("Not set up yet: open Settings".into());
@@ -51,15 +73,17 @@ pub fn tray_status(
         PauseState::Indefinitely => {
             return TrayStatus {
                 state: TrayState::Paused,
-                line: "Paused".into(),
+                line: "Lending paused".into(),
                 paused: true,
+                backups_paused: false,
             };
         }
         PauseState::Until { until } if until > now => {
             return TrayStatus {
                 state: TrayState::Paused,
-                line: format!("Paused until {}", clock(until)),
+                line: format!("Lending paused until {}", clock(until)),
                 paused: true,
+                backups_paused: false,
             };
         }
         _ => {}
@@ -85,6 +109,7 @@ pub fn tray_status(
                 handover.percent()
             ),
             paused: false,
+            backups_paused: false,
         };
     }
     if !settings.consent.storage && !settings.consent.compute {
@@ -92,6 +117,7 @@ pub fn tray_status(
             state: TrayState::Paused,
             line: "Not donating: nothing consented".into(),
             paused: false,
+            backups_paused: false,
         };
     }
     let mut parts = Vec::new();
@@ -125,6 +151,7 @@ pub fn tray_status(
         state: TrayState::Donating,
         line: parts.join(" · "),
         paused: false,
+        backups_paused: false,
     }
 }
 
@@ -319,7 +346,7 @@ mod tests {
         settings.pause = PauseState::Until { until: 5_000 };
         let paused = tray_status(true, &settings, &state, 4_999, clock);
         assert_eq!(paused.state, TrayState::Paused);
-        assert_eq!(paused.line, "Paused until t5000");
+        assert_eq!(paused.line, "Lending paused until t5000");
         assert!(paused.paused);
         assert_eq!(
             tray_status(true, &settings, &state, 5_000, clock).state,
@@ -328,8 +355,23 @@ mod tests {
         settings.pause = PauseState::Indefinitely;
         assert_eq!(
             tray_status(true, &settings, &state, 0, clock).line,
-            "Paused"
+            "Lending paused"
         );
+    }
+
+    #[test]
+    fn paused_backups_are_said_beside_what_is_lent() {
+        let (mut settings, state) = donating();
+        settings.backup.pause = PauseState::Until { until: 5_000 };
+        let status = tray_status(true, &settings, &state, 4_999, clock);
+        assert!(status.backups_paused && !status.paused);
+        assert_eq!(
+            status.line,
+            "Donating 11.5 GiB · Backups paused until t5000"
+        );
+        let over = tray_status(true, &settings, &state, 5_000, clock);
+        assert!(!over.backups_paused);
+        assert_eq!(over.line, "Donating 11.5 GiB");
     }
 
     #[test]

@@ -4,12 +4,33 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use surplus_protocol::{PauseState, UnixMillis};
 use tokio::sync::watch;
 
 use super::error::WorkerError;
 use super::options::WorkerOptions;
 use super::shared::Shared;
 use crate::clock::now_ms;
+
+/// How long a backup that is due waits because the user paused backups: `None` when it runs
+/// now (no pause, or the user asked for this backup), else until the pause ends (or the next
+/// scheduled scan, for a pause without an end, which is looked at again then).
+fn paused_for(
+    pause: PauseState,
+    asked: bool,
+    now: UnixMillis,
+    interval: Duration,
+) -> Option<Duration> {
+    if asked || !pause.is_paused(now) {
+        return None;
+    }
+    Some(match pause {
+        PauseState::Until { until } => {
+            Duration::from_millis(u64::try_from(until - now).unwrap_or(0))
+        }
+        _ => interval,
+    })
+}
 
 /// Continuous backup: the chosen folders are backed up shortly after something in them changes
 /// (file-system events, debounced) and at least every `backup_interval`. Keys must exist already
@@ -47,12 +68,24 @@ pub(super) async fn backup_loop(
             _watcher = fresh;
             watched = folders.clone();
         }
-        let changed_now = tokio::select! {
+        let (changed_now, asked) = tokio::select! {
             _ = stop.wait_for(|&s| s) => return Ok(()),
-            _ = tokio::time::sleep_until(next_scan) => false,
-            _ = shared.backup_now.notified() => false,
-            Some(()) = changes.recv() => true,
+            _ = tokio::time::sleep_until(next_scan) => (false, false),
+            _ = shared.backup_now.notified() => (false, true),
+            Some(()) = changes.recv() => (true, false),
         };
+        // Paused by the user: nothing on schedule or on change until the pause ends; a backup
+        // asked for now still runs.
+        if let Some(wait) = paused_for(
+            shared.settings().backup.pause,
+            asked,
+            now_ms(),
+            options.backup_interval,
+        ) {
+            next_scan = tokio::time::Instant::now() + wait;
+            while changes.try_recv().is_ok() {}
+            continue;
+        }
         if changed_now {
             // Let a burst of changes settle, then take them all in one backup.
             tokio::select! {
@@ -137,5 +170,29 @@ pub(super) async fn backup_loop(
                     + options.backup_debounce.max(Duration::from_secs(60));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn a_pause_holds_scheduled_backups_until_it_ends_but_not_one_asked_for() {
+        let until = PauseState::Until { until: 10_000 };
+        assert_eq!(
+            paused_for(until, false, 4_000, HOUR),
+            Some(Duration::from_millis(6_000))
+        );
+        assert_eq!(paused_for(until, true, 4_000, HOUR), None);
+        assert_eq!(paused_for(until, false, 10_000, HOUR), None);
+        assert_eq!(paused_for(PauseState::Running, false, 0, HOUR), None);
+        assert_eq!(
+            paused_for(PauseState::Indefinitely, false, 0, HOUR),
+            Some(HOUR)
+        );
+        assert_eq!(paused_for(PauseState::Indefinitely, true, 0, HOUR), None);
     }
 }

@@ -242,6 +242,7 @@ pub fn build_report(
         vault,
         consent: settings.consent,
         limits: settings.compute_limits(),
+        upload_bytes_per_second: settings.bandwidth_bytes_per_second,
         pause: settings.pause,
         comfort,
     }
