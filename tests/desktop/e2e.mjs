@@ -312,6 +312,11 @@ async function main() {
   // reload.
   await eventually("the status window shows the wizard's snapshot", async () => (await text("card-backups")).match(/protected|uploading/), 20);
   check("status shows the connection", (await text("connection")) === "Connected");
+  // The headline says whether the files are safe: here no other PC lends space yet, so the
+  // backup is not called safe.
+  const health = await text("backup-health");
+  check("the status window's headline says the backup is not yet safe while no other PC holds it",
+    /^Backed up (just now|\d+ min ago), but no other PC holds it yet: not safe if this PC is lost$/.test(health), health);
   screenshot("status");
   // Back up now: the window shows the new snapshot as soon as the agent has made it, long before
   // its once-a-minute question to the hub.

@@ -78,6 +78,7 @@ function drawActions(actions: HTMLElement, overview: Overview, redraw: () => Pro
     h("button", { type: "button", class: kind, test, on: { click: async () => { await work(); await redraw(); } } }, label);
   update(
     actions,
+    h("p", { class: `headline ${overview.tray.backup.level}`, test: "backup-health" }, overview.tray.backup.sentence),
     h("span", { class: `badge ${overview.tray.state}`, test: "tray-line" }, overview.tray.line),
     overview.tray.paused
       ? button("Resume lending", "resume", () => api.resume("lending"), "primary")

@@ -434,15 +434,16 @@ fn wrap_cost() -> WrapCost {
 }
 
 /// The erasure coding the next backup uses, as the hub advises from the subscriber's settings
-/// and the holders there are (with a warning when they are too few).
+/// and the holders there are (with a warning when they are too few), and how many devices may
+/// hold its shards now.
 pub async fn coding(
     client: &HubClient,
     token: &str,
-) -> Result<(surplus_backup::erasure::Coding, Option<String>), KeyError> {
+) -> Result<(surplus_backup::erasure::Coding, Option<String>, u32), KeyError> {
     let plan = client.backup_plan(token).await?;
     let coding = surplus_backup::erasure::Coding::new(plan.coding.data, plan.coding.parity)
         .map_err(|e| KeyError::Malformed(format!("the hub advised an unusable coding: {e}")))?;
-    Ok((coding, plan.warning))
+    Ok((coding, plan.warning, plan.eligible_holders))
 }
 
 /// Where a data directory keeps its sealed trees (see `Repository::set_tree_cache`).

@@ -132,6 +132,18 @@ pub fn parse_percent(input: &str) -> Result<u8, InputError> {
     }
 }
 
+/// How long ago something was, as a person says it: `just now`, `5 min ago`, `3 h ago`,
+/// `4 days ago`.
+pub fn format_ago(elapsed_ms: i64) -> String {
+    let seconds = elapsed_ms.max(0) / 1000;
+    match seconds {
+        0..60 => "just now".to_owned(),
+        60..3_600 => format!("{} min ago", seconds / 60),
+        3_600..172_800 => format!("{} h ago", seconds / 3_600),
+        _ => format!("{} days ago", seconds / 86_400),
+    }
+}
+
 /// The range a CPU temperature limit may be set in, in degrees Celsius: below it a CPU idles
 /// warmer than the limit, above it the CPU throttles itself first.
 pub const MIN_CPU_CELSIUS: u8 = 40;
@@ -376,6 +388,15 @@ mod tests {
             assert_eq!(error.input, input);
             assert!(error.to_string().contains(&format!("{input:?}")), "{error}");
         }
+    }
+
+    #[test]
+    fn moments_ago() {
+        assert_eq!(format_ago(-5), "just now");
+        assert_eq!(format_ago(59_999), "just now");
+        assert_eq!(format_ago(5 * 60_000), "5 min ago");
+        assert_eq!(format_ago(3 * 3_600_000), "3 h ago");
+        assert_eq!(format_ago(4 * 86_400_000), "4 days ago");
     }
 
     #[test]

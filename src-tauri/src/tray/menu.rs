@@ -8,6 +8,7 @@ use surplus_agent::control::{TrayState, TrayStatus};
 /// The icon, and the menu items whose text or availability follow the state.
 pub struct TrayMenu {
     icon: TrayIcon,
+    backup: MenuItem,
     status: MenuItem,
     pause_hour: MenuItem,
     pause_tomorrow: MenuItem,
@@ -35,8 +36,9 @@ fn icon(state: TrayState) -> Icon {
     Icon::from_rgba(rgba, width, height).expect("the tray icons are RGBA PNGs built into the app")
 }
 
+/// The backups' health first, then what the PC lends.
 fn tooltip(status: &TrayStatus) -> String {
-    format!("Surplus: {}", status.line)
+    format!("Surplus: {}\n{}", status.backup.sentence, status.line)
 }
 
 /// Makes the tray icon. Menu clicks arrive as `tray_icon::menu::MenuEvent`s carrying the item's
@@ -44,6 +46,7 @@ fn tooltip(status: &TrayStatus) -> String {
 /// keyboard.
 pub fn build(status: &TrayStatus) -> Result<TrayMenu, Box<dyn std::error::Error>> {
     let item = |id: &str, text: &str| MenuItem::with_id(id, text, true, None);
+    let backup_item = MenuItem::with_id("backup-line", &status.backup.sentence, false, None);
     let status_item = MenuItem::with_id("status-line", &status.line, false, None);
     let pause_hour = item("pause-hour", "&Pause lending for 1 hour");
     let pause_tomorrow = item("pause-tomorrow", "Pause lending until &tomorrow");
@@ -52,6 +55,7 @@ pub fn build(status: &TrayStatus) -> Result<TrayMenu, Box<dyn std::error::Error>
     let pause_backups_tomorrow = item("pause-backups-tomorrow", "Pause backups until to&morrow");
     let resume_backups = item("resume-backups", "Resume bac&kups");
     let items = Menu::with_items(&[
+        &backup_item,
         &status_item,
         &PredefinedMenuItem::separator(),
         &pause_hour,
@@ -78,6 +82,7 @@ pub fn build(status: &TrayStatus) -> Result<TrayMenu, Box<dyn std::error::Error>
         .build()?;
     let menu = TrayMenu {
         icon,
+        backup: backup_item,
         status: status_item,
         pause_hour,
         pause_tomorrow,
@@ -94,6 +99,7 @@ impl TrayMenu {
     /// Shows `status` on the icon and in the menu.
     pub fn show(&self, status: &TrayStatus) {
         let paused = status.paused;
+        self.backup.set_text(&status.backup.sentence);
         self.status.set_text(&status.line);
         self.resume.set_enabled(paused);
         self.pause_hour.set_enabled(!paused);

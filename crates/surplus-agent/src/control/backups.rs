@@ -176,7 +176,7 @@ impl Control {
         let key = crate::backup::master_key(&credentials, &client, &token, passphrase)
             .await
             .map_err(ControlError::from)?;
-        let (coding, warning) = crate::backup::coding(&client, &token)
+        let (coding, warning, _) = crate::backup::coding(&client, &token)
             .await
             .map_err(ControlError::from)?;
         if let Some(warning) = warning {

@@ -22,6 +22,7 @@ mod compute;
 mod disks;
 mod enrol;
 mod explain;
+mod health;
 mod status;
 mod tray;
 mod verify;
@@ -32,6 +33,7 @@ pub use compute::{JobFiles, input_name};
 pub use disks::{Choices, DiskChoice};
 pub use enrol::{Enrolled, Enrollment, Left, packaged_hub};
 pub use explain::{Doing, Problem};
+pub use health::{BackupHealth, HealthLevel, backup_health};
 pub use status::StatusView;
 pub use tray::{
     Alert, TrayState, TrayStatus, alerts, default_restore_dir, host_name, local_clock, pause_until,

@@ -8,7 +8,7 @@ use surplus_protocol::{ComfortHold, PauseState, SpareReason, UnixMillis};
 use crate::settings::Settings;
 use crate::worker::AgentState;
 
-use super::{ControlError, Result};
+use super::{BackupHealth, ControlError, Result, backup_health};
 
 /// The state the tray icon shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -30,6 +30,8 @@ pub struct TrayStatus {
     pub paused: bool,
     /// Whether the user paused backups (so the menu offers to resume them).
     pub backups_paused: bool,
+    /// Whether the user's files are safe: the first thing the tray and the Status window say.
+    pub backup: BackupHealth,
 }
 
 /// What the tray shows for a device with `settings`, whose worker last knew `state`, at `now`.
@@ -42,6 +44,11 @@ pub fn tray_status(
     clock: impl Fn(UnixMillis) -> String,
 ) -> TrayStatus {
     let mut status = lending_status(registered, settings, state, now, &clock);
+    if registered {
+        status.backup = backup_health(settings, state, now, |at| {
+            crate::units::format_ago(now - at)
+        });
+    }
     if registered && settings.backup.pause.is_paused(now) {
         status.backups_paused = true;
         status.line.push_str(&match settings.backup.pause {
@@ -65,6 +72,7 @@ fn lending_status(
         line,
         paused: false,
         backups_paused: false,
+        backup: BackupHealth::not_set_up(),
     };
     if !registered {
         return attention("Not set up yet: open Settings".into());
@@ -76,6 +84,7 @@ fn lending_status(
                 line: "Lending paused".into(),
                 paused: true,
                 backups_paused: false,
+                backup: BackupHealth::not_set_up(),
             };
         }
         PauseState::Until { until } if until > now => {
@@ -84,6 +93,7 @@ fn lending_status(
                 line: format!("Lending paused until {}", clock(until)),
                 paused: true,
                 backups_paused: false,
+                backup: BackupHealth::not_set_up(),
             };
         }
         _ => {}
@@ -110,6 +120,7 @@ fn lending_status(
             ),
             paused: false,
             backups_paused: false,
+            backup: BackupHealth::not_set_up(),
         };
     }
     if !settings.consent.storage && !settings.consent.compute {
@@ -118,6 +129,7 @@ fn lending_status(
             line: "Not donating: nothing consented".into(),
             paused: false,
             backups_paused: false,
+            backup: BackupHealth::not_set_up(),
         };
     }
     let mut parts = Vec::new();
@@ -152,6 +164,7 @@ fn lending_status(
         line: parts.join(" · "),
         paused: false,
         backups_paused: false,
+        backup: BackupHealth::not_set_up(),
     }
 }
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use surplus_protocol::UserActivity;
 
-use super::{Comfort, Probe, Sample, override_path};
+use super::{Comfort, IdleSource, Probe, Sample, override_path};
 use crate::disk::{DiskGauge, DiskSpace};
 
 /// The fields an override file may set; each one present replaces the measured value.
@@ -192,6 +192,12 @@ impl<P: Probe> Probe for OverrideProbe<P> {
             overrides.apply_comfort(&mut comfort);
         }
         comfort
+    }
+
+    /// The measuring probe's source, even where the file overrides what it read: a test hook
+    /// that changes the reading, not where readings come from.
+    fn idle_source(&self) -> Option<IdleSource> {
+        self.inner.idle_source()
     }
 }
 

@@ -117,7 +117,8 @@ pub(super) async fn backup_loop(
             shared.token.clone(),
             tokio::runtime::Handle::current(),
         );
-        let (coding, warning) = match crate::backup::coding(&client, &token).await {
+        let (coding, warning, eligible_holders) = match crate::backup::coding(&client, &token).await
+        {
             Ok(advice) => advice,
             Err(error) => {
                 tracing::warn!(%error, "cannot ask the hub how to code backups; trying again later");
@@ -125,9 +126,11 @@ pub(super) async fn backup_loop(
                 continue;
             }
         };
-        if let Some(warning) = warning {
+        if let Some(warning) = &warning {
             tracing::warn!(%warning, "backups are not fully protected");
         }
+        let holders_short = warning.is_some().then_some(eligible_holders);
+        shared.update_state(|state| state.backing_up_since = Some(now_ms()));
         let rate = shared.settings().bandwidth_bytes_per_second;
         let data_dir = shared.data_dir.clone();
         let span = tracing::info_span!("backup", folders = folders.len(), changed = changed_now);
@@ -161,11 +164,26 @@ pub(super) async fn backup_loop(
                 shared.update_state(|state| {
                     state.last_backup = Some((now_ms(), report.snapshot_id.clone()));
                     state.last_backup_error = None;
+                    state.backing_up_since = None;
+                    state.backup_holders_short = holders_short;
+                    state.last_backup_skipped_count = report.skipped.len() as u64;
+                    state.last_backup_skipped = report
+                        .skipped
+                        .iter()
+                        .take(super::state::SKIPPED_KEPT)
+                        .map(|(path, reason)| super::state::Skipped {
+                            path: path.display().to_string(),
+                            reason: reason.clone(),
+                        })
+                        .collect();
                 });
             }
             Err(error) => {
                 tracing::warn!(%error, "backup failed; trying again later");
-                shared.update_state(|state| state.last_backup_error = Some(error.to_string()));
+                shared.update_state(|state| {
+                    state.last_backup_error = Some(error.to_string());
+                    state.backing_up_since = None;
+                });
                 next_scan = tokio::time::Instant::now()
                     + options.backup_debounce.max(Duration::from_secs(60));
             }

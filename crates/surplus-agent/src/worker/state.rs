@@ -16,6 +16,19 @@ pub struct AgentState {
     pub last_backup: Option<(UnixMillis, String)>,
     #[serde(default)]
     pub last_backup_error: Option<String>,
+    /// When the backup running now started; `None` while none runs.
+    #[serde(default)]
+    pub backing_up_since: Option<UnixMillis>,
+    /// What the latest backup could not read (the first [`SKIPPED_KEPT`] of them), and how many
+    /// there were in all.
+    #[serde(default)]
+    pub last_backup_skipped: Vec<Skipped>,
+    #[serde(default)]
+    pub last_backup_skipped_count: u64,
+    /// Set when, at the latest backup, the hub said holders are too few for its coding: how many
+    /// other PCs may hold its shards now. The backup is then not yet safe from this PC's loss.
+    #[serde(default)]
+    pub backup_holders_short: Option<u32>,
     pub last_heartbeat: Option<UnixMillis>,
     pub last_error: Option<String>,
     /// The hub refused this agent as too old (`agent_too_old`): the user must update it.
@@ -61,6 +74,17 @@ pub struct IdleReading {
     pub unknown: bool,
     /// When it was read.
     pub read_at: UnixMillis,
+}
+
+/// How many unreadable paths the state keeps: enough to show, not a log.
+pub const SKIPPED_KEPT: usize = 20;
+
+/// A file or folder a backup could not read, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct Skipped {
+    pub path: String,
+    pub reason: String,
 }
 
 impl AgentState {
