@@ -432,7 +432,9 @@ async function main() {
   const monitor = spawn("dbus-monitor", ["interface='org.freedesktop.Notifications'"]);
   let notified = "";
   monitor.stdout.on("data", (chunk) => (notified += chunk));
-  await until("dbus-monitor to listen", () => execFileSync("sh", ["-c", "pgrep -x dbus-monitor || true"]).toString() !== "", 10);
+  // Listening once it has become a monitor, which it says by losing its own name: before that a
+  // notification goes by unseen (the process alone is not enough, and under load it once wasn't).
+  await until("dbus-monitor to listen", () => notified.includes("member=NameLost"), 10);
   const disk = JSON.parse(readFileSync(PROBE_FILE, "utf8"));
   writeFileSync(PROBE_FILE, JSON.stringify({ ...disk, user: { session: "none" }, on_battery: true }));
   await eventually("running on battery is told as an OS notification", () => notified.includes("Compute paused on battery"), 30);
