@@ -250,29 +250,8 @@ impl Dispatch<wl_registry::WlRegistry, GlobalListContents> for Events {
     }
 }
 
-impl Dispatch<wl_seat::WlSeat, ()> for Events {
-    fn event(
-        _: &mut Self,
-        _: &wl_seat::WlSeat,
-        _: wl_seat::Event,
-        _: &(),
-        _: &Connection,
-        _: &QueueHandle<Self>,
-    ) {
-    }
-}
-
-impl Dispatch<ext_idle_notifier_v1::ExtIdleNotifierV1, ()> for Events {
-    fn event(
-        _: &mut Self,
-        _: &ext_idle_notifier_v1::ExtIdleNotifierV1,
-        _: ext_idle_notifier_v1::Event,
-        _: &(),
-        _: &Connection,
-        _: &QueueHandle<Self>,
-    ) {
-    }
-}
+wayland_client::delegate_noop!(Events: ignore wl_seat::WlSeat);
+wayland_client::delegate_noop!(Events: ignore ext_idle_notifier_v1::ExtIdleNotifierV1);
 
 #[cfg(test)]
 mod tests {

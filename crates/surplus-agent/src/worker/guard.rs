@@ -9,10 +9,11 @@ use super::shared::Shared;
 use crate::clock::now_ms;
 
 /// Pauses running tasks as soon as the machine is not free for them (the user is back, donation
-/// paused or consent withdrawn, a full-screen app or a hot CPU, on battery, outside the window) and resumes them when it is again.
-/// The user's activity is read every [`crate::compute::GUARD_INTERVAL`] while tasks run, so that a
-/// task is paused well within a second of the user's return; while none runs, the guard sleeps
-/// until one is admitted, so an idle agent is not woken five times a second.
+/// paused or consent withdrawn, a full-screen app or a hot CPU, on battery, outside the window)
+/// and resumes them when it is again. The user's activity is read every
+/// [`crate::compute::GUARD_INTERVAL`] while tasks run, so that a task is paused well within a
+/// second of the user's return; while none runs, the guard sleeps until one is admitted, so an
+/// idle agent is not woken five times a second.
 pub(super) async fn compute_guard(
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
