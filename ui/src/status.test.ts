@@ -26,6 +26,7 @@ const overview: Overview = {
     last_backup_skipped: [],
     last_backup_skipped_count: 0,
     backup_holders_short: null,
+    backup_protection: null,
     last_heartbeat: 1_000,
     last_error: null,
     update_needed: false,

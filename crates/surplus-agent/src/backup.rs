@@ -7,7 +7,7 @@
 //! passphrase is escrowed at the hub by the first backup, so a new device can restore with log-in
 //! and passphrase alone.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::path::Path;
 use std::time::Duration;
@@ -433,6 +433,45 @@ fn wrap_cost() -> WrapCost {
     WrapCost::RECOMMENDED
 }
 
+/// The snapshot states, best first.
+const SNAPSHOT_STATES: [&str; 5] = ["protected", "uploading", "repairing", "at_risk", "lost"];
+
+/// Each pack's state as the hub's `health` names it; a name this agent does not know reads as
+/// `lost`, never as better.
+pub fn pack_states(health: &surplus_protocol::BackupHealth) -> HashMap<String, &'static str> {
+    health
+        .packs
+        .iter()
+        .map(|pack| {
+            let state = SNAPSHOT_STATES
+                .iter()
+                .copied()
+                .find(|s| *s == pack.state)
+                .unwrap_or("lost");
+            (pack.pack.clone(), state)
+        })
+        .collect()
+}
+
+/// How well off a snapshot made of `packs` is: as well off as its worst pack (`protected`,
+/// `uploading`, `repairing`, `at_risk`, `lost`). A pack the hub does not list yet is uploading.
+pub fn snapshot_state(
+    packs: &std::collections::BTreeSet<String>,
+    states: &HashMap<String, &'static str>,
+) -> &'static str {
+    let severity = |state: &str| {
+        SNAPSHOT_STATES
+            .iter()
+            .position(|s| *s == state)
+            .unwrap_or(SNAPSHOT_STATES.len())
+    };
+    packs
+        .iter()
+        .map(|pack| states.get(pack).copied().unwrap_or("uploading"))
+        .max_by_key(|state| severity(state))
+        .unwrap_or("protected")
+}
+
 /// The erasure coding the next backup uses, as the hub advises from the subscriber's settings
 /// and the holders there are (with a warning when they are too few), and how many devices may
 /// hold its shards now.
@@ -516,6 +555,34 @@ impl BackupLock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_snapshot_is_as_well_off_as_its_worst_pack() {
+        let health = surplus_protocol::BackupHealth {
+            packs: [
+                ("a", "protected"),
+                ("b", "repairing"),
+                ("c", "something newer"),
+            ]
+            .into_iter()
+            .map(|(pack, state)| surplus_protocol::PackStateView {
+                pack: pack.into(),
+                state: state.into(),
+            })
+            .collect(),
+        };
+        let states = pack_states(&health);
+        let of = |packs: &[&str]| {
+            snapshot_state(&packs.iter().map(|p| (*p).to_owned()).collect(), &states)
+        };
+        assert_eq!(of(&["a"]), "protected");
+        assert_eq!(of(&["a", "b"]), "repairing");
+        // A pack the hub does not list yet is on its way; a state unknown here is never better
+        // than lost.
+        assert_eq!(of(&["a", "new"]), "uploading");
+        assert_eq!(of(&["a", "c"]), "lost");
+        assert_eq!(of(&[]), "protected");
+    }
 
     #[test]
     fn one_backup_at_a_time_per_data_directory() {

@@ -27,7 +27,12 @@ last_backup_skipped: Array<Skipped>, last_backup_skipped_count: number,
  * Set when, at the latest backup, the hub said holders are too few for its coding: how many
  * other PCs may hold its shards now. The backup is then not yet safe from this PC's loss.
  */
-backup_holders_short: number | null, last_heartbeat: number | null, last_error: string | null, 
+backup_holders_short: number | null, 
+/**
+ * How well off the latest backup is, as the hub's pack states last said: `protected`,
+ * `uploading`, `repairing`, `at_risk` or `lost`; `None` until the hub was asked.
+ */
+backup_protection: "protected" | "uploading" | "repairing" | "at_risk" | "lost" | null, last_heartbeat: number | null, last_error: string | null, 
 /**
  * The hub refused this agent as too old (`agent_too_old`): the user must update it.
  */

@@ -1,6 +1,5 @@
 //! The recovery passphrase, snapshots, restores and "back up now".
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -208,20 +207,11 @@ impl Control {
         let handle = tokio::runtime::Handle::current();
         self.with_repository(self.passphrase, ignore, move |repository, client, token| {
             let health = handle.block_on(client.backup_health(token))?;
-            let states: HashMap<String, &'static str> = health
-                .packs
-                .into_iter()
-                .map(|p| (p.pack, pack_state(&p.state)))
-                .collect();
+            let states = crate::backup::pack_states(&health);
             let mut views = Vec::new();
             for (id, snapshot) in repository.snapshots()? {
-                let mut state = "protected";
-                for pack in repository.packs_of(&snapshot)? {
-                    let of_pack = states.get(&pack).copied().unwrap_or("uploading");
-                    if severity(of_pack) > severity(state) {
-                        state = of_pack;
-                    }
-                }
+                let state =
+                    crate::backup::snapshot_state(&repository.packs_of(&snapshot)?, &states);
                 views.push(SnapshotView {
                     id,
                     time: snapshot.time,
@@ -371,23 +361,4 @@ impl Progress for Forward {
 /// A recovery passphrase made for the user (see [`crate::passphrase::generate`]).
 pub fn generate_passphrase() -> String {
     crate::passphrase::generate()
-}
-
-/// The snapshot states, best first.
-const SNAPSHOT_STATES: [&str; 5] = ["protected", "uploading", "repairing", "at_risk", "lost"];
-
-/// A pack's state as the hub named it (an unknown name reads as `lost`, never as better).
-fn pack_state(name: &str) -> &'static str {
-    SNAPSHOT_STATES
-        .iter()
-        .copied()
-        .find(|s| *s == name)
-        .unwrap_or("lost")
-}
-
-fn severity(state: &str) -> usize {
-    SNAPSHOT_STATES
-        .iter()
-        .position(|s| *s == state)
-        .unwrap_or(SNAPSHOT_STATES.len())
 }

@@ -99,7 +99,33 @@ pub fn backup_health(
                 if holders == 1 { "" } else { "s" }
             ),
         ),
-        None => said(HealthLevel::Good, format!("Backed up {when}{paused}")),
+        None => match state.backup_protection.as_deref() {
+            Some("protected") => said(
+                HealthLevel::Good,
+                format!("Backed up {when} · fully protected{paused}"),
+            ),
+            Some("uploading") => said(
+                HealthLevel::Working,
+                format!("Backed up {when} · being spread to other PCs{paused}"),
+            ),
+            Some("repairing") => said(
+                HealthLevel::Warning,
+                format!("Backed up {when} · being repaired, restorable meanwhile{paused}"),
+            ),
+            Some("at_risk") => said(
+                HealthLevel::Warning,
+                format!(
+                    "Backed up {when}, but at risk: restorable only if PCs that are away come back{paused}"
+                ),
+            ),
+            Some(_) => said(
+                HealthLevel::Trouble,
+                format!(
+                    "The backup from {when} can no longer be restored: too few copies are left{paused}"
+                ),
+            ),
+            None => said(HealthLevel::Good, format!("Backed up {when}{paused}")),
+        },
     }
 }
 
@@ -132,6 +158,33 @@ mod tests {
                 level: HealthLevel::Good,
                 sentence: "Backed up at t1000".into()
             }
+        );
+    }
+
+    #[test]
+    fn fully_protected_only_when_the_hub_says_every_pack_is() {
+        let (settings, mut state) = backed_up();
+        let said = |protection: &str, state: &mut AgentState| {
+            state.backup_protection = Some(protection.to_owned());
+            backup_health(&settings, state, 5_000, ago)
+        };
+        assert_eq!(
+            said("protected", &mut state),
+            BackupHealth {
+                level: HealthLevel::Good,
+                sentence: "Backed up at t1000 · fully protected".into()
+            }
+        );
+        assert_eq!(said("uploading", &mut state).level, HealthLevel::Working);
+        assert_eq!(said("repairing", &mut state).level, HealthLevel::Warning);
+        assert!(said("at_risk", &mut state).sentence.contains("at risk"));
+        assert_eq!(said("lost", &mut state).level, HealthLevel::Trouble);
+        // Too few holders is said first: the hub's placing cannot protect it yet.
+        state.backup_holders_short = Some(1);
+        assert!(
+            said("uploading", &mut state)
+                .sentence
+                .contains("only 1 other PC can hold it yet")
         );
     }
 

@@ -1,7 +1,7 @@
 //! Continuous backup of the folders the user chose.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use surplus_protocol::{PauseState, UnixMillis};
@@ -147,15 +147,25 @@ pub(super) async fn backup_loop(
             store.upload_rate = rate;
             let key = surplus_backup::keys::MasterKey::from_bytes(key);
             let mut repository = crate::backup::open_repository(store, &key, coding, &data_dir)?;
-            crate::backup::take_snapshot(&mut repository, &folders, &host)
+            let report = crate::backup::take_snapshot(&mut repository, &folders, &host)?;
+            let packs = match &report.snapshot {
+                Some(snapshot) => repository.packs_of(snapshot)?,
+                None => Default::default(),
+            };
+            Ok::<_, surplus_backup::repo::BackupError>((report, packs))
         })
         .await
         .map_err(|e| WorkerError::Io {
             path: PathBuf::new(),
             source: std::io::Error::other(e),
         })?;
+        let backed_up = outcome.is_ok();
         match outcome {
-            Ok(report) => {
+            Ok((report, packs)) => {
+                *shared
+                    .snapshot_packs
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = packs;
                 let summary = report.snapshot.map(|s| s.summary).unwrap_or_default();
                 tracing::info!(snapshot = %report.snapshot_id, files = summary.files, new_bytes = summary.new_bytes, "backed up");
                 for (path, reason) in &report.skipped {
@@ -188,6 +198,57 @@ pub(super) async fn backup_loop(
                     + options.backup_debounce.max(Duration::from_secs(60));
             }
         }
+        if backed_up {
+            check_protection(&shared, true).await;
+        }
+    }
+}
+
+/// How often the hub is asked how well off the latest backup is: often while its packs are on
+/// their way to holders (minutes), seldom once they are all placed (holders come and go slowly).
+const PROTECTION_WHILE_SPREADING: Duration = Duration::from_secs(30);
+const PROTECTION_ONCE_PROTECTED: Duration = Duration::from_secs(10 * 60);
+
+/// Asks the hub how well off the latest snapshot's packs are, when it is due (`now`: at once),
+/// and keeps the answer as [`super::AgentState::backup_protection`], the "fully protected" of
+/// the tray's headline. Called after each backup and after each heartbeat.
+pub(super) async fn check_protection(shared: &Arc<Shared>, now: bool) {
+    let packs = shared
+        .snapshot_packs
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    if packs.is_empty() {
+        return;
+    }
+    let protected = shared
+        .state
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .backup_protection
+        .as_deref()
+        == Some("protected");
+    let every = if protected {
+        PROTECTION_ONCE_PROTECTED
+    } else {
+        PROTECTION_WHILE_SPREADING
+    };
+    {
+        let mut asked = shared
+            .protection_asked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !now && asked.is_some_and(|at| at.elapsed() < every) {
+            return;
+        }
+        *asked = Some(tokio::time::Instant::now());
+    }
+    match shared.client.backup_health(&shared.token).await {
+        Ok(health) => {
+            let state = crate::backup::snapshot_state(&packs, &crate::backup::pack_states(&health));
+            shared.update_state(|s| s.backup_protection = Some(state.to_owned()));
+        }
+        Err(error) => tracing::debug!(%error, "cannot ask the hub how well off the backup is"),
     }
 }
 

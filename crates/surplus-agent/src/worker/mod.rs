@@ -129,6 +129,8 @@ impl Worker {
             compute: crate::compute::Compute::new(data_dir, options.task_runner.clone()),
             on_battery: Mutex::new(None),
             comfort: Mutex::new(crate::compute::ComfortRules::default()),
+            snapshot_packs: Mutex::new(Default::default()),
+            protection_asked: Mutex::new(None),
             cores: std::sync::atomic::AtomicU32::new(0),
             failures: shared::Failures::default(),
             disk_overrides: options.disk_overrides.clone(),

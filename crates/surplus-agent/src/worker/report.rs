@@ -106,6 +106,10 @@ pub(super) async fn report_loop(
                     state.handover = response.handover;
                     state.vault = Some(report.vault.clone());
                 });
+                let checking = shared.clone();
+                tokio::spawn(async move {
+                    super::backup_loop::check_protection(&checking, false).await;
+                });
                 if collection.answered(failed_before, tokio::time::Instant::now()) {
                     tokio::spawn(garbage::collect(shared.clone()));
                 }

@@ -37,6 +37,11 @@ pub(super) struct Shared {
     pub(super) compute: crate::compute::Compute,
     /// Whether the machine ran on battery at the latest full sample.
     pub(super) on_battery: Mutex<Option<bool>>,
+    /// The packs of the latest snapshot this agent made, whose states at the hub say how well
+    /// off the backup is ([`AgentState::backup_protection`]).
+    pub(super) snapshot_packs: Mutex<std::collections::BTreeSet<String>>,
+    /// When the hub was last asked how well off the latest backup is.
+    pub(super) protection_asked: Mutex<Option<tokio::time::Instant>>,
     /// The user's comfort rules, which the reporter and the compute guard both judge by.
     pub(super) comfort: Mutex<ComfortRules>,
     /// The machine's logical cores at the latest full sample (0 before the first).

@@ -29,6 +29,14 @@ pub struct AgentState {
     /// other PCs may hold its shards now. The backup is then not yet safe from this PC's loss.
     #[serde(default)]
     pub backup_holders_short: Option<u32>,
+    /// How well off the latest backup is, as the hub's pack states last said: `protected`,
+    /// `uploading`, `repairing`, `at_risk` or `lost`; `None` until the hub was asked.
+    #[serde(default)]
+    #[cfg_attr(
+        feature = "ts",
+        ts(type = r#""protected" | "uploading" | "repairing" | "at_risk" | "lost" | null"#)
+    )]
+    pub backup_protection: Option<String>,
     pub last_heartbeat: Option<UnixMillis>,
     pub last_error: Option<String>,
     /// The hub refused this agent as too old (`agent_too_old`): the user must update it.
