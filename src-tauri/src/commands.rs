@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use surplus_agent::clock::now_ms;
 use surplus_agent::control::{
-    self, Choices, ControlError, DiskChoice, Doing, Enrolled, Enrollment, EntryView, Overview,
-    Problem, RestoreProgress, Restored, SnapshotView,
+    self, Choices, ControlError, DiskChoice, Doing, Enrolled, Enrollment, EntryView, Existing,
+    Overview, Problem, RestoreProgress, RestoreTo, Restored, SearchResults, SnapshotView,
 };
 use surplus_agent::settings::Settings;
 use surplus_desktop::link::Message;
@@ -43,6 +43,9 @@ pub fn handler() -> impl Fn(tauri::ipc::Invoke) -> bool + Send + Sync + 'static 
         back_up_now,
         snapshots,
         list_snapshot,
+        search_snapshot,
+        check_folder,
+        save_passphrase,
         restore,
         credits,
         history,
@@ -53,6 +56,11 @@ pub fn handler() -> impl Fn(tauri::ipc::Invoke) -> bool + Send + Sync + 'static 
 
 #[tauri::command]
 fn overview(shell: State<'_, Shell>) -> Answer<Overview> {
+    Ok(overview_of(&shell))
+}
+
+/// Everything the windows show of this device, as the core knows it now.
+pub fn overview_of(shell: &Shell) -> Overview {
     let (tray, state, settings) = shell.status();
     let email = shell
         .control
@@ -60,7 +68,7 @@ fn overview(shell: State<'_, Shell>) -> Answer<Overview> {
         .ok()
         .and_then(|c| c.session().ok().flatten())
         .map(|s| s.email);
-    Ok(Overview {
+    Overview {
         registered: shell.registered.load(std::sync::atomic::Ordering::SeqCst),
         wizard_done: surplus_desktop::wizard_done(shell.data_dir()),
         email,
@@ -76,7 +84,7 @@ fn overview(shell: State<'_, Shell>) -> Answer<Overview> {
         settings,
         state,
         tray,
-    })
+    }
 }
 
 #[tauri::command]
@@ -230,6 +238,27 @@ async fn list_snapshot(
     shell.control.list(&snapshot, path).await.map_err(text)
 }
 
+/// A folder the user picked to back up, checked: it exists and this user can read it.
+#[tauri::command]
+fn check_folder(path: PathBuf) -> Answer<PathBuf> {
+    control::readable_folder(&path).map_err(text)
+}
+
+/// Saves the recovery passphrase to the file the user chose in the save dialog.
+#[tauri::command]
+fn save_passphrase(path: PathBuf, passphrase: String) -> Answer<()> {
+    control::save_passphrase(&path, &passphrase).map_err(text)
+}
+
+#[tauri::command]
+async fn search_snapshot(
+    shell: State<'_, Shell>,
+    snapshot: String,
+    needle: String,
+) -> Answer<SearchResults> {
+    shell.control.search(&snapshot, &needle).await.map_err(text)
+}
+
 /// Sends a restore's progress to the restore window as `restore-progress` events.
 struct Reporter {
     app: AppHandle,
@@ -278,20 +307,24 @@ impl control::FileProgress for Reporter {
     }
 }
 
-/// Restores each of `paths` (the whole snapshot when empty) of `snapshot` under `target`.
+/// Restores each of `paths` (the whole snapshot when empty) of `snapshot` under `target`, or,
+/// without one, where the files were: keeping both copies of a file that changed since, unless
+/// `replace`.
 #[tauri::command]
 async fn restore(
     app: AppHandle,
     shell: State<'_, Shell>,
     snapshot: String,
     paths: Vec<PathBuf>,
-    target: PathBuf,
+    target: Option<PathBuf>,
+    replace: bool,
 ) -> Answer<Restored> {
-    let mut restored = Restored {
-        files: 0,
-        bytes: 0,
-        in_place: 0,
+    let (to, existing) = match target {
+        Some(folder) => (RestoreTo::Folder(folder), Existing::Replace),
+        None if replace => (RestoreTo::Original, Existing::Replace),
+        None => (RestoreTo::Original, Existing::KeepBoth),
     };
+    let mut restored = Restored::default();
     let wanted: Vec<Option<PathBuf>> = if paths.is_empty() {
         vec![None]
     } else {
@@ -308,13 +341,15 @@ async fn restore(
         });
         let report = shell
             .control
-            .restore(&snapshot, path, &target, reporter.clone())
+            .restore(&snapshot, path, to.clone(), existing, reporter.clone())
             .await
             .map_err(text)?;
         reporter.send(true);
         restored.files += report.files;
         restored.bytes += report.bytes;
         restored.in_place += report.in_place;
+        restored.replaced += report.replaced;
+        restored.kept_both += report.kept_both;
     }
     Ok(restored)
 }

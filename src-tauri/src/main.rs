@@ -10,6 +10,7 @@
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
 mod commands;
+mod news;
 
 use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
@@ -179,11 +180,18 @@ fn main() -> ExitCode {
         .plugin(tauri_plugin_single_instance::init(|app, args, _cwd| {
             open_window(app, page_asked(&args).unwrap_or("status"));
         }))
+        // The native folder and file choosers (folders to back up, where to restore, where to
+        // save the recovery passphrase).
+        .plugin(tauri_plugin_dialog::init())
         .manage(shell)
         .invoke_handler(commands::handler())
         .setup(move |app| {
             let handle = app.handle().clone();
             open_window(&handle, &first_page);
+            let news = handle.clone();
+            std::thread::Builder::new()
+                .name("surplus-news".into())
+                .spawn(move || news::follow(news))?;
             let follower = handle.clone();
             std::thread::Builder::new()
                 .name("surplus-follow-tray".into())

@@ -1,19 +1,27 @@
 // The tray app seen as a person would use it, against a real hub: WebDriver (tauri-driver and
 // WebKitWebDriver) walks the first-run wizard of a build that names no hub (so it asks for one,
 // and says plainly when it cannot reach it or the password is wrong); the hub is then asked
-// whether the device joined with that consent and quota and whether a backup arrived; a real
-// window manager (openbox) puts a window in full screen and compute waits for it; the tray menu is clicked through with
-// xdotool (Pause really pauses, Resume resumes, Quit exits cleanly). Screenshots of every wizard
-// page, the status window and the tray menu go to $OUT for a person to look at.
+// whether the device joined with that consent and quota and whether a backup arrived. Folders
+// and files are picked in the native GTK dialogs, driven with xdotool. Two other subscribers' PCs
+// (headless `surplus` agents) then lend space: the Status window says the backup is not safe with
+// one, and fully protected with both. Restores go into a folder and back where the files were. A
+// real window manager (openbox) puts a window in full screen and compute waits for it; the tray
+// menu is clicked through with xdotool (Pause really pauses, Resume resumes, Quit exits cleanly).
+// axe-core checks every window against WCAG 2.1 AA. Screenshots of every wizard page, the
+// dialogs, the status window and the tray menu go to $OUT for a person to look at.
 //
 // Run by scripts/test-desktop inside Xvfb and a private D-Bus session; it prints a cargo-style
 // "test result:" line that scripts/test counts.
 
 import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 
-const { APP, HUB_URL, OUT, FOLDER, DATA_DIR, PROBE_FILE } = process.env;
+/// axe-core, injected into each window to check it against WCAG 2.1 A and AA.
+const AXE = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
+
+const { APP, HUB_URL, OUT, FOLDER, DATA_DIR, PROBE_FILE, SURPLUS_CLI, WORK } = process.env;
 const DRIVER = process.env.DRIVER_URL ?? "http://127.0.0.1:4444";
 const ELEMENT = "element-6066-11e4-a07c-4096bbcd7e2a";
 const EMAIL = "ann@example.org";
@@ -22,6 +30,8 @@ const QUOTA = 2 * 1024 ** 3;
 
 let passed = 0;
 let session;
+/// The lending PCs' agents, stopped when the test ends however it ends.
+const lenders = [];
 
 const started = Date.now();
 function check(what, condition, detail = "") {
@@ -109,6 +119,65 @@ function screenshot(name) {
   console.log(`  screenshot ${file}`);
 }
 
+/// Checks the window shown against WCAG 2.1 A and AA with axe-core: fails on any serious or
+/// critical violation, and lists the lesser ones.
+async function accessible(name) {
+  const injected = await run(`${AXE}\n;return typeof window.axe === "object" || typeof axe === "object";`);
+  if (!injected) throw new Error("axe-core did not load");
+  const answer = await wd("POST", s("/execute/async"), {
+    script: `const done = arguments[arguments.length - 1];
+      axe.run(document, { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] } })
+        .then((r) => done(JSON.stringify(r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help,
+          where: v.nodes.slice(0, 3).map((n) => n.target.join(" ")) })))))
+        .catch((e) => done(JSON.stringify({ error: String(e) })));`,
+    args: [],
+  });
+  const violations = JSON.parse(answer);
+  if (!Array.isArray(violations)) throw new Error(`axe-core failed on ${name}: ${answer}`);
+  const grave = violations.filter((v) => v.impact === "serious" || v.impact === "critical");
+  for (const v of violations.filter((v) => !grave.includes(v))) console.log(`  # axe on ${name}: ${v.impact} ${v.id}: ${v.help} (${v.where.join(", ")})`);
+  check(`axe-core finds no serious violation of WCAG 2.1 AA on ${name}`, grave.length === 0, JSON.stringify(grave));
+}
+
+/// Answers a native file or folder chooser (GTK's) as a person would: types the path into its
+/// location field (Ctrl+L; in a save dialog, the name field, which has the focus) over what is
+/// there, and presses Enter.
+async function chooseInDialog(title, path, shot) {
+  const dialog = await until(`the "${title}" dialog`, () => {
+    try {
+      return execFileSync("xdotool", ["search", "--onlyvisible", "--name", `^${title}$`]).toString().trim().split("\n")[0];
+    } catch {
+      return null;
+    }
+  }, 20);
+  execFileSync("xdotool", ["windowfocus", "--sync", dialog]);
+  execFileSync("xdotool", ["key", "ctrl+l", "ctrl+a"]);
+  execFileSync("xdotool", ["type", "--delay", "20", path]);
+  if (shot) screenshot(shot);
+  execFileSync("xdotool", ["key", "Return"]);
+  await until(`the "${title}" dialog to close`, () => {
+    try {
+      execFileSync("xdotool", ["search", "--onlyvisible", "--name", `^${title}$`]);
+      return false;
+    } catch {
+      return true;
+    }
+  }, 20);
+}
+
+/// Another subscriber's PC that lends disk space: signed up, registered and its agent running,
+/// through the `surplus` command line (a headless agent, as on a NAS).
+function lendingPc(name) {
+  const dir = join(WORK, name);
+  const env = { ...process.env, SURPLUS_CREDENTIALS: "file", SURPLUS_PASSWORD: "a lender's password" };
+  const cli = (...args) => execFileSync(SURPLUS_CLI, ["--hub", HUB_URL, "--data-dir", dir, ...args], { env, stdio: ["ignore", "ignore", "inherit"] });
+  cli("signup", "--email", `${name}@example.org`);
+  cli("device", "register", "--name", `${name}-pc`);
+  cli("quota", "--storage", "256MiB", "--floor", "1GiB");
+  cli("consent", "--storage", "on");
+  return spawn(SURPLUS_CLI, ["--data-dir", dir, "agent"], { env, stdio: "ignore" });
+}
+
 async function hub(method, path, token, body) {
   const response = await fetch(`${HUB_URL}${path}`, {
     method,
@@ -186,6 +255,7 @@ async function main() {
   check("with no server preset, the first page asks for one and says plainly when it cannot be reached",
     unreachable.includes("can't reach its server") && (await page()) === "welcome", unreachable);
   await type("hub", HUB_URL);
+  await accessible("the wizard's welcome page");
   screenshot("wizard-welcome");
   await click("next");
 
@@ -204,12 +274,15 @@ async function main() {
   screenshot("wizard-wrong-password");
   await click("mode-signup");
   await type("password", PASSWORD);
+  await accessible("the wizard's account page");
   screenshot("wizard-account");
   await click("next");
 
   // Consent: nothing is lent until this page is answered.
   await onPage("consent");
   check("nothing is consented before the consent page", !/storage = true|compute = true/.test(settingsFile()));
+  check("the wizard's steps say which is the current one", (await run("return document.querySelector('[aria-current=step]')?.textContent")) === "What may this PC lend?");
+  await accessible("the wizard's consent page");
   screenshot("wizard-consent");
   await click("consent-storage");
   await click("consent-compute");
@@ -225,14 +298,22 @@ async function main() {
     quota,
   );
   check("the live numbers follow the slider", (await text("quota-numbers")).includes(`Vault: up to ${(quota / 1024 ** 3).toFixed(1)} GiB`));
+  await accessible("the wizard's quota page");
   screenshot("wizard-quota");
   await click("next");
 
   // Folders.
   await onPage("folders");
-  await type("folder-path", FOLDER);
+  // A folder typed that is not there is refused, naming it.
+  await type("folder-path", "/nowhere/at/all");
   await click("add-folder");
-  check("the folder is listed", (await text("folders")).includes(FOLDER));
+  const missing = await until("the missing folder refused", said);
+  check("a folder that does not exist is refused when it is added", missing.includes("/nowhere/at/all") && !(await text("folders")).includes("/nowhere"), missing);
+  // The folder to back up, picked in the native folder chooser.
+  await click("choose-folders");
+  await chooseInDialog("Choose folders to back up", FOLDER, "wizard-folder-dialog");
+  await eventually("a folder picked in the native dialog is listed", async () => (await text("folders")).includes(FOLDER), 15);
+  await accessible("the wizard's folders page");
   screenshot("wizard-folders");
   await click("next");
 
@@ -261,6 +342,14 @@ async function main() {
   await click("next");
   check("a mistyped confirmation is refused", (await text("error")).includes("differ"));
   await type("passphrase-again", generated);
+  // A copy to keep offline, saved through the native save dialog.
+  const copy = join(WORK, "passphrase-copy.txt");
+  await click("save-passphrase");
+  await chooseInDialog("Save your recovery passphrase", copy);
+  await eventually("the passphrase can be saved to a file for its owner alone", async () =>
+    (await text("copy-kept")).startsWith("Saved to") && readFileSync(copy, "utf8").includes(generated)
+      && (execFileSync("stat", ["-c", "%a", copy]).toString().trim() === "600"), 15);
+  await accessible("the wizard's passphrase page");
   screenshot("wizard-passphrase");
   await click("next");
 
@@ -268,6 +357,7 @@ async function main() {
   // the folders chosen after it started; finishing turns on start at login.
   await onPage("done");
   await eventually("the first backup is made once the passphrase is set, before the wizard ends", () => agentState().last_backup, 30);
+  await accessible("the wizard's last page");
   screenshot("wizard-done");
   await click("next");
   const autostart = join(process.env.HOME, ".config", "autostart", "Surplus.desktop");
@@ -317,17 +407,45 @@ async function main() {
   const health = await text("backup-health");
   check("the status window's headline says the backup is not yet safe while no other PC holds it",
     /^Backed up (just now|\d+ min ago), but no other PC holds it yet: not safe if this PC is lost$/.test(health), health);
+  await accessible("the status window");
   screenshot("status");
   // Back up now: the window shows the new snapshot as soon as the agent has made it, long before
   // its once-a-minute question to the hub.
   const shownSnapshot = () => run("return document.querySelector('[data-test=last-snapshot]')?.dataset.snapshot ?? null");
   const before = agentState().last_backup?.[1];
+  // The window keeps its nodes as news arrives: the headline is the same element after it.
+  await run("window.__headline = document.querySelector('[data-test=backup-health]')");
   await click("backup-now");
+  check("Back up now says at once that it is backing up", (await run("return document.querySelector('[data-test=backing-up]')?.textContent ?? ''")) === "Backing up...");
   await until("the backup asked for in the status window", () => agentState().last_backup?.[1] !== before, 60);
   await eventually("the status window shows the new snapshot within seconds", async () => {
     const latest = agentState().last_backup?.[1];
     return latest !== before && (await shownSnapshot()) === latest;
   }, 10);
+  check("the status window updates in place, keeping its elements",
+    await run("return window.__headline === document.querySelector('[data-test=backup-health]')"));
+
+  // Other subscribers' PCs that lend disk space: with one, the backup is still not safe from
+  // this PC's loss (one copy); with two, it is spread over both and fully protected.
+  const shownHealth = () => text("backup-health");
+  lenders.push(lendingPc("bob"));
+  const backUpNow = async () => {
+    const last = agentState().last_backup?.[1];
+    await click("backup-now");
+    await until("the backup asked for", () => agentState().last_backup?.[1] !== last, 60);
+  };
+  await until("the first lending PC to be able to hold shards", async () => (await hub("GET", "/v1/backup/settings", token)).eligible_holders === 1, 60);
+  await backUpNow();
+  await eventually("with one other PC the headline says the backup is not safe yet",
+    async () => /^Backed up (just now|\d+ min ago), but only 1 other PC can hold it yet: not safe if this PC is lost$/.test(await shownHealth()), 20);
+  screenshot("status-one-other-pc");
+  lenders.push(lendingPc("carol"));
+  await until("the second lending PC to be able to hold shards", async () => (await hub("GET", "/v1/backup/settings", token)).eligible_holders === 2, 60);
+  await backUpNow();
+  await eventually("once every pack is on the other PCs, the headline says fully protected",
+    async () => /^Backed up (just now|\d+ min ago) · fully protected$/.test(await shownHealth()), 120);
+  screenshot("status-fully-protected");
+  await trayMenu("Escape", "tray-menu-fully-protected");
 
   // A second launch hands over to the first and ends.
   const second = spawnSync(APP, [], { timeout: 30_000, env: process.env });
@@ -344,12 +462,40 @@ async function main() {
     return null;
   });
   await until("the snapshot's tree", async () => (await text("tree")).length > 0);
-  const target = join(FOLDER, "..", "restored");
-  await type("target", target);
+  check("the snapshots are listed by day", (await run("return document.querySelectorAll('#snapshot optgroup').length")) >= 1);
+  // Search the snapshot by name: the file is found deep in it, with its size and date.
+  await type("search", "LETTER");
+  await click("search-go");
+  const hit = await until("the search to find the letter", async () => ((await text("tree")).includes("letter.txt") ? await text("tree") : null), 20);
+  check("a search by name finds a file anywhere in the snapshot, with its size and date", /folder\/letter\.txt\s+17 B\s+\S+/.test(hit), hit);
+  await run("document.querySelector('[data-test=search]').value = ''");
+  await click("search-go");
+  await until("the top of the snapshot again", async () => !(await text("crumbs")).includes("search"));
+  // Into another folder, picked in the native folder chooser.
+  const target = join(WORK, "restored");
+  execFileSync("mkdir", ["-p", target]);
+  await click("where-folder");
+  await click("choose-target");
+  await chooseInDialog("Choose where to restore", target);
+  await until("the folder chosen", async () => (await run("return document.querySelector('[data-test=target]').value")) === target, 10);
   await click("restore");
   await until("the restore to finish", async () => (await text("progress-text")).startsWith("Restored"), 60);
   const restored = execFileSync("find", [target, "-name", "letter.txt"]).toString().trim();
-  check("restore brings the files back", restored !== "" && readFileSync(restored, "utf8") === "a letter to keep\n", restored);
+  check("restore into a folder picked in the dialog brings the files back", restored !== "" && readFileSync(restored, "utf8") === "a letter to keep\n", restored);
+  // Back where it was: the letter changed since, so both copies are kept.
+  writeFileSync(join(FOLDER, "letter.txt"), "changed since the backup\n");
+  await click("where-original");
+  check("replacing files where they were is warned about", await run("return document.querySelector('[data-test=replace-warning]').hidden"));
+  await click("replace");
+  check("choosing to replace shows the warning", !(await run("return document.querySelector('[data-test=replace-warning]').hidden")));
+  await click("keep-both");
+  await accessible("the restore window");
+  await click("restore");
+  const back = await until("the restore where it was", async () => ((await text("progress-text")).includes("where they were") ? await text("progress-text") : null), 60);
+  check("restore to the original location keeps the changed file and puts the snapshot's copy beside it",
+    readFileSync(join(FOLDER, "letter.txt"), "utf8") === "changed since the backup\n"
+      && readFileSync(join(FOLDER, "letter (restored).txt"), "utf8") === "a letter to keep\n"
+      && back.includes("1 had changed since"), back);
   screenshot("restore");
   await wd("POST", s("/window"), { handle: status });
 
@@ -378,6 +524,7 @@ async function main() {
   await click("preset-light");
   check("a preset sets its limits, said in words", (await text("cores-value")) === "25% of the cores" && (await text("idle-minutes-value")) === "15 minutes");
   check("a change not yet saved is said", (await text("settings-state")) === "Unsaved changes");
+  await accessible("the settings window");
   screenshot("settings");
   await click("save");
   await until("the settings to be saved", async () => (await text("settings-state")) === "Saved");
@@ -523,4 +670,7 @@ main()
     } catch {}
     console.log(`test result: FAILED. ${passed} passed; 1 failed`);
     process.exitCode = 1;
+  })
+  .finally(() => {
+    for (const lender of lenders) lender.kill();
   });

@@ -234,6 +234,65 @@ fn a_folder_is_backed_up_to_other_subscribers_and_restored_on_a_new_device() {
         ]);
         assert!(!refused.status.success());
         assert!(String::from_utf8_lossy(&refused.stderr).contains("passphrase"));
+
+        // Back where it was, on the new laptop (the snapshot says where): a file changed since
+        // is kept, the snapshot's copy put beside it; the unchanged ones are left alone.
+        let notes = source.join("notes.txt");
+        let original = std::fs::read(&notes).expect("notes");
+        std::fs::write(&notes, b"changed since the backup").expect("edit");
+        let out = cluster
+            .agent(laptop)
+            .ok(&["restore", &id, "--where-it-was"]);
+        assert!(out.contains("where they were"), "{out}");
+        assert!(
+            out.contains("1 files had changed since the snapshot"),
+            "{out}"
+        );
+        assert_eq!(
+            std::fs::read(&notes).expect("read"),
+            b"changed since the backup"
+        );
+        assert_eq!(
+            std::fs::read(source.join("notes (restored).txt")).expect("read"),
+            original
+        );
+        // Or replaced, when asked.
+        cluster.agent(laptop).ok(&[
+            "restore",
+            &id,
+            "--where-it-was",
+            "--replace",
+            "--path",
+            "photos/notes.txt",
+        ]);
+        assert_eq!(std::fs::read(&notes).expect("read"), original);
+    });
+}
+
+#[test]
+fn backups_pause_and_resume_from_the_command_line() {
+    on_each_database(|cluster| {
+        let ada = cluster.add_agent("ada-pc", "ada@example.org", true, "64MiB");
+        let missing = cluster.dir.path().join("not-there");
+        let agent = cluster.agent(ada);
+        let out = agent.ok(&["backup", "pause", "1h"]);
+        assert!(out.starts_with("backups paused until "), "{out}");
+        let status = agent.json(&["status"]);
+        assert_eq!(status["backup_pause"]["paused"], "until");
+        // Lending is not paused by it.
+        assert_eq!(status["pause"]["paused"], "running");
+        assert!(
+            agent
+                .ok(&["status"])
+                .contains("backups:      paused until ")
+        );
+        assert_eq!(agent.ok(&["backup", "resume"]).trim(), "backups resumed");
+        let status = agent.json(&["status"]);
+        assert_eq!(status["backup_pause"]["paused"], "running");
+        // A folder that is not there is refused when it is added, naming it.
+        let refused = agent.cli(&["backup", "add", missing.to_str().expect("utf-8")]);
+        assert!(!refused.status.success());
+        assert!(String::from_utf8_lossy(&refused.stderr).contains("not-there"));
     });
 }
 

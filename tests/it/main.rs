@@ -6,6 +6,7 @@ mod backup;
 mod compute;
 mod doctor;
 mod hostile_hub;
+mod idle;
 mod replicas;
 mod resilience;
 mod storage;

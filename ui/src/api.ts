@@ -2,6 +2,7 @@
 
 import { invoke } from "@tauri-apps/api/core";
 import { listen, type UnlistenFn } from "@tauri-apps/api/event";
+import { open, save } from "@tauri-apps/plugin-dialog";
 import type {
   Choices,
   Credits,
@@ -13,6 +14,7 @@ import type {
   Point,
   RestoreProgress,
   Restored,
+  SearchResults,
   Settings,
   SnapshotView,
 } from "./bindings";
@@ -45,12 +47,28 @@ export const api = {
   backUpNow: () => invoke<void>("back_up_now"),
   snapshots: () => invoke<Snapshot[]>("snapshots"),
   listSnapshot: (snapshot: string, path: string | null) => invoke<Entry[]>("list_snapshot", { snapshot, path }),
-  restore: (snapshot: string, paths: string[], target: string) =>
-    invoke<Restored>("restore", { snapshot, paths, target }),
+  searchSnapshot: (snapshot: string, needle: string) => invoke<SearchResults>("search_snapshot", { snapshot, needle }),
+  /// Restores `paths` (all of the snapshot when empty) into the folder `target`, or back where
+  /// they were when it is null: keeping both copies of a file that changed since, unless `replace`.
+  restore: (snapshot: string, paths: string[], target: string | null, replace: boolean) =>
+    invoke<Restored>("restore", { snapshot, paths, target, replace }),
+  /// The folder as it will be kept, once the core found it exists and can be read.
+  checkFolder: (path: string) => invoke<string>("check_folder", { path }),
+  savePassphrase: (path: string, passphrase: string) => invoke<void>("save_passphrase", { path, passphrase }),
+  /// The native folder chooser: the folders picked, none when it was cancelled.
+  chooseFolders: async (title: string, multiple: boolean, defaultPath?: string): Promise<string[]> => {
+    const picked = await open({ directory: true, multiple, title, defaultPath });
+    return picked === null ? [] : Array.isArray(picked) ? picked : [picked];
+  },
+  /// The native save dialog: the file chosen, or null when it was cancelled.
+  chooseFileToSave: (title: string, defaultPath: string): Promise<string | null> => save({ title, defaultPath }),
   credits: () => invoke<Credits>("credits"),
   history: () => invoke<Point[]>("history"),
   openWindow: (page: string) => invoke<void>("open_window", { page }),
   closeWindow: (page: string) => invoke<void>("close_window", { page }),
+  /// The core's news: a new overview whenever what it knows of this device changes.
+  onOverview: (handler: (overview: Overview) => void): Promise<UnlistenFn> =>
+    listen<Overview>("overview", (event) => handler(event.payload)),
   onRestoreProgress: (handler: (progress: RestoreProgress) => void): Promise<UnlistenFn> =>
     listen<RestoreProgress>("restore-progress", (event) => handler(event.payload)),
 };

@@ -1,5 +1,5 @@
 import { expect, it } from "vitest";
-import { cpuSeries, storedSeries } from "./chart";
+import { cpuSeries, dailyRows, storedSeries } from "./chart";
 
 const DAY = 86_400_000;
 const now = 10 * DAY;
@@ -28,4 +28,19 @@ it("draws CPU minutes per step from the running total", () => {
 
 it("draws nothing without points", () => {
   expect(storedSeries([], now, 7, 100, 100)).toEqual({ path: "", peak: 0 });
+});
+
+it("tells the chart's numbers by day for its text table", () => {
+  const midnight = new Date(now);
+  midnight.setHours(0, 0, 0, 0);
+  const today = midnight.getTime();
+  const points = [
+    { at: today - DAY + 3_600_000, stored_bytes: 50, compute_ms: 0 },
+    { at: today - DAY + 7_200_000, stored_bytes: 80, compute_ms: 120_000 },
+    { at: today + 3_600_000, stored_bytes: 60, compute_ms: 300_000 },
+  ];
+  expect(dailyRows(points, today + 4_000_000, 7)).toEqual([
+    { day: today - DAY, peakStored: 80, computeMinutes: 2 },
+    { day: today, peakStored: 60, computeMinutes: 3 },
+  ]);
 });

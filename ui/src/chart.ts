@@ -47,3 +47,32 @@ function line(values: [number, number][], now: number, days: number, width: numb
     .join(" ");
   return { path, peak };
 }
+
+/// One day of the chart, for its text table: the most stored for others that day, and the
+/// minutes of compute lent.
+export interface DayRow {
+  /// The day's start, in ms (local midnight).
+  day: number;
+  peakStored: number;
+  computeMinutes: number;
+}
+
+/// The chart's points by local day, the last `days` days before `now`, oldest first; days with
+/// no point are left out.
+export function dailyRows(points: Point[], now: number, days: number): DayRow[] {
+  const midnight = (at: number) => {
+    const date = new Date(at);
+    date.setHours(0, 0, 0, 0);
+    return date.getTime();
+  };
+  const shown = points.filter((p) => p.at >= now - days * DAY && p.at <= now).sort((a, b) => a.at - b.at);
+  const rows = new Map<number, DayRow>();
+  shown.forEach((point, i) => {
+    const day = midnight(point.at);
+    const row = rows.get(day) ?? { day, peakStored: 0, computeMinutes: 0 };
+    row.peakStored = Math.max(row.peakStored, point.stored_bytes);
+    if (i > 0) row.computeMinutes += Math.max(0, point.compute_ms - shown[i - 1].compute_ms) / 60000;
+    rows.set(day, row);
+  });
+  return [...rows.values()];
+}

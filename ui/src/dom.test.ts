@@ -1,15 +1,47 @@
 import { expect, it } from "vitest";
 import { asProblem, errorLine, h, update } from "./dom";
 
-it("leaves a view that would look the same as it is, and swaps one that changed", () => {
+it("changes only what differs, keeping the nodes, the focus and an open Details", () => {
   const container = h("div", {});
-  update(container, h("p", { test: "line" }, "3 tasks done"));
-  const shown = container.firstChild;
-  update(container, h("p", { test: "line" }, "3 tasks done"));
-  expect(container.firstChild).toBe(shown);
-  update(container, h("p", { test: "line" }, "4 tasks done"));
-  expect(container.firstChild).not.toBe(shown);
-  expect(container.textContent).toBe("4 tasks done");
+  document.body.append(container);
+  const draw = (tasks: number) =>
+    update(
+      container,
+      h("p", { test: "line" }, `${tasks} tasks done`),
+      h("button", { test: "pause" }, "Pause"),
+      h("details", { test: "more" }, h("summary", {}, "More"), h("p", {}, `${tasks}`)),
+    );
+  draw(3);
+  const [line, button, details] = [...container.children] as HTMLElement[];
+  button.focus();
+  (details as HTMLDetailsElement).open = true;
+  draw(3);
+  expect([...container.children]).toEqual([line, button, details]);
+  draw(4);
+  expect(container.firstChild).toBe(line);
+  expect(line.textContent).toBe("4 tasks done");
+  expect(document.activeElement).toBe(button);
+  expect((details as HTMLDetailsElement).open).toBe(true);
+  expect(details.textContent).toContain("4");
+  container.remove();
+});
+
+it("makes an element with another name anew, with its own handler", () => {
+  const container = h("div", {});
+  const clicks: string[] = [];
+  const draw = (paused: boolean) =>
+    update(
+      container,
+      paused
+        ? h("button", { test: "resume", on: { click: () => clicks.push("resume") } }, "Resume")
+        : h("button", { test: "pause", on: { click: () => clicks.push("pause") } }, "Pause"),
+    );
+  draw(false);
+  const pause = container.firstChild;
+  draw(true);
+  expect(container.firstChild).not.toBe(pause);
+  (container.firstChild as HTMLButtonElement).click();
+  expect(clicks).toEqual(["resume"]);
 });
 
 it("shows a problem's plain words, with the technical text behind Details", () => {

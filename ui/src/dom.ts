@@ -1,4 +1,6 @@
-// A few lines instead of a framework: build elements, swap a container's children.
+// A few lines instead of a framework: build elements, swap or morph a container's children.
+
+import morphdom from "morphdom";
 
 import type { Problem } from "./bindings";
 
@@ -49,13 +51,22 @@ export function replace(container: Element, ...children: Child[]): void {
   }
 }
 
-/// Like `replace`, but leaves the container as it is when the new children would look the same,
-/// so that a view redrawn on a timer keeps its nodes (and the focus, a selection, a hover) until
-/// something shown changes.
+/// Like `replace`, but changes only what differs between the container's children and the new
+/// ones (morphdom), so that a view redrawn as news arrives keeps its nodes: the focus, a
+/// selection, an open `<details>`, a screen reader's place. Elements are matched by their
+/// `data-test` (or id): one with another name is a new element with its own handlers, as when
+/// "Pause" becomes "Resume"; one with the same name keeps the handlers it has.
 export function update(container: Element, ...children: Child[]): void {
-  const fresh = document.createElement("div");
+  const fresh = container.cloneNode(false) as Element;
   replace(fresh, ...children);
-  if (fresh.innerHTML !== container.innerHTML) container.replaceChildren(...fresh.childNodes);
+  morphdom(container, fresh, {
+    childrenOnly: true,
+    getNodeKey: (node) => (node instanceof HTMLElement ? node.dataset.test || node.id || undefined : undefined),
+    onBeforeElUpdated: (from, to) => {
+      if (from instanceof HTMLDetailsElement && to instanceof HTMLDetailsElement) to.open = from.open;
+      return !from.isEqualNode(to);
+    },
+  });
 }
 
 /// What went wrong, in the core's plain words with its technical text apart: from a command's

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { formatAgo, formatCoreHours, formatSize, GIB } from "./format";
+import { formatAgo, formatComputerTime, formatSize, GIB } from "./format";
 
 describe("formatSize", () => {
   it("matches the agent core's binary units", () => {
@@ -22,6 +22,9 @@ describe("formatAgo", () => {
   });
 });
 
-it("shows credit in core-hours", () => {
-  expect(formatCoreHours(36_000)).toBe("10.0 core-hours");
+it("says core-seconds as computer time", () => {
+  expect(formatComputerTime(36_000)).toBe("10.0 hours of computer time");
+  expect(formatComputerTime(60)).toBe("1 minute of computer time");
+  expect(formatComputerTime(40 * 60)).toBe("40 minutes of computer time");
+  expect(formatComputerTime(-3)).toBe("0 minutes of computer time");
 });

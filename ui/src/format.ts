@@ -37,7 +37,10 @@ export function formatDateTime(at: number): string {
   });
 }
 
-/// Core-seconds of compute credit as hours: "10.0 core-hours".
-export function formatCoreHours(coreSeconds: number): string {
-  return `${(coreSeconds / 3600).toFixed(1)} core-hours`;
+/// Seconds of one processor core's work (how compute and its credit are counted), as a person
+/// says it: "40 minutes of computer time", "10.0 hours of computer time".
+export function formatComputerTime(coreSeconds: number): string {
+  const minutes = Math.round(Math.max(0, coreSeconds) / 60);
+  if (minutes < 60) return `${minutes} minute${minutes === 1 ? "" : "s"} of computer time`;
+  return `${(coreSeconds / 3600).toFixed(1)} hours of computer time`;
 }

@@ -1,8 +1,8 @@
 // The pages the wizard walks through and the settings window shows again: consent, quotas,
 // folders, the recovery passphrase. Each builds its part of the form and reads back the choices.
 
-import { api, type Choices, type Overview } from "./api";
-import { h, replace } from "./dom";
+import { api, problem, type Choices, type Overview } from "./api";
+import { errorLine, h, replace } from "./dom";
 import { passphraseProblem } from "./wizard-flow";
 
 export interface Section {
@@ -67,7 +67,8 @@ export function foldersSection(overview: Overview, suggested: string[]): Section
   // The first time, the usual folders are offered ticked.
   if (folders.size === 0 && !overview.wizard_done) suggested.forEach((f) => folders.add(f));
   const list = h("ul", { class: "folders", test: "folders" });
-  const input = h("input", { type: "text", id: "folder-path", placeholder: "/home/you/Projects", test: "folder-path" });
+  const input = h("input", { type: "text", id: "folder-path", placeholder: "/home/you/Projects", test: "folder-path", "aria-label": "Folder to add, typed" });
+  const error = errorLine();
   const show = () => {
     const all = [...new Set([...suggested, ...folders])];
     replace(
@@ -81,18 +82,36 @@ export function foldersSection(overview: Overview, suggested: string[]): Section
     );
     if (all.length === 0) list.append(h("li", { class: "hint" }, "No folders yet."));
   };
-  const add = () => {
+  // Each folder added, picked or typed, is checked by the core: it exists and can be read.
+  const add = async (paths: string[]) => {
+    error.show(null);
+    for (const path of paths) {
+      try {
+        folders.add(await api.checkFolder(path));
+      } catch (failure) {
+        error.show(problem(failure));
+      }
+    }
+    show();
+  };
+  const addTyped = async () => {
     const path = input.value.trim();
     if (!path) return;
-    folders.add(path);
-    input.value = "";
-    show();
+    await add([path]);
+    if (folders.has(path)) input.value = "";
+  };
+  const choose = async () => {
+    try {
+      await add(await api.chooseFolders("Choose folders to back up", true));
+    } catch (failure) {
+      error.show(problem(failure));
+    }
   };
   input.addEventListener("keydown", (event) => {
     if ((event as KeyboardEvent).key !== "Enter") return;
     // Enter here adds the folder; it does not also submit the page.
     event.preventDefault();
-    add();
+    void addTyped();
   });
   show();
   const element = h(
@@ -100,12 +119,14 @@ export function foldersSection(overview: Overview, suggested: string[]): Section
     {},
     h("p", {}, "Surplus backs these folders up whenever something in them changes, and every hour. Backups are encrypted on this PC before they leave it."),
     list,
+    h("div", { class: "row" }, h("button", { type: "button", class: "secondary", on: { click: () => void choose() }, test: "choose-folders" }, "Choose folders...")),
     h(
       "div",
       { class: "row" },
       input,
-      h("button", { type: "button", class: "secondary", on: { click: add }, test: "add-folder" }, "Add folder"),
+      h("button", { type: "button", class: "secondary", on: { click: () => void addTyped() }, test: "add-folder" }, "Add typed folder"),
     ),
+    error,
   );
   return { element, read: () => ({ folders: [...folders] }) };
 }
@@ -225,6 +246,7 @@ function chooseForm(tooWeak: string | null): PassphraseForm {
       generatedBox,
       h("label", { for: "passphrase-again" }, "Type it again"),
       again,
+      keepACopy(() => first.value),
     ),
     read: async () => {
       const problem = passphraseProblem(first.value, again.value) ?? (await api.passphraseProblem(first.value));
@@ -232,6 +254,60 @@ function chooseForm(tooWeak: string | null): PassphraseForm {
       return first.value;
     },
   };
+}
+
+/// "Keep a copy": the passphrase saved to a file the user chooses, or printed, to keep offline.
+function keepACopy(passphrase: () => string): HTMLElement {
+  const error = errorLine();
+  const said = h("p", { class: "hint", role: "status", test: "copy-kept" });
+  const withPassphrase = async (work: (value: string) => Promise<void>) => {
+    error.show(null);
+    said.textContent = "";
+    if (!passphrase()) {
+      error.show("Choose the passphrase first, then keep a copy of it.");
+      return;
+    }
+    try {
+      await work(passphrase());
+    } catch (failure) {
+      error.show(problem(failure));
+    }
+  };
+  const saveToFile = () =>
+    withPassphrase(async (value) => {
+      const path = await api.chooseFileToSave("Save your recovery passphrase", "surplus-recovery-passphrase.txt");
+      if (path === null) return;
+      await api.savePassphrase(path, value);
+      said.textContent = `Saved to ${path}. Keep that file somewhere safe and offline, not in a folder that is backed up.`;
+    });
+  const print = () => withPassphrase(async (value) => printPassphrase(value));
+  return h(
+    "div",
+    { class: "keep-copy" },
+    h("p", {}, "Keep a copy somewhere safe, away from this PC:"),
+    h(
+      "div",
+      { class: "row" },
+      h("button", { type: "button", class: "secondary", test: "save-passphrase", on: { click: () => void saveToFile() } }, "Save to a file..."),
+      h("button", { type: "button", class: "secondary", test: "print-passphrase", on: { click: () => void print() } }, "Print..."),
+    ),
+    said,
+    error,
+  );
+}
+
+/// Prints a sheet with the passphrase alone (the page itself is hidden from the printer).
+function printPassphrase(passphrase: string): void {
+  const sheet = h(
+    "div",
+    { class: "print-sheet" },
+    h("h1", {}, "Surplus recovery passphrase"),
+    h("p", { class: "printed-passphrase" }, passphrase),
+    h("p", {}, "It opens your backups on a new PC if this one is lost. Nobody else has it, Surplus included. Keep this sheet somewhere safe."),
+  );
+  document.body.append(sheet);
+  window.addEventListener("afterprint", () => sheet.remove(), { once: true });
+  window.print();
 }
 
 /// An agent's message as a sentence: capitalised, with a full stop.

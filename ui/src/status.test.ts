@@ -23,6 +23,7 @@ const overview: Overview = {
     last_backup: [1_000, "abc"],
     last_backup_error: null,
     backing_up_since: null,
+    backup_progress: null,
     last_backup_skipped: [],
     last_backup_skipped_count: 0,
     backup_holders_short: null,
@@ -49,17 +50,44 @@ const overview: Overview = {
   restore_to: "/home/ann/Restored",
 };
 
-it("shows what is stored, the backups, compute and the hub", () => {
+it("says what you give, what you get, the backups and the hub in plain words", () => {
   const snapshot = { id: "abc", time: 1_000, hostname: "ann-pc", files: 3, bytes: 2048, state: "protected" as const };
   const cards = statusCards(overview, [snapshot], { balance: 36_000, earned: 0, spent: 0, granted: 36_000, runs_done: 0 }, 2_000);
-  const text = cards.map((card) => card.textContent).join("\n");
-  expect(text).toContain("3.0 MiB");
-  expect(text).toContain("of up to 10.0 GiB");
-  expect(text).toContain("protected");
-  expect(text).toContain("7 tasks done");
-  expect(text).toContain("Not lending processor time.");
-  expect(text).toContain("Credit: 10.0 core-hours");
-  expect(text).toContain("Connected");
+  const card = (test: string) => cards.find((c) => c.dataset.test === test)?.textContent ?? "";
+  expect(card("card-give")).toContain("3.0 MiB of other people's backups kept on this PC, of up to 10.0 GiB");
+  expect(card("card-give")).toContain("Not lending processor time.");
+  expect(card("card-get")).toContain("2.0 KiB of your files (3 files) kept on other PCs");
+  expect(card("card-get")).toContain("Credit: 10.0 hours of computer time");
+  expect(card("card-backups")).toContain("protected");
+  expect(card("card-hub")).toContain("Connected");
+  const lending = { ...overview, settings: { ...overview.settings, consent: { storage: false, compute: true } }, state: { ...overview.state, compute_ms_done: 5_400_000 } };
+  const given = statusCards(lending, [], null, 2_000).find((c) => c.dataset.test === "card-give")?.textContent;
+  expect(given).toContain("Not lending disk space.");
+  expect(given).toContain("1.5 hours of computer time lent: 7 tasks done.");
+});
+
+it("shows a running backup's progress, and what it could not read behind details", () => {
+  const running = {
+    ...overview,
+    state: {
+      ...overview.state,
+      backing_up_since: 1_000,
+      backup_progress: { files: 1_204, files_total: 3_000, bytes: 1, bytes_total: 3 },
+      last_backup_skipped: [{ path: "/home/ann/Documents/locked", reason: "Permission denied (os error 13)" }],
+      last_backup_skipped_count: 3,
+    },
+  };
+  const backups = statusCards(running, [], null, 2_000)[0];
+  const bar = backups.querySelector("progress");
+  expect(bar?.value).toBe(1_204);
+  expect(bar?.max).toBe(3_000);
+  expect(bar?.getAttribute("aria-valuetext")).toBe("1,204 of 3,000 files");
+  const skipped = backups.querySelector("[data-test=skipped]");
+  expect(skipped?.querySelector("summary")?.textContent).toBe("3 could not be read, and are not in the backup");
+  expect(skipped?.textContent).toContain("/home/ann/Documents/locked: Permission denied");
+  expect(skipped?.textContent).toContain("and 2 more");
+  // No bar once the backup is over.
+  expect(statusCards(overview, [], null, 2_000)[0].querySelector("progress")).toBeNull();
 });
 
 it("says what each backup state means", () => {
@@ -77,7 +105,7 @@ it("says what each backup state means", () => {
 
 it("puts a failed backup first in its card", () => {
   const failing = { ...overview, state: { ...overview.state, last_backup_error: "the hub refused" } };
-  const backups = statusCards(failing, [], null, 2_000)[1];
+  const backups = statusCards(failing, [], null, 2_000)[0];
   expect(backups.querySelector(".error")?.textContent).toBe("the hub refused");
 });
 

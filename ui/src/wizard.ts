@@ -27,7 +27,7 @@ export async function wizard(root: HTMLElement): Promise<void> {
   // gives on the first page.
   let hubUrl = overview.hub_url ?? "";
 
-  const steps = h("ol", { class: "steps" });
+  const steps = h("ol", { class: "steps", "aria-label": "Setup steps" });
   const body = h("section", { class: "page" });
   const error = errorLine();
   const back = h("button", { type: "button", class: "secondary", test: "back" }, "Back");
@@ -45,7 +45,9 @@ export async function wizard(root: HTMLElement): Promise<void> {
     root.querySelector("h1")!.textContent = TITLES[page];
     replace(
       steps,
-      ...pagesFor(answers).map((p) => h("li", { class: p === page ? "current" : "" }, TITLES[p])),
+      ...pagesFor(answers).map((p) =>
+        h("li", { class: p === page ? "current" : "", "aria-current": p === page ? "step" : false }, TITLES[p]),
+      ),
     );
     back.hidden = page === "welcome" || page === "done" || (page === "consent" && overview.registered);
     forward.textContent = page === "done" ? "Finish" : page === "welcome" ? "Get started" : "Continue";

@@ -144,6 +144,33 @@ pub fn format_ago(elapsed_ms: i64) -> String {
     }
 }
 
+/// How long something still takes, as a person says it: `less than a minute left`,
+/// `12 min left`, `2 h 5 min left`.
+pub fn format_left(left_ms: i64) -> String {
+    let minutes = (left_ms.max(0) + 59_999) / 60_000;
+    match minutes {
+        0..=1 if left_ms < 60_000 => "less than a minute left".to_owned(),
+        0..60 => format!("{minutes} min left"),
+        _ => match minutes % 60 {
+            0 => format!("{} h left", minutes / 60),
+            rest => format!("{} h {rest} min left", minutes / 60),
+        },
+    }
+}
+
+/// A count with its thousands grouped, as in `1,204 of 3,000 files`.
+pub fn format_count(count: u64) -> String {
+    let digits = count.to_string();
+    let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
+    for (at, digit) in digits.chars().enumerate() {
+        if at > 0 && (digits.len() - at).is_multiple_of(3) {
+            grouped.push(',');
+        }
+        grouped.push(digit);
+    }
+    grouped
+}
+
 /// The range a CPU temperature limit may be set in, in degrees Celsius: below it a CPU idles
 /// warmer than the limit, above it the CPU throttles itself first.
 pub const MIN_CPU_CELSIUS: u8 = 40;
@@ -397,6 +424,24 @@ mod tests {
         assert_eq!(format_ago(5 * 60_000), "5 min ago");
         assert_eq!(format_ago(3 * 3_600_000), "3 h ago");
         assert_eq!(format_ago(4 * 86_400_000), "4 days ago");
+    }
+
+    #[test]
+    fn time_left_rounds_up_to_the_minute() {
+        assert_eq!(format_left(-1), "less than a minute left");
+        assert_eq!(format_left(59_999), "less than a minute left");
+        assert_eq!(format_left(60_000), "1 min left");
+        assert_eq!(format_left(61_000), "2 min left");
+        assert_eq!(format_left(60 * 60_000), "1 h left");
+        assert_eq!(format_left(125 * 60_000), "2 h 5 min left");
+    }
+
+    #[test]
+    fn counts_are_grouped_by_thousands() {
+        assert_eq!(format_count(0), "0");
+        assert_eq!(format_count(999), "999");
+        assert_eq!(format_count(1_204), "1,204");
+        assert_eq!(format_count(3_000_000), "3,000,000");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use surplus_agent::control::{
     Alert, Choices, DiskChoice, Enrolled, Enrollment, EntryView, Overview, Problem,
-    RestoreProgress, Restored, SnapshotView, StatusView,
+    RestoreProgress, Restored, SearchResults, SnapshotView, StatusView,
 };
 use ts_rs::{Config, TS};
 
@@ -35,6 +35,7 @@ fn generate(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
     Enrolled::export_all(&config)?;
     SnapshotView::export_all(&config)?;
     EntryView::export_all(&config)?;
+    SearchResults::export_all(&config)?;
     RestoreProgress::export_all(&config)?;
     Restored::export_all(&config)?;
     Problem::export_all(&config)?;

@@ -606,3 +606,119 @@ fn cached_trees_list_and_compare_snapshots_with_every_holder_offline() {
     let mut uncached = Repository::open(offline(), &key, coding).expect("open");
     assert!(uncached.list(&first, Some(Path::new("documents"))).is_err());
 }
+
+#[test]
+fn a_restore_where_the_files_were_keeps_both_copies_or_replaces_as_asked() {
+    use surplus_backup::repo::Existing;
+    let work = tempfile::tempdir().expect("tempdir");
+    let folder = make_tree(work.path());
+    let key = MasterKey::generate();
+    let coding = Coding::new(2, 1).expect("coding");
+    let store = LocalStore::open(&work.path().join("store")).expect("store");
+    let mut repo = Repository::open(store, &key, coding).expect("open");
+    let snapshot = repo
+        .backup(std::slice::from_ref(&folder), "host", 1_000, None)
+        .expect("backup")
+        .snapshot
+        .expect("snapshot");
+    let snapshot_notes = std::fs::read(folder.join("notes.txt")).expect("notes");
+
+    // Since the backup: a file edited, one deleted, one added.
+    std::fs::write(folder.join("notes.txt"), b"edited since").expect("edit");
+    std::fs::remove_file(folder.join("empty")).expect("delete");
+    std::fs::write(folder.join("new.txt"), b"added since").expect("add");
+    let original = folder.parent().expect("parent");
+
+    let report = repo
+        .restore_with(&snapshot, original, None, Existing::KeepBoth)
+        .expect("restore keeping both");
+    assert_eq!(report.kept_both, 1, "notes.txt alone: {report:?}");
+    assert_eq!(report.replaced, 0, "{report:?}");
+    assert_eq!(
+        std::fs::read(folder.join("notes.txt")).expect("read"),
+        b"edited since"
+    );
+    assert_eq!(
+        std::fs::read(folder.join("notes (restored).txt")).expect("read"),
+        snapshot_notes
+    );
+    assert!(folder.join("empty").exists(), "the deleted file is back");
+    assert_eq!(
+        std::fs::read(folder.join("new.txt")).expect("read"),
+        b"added since"
+    );
+    // Unchanged files and links were recognised in place, not copied beside themselves.
+    assert!(!folder.join("deep/large (restored).bin").exists());
+    assert!(!folder.join("dangling (restored)").exists());
+    assert!(report.in_place >= 3, "{report:?}");
+
+    // Again: the first copy's name is taken, so the next goes beside it.
+    repo.restore_with(
+        &snapshot,
+        original,
+        Some(Path::new("documents/notes.txt")),
+        Existing::KeepBoth,
+    )
+    .expect("restore again");
+    assert!(folder.join("notes (restored 2).txt").exists());
+
+    let report = repo
+        .restore_with(
+            &snapshot,
+            original,
+            Some(Path::new("documents/notes.txt")),
+            Existing::Replace,
+        )
+        .expect("restore replacing");
+    assert_eq!(report.replaced, 1, "{report:?}");
+    assert_eq!(
+        std::fs::read(folder.join("notes.txt")).expect("read"),
+        snapshot_notes
+    );
+}
+
+#[test]
+fn find_searches_a_whole_snapshot_by_name_and_stops_at_the_limit() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let folder = make_tree(work.path());
+    let key = MasterKey::generate();
+    let coding = Coding::new(1, 1).expect("coding");
+    let store = LocalStore::open(&work.path().join("store")).expect("store");
+    let mut repo = Repository::open(store, &key, coding).expect("open");
+    let snapshot = repo
+        .backup(std::slice::from_ref(&folder), "host", 1_000, None)
+        .expect("backup")
+        .snapshot
+        .expect("snapshot");
+    fn repo_find(
+        repo: &mut Repository<LocalStore>,
+        snapshot: &surplus_backup::tree::Snapshot,
+        needle: &str,
+        limit: usize,
+    ) -> (Vec<String>, bool) {
+        let (found, more) = repo.find(snapshot, needle, limit).expect("find");
+        (found.into_iter().map(|(path, _)| path).collect(), more)
+    }
+    assert_eq!(
+        repo_find(&mut repo, &snapshot, "SCRIPT", 10),
+        (vec!["documents/deep/deeper/script.sh".to_owned()], false)
+    );
+    assert_eq!(
+        repo_find(&mut repo, &snapshot, "deep", 10),
+        (
+            vec![
+                "documents/deep".to_owned(),
+                "documents/deep/deeper".to_owned()
+            ],
+            false
+        )
+    );
+    assert_eq!(
+        repo_find(&mut repo, &snapshot, "deep", 1),
+        (vec!["documents/deep".to_owned()], true)
+    );
+    assert_eq!(
+        repo_find(&mut repo, &snapshot, "nowhere", 10),
+        (vec![], false)
+    );
+}

@@ -130,14 +130,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Restore a snapshot (or `latest`) under DIR, as DIR/<folder name>/...
+    /// Restore a snapshot (or `latest`) under DIR, as DIR/<folder name>/..., or with
+    /// --where-it-was back where each folder was, keeping files that changed since (the
+    /// snapshot's copies go beside them) unless --replace.
     Restore {
         snapshot: String,
         /// Only this path of the snapshot, as <folder name>/sub/path.
         #[arg(long)]
         path: Option<PathBuf>,
-        #[arg(long)]
-        target: PathBuf,
+        #[arg(long, value_name = "DIR", required_unless_present = "where_it_was")]
+        target: Option<PathBuf>,
+        /// Restore back where the folders were when the snapshot was taken.
+        #[arg(long, conflicts_with = "target")]
+        where_it_was: bool,
+        /// With --where-it-was: replace files that changed since the snapshot rather than keep
+        /// both copies.
+        #[arg(long, requires = "where_it_was")]
+        replace: bool,
     },
     /// Forget snapshots beyond what the --keep rules keep, and let go of what only they needed.
     /// The hub keeps what was forgotten for a grace period (30 days unless its operator says
@@ -195,6 +204,14 @@ enum BackupCommand {
     Remove { path: PathBuf },
     /// The folders backed up.
     List,
+    /// Pause backups, for a duration (e.g. 1h, 30m) or until `surplus backup resume`; lending
+    /// goes on. `surplus backup now` still backs up when asked.
+    Pause {
+        #[arg(value_parser = units::parse_duration)]
+        duration: Option<Duration>,
+    },
+    /// Resume backups.
+    Resume,
     /// Back the folders up now: encrypted here, erasure-coded, stored on other devices.
     Now {
         #[arg(long)]
@@ -419,7 +436,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             snapshot,
             path,
             target,
-        } => backup::restore(&context, &snapshot, path, &target).await,
+            where_it_was: _,
+            replace,
+        } => backup::restore(&context, &snapshot, path, target.as_deref(), replace).await,
         Command::Forget {
             keep_last,
             keep_daily,

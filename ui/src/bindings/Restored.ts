@@ -7,4 +7,12 @@ export type Restored = { files: number, bytes: number,
 /**
  * Files found already in place and not written again.
  */
-in_place: number, };
+in_place: number, 
+/**
+ * Files that were there, different, and were replaced.
+ */
+replaced: number, 
+/**
+ * Files that were there, different, and were kept, the restored copy put beside them.
+ */
+kept_both: number, };

@@ -9,7 +9,11 @@ import type { PauseState } from "./PauseState";
 /**
  * A device's status, for a person or a script.
  */
-export type StatusView = { data_dir: string, hub: string | null, email: string | null, device_id: string | null, device_name: string | null, credentials_backend: string, consent: Consent, pause: PauseState, paused: boolean, vault_dir: string, 
+export type StatusView = { data_dir: string, hub: string | null, email: string | null, device_id: string | null, device_name: string | null, credentials_backend: string, consent: Consent, pause: PauseState, paused: boolean, 
+/**
+ * Whether backups are paused (`surplus backup pause`), apart from lending.
+ */
+backup_pause: PauseState, vault_dir: string, 
 /**
  * What the vault may hold now: the quota, or 0 without storage consent.
  */

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::Serialize;
-use surplus_backup::repo::{Progress, Repository};
+use surplus_backup::repo::{Existing, Progress, Repository};
 use surplus_protocol::UnixMillis;
 
 use crate::backup::{HubStore, KeyError};
@@ -44,6 +44,26 @@ pub struct EntryView {
     pub mode: String,
     pub mtime: UnixMillis,
 }
+
+/// What a search of a snapshot by name found.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct SearchResults {
+    pub found: Vec<Found>,
+    /// There were more than [`SEARCH_LIMIT`]: the user should narrow the search.
+    pub more: bool,
+}
+
+/// One entry a search found, and where it is (`<folder name>/sub/name`).
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct Found {
+    pub path: String,
+    pub entry: EntryView,
+}
+
+/// The most entries a search answers.
+pub const SEARCH_LIMIT: usize = 200;
 
 impl Control {
     /// Sets up the backup key with the recovery passphrase: unlocks the key kept at the hub (made
@@ -238,23 +258,50 @@ impl Control {
         Ok(nodes.iter().map(entry_view).collect())
     }
 
-    /// Restores a snapshot, or one file or folder of it, under `target`, telling `progress` as it
-    /// goes.
+    /// The entries of a snapshot whose names hold `needle` (letter case aside), at most
+    /// [`SEARCH_LIMIT`].
+    pub async fn search(&self, snapshot: &str, needle: &str) -> Result<SearchResults> {
+        if needle.trim().is_empty() {
+            return Err(ControlError::Input(
+                "type part of a name to search for".into(),
+            ));
+        }
+        let (wanted, needle) = (snapshot.to_owned(), needle.trim().to_owned());
+        let (found, more) = self
+            .with_repository(self.passphrase, ignore, move |repository, _, _| {
+                let snapshot = find_snapshot(repository, &wanted)?;
+                Ok::<_, ControlError>(repository.find(&snapshot, &needle, SEARCH_LIMIT)?)
+            })
+            .await?;
+        let found = found
+            .iter()
+            .map(|(path, node)| Found {
+                path: path.clone(),
+                entry: entry_view(node),
+            })
+            .collect();
+        Ok(SearchResults { found, more })
+    }
+
+    /// Restores a snapshot, or one file or folder of it, where `to` says, doing with files that
+    /// are there already what `existing` says, and telling `progress` as it goes.
     pub async fn restore(
         &self,
         snapshot: &str,
         path: Option<PathBuf>,
-        target: &Path,
+        to: RestoreTo,
+        existing: Existing,
         progress: Arc<dyn FileProgress>,
     ) -> Result<surplus_backup::repo::RestoreReport> {
-        if !target.is_absolute() {
+        if let RestoreTo::Folder(target) = &to
+            && !target.is_absolute()
+        {
             return Err(ControlError::Input(format!(
                 "restore to a full path, not {}",
                 target.display()
             )));
         }
         let wanted = snapshot.to_owned();
-        let target = target.to_owned();
         self.with_repository(self.passphrase, ignore, move |repository, _, _| {
             let snapshot = find_snapshot(repository, &wanted)?;
             let (files, bytes) = match path.as_deref() {
@@ -263,7 +310,17 @@ impl Control {
             };
             progress.start(files, bytes);
             repository.set_progress(Arc::new(Forward(progress)));
-            Ok(repository.restore(&snapshot, &target, path.as_deref())?)
+            let mut done = surplus_backup::repo::RestoreReport::default();
+            for (target, only) in restore_targets(&snapshot, path, to)? {
+                let report =
+                    repository.restore_with(&snapshot, &target, only.as_deref(), existing)?;
+                done.files += report.files;
+                done.bytes += report.bytes;
+                done.in_place += report.in_place;
+                done.replaced += report.replaced;
+                done.kept_both += report.kept_both;
+            }
+            Ok(done)
         })
         .await
     }
@@ -301,6 +358,101 @@ impl Control {
         })
         .await
     }
+}
+
+/// Where a restore writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestoreTo {
+    /// Under this folder, as `<folder>/<backed-up folder's name>/...`.
+    Folder(PathBuf),
+    /// Where each backed-up folder was when the snapshot was taken.
+    Original,
+}
+
+/// Each restore `to` asks for: the folder to restore into, and the part of the snapshot (all of
+/// it when `None`). Back where it was, each backed-up folder goes into the folder it was in, by
+/// the path the snapshot recorded (which only this user's key could have sealed), if that path
+/// is a plain full path ending in the folder's name.
+fn restore_targets(
+    snapshot: &surplus_backup::tree::Snapshot,
+    path: Option<PathBuf>,
+    to: RestoreTo,
+) -> Result<Vec<(PathBuf, Option<PathBuf>)>> {
+    let RestoreTo::Folder(target) = to else {
+        let first = path
+            .as_deref()
+            .and_then(|p| p.iter().next())
+            .map(|c| c.to_string_lossy().into_owned());
+        let mut targets = Vec::new();
+        for root in &snapshot.roots {
+            let name = root.name.display();
+            if first.as_ref().is_some_and(|f| *f != name) {
+                continue;
+            }
+            let was = Path::new(&root.path);
+            let plain = was.is_absolute()
+                && was
+                    .components()
+                    .all(|c| !matches!(c, std::path::Component::ParentDir));
+            let parent = was
+                .parent()
+                .filter(|_| plain && was.file_name().is_some_and(|n| *n == *name));
+            let Some(parent) = parent else {
+                return Err(ControlError::Input(format!(
+                    "the snapshot does not say where {name} was ({:?}); restore it into a folder instead",
+                    root.path
+                )));
+            };
+            let only = path.clone().unwrap_or_else(|| PathBuf::from(&name));
+            targets.push((parent.to_owned(), Some(only)));
+        }
+        return Ok(targets);
+    };
+    Ok(vec![(target, path)])
+}
+
+/// A folder the user adds to the backup, checked: it must be a full path to a folder that
+/// exists and whose entries this user can read. Answers it as it will be kept.
+pub fn readable_folder(path: &Path) -> Result<PathBuf> {
+    if !path.is_absolute() {
+        return Err(ControlError::Input(format!(
+            "{} is not a full path to a folder (such as /home/you/Documents)",
+            path.display()
+        )));
+    }
+    let found = |source| ControlError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(found)?;
+    if !meta.is_dir() {
+        return Err(ControlError::Input(format!(
+            "{} is a file, not a folder",
+            path.display()
+        )));
+    }
+    std::fs::read_dir(path).map_err(found)?;
+    Ok(path.to_owned())
+}
+
+/// Saves the recovery passphrase to a file the user chose (readable by them alone), with a
+/// few words on what it is, for them to print or keep offline.
+pub fn save_passphrase(path: &Path, passphrase: &str) -> Result<()> {
+    let text = format!(
+        "Surplus recovery passphrase\n\n    {passphrase}\n\n\
+         It opens your backups on a new PC if this one is lost. Nobody else has it, Surplus \
+         included: keep this file somewhere safe and offline (printed, or on a USB stick), not \
+         in a folder that is backed up.\n"
+    );
+    crate::atomic_file::write(
+        path,
+        text.as_bytes(),
+        crate::atomic_file::Visibility::Private,
+    )
+    .map_err(|source| ControlError::Io {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// For operations that only read backups, which the coding's warning is not about.
@@ -361,4 +513,109 @@ impl Progress for Forward {
 /// A recovery passphrase made for the user (see [`crate::passphrase::generate`]).
 pub fn generate_passphrase() -> String {
     crate::passphrase::generate()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_folder_to_back_up_must_be_a_readable_folder() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(readable_folder(dir.path()).expect("a folder"), dir.path());
+        let file = dir.path().join("notes.txt");
+        std::fs::write(&file, b"x").expect("write");
+        let message = |path: &Path| readable_folder(path).expect_err("refused").to_string();
+        assert!(message(&file).contains("is a file, not a folder"));
+        assert!(message(Path::new("Documents")).contains("not a full path"));
+        assert!(message(&dir.path().join("gone")).contains("gone"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_passphrase_file_is_for_its_owner_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("surplus-passphrase.txt");
+        save_passphrase(&file, "correct horse battery staple").expect("saved");
+        let text = std::fs::read_to_string(&file).expect("read");
+        assert!(text.contains("    correct horse battery staple\n"));
+        let mode = std::fs::metadata(&file).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    fn snapshot_of(roots: &[(&str, &str)]) -> surplus_backup::tree::Snapshot {
+        use surplus_backup::tree::{Node, NodeKind, RawName, Root};
+        surplus_backup::tree::Snapshot {
+            time: 0,
+            hostname: "pc".into(),
+            roots: roots
+                .iter()
+                .map(|(name, path)| Root {
+                    name: RawName(name.as_bytes().to_vec()),
+                    path: (*path).to_owned(),
+                    node: Node {
+                        name: RawName(name.as_bytes().to_vec()),
+                        kind: NodeKind::Symlink {
+                            target: RawName(Vec::new()),
+                        },
+                        mode: 0,
+                        mtime_ns: 0,
+                        ctime_ns: 0,
+                        inode: 0,
+                    },
+                })
+                .collect(),
+            summary: Default::default(),
+        }
+    }
+
+    #[test]
+    fn back_where_it_was_means_into_the_folder_each_folder_was_in() {
+        let snapshot = snapshot_of(&[
+            ("Documents", "/home/ann/Documents"),
+            ("Photos", "/mnt/data/Photos"),
+        ]);
+        assert_eq!(
+            restore_targets(&snapshot, None, RestoreTo::Original).expect("targets"),
+            vec![
+                (PathBuf::from("/home/ann"), Some(PathBuf::from("Documents"))),
+                (PathBuf::from("/mnt/data"), Some(PathBuf::from("Photos"))),
+            ]
+        );
+        assert_eq!(
+            restore_targets(
+                &snapshot,
+                Some(PathBuf::from("Photos/2024/a.jpg")),
+                RestoreTo::Original
+            )
+            .expect("targets"),
+            vec![(
+                PathBuf::from("/mnt/data"),
+                Some(PathBuf::from("Photos/2024/a.jpg"))
+            )]
+        );
+        assert_eq!(
+            restore_targets(&snapshot, None, RestoreTo::Folder("/tmp/r".into())).expect("targets"),
+            vec![(PathBuf::from("/tmp/r"), None)]
+        );
+    }
+
+    #[test]
+    fn a_recorded_path_that_is_not_plain_is_not_followed() {
+        for path in [
+            "Documents",
+            "/home/ann/../../etc/Documents",
+            "/home/ann/Other",
+        ] {
+            let snapshot = snapshot_of(&[("Documents", path)]);
+            let refused = restore_targets(&snapshot, None, RestoreTo::Original)
+                .expect_err("refused")
+                .to_string();
+            assert!(
+                refused.contains("restore it into a folder instead"),
+                "{path}: {refused}"
+            );
+        }
+    }
 }

@@ -6,7 +6,7 @@ use serde::Serialize;
 use surplus_protocol::{PauseState, UnixMillis};
 
 use crate::settings::Settings;
-use crate::worker::AgentState;
+use crate::worker::{AgentState, BackupProgress};
 
 /// How well off the backups are, for the colour of the headline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -58,8 +58,11 @@ pub fn backup_health(
             "No folders are backed up yet: choose some in Settings".into(),
         );
     }
-    if state.backing_up_since.is_some() {
-        return said(HealthLevel::Working, "Backing up...".into());
+    if let Some(since) = state.backing_up_since {
+        return said(
+            HealthLevel::Working,
+            backing_up(state.backup_progress, now - since),
+        );
     }
     if state.last_backup_error.is_some() {
         return said(
@@ -126,6 +129,24 @@ pub fn backup_health(
             ),
             None => said(HealthLevel::Good, format!("Backed up {when}{paused}")),
         },
+    }
+}
+
+/// "Backing up: 1,204 of 3,000 files, 2 min left", as far as the running backup (`elapsed_ms`
+/// old) can tell yet.
+fn backing_up(progress: Option<BackupProgress>, elapsed_ms: i64) -> String {
+    use crate::units::{format_count, format_left};
+    let Some(progress) = progress.filter(|p| p.files_total > 0) else {
+        return "Backing up...".into();
+    };
+    let files = format!(
+        "Backing up: {} of {} files",
+        format_count(progress.files.min(progress.files_total)),
+        format_count(progress.files_total)
+    );
+    match progress.left_ms(elapsed_ms) {
+        Some(left) => format!("{files}, {}", format_left(left)),
+        None => files,
     }
 }
 
@@ -227,6 +248,39 @@ mod tests {
                 level: HealthLevel::Working,
                 sentence: "Backing up...".into()
             }
+        );
+    }
+
+    #[test]
+    fn a_running_backup_counts_files_and_tells_the_time_left_once_it_can() {
+        let (settings, mut state) = backed_up();
+        state.backing_up_since = Some(0);
+        state.backup_progress = Some(BackupProgress {
+            files: 1_204,
+            files_total: 3_000,
+            bytes: 100,
+            bytes_total: 300,
+        });
+        // Too soon to tell the pace.
+        assert_eq!(
+            backup_health(&settings, &state, 4_000, ago).sentence,
+            "Backing up: 1,204 of 3,000 files"
+        );
+        // A third done in a minute: two minutes to go.
+        assert_eq!(
+            backup_health(&settings, &state, 60_000, ago).sentence,
+            "Backing up: 1,204 of 3,000 files, 2 min left"
+        );
+        // Files that appeared since the count do not make it more than all.
+        state.backup_progress = Some(BackupProgress {
+            files: 3_001,
+            files_total: 3_000,
+            bytes: 300,
+            bytes_total: 300,
+        });
+        assert_eq!(
+            backup_health(&settings, &state, 60_000, ago).sentence,
+            "Backing up: 3,000 of 3,000 files, less than a minute left"
         );
     }
 

@@ -28,13 +28,17 @@ mod tray;
 mod verify;
 mod window;
 
-pub use backups::{EntryView, FileProgress, SnapshotView, find_snapshot, generate_passphrase};
+pub use backups::{
+    EntryView, FileProgress, Found, RestoreTo, SEARCH_LIMIT, SearchResults, SnapshotView,
+    find_snapshot, generate_passphrase, readable_folder, save_passphrase,
+};
 pub use compute::{JobFiles, input_name};
 pub use disks::{Choices, DiskChoice};
 pub use enrol::{Enrolled, Enrollment, Left, packaged_hub};
 pub use explain::{Doing, Problem};
 pub use health::{BackupHealth, HealthLevel, backup_health};
 pub use status::StatusView;
+pub use surplus_backup::repo::Existing;
 pub use tray::{
     Alert, TrayState, TrayStatus, alerts, default_restore_dir, host_name, local_clock, pause_until,
     suggested_folders, tomorrow_morning, tray_status,

@@ -29,6 +29,8 @@ pub struct StatusView {
     pub consent: Consent,
     pub pause: PauseState,
     pub paused: bool,
+    /// Whether backups are paused (`surplus backup pause`), apart from lending.
+    pub backup_pause: PauseState,
     pub vault_dir: PathBuf,
     /// What the vault may hold now: the quota, or 0 without storage consent.
     pub quota_bytes: u64,
@@ -105,6 +107,7 @@ impl Control {
             consent: settings.consent,
             pause: settings.pause,
             paused: settings.pause.is_paused(now_ms()),
+            backup_pause: settings.backup.pause,
             quota_bytes: if settings.consent.storage {
                 settings.effective_quota(disk)
             } else {

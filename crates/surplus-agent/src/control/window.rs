@@ -53,4 +53,8 @@ pub struct Restored {
     pub bytes: u64,
     /// Files found already in place and not written again.
     pub in_place: u64,
+    /// Files that were there, different, and were replaced.
+    pub replaced: u64,
+    /// Files that were there, different, and were kept, the restored copy put beside them.
+    pub kept_both: u64,
 }

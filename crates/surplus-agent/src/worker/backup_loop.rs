@@ -1,8 +1,9 @@
 //! Continuous backup of the folders the user chose.
 
 use std::path::PathBuf;
-use std::sync::{Arc, PoisonError};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use surplus_protocol::{PauseState, UnixMillis};
 use tokio::sync::watch;
@@ -10,6 +11,7 @@ use tokio::sync::watch;
 use super::error::WorkerError;
 use super::options::WorkerOptions;
 use super::shared::Shared;
+use super::state::BackupProgress;
 use crate::clock::now_ms;
 
 /// How long a backup that is due waits because the user paused backups: `None` when it runs
@@ -133,6 +135,7 @@ pub(super) async fn backup_loop(
         shared.update_state(|state| state.backing_up_since = Some(now_ms()));
         let rate = shared.settings().bandwidth_bytes_per_second;
         let data_dir = shared.data_dir.clone();
+        let tallied = shared.clone();
         let span = tracing::info_span!("backup", folders = folders.len(), changed = changed_now);
         let outcome = tokio::task::spawn_blocking(move || {
             let _span = span.enter();
@@ -147,6 +150,7 @@ pub(super) async fn backup_loop(
             store.upload_rate = rate;
             let key = surplus_backup::keys::MasterKey::from_bytes(key);
             let mut repository = crate::backup::open_repository(store, &key, coding, &data_dir)?;
+            repository.set_progress(Arc::new(Tally::start(tallied, &folders)));
             let report = crate::backup::take_snapshot(&mut repository, &folders, &host)?;
             let packs = match &report.snapshot {
                 Some(snapshot) => repository.packs_of(snapshot)?,
@@ -175,6 +179,7 @@ pub(super) async fn backup_loop(
                     state.last_backup = Some((now_ms(), report.snapshot_id.clone()));
                     state.last_backup_error = None;
                     state.backing_up_since = None;
+                    state.backup_progress = None;
                     state.backup_holders_short = holders_short;
                     state.last_backup_skipped_count = report.skipped.len() as u64;
                     state.last_backup_skipped = report
@@ -193,6 +198,7 @@ pub(super) async fn backup_loop(
                 shared.update_state(|state| {
                     state.last_backup_error = Some(error.to_string());
                     state.backing_up_since = None;
+                    state.backup_progress = None;
                 });
                 next_scan = tokio::time::Instant::now()
                     + options.backup_debounce.max(Duration::from_secs(60));
@@ -204,9 +210,71 @@ pub(super) async fn backup_loop(
     }
 }
 
+/// Keeps a running backup's progress in the agent state, for the tray's headline and the Status
+/// window's bar: written at most every [`Tally::EVERY`], not at each file.
+struct Tally {
+    shared: Arc<Shared>,
+    files_total: u64,
+    bytes_total: u64,
+    files: AtomicU64,
+    bytes: AtomicU64,
+    written: Mutex<Instant>,
+}
+
+impl Tally {
+    const EVERY: Duration = Duration::from_secs(1);
+
+    /// Counts what `folders` hold (a walk of their directories, no file read) and says so.
+    fn start(shared: Arc<Shared>, folders: &[PathBuf]) -> Tally {
+        let (files_total, bytes_total) = surplus_backup::repo::scan_totals(folders);
+        let tally = Tally {
+            shared,
+            files_total,
+            bytes_total,
+            files: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            written: Mutex::new(Instant::now()),
+        };
+        tally.write();
+        tally
+    }
+
+    fn write(&self) {
+        let progress = BackupProgress {
+            files: self.files.load(Ordering::Relaxed),
+            files_total: self.files_total,
+            bytes: self.bytes.load(Ordering::Relaxed),
+            bytes_total: self.bytes_total,
+        };
+        self.shared
+            .update_state(|state| state.backup_progress = Some(progress));
+    }
+
+    fn maybe_write(&self) {
+        let mut written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
+        if written.elapsed() >= Self::EVERY {
+            *written = Instant::now();
+            drop(written);
+            self.write();
+        }
+    }
+}
+
+impl surplus_backup::repo::Progress for Tally {
+    fn bytes(&self, bytes: u64) {
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.maybe_write();
+    }
+
+    fn file(&self) {
+        self.files.fetch_add(1, Ordering::Relaxed);
+        self.maybe_write();
+    }
+}
+
 /// How often the hub is asked how well off the latest backup is: often while its packs are on
 /// their way to holders (minutes), seldom once they are all placed (holders come and go slowly).
-const PROTECTION_WHILE_SPREADING: Duration = Duration::from_secs(30);
+const PROTECTION_WHILE_SPREADING: Duration = Duration::from_secs(10);
 const PROTECTION_ONCE_PROTECTED: Duration = Duration::from_secs(10 * 60);
 
 /// Asks the hub how well off the latest snapshot's packs are, when it is due (`now`: at once),

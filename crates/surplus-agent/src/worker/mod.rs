@@ -42,7 +42,7 @@ mod transfer;
 pub use error::WorkerError;
 pub use options::WorkerOptions;
 pub use shared::build_report;
-pub use state::{AgentState, IdleReading};
+pub use state::{AgentState, BackupProgress, IdleReading};
 
 use journal::Journal;
 use shared::Shared;

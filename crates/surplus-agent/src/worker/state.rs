@@ -19,6 +19,9 @@ pub struct AgentState {
     /// When the backup running now started; `None` while none runs.
     #[serde(default)]
     pub backing_up_since: Option<UnixMillis>,
+    /// How far the backup running now is; `None` while none runs.
+    #[serde(default)]
+    pub backup_progress: Option<BackupProgress>,
     /// What the latest backup could not read (the first [`SKIPPED_KEPT`] of them), and how many
     /// there were in all.
     #[serde(default)]
@@ -82,6 +85,31 @@ pub struct IdleReading {
     pub unknown: bool,
     /// When it was read.
     pub read_at: UnixMillis,
+}
+
+/// How far a running backup is: files and bytes of file content done (read, or recognised as
+/// unchanged), of the totals counted as it began.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct BackupProgress {
+    pub files: u64,
+    pub files_total: u64,
+    pub bytes: u64,
+    pub bytes_total: u64,
+}
+
+impl BackupProgress {
+    /// How long the rest will take, in milliseconds, at the pace of the `elapsed_ms` so far;
+    /// `None` while too little is done to tell.
+    pub fn left_ms(&self, elapsed_ms: i64) -> Option<i64> {
+        const TOO_SOON_MS: i64 = 5_000;
+        if self.bytes == 0 || elapsed_ms < TOO_SOON_MS {
+            return None;
+        }
+        let left = self.bytes_total.saturating_sub(self.bytes);
+        let pace = elapsed_ms as f64 / self.bytes as f64;
+        Some((left as f64 * pace) as i64)
+    }
 }
 
 /// How many unreadable paths the state keeps: enough to show, not a log.

@@ -39,7 +39,7 @@ use crate::seal;
 use crate::store::Store;
 
 pub use backup::{BackupReport, scan_totals};
-pub use restore::RestoreReport;
+pub use restore::{Existing, RestoreReport};
 
 /// Packs are cut when they reach this size.
 pub const PACK_TARGET: usize = 16 << 20;

@@ -22,6 +22,22 @@ pub struct RestoreReport {
     /// Files found already in place (same size and modification time), as an interrupted
     /// restore leaves them, and not written again.
     pub in_place: u64,
+    /// Files that were there already, different, and written over ([`Existing::Replace`]).
+    pub replaced: u64,
+    /// Files that were there already, different, and kept, the restored copy written beside
+    /// them as `name (restored).ext` ([`Existing::KeepBoth`]).
+    pub kept_both: u64,
+}
+
+/// What a restore does with a different file already where it restores one (a file found in
+/// place, the same size and time, is always left as it is).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Existing {
+    /// Writes over it: into a folder of restored files, or when the user chose to.
+    #[default]
+    Replace,
+    /// Keeps it, and writes the restored copy beside it under a name of its own.
+    KeepBoth,
 }
 
 impl<S: Store> Repository<S> {
@@ -34,8 +50,22 @@ impl<S: Store> Repository<S> {
         target: &Path,
         only: Option<&Path>,
     ) -> Result<RestoreReport, BackupError> {
+        self.restore_with(snapshot, target, only, Existing::Replace)
+    }
+
+    /// Like [`Repository::restore`], doing with files already there what `existing` says.
+    pub fn restore_with(
+        &mut self,
+        snapshot: &Snapshot,
+        target: &Path,
+        only: Option<&Path>,
+        existing: Existing,
+    ) -> Result<RestoreReport, BackupError> {
         std::fs::create_dir_all(target).map_err(at(target))?;
-        let mut state = Restoring::default();
+        let mut state = Restoring {
+            existing,
+            ..Restoring::default()
+        };
         let wanted: Vec<Vec<u8>> = only
             .map(|p| p.iter().map(os_bytes).collect())
             .unwrap_or_default();
@@ -171,16 +201,23 @@ impl<S: Store> Repository<S> {
                     state.report.in_place += 1;
                     self.progress.bytes(*size);
                     self.progress.file();
-                } else if *size > RESTORE_BATCH_BYTES / 4 {
+                    return Ok(true);
+                }
+                let path = if in_new_dir {
+                    path.to_owned()
+                } else {
+                    state.make_way(path)?
+                };
+                if *size > RESTORE_BATCH_BYTES / 4 {
                     // A large file is written on its own, its chunks opened in parallel.
-                    let temp = restore_temp(path);
+                    let temp = restore_temp(&path);
                     let (file, written) = self.write_file(&temp, chunks)?;
-                    finish_file(file, &temp, path, node, written)?;
+                    finish_file(file, &temp, &path, node, written)?;
                     state.report.files += 1;
                     state.report.bytes += written;
                     self.progress.file();
                 } else {
-                    state.batch.push((path.to_owned(), node.clone()));
+                    state.batch.push((path, node.clone()));
                     state.batch_bytes += size;
                     if state.batch_bytes >= RESTORE_BATCH_BYTES {
                         self.write_batch(state)?;
@@ -189,8 +226,17 @@ impl<S: Store> Repository<S> {
                 Ok(true)
             }
             NodeKind::Symlink { target } => {
-                let _ = std::fs::remove_file(path);
-                make_symlink(&os_path(&target.0), path).map_err(at(path))?;
+                let target = os_path(&target.0);
+                if !in_new_dir && std::fs::read_link(path).is_ok_and(|there| there == target) {
+                    return Ok(true);
+                }
+                let path = if in_new_dir {
+                    path.to_owned()
+                } else {
+                    state.make_way(path)?
+                };
+                let _ = std::fs::remove_file(&path);
+                make_symlink(&target, &path).map_err(at(&path))?;
                 Ok(true)
             }
         }
@@ -245,12 +291,62 @@ const RESTORE_BATCH_BYTES: u64 = 16 << 20;
 /// A restore under way.
 #[derive(Debug, Default)]
 struct Restoring {
+    existing: Existing,
     report: RestoreReport,
     /// Small files waiting to be written together.
     batch: Vec<(PathBuf, Node)>,
     batch_bytes: u64,
     /// Directories restored, in the order they were entered; their times are set at the end.
     dirs: Vec<(PathBuf, Node)>,
+}
+
+impl Restoring {
+    /// Where to restore an entry meant for `path`, in a folder that was there before: `path`
+    /// itself when nothing is there or it is to be replaced, else a free name beside it.
+    fn make_way(&mut self, path: &Path) -> Result<PathBuf, BackupError> {
+        if std::fs::symlink_metadata(path).is_err() {
+            return Ok(path.to_owned());
+        }
+        match self.existing {
+            Existing::Replace => {
+                self.report.replaced += 1;
+                Ok(path.to_owned())
+            }
+            Existing::KeepBoth => {
+                self.report.kept_both += 1;
+                beside(path)
+            }
+        }
+    }
+}
+
+/// A free name next to `path` for a restored copy: `notes (restored).txt`, then
+/// `notes (restored 2).txt` and on.
+fn beside(path: &Path) -> Result<PathBuf, BackupError> {
+    const TRIES: u32 = 1_000;
+    let stem = path.file_stem().unwrap_or_default();
+    for attempt in 1..=TRIES {
+        let mut name = stem.to_owned();
+        name.push(match attempt {
+            1 => " (restored)".to_owned(),
+            n => format!(" (restored {n})"),
+        });
+        if let Some(extension) = path.extension() {
+            name.push(".");
+            name.push(extension);
+        }
+        let candidate = path.with_file_name(name);
+        if std::fs::symlink_metadata(&candidate).is_err() {
+            return Ok(candidate);
+        }
+    }
+    Err(BackupError::Io {
+        path: path.to_owned(),
+        source: io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{TRIES} restored copies are there already"),
+        ),
+    })
 }
 
 /// Where a file is written before it is whole.

@@ -78,6 +78,49 @@ impl<S: Store> Repository<S> {
         Ok(nodes)
     }
 
+    /// The entries of a snapshot whose name holds `needle` (letter case aside), each with its
+    /// path (`<folder name>/sub/name`, the form [`Repository::list`] and a restore take), in
+    /// the order of a walk of its trees; at most `limit` of them, and whether there were more.
+    pub fn find(
+        &mut self,
+        snapshot: &Snapshot,
+        needle: &str,
+        limit: usize,
+    ) -> Result<(Vec<(String, Node)>, bool), BackupError> {
+        let needle = needle.to_lowercase();
+        let mut found = Vec::new();
+        let mut stack: Vec<(String, Node)> = snapshot
+            .roots
+            .iter()
+            .rev()
+            .map(|root| {
+                let node = Node {
+                    name: root.name.clone(),
+                    ..root.node.clone()
+                };
+                (root.name.display(), node)
+            })
+            .collect();
+        while let Some((path, node)) = stack.pop() {
+            if node.name.display().to_lowercase().contains(&needle) {
+                if found.len() == limit {
+                    return Ok((found, true));
+                }
+                found.push((path.clone(), node.clone()));
+            }
+            if let NodeKind::Dir { tree } = &node.kind {
+                let children = self.read_tree(tree)?.nodes;
+                stack.extend(
+                    children
+                        .into_iter()
+                        .rev()
+                        .map(|child| (format!("{path}/{}", child.name.display()), child)),
+                );
+            }
+        }
+        Ok((found, false))
+    }
+
     /// The files and bytes of a snapshot, or of its part at `only` (`<folder name>/sub/path`).
     pub fn totals(
         &mut self,

@@ -10,6 +10,7 @@ use surplus_agent::control::Control;
 use surplus_agent::passphrase::Request;
 use surplus_agent::units::{self, Size};
 use surplus_backup::forget::Retention;
+use surplus_protocol::PauseState;
 
 use crate::print::{print_backup_plan, print_json, time, when};
 use crate::{BackupCommand, CodingChoice, progress};
@@ -85,10 +86,7 @@ fn warn_on_terminal(warning: &str) {
 pub(crate) async fn backup(context: &Control, command: BackupCommand) -> anyhow::Result<()> {
     match command {
         BackupCommand::Add { path } => {
-            let path = std::path::absolute(&path)?;
-            if !path.is_dir() {
-                bail!("{} is not a folder", path.display());
-            }
+            let path = surplus_agent::control::readable_folder(&std::path::absolute(&path)?)?;
             let settings = context.update(|s| {
                 if !s.backup.folders.contains(&path) {
                     s.backup.folders.push(path.clone());
@@ -107,6 +105,26 @@ pub(crate) async fn backup(context: &Control, command: BackupCommand) -> anyhow:
                 );
             }
             println!("no longer backing up {}", path.display());
+        }
+        BackupCommand::Pause { duration } => {
+            let pause = match duration {
+                Some(duration) => PauseState::Until {
+                    until: surplus_agent::clock::now_ms()
+                        + i64::try_from(duration.as_millis()).unwrap_or(i64::MAX / 2),
+                },
+                None => PauseState::Indefinitely,
+            };
+            context.update(|s| s.backup.pause = pause)?;
+            match pause {
+                PauseState::Until { until } => {
+                    println!("backups paused until {}", time(Some(until)));
+                }
+                _ => println!("backups paused until you run `surplus backup resume`"),
+            }
+        }
+        BackupCommand::Resume => {
+            context.update(|s| s.backup.pause = PauseState::Running)?;
+            println!("backups resumed");
         }
         BackupCommand::List => {
             for folder in context.settings()?.backup.folders {
@@ -247,23 +265,49 @@ pub(crate) async fn restore(
     context: &Control,
     snapshot: &str,
     path: Option<PathBuf>,
-    target: &std::path::Path,
+    target: Option<&std::path::Path>,
+    replace: bool,
 ) -> anyhow::Result<()> {
-    let target = std::path::absolute(target)?;
+    use surplus_agent::control::{Existing, RestoreTo};
+    let (to, existing) = match target {
+        Some(target) => (
+            RestoreTo::Folder(std::path::absolute(target)?),
+            Existing::Replace,
+        ),
+        None if replace => (RestoreTo::Original, Existing::Replace),
+        None => (RestoreTo::Original, Existing::KeepBoth),
+    };
     let bar = std::sync::Arc::new(progress::LateBar::new("restoring"));
-    let report = context.restore(snapshot, path, &target, bar.clone()).await;
+    let report = context
+        .restore(snapshot, path, to.clone(), existing, bar.clone())
+        .await;
     bar.finish();
     let report = report?;
+    let place = match &to {
+        RestoreTo::Folder(target) => format!("under {}", target.display()),
+        RestoreTo::Original => "where they were".to_owned(),
+    };
     println!(
-        "restored {} files, {} under {}",
+        "restored {} files, {} {place}",
         report.files,
-        Size(report.bytes),
-        target.display()
+        Size(report.bytes)
     );
     if report.in_place > 0 {
         println!(
-            "{} files were in place already (an earlier restore) and were kept",
+            "{} files were there already, unchanged, and were kept",
             report.in_place
+        );
+    }
+    if report.kept_both > 0 {
+        println!(
+            "{} files had changed since the snapshot: they were kept, and the restored copies put beside them as \"NAME (restored).EXT\"",
+            report.kept_both
+        );
+    }
+    if report.replaced > 0 {
+        println!(
+            "{} files that were there were replaced by the snapshot's copies",
+            report.replaced
         );
     }
     Ok(())

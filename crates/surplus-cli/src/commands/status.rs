@@ -79,6 +79,15 @@ pub(crate) async fn status(context: &Control, json: bool) -> anyhow::Result<()> 
             PauseState::Running
         })
     );
+    if view.backup_pause.is_paused(surplus_agent::clock::now_ms()) {
+        println!(
+            "backups:      {}",
+            match view.backup_pause {
+                PauseState::Until { until } => format!("paused until {}", time(Some(until))),
+                _ => "paused until you run `surplus backup resume`".to_owned(),
+            }
+        );
+    }
     let agent_line = match (&view.agent, view.agent_running) {
         (_, false) => "not running (start it with `surplus agent`)".to_owned(),
         (Some(state), true) if state.update_needed => {
