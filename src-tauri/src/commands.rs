@@ -81,6 +81,7 @@ pub fn overview_of(shell: &Shell) -> Overview {
         autostart: autostart::is_enabled(),
         data_dir: shell.control.data_dir().to_owned(),
         restore_to: control::default_restore_dir(),
+        home_dir: control::home_dir(),
         settings,
         state,
         tray,

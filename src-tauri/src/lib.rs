@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod autostart;
 pub mod link;
+pub mod watch;
 
 use std::path::{Path, PathBuf};
 

@@ -1,24 +1,16 @@
 //! The windows' news: what the core knows of this device, sent to them as an `overview` event
 //! whenever it changes, so that they update in place rather than ask again on a timer. The tray
 //! process writes the agent's state, the settings and the history into the data directory; a
-//! change to one of them, or the clock (for "5 min ago"), makes a new overview, sent when it
-//! differs from the last one sent.
+//! change to one of them ([`surplus_desktop::watch`]), or the clock (for "5 min ago"), makes a
+//! new overview, sent when it differs from the last one sent.
 
 use std::sync::mpsc;
 use std::time::Duration;
 
-use surplus_agent::settings::SETTINGS_FILE;
-use surplus_agent::worker::AgentState;
 use tauri::{AppHandle, Emitter, Manager};
 
 use crate::Shell;
 
-/// The files whose change is news.
-const WATCHED: [&str; 3] = [
-    AgentState::FILE,
-    SETTINGS_FILE,
-    surplus_agent::history::FILE,
-];
 /// How often the overview is made again with nothing changed on disk: what it says of the time
 /// ("backed up 5 min ago") moves on by itself.
 const TICK: Duration = Duration::from_secs(15);
@@ -31,34 +23,16 @@ pub const OVERVIEW: &str = "overview";
 /// Sends the windows every new overview, as long as the app runs (on a thread of its own).
 pub fn follow(app: AppHandle) {
     let data_dir = app.state::<Shell>().data_dir().to_owned();
+    // `changed` lives as long as this loop, so that without a watch the clock still ticks.
     let (changed, changes) = mpsc::channel::<()>();
-    // Keeps the channel open when there is no watch, so that the clock still ticks.
-    let _ticking = changed.clone();
-    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        let news = event.is_ok_and(|event| {
-            !event.kind.is_access()
-                && event.paths.iter().any(|path| {
-                    path.file_name()
-                        .and_then(|name| name.to_str())
-                        .is_some_and(|name| WATCHED.contains(&name))
-                })
-        });
-        if news {
-            let _ = changed.send(());
-        }
+    let telling = changed.clone();
+    let _watcher = surplus_desktop::watch::state_files(&data_dir, move || {
+        let _ = telling.send(());
     })
-    .and_then(|mut watcher| {
-        notify::Watcher::watch(&mut watcher, &data_dir, notify::RecursiveMode::NonRecursive)
-            .map(|()| watcher)
-    });
-    // Without a watch (no data directory yet, no inotify left), the clock alone brings news.
-    let _watcher = match watcher {
-        Ok(watcher) => Some(watcher),
-        Err(error) => {
-            tracing::warn!(%error, "cannot watch the data directory; the windows update every {}s", TICK.as_secs());
-            None
-        }
-    };
+    .map_err(|error| {
+        tracing::warn!(%error, "cannot watch the data directory; the windows update every {}s", TICK.as_secs());
+    })
+    .ok();
     let mut sent = None;
     loop {
         if changes.recv_timeout(TICK).is_ok() {

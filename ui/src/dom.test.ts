@@ -1,5 +1,5 @@
 import { expect, it } from "vitest";
-import { asProblem, errorLine, h, update } from "./dom";
+import { ask, asProblem, errorLine, h, update } from "./dom";
 
 it("changes only what differs, keeping the nodes, the focus and an open Details", () => {
   const container = h("div", {});
@@ -64,4 +64,25 @@ it("reads whatever a command or a page threw as a problem", () => {
   expect(asProblem("plain")).toEqual({ message: "plain", details: "" });
   expect(asProblem(new Error("thrown"))).toEqual({ message: "thrown", details: "" });
   expect(asProblem(42)).toEqual({ message: "42", details: "" });
+});
+
+it("asks in a dialog of the page's own, yes or no", async () => {
+  // jsdom has <dialog> but not its methods; WebKit's own are what the end-to-end test uses.
+  const proto = HTMLDialogElement.prototype as HTMLDialogElement & Record<string, unknown>;
+  proto.showModal ??= function (this: HTMLDialogElement) {
+    this.open = true;
+  };
+  proto.close ??= function (this: HTMLDialogElement, value?: string) {
+    this.returnValue = value ?? "";
+    this.open = false;
+    this.dispatchEvent(new Event("close"));
+  };
+  const yes = ask("Stop lending disk space?", "Stop lending");
+  expect(document.querySelector("[data-test=ask-question]")?.textContent).toBe("Stop lending disk space?");
+  (document.querySelector("[data-test=ask-yes]") as HTMLButtonElement).click();
+  expect(await yes).toBe(true);
+  expect(document.querySelector("[data-test=ask]")).toBeNull();
+  const no = ask("Close without saving your changes?", "Close without saving", "Keep editing");
+  (document.querySelector("[data-test=ask-no]") as HTMLButtonElement).click();
+  expect(await no).toBe(false);
 });

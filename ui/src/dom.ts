@@ -84,9 +84,9 @@ export function asProblem(failure: unknown): Problem {
 export type ErrorLine = HTMLDivElement & { show(problem: Problem | string | null): void };
 
 /// A line under a form that says what went wrong (hidden when nothing did), with the technical
-/// text behind "Details".
-export function errorLine(): ErrorLine {
-  const line = h("div", { class: "error", role: "alert", test: "error" }) as ErrorLine;
+/// text behind "Details". A part of a page with a line of its own names it apart (`test`).
+export function errorLine(test = "error"): ErrorLine {
+  const line = h("div", { class: "error", role: "alert", test }) as ErrorLine;
   line.show = (shown) => {
     const problem = shown === null ? null : asProblem(shown);
     replace(
@@ -123,4 +123,29 @@ export async function busy(
     button.disabled = false;
     button.textContent = label;
   }
+}
+
+/// Asks the user to confirm, in a modal dialog of the page's own (`<dialog>`: the focus moves into
+/// it and Escape cancels): whether they chose `yes`. The page's own, because the dialog plugin
+/// turns `window.confirm` into a promise that a plain `if` takes as a yes.
+export function ask(question: string, yes: string, no = "Cancel"): Promise<boolean> {
+  return new Promise((resolve) => {
+    const dialog: HTMLDialogElement = h(
+      "dialog",
+      { class: "ask", test: "ask", "aria-labelledby": "ask-question" },
+      h("p", { id: "ask-question", test: "ask-question" }, question),
+      h(
+        "div",
+        { class: "row end" },
+        h("button", { type: "button", class: "secondary", test: "ask-no", on: { click: () => dialog.close("no") } }, no),
+        h("button", { type: "button", class: "primary", test: "ask-yes", on: { click: () => dialog.close("yes") } }, yes),
+      ),
+    );
+    dialog.addEventListener("close", () => {
+      resolve(dialog.returnValue === "yes");
+      dialog.remove();
+    });
+    document.body.append(dialog);
+    dialog.showModal();
+  });
 }

@@ -51,7 +51,8 @@ export async function restore(root: HTMLElement): Promise<void> {
   const crumbs = h("nav", { class: "crumbs", test: "crumbs", "aria-label": "Folder" });
   const tree = h("tbody", { test: "tree" });
   const found = h("p", { class: "hint", role: "status", test: "found" });
-  const where = destination();
+  let home = "";
+  const where = destination(() => home);
   const go = h("button", { type: "submit", class: "primary", test: "restore" }, "Restore");
   const bar = h("progress", { max: "100", value: "0", test: "progress", "aria-label": "Restore progress" });
   const progressLine = h("p", { class: "hint", role: "status", test: "progress-text" });
@@ -158,6 +159,7 @@ export async function restore(root: HTMLElement): Promise<void> {
   try {
     const overview = await api.overview();
     where.setFolder(overview.restore_to);
+    home = overview.home_dir;
     snapshots = await api.snapshots();
   } catch (failure) {
     error.show(problem(failure));
@@ -205,7 +207,7 @@ export async function restore(root: HTMLElement): Promise<void> {
 
 /// Where to restore: back where the files were (keeping both copies of a file that changed
 /// since, or replacing it, with a warning), or into a folder, typed or chosen.
-function destination(): {
+function destination(home: () => string): {
   element: HTMLElement;
   setFolder(folder: string): void;
   read(): { folder: string | null; replace: boolean };
@@ -228,7 +230,7 @@ function destination(): {
       test: "choose-target",
       on: {
         click: async () => {
-          const [picked] = await api.chooseFolders("Choose where to restore", false, target.value || undefined);
+          const [picked] = await api.chooseFolders("Choose where to restore", false, target.value || home());
           if (picked) target.value = picked;
         },
       },

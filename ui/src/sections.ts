@@ -68,7 +68,7 @@ export function foldersSection(overview: Overview, suggested: string[]): Section
   if (folders.size === 0 && !overview.wizard_done) suggested.forEach((f) => folders.add(f));
   const list = h("ul", { class: "folders", test: "folders" });
   const input = h("input", { type: "text", id: "folder-path", placeholder: "/home/you/Projects", test: "folder-path", "aria-label": "Folder to add, typed" });
-  const error = errorLine();
+  const error = errorLine("folder-error");
   const show = () => {
     const all = [...new Set([...suggested, ...folders])];
     replace(
@@ -102,7 +102,7 @@ export function foldersSection(overview: Overview, suggested: string[]): Section
   };
   const choose = async () => {
     try {
-      await add(await api.chooseFolders("Choose folders to back up", true));
+      await add(await api.chooseFolders("Choose folders to back up", true, overview.home_dir));
     } catch (failure) {
       error.show(problem(failure));
     }
@@ -258,7 +258,7 @@ function chooseForm(tooWeak: string | null): PassphraseForm {
 
 /// "Keep a copy": the passphrase saved to a file the user chooses, or printed, to keep offline.
 function keepACopy(passphrase: () => string): HTMLElement {
-  const error = errorLine();
+  const error = errorLine("copy-error");
   const said = h("p", { class: "hint", role: "status", test: "copy-kept" });
   const withPassphrase = async (work: (value: string) => Promise<void>) => {
     error.show(null);
@@ -275,7 +275,8 @@ function keepACopy(passphrase: () => string): HTMLElement {
   };
   const saveToFile = () =>
     withPassphrase(async (value) => {
-      const path = await api.chooseFileToSave("Save your recovery passphrase", "surplus-recovery-passphrase.txt");
+      const { home_dir } = await api.overview();
+      const path = await api.chooseFileToSave("Save your recovery passphrase", `${home_dir}/surplus-recovery-passphrase.txt`);
       if (path === null) return;
       await api.savePassphrase(path, value);
       said.textContent = `Saved to ${path}. Keep that file somewhere safe and offline, not in a folder that is backed up.`;

@@ -4,7 +4,7 @@
 
 import { getCurrentWindow } from "@tauri-apps/api/window";
 import { api, type Choices } from "./api";
-import { busy, errorLine, h, replace } from "./dom";
+import { ask, busy, errorLine, h, replace } from "./dom";
 import { computeSection, diskSection, networkSection } from "./lending";
 import { consentSection, foldersSection, passphraseSection, type Section } from "./sections";
 
@@ -61,7 +61,7 @@ export async function settings(root: HTMLElement): Promise<void> {
         ...sections.filter((s) => (s === disk ? lent.consent_storage : s === compute ? lent.consent_compute : true)).map((s) => s.read()),
       );
       const question = withdrawing(choices);
-      if (question && !window.confirm(question)) return;
+      if (question && !(await ask(question, "Stop lending"))) return;
       await api.apply(choices);
       if (autostart.checked !== overview.autostart) {
         await api.setAutostart(autostart.checked);
@@ -71,8 +71,8 @@ export async function settings(root: HTMLElement): Promise<void> {
       changed(false);
     });
   });
-  void getCurrentWindow().onCloseRequested((event) => {
-    if (dirty && !window.confirm("Close without saving your changes?")) event.preventDefault();
+  void getCurrentWindow().onCloseRequested(async (event) => {
+    if (dirty && !(await ask("Close without saving your changes?", "Close without saving", "Keep editing"))) event.preventDefault();
   });
 
   const passphraseCard = () => {
@@ -105,7 +105,7 @@ export async function settings(root: HTMLElement): Promise<void> {
       const question =
         "Log out of your account on every PC, this one too? Use this if a PC was lost or stolen. " +
         "Your PCs go on backing up and lending; forgetting snapshots or changing the recovery passphrase will ask you to log in again.";
-      if (!window.confirm(question)) return;
+      if (!(await ask(question, "Log out everywhere"))) return;
       if (await busy(everywhere, "Logging out...", error, api.logOutEverywhere)) {
         say(null);
         everywhere.hidden = true;

@@ -48,6 +48,7 @@ const overview: Overview = {
   autostart: true,
   data_dir: "/home/ann/.local/share/surplus",
   restore_to: "/home/ann/Restored",
+  home_dir: "/home/ann",
 };
 
 it("says what you give, what you get, the backups and the hub in plain words", () => {

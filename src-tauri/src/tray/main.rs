@@ -34,6 +34,8 @@ const REFRESH: Duration = Duration::from_secs(2);
 enum Wake {
     Menu(String),
     Link(Message),
+    /// The agent's state or the settings changed on disk.
+    StateChanged,
 }
 
 struct Tray {
@@ -267,6 +269,14 @@ fn main() -> ExitCode {
         eprintln!("surplus-tray: cannot answer the windows: {error}");
         return ExitCode::FAILURE;
     }
+    // The tray says a change as it happens (a backup done, the hub's word on it), not at its next
+    // look; without a watch it still looks every REFRESH.
+    let proxy = event_loop.create_proxy();
+    let _watcher = surplus_desktop::watch::state_files(&data_dir, move || {
+        let _ = proxy.send_event(Wake::StateChanged);
+    })
+    .map_err(|error| tracing::warn!(%error, "cannot watch the data directory"))
+    .ok();
     if for_window {
         println!("listening");
         let _ = std::io::stdout().flush();
@@ -293,6 +303,7 @@ fn main() -> ExitCode {
             }
             Event::UserEvent(Wake::Menu(id)) => quit = tray.on_menu(&id),
             Event::UserEvent(Wake::Link(message)) => tray.on_message(message),
+            Event::UserEvent(Wake::StateChanged) => tray.refresh(),
             _ => {}
         }
         if quit {

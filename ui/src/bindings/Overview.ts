@@ -27,4 +27,8 @@ autostart: boolean, data_dir: string,
 /**
  * Where a restore goes unless the user picks another folder.
  */
-restore_to: string, };
+restore_to: string, 
+/**
+ * The user's home folder, where the folder choosers open.
+ */
+home_dir: string, };

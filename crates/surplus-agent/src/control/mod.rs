@@ -40,8 +40,8 @@ pub use health::{BackupHealth, HealthLevel, backup_health};
 pub use status::StatusView;
 pub use surplus_backup::repo::Existing;
 pub use tray::{
-    Alert, TrayState, TrayStatus, alerts, default_restore_dir, host_name, local_clock, pause_until,
-    suggested_folders, tomorrow_morning, tray_status,
+    Alert, TrayState, TrayStatus, alerts, default_restore_dir, home_dir, host_name, local_clock,
+    pause_until, suggested_folders, tomorrow_morning, tray_status,
 };
 pub use window::{Overview, RestoreProgress, Restored};
 

@@ -216,9 +216,12 @@ pub fn suggested_folders() -> Vec<PathBuf> {
 
 /// Where a restore goes unless the user says otherwise: `Restored` in the home folder.
 pub fn default_restore_dir() -> PathBuf {
-    dirs::home_dir()
-        .unwrap_or_else(std::env::temp_dir)
-        .join("Restored")
+    home_dir().join("Restored")
+}
+
+/// The user's home folder (the temporary folder on a system that has none).
+pub fn home_dir() -> PathBuf {
+    dirs::home_dir().unwrap_or_else(std::env::temp_dir)
 }
 
 /// This machine's name, the device's name unless the user gives another.

@@ -33,6 +33,8 @@ pub struct Overview {
     pub data_dir: PathBuf,
     /// Where a restore goes unless the user picks another folder.
     pub restore_to: PathBuf,
+    /// The user's home folder, where the folder choosers open.
+    pub home_dir: PathBuf,
 }
 
 /// How far a restore is, sent to the restore window as it goes.
