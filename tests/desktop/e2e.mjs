@@ -499,7 +499,7 @@ async function main() {
   check("restore to the original location keeps the changed file and puts the snapshot's copy beside it",
     readFileSync(join(FOLDER, "letter.txt"), "utf8") === "changed since the backup\n"
       && readFileSync(join(FOLDER, "letter (restored).txt"), "utf8") === "a letter to keep\n"
-      && back.includes("1 had changed since"), back);
+      && back.includes("1 file had changed since"), back);
   screenshot("restore");
   await wd("POST", s("/window"), { handle: status });
 

@@ -26,8 +26,10 @@ it("lists snapshots by day, newest first", () => {
 });
 
 it("says what a restore did to the files that were there", () => {
-  expect(restoredText({ files: 3, bytes: 2048, in_place: 0, replaced: 0, kept_both: 0 }, "into /tmp/r")).toBe("Restored 3 files, 2.0 KiB into /tmp/r.");
-  const back = restoredText({ files: 2, bytes: 10, in_place: 5, replaced: 0, kept_both: 1 }, "where they were");
-  expect(back).toContain("5 were there already, unchanged.");
-  expect(back).toContain('1 had changed since: they were kept, and the restored copies put beside them as "name (restored)".');
+  expect(restoredText({ files: 3, bytes: 2048, in_place: 0, replaced: 0, kept_both: 0 }, "into /tmp/r")).toBe("Restored 3 files (2.0 KiB) into /tmp/r.");
+  const back = restoredText({ files: 1, bytes: 10, in_place: 5, replaced: 0, kept_both: 1 }, "where they were");
+  expect(back).toBe(
+    'Restored 1 file (10 B) where they were. 5 files already there and unchanged. 1 file had changed since: kept, with the snapshot\'s copy put beside as "name (restored)".',
+  );
+  expect(restoredText({ files: 1, bytes: 1, in_place: 0, replaced: 1, kept_both: 0 }, "where they were")).toContain("1 file that had changed replaced");
 });

@@ -34,12 +34,19 @@ export function byDay(snapshots: Snapshot[]): { day: string; snapshots: Snapshot
   return [...days].map(([day, snapshots]) => ({ day, snapshots }));
 }
 
+/// "1 file", "3 files".
+function files(count: number): string {
+  return `${count} file${count === 1 ? "" : "s"}`;
+}
+
 /// What a restore did, in a sentence.
 export function restoredText(done: Restored, where: string): string {
-  const parts = [`Restored ${done.files} files, ${formatSize(done.bytes)} ${where}.`];
-  if (done.in_place > 0) parts.push(`${done.in_place} were there already, unchanged.`);
-  if (done.kept_both > 0) parts.push(`${done.kept_both} had changed since: they were kept, and the restored copies put beside them as "name (restored)".`);
-  if (done.replaced > 0) parts.push(`${done.replaced} that were there were replaced.`);
+  const parts = [`Restored ${files(done.files)} (${formatSize(done.bytes)}) ${where}.`];
+  if (done.in_place > 0) parts.push(`${files(done.in_place)} already there and unchanged.`);
+  if (done.kept_both > 0) {
+    parts.push(`${files(done.kept_both)} had changed since: kept, with the snapshot's copy put beside as "name (restored)".`);
+  }
+  if (done.replaced > 0) parts.push(`${files(done.replaced)} that had changed replaced by the snapshot's copy.`);
   return parts.join(" ");
 }
 
