@@ -306,6 +306,7 @@ function printPassphrase(passphrase: string): void {
     h("p", { class: "printed-passphrase" }, passphrase),
     h("p", {}, "It opens your backups on a new PC if this one is lost. Nobody else has it, Surplus included. Keep this sheet somewhere safe."),
   );
+  document.querySelectorAll(".print-sheet").forEach((old) => old.remove());
   document.body.append(sheet);
   window.addEventListener("afterprint", () => sheet.remove(), { once: true });
   window.print();
