@@ -1086,7 +1086,7 @@ fn an_interrupted_backup_and_an_interrupted_restore_complete_on_the_next_run() {
         running.kill().expect("interrupt the restore");
         running.wait().expect("wait");
         let out = cluster.agents[ada].ok(&["restore", "latest", "--target", &target_text]);
-        assert!(out.contains("were in place already"), "{out}");
+        assert!(out.contains("were there already, unchanged"), "{out}");
         assert_same(&folder, &target.join("videos"));
     });
 }
