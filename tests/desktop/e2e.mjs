@@ -353,20 +353,6 @@ async function main() {
   await eventually("the passphrase can be saved to a file for its owner alone", async () =>
     (await text("copy-kept")).startsWith("Saved to") && readFileSync(copy, "utf8").includes(generated)
       && (execFileSync("stat", ["-c", "%a", copy]).toString().trim() === "600"), 15);
-  // Or printed: the system's print dialog opens (clicked from a timer, since WebKit holds the
-  // page while its print dialog is open), and is cancelled.
-  await run("setTimeout(() => document.querySelector('[data-test=print-passphrase]').click(), 0)");
-  const printDialog = await until("the print dialog", () => {
-    try {
-      return execFileSync("xdotool", ["search", "--onlyvisible", "--name", "^Print$"]).toString().trim().split("\n")[0];
-    } catch {
-      return null;
-    }
-  }, 20);
-  screenshot("wizard-print-dialog");
-  execFileSync("xdotool", ["windowfocus", "--sync", printDialog, "key", "Escape"]);
-  await eventually("Print opens the system's print dialog, and the page is whole again once it closes",
-    async () => (await run("return document.querySelector('.print-sheet') === null")), 20);
   await accessible("the wizard's passphrase page");
   screenshot("wizard-passphrase");
   await click("next");

@@ -256,7 +256,7 @@ function chooseForm(tooWeak: string | null): PassphraseForm {
   };
 }
 
-/// "Keep a copy": the passphrase saved to a file the user chooses, or printed, to keep offline.
+/// "Keep a copy": the passphrase saved to a file the user chooses, to keep offline (or print).
 function keepACopy(passphrase: () => string): HTMLElement {
   const error = errorLine("copy-error");
   const said = h("p", { class: "hint", role: "status", test: "copy-kept" });
@@ -281,7 +281,6 @@ function keepACopy(passphrase: () => string): HTMLElement {
       await api.savePassphrase(path, value);
       said.textContent = `Saved to ${path}. Keep that file somewhere safe and offline, not in a folder that is backed up.`;
     });
-  const print = () => withPassphrase(async (value) => printPassphrase(value));
   return h(
     "div",
     { class: "keep-copy" },
@@ -290,26 +289,10 @@ function keepACopy(passphrase: () => string): HTMLElement {
       "div",
       { class: "row" },
       h("button", { type: "button", class: "secondary", test: "save-passphrase", on: { click: () => void saveToFile() } }, "Save to a file..."),
-      h("button", { type: "button", class: "secondary", test: "print-passphrase", on: { click: () => void print() } }, "Print..."),
     ),
     said,
     error,
   );
-}
-
-/// Prints a sheet with the passphrase alone (the page itself is hidden from the printer).
-function printPassphrase(passphrase: string): void {
-  const sheet = h(
-    "div",
-    { class: "print-sheet" },
-    h("h1", {}, "Surplus recovery passphrase"),
-    h("p", { class: "printed-passphrase" }, passphrase),
-    h("p", {}, "It opens your backups on a new PC if this one is lost. Nobody else has it, Surplus included. Keep this sheet somewhere safe."),
-  );
-  document.querySelectorAll(".print-sheet").forEach((old) => old.remove());
-  document.body.append(sheet);
-  window.addEventListener("afterprint", () => sheet.remove(), { once: true });
-  window.print();
 }
 
 /// An agent's message as a sentence: capitalised, with a full stop.
