@@ -325,7 +325,7 @@ async fn restore(
         None if replace => (RestoreTo::Original, Existing::Replace),
         None => (RestoreTo::Original, Existing::KeepBoth),
     };
-    let mut restored = Restored::default();
+    let mut restored = surplus_agent::control::RestoreReport::default();
     let wanted: Vec<Option<PathBuf>> = if paths.is_empty() {
         vec![None]
     } else {
@@ -346,13 +346,9 @@ async fn restore(
             .await
             .map_err(text)?;
         reporter.send(true);
-        restored.files += report.files;
-        restored.bytes += report.bytes;
-        restored.in_place += report.in_place;
-        restored.replaced += report.replaced;
-        restored.kept_both += report.kept_both;
+        restored += report;
     }
-    Ok(restored)
+    Ok(restored.into())
 }
 
 #[tauri::command]

@@ -312,13 +312,7 @@ impl Control {
             repository.set_progress(Arc::new(Forward(progress)));
             let mut done = surplus_backup::repo::RestoreReport::default();
             for (target, only) in restore_targets(&snapshot, path, to)? {
-                let report =
-                    repository.restore_with(&snapshot, &target, only.as_deref(), existing)?;
-                done.files += report.files;
-                done.bytes += report.bytes;
-                done.in_place += report.in_place;
-                done.replaced += report.replaced;
-                done.kept_both += report.kept_both;
+                done += repository.restore_with(&snapshot, &target, only.as_deref(), existing)?;
             }
             Ok(done)
         })

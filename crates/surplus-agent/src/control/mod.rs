@@ -38,7 +38,7 @@ pub use enrol::{Enrolled, Enrollment, Left, packaged_hub};
 pub use explain::{Doing, Problem};
 pub use health::{BackupHealth, HealthLevel, backup_health};
 pub use status::StatusView;
-pub use surplus_backup::repo::Existing;
+pub use surplus_backup::repo::{Existing, RestoreReport};
 pub use tray::{
     Alert, TrayState, TrayStatus, alerts, default_restore_dir, home_dir, host_name, local_clock,
     pause_until, suggested_folders, tomorrow_morning, tray_status,

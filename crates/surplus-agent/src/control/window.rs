@@ -60,3 +60,15 @@ pub struct Restored {
     /// Files that were there, different, and were kept, the restored copy put beside them.
     pub kept_both: u64,
 }
+
+impl From<surplus_backup::repo::RestoreReport> for Restored {
+    fn from(report: surplus_backup::repo::RestoreReport) -> Restored {
+        Restored {
+            files: report.files,
+            bytes: report.bytes,
+            in_place: report.in_place,
+            replaced: report.replaced,
+            kept_both: report.kept_both,
+        }
+    }
+}

@@ -29,6 +29,17 @@ pub struct RestoreReport {
     pub kept_both: u64,
 }
 
+impl std::ops::AddAssign for RestoreReport {
+    /// Counts another restore's work in, as for several paths restored one after another.
+    fn add_assign(&mut self, other: RestoreReport) {
+        self.files += other.files;
+        self.bytes += other.bytes;
+        self.in_place += other.in_place;
+        self.replaced += other.replaced;
+        self.kept_both += other.kept_both;
+    }
+}
+
 /// What a restore does with a different file already where it restores one (a file found in
 /// place, the same size and time, is always left as it is).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
